@@ -1,0 +1,59 @@
+//! The command line, as clap sees it. Values are checked for shape here; `main` turns them
+//! into work.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use schoolgate_engine::MacAddr;
+
+/// Where a packaged install keeps the policy.
+pub(crate) const DEFAULT_POLICY: &str = "/etc/schoolgate/policy.yaml";
+
+/// schoolgate's gateway agent: filters DNS, owns the gateway's firewall table, watches for
+/// filter bypass attempts and reports to the console.
+#[derive(Debug, Parser)]
+#[command(name = "schoolgate-agent", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check a policy file: exit 0 and a summary if it is valid, exit 2 and every error with
+    /// its line and column if not.
+    Check {
+        /// The policy file.
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+    },
+    /// Explain what the policy decides for one device and one site at one time.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExplainArgs {
+    /// The policy file.
+    #[arg(long, default_value = DEFAULT_POLICY)]
+    pub(crate) policy: PathBuf,
+    /// The device's IP address.
+    #[arg(long)]
+    pub(crate) client: IpAddr,
+    /// The device's MAC address, if known (school computers are recognised by MAC).
+    #[arg(long)]
+    pub(crate) mac: Option<MacAddr>,
+    /// The site's domain name.
+    #[arg(long)]
+    pub(crate) domain: String,
+    /// When: RFC 3339 with an offset, or local `YYYY-MM-DDTHH:MM[:SS]` in the school's time
+    /// zone. Default: now.
+    #[arg(long)]
+    pub(crate) at: Option<String>,
+    /// Decide as if the device were quarantined after a bypass attempt.
+    #[arg(long)]
+    pub(crate) quarantined: bool,
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    pub(crate) json: bool,
+}

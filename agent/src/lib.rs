@@ -1,0 +1,10 @@
+//! The gateway agent: the daemon shell around the policy engine.
+//!
+//! This crate is the only place that touches files, sockets, the firewall and the clock.
+//! Decisions themselves come from `schoolgate-engine`.
+//!
+//! - [`policy_file`]: reads `policy.yaml` and its list files from disk.
+//! - [`reload`]: keeps the live policy, watches its files and swaps in good edits.
+
+pub mod policy_file;
+pub mod reload;

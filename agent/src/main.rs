@@ -1,0 +1,114 @@
+//! The `schoolgate-agent` binary: command-line glue over the library.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use jiff::{Timestamp, ToSpan};
+use schoolgate_agent::policy_file::{self, LoadError};
+use schoolgate_engine::instant::parse_instant;
+use schoolgate_engine::{Client, Policy, decide, explain};
+
+use cli::{Cli, Command, ExplainArgs};
+
+/// Exit status for bad input: an invalid policy, a bad argument.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { policy } => check(&policy),
+        Command::Explain(args) => explain_cmd(&args),
+    }
+}
+
+fn load_or_report(path: &Path) -> Option<Policy> {
+    match policy_file::load(path) {
+        Ok(loaded) => Some(loaded.policy),
+        Err(e @ LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            None
+        }
+        Err(LoadError::Invalid(errors)) => {
+            for e in errors.iter() {
+                eprintln!("error: {e}");
+            }
+            let n = errors.len();
+            eprintln!("{}: {n} error{}; policy not loaded", path.display(), if n == 1 { "" } else { "s" });
+            None
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let Some(policy) = load_or_report(path) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let n_categories = policy.categories().count();
+    let cal = policy.calendar();
+    println!(
+        "{}: valid: {} ({}), {}, {}, {}, {}, {} ({}), {}, {}",
+        path.display(),
+        policy.school_name(),
+        policy.timezone_name(),
+        count(policy.groups().len(), "group"),
+        count(policy.devices().len(), "device"),
+        count(policy.rules().len(), "rule"),
+        count(policy.exceptions().len(), "exception"),
+        count(n_categories, "category"),
+        count(policy.n_domains(), "domain"),
+        count(cal.terms().len(), "term"),
+        count(cal.closures().len(), "closure"),
+    );
+    // Term-time rules stop applying after the last term: say so before it bites.
+    let today = Timestamp::now().to_zoned(policy.timezone().clone()).date();
+    if let Some((_, last)) = cal.span() {
+        if last < today {
+            eprintln!("warning: the last term ended on {last}; term-time schedules no longer apply. Add the new terms to `calendar`.");
+        } else if last < today.saturating_add(42.days()) {
+            eprintln!("warning: the last term ends on {last}; add the next terms to `calendar` before then.");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
+fn explain_cmd(args: &ExplainArgs) -> ExitCode {
+    let Some(policy) = load_or_report(&args.policy) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let now = match &args.at {
+        None => Timestamp::now(),
+        Some(text) => match parse_instant(text, policy.timezone()) {
+            Some(t) => t,
+            None => {
+                eprintln!(
+                    "error: --at `{text}` is not a time (expected RFC 3339 such as 2026-11-24T10:00:00+00:00, or local 2026-11-24T10:00)"
+                );
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+    };
+    let client = Client::new(args.client, args.mac);
+    let decision = decide(&policy, &client, &args.domain, now, args.quarantined);
+    if args.json {
+        println!("{}", explain::to_json(&policy, &decision, &client, &args.domain, now));
+    } else {
+        println!("{}", explain::sentence(&policy, &decision, &client, &args.domain, now));
+    }
+    ExitCode::SUCCESS
+}

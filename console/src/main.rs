@@ -1,0 +1,2 @@
+//! The `schoolgate-console` binary.
+fn main() {}

@@ -1,0 +1,25 @@
+//! schoolgate's policy engine: `policy.yaml` in, decisions out.
+//!
+//! Everything here is pure: no sockets, no files, no clock. Text, addresses and instants go
+//! in; a [`Policy`] or a [`Decision`] comes out. The gateway agent, its CLI and the console
+//! all decide through [`decide()`], so they always agree.
+//!
+//! - [`policy`]: loading and validating `policy.yaml` (two stages: raw YAML, then [`Policy`]).
+//! - [`domain`]: domain-name normalisation and the index of every listed domain.
+//! - [`calendar`], [`schedule`]: terms and closures; schedules compiled into instants.
+//! - [`device`]: client addresses and MACs.
+//! - [`decide`](mod@decide): the decision function.
+//! - [`explain`]: decisions as a sentence or JSON.
+
+pub mod calendar;
+pub mod decide;
+pub mod device;
+pub mod domain;
+pub mod explain;
+pub mod instant;
+pub mod policy;
+pub mod schedule;
+
+pub use decide::{Decision, Matched, Reason, decide, decide_as};
+pub use device::{Client, MacAddr};
+pub use policy::{Action, ListSource, Policy, PolicyError, PolicyErrors};

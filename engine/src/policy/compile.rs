@@ -1,0 +1,857 @@
+//! The second stage of loading: raw YAML values → a validated [`Policy`].
+//!
+//! Every check records its error with the value's location and carries on, so one run of
+//! `check` shows everything that needs fixing. A value that failed is left out and later
+//! checks that depend on it stay quiet rather than repeat the complaint.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use ipnet::IpNet;
+use jiff::civil::Date;
+use jiff::tz::{TimeZone, TimeZoneDatabase};
+use jiff::Timestamp;
+
+use super::error::{ErrorKind, Location, PolicyError, PolicyErrors};
+use super::raw::{Ordered, RawPolicy, S};
+use super::{
+    Action, Bypass, Device, DeviceId, Exception, Group, GroupId, Groups, ListSource, Policy,
+    Response, Rule, RuleId, ScheduleId, Target,
+};
+use crate::calendar::{Calendar, DateSpan};
+use crate::device::MacAddr;
+use crate::instant::parse_instant;
+use crate::domain::{parse_listed, DomainIndex, TargetId};
+use crate::schedule::{Days, Schedule, TimeRange, SECONDS_PER_DAY};
+
+/// List files can be long and machine-made; past this many errors in one, the rest are counted.
+const MAX_ERRORS_PER_LIST: usize = 20;
+
+/// The time zone database compiled into the program, so that loading a policy reads no files
+/// and gives the same answer on every machine.
+fn tzdb() -> &'static TimeZoneDatabase {
+    static DB: OnceLock<TimeZoneDatabase> = OnceLock::new();
+    DB.get_or_init(TimeZoneDatabase::bundled)
+}
+
+pub(super) fn from_yaml(text: &str, file: &Path, lists: &dyn ListSource) -> Result<Policy, PolicyErrors> {
+    let file_name: Arc<str> = file.display().to_string().into();
+    let raw: RawPolicy = match serde_saphyr::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => return Err(PolicyErrors(vec![yaml_error(&file_name, &e)])),
+    };
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cx = Compiler { file: file_name, base, lists, errors: Vec::new() };
+    let policy = cx.policy(raw);
+    if cx.errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(PolicyErrors(cx.errors))
+    }
+}
+
+fn yaml_error(file: &Arc<str>, e: &serde_saphyr::Error) -> PolicyError {
+    let (line, column) = e.location().map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
+    let text = e.without_snippet().to_string();
+    // serde-saphyr appends " at line L, column C"; the location is printed in front instead.
+    let message = match text.rfind(" at line ") {
+        Some(i) if text.get(i..).is_some_and(|t| t.contains(", column ")) => {
+            text.get(..i).unwrap_or(&text).to_owned()
+        }
+        _ => text,
+    };
+    let message = message
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .replace("duplicate mapping key: ", "key written twice: ");
+    PolicyError { at: Location { file: file.clone(), line, column }, kind: ErrorKind::Yaml { message } }
+}
+
+struct Compiler<'a> {
+    file: Arc<str>,
+    base: PathBuf,
+    lists: &'a dyn ListSource,
+    errors: Vec<PolicyError>,
+}
+
+/// Built-in names that policy entries may not take.
+const ALWAYS: &str = "always";
+const ALL: &str = "all";
+const DEFAULT_GROUP: &str = "default";
+
+/// What the validated pieces need from each other while compiling.
+struct Names {
+    schedules: HashMap<String, ScheduleId>,
+    categories: HashMap<String, TargetId>,
+    groups: HashMap<String, GroupId>,
+    devices: HashMap<String, DeviceId>,
+}
+
+impl<'a> Compiler<'a> {
+    fn at<T>(&self, s: &S<T>) -> Location {
+        Location {
+            file: self.file.clone(),
+            line: s.referenced.line().max(1),
+            column: s.referenced.column().max(1),
+        }
+    }
+
+    fn error<T>(&mut self, s: &S<T>, kind: ErrorKind) {
+        let at = self.at(s);
+        self.errors.push(PolicyError { at, kind });
+    }
+
+    fn policy(&mut self, raw: RawPolicy) -> Policy {
+        if raw.version.value != 1 {
+            self.error(&raw.version, ErrorKind::Version { found: raw.version.value });
+        }
+        let tz_name = raw.school.timezone.value.trim().to_owned();
+        let tz = match tzdb().get(&tz_name) {
+            Ok(tz) => tz,
+            Err(_) => {
+                self.error(&raw.school.timezone, ErrorKind::TimeZone { value: tz_name.clone() });
+                TimeZone::UTC
+            }
+        };
+        let calendar = self.calendar(&raw);
+        let mut index = DomainIndex::default();
+        let mut targets = Vec::new();
+        let (schedules, schedule_names) = self.schedules(&raw.schedules, &tz, &calendar);
+        let category_names = self.categories(&raw.categories, &mut index, &mut targets);
+        let (groups, devices, networks, group_names, device_names) = self.groups(&raw.groups);
+        let names = Names {
+            schedules: schedule_names,
+            categories: category_names,
+            groups: group_names,
+            devices: device_names,
+        };
+        let rules = self.rules(&raw, &names, &mut index, &mut targets);
+        let exceptions = self.exceptions(&raw, &names, &tz, &mut index, &mut targets);
+        let bypass = self.bypass(&raw, &names, groups.len(), &mut index, &mut targets);
+
+        let mut by_mac = HashMap::new();
+        let mut by_ip = HashMap::new();
+        for (i, d) in devices.iter().enumerate() {
+            let id = DeviceId(u32::try_from(i).unwrap_or(u32::MAX));
+            if let Some(mac) = d.mac {
+                by_mac.insert(mac, id);
+            }
+            if let Some(ip) = d.ip {
+                by_ip.insert(ip, id);
+            }
+        }
+        let mut rules_by_group: Vec<Vec<RuleId>> = vec![Vec::new(); groups.len() + 1];
+        for (i, rule) in rules.iter().enumerate() {
+            let id = RuleId(u32::try_from(i).unwrap_or(u32::MAX));
+            for (g, list) in rules_by_group.iter_mut().enumerate() {
+                let group = (g < groups.len()).then(|| GroupId(u32::try_from(g).unwrap_or(u32::MAX)));
+                if rule.groups.contains(group) {
+                    list.push(id);
+                }
+            }
+        }
+        let default_group = names.groups.get(DEFAULT_GROUP).copied();
+        Policy {
+            source: self.file.clone(),
+            school_name: raw.school.name.value.trim().to_owned(),
+            tz_name,
+            tz,
+            calendar,
+            schedules,
+            targets,
+            index,
+            groups,
+            devices,
+            by_mac,
+            by_ip,
+            networks,
+            default_group,
+            rules,
+            rules_by_group,
+            exceptions,
+            bypass,
+        }
+    }
+
+    fn date(&mut self, s: &S<String>) -> Option<Date> {
+        match s.value.trim().parse::<Date>() {
+            Ok(d) if s.value.trim().len() == 10 => Some(d),
+            _ => {
+                self.error(s, ErrorKind::Date { value: s.value.clone() });
+                None
+            }
+        }
+    }
+
+    fn calendar(&mut self, raw: &RawPolicy) -> Calendar {
+        let mut terms: Vec<(DateSpan, Location)> = Vec::new();
+        for t in &raw.calendar.terms {
+            let (from, to) = (self.date(&t.value.from), self.date(&t.value.to));
+            let (Some(from), Some(to)) = (from, to) else { continue };
+            let name = t.value.name.value.trim().to_owned();
+            if from > to {
+                self.error(&t.value.from, backwards(&name, from, to));
+                continue;
+            }
+            terms.push((DateSpan { name, from, to }, self.at(t)));
+        }
+        terms.sort_by_key(|(t, _)| t.from);
+        for pair in terms.windows(2) {
+            if let [(a, _), (b, at)] = pair {
+                if b.from <= a.to {
+                    let kind = ErrorKind::TermOverlap { name: b.name.clone(), other: a.name.clone() };
+                    self.errors.push(PolicyError { at: at.clone(), kind });
+                }
+            }
+        }
+        let mut closures = Vec::new();
+        for c in &raw.calendar.closures {
+            let name = c.value.name.value.trim().to_owned();
+            let span = match (&c.value.on, &c.value.from, &c.value.to) {
+                (Some(on), None, None) => self.date(on).map(|d| (d, d)),
+                (None, Some(from), Some(to)) => match (self.date(from), self.date(to)) {
+                    (Some(f), Some(t)) if f > t => {
+                        self.error(from, backwards(&name, f, t));
+                        None
+                    }
+                    (Some(f), Some(t)) => Some((f, t)),
+                    _ => None,
+                },
+                _ => {
+                    self.error(c, ErrorKind::ClosureDates);
+                    None
+                }
+            };
+            if let Some((from, to)) = span {
+                closures.push(DateSpan { name, from, to });
+            }
+        }
+        Calendar::new(terms.into_iter().map(|(t, _)| t).collect(), closures)
+    }
+
+    /// Checks a name used as a key (schedule, category, group).
+    fn key_name(&mut self, key: &S<String>, reserved: &[(&str, &'static str)]) -> bool {
+        let name = key.value.as_str();
+        if let Some((_, why)) = reserved.iter().find(|(r, _)| *r == name) {
+            self.error(key, ErrorKind::Reserved { name: name.to_owned(), why });
+            return false;
+        }
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            self.error(key, ErrorKind::BadName { name: name.to_owned() });
+        }
+        valid
+    }
+
+    fn schedules(
+        &mut self,
+        raw: &Ordered<S<super::raw::RawSchedule>>,
+        tz: &TimeZone,
+        calendar: &Calendar,
+    ) -> (Vec<Schedule>, HashMap<String, ScheduleId>) {
+        let mut out = vec![Schedule::always(tz)];
+        let mut names = HashMap::from([(ALWAYS.to_owned(), ScheduleId(0))]);
+        for (key, s) in &raw.0 {
+            let reserved = [(ALWAYS, "`always` is built in and means at every moment")];
+            if !self.key_name(key, &reserved) {
+                continue;
+            }
+            let mut days = Days::default();
+            let mut ok = true;
+            for d in &s.value.days {
+                match parse_day(&d.value) {
+                    Some(i) => {
+                        if let Some(slot) = days.0.get_mut(i) {
+                            *slot = true;
+                        }
+                    }
+                    None => {
+                        self.error(d, ErrorKind::Day { value: d.value.clone() });
+                        ok = false;
+                    }
+                }
+            }
+            if s.value.days.is_empty() {
+                self.error(s, ErrorKind::Empty { what: "schedule", name: key.value.clone(), needs: "days" });
+                ok = false;
+            }
+            let ranges = match &s.value.times {
+                None => vec![TimeRange::WHOLE_DAY],
+                Some(times) => {
+                    if times.is_empty() {
+                        self.error(s, ErrorKind::Empty { what: "schedule", name: key.value.clone(), needs: "times" });
+                        ok = false;
+                    }
+                    let mut ranges = Vec::new();
+                    for t in times {
+                        match parse_range(&t.value) {
+                            Ok(r) => ranges.push(r),
+                            Err(kind) => {
+                                self.error(t, kind);
+                                ok = false;
+                            }
+                        }
+                    }
+                    ranges
+                }
+            };
+            if !ok {
+                continue;
+            }
+            let label = s.value.label.clone().unwrap_or_else(|| format!("during {}", humanise(&key.value)));
+            let id = ScheduleId(u32::try_from(out.len()).unwrap_or(u32::MAX));
+            out.push(Schedule::compile(key.value.clone(), label, days, ranges, s.value.term_time, tz, calendar));
+            names.insert(key.value.clone(), id);
+        }
+        (out, names)
+    }
+
+    fn categories(
+        &mut self,
+        raw: &Ordered<S<super::raw::RawCategory>>,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+    ) -> HashMap<String, TargetId> {
+        let mut names = HashMap::new();
+        for (key, c) in &raw.0 {
+            let reserved = [(ALL, "`all` means every group; a category cannot take that name")];
+            if !self.key_name(key, &reserved) {
+                continue;
+            }
+            let id = TargetId(u32::try_from(targets.len()).unwrap_or(u32::MAX));
+            let mut n_domains = 0usize;
+            for d in &c.value.domains {
+                match parse_listed(&d.value) {
+                    Ok(name) => {
+                        index.insert(name, id);
+                        n_domains += 1;
+                    }
+                    Err(source) => self.error(d, ErrorKind::Domain { source }),
+                }
+            }
+            for list in &c.value.lists {
+                n_domains += self.list(list, id, index);
+            }
+            if c.value.lists.is_empty() && c.value.domains.is_empty() {
+                self.error(c, ErrorKind::Empty { what: "category", name: key.value.clone(), needs: "lists or domains" });
+            }
+            let label = c.value.label.clone().unwrap_or_else(|| humanise(&key.value));
+            targets.push(Target::Category {
+                name: key.value.clone(),
+                label,
+                description: c.value.description.clone(),
+                n_domains,
+            });
+            names.insert(key.value.clone(), id);
+        }
+        names
+    }
+
+    /// Reads one list file into the index; returns how many domains it listed.
+    fn list(&mut self, list: &S<String>, id: TargetId, index: &mut DomainIndex) -> usize {
+        let path = self.base.join(list.value.trim());
+        let text = match self.lists.read_list(&path) {
+            Ok(text) => text,
+            Err(source) => {
+                self.error(list, ErrorKind::ReadList { path, source });
+                return 0;
+            }
+        };
+        let list_file: Arc<str> = path.display().to_string().into();
+        // A rough count of lines, to size the index once rather than grow it many times.
+        index.reserve(text.len() / 16);
+        let mut n = 0;
+        let mut n_errors = 0;
+        for (i, line) in text.lines().enumerate() {
+            let content = line.split('#').next().unwrap_or("");
+            let trimmed = content.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            match parse_listed(trimmed) {
+                Ok(name) => {
+                    index.insert(name, id);
+                    n += 1;
+                }
+                Err(source) => {
+                    n_errors += 1;
+                    if n_errors <= MAX_ERRORS_PER_LIST {
+                        let column = content.len() - content.trim_start().len() + 1;
+                        let at = Location {
+                            file: list_file.clone(),
+                            line: i as u64 + 1,
+                            column: column as u64,
+                        };
+                        self.errors.push(PolicyError { at, kind: ErrorKind::Domain { source } });
+                    }
+                }
+            }
+        }
+        if n_errors > MAX_ERRORS_PER_LIST {
+            self.error(list, ErrorKind::TooManyListErrors {
+                path: list_file.to_string(),
+                n_more: n_errors - MAX_ERRORS_PER_LIST,
+            });
+        }
+        n
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn groups(
+        &mut self,
+        raw: &Ordered<S<super::raw::RawGroup>>,
+    ) -> (Vec<Group>, Vec<Device>, Vec<(IpNet, GroupId)>, HashMap<String, GroupId>, HashMap<String, DeviceId>) {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut devices: Vec<Device> = Vec::new();
+        let mut networks: Vec<(IpNet, GroupId)> = Vec::new();
+        let mut names = HashMap::new();
+        let mut device_names: HashMap<String, DeviceId> = HashMap::new();
+        let mut seen_mac: HashMap<MacAddr, DeviceId> = HashMap::new();
+        let mut seen_ip: HashMap<IpAddr, DeviceId> = HashMap::new();
+        for (key, g) in &raw.0 {
+            let reserved = [(ALL, "`all` is built in and means every group")];
+            if !self.key_name(key, &reserved) {
+                continue;
+            }
+            let gid = GroupId(u32::try_from(groups.len()).unwrap_or(u32::MAX));
+            groups.push(Group { name: key.value.clone(), description: g.value.description.clone(), networks: Vec::new() });
+            names.insert(key.value.clone(), gid);
+            for n in &g.value.networks {
+                let Some(net) = self.network(n) else { continue };
+                if let Some((_, other)) = networks.iter().find(|(m, _)| *m == net) {
+                    let other = group_name(&groups, *other);
+                    self.error(n, ErrorKind::DuplicateNetwork { value: net.to_string(), group: key.value.clone(), other });
+                    continue;
+                }
+                networks.push((net, gid));
+                if let Some(group) = groups.last_mut() {
+                    group.networks.push(net);
+                }
+            }
+            for d in &g.value.devices {
+                let name = d.value.name.value.trim().to_owned();
+                if d.value.mac.is_none() && d.value.ip.is_none() {
+                    self.error(d, ErrorKind::DeviceWithoutAddress { name: name.clone() });
+                    continue;
+                }
+                let mut ok = true;
+                let mut mac = None;
+                if let Some(m) = &d.value.mac {
+                    match m.value.parse::<MacAddr>() {
+                        Ok(parsed) => match seen_mac.get(&parsed) {
+                            Some(other) => {
+                                let kind = duplicate_device(&devices, &groups, format!("MAC {parsed}"), &name, gid, *other);
+                                self.error(m, kind);
+                                ok = false;
+                            }
+                            None => mac = Some(parsed),
+                        },
+                        Err(_) => {
+                            self.error(m, ErrorKind::Mac { value: m.value.clone() });
+                            ok = false;
+                        }
+                    }
+                }
+                let mut ip = None;
+                if let Some(s) = &d.value.ip {
+                    match s.value.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+                        Ok(parsed) => match seen_ip.get(&parsed) {
+                            Some(other) => {
+                                let kind = duplicate_device(&devices, &groups, format!("IP {parsed}"), &name, gid, *other);
+                                self.error(s, kind);
+                                ok = false;
+                            }
+                            None => ip = Some(parsed),
+                        },
+                        Err(_) => {
+                            self.error(s, ErrorKind::Ip { value: s.value.clone() });
+                            ok = false;
+                        }
+                    }
+                }
+                if device_names.contains_key(&name) {
+                    self.error(&d.value.name, ErrorKind::Duplicate { what: "device", name: name.clone() });
+                    ok = false;
+                }
+                if !ok {
+                    continue;
+                }
+                let did = DeviceId(u32::try_from(devices.len()).unwrap_or(u32::MAX));
+                if let Some(mac) = mac {
+                    seen_mac.insert(mac, did);
+                }
+                if let Some(ip) = ip {
+                    seen_ip.insert(ip, did);
+                }
+                device_names.insert(name.clone(), did);
+                devices.push(Device { name, owner: d.value.owner.clone(), mac, ip, group: gid });
+            }
+        }
+        // Most specific first, so the first network containing an address is the one to use.
+        networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        (groups, devices, networks, names, device_names)
+    }
+
+    fn network(&mut self, s: &S<String>) -> Option<IpNet> {
+        let text = s.value.trim();
+        let net = match text.parse::<IpNet>() {
+            Ok(n) => n,
+            // A bare address is a network of one.
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(ip) => IpNet::from(ip.to_canonical()),
+                Err(_) => {
+                    self.error(s, ErrorKind::Network { value: s.value.clone() });
+                    return None;
+                }
+            },
+        };
+        if net.trunc() != net {
+            self.error(s, ErrorKind::NetworkHostBits { value: text.to_owned(), suggestion: net.trunc().to_string() });
+            return None;
+        }
+        Some(net)
+    }
+
+    fn group_list(&mut self, list: &[S<String>], names: &Names, allow_all: bool) -> Option<Groups> {
+        let mut ids = Vec::new();
+        let mut all = false;
+        for g in list {
+            let name = g.value.trim();
+            if name == ALL && allow_all {
+                all = true;
+            } else if let Some(id) = names.groups.get(name) {
+                ids.push(*id);
+            } else {
+                let mut known: Vec<&str> = names.groups.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                if allow_all {
+                    known.insert(0, ALL);
+                }
+                self.error(g, ErrorKind::Unknown { what: "group", name: name.to_owned(), expected: one_of(&known) });
+            }
+        }
+        Some(if all { Groups::All } else { Groups::Some(ids) })
+    }
+
+    /// Resolves `allow:`/`block:` entries: category names, or domains gathered into one
+    /// inline target for this entry.
+    fn targets(
+        &mut self,
+        list: &[S<String>],
+        names: &Names,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+    ) -> Vec<TargetId> {
+        let mut out = Vec::new();
+        let mut inline: Vec<Box<str>> = Vec::new();
+        for item in list {
+            let value = item.value.trim();
+            if let Some(id) = names.categories.get(value) {
+                if !out.contains(id) {
+                    out.push(*id);
+                }
+                continue;
+            }
+            let looks_like_category = !value.contains('.');
+            match parse_listed(value) {
+                Ok(domain) if !looks_like_category => inline.push(domain),
+                result => {
+                    let mut known: Vec<&str> = names.categories.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    let kind = match result {
+                        Err(source) if !looks_like_category => {
+                            ErrorKind::Target { value: value.to_owned(), categories: one_of(&known), source }
+                        }
+                        _ => ErrorKind::Unknown {
+                            what: "category",
+                            name: value.to_owned(),
+                            expected: format!("{}, or a domain such as youtube.com", one_of(&known)),
+                        },
+                    };
+                    self.error(item, kind);
+                }
+            }
+        }
+        if !inline.is_empty() {
+            let id = TargetId(u32::try_from(targets.len()).unwrap_or(u32::MAX));
+            for d in &inline {
+                index.insert(d.clone(), id);
+            }
+            targets.push(Target::Domains { domains: inline });
+            out.push(id);
+        }
+        out
+    }
+
+    fn rules(
+        &mut self,
+        raw: &RawPolicy,
+        names: &Names,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+    ) -> Vec<Rule> {
+        let mut out = Vec::new();
+        let mut seen = HashMap::new();
+        for r in &raw.rules {
+            let name = r.value.name.value.trim().to_owned();
+            if seen.insert(name.clone(), ()).is_some() {
+                self.error(&r.value.name, ErrorKind::Duplicate { what: "rule", name: name.clone() });
+            }
+            if r.value.groups.is_empty() {
+                self.error(r, ErrorKind::Empty { what: "rule", name: name.clone(), needs: "groups" });
+            }
+            let groups = self.group_list(&r.value.groups, names, true);
+            let (action, list) = match (&r.value.allow, &r.value.block) {
+                (Some(a), None) => (Action::Allow, a),
+                (None, Some(b)) => (Action::Block, b),
+                _ => {
+                    self.error(r, ErrorKind::RuleAction { name });
+                    continue;
+                }
+            };
+            if list.is_empty() {
+                let needs = if action == Action::Allow { "categories or domains to allow" } else { "categories or domains to block" };
+                self.error(r, ErrorKind::Empty { what: "rule", name: name.clone(), needs });
+            }
+            let rule_targets = self.targets(list, names, index, targets);
+            let when = match &r.value.when {
+                None => Some(ScheduleId(0)),
+                Some(w) => {
+                    let found = names.schedules.get(w.value.trim()).copied();
+                    if found.is_none() {
+                        let mut known: Vec<&str> = names.schedules.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        self.error(w, ErrorKind::Unknown { what: "schedule", name: w.value.clone(), expected: one_of(&known) });
+                    }
+                    found
+                }
+            };
+            if let (Some(groups), Some(when)) = (groups, when) {
+                out.push(Rule { name, groups, action, targets: rule_targets, when });
+            }
+        }
+        out
+    }
+
+    fn datetime(&mut self, s: &S<String>, tz: &TimeZone) -> Option<Timestamp> {
+        let parsed = parse_instant(&s.value, tz);
+        if parsed.is_none() {
+            self.error(s, ErrorKind::DateTime { value: s.value.clone() });
+        }
+        parsed
+    }
+
+    fn exceptions(
+        &mut self,
+        raw: &RawPolicy,
+        names: &Names,
+        tz: &TimeZone,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+    ) -> Vec<Exception> {
+        let mut out = Vec::new();
+        let mut seen = HashMap::new();
+        for e in &raw.exceptions {
+            let v = &e.value;
+            let name = v.name.value.trim().to_owned();
+            if seen.insert(name.clone(), ()).is_some() {
+                self.error(&v.name, ErrorKind::Duplicate { what: "exception", name: name.clone() });
+            }
+            let groups = match self.group_list(&v.groups, names, false) {
+                Some(Groups::Some(ids)) => ids,
+                _ => Vec::new(),
+            };
+            let mut devices = Vec::new();
+            for d in &v.devices {
+                match names.devices.get(d.value.trim()) {
+                    Some(id) => devices.push(*id),
+                    None => {
+                        let mut known: Vec<&str> = names.devices.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        self.error(d, ErrorKind::Unknown { what: "device", name: d.value.clone(), expected: one_of(&known) });
+                    }
+                }
+            }
+            let networks: Vec<IpNet> = v.networks.iter().filter_map(|n| self.network(n)).collect();
+            if v.groups.is_empty() && v.devices.is_empty() && v.networks.is_empty() {
+                self.error(e, ErrorKind::Empty { what: "exception", name: name.clone(), needs: "groups, devices or networks" });
+            }
+            if v.allow.is_empty() {
+                self.error(e, ErrorKind::Empty { what: "exception", name: name.clone(), needs: "categories or domains to allow" });
+            }
+            let ex_targets = self.targets(&v.allow, names, index, targets);
+            let from = self.datetime(&v.from, tz);
+            let to = self.datetime(&v.to, tz);
+            if v.approved_by.value.trim().is_empty() {
+                self.error(&v.approved_by, ErrorKind::Empty { what: "exception", name: name.clone(), needs: "approver in `approved_by`" });
+            }
+            let (Some(from), Some(to)) = (from, to) else { continue };
+            if from >= to {
+                self.error(&v.from, ErrorKind::Backwards { what: name, from: v.from.value.clone(), to: v.to.value.clone() });
+                continue;
+            }
+            out.push(Exception {
+                name,
+                groups,
+                devices,
+                networks,
+                targets: ex_targets,
+                from,
+                to,
+                approved_by: v.approved_by.value.trim().to_owned(),
+                reason: v.reason.clone(),
+            });
+        }
+        out
+    }
+
+    fn bypass(
+        &mut self,
+        raw: &RawPolicy,
+        names: &Names,
+        n_groups: usize,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+    ) -> Bypass {
+        let default_response = Response::Alert;
+        let mut responses = vec![default_response; n_groups];
+        for (key, value) in &raw.bypass.response.0 {
+            let response = match value.value.trim() {
+                "quarantine" => Some(Response::Quarantine),
+                "alert" => Some(Response::Alert),
+                "log" => Some(Response::Log),
+                _ => {
+                    self.error(value, ErrorKind::Response { value: value.value.clone() });
+                    None
+                }
+            };
+            match names.groups.get(key.value.trim()) {
+                Some(g) => {
+                    if let (Some(slot), Some(r)) = (responses.get_mut(g.index()), response) {
+                        *slot = r;
+                    }
+                }
+                None => {
+                    let mut known: Vec<&str> = names.groups.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    self.error(key, ErrorKind::Unknown { what: "group", name: key.value.clone(), expected: one_of(&known) });
+                }
+            }
+        }
+        let quarantine_allow = self.targets(&raw.bypass.quarantine_allow, names, index, targets);
+        Bypass { responses, default_response, quarantine_allow }
+    }
+}
+
+fn group_name(groups: &[Group], id: GroupId) -> String {
+    groups.get(id.index()).map(|g| g.name.clone()).unwrap_or_default()
+}
+
+fn duplicate_device(
+    devices: &[Device],
+    groups: &[Group],
+    key: String,
+    name: &str,
+    group: GroupId,
+    other: DeviceId,
+) -> ErrorKind {
+    let (other_name, other_group) = devices
+        .get(other.index())
+        .map(|o| (o.name.clone(), group_name(groups, o.group)))
+        .unwrap_or_default();
+    ErrorKind::DuplicateDevice {
+        key,
+        name: name.to_owned(),
+        group: group_name(groups, group),
+        other: other_name,
+        other_group,
+    }
+}
+
+fn backwards(name: &str, from: Date, to: Date) -> ErrorKind {
+    ErrorKind::Backwards { what: name.to_owned(), from: from.to_string(), to: to.to_string() }
+}
+
+fn one_of(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none are defined".to_owned()
+    } else {
+        format!("one of {}", names.join(", "))
+    }
+}
+
+fn humanise(name: &str) -> String {
+    name.replace(['_', '-'], " ")
+}
+
+fn parse_day(s: &str) -> Option<usize> {
+    let s = s.trim().to_ascii_lowercase();
+    const DAYS: [[&str; 2]; 7] = [
+        ["mon", "monday"],
+        ["tue", "tuesday"],
+        ["wed", "wednesday"],
+        ["thu", "thursday"],
+        ["fri", "friday"],
+        ["sat", "saturday"],
+        ["sun", "sunday"],
+    ];
+    DAYS.iter().position(|names| names.contains(&s.as_str()))
+}
+
+/// Parses `HH:MM-HH:MM`. `24:00` is allowed as an end.
+fn parse_range(s: &str) -> Result<TimeRange, ErrorKind> {
+    let bad = || ErrorKind::TimeRange { value: s.to_owned() };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let start = parse_hm(a.trim(), false).ok_or_else(bad)?;
+    let end = parse_hm(b.trim(), true).ok_or_else(bad)?;
+    if start == end {
+        return Err(ErrorKind::EmptyTimeRange { value: s.to_owned() });
+    }
+    Ok(TimeRange { start, end })
+}
+
+fn parse_hm(s: &str, allow_24: bool) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u32 = h.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    match (h, m) {
+        (24, 0) if allow_24 => Some(SECONDS_PER_DAY),
+        (0..=23, 0..=59) => Some(h * 3600 + m * 60),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_ranges() {
+        let ok = [
+            ("08:30-15:30", 8 * 3600 + 1800, 15 * 3600 + 1800),
+            ("8:30 - 15:30", 8 * 3600 + 1800, 15 * 3600 + 1800),
+            ("22:00-06:00", 22 * 3600, 6 * 3600),
+            ("00:00-24:00", 0, SECONDS_PER_DAY),
+            ("18:00-24:00", 18 * 3600, SECONDS_PER_DAY),
+        ];
+        for (s, a, b) in ok {
+            assert_eq!(parse_range(s).unwrap(), TimeRange { start: a, end: b }, "{s}");
+        }
+        for s in ["08:30", "8-9", "25:00-26:00", "08:60-09:00", "24:00-06:00", "08:30-08:30", "aa:bb-cc:dd", "08:30-15:30-16:00"] {
+            assert!(parse_range(s).is_err(), "{s}");
+        }
+        assert!(matches!(parse_range("08:30-08:30"), Err(ErrorKind::EmptyTimeRange { .. })));
+    }
+
+    #[test]
+    fn days() {
+        assert_eq!(parse_day("Mon"), Some(0));
+        assert_eq!(parse_day("sunday"), Some(6));
+        assert_eq!(parse_day("mo"), None);
+    }
+}

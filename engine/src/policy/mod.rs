@@ -1,0 +1,375 @@
+//! The validated policy: what `policy.yaml` means once every name is resolved, every domain
+//! list is indexed and every schedule is compiled into instants.
+//!
+//! Loading is two stages. [`raw`] reads the YAML as written (unknown keys rejected); `compile`
+//! turns that into a [`Policy`], reporting every problem with its file, line and column. A
+//! `Policy` cannot be built any other way, so holding one means it is valid.
+//!
+//! Nothing here reads files or the clock: list files are read through the [`ListSource`] the
+//! caller passes in.
+
+mod compile;
+pub mod error;
+mod raw;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::calendar::Calendar;
+use crate::device::{Client, MacAddr};
+use crate::domain::{DomainIndex, TargetId};
+use crate::schedule::Schedule;
+
+pub use error::{ErrorKind, Location, PolicyError, PolicyErrors};
+
+/// Reads the list files a policy names. Paths arrive already resolved against the policy
+/// file's directory.
+pub trait ListSource {
+    fn read_list(&self, path: &Path) -> io::Result<String>;
+}
+
+impl<F: Fn(&Path) -> io::Result<String>> ListSource for F {
+    fn read_list(&self, path: &Path) -> io::Result<String> {
+        self(path)
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+        impl $name {
+            pub(crate) fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A group, by position in the policy.
+    GroupId
+);
+id_type!(
+    /// A device entry, by position in the policy.
+    DeviceId
+);
+id_type!(
+    /// A rule, by position: earlier rules are read first.
+    RuleId
+);
+id_type!(
+    /// An exception, by position.
+    ExceptionId
+);
+id_type!(
+    /// A schedule; 0 is the built-in `always`.
+    ScheduleId
+);
+
+/// Whether a name may be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Allow,
+    Block,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// What to do with a device caught trying to get round the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    /// Raise an alert and confine the device to `quarantine_allow` until staff release it.
+    Quarantine,
+    /// Raise an alert for the safeguarding lead; no change to the device's access.
+    Alert,
+    /// Record the event only.
+    Log,
+}
+
+impl Response {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Response::Quarantine => "quarantine",
+            Response::Alert => "alert",
+            Response::Log => "log",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub description: Option<String>,
+    pub networks: Vec<IpNet>,
+}
+
+/// A device entry: a machine the school knows by MAC and/or IP.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub name: String,
+    /// The pupil, class or member of staff, where the school records one.
+    pub owner: Option<String>,
+    pub mac: Option<MacAddr>,
+    pub ip: Option<IpAddr>,
+    pub group: GroupId,
+}
+
+/// Something `allow:`/`block:` can name.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A named category from `categories:`.
+    Category { name: String, label: String, description: Option<String>, n_domains: usize },
+    /// Domains written directly in one rule, exception or `quarantine_allow`.
+    Domains { domains: Vec<Box<str>> },
+}
+
+/// Which groups a rule speaks of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Groups {
+    /// `all`: every device, including devices in no group.
+    All,
+    Some(Vec<GroupId>),
+}
+
+impl Groups {
+    pub fn contains(&self, group: Option<GroupId>) -> bool {
+        match self {
+            Groups::All => true,
+            Groups::Some(list) => group.is_some_and(|g| list.contains(&g)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub groups: Groups,
+    pub action: Action,
+    pub targets: Vec<TargetId>,
+    pub when: ScheduleId,
+}
+
+/// A teacher-directed, time-boxed allowance, approved by a named person.
+#[derive(Debug, Clone)]
+pub struct Exception {
+    pub name: String,
+    pub groups: Vec<GroupId>,
+    pub devices: Vec<DeviceId>,
+    pub networks: Vec<IpNet>,
+    pub targets: Vec<TargetId>,
+    /// In force for `[from, to)`.
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub approved_by: String,
+    pub reason: Option<String>,
+}
+
+impl Exception {
+    /// Whether this exception speaks of the device (by group, device entry or network).
+    pub fn covers(&self, who: &Identity, client: &Client) -> bool {
+        who.group.is_some_and(|g| self.groups.contains(&g))
+            || who.device.is_some_and(|d| self.devices.contains(&d))
+            || client.ip.is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Bypass {
+    /// Indexed by group; groups not listed take [`Bypass::default_response`].
+    pub responses: Vec<Response>,
+    /// For groups not listed and devices in no group.
+    pub default_response: Response,
+    pub quarantine_allow: Vec<TargetId>,
+}
+
+/// How the policy sees a client: its device entry, if any, and its group, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub group: Option<GroupId>,
+    pub device: Option<DeviceId>,
+}
+
+/// A validated policy. See the module documentation.
+#[derive(Debug)]
+pub struct Policy {
+    pub(crate) source: Arc<str>,
+    pub(crate) school_name: String,
+    pub(crate) tz_name: String,
+    pub(crate) tz: TimeZone,
+    pub(crate) calendar: Calendar,
+    pub(crate) schedules: Vec<Schedule>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) index: DomainIndex,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) devices: Vec<Device>,
+    pub(crate) by_mac: HashMap<MacAddr, DeviceId>,
+    pub(crate) by_ip: HashMap<IpAddr, DeviceId>,
+    /// Every group network, most specific prefix first.
+    pub(crate) networks: Vec<(IpNet, GroupId)>,
+    pub(crate) default_group: Option<GroupId>,
+    pub(crate) rules: Vec<Rule>,
+    /// For each group, the rules that speak of it in order; the extra last entry is for
+    /// devices in no group (the `all` rules).
+    pub(crate) rules_by_group: Vec<Vec<RuleId>>,
+    pub(crate) exceptions: Vec<Exception>,
+    pub(crate) bypass: Bypass,
+}
+
+impl Policy {
+    /// Builds a policy from YAML text. `file` names the text in error messages and is the base
+    /// for relative list paths. Every problem found is returned, each with its location.
+    pub fn from_yaml(text: &str, file: &Path, lists: &dyn ListSource) -> Result<Policy, PolicyErrors> {
+        compile::from_yaml(text, file, lists)
+    }
+
+    /// The file this policy was read from, as given to [`Policy::from_yaml`].
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn school_name(&self) -> &str {
+        &self.school_name
+    }
+
+    /// The school's IANA time zone name.
+    pub fn timezone_name(&self) -> &str {
+        &self.tz_name
+    }
+
+    pub fn timezone(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    pub fn schedules(&self) -> &[Schedule] {
+        &self.schedules
+    }
+
+    pub fn schedule(&self, id: ScheduleId) -> Option<&Schedule> {
+        self.schedules.get(id.index())
+    }
+
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    pub fn group(&self, id: GroupId) -> Option<&Group> {
+        self.groups.get(id.index())
+    }
+
+    pub fn group_by_name(&self, name: &str) -> Option<GroupId> {
+        let i = self.groups.iter().position(|g| g.name == name)?;
+        Some(GroupId(u32::try_from(i).ok()?))
+    }
+
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    pub fn device(&self, id: DeviceId) -> Option<&Device> {
+        self.devices.get(id.index())
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn rule(&self, id: RuleId) -> Option<&Rule> {
+        self.rules.get(id.index())
+    }
+
+    pub fn exceptions(&self) -> &[Exception] {
+        &self.exceptions
+    }
+
+    pub fn exception(&self, id: ExceptionId) -> Option<&Exception> {
+        self.exceptions.get(id.index())
+    }
+
+    pub fn target(&self, id: TargetId) -> Option<&Target> {
+        self.targets.get(id.0 as usize)
+    }
+
+    /// The category a target is, if it is one.
+    pub fn category_name(&self, id: TargetId) -> Option<&str> {
+        match self.target(id)? {
+            Target::Category { name, .. } => Some(name),
+            Target::Domains { .. } => None,
+        }
+    }
+
+    pub fn categories(&self) -> impl Iterator<Item = (TargetId, &Target)> {
+        self.targets.iter().enumerate().filter_map(|(i, t)| {
+            let id = TargetId(u32::try_from(i).ok()?);
+            matches!(t, Target::Category { .. }).then_some((id, t))
+        })
+    }
+
+    /// How many distinct domains the policy lists, over all categories and rules.
+    pub fn n_domains(&self) -> usize {
+        self.index.n_domains()
+    }
+
+    pub fn bypass(&self) -> &Bypass {
+        &self.bypass
+    }
+
+    /// The bypass response for a group (or for devices in no group).
+    pub fn bypass_response(&self, group: Option<GroupId>) -> Response {
+        group
+            .and_then(|g| self.bypass.responses.get(g.index()).copied())
+            .unwrap_or(self.bypass.default_response)
+    }
+
+    /// Finds the client's device entry and group. A device entry wins over networks (by MAC
+    /// first, then by IP); among networks the most specific prefix wins; a client matching
+    /// nothing falls in the group named `default` if there is one.
+    pub fn identify(&self, client: &Client) -> Identity {
+        let device = client
+            .mac
+            .and_then(|m| self.by_mac.get(&m))
+            .or_else(|| client.ip.and_then(|ip| self.by_ip.get(&ip.to_canonical())))
+            .copied();
+        let group = match device.and_then(|d| self.devices.get(d.index())) {
+            Some(d) => Some(d.group),
+            None => client
+                .ip
+                .map(|ip| ip.to_canonical())
+                .and_then(|ip| self.networks.iter().find(|(n, _)| n.contains(&ip)))
+                .map(|(_, g)| *g)
+                .or(self.default_group),
+        };
+        Identity { group, device }
+    }
+
+    /// The rules that speak of `group`, in order.
+    pub(crate) fn rules_for(&self, group: Option<GroupId>) -> &[RuleId] {
+        let i = group.map_or(self.groups.len(), |g| g.index());
+        self.rules_by_group.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `ip` is inside any group's network: the resolver answers only these clients.
+    pub fn serves(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.networks.iter().any(|(n, _)| n.contains(&ip)) || self.by_ip.contains_key(&ip)
+    }
+}

@@ -1,0 +1,198 @@
+//! The first stage of loading: `policy.yaml` exactly as written, with the position of every
+//! value kept so the second stage ([`super::compile`]) can say where a bad value is.
+//!
+//! Leaves that need parsing (dates, times, networks, MACs, domains) stay strings here, so that
+//! the second stage can report every bad one rather than stopping at the first. Unknown keys
+//! are rejected: a misspelt key must not silently leave a rule out.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_saphyr::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+/// A YAML mapping whose order is kept (rules and messages follow the file) and whose keys
+/// carry their positions.
+#[derive(Debug)]
+pub(crate) struct Ordered<V>(pub(crate) Vec<(S<String>, V)>);
+
+impl<V> Default for Ordered<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OrderedVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<V> {
+            type Value = Ordered<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of names to entries")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<S<String>, V>()? {
+                    entries.push(entry);
+                }
+                Ok(Ordered(entries))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Ordered(Vec::new()))
+            }
+        }
+        deserializer.deserialize_map(OrderedVisitor(std::marker::PhantomData))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub version: S<u32>,
+    pub school: RawSchool,
+    #[serde(default)]
+    pub calendar: RawCalendar,
+    #[serde(default)]
+    pub schedules: Ordered<S<RawSchedule>>,
+    #[serde(default)]
+    pub categories: Ordered<S<RawCategory>>,
+    #[serde(default)]
+    pub groups: Ordered<S<RawGroup>>,
+    #[serde(default)]
+    pub rules: Vec<S<RawRule>>,
+    #[serde(default)]
+    pub exceptions: Vec<S<RawException>>,
+    #[serde(default)]
+    pub bypass: RawBypass,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchool {
+    pub name: S<String>,
+    pub timezone: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCalendar {
+    #[serde(default)]
+    pub terms: Vec<S<RawTerm>>,
+    #[serde(default)]
+    pub closures: Vec<S<RawClosure>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTerm {
+    pub name: S<String>,
+    pub from: S<String>,
+    pub to: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClosure {
+    pub name: S<String>,
+    #[serde(default)]
+    pub on: Option<S<String>>,
+    #[serde(default)]
+    pub from: Option<S<String>>,
+    #[serde(default)]
+    pub to: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    pub days: Vec<S<String>>,
+    /// Absent means the whole day.
+    #[serde(default)]
+    pub times: Option<Vec<S<String>>>,
+    #[serde(default)]
+    pub term_time: bool,
+    /// How explanations name this schedule ("in the school day").
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCategory {
+    #[serde(default)]
+    pub lists: Vec<S<String>>,
+    #[serde(default)]
+    pub domains: Vec<S<String>>,
+    /// How explanations name this category ("social networking").
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    #[serde(default)]
+    pub devices: Vec<S<RawDevice>>,
+    #[serde(default)]
+    pub networks: Vec<S<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    #[serde(default)]
+    pub mac: Option<S<String>>,
+    #[serde(default)]
+    pub ip: Option<S<String>>,
+    pub name: S<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub name: S<String>,
+    pub groups: Vec<S<String>>,
+    #[serde(default)]
+    pub allow: Option<Vec<S<String>>>,
+    #[serde(default)]
+    pub block: Option<Vec<S<String>>>,
+    /// A schedule name; absent means `always`.
+    #[serde(default)]
+    pub when: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawException {
+    pub name: S<String>,
+    #[serde(default)]
+    pub groups: Vec<S<String>>,
+    /// Device names from the groups' device entries.
+    #[serde(default)]
+    pub devices: Vec<S<String>>,
+    #[serde(default)]
+    pub networks: Vec<S<String>>,
+    pub allow: Vec<S<String>>,
+    pub from: S<String>,
+    pub to: S<String>,
+    pub approved_by: S<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBypass {
+    #[serde(default)]
+    pub response: Ordered<S<String>>,
+    #[serde(default)]
+    pub quarantine_allow: Vec<S<String>>,
+}
