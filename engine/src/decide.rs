@@ -118,6 +118,10 @@ impl<'p> Relevant<'p> {
             if let Some(rule) = policy.rule(*id) {
                 if let Some(m) = best_match(&rule.targets, matches) {
                     rules.push((*id, m));
+                    // A rule in force at every moment hides every rule after it.
+                    if policy.schedule(rule.when).is_some_and(|s| s.is_always()) {
+                        break;
+                    }
                 }
             }
         }
