@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::RecursiveMode;
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use schoolgate_engine::Policy;
 use tracing::{info, warn};
@@ -141,7 +141,13 @@ impl LivePolicy {
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
                 let wanted = live.watched_files();
-                let relevant = events.iter().flat_map(|e| e.paths.iter()).any(|p| wanted.contains(p));
+                // Reading the files (as every reload does) raises access events; only a
+                // change to a file can change the policy.
+                let relevant = events
+                    .iter()
+                    .filter(|e| !matches!(e.kind, EventKind::Access(_)))
+                    .flat_map(|e| e.paths.iter())
+                    .any(|p| wanted.contains(p));
                 if !relevant {
                     continue;
                 }

@@ -72,7 +72,7 @@ pub enum ErrorKind {
     BadName { name: String },
     #[error("unknown {what} `{name}` (expected {expected})")]
     Unknown { what: &'static str, name: String, expected: String },
-    #[error("`{value}` is neither a category (expected one of {categories}) nor a domain: {source}")]
+    #[error("`{value}` is neither a category (expected {categories}) nor a domain: {source}")]
     Target {
         value: String,
         categories: String,
