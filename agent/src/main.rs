@@ -37,7 +37,11 @@ fn load_or_report(path: &Path) -> Option<Policy> {
                 eprintln!("error: {e}");
             }
             let n = errors.len();
-            eprintln!("{}: {n} error{}; policy not loaded", path.display(), if n == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: {n} error{}; policy not loaded",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
             None
         }
         Err(e) => {
@@ -71,9 +75,13 @@ fn check(path: &Path) -> ExitCode {
     let today = Timestamp::now().to_zoned(policy.timezone().clone()).date();
     if let Some((_, last)) = cal.span() {
         if last < today {
-            eprintln!("warning: the last term ended on {last}; term-time schedules no longer apply. Add the new terms to `calendar`.");
+            eprintln!(
+                "warning: the last term ended on {last}; term-time schedules no longer apply. Add the new terms to `calendar`."
+            );
         } else if last < today.saturating_add(42.days()) {
-            eprintln!("warning: the last term ends on {last}; add the next terms to `calendar` before then.");
+            eprintln!(
+                "warning: the last term ends on {last}; add the next terms to `calendar` before then."
+            );
         }
     }
     ExitCode::SUCCESS
@@ -106,9 +114,15 @@ fn explain_cmd(args: &ExplainArgs) -> ExitCode {
     let client = Client::new(args.client, args.mac);
     let decision = decide(&policy, &client, &args.domain, now, args.quarantined);
     if args.json {
-        println!("{}", explain::to_json(&policy, &decision, &client, &args.domain, now));
+        println!(
+            "{}",
+            explain::to_json(&policy, &decision, &client, &args.domain, now)
+        );
     } else {
-        println!("{}", explain::sentence(&policy, &decision, &client, &args.domain, now));
+        println!(
+            "{}",
+            explain::sentence(&policy, &decision, &client, &args.domain, now)
+        );
     }
     ExitCode::SUCCESS
 }

@@ -46,8 +46,10 @@ pub struct Loaded {
 
 /// Reads and validates the policy at `path`.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut hasher = DefaultHasher::new();
     hasher.write(text.as_bytes());
     let read = RefCell::new((hasher, Vec::new()));
@@ -61,5 +63,9 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     };
     let policy = Policy::from_yaml(&text, path, &reader).map_err(LoadError::Invalid)?;
     let (hasher, lists) = read.into_inner();
-    Ok(Loaded { policy, lists, fingerprint: hasher.finish() })
+    Ok(Loaded {
+        policy,
+        lists,
+        fingerprint: hasher.finish(),
+    })
 }

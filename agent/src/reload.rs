@@ -59,7 +59,10 @@ impl LivePolicy {
     pub fn load(path: &Path) -> Result<Arc<Self>, LoadError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let loaded = policy_file::load(&path)?;
-        let files = Files { fingerprint: loaded.fingerprint, lists: loaded.lists };
+        let files = Files {
+            fingerprint: loaded.fingerprint,
+            lists: loaded.lists,
+        };
         Ok(Arc::new(Self {
             path,
             current: ArcSwap::from_pointee(loaded.policy),
@@ -93,7 +96,10 @@ impl LivePolicy {
         if files.fingerprint == loaded.fingerprint {
             return Outcome::Unchanged;
         }
-        *files = Files { fingerprint: loaded.fingerprint, lists: loaded.lists };
+        *files = Files {
+            fingerprint: loaded.fingerprint,
+            lists: loaded.lists,
+        };
         let policy = Arc::new(loaded.policy);
         self.current.store(policy.clone());
         info!(path = %self.path.display(), n_rules = policy.rules().len(), n_domains = policy.n_domains(), "policy reloaded");
@@ -155,17 +161,19 @@ impl LivePolicy {
                 if matches!(outcome, Outcome::Applied(_)) {
                     // A new policy may name lists in directories not yet watched.
                     for dir in live.watched_files().iter().filter_map(|f| f.parent()) {
-                        if dirs.insert(dir.to_path_buf()) {
-                            if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+                        if dirs.insert(dir.to_path_buf())
+                            && let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
                                 warn!(dir = %dir.display(), error = %e, "cannot watch list directory");
                             }
-                        }
                     }
                 }
                 on_outcome(&outcome);
             }
         })?;
-        Ok(Watch { stop, thread: Some(thread) })
+        Ok(Watch {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -1,2 +1,104 @@
-//! placeholder
-fn main() {}
+//! Decision time with a million listed domains, and the time to load that policy.
+//!
+//! `cargo bench -p schoolgate-engine --bench decide`. Targets (docs/PERFORMANCE.md): a median
+//! decision at or under 300 ns; loading under 2 s.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jiff::Timestamp;
+use schoolgate_engine::{Client, decide};
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+const N: usize = 1_000_000;
+
+fn bench(c: &mut Criterion) {
+    let list = synthetic::domains(N);
+    let policy = synthetic::build(&list);
+    assert!(policy.n_domains() >= N);
+    let listed: Vec<String> = list
+        .lines()
+        .step_by(9973)
+        .map(|d| format!("www.{d}"))
+        .collect();
+    let unlisted: Vec<String> = (0..listed.len())
+        .map(|i| format!("www.site{i}.example.org"))
+        .collect();
+    let pupil = Client::new("10.10.3.7".parse().unwrap(), None);
+    let staff = Client::new("10.20.3.7".parse().unwrap(), None);
+    let school_day: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+    let exception: Timestamp = "2026-11-24T13:30:00Z".parse().unwrap();
+
+    let mut g = c.benchmark_group("decide");
+    g.measurement_time(Duration::from_secs(3));
+    let mut i = 0usize;
+    g.bench_function("listed, blocked, with until", |b| {
+        b.iter(|| {
+            i = (i + 1) % listed.len();
+            black_box(decide(
+                &policy,
+                &pupil,
+                black_box(&listed[i]),
+                school_day,
+                false,
+            ))
+        })
+    });
+    g.bench_function("unlisted, allowed", |b| {
+        b.iter(|| {
+            i = (i + 1) % unlisted.len();
+            black_box(decide(
+                &policy,
+                &pupil,
+                black_box(&unlisted[i]),
+                school_day,
+                false,
+            ))
+        })
+    });
+    g.bench_function("staff in lessons, until the break", |b| {
+        b.iter(|| {
+            i = (i + 1) % listed.len();
+            black_box(decide(
+                &policy,
+                &staff,
+                black_box(&listed[i]),
+                school_day,
+                false,
+            ))
+        })
+    });
+    g.bench_function("exception in force", |b| {
+        b.iter(|| {
+            black_box(decide(
+                &policy,
+                &pupil,
+                black_box("www.youtube.com"),
+                exception,
+                false,
+            ))
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.bench_function("policy with 1M domains", |b| {
+        b.iter(|| black_box(synthetic::build(&list)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

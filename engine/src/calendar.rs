@@ -76,7 +76,11 @@ mod tests {
     use jiff::civil::date;
 
     fn span(name: &str, from: Date, to: Date) -> DateSpan {
-        DateSpan { name: name.into(), from, to }
+        DateSpan {
+            name: name.into(),
+            from,
+            to,
+        }
     }
 
     #[test]
@@ -110,6 +114,9 @@ mod tests {
             assert_eq!(cal.is_term_day(d), want, "{d} ({why})");
         }
         assert_eq!(cal.span(), Some((date(2026, 9, 3), date(2027, 3, 26))));
-        assert_eq!(cal.term_on(date(2027, 2, 1)).map(|t| t.name.as_str()), Some("Spring 2027"));
+        assert_eq!(
+            cal.term_on(date(2027, 2, 1)).map(|t| t.name.as_str()),
+            Some("Spring 2027")
+        );
     }
 }

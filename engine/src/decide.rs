@@ -78,22 +78,40 @@ pub fn decide_as<'p>(
     if quarantined {
         let allowed = best_match(&policy.bypass.quarantine_allow, &matches);
         return Decision {
-            action: if allowed.is_some() { Action::Allow } else { Action::Block },
+            action: if allowed.is_some() {
+                Action::Allow
+            } else {
+                Action::Block
+            },
             identity,
             reason: Reason::Quarantine,
             matched: allowed,
             until: None,
         };
     }
-    let no_rule = Decision { action: Action::Allow, identity, reason: Reason::NoRule, matched: None, until: None };
+    let no_rule = Decision {
+        action: Action::Allow,
+        identity,
+        reason: Reason::NoRule,
+        matched: None,
+        until: None,
+    };
     if matches.is_empty() {
         return no_rule;
     }
     let relevant = Relevant::new(policy, client, identity, &matches);
     let second = whole_second(now);
     let (action, reason, matched) = relevant.verdict_at(policy, second);
-    let until = relevant.next_change(policy, second, (action, reason)).and_then(|s| Timestamp::from_second(s).ok());
-    Decision { action, identity, reason, matched, until }
+    let until = relevant
+        .next_change(policy, second, (action, reason))
+        .and_then(|s| Timestamp::from_second(s).ok());
+    Decision {
+        action,
+        identity,
+        reason,
+        matched,
+        until,
+    }
 }
 
 /// The exceptions and rules that could ever decide for this device and name, in the order
@@ -107,21 +125,21 @@ impl<'p> Relevant<'p> {
     fn new(policy: &'p Policy, client: &Client, identity: Identity, matches: &Matches<'p>) -> Self {
         let mut exceptions = SmallVec::new();
         for (i, e) in policy.exceptions.iter().enumerate() {
-            if let Some(m) = best_match(&e.targets, matches) {
-                if e.covers(&identity, client) {
-                    exceptions.push((ExceptionId(i as u32), m));
-                }
+            if let Some(m) = best_match(&e.targets, matches)
+                && e.covers(&identity, client)
+            {
+                exceptions.push((ExceptionId(i as u32), m));
             }
         }
         let mut rules = SmallVec::new();
         for id in policy.rules_for(identity.group) {
-            if let Some(rule) = policy.rule(*id) {
-                if let Some(m) = best_match(&rule.targets, matches) {
-                    rules.push((*id, m));
-                    // A rule in force at every moment hides every rule after it.
-                    if policy.schedule(rule.when).is_some_and(|s| s.is_always()) {
-                        break;
-                    }
+            if let Some(rule) = policy.rule(*id)
+                && let Some(m) = best_match(&rule.targets, matches)
+            {
+                rules.push((*id, m));
+                // A rule in force at every moment hides every rule after it.
+                if policy.schedule(rule.when).is_some_and(|s| s.is_always()) {
+                    break;
                 }
             }
         }
@@ -130,17 +148,20 @@ impl<'p> Relevant<'p> {
 
     fn verdict_at(&self, policy: &Policy, second: i64) -> (Action, Reason, Option<Matched<'p>>) {
         for (id, m) in &self.exceptions {
-            if let Some(e) = policy.exception(*id) {
-                if e.from.as_second() <= second && second < e.to.as_second() {
-                    return (Action::Allow, Reason::Exception(*id), Some(*m));
-                }
+            if let Some(e) = policy.exception(*id)
+                && e.from.as_second() <= second
+                && second < e.to.as_second()
+            {
+                return (Action::Allow, Reason::Exception(*id), Some(*m));
             }
         }
         for (id, m) in &self.rules {
-            if let Some(rule) = policy.rule(*id) {
-                if policy.schedule(rule.when).is_some_and(|s| s.state(second).active) {
-                    return (rule.action, Reason::Rule(*id), Some(*m));
-                }
+            if let Some(rule) = policy.rule(*id)
+                && policy
+                    .schedule(rule.when)
+                    .is_some_and(|s| s.state(second).active)
+            {
+                return (rule.action, Reason::Rule(*id), Some(*m));
             }
         }
         (Action::Allow, Reason::NoRule, None)
@@ -191,10 +212,13 @@ impl<'p> Relevant<'p> {
 fn best_match<'p>(targets: &[TargetId], matches: &Matches<'p>) -> Option<Matched<'p>> {
     let mut best: Option<Matched<'p>> = None;
     for target in targets {
-        if let Some((_, domain)) = matches.iter().find(|(t, _)| t == target) {
-            if best.is_none_or(|b| domain.len() > b.domain.len()) {
-                best = Some(Matched { target: *target, domain });
-            }
+        if let Some((_, domain)) = matches.iter().find(|(t, _)| t == target)
+            && best.is_none_or(|b| domain.len() > b.domain.len())
+        {
+            best = Some(Matched {
+                target: *target,
+                domain,
+            });
         }
     }
     best
@@ -203,5 +227,9 @@ fn best_match<'p>(targets: &[TargetId], matches: &Matches<'p>) -> Option<Matched
 /// `now` to the whole second, rounding down (also before 1970).
 fn whole_second(now: Timestamp) -> i64 {
     let s = now.as_second();
-    if now.subsec_nanosecond() < 0 { s - 1 } else { s }
+    if now.subsec_nanosecond() < 0 {
+        s - 1
+    } else {
+        s
+    }
 }

@@ -20,7 +20,9 @@ impl FromStr for MacAddr {
 
     /// Accepts `52:54:00:12:34:56`, `52-54-00-12-34-56` and `5254.0012.3456`, any case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || MacParseError { value: s.to_owned() };
+        let err = || MacParseError {
+            value: s.to_owned(),
+        };
         let t = s.trim();
         let sep = [':', '-', '.'].into_iter().find(|c| t.contains(*c));
         let groups: Vec<&str> = match sep {
@@ -70,7 +72,10 @@ pub struct Client {
 impl Client {
     pub fn new(ip: IpAddr, mac: Option<MacAddr>) -> Self {
         // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is the IPv4 client.
-        Self { ip: Some(ip.to_canonical()), mac }
+        Self {
+            ip: Some(ip.to_canonical()),
+            mac,
+        }
     }
 }
 
@@ -81,10 +86,24 @@ mod tests {
     #[test]
     fn mac_forms() {
         let want = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-        for s in ["52:54:00:12:34:56", "52-54-00-12-34-56", "5254.0012.3456", "525400123456", " 52:54:00:12:34:56 ", "52:54:00:12:34:56".to_uppercase().as_str()] {
+        for s in [
+            "52:54:00:12:34:56",
+            "52-54-00-12-34-56",
+            "5254.0012.3456",
+            "525400123456",
+            " 52:54:00:12:34:56 ",
+            "52:54:00:12:34:56".to_uppercase().as_str(),
+        ] {
             assert_eq!(s.parse::<MacAddr>(), Ok(want), "{s}");
         }
-        for s in ["", "52:54:00:12:34", "52:54:00:12:34:56:78", "52:54:00:12:34:5g", "5:25:40:01:23:456", "52::54:00:12:34:56"] {
+        for s in [
+            "",
+            "52:54:00:12:34",
+            "52:54:00:12:34:56:78",
+            "52:54:00:12:34:5g",
+            "5:25:40:01:23:456",
+            "52::54:00:12:34:56",
+        ] {
             assert!(s.parse::<MacAddr>().is_err(), "{s}");
         }
         assert_eq!(want.to_string(), "52:54:00:12:34:56");

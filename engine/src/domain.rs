@@ -70,7 +70,9 @@ pub fn parse_listed(raw: &str) -> Result<Box<str>, DomainError> {
     let ascii: String = if name.is_ascii() {
         name.to_ascii_lowercase()
     } else {
-        idna::domain_to_ascii(name).map_err(|_| DomainError::Idna { value: name.to_owned() })?
+        idna::domain_to_ascii(name).map_err(|_| DomainError::Idna {
+            value: name.to_owned(),
+        })?
     };
     validate_ascii(&ascii, trimmed)?;
     Ok(ascii.into_boxed_str())
@@ -131,7 +133,10 @@ impl QueryName {
         let dst = buf.get_mut(..bytes.len())?;
         dst.copy_from_slice(bytes);
         dst.make_ascii_lowercase();
-        Some(Self { buf, len: bytes.len() })
+        Some(Self {
+            buf,
+            len: bytes.len(),
+        })
     }
 
     /// The normalised name. Lower-casing ASCII bytes keeps UTF-8 valid, so this never fails
@@ -226,12 +231,12 @@ impl DomainIndex {
     pub fn lookup<'a>(&'a self, name: &str, out: &mut Matches<'a>) {
         let mut rest = name;
         loop {
-            if let Some((key, set_id)) = self.map.get_key_value(rest) {
-                if let Some(set) = self.sets.get(*set_id as usize) {
-                    for target in set {
-                        if !out.iter().any(|(t, _)| t == target) {
-                            out.push((*target, key));
-                        }
+            if let Some((key, set_id)) = self.map.get_key_value(rest)
+                && let Some(set) = self.sets.get(*set_id as usize)
+            {
+                for target in set {
+                    if !out.iter().any(|(t, _)| t == target) {
+                        out.push((*target, key));
                     }
                 }
             }
@@ -289,7 +294,11 @@ mod tests {
 
     #[test]
     fn most_specific_listed_domain_wins_per_target() {
-        let idx = index(&[("google.com", 1), ("mail.google.com", 1), ("mail.google.com", 2)]);
+        let idx = index(&[
+            ("google.com", 1),
+            ("mail.google.com", 1),
+            ("mail.google.com", 2),
+        ]);
         assert_eq!(
             find(&idx, "x.mail.google.com"),
             vec![(1, "mail.google.com".into()), (2, "mail.google.com".into())]
@@ -301,7 +310,10 @@ mod tests {
     fn hostile_names_match_nothing_and_do_not_panic() {
         let idx = index(&[("facebook.com", 1)]);
         let long = "a.".repeat(200) + "facebook.com";
-        assert!(find(&idx, &long).is_empty(), "over-long names have no normal form");
+        assert!(
+            find(&idx, &long).is_empty(),
+            "over-long names have no normal form"
+        );
         assert!(find(&idx, "faceböok.com").is_empty());
         assert!(find(&idx, "\u{0}.facebook.com").len() == 1);
         assert!(find(&idx, "facebook\u{0}.com").is_empty());
@@ -319,28 +331,41 @@ mod tests {
         for (raw, want) in ok {
             assert_eq!(&*parse_listed(raw).unwrap(), want, "{raw}");
         }
-        let bad: &[(&str, fn(&DomainError) -> bool)] = &[
+        type Check = fn(&DomainError) -> bool;
+        let bad: &[(&str, Check)] = &[
             ("", |e| matches!(e, DomainError::Empty)),
             ("a..b", |e| matches!(e, DomainError::EmptyLabel { .. })),
             (".a", |e| matches!(e, DomainError::EmptyLabel { .. })),
             ("-a.com", |e| matches!(e, DomainError::Hyphen { .. })),
-            ("a b.com", |e| matches!(e, DomainError::BadCharacter { ch: ' ', .. })),
-            ("*.facebook.com", |e| {
-                matches!(e, DomainError::NotBare { suggestion, .. } if suggestion == "facebook.com")
+            ("a b.com", |e| {
+                matches!(e, DomainError::BadCharacter { ch: ' ', .. })
             }),
-            ("https://www.facebook.com/x", |e| {
-                matches!(e, DomainError::NotBare { suggestion, .. } if suggestion == "www.facebook.com")
+            (
+                "*.facebook.com",
+                |e| matches!(e, DomainError::NotBare { suggestion, .. } if suggestion == "facebook.com"),
+            ),
+            (
+                "https://www.facebook.com/x",
+                |e| matches!(e, DomainError::NotBare { suggestion, .. } if suggestion == "www.facebook.com"),
+            ),
+            ("facebook.com/groups", |e| {
+                matches!(e, DomainError::NotBare { .. })
             }),
-            ("facebook.com/groups", |e| matches!(e, DomainError::NotBare { .. })),
         ];
         for (raw, check) in bad {
             let err = parse_listed(raw).unwrap_err();
             assert!(check(&err), "{raw}: {err}");
         }
         let long_label = format!("{}.com", "a".repeat(64));
-        assert!(matches!(parse_listed(&long_label), Err(DomainError::LabelTooLong { .. })));
+        assert!(matches!(
+            parse_listed(&long_label),
+            Err(DomainError::LabelTooLong { .. })
+        ));
         let long_name = format!("{}com", "abcdefghi.".repeat(26));
-        assert!(matches!(parse_listed(&long_name), Err(DomainError::TooLong { .. })));
+        assert!(matches!(
+            parse_listed(&long_name),
+            Err(DomainError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -352,6 +377,9 @@ mod tests {
         idx.insert("d1.example".into(), TargetId(3));
         assert_eq!(idx.n_domains(), 1000);
         assert_eq!(idx.sets.len(), 2);
-        assert_eq!(find(&idx, "x.d1.example"), vec![(3, "d1.example".into()), (7, "d1.example".into())]);
+        assert_eq!(
+            find(&idx, "x.d1.example"),
+            vec![(3, "d1.example".into()), (7, "d1.example".into())]
+        );
     }
 }

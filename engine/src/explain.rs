@@ -12,7 +12,13 @@ use crate::device::Client;
 use crate::policy::{Action, Policy, Target};
 
 /// One sentence: what was decided, by what, and until when.
-pub fn sentence(policy: &Policy, d: &Decision<'_>, client: &Client, name: &str, now: Timestamp) -> String {
+pub fn sentence(
+    policy: &Policy,
+    d: &Decision<'_>,
+    client: &Client,
+    name: &str,
+    now: Timestamp,
+) -> String {
     let verdict = match d.action {
         Action::Allow => "Allowed",
         Action::Block => "Blocked",
@@ -20,9 +26,17 @@ pub fn sentence(policy: &Policy, d: &Decision<'_>, client: &Client, name: &str, 
     let who = subject(policy, d, client);
     let body = match d.reason {
         Reason::Quarantine => {
-            let allowed: Vec<String> =
-                policy.bypass().quarantine_allow.iter().map(|t| target_label(policy, *t)).collect();
-            let allowed = if allowed.is_empty() { "nothing".to_owned() } else { allowed.join(", ") };
+            let allowed: Vec<String> = policy
+                .bypass()
+                .quarantine_allow
+                .iter()
+                .map(|t| target_label(policy, *t))
+                .collect();
+            let allowed = if allowed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                allowed.join(", ")
+            };
             match d.matched {
                 Some(m) => format!(
                     "{who} is quarantined after a bypass attempt, but {} stays reachable (matched {})",
@@ -38,7 +52,8 @@ pub fn sentence(policy: &Policy, d: &Decision<'_>, client: &Client, name: &str, 
         Reason::Exception(id) => {
             let e = policy.exception(id);
             let what = matched_label(policy, d.matched);
-            let (ename, approver) = e.map_or(("?", "?"), |e| (e.name.as_str(), e.approved_by.as_str()));
+            let (ename, approver) =
+                e.map_or(("?", "?"), |e| (e.name.as_str(), e.approved_by.as_str()));
             format!(
                 "{what} is open to {who} for “{ename}”, approved by {approver}{}",
                 matched_note(d.matched)
@@ -55,11 +70,16 @@ pub fn sentence(policy: &Policy, d: &Decision<'_>, client: &Client, name: &str, 
                 Action::Allow => "may use",
                 Action::Block => "may not use",
             };
-            let matched = d.matched.map_or_else(String::new, |m| format!(", matched {}", m.domain));
+            let matched = d
+                .matched
+                .map_or_else(String::new, |m| format!(", matched {}", m.domain));
             format!("{who} {verb} {what}{when} (rule “{rname}”{matched})")
         }
         Reason::NoRule if d.until.is_some() => {
-            format!("no rule restricts {} for {who} at this time", clean_name(name))
+            format!(
+                "no rule restricts {} for {who} at this time",
+                clean_name(name)
+            )
         }
         Reason::NoRule => format!("no rule restricts {} for {who}", clean_name(name)),
     };
@@ -73,8 +93,18 @@ pub fn sentence(policy: &Policy, d: &Decision<'_>, client: &Client, name: &str, 
 
 /// The decision as one JSON object:
 /// `{"action","group","rule","exception","category","matched","until",...}`.
-pub fn to_json(policy: &Policy, d: &Decision<'_>, client: &Client, name: &str, now: Timestamp) -> Value {
-    let group = d.identity.group.and_then(|g| policy.group(g)).map(|g| g.name.clone());
+pub fn to_json(
+    policy: &Policy,
+    d: &Decision<'_>,
+    client: &Client,
+    name: &str,
+    now: Timestamp,
+) -> Value {
+    let group = d
+        .identity
+        .group
+        .and_then(|g| policy.group(g))
+        .map(|g| g.name.clone());
     let device = d.identity.device.and_then(|id| policy.device(id));
     let rule = match d.reason {
         Reason::Rule(id) => policy.rule(id).map(|r| r.name.clone()),
@@ -84,7 +114,10 @@ pub fn to_json(policy: &Policy, d: &Decision<'_>, client: &Client, name: &str, n
         Reason::Exception(id) => policy.exception(id).map(|e| e.name.clone()),
         _ => None,
     };
-    let category = d.matched.and_then(|m| policy.category_name(m.target)).map(str::to_owned);
+    let category = d
+        .matched
+        .and_then(|m| policy.category_name(m.target))
+        .map(str::to_owned);
     json!({
         "action": d.action.as_str(),
         "group": group,
@@ -107,7 +140,9 @@ pub fn to_json(policy: &Policy, d: &Decision<'_>, client: &Client, name: &str, n
 
 /// An instant as RFC 3339 with the school's UTC offset, e.g. `2026-11-24T15:30:00+00:00`.
 pub fn rfc3339(policy: &Policy, t: Timestamp) -> String {
-    t.to_zoned(policy.timezone().clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    t.to_zoned(policy.timezone().clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
 }
 
 /// "15:30 today", "08:30 tomorrow", "08:30 on Monday 30 November 2026".
@@ -126,7 +161,11 @@ fn when_phrase(policy: &Policy, t: Timestamp, now: Timestamp) -> String {
 }
 
 fn subject(policy: &Policy, d: &Decision<'_>, client: &Client) -> String {
-    let group = d.identity.group.and_then(|g| policy.group(g)).map(|g| g.name.replace('_', " "));
+    let group = d
+        .identity
+        .group
+        .and_then(|g| policy.group(g))
+        .map(|g| g.name.replace('_', " "));
     let device = d.identity.device.and_then(|id| policy.device(id));
     match (device, group) {
         (Some(dev), Some(g)) => format!("{} ({g})", dev.name),

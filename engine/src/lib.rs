@@ -16,6 +16,8 @@ pub mod decide;
 pub mod device;
 pub mod domain;
 pub mod explain;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod instant;
 pub mod policy;
 pub mod schedule;

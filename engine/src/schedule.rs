@@ -30,7 +30,10 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
-    pub const WHOLE_DAY: TimeRange = TimeRange { start: 0, end: SECONDS_PER_DAY };
+    pub const WHOLE_DAY: TimeRange = TimeRange {
+        start: 0,
+        end: SECONDS_PER_DAY,
+    };
 
     pub fn crosses_midnight(self) -> bool {
         self.end <= self.start
@@ -44,7 +47,11 @@ pub struct Days(pub [bool; 7]);
 impl Days {
     pub fn contains(self, day: Weekday) -> bool {
         let i = day.to_monday_zero_offset();
-        usize::try_from(i).ok().and_then(|i| self.0.get(i)).copied().unwrap_or(false)
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .copied()
+            .unwrap_or(false)
     }
 
     pub fn all(self) -> bool {
@@ -60,7 +67,11 @@ enum Windows {
     /// Every window there will ever be (term-time schedules).
     Complete(Vec<Window>),
     /// Windows precomputed for `[valid_from, valid_to)`; outside that, computed on demand.
-    Periodic { table: Vec<Window>, valid_from: i64, valid_to: i64 },
+    Periodic {
+        table: Vec<Window>,
+        valid_from: i64,
+        valid_to: i64,
+    },
 }
 
 /// One stretch of time a schedule is in force: `[start, end)` in Unix seconds.
@@ -122,7 +133,15 @@ impl Schedule {
         } else if term_time {
             let mut table = Vec::new();
             for term in calendar.terms() {
-                push_windows(&mut table, term.from, term.to, days, &ranges, Some(calendar), tz);
+                push_windows(
+                    &mut table,
+                    term.from,
+                    term.to,
+                    days,
+                    &ranges,
+                    Some(calendar),
+                    tz,
+                );
             }
             Windows::Complete(merge(table))
         } else {
@@ -137,9 +156,17 @@ impl Schedule {
                     let margin = i64::from(SECONDS_PER_DAY) * 9;
                     let valid_from = local_midnight(from, tz).saturating_add(margin);
                     let valid_to = local_midnight(to, tz).saturating_sub(margin);
-                    Windows::Periodic { table: merge(table), valid_from, valid_to }
+                    Windows::Periodic {
+                        table: merge(table),
+                        valid_from,
+                        valid_to,
+                    }
                 }
-                None => Windows::Periodic { table: Vec::new(), valid_from: 0, valid_to: 0 },
+                None => Windows::Periodic {
+                    table: Vec::new(),
+                    valid_from: 0,
+                    valid_to: 0,
+                },
             }
         };
         Self {
@@ -160,13 +187,16 @@ impl Schedule {
     /// Whether the schedule is in force at `now` (Unix seconds) and when that next changes.
     pub fn state(&self, now: i64) -> State {
         match &self.windows {
-            Windows::Always => State { active: true, next_change: None },
+            Windows::Always => State {
+                active: true,
+                next_change: None,
+            },
             Windows::Complete(table) => state_in(table, now),
-            Windows::Periodic { table, valid_from, valid_to }
-                if *valid_from <= now && now < *valid_to =>
-            {
-                state_in(table, now)
-            }
+            Windows::Periodic {
+                table,
+                valid_from,
+                valid_to,
+            } if *valid_from <= now && now < *valid_to => state_in(table, now),
             Windows::Periodic { .. } => {
                 // Outside the precomputed span: build the windows around `now`. A weekly
                 // schedule that is not always on changes at least once in any 8 days.
@@ -174,7 +204,15 @@ impl Schedule {
                 let mut table = Vec::new();
                 let from = today.saturating_sub(1.day());
                 let to = today.saturating_add(8.days());
-                push_windows(&mut table, from, to, self.days, &self.ranges, None, &self.tz);
+                push_windows(
+                    &mut table,
+                    from,
+                    to,
+                    self.days,
+                    &self.ranges,
+                    None,
+                    &self.tz,
+                );
                 state_in(&merge(table), now)
             }
         }
@@ -182,15 +220,33 @@ impl Schedule {
 
     /// Every window that starts in `[from, to)`, for display and tests.
     pub fn windows_between(&self, from: i64, to: i64, calendar: &Calendar) -> Vec<Window> {
-        let first = self.tz.to_datetime(timestamp(from)).date().saturating_sub(1.day());
+        let first = self
+            .tz
+            .to_datetime(timestamp(from))
+            .date()
+            .saturating_sub(1.day());
         let last = self.tz.to_datetime(timestamp(to)).date();
         let mut table = Vec::new();
         let cal = self.term_time.then_some(calendar);
         if self.is_always() {
-            return vec![Window { start: from, end: to }];
+            return vec![Window {
+                start: from,
+                end: to,
+            }];
         }
-        push_windows(&mut table, first, last, self.days, &self.ranges, cal, &self.tz);
-        merge(table).into_iter().filter(|w| w.end > from && w.start < to).collect()
+        push_windows(
+            &mut table,
+            first,
+            last,
+            self.days,
+            &self.ranges,
+            cal,
+            &self.tz,
+        );
+        merge(table)
+            .into_iter()
+            .filter(|w| w.end > from && w.start < to)
+            .collect()
     }
 }
 
@@ -218,7 +274,11 @@ fn covers_whole_day(ranges: &[TimeRange]) -> bool {
 }
 
 fn timestamp(second: i64) -> Timestamp {
-    Timestamp::from_second(second).unwrap_or(if second < 0 { Timestamp::MIN } else { Timestamp::MAX })
+    Timestamp::from_second(second).unwrap_or(if second < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
 }
 
 /// The instant `time` on `date` happens in `tz`, by the compatible rule.
@@ -232,7 +292,10 @@ fn instant(date: Date, seconds: u32, tz: &TimeZone) -> Option<i64> {
     let m = i8::try_from(seconds / 60 % 60).ok()?;
     let s = i8::try_from(seconds % 60).ok()?;
     let time = Time::new(h, m, s, 0).ok()?;
-    let ts = tz.to_ambiguous_timestamp(DateTime::from_parts(date, time)).compatible().ok()?;
+    let ts = tz
+        .to_ambiguous_timestamp(DateTime::from_parts(date, time))
+        .compatible()
+        .ok()?;
     Some(ts.as_second())
 }
 
@@ -252,12 +315,17 @@ fn push_windows(
 ) {
     let mut date = from;
     while date <= to {
-        let selected = days.contains(date.weekday())
-            && term_calendar.is_none_or(|cal| cal.is_term_day(date));
+        let selected =
+            days.contains(date.weekday()) && term_calendar.is_none_or(|cal| cal.is_term_day(date));
         if selected {
             for r in ranges {
-                let end_secs = if r.crosses_midnight() { r.end + SECONDS_PER_DAY } else { r.end };
-                if let (Some(start), Some(end)) = (instant(date, r.start, tz), instant(date, end_secs, tz))
+                let end_secs = if r.crosses_midnight() {
+                    r.end + SECONDS_PER_DAY
+                } else {
+                    r.end
+                };
+                if let (Some(start), Some(end)) =
+                    (instant(date, r.start, tz), instant(date, end_secs, tz))
                 {
                     // A range that falls wholly in a spring-forward gap can come out empty.
                     if start < end {
@@ -289,12 +357,18 @@ fn merge(mut windows: Vec<Window>) -> Vec<Window> {
 fn state_in(table: &[Window], now: i64) -> State {
     // The last window starting at or before `now`.
     let i = table.partition_point(|w| w.start <= now);
-    if let Some(w) = i.checked_sub(1).and_then(|j| table.get(j)) {
-        if now < w.end {
-            return State { active: true, next_change: Some(w.end) };
-        }
+    if let Some(w) = i.checked_sub(1).and_then(|j| table.get(j))
+        && now < w.end
+    {
+        return State {
+            active: true,
+            next_change: Some(w.end),
+        };
     }
-    State { active: false, next_change: table.get(i).map(|w| w.start) }
+    State {
+        active: false,
+        next_change: table.get(i).map(|w| w.start),
+    }
 }
 
 #[cfg(test)]
@@ -312,7 +386,11 @@ mod tests {
     }
 
     fn at(s: &str) -> i64 {
-        london().to_ambiguous_timestamp(s.parse().unwrap()).compatible().unwrap().as_second()
+        london()
+            .to_ambiguous_timestamp(s.parse().unwrap())
+            .compatible()
+            .unwrap()
+            .as_second()
     }
 
     fn weekdays() -> Days {
@@ -323,9 +401,34 @@ mod tests {
     fn whole_day_every_day_is_always() {
         let tz = london();
         let cal = Calendar::default();
-        let s = Schedule::compile("x".into(), "x".into(), Days([true; 7]), vec![TimeRange { start: hm(12, 0), end: hm(12, 0) + 1 }, TimeRange { start: hm(12, 0) + 1, end: hm(12, 0) }], false, &tz, &cal);
+        let s = Schedule::compile(
+            "x".into(),
+            "x".into(),
+            Days([true; 7]),
+            vec![
+                TimeRange {
+                    start: hm(12, 0),
+                    end: hm(12, 0) + 1,
+                },
+                TimeRange {
+                    start: hm(12, 0) + 1,
+                    end: hm(12, 0),
+                },
+            ],
+            false,
+            &tz,
+            &cal,
+        );
         assert!(s.is_always());
-        let s = Schedule::compile("x".into(), "x".into(), weekdays(), vec![TimeRange::WHOLE_DAY], false, &tz, &cal);
+        let s = Schedule::compile(
+            "x".into(),
+            "x".into(),
+            weekdays(),
+            vec![TimeRange::WHOLE_DAY],
+            false,
+            &tz,
+            &cal,
+        );
         assert!(!s.is_always());
     }
 
@@ -338,7 +441,10 @@ mod tests {
             "night".into(),
             "at night".into(),
             Days([false, false, false, false, true, false, false]),
-            vec![TimeRange { start: hm(22, 0), end: hm(6, 0) }],
+            vec![TimeRange {
+                start: hm(22, 0),
+                end: hm(6, 0),
+            }],
             false,
             &tz,
             &cal,
@@ -356,56 +462,153 @@ mod tests {
         for (t, want) in cases {
             assert_eq!(s.state(at(t)).active, want, "{t}");
         }
-        assert_eq!(s.state(at("2026-11-27T12:00")).next_change, Some(at("2026-11-27T22:00")));
-        assert_eq!(s.state(at("2026-11-28T01:00")).next_change, Some(at("2026-11-28T06:00")));
-        assert_eq!(s.state(at("2026-11-28T07:00")).next_change, Some(at("2026-12-04T22:00")));
+        assert_eq!(
+            s.state(at("2026-11-27T12:00")).next_change,
+            Some(at("2026-11-27T22:00"))
+        );
+        assert_eq!(
+            s.state(at("2026-11-28T01:00")).next_change,
+            Some(at("2026-11-28T06:00"))
+        );
+        assert_eq!(
+            s.state(at("2026-11-28T07:00")).next_change,
+            Some(at("2026-12-04T22:00"))
+        );
     }
 
     #[test]
     fn term_time_schedule_is_complete_and_ends_with_the_calendar() {
         let tz = london();
         let cal = Calendar::new(
-            vec![DateSpan { name: "T".into(), from: date(2026, 9, 3), to: date(2026, 12, 18) }],
-            vec![DateSpan { name: "INSET".into(), from: date(2026, 11, 27), to: date(2026, 11, 27) }],
+            vec![DateSpan {
+                name: "T".into(),
+                from: date(2026, 9, 3),
+                to: date(2026, 12, 18),
+            }],
+            vec![DateSpan {
+                name: "INSET".into(),
+                from: date(2026, 11, 27),
+                to: date(2026, 11, 27),
+            }],
         );
-        let s = Schedule::compile("sd".into(), "sd".into(), weekdays(), vec![TimeRange { start: hm(8, 30), end: hm(15, 30) }], true, &tz, &cal);
+        let s = Schedule::compile(
+            "sd".into(),
+            "sd".into(),
+            weekdays(),
+            vec![TimeRange {
+                start: hm(8, 30),
+                end: hm(15, 30),
+            }],
+            true,
+            &tz,
+            &cal,
+        );
         // Thursday 26 Nov 16:00 → next is Monday 30 Nov 08:30 (Friday is INSET).
-        assert_eq!(s.state(at("2026-11-26T16:00")).next_change, Some(at("2026-11-30T08:30")));
+        assert_eq!(
+            s.state(at("2026-11-26T16:00")).next_change,
+            Some(at("2026-11-30T08:30"))
+        );
         // After the last day of term: never again.
-        assert_eq!(s.state(at("2026-12-18T15:30")), State { active: false, next_change: None });
-        assert_eq!(s.state(at("2030-01-01T10:00")), State { active: false, next_change: None });
+        assert_eq!(
+            s.state(at("2026-12-18T15:30")),
+            State {
+                active: false,
+                next_change: None
+            }
+        );
+        assert_eq!(
+            s.state(at("2030-01-01T10:00")),
+            State {
+                active: false,
+                next_change: None
+            }
+        );
     }
 
     #[test]
     fn periodic_schedule_outside_the_precomputed_span_is_computed_on_demand() {
         let tz = london();
         let cal = Calendar::new(
-            vec![DateSpan { name: "T".into(), from: date(2026, 9, 3), to: date(2026, 12, 18) }],
+            vec![DateSpan {
+                name: "T".into(),
+                from: date(2026, 9, 3),
+                to: date(2026, 12, 18),
+            }],
             vec![],
         );
         let no_cal = Calendar::default();
-        let r = vec![TimeRange { start: hm(8, 30), end: hm(15, 30) }];
-        let with = Schedule::compile("a".into(), "a".into(), weekdays(), r.clone(), false, &tz, &cal);
+        let r = vec![TimeRange {
+            start: hm(8, 30),
+            end: hm(15, 30),
+        }];
+        let with = Schedule::compile(
+            "a".into(),
+            "a".into(),
+            weekdays(),
+            r.clone(),
+            false,
+            &tz,
+            &cal,
+        );
         let without = Schedule::compile("a".into(), "a".into(), weekdays(), r, false, &tz, &no_cal);
-        for t in ["2026-11-24T10:00", "2026-11-28T10:00", "2031-06-02T08:29:59", "2031-06-06T15:00", "2027-03-28T09:00"] {
+        for t in [
+            "2026-11-24T10:00",
+            "2026-11-28T10:00",
+            "2031-06-02T08:29:59",
+            "2031-06-06T15:00",
+            "2027-03-28T09:00",
+        ] {
             assert_eq!(with.state(at(t)), without.state(at(t)), "{t}");
         }
-        assert_eq!(without.state(at("2031-06-06T15:00")).next_change, Some(at("2031-06-06T15:30")));
-        assert_eq!(without.state(at("2031-06-06T16:00")).next_change, Some(at("2031-06-09T08:30")));
+        assert_eq!(
+            without.state(at("2031-06-06T15:00")).next_change,
+            Some(at("2031-06-06T15:30"))
+        );
+        assert_eq!(
+            without.state(at("2031-06-06T16:00")).next_change,
+            Some(at("2031-06-09T08:30"))
+        );
     }
 
     #[test]
     fn dst_changes_keep_local_times() {
         let tz = london();
         let cal = Calendar::default();
-        let s = Schedule::compile("sd".into(), "sd".into(), Days([true; 7]), vec![TimeRange { start: hm(8, 30), end: hm(15, 30) }], false, &tz, &cal);
+        let s = Schedule::compile(
+            "sd".into(),
+            "sd".into(),
+            Days([true; 7]),
+            vec![TimeRange {
+                start: hm(8, 30),
+                end: hm(15, 30),
+            }],
+            false,
+            &tz,
+            &cal,
+        );
         // Spring forward: Sunday 2027-03-28 at 01:00 GMT. 08:30 BST is 07:30 UTC.
         let st = s.state(at("2027-03-28T00:30"));
         assert_eq!(st.next_change, Some(at("2027-03-28T08:30")));
-        assert_eq!(st.next_change, Some("2027-03-28T07:30:00Z".parse::<Timestamp>().unwrap().as_second()));
+        assert_eq!(
+            st.next_change,
+            Some(
+                "2027-03-28T07:30:00Z"
+                    .parse::<Timestamp>()
+                    .unwrap()
+                    .as_second()
+            )
+        );
         // Fall back: Sunday 2027-10-31 at 02:00 BST. 15:30 GMT is 15:30 UTC.
         let st = s.state(at("2027-10-31T12:00"));
-        assert_eq!(st.next_change, Some("2027-10-31T15:30:00Z".parse::<Timestamp>().unwrap().as_second()));
+        assert_eq!(
+            st.next_change,
+            Some(
+                "2027-10-31T15:30:00Z"
+                    .parse::<Timestamp>()
+                    .unwrap()
+                    .as_second()
+            )
+        );
     }
 
     #[test]
@@ -414,7 +617,18 @@ mod tests {
         let cal = Calendar::default();
         // 00:30-02:30 across both changes: 2 hours of clock time, 1 hour on the spring day
         // (01:00-02:00 does not exist) and 3 hours on the autumn day (01:00-02:00 happens twice).
-        let s = Schedule::compile("n".into(), "n".into(), Days([false, false, false, false, false, false, true]), vec![TimeRange { start: hm(0, 30), end: hm(2, 30) }], false, &tz, &cal);
+        let s = Schedule::compile(
+            "n".into(),
+            "n".into(),
+            Days([false, false, false, false, false, false, true]),
+            vec![TimeRange {
+                start: hm(0, 30),
+                end: hm(2, 30),
+            }],
+            false,
+            &tz,
+            &cal,
+        );
         let spring = s.windows_between(at("2027-03-28T00:00"), at("2027-03-28T12:00"), &cal);
         assert_eq!(spring.len(), 1);
         assert_eq!(spring[0].end - spring[0].start, 3600);

@@ -2,6 +2,13 @@
 //! closures, weekends, exceptions, quarantine) and `fixtures/edge_cases.yaml` (networks,
 //! devices, overnight and non-term schedules, both UK clock changes).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::Path;
 
 use schoolgate_engine::instant::parse_instant;
@@ -88,7 +95,8 @@ impl Case {
 fn run(policy: &Policy, cases: &[Case]) {
     let mut failures = Vec::new();
     for c in cases {
-        let now = parse_instant(c.at, policy.timezone()).unwrap_or_else(|| panic!("bad time {}", c.at));
+        let now =
+            parse_instant(c.at, policy.timezone()).unwrap_or_else(|| panic!("bad time {}", c.at));
         let mac = c.mac.map(|m| m.parse::<MacAddr>().unwrap());
         let client = Client::new(c.ip.parse().unwrap(), mac);
         let d = decide(policy, &client, c.name, now, c.quarantined);
@@ -98,9 +106,20 @@ fn run(policy: &Policy, cases: &[Case]) {
             Reason::Rule(id) => policy.rule(id).unwrap().name.clone(),
             Reason::Exception(id) => policy.exception(id).unwrap().name.clone(),
         };
-        let group = d.identity.group.map(|g| policy.group(g).unwrap().name.clone());
-        let want_until = c.until.map(|t| parse_instant(t, policy.timezone()).unwrap());
-        let got = (d.action, by.as_str(), group.as_deref(), d.matched.map(|m| m.domain), d.until);
+        let group = d
+            .identity
+            .group
+            .map(|g| policy.group(g).unwrap().name.clone());
+        let want_until = c
+            .until
+            .map(|t| parse_instant(t, policy.timezone()).unwrap());
+        let got = (
+            d.action,
+            by.as_str(),
+            group.as_deref(),
+            d.matched.map(|m| m.domain),
+            d.until,
+        );
         let want = (c.action, c.by, c.group, c.matched, want_until);
         if got != want {
             failures.push(format!(
@@ -115,7 +134,13 @@ fn run(policy: &Policy, cases: &[Case]) {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 const PUPILS_SD: &str = "Pupils keep off social networking in the school day";
@@ -130,6 +155,7 @@ const STAFF: &str = "10.20.4.4";
 #[test]
 fn seed_rules_and_calendar_in_the_shipped_policy() {
     // 2026-11-24 is a Tuesday in the autumn term; 2026-11-27 is an INSET day.
+    #[rustfmt::skip]
     let cases = [
         // Pupils may not use social networking in the school day.
         case("pupils, school day", PUPIL, "www.facebook.com", "2026-11-24T10:00").block(PUPILS_SD, "facebook.com").group("pupils").until("2026-11-24T15:30"),
@@ -217,6 +243,7 @@ fn networks_devices_schedules_and_clock_changes() {
     const BOARDERS: &str = "Boarders off games in the evening";
     const FRIDAY: &str = "Staff off games on Friday night";
     const WEEKDAYS: &str = "Staff off social on weekdays";
+    #[rustfmt::skip]
     let cases = [
         // Most specific network wins: 10.0.0.0/8 staff ⊃ 10.10.0.0/16 pupils ⊃ 10.10.6.0/24 year6.
         case("year 6 subnet", "10.10.6.5", "roblox.com", "2027-01-12T10:00").block(Y6_GAMES, "roblox.com").group("year6").until("2027-01-12T12:00"),
@@ -285,13 +312,32 @@ fn explanations_read_as_sentences_and_json() {
     assert_eq!(json["category"], "social_networking");
     assert_eq!(json["matched"], "facebook.com");
     assert_eq!(json["until"], "2026-11-24T15:30:00+00:00");
-    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(&keys[..7], ["action", "group", "rule", "exception", "category", "matched", "until"]);
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        &keys[..7],
+        [
+            "action",
+            "group",
+            "rule",
+            "exception",
+            "category",
+            "matched",
+            "until"
+        ]
+    );
 
     // Summer time shows the +01:00 offset.
     let summer = parse_instant("2027-06-08T10:00", policy.timezone()).unwrap();
     let d = decide(&policy, &client, "www.facebook.com", summer, false);
-    assert_eq!(explain::to_json(&policy, &d, &client, "x", summer)["until"], "2027-06-08T15:30:00+01:00");
+    assert_eq!(
+        explain::to_json(&policy, &d, &client, "x", summer)["until"],
+        "2027-06-08T15:30:00+01:00"
+    );
 
     // Hostile names are bounded and escaped in the text.
     let nasty = format!("{}\u{1b}[31m.evil\n", "a".repeat(400));

@@ -1,5 +1,12 @@
 //! Loading refuses bad policies with every error, each at its file, line and column.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,9 +15,15 @@ use schoolgate_engine::Policy;
 
 /// List files held in memory, keyed by the path the loader asks for.
 fn lists(files: &[(&str, &str)]) -> impl Fn(&Path) -> io::Result<String> {
-    let map: HashMap<PathBuf, String> =
-        files.iter().map(|(p, t)| (Path::new("/school").join(p), t.to_string())).collect();
-    move |p: &Path| map.get(p).cloned().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
+    let map: HashMap<PathBuf, String> = files
+        .iter()
+        .map(|(p, t)| (Path::new("/school").join(p), t.to_string()))
+        .collect();
+    move |p: &Path| {
+        map.get(p)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
+    }
 }
 
 fn errors(yaml: &str, files: &[(&str, &str)]) -> Vec<String> {
@@ -37,8 +50,15 @@ rules:
 
 #[test]
 fn a_good_policy_loads() {
-    let p = Policy::from_yaml(GOOD, Path::new("/school/policy.yaml"), &lists(&[("lists/social.txt", "facebook.com\n# comment\n\n  Instagram.COM  # trailing\n")]))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let p = Policy::from_yaml(
+        GOOD,
+        Path::new("/school/policy.yaml"),
+        &lists(&[(
+            "lists/social.txt",
+            "facebook.com\n# comment\n\n  Instagram.COM  # trailing\n",
+        )]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.n_domains(), 3);
     assert_eq!(p.school_name(), "Test School");
 }
@@ -81,36 +101,108 @@ bypass:
     let list = "facebook.com\nhttps://www.instagram.com/\nok.example\nbad..name\n";
     let got = errors(yaml, &[("lists/social.txt", list)]);
     let want: &[(&str, &str)] = &[
-        ("/school/policy.yaml:2:40", "unknown time zone `Europe/Londn`"),
+        (
+            "/school/policy.yaml:2:40",
+            "unknown time zone `Europe/Londn`",
+        ),
         ("/school/policy.yaml:5:45", "`2026-13-18` is not a date"),
         ("/school/policy.yaml:6:29", "`Spring` starts after it ends"),
-        ("/school/policy.yaml:8:7", "a closure needs either `on: DATE`"),
+        (
+            "/school/policy.yaml:8:7",
+            "a closure needs either `on: DATE`",
+        ),
         ("/school/policy.yaml:10:29", "`tues` is not a day"),
-        ("/school/policy.yaml:10:44", "`08:30-25:30` is not a time range"),
-        ("/school/policy.yaml:10:59", "time range `09:00-09:00` is empty"),
+        (
+            "/school/policy.yaml:10:44",
+            "`08:30-25:30` is not a time range",
+        ),
+        (
+            "/school/policy.yaml:10:59",
+            "time range `09:00-09:00` is empty",
+        ),
         ("/school/policy.yaml:11:3", "`always` is reserved"),
-        ("/school/lists/social.txt:2:1", "`https://www.instagram.com/` is a wildcard or URL; write the bare domain (`www.instagram.com`)"),
-        ("/school/lists/social.txt:4:1", "`bad..name` has an empty label"),
-        ("/school/policy.yaml:13:39", "cannot read list `/school/lists/missing.txt`"),
-        ("/school/policy.yaml:13:69", "`*.threads.net` is a wildcard or URL; write the bare domain (`threads.net`)"),
+        (
+            "/school/lists/social.txt:2:1",
+            "`https://www.instagram.com/` is a wildcard or URL; write the bare domain (`www.instagram.com`)",
+        ),
+        (
+            "/school/lists/social.txt:4:1",
+            "`bad..name` has an empty label",
+        ),
+        (
+            "/school/policy.yaml:13:39",
+            "cannot read list `/school/lists/missing.txt`",
+        ),
+        (
+            "/school/policy.yaml:13:69",
+            "`*.threads.net` is a wildcard or URL; write the bare domain (`threads.net`)",
+        ),
         ("/school/policy.yaml:14:3", "`all` is reserved"),
-        ("/school/policy.yaml:16:38", "network `10.10.0.1/16` has host bits set (did you mean 10.10.0.0/16?)"),
-        ("/school/policy.yaml:16:52", "`fd00::zz/64` is not a network"),
-        ("/school/policy.yaml:18:16", "network 10.10.0.0/16 is in both group `staff` and group `pupils`"),
-        ("/school/policy.yaml:20:16", "`52:54:00:12:34:5` is not a MAC address"),
-        ("/school/policy.yaml:22:16", "device MAC 52:54:00:12:34:56 is listed twice (as `B` in group `staff` and `A` in group `staff`)"),
-        ("/school/policy.yaml:23:9", "device entry `Nothing` has neither `mac` nor `ip`"),
-        ("/school/policy.yaml:25:26", "unknown group `pupil` (expected one of all, pupils, staff)"),
-        ("/school/policy.yaml:25:42", "unknown category `socail` (expected one of social, or a domain such as youtube.com)"),
-        ("/school/policy.yaml:25:57", "unknown schedule `school_days` (expected one of always)"),
-        ("/school/policy.yaml:26:5", "rule `R2` needs exactly one of `allow` or `block`"),
-        ("/school/policy.yaml:27:43", "`bad_domain.c*m` is neither a category (expected one of social) nor a domain"),
+        (
+            "/school/policy.yaml:16:38",
+            "network `10.10.0.1/16` has host bits set (did you mean 10.10.0.0/16?)",
+        ),
+        (
+            "/school/policy.yaml:16:52",
+            "`fd00::zz/64` is not a network",
+        ),
+        (
+            "/school/policy.yaml:18:16",
+            "network 10.10.0.0/16 is in both group `staff` and group `pupils`",
+        ),
+        (
+            "/school/policy.yaml:20:16",
+            "`52:54:00:12:34:5` is not a MAC address",
+        ),
+        (
+            "/school/policy.yaml:22:16",
+            "device MAC 52:54:00:12:34:56 is listed twice (as `B` in group `staff` and `A` in group `staff`)",
+        ),
+        (
+            "/school/policy.yaml:23:9",
+            "device entry `Nothing` has neither `mac` nor `ip`",
+        ),
+        (
+            "/school/policy.yaml:25:26",
+            "unknown group `pupil` (expected one of all, pupils, staff)",
+        ),
+        (
+            "/school/policy.yaml:25:42",
+            "unknown category `socail` (expected one of social, or a domain such as youtube.com)",
+        ),
+        (
+            "/school/policy.yaml:25:57",
+            "unknown schedule `school_days` (expected one of always)",
+        ),
+        (
+            "/school/policy.yaml:26:5",
+            "rule `R2` needs exactly one of `allow` or `block`",
+        ),
+        (
+            "/school/policy.yaml:27:43",
+            "`bad_domain.c*m` is neither a category (expected one of social) nor a domain",
+        ),
         ("/school/policy.yaml:29:58", "`E1` starts after it ends"),
-        ("/school/policy.yaml:30:58", "`2026-11-24` is not a local date and time"),
-        ("/school/policy.yaml:30:74", "`tomorrow` is not a local date and time"),
-        ("/school/policy.yaml:30:97", "exception `E2` names no approver in `approved_by`"),
-        ("/school/policy.yaml:32:23", "bypass response `expel` is not known"),
-        ("/school/policy.yaml:32:30", "unknown group `teachers` (expected one of pupils, staff)"),
+        (
+            "/school/policy.yaml:30:58",
+            "`2026-11-24` is not a local date and time",
+        ),
+        (
+            "/school/policy.yaml:30:74",
+            "`tomorrow` is not a local date and time",
+        ),
+        (
+            "/school/policy.yaml:30:97",
+            "exception `E2` names no approver in `approved_by`",
+        ),
+        (
+            "/school/policy.yaml:32:23",
+            "bypass response `expel` is not known",
+        ),
+        (
+            "/school/policy.yaml:32:30",
+            "unknown group `teachers` (expected one of pupils, staff)",
+        ),
     ];
     let mut missing = Vec::new();
     for (at, text) in want {
@@ -119,27 +211,61 @@ bypass:
             missing.push(prefix);
         }
     }
-    assert!(missing.is_empty(), "missing:\n  {}\n\ngot:\n  {}", missing.join("\n  "), got.join("\n  "));
+    assert!(
+        missing.is_empty(),
+        "missing:\n  {}\n\ngot:\n  {}",
+        missing.join("\n  "),
+        got.join("\n  ")
+    );
     assert_eq!(got.len(), want.len(), "got:\n  {}", got.join("\n  "));
 }
 
 #[test]
 fn shape_errors_stop_at_the_first_with_its_location() {
     let cases: &[(&str, &str)] = &[
-        ("version: 1\nschool: { name: S, timezone: Europe/London }\nrulez: []\n", "/school/policy.yaml:3:1: unknown field `rulez`"),
-        ("version: 1\nschool: { name: S, timezone: Europe/London }\nrules:\n  - { name: R, groups: [all], block: [x.com], wehn: always }\n", "/school/policy.yaml:4:47: unknown field `wehn`"),
-        ("version: 1\nschool: { name: S, timezone: Europe/London }\nschedules:\n  s: { days: mon }\n", "/school/policy.yaml:4:14:"),
-        ("version: 1\nschool: { name: S, timezone: Europe/London\n", "/school/policy.yaml:"),
-        ("version: 2\nschool: { name: S, timezone: Europe/London }\n", "/school/policy.yaml:1:10: unsupported policy version 2"),
-        ("version: 1\nversion: 1\nschool: { name: S, timezone: Europe/London }\n", "/school/policy.yaml:2:1: key written twice: version"),
+        (
+            "version: 1\nschool: { name: S, timezone: Europe/London }\nrulez: []\n",
+            "/school/policy.yaml:3:1: unknown field `rulez`",
+        ),
+        (
+            "version: 1\nschool: { name: S, timezone: Europe/London }\nrules:\n  - { name: R, groups: [all], block: [x.com], wehn: always }\n",
+            "/school/policy.yaml:4:47: unknown field `wehn`",
+        ),
+        (
+            "version: 1\nschool: { name: S, timezone: Europe/London }\nschedules:\n  s: { days: mon }\n",
+            "/school/policy.yaml:4:14:",
+        ),
+        (
+            "version: 1\nschool: { name: S, timezone: Europe/London\n",
+            "/school/policy.yaml:",
+        ),
+        (
+            "version: 2\nschool: { name: S, timezone: Europe/London }\n",
+            "/school/policy.yaml:1:10: unsupported policy version 2",
+        ),
+        (
+            "version: 1\nversion: 1\nschool: { name: S, timezone: Europe/London }\n",
+            "/school/policy.yaml:2:1: key written twice: version",
+        ),
         ("", "/school/policy.yaml:1:1:"),
-        ("school: { name: S, timezone: Europe/London }\n", "/school/policy.yaml:1:1: missing field `version`"),
+        (
+            "school: { name: S, timezone: Europe/London }\n",
+            "/school/policy.yaml:1:1: missing field `version`",
+        ),
     ];
     for (yaml, want) in cases {
         let got = errors(yaml, &[]);
         assert_eq!(got.len(), 1, "{yaml:?} gave {got:?}");
-        assert!(got[0].starts_with(want), "{yaml:?}:\n   got {}\n  want {want}…", got[0]);
-        assert!(!got[0].contains(" at line "), "location printed twice: {}", got[0]);
+        assert!(
+            got[0].starts_with(want),
+            "{yaml:?}:\n   got {}\n  want {want}…",
+            got[0]
+        );
+        assert!(
+            !got[0].contains(" at line "),
+            "location printed twice: {}",
+            got[0]
+        );
     }
 }
 
@@ -148,14 +274,19 @@ fn list_errors_are_bounded() {
     let list: String = (0..100).map(|i| format!("bad name {i}\n")).collect();
     let got = errors(GOOD, &[("lists/social.txt", &list)]);
     assert_eq!(got.len(), 21, "{got:?}");
-    assert!(got[20].contains("80 more errors in `/school/lists/social.txt` not shown"), "{}", got[20]);
+    assert!(
+        got[20].contains("80 more errors in `/school/lists/social.txt` not shown"),
+        "{}",
+        got[20]
+    );
 }
 
 #[test]
 fn the_shipped_policy_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let p = Policy::from_yaml(&text, &path, &|p: &Path| std::fs::read_to_string(p)).unwrap_or_else(|e| panic!("{e}"));
+    let p = Policy::from_yaml(&text, &path, &|p: &Path| std::fs::read_to_string(p))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.school_name(), "Example Primary School");
     assert!(p.n_domains() > 150);
 }

@@ -5,6 +5,13 @@
 //! - the decision does not change between `now` and `until`, and does change at `until`;
 //! - with no `until`, the decision holds for years.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -22,13 +29,24 @@ fn load(rel: &str) -> Policy {
 
 fn policies() -> &'static [Policy; 2] {
     static P: OnceLock<[Policy; 2]> = OnceLock::new();
-    P.get_or_init(|| [load("../policy.yaml"), load("tests/fixtures/edge_cases.yaml")])
+    P.get_or_init(|| {
+        [
+            load("../policy.yaml"),
+            load("tests/fixtures/edge_cases.yaml"),
+        ]
+    })
 }
 
 /// Instants from August 2026 to January 2028: two clock changes each way, terms, holidays.
 fn instant() -> impl Strategy<Value = Timestamp> {
-    let from = "2026-08-01T00:00:00Z".parse::<Timestamp>().unwrap().as_second();
-    let to = "2028-01-01T00:00:00Z".parse::<Timestamp>().unwrap().as_second();
+    let from = "2026-08-01T00:00:00Z"
+        .parse::<Timestamp>()
+        .unwrap()
+        .as_second();
+    let to = "2028-01-01T00:00:00Z"
+        .parse::<Timestamp>()
+        .unwrap()
+        .as_second();
     (from..to, 0i32..1_000_000_000).prop_map(|(s, ns)| Timestamp::new(s, ns).unwrap())
 }
 
@@ -55,16 +73,32 @@ fn client() -> impl Strategy<Value = Client> {
         Just(Some("02:00:00:00:00:01")),
         Just(Some("02:00:00:00:00:02")),
     ];
-    (prop_oneof![v4, v6], mac).prop_map(|(ip, mac)| Client::new(ip, mac.map(|m| m.parse::<MacAddr>().unwrap())))
+    (prop_oneof![v4, v6], mac)
+        .prop_map(|(ip, mac)| Client::new(ip, mac.map(|m| m.parse::<MacAddr>().unwrap())))
 }
 
 fn name() -> impl Strategy<Value = String> {
     let listed = prop_oneof![
-        Just("facebook.com"), Just("youtube.com"), Just("googlevideo.com"), Just("dbprimary.com"),
-        Just("roblox.com"), Just("minecraft.net"), Just("example.org"), Just("instagram.com"),
-        Just("dns.google"), Just("evil.example"), Just("bbc.co.uk"), Just("tiktok.com"),
+        Just("facebook.com"),
+        Just("youtube.com"),
+        Just("googlevideo.com"),
+        Just("dbprimary.com"),
+        Just("roblox.com"),
+        Just("minecraft.net"),
+        Just("example.org"),
+        Just("instagram.com"),
+        Just("dns.google"),
+        Just("evil.example"),
+        Just("bbc.co.uk"),
+        Just("tiktok.com"),
     ];
-    let prefix = prop_oneof![Just(""), Just("www."), Just("m."), Just("a.b."), Just("not")];
+    let prefix = prop_oneof![
+        Just(""),
+        Just("www."),
+        Just("m."),
+        Just("a.b."),
+        Just("not")
+    ];
     let random = "[a-z0-9.-]{0,30}";
     prop_oneof![
         4 => (prefix, listed, any::<bool>(), any::<bool>()).prop_map(|(p, l, upper, dot)| {

@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 use super::repo;
 
 fn agent(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_schoolgate-agent")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &[u8]) -> String {
@@ -19,7 +22,10 @@ fn check_accepts_the_shipped_policy_with_a_summary() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.contains("valid: Example Primary School (Europe/London), 5 groups"), "{stdout}");
+    assert!(
+        stdout.contains("valid: Example Primary School (Europe/London), 5 groups"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -57,35 +63,103 @@ fn check_of_a_missing_file_exits_2() {
 fn explain_says_it_in_a_sentence_and_in_json() {
     let policy = repo().join("policy.yaml");
     let p = policy.to_str().unwrap();
-    let out = agent(&["explain", "--policy", p, "--client", "10.10.3.7", "--domain", "www.facebook.com", "--at", "2026-11-24T10:00"]);
+    let out = agent(&[
+        "explain",
+        "--policy",
+        p,
+        "--client",
+        "10.10.3.7",
+        "--domain",
+        "www.facebook.com",
+        "--at",
+        "2026-11-24T10:00",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         text(&out.stdout).trim(),
         "Blocked: pupils may not use social networking in the school day (rule “Pupils keep off social networking in the school day”, matched facebook.com), until 15:30 today."
     );
 
-    let out = agent(&["explain", "--policy", p, "--client", "10.10.3.7", "--domain", "www.facebook.com", "--at", "2026-11-24T10:00:00+00:00", "--json"]);
+    let out = agent(&[
+        "explain",
+        "--policy",
+        p,
+        "--client",
+        "10.10.3.7",
+        "--domain",
+        "www.facebook.com",
+        "--at",
+        "2026-11-24T10:00:00+00:00",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["action"], "block");
     assert_eq!(v["group"], "pupils");
-    assert_eq!(v["rule"], "Pupils keep off social networking in the school day");
+    assert_eq!(
+        v["rule"],
+        "Pupils keep off social networking in the school day"
+    );
     assert_eq!(v["exception"], serde_json::Value::Null);
     assert_eq!(v["category"], "social_networking");
     assert_eq!(v["matched"], "facebook.com");
     assert_eq!(v["until"], "2026-11-24T15:30:00+00:00");
 
     // A school computer recognised by MAC, a quarantined pupil, an exception.
-    let out = agent(&["explain", "--policy", p, "--client", "10.99.0.1", "--mac", "52:54:00:12:34:56", "--domain", "tiktok.com", "--at", "2026-11-28T20:00", "--json"]);
+    let out = agent(&[
+        "explain",
+        "--policy",
+        p,
+        "--client",
+        "10.99.0.1",
+        "--mac",
+        "52:54:00:12:34:56",
+        "--domain",
+        "tiktok.com",
+        "--at",
+        "2026-11-28T20:00",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["action"].as_str(), v["group"].as_str(), v["until"].is_null()), (Some("block"), Some("school_computers"), true));
+    assert_eq!(
+        (
+            v["action"].as_str(),
+            v["group"].as_str(),
+            v["until"].is_null()
+        ),
+        (Some("block"), Some("school_computers"), true)
+    );
     assert_eq!(v["device"]["name"], "ICT-Suite-01");
 
-    let out = agent(&["explain", "--policy", p, "--client", "10.10.3.7", "--domain", "www.bbc.co.uk", "--quarantined", "--json"]);
+    let out = agent(&[
+        "explain",
+        "--policy",
+        p,
+        "--client",
+        "10.10.3.7",
+        "--domain",
+        "www.bbc.co.uk",
+        "--quarantined",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["action"].as_str(), v["quarantined"].as_bool()), (Some("block"), Some(true)));
+    assert_eq!(
+        (v["action"].as_str(), v["quarantined"].as_bool()),
+        (Some("block"), Some(true))
+    );
 
-    let out = agent(&["explain", "--policy", p, "--client", "10.10.3.7", "--domain", "youtube.com", "--at", "2026-11-24T13:15", "--json"]);
+    let out = agent(&[
+        "explain",
+        "--policy",
+        p,
+        "--client",
+        "10.10.3.7",
+        "--domain",
+        "youtube.com",
+        "--at",
+        "2026-11-24T13:15",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["exception"], "Year 6 media lesson");
     assert_eq!(v["until"], "2026-11-24T14:00:00+00:00");
@@ -94,10 +168,22 @@ fn explain_says_it_in_a_sentence_and_in_json() {
 #[test]
 fn explain_without_at_uses_now() {
     let policy = repo().join("policy.yaml");
-    let out = agent(&["explain", "--policy", policy.to_str().unwrap(), "--client", "10.30.0.5", "--domain", "facebook.com", "--json"]);
+    let out = agent(&[
+        "explain",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--client",
+        "10.30.0.5",
+        "--domain",
+        "facebook.com",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["action"], "block", "school computers are blocked at any time");
+    assert_eq!(
+        v["action"], "block",
+        "school computers are blocked at any time"
+    );
 }
 
 #[test]
@@ -105,14 +191,55 @@ fn explain_refuses_bad_input_with_exit_2() {
     let policy = repo().join("policy.yaml");
     let p = policy.to_str().unwrap();
     for args in [
-        vec!["explain", "--policy", p, "--client", "10.10.3.700", "--domain", "x.com"],
-        vec!["explain", "--policy", p, "--client", "10.10.3.7", "--mac", "zz:zz", "--domain", "x.com"],
-        vec!["explain", "--policy", p, "--client", "10.10.3.7", "--domain", "x.com", "--at", "half past nine"],
-        vec!["explain", "--policy", "/nonexistent.yaml", "--client", "10.10.3.7", "--domain", "x.com"],
+        vec![
+            "explain",
+            "--policy",
+            p,
+            "--client",
+            "10.10.3.700",
+            "--domain",
+            "x.com",
+        ],
+        vec![
+            "explain",
+            "--policy",
+            p,
+            "--client",
+            "10.10.3.7",
+            "--mac",
+            "zz:zz",
+            "--domain",
+            "x.com",
+        ],
+        vec![
+            "explain",
+            "--policy",
+            p,
+            "--client",
+            "10.10.3.7",
+            "--domain",
+            "x.com",
+            "--at",
+            "half past nine",
+        ],
+        vec![
+            "explain",
+            "--policy",
+            "/nonexistent.yaml",
+            "--client",
+            "10.10.3.7",
+            "--domain",
+            "x.com",
+        ],
         vec!["explain", "--policy", p, "--domain", "x.com"],
     ] {
         let out = agent(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert!(out.stdout.is_empty());
     }
 }

@@ -1,5 +1,12 @@
 //! The agent's integration tests, in one binary: the command line, and hot reload.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod cli;
 mod reload;
 

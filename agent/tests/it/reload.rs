@@ -19,7 +19,11 @@ fn school() -> tempfile::TempDir {
     fs::copy(repo().join("policy.yaml"), dir.path().join("policy.yaml")).unwrap();
     for entry in fs::read_dir(repo().join("lists")).unwrap() {
         let entry = entry.unwrap();
-        fs::copy(entry.path(), dir.path().join("lists").join(entry.file_name())).unwrap();
+        fs::copy(
+            entry.path(),
+            dir.path().join("lists").join(entry.file_name()),
+        )
+        .unwrap();
     }
     dir
 }
@@ -41,7 +45,9 @@ fn save_by_rename(path: &Path, text: &str) {
 /// of events; the reloads after the first find nothing new, or the same errors again.
 fn next(rx: &mpsc::Receiver<String>, last: &mut String) -> String {
     loop {
-        let got = rx.recv_timeout(Duration::from_secs(10)).expect("no reload within 10 s");
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no reload within 10 s");
         if got != "unchanged" && got != *last {
             *last = got.clone();
             return got;
@@ -54,7 +60,10 @@ fn next(rx: &mpsc::Receiver<String>, last: &mut String) -> String {
 fn settle(rx: &mpsc::Receiver<String>, quiet: Duration) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while rx.recv_timeout(quiet).is_ok() {
-        assert!(std::time::Instant::now() < deadline, "reloads keep happening with no edits");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reloads keep happening with no edits"
+        );
     }
 }
 
@@ -90,7 +99,11 @@ fn edits_are_applied_broken_edits_refused_and_renames_seen() {
     assert!(!pupil_may_reach(&live, "www.bbc.co.uk"));
 
     // A broken edit is refused with its errors; the last good policy stays.
-    fs::write(&path, edited.replace("when: school_day }", "when: school_dya }")).unwrap();
+    fs::write(
+        &path,
+        edited.replace("when: school_day }", "when: school_dya }"),
+    )
+    .unwrap();
     let said = next(&rx, &mut last);
     assert!(said.starts_with("rejected "), "{said}");
     assert!(said.contains("unknown schedule `school_dya`"), "{said}");
@@ -115,7 +128,10 @@ fn edits_are_applied_broken_edits_refused_and_renames_seen() {
     // Touching a file without changing it is not a new policy.
     settle(&rx, Duration::from_millis(500));
     fs::write(&path, fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "unchanged");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "unchanged"
+    );
     assert!(!pupil_may_reach(&live, "www.bbc.co.uk"));
 
     // Other files in the directory do not cause reloads.

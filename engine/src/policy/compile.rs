@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
+use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::{TimeZone, TimeZoneDatabase};
-use jiff::Timestamp;
 
 use super::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use super::raw::{Ordered, RawPolicy, S};
@@ -22,9 +22,9 @@ use super::{
 };
 use crate::calendar::{Calendar, DateSpan};
 use crate::device::MacAddr;
+use crate::domain::{DomainIndex, TargetId, parse_listed};
 use crate::instant::parse_instant;
-use crate::domain::{parse_listed, DomainIndex, TargetId};
-use crate::schedule::{Days, Schedule, TimeRange, SECONDS_PER_DAY};
+use crate::schedule::{Days, SECONDS_PER_DAY, Schedule, TimeRange};
 
 /// List files can be long and machine-made; past this many errors in one, the rest are counted.
 const MAX_ERRORS_PER_LIST: usize = 20;
@@ -36,14 +36,23 @@ fn tzdb() -> &'static TimeZoneDatabase {
     DB.get_or_init(TimeZoneDatabase::bundled)
 }
 
-pub(super) fn from_yaml(text: &str, file: &Path, lists: &dyn ListSource) -> Result<Policy, PolicyErrors> {
+pub(super) fn from_yaml(
+    text: &str,
+    file: &Path,
+    lists: &dyn ListSource,
+) -> Result<Policy, PolicyErrors> {
     let file_name: Arc<str> = file.display().to_string().into();
     let raw: RawPolicy = match serde_saphyr::from_str(text) {
         Ok(raw) => raw,
         Err(e) => return Err(PolicyErrors(vec![yaml_error(&file_name, &e)])),
     };
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut cx = Compiler { file: file_name, base, lists, errors: Vec::new() };
+    let mut cx = Compiler {
+        file: file_name,
+        base,
+        lists,
+        errors: Vec::new(),
+    };
     let policy = cx.policy(raw);
     if cx.errors.is_empty() {
         Ok(policy)
@@ -53,7 +62,9 @@ pub(super) fn from_yaml(text: &str, file: &Path, lists: &dyn ListSource) -> Resu
 }
 
 fn yaml_error(file: &Arc<str>, e: &serde_saphyr::Error) -> PolicyError {
-    let (line, column) = e.location().map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
+    let (line, column) = e
+        .location()
+        .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
     let text = e.without_snippet().to_string();
     // serde-saphyr appends " at line L, column C"; the location is printed in front instead.
     let message = match text.rfind(" at line ") {
@@ -65,7 +76,14 @@ fn yaml_error(file: &Arc<str>, e: &serde_saphyr::Error) -> PolicyError {
     let message = message
         .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
         .replace("duplicate mapping key: ", "key written twice: ");
-    PolicyError { at: Location { file: file.clone(), line, column }, kind: ErrorKind::Yaml { message } }
+    PolicyError {
+        at: Location {
+            file: file.clone(),
+            line,
+            column,
+        },
+        kind: ErrorKind::Yaml { message },
+    }
 }
 
 struct Compiler<'a> {
@@ -104,13 +122,23 @@ impl<'a> Compiler<'a> {
 
     fn policy(&mut self, raw: RawPolicy) -> Policy {
         if raw.version.value != 1 {
-            self.error(&raw.version, ErrorKind::Version { found: raw.version.value });
+            self.error(
+                &raw.version,
+                ErrorKind::Version {
+                    found: raw.version.value,
+                },
+            );
         }
         let tz_name = raw.school.timezone.value.trim().to_owned();
         let tz = match tzdb().get(&tz_name) {
             Ok(tz) => tz,
             Err(_) => {
-                self.error(&raw.school.timezone, ErrorKind::TimeZone { value: tz_name.clone() });
+                self.error(
+                    &raw.school.timezone,
+                    ErrorKind::TimeZone {
+                        value: tz_name.clone(),
+                    },
+                );
                 TimeZone::UTC
             }
         };
@@ -145,7 +173,8 @@ impl<'a> Compiler<'a> {
         for (i, rule) in rules.iter().enumerate() {
             let id = RuleId(u32::try_from(i).unwrap_or(u32::MAX));
             for (g, list) in rules_by_group.iter_mut().enumerate() {
-                let group = (g < groups.len()).then(|| GroupId(u32::try_from(g).unwrap_or(u32::MAX)));
+                let group =
+                    (g < groups.len()).then(|| GroupId(u32::try_from(g).unwrap_or(u32::MAX)));
                 if rule.groups.contains(group) {
                     list.push(id);
                 }
@@ -178,7 +207,12 @@ impl<'a> Compiler<'a> {
         match s.value.trim().parse::<Date>() {
             Ok(d) if s.value.trim().len() == 10 => Some(d),
             _ => {
-                self.error(s, ErrorKind::Date { value: s.value.clone() });
+                self.error(
+                    s,
+                    ErrorKind::Date {
+                        value: s.value.clone(),
+                    },
+                );
                 None
             }
         }
@@ -188,7 +222,9 @@ impl<'a> Compiler<'a> {
         let mut terms: Vec<(DateSpan, Location)> = Vec::new();
         for t in &raw.calendar.terms {
             let (from, to) = (self.date(&t.value.from), self.date(&t.value.to));
-            let (Some(from), Some(to)) = (from, to) else { continue };
+            let (Some(from), Some(to)) = (from, to) else {
+                continue;
+            };
             let name = t.value.name.value.trim().to_owned();
             if from > to {
                 self.error(&t.value.from, backwards(&name, from, to));
@@ -198,11 +234,17 @@ impl<'a> Compiler<'a> {
         }
         terms.sort_by_key(|(t, _)| t.from);
         for pair in terms.windows(2) {
-            if let [(a, _), (b, at)] = pair {
-                if b.from <= a.to {
-                    let kind = ErrorKind::TermOverlap { name: b.name.clone(), other: a.name.clone() };
-                    self.errors.push(PolicyError { at: at.clone(), kind });
-                }
+            if let [(a, _), (b, at)] = pair
+                && b.from <= a.to
+            {
+                let kind = ErrorKind::TermOverlap {
+                    name: b.name.clone(),
+                    other: a.name.clone(),
+                };
+                self.errors.push(PolicyError {
+                    at: at.clone(),
+                    kind,
+                });
             }
         }
         let mut closures = Vec::new();
@@ -234,13 +276,26 @@ impl<'a> Compiler<'a> {
     fn key_name(&mut self, key: &S<String>, reserved: &[(&str, &'static str)]) -> bool {
         let name = key.value.as_str();
         if let Some((_, why)) = reserved.iter().find(|(r, _)| *r == name) {
-            self.error(key, ErrorKind::Reserved { name: name.to_owned(), why });
+            self.error(
+                key,
+                ErrorKind::Reserved {
+                    name: name.to_owned(),
+                    why,
+                },
+            );
             return false;
         }
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !valid {
-            self.error(key, ErrorKind::BadName { name: name.to_owned() });
+            self.error(
+                key,
+                ErrorKind::BadName {
+                    name: name.to_owned(),
+                },
+            );
         }
         valid
     }
@@ -268,20 +323,39 @@ impl<'a> Compiler<'a> {
                         }
                     }
                     None => {
-                        self.error(d, ErrorKind::Day { value: d.value.clone() });
+                        self.error(
+                            d,
+                            ErrorKind::Day {
+                                value: d.value.clone(),
+                            },
+                        );
                         ok = false;
                     }
                 }
             }
             if s.value.days.is_empty() {
-                self.error(s, ErrorKind::Empty { what: "schedule", name: key.value.clone(), needs: "days" });
+                self.error(
+                    s,
+                    ErrorKind::Empty {
+                        what: "schedule",
+                        name: key.value.clone(),
+                        needs: "days",
+                    },
+                );
                 ok = false;
             }
             let ranges = match &s.value.times {
                 None => vec![TimeRange::WHOLE_DAY],
                 Some(times) => {
                     if times.is_empty() {
-                        self.error(s, ErrorKind::Empty { what: "schedule", name: key.value.clone(), needs: "times" });
+                        self.error(
+                            s,
+                            ErrorKind::Empty {
+                                what: "schedule",
+                                name: key.value.clone(),
+                                needs: "times",
+                            },
+                        );
                         ok = false;
                     }
                     let mut ranges = Vec::new();
@@ -300,9 +374,21 @@ impl<'a> Compiler<'a> {
             if !ok {
                 continue;
             }
-            let label = s.value.label.clone().unwrap_or_else(|| format!("during {}", humanise(&key.value)));
+            let label = s
+                .value
+                .label
+                .clone()
+                .unwrap_or_else(|| format!("during {}", humanise(&key.value)));
             let id = ScheduleId(u32::try_from(out.len()).unwrap_or(u32::MAX));
-            out.push(Schedule::compile(key.value.clone(), label, days, ranges, s.value.term_time, tz, calendar));
+            out.push(Schedule::compile(
+                key.value.clone(),
+                label,
+                days,
+                ranges,
+                s.value.term_time,
+                tz,
+                calendar,
+            ));
             names.insert(key.value.clone(), id);
         }
         (out, names)
@@ -316,7 +402,10 @@ impl<'a> Compiler<'a> {
     ) -> HashMap<String, TargetId> {
         let mut names = HashMap::new();
         for (key, c) in &raw.0 {
-            let reserved = [(ALL, "`all` means every group; a category cannot take that name")];
+            let reserved = [(
+                ALL,
+                "`all` means every group; a category cannot take that name",
+            )];
             if !self.key_name(key, &reserved) {
                 continue;
             }
@@ -335,9 +424,20 @@ impl<'a> Compiler<'a> {
                 n_domains += self.list(list, id, index);
             }
             if c.value.lists.is_empty() && c.value.domains.is_empty() {
-                self.error(c, ErrorKind::Empty { what: "category", name: key.value.clone(), needs: "lists or domains" });
+                self.error(
+                    c,
+                    ErrorKind::Empty {
+                        what: "category",
+                        name: key.value.clone(),
+                        needs: "lists or domains",
+                    },
+                );
             }
-            let label = c.value.label.clone().unwrap_or_else(|| humanise(&key.value));
+            let label = c
+                .value
+                .label
+                .clone()
+                .unwrap_or_else(|| humanise(&key.value));
             targets.push(Target::Category {
                 name: key.value.clone(),
                 label,
@@ -384,16 +484,22 @@ impl<'a> Compiler<'a> {
                             line: i as u64 + 1,
                             column: column as u64,
                         };
-                        self.errors.push(PolicyError { at, kind: ErrorKind::Domain { source } });
+                        self.errors.push(PolicyError {
+                            at,
+                            kind: ErrorKind::Domain { source },
+                        });
                     }
                 }
             }
         }
         if n_errors > MAX_ERRORS_PER_LIST {
-            self.error(list, ErrorKind::TooManyListErrors {
-                path: list_file.to_string(),
-                n_more: n_errors - MAX_ERRORS_PER_LIST,
-            });
+            self.error(
+                list,
+                ErrorKind::TooManyListErrors {
+                    path: list_file.to_string(),
+                    n_more: n_errors - MAX_ERRORS_PER_LIST,
+                },
+            );
         }
         n
     }
@@ -402,7 +508,13 @@ impl<'a> Compiler<'a> {
     fn groups(
         &mut self,
         raw: &Ordered<S<super::raw::RawGroup>>,
-    ) -> (Vec<Group>, Vec<Device>, Vec<(IpNet, GroupId)>, HashMap<String, GroupId>, HashMap<String, DeviceId>) {
+    ) -> (
+        Vec<Group>,
+        Vec<Device>,
+        Vec<(IpNet, GroupId)>,
+        HashMap<String, GroupId>,
+        HashMap<String, DeviceId>,
+    ) {
         let mut groups: Vec<Group> = Vec::new();
         let mut devices: Vec<Device> = Vec::new();
         let mut networks: Vec<(IpNet, GroupId)> = Vec::new();
@@ -416,13 +528,24 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             let gid = GroupId(u32::try_from(groups.len()).unwrap_or(u32::MAX));
-            groups.push(Group { name: key.value.clone(), description: g.value.description.clone(), networks: Vec::new() });
+            groups.push(Group {
+                name: key.value.clone(),
+                description: g.value.description.clone(),
+                networks: Vec::new(),
+            });
             names.insert(key.value.clone(), gid);
             for n in &g.value.networks {
                 let Some(net) = self.network(n) else { continue };
                 if let Some((_, other)) = networks.iter().find(|(m, _)| *m == net) {
                     let other = group_name(&groups, *other);
-                    self.error(n, ErrorKind::DuplicateNetwork { value: net.to_string(), group: key.value.clone(), other });
+                    self.error(
+                        n,
+                        ErrorKind::DuplicateNetwork {
+                            value: net.to_string(),
+                            group: key.value.clone(),
+                            other,
+                        },
+                    );
                     continue;
                 }
                 networks.push((net, gid));
@@ -442,14 +565,26 @@ impl<'a> Compiler<'a> {
                     match m.value.parse::<MacAddr>() {
                         Ok(parsed) => match seen_mac.get(&parsed) {
                             Some(other) => {
-                                let kind = duplicate_device(&devices, &groups, format!("MAC {parsed}"), &name, gid, *other);
+                                let kind = duplicate_device(
+                                    &devices,
+                                    &groups,
+                                    format!("MAC {parsed}"),
+                                    &name,
+                                    gid,
+                                    *other,
+                                );
                                 self.error(m, kind);
                                 ok = false;
                             }
                             None => mac = Some(parsed),
                         },
                         Err(_) => {
-                            self.error(m, ErrorKind::Mac { value: m.value.clone() });
+                            self.error(
+                                m,
+                                ErrorKind::Mac {
+                                    value: m.value.clone(),
+                                },
+                            );
                             ok = false;
                         }
                     }
@@ -459,20 +594,38 @@ impl<'a> Compiler<'a> {
                     match s.value.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
                         Ok(parsed) => match seen_ip.get(&parsed) {
                             Some(other) => {
-                                let kind = duplicate_device(&devices, &groups, format!("IP {parsed}"), &name, gid, *other);
+                                let kind = duplicate_device(
+                                    &devices,
+                                    &groups,
+                                    format!("IP {parsed}"),
+                                    &name,
+                                    gid,
+                                    *other,
+                                );
                                 self.error(s, kind);
                                 ok = false;
                             }
                             None => ip = Some(parsed),
                         },
                         Err(_) => {
-                            self.error(s, ErrorKind::Ip { value: s.value.clone() });
+                            self.error(
+                                s,
+                                ErrorKind::Ip {
+                                    value: s.value.clone(),
+                                },
+                            );
                             ok = false;
                         }
                     }
                 }
                 if device_names.contains_key(&name) {
-                    self.error(&d.value.name, ErrorKind::Duplicate { what: "device", name: name.clone() });
+                    self.error(
+                        &d.value.name,
+                        ErrorKind::Duplicate {
+                            what: "device",
+                            name: name.clone(),
+                        },
+                    );
                     ok = false;
                 }
                 if !ok {
@@ -486,7 +639,13 @@ impl<'a> Compiler<'a> {
                     seen_ip.insert(ip, did);
                 }
                 device_names.insert(name.clone(), did);
-                devices.push(Device { name, owner: d.value.owner.clone(), mac, ip, group: gid });
+                devices.push(Device {
+                    name,
+                    owner: d.value.owner.clone(),
+                    mac,
+                    ip,
+                    group: gid,
+                });
             }
         }
         // Most specific first, so the first network containing an address is the one to use.
@@ -502,13 +661,24 @@ impl<'a> Compiler<'a> {
             Err(_) => match text.parse::<IpAddr>() {
                 Ok(ip) => IpNet::from(ip.to_canonical()),
                 Err(_) => {
-                    self.error(s, ErrorKind::Network { value: s.value.clone() });
+                    self.error(
+                        s,
+                        ErrorKind::Network {
+                            value: s.value.clone(),
+                        },
+                    );
                     return None;
                 }
             },
         };
         if net.trunc() != net {
-            self.error(s, ErrorKind::NetworkHostBits { value: text.to_owned(), suggestion: net.trunc().to_string() });
+            self.error(
+                s,
+                ErrorKind::NetworkHostBits {
+                    value: text.to_owned(),
+                    suggestion: net.trunc().to_string(),
+                },
+            );
             return None;
         }
         Some(net)
@@ -529,7 +699,14 @@ impl<'a> Compiler<'a> {
                 if allow_all {
                     known.insert(0, ALL);
                 }
-                self.error(g, ErrorKind::Unknown { what: "group", name: name.to_owned(), expected: one_of(&known) });
+                self.error(
+                    g,
+                    ErrorKind::Unknown {
+                        what: "group",
+                        name: name.to_owned(),
+                        expected: one_of(&known),
+                    },
+                );
             }
         }
         Some(if all { Groups::All } else { Groups::Some(ids) })
@@ -558,16 +735,22 @@ impl<'a> Compiler<'a> {
             match parse_listed(value) {
                 Ok(domain) if !looks_like_category => inline.push(domain),
                 result => {
-                    let mut known: Vec<&str> = names.categories.keys().map(String::as_str).collect();
+                    let mut known: Vec<&str> =
+                        names.categories.keys().map(String::as_str).collect();
                     known.sort_unstable();
                     let kind = match result {
-                        Err(source) if !looks_like_category => {
-                            ErrorKind::Target { value: value.to_owned(), categories: one_of(&known), source }
-                        }
+                        Err(source) if !looks_like_category => ErrorKind::Target {
+                            value: value.to_owned(),
+                            categories: one_of(&known),
+                            source,
+                        },
                         _ => ErrorKind::Unknown {
                             what: "category",
                             name: value.to_owned(),
-                            expected: format!("{}, or a domain such as youtube.com", one_of(&known)),
+                            expected: format!(
+                                "{}, or a domain such as youtube.com",
+                                one_of(&known)
+                            ),
                         },
                     };
                     self.error(item, kind);
@@ -597,10 +780,23 @@ impl<'a> Compiler<'a> {
         for r in &raw.rules {
             let name = r.value.name.value.trim().to_owned();
             if seen.insert(name.clone(), ()).is_some() {
-                self.error(&r.value.name, ErrorKind::Duplicate { what: "rule", name: name.clone() });
+                self.error(
+                    &r.value.name,
+                    ErrorKind::Duplicate {
+                        what: "rule",
+                        name: name.clone(),
+                    },
+                );
             }
             if r.value.groups.is_empty() {
-                self.error(r, ErrorKind::Empty { what: "rule", name: name.clone(), needs: "groups" });
+                self.error(
+                    r,
+                    ErrorKind::Empty {
+                        what: "rule",
+                        name: name.clone(),
+                        needs: "groups",
+                    },
+                );
             }
             let groups = self.group_list(&r.value.groups, names, true);
             let (action, list) = match (&r.value.allow, &r.value.block) {
@@ -612,8 +808,19 @@ impl<'a> Compiler<'a> {
                 }
             };
             if list.is_empty() {
-                let needs = if action == Action::Allow { "categories or domains to allow" } else { "categories or domains to block" };
-                self.error(r, ErrorKind::Empty { what: "rule", name: name.clone(), needs });
+                let needs = if action == Action::Allow {
+                    "categories or domains to allow"
+                } else {
+                    "categories or domains to block"
+                };
+                self.error(
+                    r,
+                    ErrorKind::Empty {
+                        what: "rule",
+                        name: name.clone(),
+                        needs,
+                    },
+                );
             }
             let rule_targets = self.targets(list, names, index, targets);
             let when = match &r.value.when {
@@ -621,15 +828,29 @@ impl<'a> Compiler<'a> {
                 Some(w) => {
                     let found = names.schedules.get(w.value.trim()).copied();
                     if found.is_none() {
-                        let mut known: Vec<&str> = names.schedules.keys().map(String::as_str).collect();
+                        let mut known: Vec<&str> =
+                            names.schedules.keys().map(String::as_str).collect();
                         known.sort_unstable();
-                        self.error(w, ErrorKind::Unknown { what: "schedule", name: w.value.clone(), expected: one_of(&known) });
+                        self.error(
+                            w,
+                            ErrorKind::Unknown {
+                                what: "schedule",
+                                name: w.value.clone(),
+                                expected: one_of(&known),
+                            },
+                        );
                     }
                     found
                 }
             };
             if let (Some(groups), Some(when)) = (groups, when) {
-                out.push(Rule { name, groups, action, targets: rule_targets, when });
+                out.push(Rule {
+                    name,
+                    groups,
+                    action,
+                    targets: rule_targets,
+                    when,
+                });
             }
         }
         out
@@ -638,7 +859,12 @@ impl<'a> Compiler<'a> {
     fn datetime(&mut self, s: &S<String>, tz: &TimeZone) -> Option<Timestamp> {
         let parsed = parse_instant(&s.value, tz);
         if parsed.is_none() {
-            self.error(s, ErrorKind::DateTime { value: s.value.clone() });
+            self.error(
+                s,
+                ErrorKind::DateTime {
+                    value: s.value.clone(),
+                },
+            );
         }
         parsed
     }
@@ -657,7 +883,13 @@ impl<'a> Compiler<'a> {
             let v = &e.value;
             let name = v.name.value.trim().to_owned();
             if seen.insert(name.clone(), ()).is_some() {
-                self.error(&v.name, ErrorKind::Duplicate { what: "exception", name: name.clone() });
+                self.error(
+                    &v.name,
+                    ErrorKind::Duplicate {
+                        what: "exception",
+                        name: name.clone(),
+                    },
+                );
             }
             let groups = match self.group_list(&v.groups, names, false) {
                 Some(Groups::Some(ids)) => ids,
@@ -668,28 +900,66 @@ impl<'a> Compiler<'a> {
                 match names.devices.get(d.value.trim()) {
                     Some(id) => devices.push(*id),
                     None => {
-                        let mut known: Vec<&str> = names.devices.keys().map(String::as_str).collect();
+                        let mut known: Vec<&str> =
+                            names.devices.keys().map(String::as_str).collect();
                         known.sort_unstable();
-                        self.error(d, ErrorKind::Unknown { what: "device", name: d.value.clone(), expected: one_of(&known) });
+                        self.error(
+                            d,
+                            ErrorKind::Unknown {
+                                what: "device",
+                                name: d.value.clone(),
+                                expected: one_of(&known),
+                            },
+                        );
                     }
                 }
             }
             let networks: Vec<IpNet> = v.networks.iter().filter_map(|n| self.network(n)).collect();
             if v.groups.is_empty() && v.devices.is_empty() && v.networks.is_empty() {
-                self.error(e, ErrorKind::Empty { what: "exception", name: name.clone(), needs: "groups, devices or networks" });
+                self.error(
+                    e,
+                    ErrorKind::Empty {
+                        what: "exception",
+                        name: name.clone(),
+                        needs: "groups, devices or networks",
+                    },
+                );
             }
             if v.allow.is_empty() {
-                self.error(e, ErrorKind::Empty { what: "exception", name: name.clone(), needs: "categories or domains to allow" });
+                self.error(
+                    e,
+                    ErrorKind::Empty {
+                        what: "exception",
+                        name: name.clone(),
+                        needs: "categories or domains to allow",
+                    },
+                );
             }
             let ex_targets = self.targets(&v.allow, names, index, targets);
             let from = self.datetime(&v.from, tz);
             let to = self.datetime(&v.to, tz);
             if v.approved_by.value.trim().is_empty() {
-                self.error(&v.approved_by, ErrorKind::Empty { what: "exception", name: name.clone(), needs: "approver in `approved_by`" });
+                self.error(
+                    &v.approved_by,
+                    ErrorKind::Empty {
+                        what: "exception",
+                        name: name.clone(),
+                        needs: "approver in `approved_by`",
+                    },
+                );
             }
-            let (Some(from), Some(to)) = (from, to) else { continue };
+            let (Some(from), Some(to)) = (from, to) else {
+                continue;
+            };
             if from >= to {
-                self.error(&v.from, ErrorKind::Backwards { what: name, from: v.from.value.clone(), to: v.to.value.clone() });
+                self.error(
+                    &v.from,
+                    ErrorKind::Backwards {
+                        what: name,
+                        from: v.from.value.clone(),
+                        to: v.to.value.clone(),
+                    },
+                );
                 continue;
             }
             out.push(Exception {
@@ -723,7 +993,12 @@ impl<'a> Compiler<'a> {
                 "alert" => Some(Response::Alert),
                 "log" => Some(Response::Log),
                 _ => {
-                    self.error(value, ErrorKind::Response { value: value.value.clone() });
+                    self.error(
+                        value,
+                        ErrorKind::Response {
+                            value: value.value.clone(),
+                        },
+                    );
                     None
                 }
             };
@@ -736,17 +1011,31 @@ impl<'a> Compiler<'a> {
                 None => {
                     let mut known: Vec<&str> = names.groups.keys().map(String::as_str).collect();
                     known.sort_unstable();
-                    self.error(key, ErrorKind::Unknown { what: "group", name: key.value.clone(), expected: one_of(&known) });
+                    self.error(
+                        key,
+                        ErrorKind::Unknown {
+                            what: "group",
+                            name: key.value.clone(),
+                            expected: one_of(&known),
+                        },
+                    );
                 }
             }
         }
         let quarantine_allow = self.targets(&raw.bypass.quarantine_allow, names, index, targets);
-        Bypass { responses, default_response, quarantine_allow }
+        Bypass {
+            responses,
+            default_response,
+            quarantine_allow,
+        }
     }
 }
 
 fn group_name(groups: &[Group], id: GroupId) -> String {
-    groups.get(id.index()).map(|g| g.name.clone()).unwrap_or_default()
+    groups
+        .get(id.index())
+        .map(|g| g.name.clone())
+        .unwrap_or_default()
 }
 
 fn duplicate_device(
@@ -771,7 +1060,11 @@ fn duplicate_device(
 }
 
 fn backwards(name: &str, from: Date, to: Date) -> ErrorKind {
-    ErrorKind::Backwards { what: name.to_owned(), from: from.to_string(), to: to.to_string() }
+    ErrorKind::Backwards {
+        what: name.to_owned(),
+        from: from.to_string(),
+        to: to.to_string(),
+    }
 }
 
 fn one_of(names: &[&str]) -> String {
@@ -802,12 +1095,16 @@ fn parse_day(s: &str) -> Option<usize> {
 
 /// Parses `HH:MM-HH:MM`. `24:00` is allowed as an end.
 fn parse_range(s: &str) -> Result<TimeRange, ErrorKind> {
-    let bad = || ErrorKind::TimeRange { value: s.to_owned() };
+    let bad = || ErrorKind::TimeRange {
+        value: s.to_owned(),
+    };
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let start = parse_hm(a.trim(), false).ok_or_else(bad)?;
     let end = parse_hm(b.trim(), true).ok_or_else(bad)?;
     if start == end {
-        return Err(ErrorKind::EmptyTimeRange { value: s.to_owned() });
+        return Err(ErrorKind::EmptyTimeRange {
+            value: s.to_owned(),
+        });
     }
     Ok(TimeRange { start, end })
 }
@@ -840,12 +1137,28 @@ mod tests {
             ("18:00-24:00", 18 * 3600, SECONDS_PER_DAY),
         ];
         for (s, a, b) in ok {
-            assert_eq!(parse_range(s).unwrap(), TimeRange { start: a, end: b }, "{s}");
+            assert_eq!(
+                parse_range(s).unwrap(),
+                TimeRange { start: a, end: b },
+                "{s}"
+            );
         }
-        for s in ["08:30", "8-9", "25:00-26:00", "08:60-09:00", "24:00-06:00", "08:30-08:30", "aa:bb-cc:dd", "08:30-15:30-16:00"] {
+        for s in [
+            "08:30",
+            "8-9",
+            "25:00-26:00",
+            "08:60-09:00",
+            "24:00-06:00",
+            "08:30-08:30",
+            "aa:bb-cc:dd",
+            "08:30-15:30-16:00",
+        ] {
             assert!(parse_range(s).is_err(), "{s}");
         }
-        assert!(matches!(parse_range("08:30-08:30"), Err(ErrorKind::EmptyTimeRange { .. })));
+        assert!(matches!(
+            parse_range("08:30-08:30"),
+            Err(ErrorKind::EmptyTimeRange { .. })
+        ));
     }
 
     #[test]

@@ -61,17 +61,27 @@ pub enum ErrorKind {
     #[error("`{value}` is not a day (expected one of mon, tue, wed, thu, fri, sat, sun)")]
     Day { value: String },
     #[error("`{what}` starts after it ends ({from} > {to})")]
-    Backwards { what: String, from: String, to: String },
+    Backwards {
+        what: String,
+        from: String,
+        to: String,
+    },
     #[error("a closure needs either `on: DATE` or `from: DATE` with `to: DATE`")]
     ClosureDates,
     #[error("term `{name}` overlaps term `{other}`")]
     TermOverlap { name: String, other: String },
     #[error("`{name}` is reserved: {why}")]
     Reserved { name: String, why: &'static str },
-    #[error("`{name}` is not a valid name (expected letters, digits and `_`, starting with a letter)")]
+    #[error(
+        "`{name}` is not a valid name (expected letters, digits and `_`, starting with a letter)"
+    )]
     BadName { name: String },
     #[error("unknown {what} `{name}` (expected {expected})")]
-    Unknown { what: &'static str, name: String, expected: String },
+    Unknown {
+        what: &'static str,
+        name: String,
+        expected: String,
+    },
     #[error("`{value}` is neither a category (expected {categories}) nor a domain: {source}")]
     Target {
         value: String,
@@ -89,13 +99,25 @@ pub enum ErrorKind {
     #[error("network `{value}` has host bits set (did you mean {suggestion}?)")]
     NetworkHostBits { value: String, suggestion: String },
     #[error("network {value} is in both group `{group}` and group `{other}`")]
-    DuplicateNetwork { value: String, group: String, other: String },
+    DuplicateNetwork {
+        value: String,
+        group: String,
+        other: String,
+    },
     #[error("`{value}` is not a MAC address (expected six hex pairs, e.g. 52:54:00:12:34:56)")]
     Mac { value: String },
     #[error("`{value}` is not an IP address")]
     Ip { value: String },
-    #[error("device {key} is listed twice (as `{name}` in group `{group}` and `{other}` in group `{other_group}`)")]
-    DuplicateDevice { key: String, name: String, group: String, other: String, other_group: String },
+    #[error(
+        "device {key} is listed twice (as `{name}` in group `{group}` and `{other}` in group `{other_group}`)"
+    )]
+    DuplicateDevice {
+        key: String,
+        name: String,
+        group: String,
+        other: String,
+        other_group: String,
+    },
     #[error("device entry `{name}` has neither `mac` nor `ip`")]
     DeviceWithoutAddress { name: String },
     #[error("{what} `{name}` is defined twice")]
@@ -103,7 +125,11 @@ pub enum ErrorKind {
     #[error("rule `{name}` needs exactly one of `allow` or `block`")]
     RuleAction { name: String },
     #[error("{what} `{name}` names no {needs}")]
-    Empty { what: &'static str, name: String, needs: &'static str },
+    Empty {
+        what: &'static str,
+        name: String,
+        needs: &'static str,
+    },
     #[error("bypass response `{value}` is not known (expected quarantine, alert or log)")]
     Response { value: String },
     #[error("{n_more} more errors in `{path}` not shown")]

@@ -134,7 +134,12 @@ pub struct Device {
 #[derive(Debug, Clone)]
 pub enum Target {
     /// A named category from `categories:`.
-    Category { name: String, label: String, description: Option<String>, n_domains: usize },
+    Category {
+        name: String,
+        label: String,
+        description: Option<String>,
+        n_domains: usize,
+    },
     /// Domains written directly in one rule, exception or `quarantine_allow`.
     Domains { domains: Vec<Box<str>> },
 }
@@ -185,7 +190,9 @@ impl Exception {
     pub fn covers(&self, who: &Identity, client: &Client) -> bool {
         who.group.is_some_and(|g| self.groups.contains(&g))
             || who.device.is_some_and(|d| self.devices.contains(&d))
-            || client.ip.is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
+            || client
+                .ip
+                .is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
     }
 }
 
@@ -234,7 +241,11 @@ pub struct Policy {
 impl Policy {
     /// Builds a policy from YAML text. `file` names the text in error messages and is the base
     /// for relative list paths. Every problem found is returned, each with its location.
-    pub fn from_yaml(text: &str, file: &Path, lists: &dyn ListSource) -> Result<Policy, PolicyErrors> {
+    pub fn from_yaml(
+        text: &str,
+        file: &Path,
+        lists: &dyn ListSource,
+    ) -> Result<Policy, PolicyErrors> {
         compile::from_yaml(text, file, lists)
     }
 
