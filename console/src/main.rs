@@ -1,2 +1,9 @@
-//! The `schoolgate-console` binary.
-fn main() {}
+//! The `schoolgate-console` binary: command-line glue.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let _cli = cli::Cli::parse();
+}

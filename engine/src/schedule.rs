@@ -632,6 +632,51 @@ mod tests {
         let spring = s.windows_between(at("2027-03-28T00:00"), at("2027-03-28T12:00"), &cal);
         assert_eq!(spring.len(), 1);
         assert_eq!(spring[0].end - spring[0].start, 3600);
+        // Wholly inside the gap: both ends move forward an hour.
+        let sunday = Days([false, false, false, false, false, false, true]);
+        let inside = Schedule::compile(
+            "g".into(),
+            "g".into(),
+            sunday,
+            vec![TimeRange {
+                start: hm(1, 15),
+                end: hm(1, 45),
+            }],
+            false,
+            &tz,
+            &cal,
+        );
+        let w = inside.windows_between(at("2027-03-28T00:00"), at("2027-03-28T12:00"), &cal);
+        let utc = |s: &str| s.parse::<Timestamp>().unwrap().as_second();
+        assert_eq!(
+            w,
+            vec![Window {
+                start: utc("2027-03-28T01:15:00Z"),
+                end: utc("2027-03-28T01:45:00Z")
+            }]
+        );
+        // Start pushed past the end: no window that night, but the next Sunday as usual.
+        let past = Schedule::compile(
+            "p".into(),
+            "p".into(),
+            sunday,
+            vec![TimeRange {
+                start: hm(1, 30),
+                end: hm(2, 15),
+            }],
+            false,
+            &tz,
+            &cal,
+        );
+        assert!(
+            past.windows_between(at("2027-03-28T00:00"), at("2027-03-28T12:00"), &cal)
+                .is_empty()
+        );
+        assert_eq!(
+            past.windows_between(at("2027-04-04T00:00"), at("2027-04-04T12:00"), &cal)
+                .len(),
+            1
+        );
         let autumn = s.windows_between(at("2027-10-31T00:00"), at("2027-10-31T12:00"), &cal);
         assert_eq!(autumn.len(), 1);
         assert_eq!(autumn[0].end - autumn[0].start, 3 * 3600);

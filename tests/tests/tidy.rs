@@ -1,0 +1,123 @@
+//! Repository-wide checks that keep the code base honest: every Rust file says what it holds
+//! in a `//!` header, ARCHITECTURE.md's code map names every module, and CI runs exactly the
+//! test command README gives.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every `.rs` file of ours, outside build output.
+fn rust_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(name.as_str(), "target" | ".git" | "corpus" | "artifacts") {
+                    walk(&path, out);
+                }
+            } else if name.ends_with(".rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&root(), &mut out);
+    out
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc() {
+    let files = rust_files();
+    assert!(files.len() > 20, "found only {} files", files.len());
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
+        .map(|f| f.strip_prefix(root()).unwrap_or(f).display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` header:\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn architecture_code_map_names_every_module() {
+    let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let mut missing = Vec::new();
+    for krate in ["engine", "agent", "console"] {
+        let src = root().join(krate).join("src");
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let module = name.trim_end_matches(".rs");
+            if matches!(module, "lib" | "main") {
+                continue;
+            }
+            let mention = format!("`{module}");
+            if !arch.contains(&mention) {
+                missing.push(format!("{krate}/src/{name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not mention:\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn ci_runs_exactly_the_readme_test_command() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let marker = "<!-- test-command -->";
+    let after = readme
+        .split(marker)
+        .nth(1)
+        .expect("README marks its test command");
+    let command = after
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("```"))
+        .expect("a command after the marker");
+    assert_eq!(
+        readme.matches(marker).count(),
+        1,
+        "README has exactly one test command"
+    );
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let last = ci
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap();
+    assert!(
+        last == command || last == format!("exec {command}"),
+        ".ci/run ends with `{last}`, README says `{command}`"
+    );
+}
+
+#[test]
+fn code_is_formatted() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["fmt", "--all", "--check"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "run `cargo fmt --all`:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
