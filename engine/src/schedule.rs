@@ -11,7 +11,7 @@
 //!
 //! Term-time schedules are compiled completely (they have no windows outside terms). Other
 //! schedules repeat forever, so they are compiled for the calendar's span plus a year either
-//! side, and computed on the spot for instants outside that.
+//! side (at most seven years in all), and computed on the spot for instants outside that.
 
 use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::TimeZone;
@@ -147,7 +147,11 @@ impl Schedule {
         } else {
             match calendar.span() {
                 Some((first, last)) => {
-                    let from = first.saturating_sub(366.days());
+                    // A year either side of the calendar, but never more than seven years in
+                    // all, however far apart the terms are.
+                    let from = first
+                        .saturating_sub(366.days())
+                        .max(last.saturating_sub(6.years()));
                     let to = last.saturating_add(366.days());
                     let mut table = Vec::new();
                     push_windows(&mut table, from, to, days, &ranges, None, tz);

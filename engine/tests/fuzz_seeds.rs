@@ -12,7 +12,7 @@ use std::path::Path;
 
 #[test]
 fn policy_yaml_seeds_do_not_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/policy_yaml");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/policy_yaml");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();

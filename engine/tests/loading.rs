@@ -290,3 +290,18 @@ fn the_shipped_policy_loads() {
     assert_eq!(p.school_name(), "Example Primary School");
     assert!(p.n_domains() > 150);
 }
+
+#[test]
+fn a_mistyped_term_year_is_refused() {
+    // Found by fuzzing: a term running to the year 9463 made loading compile millennia of
+    // schedule windows before reporting anything.
+    for (to, days) in [("9463-07-21", 2_716_265), ("2027-09-04", 367)] {
+        let yaml = GOOD.replace("to: 2026-12-18", &format!("to: {to}"));
+        let got = errors(&yaml, &[("lists/social.txt", "facebook.com\n")]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let want = format!(
+            "/school/policy.yaml:5:47: term `Autumn` lasts {days} days; a term lasts at most a year"
+        );
+        assert!(got[0].starts_with(&want), "{}", got[0]);
+    }
+}

@@ -26,6 +26,9 @@ use crate::domain::{DomainIndex, TargetId, parse_listed};
 use crate::instant::parse_instant;
 use crate::schedule::{Days, SECONDS_PER_DAY, Schedule, TimeRange};
 
+/// The longest a term may be, in days.
+const MAX_TERM_DAYS: i32 = 366;
+
 /// List files can be long and machine-made; past this many errors in one, the rest are counted.
 const MAX_ERRORS_PER_LIST: usize = 20;
 
@@ -228,6 +231,13 @@ impl<'a> Compiler<'a> {
             let name = t.value.name.value.trim().to_owned();
             if from > to {
                 self.error(&t.value.from, backwards(&name, from, to));
+                continue;
+            }
+            // Schedules are compiled day by day over the terms: a mistyped year must not
+            // turn into thousands of years of work.
+            let days = (to - from).get_days() + 1;
+            if days > MAX_TERM_DAYS {
+                self.error(&t.value.to, ErrorKind::TermTooLong { name, days });
                 continue;
             }
             terms.push((DateSpan { name, from, to }, self.at(t)));
@@ -694,17 +704,13 @@ impl<'a> Compiler<'a> {
             } else if let Some(id) = names.groups.get(name) {
                 ids.push(*id);
             } else {
-                let mut known: Vec<&str> = names.groups.keys().map(String::as_str).collect();
-                known.sort_unstable();
-                if allow_all {
-                    known.insert(0, ALL);
-                }
+                let extra = if allow_all { Some(ALL) } else { None };
                 self.error(
                     g,
                     ErrorKind::Unknown {
                         what: "group",
                         name: name.to_owned(),
-                        expected: one_of(&known),
+                        expected: one_of(&names.groups, extra),
                     },
                 );
             }
@@ -735,22 +741,17 @@ impl<'a> Compiler<'a> {
             match parse_listed(value) {
                 Ok(domain) if !looks_like_category => inline.push(domain),
                 result => {
-                    let mut known: Vec<&str> =
-                        names.categories.keys().map(String::as_str).collect();
-                    known.sort_unstable();
+                    let known = one_of(&names.categories, None);
                     let kind = match result {
                         Err(source) if !looks_like_category => ErrorKind::Target {
                             value: value.to_owned(),
-                            categories: one_of(&known),
+                            categories: known,
                             source,
                         },
                         _ => ErrorKind::Unknown {
                             what: "category",
                             name: value.to_owned(),
-                            expected: format!(
-                                "{}, or a domain such as youtube.com",
-                                one_of(&known)
-                            ),
+                            expected: format!("{known}, or a domain such as youtube.com"),
                         },
                     };
                     self.error(item, kind);
@@ -828,15 +829,12 @@ impl<'a> Compiler<'a> {
                 Some(w) => {
                     let found = names.schedules.get(w.value.trim()).copied();
                     if found.is_none() {
-                        let mut known: Vec<&str> =
-                            names.schedules.keys().map(String::as_str).collect();
-                        known.sort_unstable();
                         self.error(
                             w,
                             ErrorKind::Unknown {
                                 what: "schedule",
                                 name: w.value.clone(),
-                                expected: one_of(&known),
+                                expected: one_of(&names.schedules, None),
                             },
                         );
                     }
@@ -900,15 +898,12 @@ impl<'a> Compiler<'a> {
                 match names.devices.get(d.value.trim()) {
                     Some(id) => devices.push(*id),
                     None => {
-                        let mut known: Vec<&str> =
-                            names.devices.keys().map(String::as_str).collect();
-                        known.sort_unstable();
                         self.error(
                             d,
                             ErrorKind::Unknown {
                                 what: "device",
                                 name: d.value.clone(),
-                                expected: one_of(&known),
+                                expected: one_of(&names.devices, None),
                             },
                         );
                     }
@@ -1009,14 +1004,12 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 None => {
-                    let mut known: Vec<&str> = names.groups.keys().map(String::as_str).collect();
-                    known.sort_unstable();
                     self.error(
                         key,
                         ErrorKind::Unknown {
                             what: "group",
                             name: key.value.clone(),
-                            expected: one_of(&known),
+                            expected: one_of(&names.groups, None),
                         },
                     );
                 }
@@ -1067,7 +1060,11 @@ fn backwards(name: &str, from: Date, to: Date) -> ErrorKind {
     }
 }
 
-fn one_of(names: &[&str]) -> String {
+/// "one of a, b, c" for the names defined (sorted, `first` in front), for error messages.
+fn one_of<V>(defined: &HashMap<String, V>, first: Option<&str>) -> String {
+    let mut names: Vec<&str> = defined.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names.splice(0..0, first);
     if names.is_empty() {
         "none are defined".to_owned()
     } else {

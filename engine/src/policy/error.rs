@@ -66,6 +66,8 @@ pub enum ErrorKind {
         from: String,
         to: String,
     },
+    #[error("term `{name}` lasts {days} days; a term lasts at most a year (is a year mistyped?)")]
+    TermTooLong { name: String, days: i32 },
     #[error("a closure needs either `on: DATE` or `from: DATE` with `to: DATE`")]
     ClosureDates,
     #[error("term `{name}` overlaps term `{other}`")]
