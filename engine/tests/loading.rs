@@ -300,8 +300,13 @@ fn a_mistyped_term_year_is_refused() {
         let got = errors(&yaml, &[("lists/social.txt", "facebook.com\n")]);
         assert_eq!(got.len(), 1, "{got:?}");
         let want = format!(
-            "/school/policy.yaml:5:47: term `Autumn` lasts {days} days; a term lasts at most a year"
+            "/school/policy.yaml:5:45: term `Autumn` lasts {days} days; a term lasts at most a year"
         );
         assert!(got[0].starts_with(&want), "{}", got[0]);
     }
+    // A year to the day is allowed.
+    let yaml = GOOD.replace("to: 2026-12-18", "to: 2027-09-03");
+    let lists = lists(&[("lists/social.txt", "facebook.com\n")]);
+    Policy::from_yaml(&yaml, Path::new("/school/policy.yaml"), &lists)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
