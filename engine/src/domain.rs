@@ -221,11 +221,6 @@ impl DomainIndex {
         self.map.len()
     }
 
-    /// Whether `domain` (in matching form) is listed exactly, for any target.
-    pub fn contains(&self, domain: &str) -> bool {
-        self.map.contains_key(domain)
-    }
-
     /// Finds every target whose listed domains cover `name`, each with the most specific
     /// listed domain that matched. `name` must already be normalised ([`QueryName`]).
     pub fn lookup<'a>(&'a self, name: &str, out: &mut Matches<'a>) {

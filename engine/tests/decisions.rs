@@ -346,3 +346,35 @@ fn explanations_read_as_sentences_and_json() {
     assert!(!s.contains('\u{1b}') && !s.contains('\n'), "{s}");
     assert!(s.len() < 600, "{}", s.len());
 }
+
+#[test]
+fn bypass_responses_per_group() {
+    use schoolgate_engine::policy::Response;
+    let policy = repo_policy();
+    let group_of = |ip: &str| {
+        policy
+            .identify(&Client::new(ip.parse().unwrap(), None))
+            .group
+    };
+    let cases = [
+        (PUPIL, Response::Quarantine),
+        ("10.30.0.9", Response::Quarantine),
+        (STAFF, Response::Alert),
+        ("10.40.0.3", Response::Alert),
+        ("192.168.7.7", Response::Quarantine), // the `default` group
+    ];
+    for (ip, want) in cases {
+        assert_eq!(policy.bypass_response(group_of(ip)), want, "{ip}");
+    }
+    // Groups not listed, and devices in no group, get `alert`.
+    let edge = edge_policy();
+    let staff = edge
+        .identify(&Client::new("10.20.0.1".parse().unwrap(), None))
+        .group;
+    assert_eq!(edge.bypass_response(staff), Response::Alert);
+    assert_eq!(edge.bypass_response(None), Response::Alert);
+    let pupils = edge
+        .identify(&Client::new("10.10.7.5".parse().unwrap(), None))
+        .group;
+    assert_eq!(edge.bypass_response(pupils), Response::Quarantine);
+}

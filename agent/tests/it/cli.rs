@@ -226,3 +226,25 @@ fn explain_refuses_bad_input_with_exit_2() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn check_warns_when_the_calendar_has_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\nschool: { name: S, timezone: Europe/London }\ncalendar:\n  terms:\n    - { name: Old, from: 2020-01-06, to: 2020-03-27 }\n",
+    )
+    .unwrap();
+    let out = agent(&["check", "--policy", path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a finished calendar is valid, only stale"
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: the last term ended on 2020-03-27"),
+        "{stderr}"
+    );
+}

@@ -287,11 +287,6 @@ impl Policy {
         self.groups.get(id.index())
     }
 
-    pub fn group_by_name(&self, name: &str) -> Option<GroupId> {
-        let i = self.groups.iter().position(|g| g.name == name)?;
-        Some(GroupId(u32::try_from(i).ok()?))
-    }
-
     pub fn devices(&self) -> &[Device] {
         &self.devices
     }
@@ -376,11 +371,5 @@ impl Policy {
     pub(crate) fn rules_for(&self, group: Option<GroupId>) -> &[RuleId] {
         let i = group.map_or(self.groups.len(), |g| g.index());
         self.rules_by_group.get(i).map_or(&[], Vec::as_slice)
-    }
-
-    /// Whether `ip` is inside any group's network: the resolver answers only these clients.
-    pub fn serves(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.networks.iter().any(|(n, _)| n.contains(&ip)) || self.by_ip.contains_key(&ip)
     }
 }
