@@ -310,3 +310,62 @@ fn a_mistyped_term_year_is_refused() {
     Policy::from_yaml(&yaml, Path::new("/school/policy.yaml"), &lists)
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The policy shape the project was specified with, verbatim: it must keep loading.
+const SPECIFIED_SHAPE: &str = r#"version: 1
+school: { name: Example Primary School, timezone: Europe/London }
+calendar:
+  terms:                                   # dates inclusive
+    - { name: Autumn 2026, from: 2026-09-03, to: 2026-12-18 }
+  closures:                                # half terms, INSET days, bank holidays
+    - { name: Autumn half term, from: 2026-10-26, to: 2026-10-30 }
+    - { name: INSET day, on: 2026-11-27 }
+schedules:                                 # `always` is built in
+  school_day: { days: [mon, tue, wed, thu, fri], times: ["08:30-15:30"], term_time: true }
+  lessons:    { days: [mon, tue, wed, thu, fri], times: ["08:50-10:20", "10:40-12:00", "13:00-15:15"], term_time: true }
+categories:
+  social_networking: { lists: [lists/social_networking.txt], domains: [threads.net] }
+  vle: { domains: [dbprimary.com] }
+groups:
+  school_computers: { devices: [{ mac: "52:54:00:12:34:56", name: ICT-Suite-01 }], networks: [10.30.0.0/16] }
+  pupils: { networks: [10.10.0.0/16, "fd00:10::/64"] }
+  staff:  { networks: [10.20.0.0/16] }
+rules:                                     # first matching rule decides; no match allows
+  - { name: VLE always reachable, groups: [all], allow: [vle] }
+  - { name: School computers never reach social networking, groups: [school_computers], block: [social_networking], when: always }
+  - { name: Pupils keep off social networking in the school day, groups: [pupils], block: [social_networking], when: school_day }
+  - { name: No personal social networking in lessons, groups: [staff], block: [social_networking], when: lessons }
+exceptions:                                # teacher-directed, time-boxed, checked before rules
+  - { name: Year 6 media lesson, groups: [pupils], allow: [youtube.com], from: 2026-11-24T13:00, to: 2026-11-24T14:00, approved_by: Head of Computing }
+bypass:
+  response: { pupils: quarantine, school_computers: quarantine, staff: alert }
+  quarantine_allow: [vle]
+"#;
+
+#[test]
+fn the_specified_shape_loads_and_decides() {
+    use schoolgate_engine::instant::parse_instant;
+    use schoolgate_engine::{Action, Client, decide};
+    // Placed at the repository root so `lists/` resolves to the shipped lists.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml");
+    let p = Policy::from_yaml(SPECIFIED_SHAPE, &path, &|p: &Path| {
+        std::fs::read_to_string(p)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pupil = Client::new("10.10.3.7".parse().unwrap(), None);
+    let at = |t: &str| parse_instant(t, p.timezone()).unwrap();
+    let d = decide(&p, &pupil, "www.youtube.com", at("2026-11-24T13:30"), false);
+    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.until, Some(at("2026-11-24T14:00")));
+    let d = decide(
+        &p,
+        &pupil,
+        "www.facebook.com",
+        at("2026-11-24T10:00"),
+        false,
+    );
+    assert_eq!(
+        (d.action, d.until),
+        (Action::Block, Some(at("2026-11-24T15:30")))
+    );
+}
