@@ -1,6 +1,6 @@
 //! Repository-wide checks that keep the code base honest: every Rust file says what it holds
-//! in a `//!` header, ARCHITECTURE.md's code map names every module, and CI runs exactly the
-//! test command README gives.
+//! in a `//!` header, ARCHITECTURE.md's code map names every module, CI runs exactly the test
+//! command README gives, and the code is formatted and clippy-clean.
 
 #![allow(
     clippy::unwrap_used,
@@ -118,6 +118,30 @@ fn code_is_formatted() {
         out.status.success(),
         "run `cargo fmt --all`:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The workspace lints (no `unwrap` outside tests, no indexing that can panic, …) hold.
+#[test]
+fn clippy_is_clean() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo clippy found problems:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
