@@ -107,13 +107,18 @@ fn ci_runs_exactly_the_readme_test_command() {
     );
 }
 
-#[test]
-fn code_is_formatted() {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["fmt", "--all", "--check"])
+/// Runs the cargo that runs these tests, at the repository root.
+fn cargo(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO"))
+        .args(args)
         .current_dir(root())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn code_is_formatted() {
+    let out = cargo(&["fmt", "--all", "--check"]);
     assert!(
         out.status.success(),
         "run `cargo fmt --all`:\n{}{}",
@@ -125,20 +130,16 @@ fn code_is_formatted() {
 /// The workspace lints (no `unwrap` outside tests, no indexing that can panic, …) hold.
 #[test]
 fn clippy_is_clean() {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--quiet",
-            "--",
-            "-D",
-            "warnings",
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let out = cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     assert!(
         out.status.success(),
         "cargo clippy found problems:\n{}",

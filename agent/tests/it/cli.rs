@@ -18,6 +18,16 @@ fn explain_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Writes `yaml` as a policy in a fresh directory and runs `check` on it. The directory lives
+/// as long as the returned guard.
+fn check_text(yaml: &str) -> (Output, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = agent(&["check", "--policy", path.to_str().unwrap()]);
+    (out, path, dir)
+}
+
 fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
@@ -37,14 +47,9 @@ fn check_accepts_the_shipped_policy_with_a_summary() {
 
 #[test]
 fn check_reports_every_error_and_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.yaml");
-    std::fs::write(
-        &path,
+    let (out, path, _dir) = check_text(
         "version: 1\nschool: { name: S, timezone: Mars/Olympus }\nschedules:\n  s: { days: [funday], times: [\"9-5\"] }\n",
-    )
-    .unwrap();
-    let out = agent(&["check", "--policy", path.to_str().unwrap()]);
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     let p = path.display();
@@ -229,14 +234,9 @@ fn explain_refuses_bad_input_with_exit_2() {
 
 #[test]
 fn check_warns_when_the_calendar_has_ended() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.yaml");
-    std::fs::write(
-        &path,
+    let (out, _path, _dir) = check_text(
         "version: 1\nschool: { name: S, timezone: Europe/London }\ncalendar:\n  terms:\n    - { name: Old, from: 2020-01-06, to: 2020-03-27 }\n",
-    )
-    .unwrap();
-    let out = agent(&["check", "--policy", path.to_str().unwrap()]);
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
