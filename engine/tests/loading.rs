@@ -369,3 +369,117 @@ fn the_specified_shape_loads_and_decides() {
         (Action::Block, Some(at("2026-11-24T15:30")))
     );
 }
+
+#[test]
+fn the_gateway_section() {
+    use schoolgate_engine::policy::gateway::{BlockResponse, Defences};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let p = Policy::from_yaml(&text, &path, &|p: &Path| std::fs::read_to_string(p)).unwrap();
+    let g = p
+        .gateway()
+        .expect("the shipped policy describes its gateway");
+    assert_eq!(g.lan_interfaces, ["lan0"]);
+    assert_eq!(
+        g.dns.listen,
+        [
+            "10.0.0.1:53".parse().unwrap(),
+            "[fd00::1]:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(g.dns.upstreams, ["198.51.100.53:53".parse().unwrap()]);
+    assert_eq!(g.dns.block_response, BlockResponse::Sinkhole);
+    assert_eq!(g.dns.rate_limit, 100);
+    assert_eq!(g.dns.defences, Defences::default());
+    let bp = g.block_page.as_ref().unwrap();
+    assert_eq!(
+        (bp.ipv4(), bp.ipv6()),
+        (
+            Some("10.0.0.1".parse().unwrap()),
+            Some("fd00::1".parse().unwrap())
+        )
+    );
+    assert_eq!(g.metrics, Some("127.0.0.1:9153".parse().unwrap()));
+    assert_eq!(g.state_dir, Path::new("/var/lib/schoolgate"));
+    assert_eq!(
+        g.console.as_ref().unwrap().url,
+        "https://console.example.school:8443"
+    );
+    // Group settings used by the resolver.
+    let wifi = p
+        .identify(&schoolgate_engine::Client::new(
+            "10.11.2.3".parse().unwrap(),
+            None,
+        ))
+        .group
+        .unwrap();
+    let wifi = p.group(wifi).unwrap();
+    assert!(wifi.safe_search);
+    assert_eq!(
+        wifi.report_presence
+            .and_then(|s| p.schedule(s))
+            .map(|s| s.name.as_str()),
+        Some("school_day")
+    );
+    let staff = p
+        .identify(&schoolgate_engine::Client::new(
+            "10.20.0.9".parse().unwrap(),
+            None,
+        ))
+        .group;
+    assert!(!p.group(staff.unwrap()).unwrap().safe_search);
+    assert!(p.is_filtered(staff), "staff have a lesson-time block");
+    assert!(
+        !p.is_filtered(None),
+        "no rule blocks for devices in no group"
+    );
+
+    // Minimal: defaults, and defences switched off only by `danger_` keys.
+    let minimal = format!(
+        "{GOOD}gateway:\n  dns: {{ listen: [\"127.0.0.1:5353\"], block_response: nxdomain, defences: {{ danger_keep_ech: true }} }}\n"
+    );
+    let p = Policy::from_yaml(
+        &minimal,
+        Path::new("/school/policy.yaml"),
+        &lists(&[("lists/social.txt", "x.com\n")]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let g = p.gateway().unwrap();
+    assert_eq!(g.dns.block_response, BlockResponse::Nxdomain);
+    assert_eq!(g.state_dir, Path::new("/var/lib/schoolgate"));
+    assert_eq!(g.dns.rate_limit, 100);
+    assert!(g.dns.defences.firefox_canary && g.dns.defences.private_relay && g.dns.defences.ddr);
+    assert!(!g.dns.defences.strip_ech);
+}
+
+#[test]
+fn gateway_errors_are_located() {
+    let yaml = format!(
+        r#"{GOOD}gateway:
+  lan_interfaces: [lan0, "bad/name"]
+  dns:
+    listen: ["10.77.0.1", "10.77.0.1:53"]
+    upstreams: [dns.google, "198.51.100.53"]
+    block_response: sinkhole
+    rate_limit: 0
+  console: {{ url: console.example.school, token_file: /etc/x }}
+"#
+    );
+    let got = errors(&yaml, &[("lists/social.txt", "x.com\n")]);
+    let want = [
+        "/school/policy.yaml:15:26: `bad/name` is not an interface name",
+        "/school/policy.yaml:17:14: `10.77.0.1` is not an address and port",
+        "/school/policy.yaml:18:17: `dns.google` is not a resolver address",
+        "/school/policy.yaml:20:17: rate limit 0 would refuse every query",
+        "/school/policy.yaml:19:21: `block_response: sinkhole` needs `gateway.block_page.listen`",
+        "/school/policy.yaml:21:19: `console.example.school` is not a URL",
+    ];
+    for w in want {
+        assert!(
+            got.iter().any(|g| g.starts_with(w)),
+            "missing {w}\n got:\n  {}",
+            got.join("\n  ")
+        );
+    }
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+}

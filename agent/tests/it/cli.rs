@@ -40,7 +40,7 @@ fn check_accepts_the_shipped_policy_with_a_summary() {
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
-        stdout.contains("valid: Example Primary School (Europe/London), 5 groups"),
+        stdout.contains("valid: Example Primary School (Europe/London), 6 groups"),
         "{stdout}"
     );
 }

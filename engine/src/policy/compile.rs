@@ -5,7 +5,7 @@
 //! checks that depend on it stay quiet rather than repeat the complaint.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -15,7 +15,11 @@ use jiff::civil::Date;
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 
 use super::error::{ErrorKind, Location, PolicyError, PolicyErrors};
-use super::raw::{Ordered, RawPolicy, S};
+use super::gateway::{
+    BlockPage, BlockResponse, Console, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences, Dns,
+    Gateway, is_interface_name, parse_upstream,
+};
+use super::raw::{Ordered, RawGateway, RawPolicy, S};
 use super::{
     Action, Bypass, Device, DeviceId, Exception, Group, GroupId, Groups, ListSource, Policy,
     Response, Rule, RuleId, ScheduleId, Target,
@@ -150,7 +154,8 @@ impl<'a> Compiler<'a> {
         let mut targets = Vec::new();
         let (schedules, schedule_names) = self.schedules(&raw.schedules, &tz, &calendar);
         let category_names = self.categories(&raw.categories, &mut index, &mut targets);
-        let (groups, devices, networks, group_names, device_names) = self.groups(&raw.groups);
+        let (groups, devices, networks, group_names, device_names) =
+            self.groups(&raw.groups, &schedule_names);
         let names = Names {
             schedules: schedule_names,
             categories: category_names,
@@ -160,6 +165,7 @@ impl<'a> Compiler<'a> {
         let rules = self.rules(&raw, &names, &mut index, &mut targets);
         let exceptions = self.exceptions(&raw, &names, &tz, &mut index, &mut targets);
         let bypass = self.bypass(&raw, &names, groups.len(), &mut index, &mut targets);
+        let gateway = raw.gateway.as_ref().and_then(|g| self.gateway(g));
 
         let mut by_mac = HashMap::new();
         let mut by_ip = HashMap::new();
@@ -203,7 +209,150 @@ impl<'a> Compiler<'a> {
             rules_by_group,
             exceptions,
             bypass,
+            gateway,
         }
+    }
+
+    fn socket_addr(&mut self, s: &S<String>) -> Option<SocketAddr> {
+        let parsed = s.value.trim().parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            self.error(
+                s,
+                ErrorKind::SocketAddr {
+                    value: s.value.clone(),
+                },
+            );
+        }
+        parsed
+    }
+
+    fn gateway(&mut self, raw: &S<RawGateway>) -> Option<Gateway> {
+        let g = &raw.value;
+        let errors_before = self.errors.len();
+        let mut lan_interfaces = Vec::new();
+        for i in &g.lan_interfaces {
+            if is_interface_name(i.value.trim()) {
+                lan_interfaces.push(i.value.trim().to_owned());
+            } else {
+                self.error(
+                    i,
+                    ErrorKind::Interface {
+                        value: i.value.clone(),
+                    },
+                );
+            }
+        }
+        let mut dns = Dns {
+            listen: Vec::new(),
+            upstreams: Vec::new(),
+            block_response: BlockResponse::Sinkhole,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            defences: Defences::default(),
+        };
+        let mut block_response_at = None;
+        if let Some(d) = &g.dns {
+            dns.listen = d
+                .listen
+                .iter()
+                .filter_map(|a| self.socket_addr(a))
+                .collect();
+            for u in &d.upstreams {
+                match parse_upstream(&u.value) {
+                    Some(addr) => dns.upstreams.push(addr),
+                    None => self.error(
+                        u,
+                        ErrorKind::Upstream {
+                            value: u.value.clone(),
+                        },
+                    ),
+                }
+            }
+            if let Some(b) = &d.block_response {
+                match b.value.trim() {
+                    "sinkhole" => dns.block_response = BlockResponse::Sinkhole,
+                    "nxdomain" => dns.block_response = BlockResponse::Nxdomain,
+                    _ => self.error(
+                        b,
+                        ErrorKind::BlockResponse {
+                            value: b.value.clone(),
+                        },
+                    ),
+                }
+                block_response_at = Some(self.at(b));
+            }
+            if let Some(r) = &d.rate_limit {
+                if r.value == 0 {
+                    self.error(r, ErrorKind::RateLimit { value: r.value });
+                }
+                dns.rate_limit = r.value;
+            }
+            if let Some(x) = &d.defences {
+                dns.defences = Defences {
+                    firefox_canary: !x.danger_allow_firefox_doh,
+                    private_relay: !x.danger_allow_private_relay,
+                    ddr: !x.danger_allow_ddr,
+                    strip_ech: !x.danger_keep_ech,
+                };
+            }
+        }
+        let block_page = g.block_page.as_ref().and_then(|b| {
+            let listen = self.socket_addr(&b.listen)?;
+            let listen_v6 = match &b.listen_v6 {
+                Some(v6) => match self.socket_addr(v6) {
+                    Some(a) if a.is_ipv6() => Some(a),
+                    Some(_) => {
+                        self.error(
+                            v6,
+                            ErrorKind::NotIpv6 {
+                                value: v6.value.clone(),
+                            },
+                        );
+                        None
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            Some(BlockPage { listen, listen_v6 })
+        });
+        if dns.block_response == BlockResponse::Sinkhole && g.block_page.is_none() {
+            let at = block_response_at.unwrap_or_else(|| self.at(raw));
+            self.errors.push(PolicyError {
+                at,
+                kind: ErrorKind::SinkholeWithoutBlockPage,
+            });
+        }
+        let metrics = g.metrics.as_ref().and_then(|m| self.socket_addr(&m.listen));
+        let console = g.console.as_ref().and_then(|c| {
+            let url = c.url.value.trim();
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() > "https://".len();
+            if !ok {
+                self.error(
+                    &c.url,
+                    ErrorKind::Url {
+                        value: c.url.value.clone(),
+                    },
+                );
+                return None;
+            }
+            Some(Console {
+                url: url.to_owned(),
+                token_file: PathBuf::from(c.token_file.value.trim()),
+            })
+        });
+        let state_dir = g.state_dir.as_ref().map_or_else(
+            || PathBuf::from(DEFAULT_STATE_DIR),
+            |d| PathBuf::from(d.value.trim()),
+        );
+        (self.errors.len() == errors_before).then_some(Gateway {
+            lan_interfaces,
+            dns,
+            block_page,
+            metrics,
+            state_dir,
+            console,
+        })
     }
 
     fn date(&mut self, s: &S<String>) -> Option<Date> {
@@ -518,6 +667,7 @@ impl<'a> Compiler<'a> {
     fn groups(
         &mut self,
         raw: &Ordered<S<super::raw::RawGroup>>,
+        schedules: &HashMap<String, ScheduleId>,
     ) -> (
         Vec<Group>,
         Vec<Device>,
@@ -538,10 +688,27 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             let gid = GroupId(u32::try_from(groups.len()).unwrap_or(u32::MAX));
+            let report_presence = g.value.report_presence.as_ref().and_then(|w| {
+                let found = schedules.get(w.value.trim()).copied();
+                if found.is_none() {
+                    let expected = one_of(schedules, None);
+                    self.error(
+                        w,
+                        ErrorKind::Unknown {
+                            what: "schedule",
+                            name: w.value.clone(),
+                            expected,
+                        },
+                    );
+                }
+                found
+            });
             groups.push(Group {
                 name: key.value.clone(),
                 description: g.value.description.clone(),
                 networks: Vec::new(),
+                safe_search: g.value.safe_search,
+                report_presence,
             });
             names.insert(key.value.clone(), gid);
             for n in &g.value.networks {

@@ -134,6 +134,28 @@ pub enum ErrorKind {
     },
     #[error("bypass response `{value}` is not known (expected quarantine, alert or log)")]
     Response { value: String },
+    #[error(
+        "`{value}` is not an address and port (expected e.g. 10.77.0.1:53 or [2001:db8::1]:53)"
+    )]
+    SocketAddr { value: String },
+    #[error("`{value}` is not a resolver address (expected an IP address, optionally with :PORT)")]
+    Upstream { value: String },
+    #[error("block response `{value}` is not known (expected sinkhole or nxdomain)")]
+    BlockResponse { value: String },
+    #[error(
+        "`block_response: sinkhole` needs `gateway.block_page.listen`: sinkholed names point at the block page"
+    )]
+    SinkholeWithoutBlockPage,
+    #[error("`{value}` is not an IPv6 address and port")]
+    NotIpv6 { value: String },
+    #[error(
+        "rate limit {value} would refuse every query (expected queries per second, at least 1)"
+    )]
+    RateLimit { value: u32 },
+    #[error("`{value}` is not an interface name")]
+    Interface { value: String },
+    #[error("`{value}` is not a URL (expected https://host[:port])")]
+    Url { value: String },
     #[error("{n_more} more errors in `{path}` not shown")]
     TooManyListErrors { path: String, n_more: usize },
 }

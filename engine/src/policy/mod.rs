@@ -10,6 +10,7 @@
 
 mod compile;
 pub mod error;
+pub mod gateway;
 mod raw;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::domain::{DomainIndex, TargetId};
 use crate::schedule::Schedule;
 
 pub use error::{ErrorKind, Location, PolicyError, PolicyErrors};
+pub use gateway::Gateway;
 
 /// Reads the list files a policy names. Paths arrive already resolved against the policy
 /// file's directory.
@@ -117,6 +119,10 @@ pub struct Group {
     pub name: String,
     pub description: Option<String>,
     pub networks: Vec<IpNet>,
+    /// Search engines are rewritten to their safe-search forms for this group.
+    pub safe_search: bool,
+    /// Devices of this group seen on the network in this schedule are reported, once a day.
+    pub report_presence: Option<ScheduleId>,
 }
 
 /// A device entry: a machine the school knows by MAC and/or IP.
@@ -236,6 +242,7 @@ pub struct Policy {
     pub(crate) rules_by_group: Vec<Vec<RuleId>>,
     pub(crate) exceptions: Vec<Exception>,
     pub(crate) bypass: Bypass,
+    pub(crate) gateway: Option<Gateway>,
 }
 
 impl Policy {
@@ -333,6 +340,20 @@ impl Policy {
     /// How many distinct domains the policy lists, over all categories and rules.
     pub fn n_domains(&self) -> usize {
         self.index.n_domains()
+    }
+
+    /// How this gateway runs, if the policy says.
+    pub fn gateway(&self) -> Option<&Gateway> {
+        self.gateway.as_ref()
+    }
+
+    /// Whether any rule blocks anything for `group`: such groups get the resolver's
+    /// defences that keep names visible (ECH stripped).
+    pub fn is_filtered(&self, group: Option<GroupId>) -> bool {
+        self.rules_for(group)
+            .iter()
+            .filter_map(|id| self.rule(*id))
+            .any(|r| r.action == Action::Block)
     }
 
     pub fn bypass(&self) -> &Bypass {

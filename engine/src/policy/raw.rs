@@ -66,6 +66,9 @@ pub(crate) struct RawPolicy {
     pub exceptions: Vec<S<RawException>>,
     #[serde(default)]
     pub bypass: RawBypass,
+    /// How this gateway runs; absent in policies used only with `check`/`explain`.
+    #[serde(default)]
+    pub gateway: Option<S<RawGateway>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +144,12 @@ pub(crate) struct RawGroup {
     pub networks: Vec<S<String>>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Rewrite search engines to their safe-search forms for this group.
+    #[serde(default)]
+    pub safe_search: bool,
+    /// A schedule: report each device of this group seen on the network in it, once a day.
+    #[serde(default)]
+    pub report_presence: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,4 +204,72 @@ pub(crate) struct RawBypass {
     pub response: Ordered<S<String>>,
     #[serde(default)]
     pub quarantine_allow: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    #[serde(default)]
+    pub lan_interfaces: Vec<S<String>>,
+    #[serde(default)]
+    pub dns: Option<RawDns>,
+    #[serde(default)]
+    pub block_page: Option<RawBlockPage>,
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub state_dir: Option<S<String>>,
+    #[serde(default)]
+    pub console: Option<RawConsole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    #[serde(default)]
+    pub listen: Vec<S<String>>,
+    #[serde(default)]
+    pub upstreams: Vec<S<String>>,
+    #[serde(default)]
+    pub block_response: Option<S<String>>,
+    /// Queries a second one client may send before it is slowed down.
+    #[serde(default)]
+    pub rate_limit: Option<S<u32>>,
+    /// Built-in defences against encrypted DNS and relays; all on unless switched off here.
+    #[serde(default)]
+    pub defences: Option<RawDefences>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefences {
+    #[serde(default)]
+    pub danger_allow_firefox_doh: bool,
+    #[serde(default)]
+    pub danger_allow_private_relay: bool,
+    #[serde(default)]
+    pub danger_allow_ddr: bool,
+    #[serde(default)]
+    pub danger_keep_ech: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBlockPage {
+    pub listen: S<String>,
+    #[serde(default)]
+    pub listen_v6: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConsole {
+    pub url: S<String>,
+    pub token_file: S<String>,
 }

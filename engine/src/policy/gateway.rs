@@ -1,0 +1,175 @@
+//! How this gateway runs: the `gateway:` section of `policy.yaml`, so that one file describes
+//! a school. Command-line flags may override these for tests and trials; the agent applies
+//! them over what is here.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Where a packaged install keeps its state when `state_dir` is not given.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/schoolgate";
+
+/// Queries a second one client may send, by default, before it is slowed down.
+pub const DEFAULT_RATE_LIMIT: u32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// The interfaces facing the school's devices.
+    pub lan_interfaces: Vec<String>,
+    pub dns: Dns,
+    pub block_page: Option<BlockPage>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    pub state_dir: PathBuf,
+    pub console: Option<Console>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    pub listen: Vec<SocketAddr>,
+    pub upstreams: Vec<SocketAddr>,
+    pub block_response: BlockResponse,
+    /// Per-client queries per second.
+    pub rate_limit: u32,
+    pub defences: Defences,
+}
+
+/// How a blocked name is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockResponse {
+    /// A and AAAA point at the block page; other types get an empty answer.
+    Sinkhole,
+    /// The name does not exist.
+    Nxdomain,
+}
+
+/// The resolver's built-in defences against encrypted DNS and relays. All are on unless the
+/// policy switches one off with a `danger_` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defences {
+    /// `use-application-dns.net` → NXDOMAIN: Firefox then keeps to the school's resolver.
+    pub firefox_canary: bool,
+    /// `mask.icloud.com`, `mask-h2.icloud.com` → NXDOMAIN: iCloud Private Relay stays off.
+    pub private_relay: bool,
+    /// `_dns.resolver.arpa` → empty answer: devices do not discover an encrypted resolver.
+    pub ddr: bool,
+    /// Remove `ech` from HTTPS/SVCB answers for filtered groups, so the SNI stays visible.
+    pub strip_ech: bool,
+}
+
+impl Default for Defences {
+    fn default() -> Self {
+        Self {
+            firefox_canary: true,
+            private_relay: true,
+            ddr: true,
+            strip_ech: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockPage {
+    pub listen: SocketAddr,
+    pub listen_v6: Option<SocketAddr>,
+}
+
+impl BlockPage {
+    /// The address sinkholed A answers point at, if the block page has an IPv4 address.
+    pub fn ipv4(&self) -> Option<IpAddr> {
+        [Some(self.listen), self.listen_v6]
+            .into_iter()
+            .flatten()
+            .map(|a| a.ip())
+            .find(IpAddr::is_ipv4)
+    }
+
+    /// The address sinkholed AAAA answers point at, if the block page has an IPv6 address.
+    pub fn ipv6(&self) -> Option<IpAddr> {
+        [Some(self.listen), self.listen_v6]
+            .into_iter()
+            .flatten()
+            .map(|a| a.ip())
+            .find(IpAddr::is_ipv6)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Console {
+    pub url: String,
+    pub token_file: PathBuf,
+}
+
+/// Parses an upstream resolver: `ADDR`, `ADDR:PORT`, `[V6]:PORT` or a bare IPv6 address; the
+/// port defaults to 53.
+pub fn parse_upstream(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let ip = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    ip.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53))
+}
+
+/// Whether `name` can be a Linux interface name.
+pub fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams() {
+        let cases = [
+            ("198.51.100.53", Some("198.51.100.53:53")),
+            ("198.51.100.53:5353", Some("198.51.100.53:5353")),
+            ("2001:db8::53", Some("[2001:db8::53]:53")),
+            ("[2001:db8::53]", Some("[2001:db8::53]:53")),
+            ("[2001:db8::53]:853", Some("[2001:db8::53]:853")),
+            ("dns.google", None),
+            ("198.51.100.53:", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_upstream(text),
+                want.map(|w| w.parse().unwrap()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn block_page_addresses() {
+        let v4 = BlockPage {
+            listen: "10.77.0.1:80".parse().unwrap(),
+            listen_v6: Some("[2001:db8:77::1]:80".parse().unwrap()),
+        };
+        assert_eq!(v4.ipv4(), Some("10.77.0.1".parse().unwrap()));
+        assert_eq!(v4.ipv6(), Some("2001:db8:77::1".parse().unwrap()));
+        let v6_only = BlockPage {
+            listen: "[2001:db8:77::1]:80".parse().unwrap(),
+            listen_v6: None,
+        };
+        assert_eq!(v6_only.ipv4(), None);
+    }
+
+    #[test]
+    fn interface_names() {
+        for ok in ["lan0", "eth0.10", "br-lan", "wlp2s0"] {
+            assert!(is_interface_name(ok), "{ok}");
+        }
+        for bad in ["", "a/b", "sixteen_chars_xx", "..", "lan 0"] {
+            assert!(!is_interface_name(bad), "{bad}");
+        }
+    }
+}
