@@ -3,8 +3,12 @@
 //! This crate is the only place that touches files, sockets, the firewall and the clock.
 //! Decisions themselves come from `schoolgate-engine`.
 //!
+//! - [`dns`]: the filtering resolver.
 //! - [`policy_file`]: reads `policy.yaml` and its list files from disk.
 //! - [`reload`]: keeps the live policy, watches its files and swaps in good edits.
 
+pub mod dns;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod policy_file;
 pub mod reload;

@@ -1,4 +1,5 @@
-//! The agent's integration tests, in one binary: the command line, and hot reload.
+//! The agent's integration tests, in one binary: the command line, the resolver's request
+//! planner, and hot reload.
 
 #![allow(
     clippy::unwrap_used,
@@ -8,6 +9,7 @@
 )]
 
 mod cli;
+mod dns_plan;
 mod reload;
 
 use std::path::{Path, PathBuf};

@@ -388,6 +388,13 @@ impl Policy {
         Identity { group, device }
     }
 
+    /// Whether `ip` is inside a group's network or a device entry: the resolver answers only
+    /// these clients.
+    pub fn serves(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.networks.iter().any(|(n, _)| n.contains(&ip)) || self.by_ip.contains_key(&ip)
+    }
+
     /// The rules that speak of `group`, in order.
     pub(crate) fn rules_for(&self, group: Option<GroupId>) -> &[RuleId] {
         let i = group.map_or(self.groups.len(), |g| g.index());

@@ -1,0 +1,70 @@
+//! Fuzzing entry points, shared by `fuzz/` and the tests that replay its seeds.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use jiff::Timestamp;
+use schoolgate_engine::{Client, Policy};
+
+use crate::dns::plan::{Plan, Request, Settings, answer, plan};
+
+/// A small policy with every kind of rule the planner reads, built once.
+#[allow(
+    clippy::panic,
+    reason = "a fixed policy that the seed tests load: failing loudly is the point"
+)]
+fn policy() -> &'static Policy {
+    const YAML: &str = r#"version: 1
+school: { name: Fuzz, timezone: Europe/London }
+calendar: { terms: [{ name: T, from: 2026-09-03, to: 2026-12-18 }] }
+schedules: { day: { days: [mon, tue, wed, thu, fri], times: ["08:30-15:30"], term_time: true } }
+categories: { social: { domains: [facebook.com, instagram.com] }, vle: { domains: [dbprimary.com] } }
+groups:
+  pupils: { networks: [10.10.0.0/16, "fd00:10::/64"], safe_search: true }
+  staff: { networks: [10.20.0.0/16] }
+rules:
+  - { name: VLE, groups: [all], allow: [vle] }
+  - { name: Social, groups: [pupils], block: [social], when: day }
+bypass: { quarantine_allow: [vle] }
+"#;
+    static P: OnceLock<Policy> = OnceLock::new();
+    P.get_or_init(|| {
+        let no_lists = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        Policy::from_yaml(YAML, Path::new("fuzz.yaml"), &no_lists).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// Plans a response to arbitrary bytes as a DNS request from several clients, and builds the
+/// forwarded answer where there is one. Must never panic.
+pub fn dns_request(data: &[u8]) {
+    let policy = policy();
+    let defences = schoolgate_engine::policy::gateway::Defences::default();
+    let settings = Settings {
+        block_response: schoolgate_engine::policy::gateway::BlockResponse::Sinkhole,
+        defences,
+        sinkhole_v4: "10.0.0.1".parse().ok(),
+        sinkhole_v6: "fd00::1".parse().ok(),
+    };
+    let now = Timestamp::from_second(1_795_600_800).unwrap_or_default();
+    for ip in ["10.10.3.7", "10.20.0.5", "192.0.2.1", "fd00:10::7"] {
+        let Ok(ip) = ip.parse() else { continue };
+        let client = Client::new(ip, None);
+        for quarantined in [false, true] {
+            match plan(data, &client, quarantined, policy, &settings, now) {
+                Plan::Forward { request, strip_ech } => build(&request, strip_ech),
+                Plan::Rewrite { request, .. } => build(&request, false),
+                Plan::Reply { .. } | Plan::Drop => {}
+            }
+        }
+    }
+}
+
+fn build(request: &Request, strip_ech: bool) {
+    let m = answer(
+        request,
+        hickory_proto::op::ResponseCode::NoError,
+        Vec::new(),
+        strip_ech,
+    );
+    let _ = m.to_vec();
+}
