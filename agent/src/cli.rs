@@ -1,7 +1,7 @@
 //! The command line, as clap sees it. Values are checked for shape here; `main` turns them
 //! into work.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +30,39 @@ pub(crate) enum Command {
     },
     /// Explain what the policy decides for one device and one site at one time.
     Explain(ExplainArgs),
+    /// Run the gateway daemon: load and watch the policy, serve filtered DNS. SIGHUP reloads
+    /// the policy; SIGTERM or SIGINT stops it.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The policy file; its `gateway:` section holds the settings below.
+    #[arg(long, default_value = DEFAULT_POLICY)]
+    pub(crate) policy: PathBuf,
+    /// Answer DNS on ADDR:PORT (repeatable; replaces gateway.dns.listen).
+    #[arg(long = "dns-listen", value_name = "ADDR:PORT")]
+    pub(crate) dns_listen: Vec<SocketAddr>,
+    /// Forward allowed queries to ADDR[:PORT] (repeatable; replaces gateway.dns.upstreams).
+    #[arg(long = "upstream", value_name = "ADDR[:PORT]", value_parser = upstream)]
+    pub(crate) upstreams: Vec<SocketAddr>,
+    /// Keep state here (replaces gateway.state_dir).
+    #[arg(long)]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Do not install the firewall table (for trials; the firewall layer is not built yet).
+    #[arg(long)]
+    pub(crate) no_firewall: bool,
+    /// Do not capture packets (for trials; the inspection layer is not built yet).
+    #[arg(long)]
+    pub(crate) no_capture: bool,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    pub(crate) log_json: bool,
+}
+
+fn upstream(text: &str) -> Result<SocketAddr, String> {
+    schoolgate_engine::policy::gateway::parse_upstream(text)
+        .ok_or_else(|| format!("`{text}` is not an IP address with an optional :PORT"))
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,7 +12,14 @@ use schoolgate_agent::policy_file::{self, LoadError};
 use schoolgate_engine::instant::parse_instant;
 use schoolgate_engine::{Client, Policy, decide, explain};
 
-use cli::{Cli, Command, ExplainArgs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use schoolgate_agent::daemon::{Config, Overrides};
+use schoolgate_agent::reload::LivePolicy;
+use tokio::signal::unix::{SignalKind, signal};
+
+use cli::{Cli, Command, ExplainArgs, RunArgs};
 
 /// Exit status for bad input: an invalid policy, a bad argument.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -22,6 +29,86 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { policy } => check(&policy),
         Command::Explain(args) => explain_cmd(&args),
+        Command::Run(args) => run(&args),
+    }
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    init_logging(args.log_json);
+    let live = match LivePolicy::load(&args.policy) {
+        Ok(live) => live,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let overrides = Overrides {
+        dns_listen: args.dns_listen.clone(),
+        upstreams: args.upstreams.clone(),
+        state_dir: args.state_dir.clone(),
+    };
+    let config = match Config::new(&live.current(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        let _watch = live.watch(Duration::from_millis(300), |_| {})?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let reloader = Arc::clone(&live);
+        let shutdown = async move {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading the policy");
+                        let _ = reloader.reload();
+                    }
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                }
+            }
+        };
+        let on_ready = |addrs: &[std::net::SocketAddr]| {
+            tracing::info!(?addrs, "ready");
+        };
+        schoolgate_agent::daemon::run(Arc::clone(&live), config, on_ready, shutdown).await?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

@@ -11,6 +11,7 @@
 mod cli;
 mod dns_plan;
 mod reload;
+mod run;
 
 use std::path::{Path, PathBuf};
 

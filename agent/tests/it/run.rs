@@ -1,0 +1,273 @@
+//! `schoolgate-agent run` on loopback: the real daemon, a fake upstream resolver, queries over
+//! UDP and TCP, a policy edit taking effect without a restart, and a clean stop on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use schoolgate_agent::dns::plan::{EDE_BLOCKED, ede_of};
+
+/// A resolver that answers every A query with 192.0.2.7, except `nx.example`: NXDOMAIN.
+struct FakeUpstream {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeUpstream {
+    fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                r.metadata.recursion_available = true;
+                r.add_queries(q.queries.iter().cloned());
+                let query = &q.queries[0];
+                if query.name().to_ascii() == "nx.example." {
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                } else if query.query_type() == RecordType::A {
+                    r.add_answer(Record::from_rdata(
+                        query.name().clone(),
+                        120,
+                        RData::A("192.0.2.7".parse().unwrap()),
+                    ));
+                }
+                let _ = socket.send_to(&r.to_vec().unwrap(), peer);
+            }
+        });
+        Self { addr, stop }
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The daemon as a child process, killed if the test fails before stopping it.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    // Free for UDP and TCP at the moment of asking; good enough on loopback.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    std::net::TcpListener::bind(("127.0.0.1", port))
+        .map(|_| port)
+        .unwrap_or_else(|_| free_port())
+}
+
+fn policy_text(block_social: bool) -> String {
+    let rule = if block_social {
+        "  - { name: Pupils off social, groups: [pupils], block: [social] }\n"
+    } else {
+        ""
+    };
+    format!(
+        "version: 1
+school: {{ name: Loopback School, timezone: Europe/London }}
+categories:
+  social: {{ domains: [facebook.com] }}
+groups:
+  pupils: {{ networks: [127.0.0.0/8] }}
+rules:
+  - {{ name: Nothing on example.net, groups: [all], block: [example.net] }}
+{rule}gateway:
+  dns: {{ block_response: sinkhole }}
+  block_page: {{ listen: \"127.0.0.53:80\" }}
+"
+    )
+}
+
+fn query(name: &str, qtype: RecordType) -> Message {
+    let mut m = Message::query();
+    m.metadata.id = 0x4242;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    m.set_edns(Edns::new());
+    m
+}
+
+fn ask_udp(server: SocketAddr, name: &str) -> Option<Message> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket
+        .send_to(&query(name, RecordType::A).to_vec().unwrap(), server)
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+fn ask_tcp(server: SocketAddr, name: &str) -> Message {
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let bytes = query(name, RecordType::A).to_vec().unwrap();
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .unwrap();
+    stream.write_all(&bytes).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).unwrap();
+    Message::from_vec(&buf).unwrap()
+}
+
+fn a_record(m: &Message) -> Option<String> {
+    m.answers.iter().find_map(|r| match &r.data {
+        RData::A(a) => Some(a.to_string()),
+        _ => None,
+    })
+}
+
+/// Polls until `f` is true or `secs` pass.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn the_daemon_filters_forwards_reloads_and_stops() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, policy_text(true)).unwrap();
+    let port = free_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
+        .args([
+            "run",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--dns-listen",
+            &server.to_string(),
+        ])
+        .args([
+            "--upstream",
+            &upstream.addr.to_string(),
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ])
+        .args(["--no-firewall", "--no-capture"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+    assert!(
+        eventually(10, || ask_udp(server, "www.bbc.co.uk.").is_some()),
+        "the daemon never answered"
+    );
+
+    // Allowed names come from upstream; NXDOMAIN passes through.
+    let m = ask_udp(server, "www.bbc.co.uk.").unwrap();
+    assert_eq!(
+        (m.metadata.id, a_record(&m).as_deref()),
+        (0x4242, Some("192.0.2.7"))
+    );
+    assert_eq!(
+        ask_udp(server, "nx.example.")
+            .unwrap()
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+
+    // Blocked names are sinkholed at the block page, with the rule named.
+    let m = ask_udp(server, "www.facebook.com.").unwrap();
+    assert_eq!(a_record(&m).as_deref(), Some("127.0.0.53"));
+    assert_eq!(
+        ede_of(&m),
+        Some((
+            EDE_BLOCKED,
+            "blocked by school rule: Pupils off social".to_owned()
+        ))
+    );
+
+    // TCP too, and the built-in defences.
+    assert_eq!(
+        a_record(&ask_tcp(server, "www.facebook.com.")).as_deref(),
+        Some("127.0.0.53")
+    );
+    assert_eq!(
+        a_record(&ask_tcp(server, "www.bbc.co.uk.")).as_deref(),
+        Some("192.0.2.7")
+    );
+    assert_eq!(
+        ask_udp(server, "use-application-dns.net.")
+            .unwrap()
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+
+    // Editing the policy on disk takes effect without a restart.
+    std::fs::write(&policy, policy_text(false)).unwrap();
+    assert!(
+        eventually(10, || ask_udp(server, "www.facebook.com.")
+            .and_then(|m| a_record(&m))
+            .as_deref()
+            == Some("192.0.2.7")),
+        "the edit was not applied"
+    );
+    // A broken edit leaves the policy in force.
+    std::fs::write(&policy, "version: 1\nschool: {").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        a_record(&ask_udp(server, "www.example.net.").unwrap()).as_deref(),
+        Some("127.0.0.53")
+    );
+    assert_eq!(
+        a_record(&ask_udp(server, "www.facebook.com.").unwrap()).as_deref(),
+        Some("192.0.2.7")
+    );
+
+    // SIGTERM stops it cleanly.
+    let pid = daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        eventually(10, || matches!(daemon.0.try_wait(), Ok(Some(_)))),
+        "the daemon did not stop"
+    );
+    assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
+}
