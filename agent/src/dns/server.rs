@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::CNAME;
-use hickory_proto::rr::{RData, Record};
+use hickory_proto::rr::{Name, RData, Record};
 use jiff::Timestamp;
 use schoolgate_engine::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tracing::{debug, info, warn};
 
-use super::plan::{Plan, Settings, answer, plan};
+use super::plan::{Plan, Request, Settings, answer, plan};
 use super::ratelimit::RateLimiter;
 use super::upstream::Upstream;
 use crate::reload::LivePolicy;
@@ -82,22 +82,8 @@ impl Resolver {
                 Some(bytes)
             }
             Plan::Forward { request, strip_ech } => {
-                let message = match self
-                    .upstream
-                    .resolve(request.query.name().clone(), request.qtype())
-                    .await
-                {
-                    Ok(r) => {
-                        let mut m = answer(&request, r.code, r.answers, strip_ech);
-                        m.insert_authorities(r.authorities);
-                        m
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "upstream failed");
-                        answer(&request, ResponseCode::ServFail, Vec::new(), false)
-                    }
-                };
-                message.to_vec().ok()
+                let name = request.query.name().clone();
+                self.forward(&request, name, None, strip_ech).await
             }
             Plan::Rewrite { request, target } => {
                 let cname = Record::from_rdata(
@@ -105,21 +91,37 @@ impl Resolver {
                     300,
                     RData::CNAME(CNAME(target.clone())),
                 );
-                let message = match self.upstream.resolve(target, request.qtype()).await {
-                    Ok(r) => {
-                        let mut records = vec![cname];
-                        records.extend(r.answers);
-                        answer(&request, r.code, records, false)
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "upstream failed for a safe-search name");
-                        answer(&request, ResponseCode::ServFail, Vec::new(), false)
-                    }
-                };
-                message.to_vec().ok()
+                self.forward(&request, target, Some(cname), false).await
             }
             Plan::Drop => None,
         }
+    }
+}
+
+impl Resolver {
+    /// Asks upstream for `name` (the request's own name, or a safe-search target) and answers
+    /// `request` with `first` (the rewrite's CNAME), then the upstream's records; SERVFAIL if
+    /// the upstreams fail.
+    async fn forward(
+        &self,
+        request: &Request,
+        name: Name,
+        first: Option<Record>,
+        strip_ech: bool,
+    ) -> Option<Vec<u8>> {
+        let message = match self.upstream.resolve(name, request.qtype()).await {
+            Ok(r) => {
+                let records = first.into_iter().chain(r.answers).collect();
+                let mut m = answer(request, r.code, records, strip_ech);
+                m.insert_authorities(r.authorities);
+                m
+            }
+            Err(e) => {
+                warn!(error = %e, "upstream failed");
+                answer(request, ResponseCode::ServFail, Vec::new(), false)
+            }
+        };
+        message.to_vec().ok()
     }
 }
 
@@ -196,6 +198,10 @@ async fn tcp_connection(
 /// Makes a response fit in one UDP datagram for this client: too long, and it is replaced by a
 /// truncated one (TC set) so the client asks again over TCP.
 fn fit_udp(request: &[u8], response: Vec<u8>) -> Vec<u8> {
+    // Every client takes 512 bytes: only a longer answer needs the request's EDNS size.
+    if response.len() <= UDP_PLAIN_MAX {
+        return response;
+    }
     let limit = match Message::from_vec(request).ok().and_then(|m| m.edns) {
         Some(edns) => usize::from(edns.max_payload()).clamp(UDP_PLAIN_MAX, UDP_EDNS_MAX),
         None => UDP_PLAIN_MAX,
@@ -221,4 +227,52 @@ pub async fn bind(
         out.push((bound, udp, tcp));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Edns, Query};
+    use hickory_proto::rr::RecordType;
+
+    fn request(edns: Option<u16>) -> Vec<u8> {
+        let mut m = Message::query();
+        m.add_query(Query::query(
+            Name::from_ascii("big.example.").unwrap(),
+            RecordType::TXT,
+        ));
+        m.edns = edns.map(|size| {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            e
+        });
+        m.to_vec().unwrap()
+    }
+
+    fn response(n_records: usize) -> Vec<u8> {
+        let mut m = Message::response(1, hickory_proto::op::OpCode::Query);
+        let name = Name::from_ascii("big.example.").unwrap();
+        for i in 0..n_records {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i as u32);
+            m.add_answer(Record::from_rdata(name.clone(), 60, RData::A(ip.into())));
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn udp_answers_fit_the_client() {
+        let small = response(5);
+        assert!(small.len() <= UDP_PLAIN_MAX);
+        assert_eq!(fit_udp(&request(None), small.clone()), small);
+        // About 750 bytes: too long without EDNS, fine with it.
+        let medium = response(45);
+        assert!(medium.len() > UDP_PLAIN_MAX && medium.len() < UDP_EDNS_MAX);
+        let cut = Message::from_vec(&fit_udp(&request(None), medium.clone())).unwrap();
+        assert!(cut.metadata.truncation && cut.answers.is_empty());
+        assert_eq!(fit_udp(&request(Some(4096)), medium.clone()), medium);
+        // A client offering more than 1232 still gets at most 1232.
+        let large = response(100);
+        let cut = Message::from_vec(&fit_udp(&request(Some(4096)), large)).unwrap();
+        assert!(cut.metadata.truncation);
+    }
 }
