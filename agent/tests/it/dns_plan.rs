@@ -53,6 +53,11 @@ const PUPIL: &str = "10.10.3.7";
 const STAFF: &str = "10.20.4.4";
 const SCHOOL_DAY: &str = "2026-11-24T10:00";
 
+/// What `plan` does when `client` asks `name`/`qtype` with EDNS at local time `t`.
+fn ask(p: &Policy, s: &Settings, client: &Client, name: &str, qtype: RecordType, t: &str) -> Plan {
+    plan(&query(name, qtype, true), client, false, p, s, at(p, t))
+}
+
 /// Runs `plan` for `ip` asking `name`/`qtype` at `t` and returns the reply, parsed.
 fn reply(
     p: &Policy,
@@ -67,7 +72,7 @@ fn reply(
         ip.parse().unwrap(),
         mac.map(|m| m.parse::<MacAddr>().unwrap()),
     );
-    match plan(&query(name, qtype, true), &client, false, p, s, at(p, t)) {
+    match ask(p, s, &client, name, qtype, t) {
         Plan::Reply { bytes, blocked } => (Message::from_vec(&bytes).unwrap(), blocked.is_some()),
         other => panic!("{name} from {ip}: expected a reply, got {other:?}"),
     }
@@ -75,10 +80,7 @@ fn reply(
 
 fn forwards(p: &Policy, s: &Settings, ip: &str, name: &str, qtype: RecordType, t: &str) -> bool {
     let client = Client::new(ip.parse().unwrap(), None);
-    matches!(
-        plan(&query(name, qtype, true), &client, false, p, s, at(p, t)),
-        Plan::Forward { .. }
-    )
+    matches!(ask(p, s, &client, name, qtype, t), Plan::Forward { .. })
 }
 
 #[test]
@@ -337,14 +339,7 @@ fn safe_search_for_groups_that_ask_for_it() {
     ];
     // In the YouTube lesson (so YouTube is not blocked), pupils get the restricted forms.
     for (name, target) in cases {
-        match plan(
-            &query(name, RecordType::A, true),
-            &client,
-            false,
-            &p,
-            &s,
-            at(&p, "2026-11-24T13:30"),
-        ) {
+        match ask(&p, &s, &client, name, RecordType::A, "2026-11-24T13:30") {
             Plan::Rewrite { target: t, .. } => assert_eq!(t.to_ascii(), target, "{name}"),
             other => panic!("{name}: {other:?}"),
         }
@@ -383,14 +378,8 @@ fn ech_is_stripped_for_filtered_groups() {
     let p = policy();
     let s = settings(&p);
     let client = Client::new(PUPIL.parse().unwrap(), None);
-    let strip = |s: &Settings, qtype| match plan(
-        &query("www.bbc.co.uk", qtype, true),
-        &client,
-        false,
-        &p,
-        s,
-        at(&p, SCHOOL_DAY),
-    ) {
+    let strip = |s: &Settings, qtype| match ask(&p, s, &client, "www.bbc.co.uk", qtype, SCHOOL_DAY)
+    {
         Plan::Forward { strip_ech, .. } => strip_ech,
         other => panic!("{other:?}"),
     };
@@ -432,13 +421,13 @@ fn ech_is_stripped_for_filtered_groups() {
     };
     assert_eq!(h.0.svc_params.len(), 1);
     assert_eq!(h.0.svc_params[0].0, SvcParamKey::Alpn);
-    let Plan::Forward { request, .. } = plan(
-        &query("www.bbc.co.uk", RecordType::HTTPS, true),
-        &client,
-        false,
+    let Plan::Forward { request, .. } = ask(
         &p,
         &s,
-        at(&p, SCHOOL_DAY),
+        &client,
+        "www.bbc.co.uk",
+        RecordType::HTTPS,
+        SCHOOL_DAY,
     ) else {
         panic!()
     };
