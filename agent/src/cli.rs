@@ -46,6 +46,9 @@ pub(crate) struct RunArgs {
     /// Forward allowed queries to ADDR[:PORT] (repeatable; replaces gateway.dns.upstreams).
     #[arg(long = "upstream", value_name = "ADDR[:PORT]", value_parser = upstream)]
     pub(crate) upstreams: Vec<SocketAddr>,
+    /// Serve Prometheus metrics on ADDR:PORT (replaces gateway.metrics.listen).
+    #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// Keep state here (replaces gateway.state_dir).
     #[arg(long)]
     pub(crate) state_dir: Option<PathBuf>,

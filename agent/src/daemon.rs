@@ -1,21 +1,42 @@
 //! The daemon: settings from the policy's `gateway:` section with command-line overrides, and
 //! the services started from them until told to stop.
+//!
+//! Start order: state directory and events file (so every later step can report), metrics,
+//! who-is-who (neighbour table, DHCP leases), the policy watch, DNS, the block page, the
+//! metrics endpoint. Stop order: services first, then the pending aggregated events are
+//! flushed and `agent_stopped` is written last.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use jiff::Timestamp;
 use schoolgate_engine::Policy;
 use schoolgate_engine::policy::gateway::{
-    BlockResponse, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences,
+    BlockResponse, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences, LeaseFile,
 };
-use tracing::info;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
 
+use crate::blockpage;
+use crate::clients::Directory;
 use crate::dns::plan::Settings;
 use crate::dns::server::{Resolver, bind, serve_tcp, serve_udp};
 use crate::dns::upstream::{Upstream, UpstreamError};
-use crate::reload::LivePolicy;
+use crate::events::aggregate::Aggregator;
+use crate::events::sink::{FILE_NAME, JsonLines, write_all};
+use crate::events::{Event, Events, Kind, Severity, bounded};
+use crate::metrics::Metrics;
+use crate::reload::{LivePolicy, Outcome};
+use crate::shared::Shared;
+use crate::watch::watch_files;
+
+/// How soon after the last change to a watched file it is read again.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+/// How often the whole neighbour table is read, so departed devices are forgotten.
+const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(10);
 
 /// What the command line says over the policy's `gateway:` section.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +44,7 @@ pub struct Overrides {
     pub dns_listen: Vec<SocketAddr>,
     pub upstreams: Vec<SocketAddr>,
     pub state_dir: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The daemon's settings once policy and flags are combined.
@@ -33,6 +55,12 @@ pub struct Config {
     pub resolver: Settings,
     pub rate_limit: u32,
     pub state_dir: PathBuf,
+    /// Where the block page is served (HTTP); port 443 of the same addresses is reset.
+    pub block_page: Vec<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+    pub lease_files: Vec<LeaseFile>,
+    /// Read the kernel's neighbour table for clients' MACs.
+    pub neighbours: bool,
 }
 
 /// Why the daemon cannot start or stopped early.
@@ -49,12 +77,31 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create the state directory {}: {source}", path.display())]
+    #[error("cannot use the state directory {}: {source}", path.display())]
     StateDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot watch files: {0}")]
+    Watch(#[from] notify::Error),
+}
+
+/// What the daemon is told while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Read the policy again (SIGHUP).
+    Reload,
+    /// Stop cleanly (SIGTERM, SIGINT).
+    Stop,
+}
+
+/// The addresses the services were bound to (ports chosen by the system where 0 was asked).
+#[derive(Debug, Clone, Default)]
+pub struct Ready {
+    pub dns: Vec<SocketAddr>,
+    pub block_page: Vec<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -98,24 +145,97 @@ impl Config {
             resolver,
             rate_limit: gateway.map_or(DEFAULT_RATE_LIMIT, |g| g.dns.rate_limit),
             state_dir,
+            block_page: block_page
+                .map(|b| std::iter::once(b.listen).chain(b.listen_v6).collect())
+                .unwrap_or_default(),
+            metrics: overrides
+                .metrics_listen
+                .or_else(|| gateway.and_then(|g| g.metrics)),
+            lease_files: gateway.map(|g| g.dhcp_leases.clone()).unwrap_or_default(),
+            neighbours: true,
         })
     }
 }
 
-/// Runs the services until `shutdown` completes. `on_ready` hears the bound DNS addresses.
+/// Counts and reports one reload.
+fn record_reload(shared: &Shared, outcome: &Outcome) {
+    let now = Timestamp::now();
+    match outcome {
+        Outcome::Applied(_) => {
+            shared.metrics.reload("applied");
+            shared
+                .events
+                .emit(Event::new(Kind::PolicyReloaded, now, Severity::Info));
+        }
+        Outcome::Unchanged => shared.metrics.reload("unchanged"),
+        Outcome::Rejected(e) => {
+            shared.metrics.reload("rejected");
+            let mut event = Event::new(Kind::PolicyRejected, now, Severity::Medium);
+            event.evidence = Some(bounded(&e.to_string().replace('\n', "; ")));
+            shared.events.emit(event);
+        }
+    }
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Runs the services until told to stop. `on_ready` hears the bound addresses.
 pub async fn run(
     live: Arc<LivePolicy>,
     config: Config,
-    on_ready: impl FnOnce(&[SocketAddr]),
-    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(&Ready),
+    mut control: mpsc::UnboundedReceiver<Control>,
 ) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
+    let state_err = |source| DaemonError::StateDir {
         path: config.state_dir.clone(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(&config.state_dir).map_err(state_err)?;
+    let sink = JsonLines::open(&config.state_dir.join(FILE_NAME)).map_err(state_err)?;
+    let metrics = Arc::new(Metrics::new());
+    let (events, rx) = Events::new(Aggregator::default(), metrics.events_dropped.clone());
+    let events = Arc::new(events);
+    let (stop_writer, writer_stop) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(write_all(rx, sink, writer_stop));
+    events.emit(Event::new(
+        Kind::AgentStarted,
+        Timestamp::now(),
+        Severity::Info,
+    ));
+
+    let directory = Directory::new(config.neighbours, config.lease_files.clone());
+    let shared = Arc::new(Shared {
+        live: Arc::clone(&live),
+        directory: Arc::clone(&directory),
+        events: Arc::clone(&events),
+        metrics: Arc::clone(&metrics),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(Arc::clone(&directory).keep_fresh(NEIGHBOUR_REFRESH));
+    let _lease_watch = if config.lease_files.is_empty() {
+        None
+    } else {
+        let (d1, d2) = (Arc::clone(&directory), Arc::clone(&directory));
+        Some(watch_files(
+            "lease-watch",
+            DEBOUNCE,
+            move || d1.lease_paths(),
+            move || d2.read_leases(),
+        )?)
+    };
+    let watcher = Arc::clone(&shared);
+    let _policy_watch = live.watch(DEBOUNCE, move |o| record_reload(&watcher, o))?;
+
     let upstream = Upstream::new(&config.upstreams)?;
     let resolver = Arc::new(Resolver::new(
-        live,
+        Arc::clone(&shared),
         config.resolver,
         upstream,
         config.rate_limit,
@@ -126,16 +246,87 @@ pub async fn run(
             addr: format!("{:?}", config.dns_listen),
             source,
         })?;
-    let bound: Vec<SocketAddr> = sockets.iter().map(|(a, _, _)| *a).collect();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut ready = Ready::default();
     for (addr, udp, tcp) in sockets {
         info!(%addr, "dns listening (udp, tcp)");
+        ready.dns.push(addr);
         tasks.spawn(serve_udp(udp, Arc::clone(&resolver)));
         tasks.spawn(serve_tcp(tcp, Arc::clone(&resolver)));
     }
-    on_ready(&bound);
-    shutdown.await;
+    for addr in &config.block_page {
+        let listener = bind_tcp(*addr).await?;
+        let bound = listener.local_addr().unwrap_or(*addr);
+        info!(addr = %bound, "block page listening");
+        ready.block_page.push(bound);
+        tasks.spawn(blockpage::serve(listener, Arc::clone(&shared)));
+        // Nothing else should hold 443 on the sinkhole address; if something does, HTTPS to
+        // blocked names reaches it instead, so say so.
+        let tls = SocketAddr::new(addr.ip(), blockpage::HTTPS_PORT);
+        match TcpListener::bind(tls).await {
+            Ok(l) => {
+                tasks.spawn(blockpage::reset_tls(l, Arc::clone(&shared)));
+            }
+            Err(e) => {
+                warn!(addr = %tls, error = %e, "cannot listen for HTTPS to blocked names; the kernel's own reset applies only if the port is closed")
+            }
+        }
+    }
+    if let Some(addr) = config.metrics {
+        let listener = bind_tcp(addr).await?;
+        ready.metrics = listener.local_addr().ok();
+        info!(addr = ?ready.metrics, "metrics listening");
+        tasks.spawn(serve_metrics(listener, Arc::clone(&metrics)));
+    }
+    let ticking = Arc::clone(&events);
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            ticking.tick(Timestamp::now());
+        }
+    });
+    on_ready(&ready);
+    while let Some(c) = control.recv().await {
+        match c {
+            Control::Reload => {
+                info!("reloading the policy");
+                let outcome = live.reload();
+                record_reload(&shared, &outcome);
+            }
+            Control::Stop => break,
+        }
+    }
     info!("stopping");
     tasks.shutdown().await;
+    events.flush();
+    events.emit(Event::new(
+        Kind::AgentStopped,
+        Timestamp::now(),
+        Severity::Info,
+    ));
+    let _ = stop_writer.send(());
+    let _ = writer.await;
     Ok(())
+}
+
+async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
+    use axum::http::header;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.render(),
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        warn!(error = %e, "metrics server");
+    }
 }

@@ -3,14 +3,26 @@
 //! This crate is the only place that touches files, sockets, the firewall and the clock.
 //! Decisions themselves come from `schoolgate-engine`.
 //!
+//! - [`blockpage`]: the page blocked names lead to, and the fast reset of their HTTPS.
+//! - [`clients`]: who is asking: MACs from the neighbour table, names from DHCP leases.
 //! - [`daemon`]: `run`: settings from policy and flags, and the services started from them.
 //! - [`dns`]: the filtering resolver.
 //! - [`policy_file`]: reads `policy.yaml` and its list files from disk.
 //! - [`reload`]: keeps the live policy, watches its files and swaps in good edits.
+//! - [`shared`]: what the services share, and who a request came from.
+//! - [`watch`]: watching files (through their directories) for changes.
+//! - [`events`]: events, their aggregation, and where they are written.
+//! - [`metrics`]: Prometheus counters and their text form.
 
+pub mod blockpage;
+pub mod clients;
 pub mod daemon;
 pub mod dns;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod metrics;
 pub mod policy_file;
 pub mod reload;
+pub mod shared;
+pub mod watch;

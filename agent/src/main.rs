@@ -13,9 +13,8 @@ use schoolgate_engine::instant::parse_instant;
 use schoolgate_engine::{Client, Policy, decide, explain};
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use schoolgate_agent::daemon::{Config, Overrides};
+use schoolgate_agent::daemon::{Config, Control, Overrides, Ready};
 use schoolgate_agent::reload::LivePolicy;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -48,6 +47,7 @@ fn run(args: &RunArgs) -> ExitCode {
         dns_listen: args.dns_listen.clone(),
         upstreams: args.upstreams.clone(),
         state_dir: args.state_dir.clone(),
+        metrics_listen: args.metrics_listen,
     };
     let config = match Config::new(&live.current(), &overrides) {
         Ok(c) => c,
@@ -67,27 +67,26 @@ fn run(args: &RunArgs) -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
-        let _watch = live.watch(Duration::from_millis(300), |_| {})?;
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let reloader = Arc::clone(&live);
-        let shutdown = async move {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    _ = hup.recv() => {
-                        tracing::info!("SIGHUP: reloading the policy");
-                        let _ = reloader.reload();
-                    }
-                    _ = term.recv() => break,
-                    _ = int.recv() => break,
+                let c = tokio::select! {
+                    _ = hup.recv() => Control::Reload,
+                    _ = term.recv() => Control::Stop,
+                    _ = int.recv() => Control::Stop,
+                };
+                if tx.send(c).is_err() || c == Control::Stop {
+                    break;
                 }
             }
+        });
+        let on_ready = |ready: &Ready| {
+            tracing::info!(dns = ?ready.dns, block_page = ?ready.block_page, metrics = ?ready.metrics, "ready");
         };
-        let on_ready = |addrs: &[std::net::SocketAddr]| {
-            tracing::info!(?addrs, "ready");
-        };
-        schoolgate_agent::daemon::run(Arc::clone(&live), config, on_ready, shutdown).await?;
+        schoolgate_agent::daemon::run(Arc::clone(&live), config, on_ready, rx).await?;
         Ok(())
     });
     match result {

@@ -7,25 +7,20 @@
 //! A reload builds the new policy completely before swapping. If the file is unreadable or
 //! invalid, the errors are logged and returned and the last good policy stays in force.
 //!
-//! [`LivePolicy::watch`] watches the *directories* of the policy file and of its list files,
-//! not the files themselves: editors save by writing a new file and renaming it over the old,
-//! which replaces the inode a file watch would follow.
+//! [`LivePolicy::watch`] watches the policy file and its list files (through their
+//! directories: see [`watch`](crate::watch)).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use schoolgate_engine::Policy;
 use tracing::{info, warn};
 
 use crate::policy_file::{self, LoadError};
+pub use crate::watch::Watch;
+use crate::watch::watch_files;
 
 /// What a reload did.
 #[derive(Debug)]
@@ -122,73 +117,13 @@ impl LivePolicy {
         debounce: Duration,
         mut on_outcome: impl FnMut(&Outcome) + Send + 'static,
     ) -> Result<Watch, notify::Error> {
-        let (tx, rx) = mpsc::channel::<DebounceEventResult>();
-        let mut debouncer = new_debouncer(debounce, None, tx)?;
-        let mut dirs = BTreeSet::new();
-        for dir in self.watched_files().iter().filter_map(|f| f.parent()) {
-            if dirs.insert(dir.to_path_buf()) {
-                debouncer.watch(dir, RecursiveMode::NonRecursive)?;
-            }
-        }
-        let stop = Arc::new(AtomicBool::new(false));
         let live = Arc::clone(self);
-        let stop_flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("policy-watch".into()).spawn(move || {
-            while !stop_flag.load(Ordering::Relaxed) {
-                let events = match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Ok(events)) => events,
-                    Ok(Err(errors)) => {
-                        for e in errors {
-                            warn!(error = %e, "watching the policy files");
-                        }
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                };
-                let wanted = live.watched_files();
-                // Reading the files (as every reload does) raises access events; only a
-                // change to a file can change the policy.
-                let relevant = events
-                    .iter()
-                    .filter(|e| !matches!(e.kind, EventKind::Access(_)))
-                    .flat_map(|e| e.paths.iter())
-                    .any(|p| wanted.contains(p));
-                if !relevant {
-                    continue;
-                }
-                let outcome = live.reload();
-                if matches!(outcome, Outcome::Applied(_)) {
-                    // A new policy may name lists in directories not yet watched.
-                    for dir in live.watched_files().iter().filter_map(|f| f.parent()) {
-                        if dirs.insert(dir.to_path_buf())
-                            && let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
-                                warn!(dir = %dir.display(), error = %e, "cannot watch list directory");
-                            }
-                    }
-                }
-                on_outcome(&outcome);
-            }
-        })?;
-        Ok(Watch {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-/// A running watch; dropping it stops the watching thread.
-#[derive(Debug)]
-pub struct Watch {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let reloading = Arc::clone(self);
+        watch_files(
+            "policy-watch",
+            debounce,
+            move || live.watched_files(),
+            move || on_outcome(&reloading.reload()),
+        )
     }
 }

@@ -1,10 +1,12 @@
 //! The filtering DNS resolver.
 //!
 //! - [`plan`]: what to do with one request (pure: bytes, client, policy, `now` in).
-//! - [`upstream`]: asking the upstream resolvers (hickory-resolver, with its TTL cache).
+//! - [`cache`]: answers kept for their TTLs, in front of the upstream resolvers.
+//! - [`upstream`]: asking the upstream resolvers (hickory-resolver).
 //! - [`ratelimit`]: per-client token buckets.
 //! - [`server`]: UDP and TCP listeners around the above.
 
+pub mod cache;
 pub mod plan;
 pub mod ratelimit;
 pub mod server;

@@ -11,15 +11,17 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{Name, RData, Record};
 use jiff::Timestamp;
-use schoolgate_engine::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use super::cache::Cache;
 use super::plan::{Plan, Request, Settings, answer, plan};
 use super::ratelimit::RateLimiter;
 use super::upstream::Upstream;
-use crate::reload::LivePolicy;
+use crate::events::{Event, Kind, Severity};
+use crate::metrics::RuleLabels;
+use crate::shared::Shared;
 
 /// A UDP answer without EDNS may be at most this long (RFC 1035).
 const UDP_PLAIN_MAX: usize = 512;
@@ -28,26 +30,31 @@ const UDP_EDNS_MAX: usize = 1232;
 /// A TCP connection with nothing to say for this long is closed.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
+/// How many upstream answers the resolver's own cache keeps.
+pub const CACHE_CAPACITY: usize = 65_536;
+
 /// Everything a request needs, shared by every listener.
 #[derive(Debug)]
 pub struct Resolver {
-    pub live: Arc<LivePolicy>,
+    pub shared: Arc<Shared>,
     pub settings: Settings,
     pub upstream: Upstream,
+    pub cache: Cache,
     limiter: Mutex<RateLimiter>,
 }
 
 impl Resolver {
     pub fn new(
-        live: Arc<LivePolicy>,
+        shared: Arc<Shared>,
         settings: Settings,
         upstream: Upstream,
         rate_limit: u32,
     ) -> Self {
         Self {
-            live,
+            shared,
             settings,
             upstream,
+            cache: Cache::new(CACHE_CAPACITY),
             limiter: Mutex::new(RateLimiter::new(rate_limit)),
         }
     }
@@ -55,6 +62,7 @@ impl Resolver {
     /// Answers one request from `peer`; `None` means send nothing.
     pub async fn handle(&self, bytes: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
         let ip = peer.ip().to_canonical();
+        let metrics = &self.shared.metrics;
         let allowed = self
             .limiter
             .lock()
@@ -62,30 +70,48 @@ impl Resolver {
             .allow(ip, Instant::now());
         if !allowed {
             debug!(%ip, "rate limited");
+            metrics.query("rate_limited");
             return None;
         }
-        let policy = self.live.current();
-        // The MAC comes from the neighbour table once the daemon learns it.
-        let client = Client::new(ip, None);
-        match plan(
-            bytes,
-            &client,
-            false,
-            &policy,
-            &self.settings,
-            Timestamp::now(),
-        ) {
+        let policy = self.shared.live.current();
+        let now = Timestamp::now();
+        let who = self.shared.who(&policy, ip, now);
+        if policy.serves(ip) {
+            self.shared
+                .note_presence(&policy, &who, now, "asked the school's DNS");
+        }
+        match plan(bytes, &who.client, false, &policy, &self.settings, now) {
             Plan::Reply { bytes, blocked } => {
-                if let Some(b) = blocked {
-                    info!(client = %ip, name = %b.name, rule = b.rule.as_deref().unwrap_or("-"), "blocked");
+                match blocked {
+                    Some(b) => {
+                        metrics.query("blocked");
+                        let rule = b.rule.as_deref().unwrap_or("quarantine");
+                        metrics
+                            .blocked
+                            .get_or_create(&RuleLabels {
+                                rule: rule.to_owned(),
+                            })
+                            .inc();
+                        debug!(client = %ip, name = %b.name, rule, "blocked");
+                        let mut e = Event::new(Kind::Blocked, now, Severity::Low);
+                        e.device = who.device;
+                        e.group = who.group;
+                        e.name = Some(b.name);
+                        e.rule = b.rule;
+                        e.evidence = Some("DNS query".to_owned());
+                        self.shared.events.sighting(e);
+                    }
+                    None => metrics.query("local"),
                 }
                 Some(bytes)
             }
             Plan::Forward { request, strip_ech } => {
+                metrics.query("forwarded");
                 let name = request.query.name().clone();
                 self.forward(&request, name, None, strip_ech).await
             }
             Plan::Rewrite { request, target } => {
+                metrics.query("safe_search");
                 let cname = Record::from_rdata(
                     request.query.name().clone(),
                     300,
@@ -93,15 +119,18 @@ impl Resolver {
                 );
                 self.forward(&request, target, Some(cname), false).await
             }
-            Plan::Drop => None,
+            Plan::Drop => {
+                metrics.query("dropped");
+                None
+            }
         }
     }
 }
 
 impl Resolver {
-    /// Asks upstream for `name` (the request's own name, or a safe-search target) and answers
-    /// `request` with `first` (the rewrite's CNAME), then the upstream's records; SERVFAIL if
-    /// the upstreams fail.
+    /// Asks the cache, then upstream, for `name` (the request's own name, or a safe-search
+    /// target) and answers `request` with `first` (the rewrite's CNAME), then the records
+    /// found; SERVFAIL if the upstreams fail.
     async fn forward(
         &self,
         request: &Request,
@@ -109,7 +138,28 @@ impl Resolver {
         first: Option<Record>,
         strip_ech: bool,
     ) -> Option<Vec<u8>> {
-        let message = match self.upstream.resolve(name, request.qtype()).await {
+        let metrics = &self.shared.metrics;
+        let rtype = request.qtype();
+        let started = Instant::now();
+        let resolved = match self.cache.get(&name, rtype, started) {
+            Some(hit) => {
+                metrics.cache_hits.inc();
+                Ok(hit)
+            }
+            None => {
+                metrics.cache_misses.inc();
+                let result = self.upstream.resolve(name.clone(), rtype).await;
+                let done = Instant::now();
+                metrics
+                    .upstream_latency
+                    .observe(done.duration_since(started).as_secs_f64());
+                if let Ok(r) = &result {
+                    self.cache.put(&name, rtype, r, done);
+                }
+                result
+            }
+        };
+        let message = match resolved {
             Ok(r) => {
                 let records = first.into_iter().chain(r.answers).collect();
                 let mut m = answer(request, r.code, records, strip_ech);
@@ -117,6 +167,7 @@ impl Resolver {
                 m
             }
             Err(e) => {
+                metrics.upstream_errors.inc();
                 warn!(error = %e, "upstream failed");
                 answer(request, ResponseCode::ServFail, Vec::new(), false)
             }

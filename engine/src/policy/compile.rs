@@ -17,12 +17,12 @@ use jiff::tz::{TimeZone, TimeZoneDatabase};
 use super::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use super::gateway::{
     BlockPage, BlockResponse, Console, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences, Dns,
-    Gateway, is_interface_name, parse_upstream,
+    Gateway, LeaseFile, LeaseFormat, is_interface_name, parse_upstream,
 };
 use super::raw::{Ordered, RawGateway, RawPolicy, S};
 use super::{
-    Action, Bypass, Device, DeviceId, Exception, Group, GroupId, Groups, ListSource, Policy,
-    Response, Rule, RuleId, ScheduleId, Target,
+    Action, Audience, Bypass, Device, DeviceId, Exception, Group, GroupId, Groups, ListSource,
+    Policy, Response, Rule, RuleId, ScheduleId, Target,
 };
 use crate::calendar::{Calendar, DateSpan};
 use crate::device::MacAddr;
@@ -345,6 +345,28 @@ impl<'a> Compiler<'a> {
             || PathBuf::from(DEFAULT_STATE_DIR),
             |d| PathBuf::from(d.value.trim()),
         );
+        let mut dhcp_leases = Vec::new();
+        for l in &g.dhcp_leases {
+            let format = match l.value.format.value.trim() {
+                "dnsmasq" => LeaseFormat::Dnsmasq,
+                "kea" => LeaseFormat::Kea,
+                _ => {
+                    self.error(
+                        &l.value.format,
+                        ErrorKind::Choice {
+                            what: "lease file format",
+                            value: l.value.format.value.clone(),
+                            expected: "dnsmasq or kea",
+                        },
+                    );
+                    continue;
+                }
+            };
+            dhcp_leases.push(LeaseFile {
+                path: self.base.join(l.value.path.value.trim()),
+                format,
+            });
+        }
         (self.errors.len() == errors_before).then_some(Gateway {
             lan_interfaces,
             dns,
@@ -352,6 +374,7 @@ impl<'a> Compiler<'a> {
             metrics,
             state_dir,
             console,
+            dhcp_leases,
         })
     }
 
@@ -703,12 +726,31 @@ impl<'a> Compiler<'a> {
                 }
                 found
             });
+            let audience = match g.value.audience.as_ref() {
+                None => Audience::Pupils,
+                Some(a) => match a.value.trim() {
+                    "pupils" => Audience::Pupils,
+                    "staff" => Audience::Staff,
+                    _ => {
+                        self.error(
+                            a,
+                            ErrorKind::Choice {
+                                what: "audience",
+                                value: a.value.clone(),
+                                expected: "pupils or staff",
+                            },
+                        );
+                        Audience::Pupils
+                    }
+                },
+            };
             groups.push(Group {
                 name: key.value.clone(),
                 description: g.value.description.clone(),
                 networks: Vec::new(),
                 safe_search: g.value.safe_search,
                 report_presence,
+                audience,
             });
             names.insert(key.value.clone(), gid);
             for n in &g.value.networks {

@@ -152,6 +152,12 @@ pub enum ErrorKind {
         "rate limit {value} would refuse every query (expected queries per second, at least 1)"
     )]
     RateLimit { value: u32 },
+    #[error("{what} `{value}` is not known (expected {expected})")]
+    Choice {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("`{value}` is not an interface name")]
     Interface { value: String },
     #[error("`{value}` is not a URL (expected https://host[:port])")]

@@ -21,6 +21,25 @@ pub struct Gateway {
     pub metrics: Option<SocketAddr>,
     pub state_dir: PathBuf,
     pub console: Option<Console>,
+    /// DHCP lease files read for device names and MACs; relative paths are resolved against
+    /// the policy file's directory.
+    pub dhcp_leases: Vec<LeaseFile>,
+}
+
+/// A DHCP server's lease file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseFile {
+    pub path: PathBuf,
+    pub format: LeaseFormat,
+}
+
+/// Which DHCP server wrote a lease file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseFormat {
+    /// dnsmasq's `dnsmasq.leases`: `expiry mac ip hostname client-id` per line.
+    Dnsmasq,
+    /// ISC Kea's memfile CSV (`kea-leases4.csv`, `kea-leases6.csv`), with its header row.
+    Kea,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

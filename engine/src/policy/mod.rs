@@ -123,6 +123,18 @@ pub struct Group {
     pub safe_search: bool,
     /// Devices of this group seen on the network in this schedule are reported, once a day.
     pub report_presence: Option<ScheduleId>,
+    /// Who uses the group's devices, for the block page's wording.
+    pub audience: Audience,
+}
+
+/// Who uses a group's devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Audience {
+    /// Children: the block page speaks plainly and sends them to their teacher.
+    #[default]
+    Pupils,
+    /// Adults: the block page names the rule, category and matched domain.
+    Staff,
 }
 
 /// A device entry: a machine the school knows by MAC and/or IP.

@@ -150,6 +150,10 @@ pub(crate) struct RawGroup {
     /// A schedule: report each device of this group seen on the network in it, once a day.
     #[serde(default)]
     pub report_presence: Option<S<String>>,
+    /// Who uses the group's devices: `pupils` (the default) or `staff`. The block page speaks
+    /// to each in its own words.
+    #[serde(default)]
+    pub audience: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +225,16 @@ pub(crate) struct RawGateway {
     pub state_dir: Option<S<String>>,
     #[serde(default)]
     pub console: Option<RawConsole>,
+    /// DHCP lease files that name devices and give their MACs.
+    #[serde(default)]
+    pub dhcp_leases: Vec<S<RawLeases>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLeases {
+    pub path: S<String>,
+    pub format: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,137 @@
+//! Who is asking: from a client's address to its MAC, device name and owner.
+//!
+//! The MAC comes from the kernel's neighbour table ([`neighbours`]), and failing that from a
+//! current DHCP lease ([`leases`]); the name from the policy's device entries, and failing that
+//! from the lease's host name. [`Directory`] keeps both tables and answers lookups.
+
+pub mod leases;
+pub mod neighbours;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use jiff::Timestamp;
+use schoolgate_engine::MacAddr;
+use schoolgate_engine::policy::gateway::LeaseFile;
+use tracing::{debug, info, warn};
+
+use leases::Lease;
+
+/// The neighbour table is read again on a miss at most this often, so a flood of queries from
+/// unknown addresses cannot turn into a flood of netlink dumps.
+const MISS_REFRESH: Duration = Duration::from_millis(250);
+
+/// Neighbour entries and leases, by address.
+#[derive(Debug)]
+pub struct Directory {
+    neighbours: ArcSwap<HashMap<IpAddr, MacAddr>>,
+    last_dump: Mutex<Option<Instant>>,
+    /// `false` when netlink cannot be used (the lookups then rely on leases alone).
+    netlink: bool,
+    leases: ArcSwap<HashMap<IpAddr, Lease>>,
+    lease_files: Vec<LeaseFile>,
+}
+
+/// What the directory knows about an address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub mac: Option<MacAddr>,
+    /// The DHCP lease's host name.
+    pub hostname: Option<String>,
+}
+
+impl Directory {
+    /// A directory reading the neighbour table (if `netlink`) and these lease files.
+    pub fn new(netlink: bool, lease_files: Vec<LeaseFile>) -> Arc<Self> {
+        let d = Arc::new(Self {
+            neighbours: ArcSwap::from_pointee(HashMap::new()),
+            last_dump: Mutex::new(None),
+            netlink,
+            leases: ArcSwap::from_pointee(HashMap::new()),
+            lease_files,
+        });
+        d.read_leases();
+        d
+    }
+
+    /// The MAC and lease host name for `ip` at `now`. On a neighbour-table miss the table is
+    /// read again (rate-limited): a device's first query usually comes moments after the
+    /// kernel learned its MAC.
+    pub fn lookup(&self, ip: IpAddr, now: Timestamp) -> Known {
+        let ip = ip.to_canonical();
+        let mut mac = self.neighbours.load().get(&ip).copied();
+        if mac.is_none() && self.netlink && self.refresh_due(MISS_REFRESH) {
+            self.refresh_neighbours();
+            mac = self.neighbours.load().get(&ip).copied();
+        }
+        let leases = self.leases.load();
+        let lease = leases.get(&ip).filter(|l| l.is_current(now));
+        Known {
+            mac: mac.or_else(|| lease.and_then(|l| l.mac)),
+            hostname: lease.and_then(|l| l.hostname.clone()),
+        }
+    }
+
+    fn refresh_due(&self, interval: Duration) -> bool {
+        let mut last = self.last_dump.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < interval) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    /// Reads the kernel's neighbour table again.
+    pub fn refresh_neighbours(&self) {
+        match neighbours::dump() {
+            Ok(entries) => {
+                debug!(n = entries.len(), "neighbour table read");
+                self.neighbours
+                    .store(Arc::new(entries.into_iter().collect()));
+            }
+            Err(e) => warn!(error = %e, "cannot read the neighbour table"),
+        }
+    }
+
+    /// Reads every lease file again. A file that cannot be read leaves its leases out.
+    pub fn read_leases(&self) {
+        let mut all = HashMap::new();
+        for f in &self.lease_files {
+            match std::fs::read_to_string(&f.path) {
+                Ok(text) => {
+                    let leases = leases::parse(f.format, &text);
+                    info!(path = %f.path.display(), n = leases.len(), "DHCP leases read");
+                    all.extend(leases.into_iter().map(|l| (l.ip, l)));
+                }
+                Err(e) => warn!(path = %f.path.display(), error = %e, "cannot read DHCP leases"),
+            }
+        }
+        self.leases.store(Arc::new(all));
+    }
+
+    /// The lease files, for watching.
+    pub fn lease_paths(&self) -> Vec<PathBuf> {
+        self.lease_files.iter().map(|f| f.path.clone()).collect()
+    }
+
+    /// Keeps the neighbour table fresh: read every `interval`, so entries that went away are
+    /// forgotten.
+    pub async fn keep_fresh(self: Arc<Self>, interval: Duration) {
+        if !self.netlink {
+            return;
+        }
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            let d = Arc::clone(&self);
+            if d.refresh_due(interval / 2) {
+                let _ = tokio::task::spawn_blocking(move || d.refresh_neighbours()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The answer cache in front of the upstream resolvers: answers for allowed names, kept as
+//! long as their TTLs say, so repeated names are answered without a trip through the
+//! upstream resolver.
+//!
+//! Time is passed in (`Instant`), so the cache can be tested without waiting.
+//! Memory is bounded: a fixed number of shards, each with a fixed capacity; a full shard first
+//! forgets its expired entries, then an arbitrary one.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
+
+use super::upstream::Resolved;
+
+const SHARDS: usize = 16;
+/// Answers are never kept longer than this, whatever their TTL.
+pub const MAX_TTL: u32 = 86_400;
+/// How long a "no such name/no records" answer without an SOA is kept.
+pub const NEGATIVE_TTL: u32 = 30;
+/// Negative answers are kept at most this long (RFC 2308 suggests hours; shorter means a name
+/// added upstream appears sooner).
+pub const MAX_NEGATIVE_TTL: u32 = 300;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    resolved: Resolved,
+    stored: Instant,
+    ttl: u32,
+}
+
+/// Cached upstream answers by (name, type). Names compare case-insensitively.
+#[derive(Debug)]
+pub struct Cache {
+    shards: Vec<Mutex<HashMap<(Name, RecordType), Entry>>>,
+    per_shard: usize,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl Cache {
+    /// A cache of about `capacity` answers.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: (capacity / SHARDS).max(1),
+            hasher: foldhash::fast::FixedState::default(),
+        }
+    }
+
+    fn shard(&self, key: &(Name, RecordType)) -> &Mutex<HashMap<(Name, RecordType), Entry>> {
+        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+        // `i < SHARDS == self.shards.len()`.
+        #[allow(clippy::indexing_slicing)]
+        &self.shards[i]
+    }
+
+    /// The answer for `name`/`rtype` if one is cached and alive at `now`, with its TTLs
+    /// lowered by the time it has spent here.
+    pub fn get(&self, name: &Name, rtype: RecordType, now: Instant) -> Option<Resolved> {
+        let key = (name.to_lowercase(), rtype);
+        let shard = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
+        let entry = shard.get(&key)?;
+        let age = now.saturating_duration_since(entry.stored).as_secs();
+        let age = u32::try_from(age).unwrap_or(u32::MAX);
+        if age >= entry.ttl {
+            return None;
+        }
+        let mut r = entry.resolved.clone();
+        for rec in r.answers.iter_mut().chain(r.authorities.iter_mut()) {
+            rec.ttl = rec.ttl.saturating_sub(age).max(1);
+        }
+        Some(r)
+    }
+
+    /// Keeps `resolved` for as long as its records say (see [`ttl_of`]).
+    pub fn put(&self, name: &Name, rtype: RecordType, resolved: &Resolved, now: Instant) {
+        let ttl = ttl_of(resolved);
+        if ttl == 0 {
+            return;
+        }
+        let key = (name.to_lowercase(), rtype);
+        let mut shard = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
+        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+            shard.retain(|_, e| {
+                now.saturating_duration_since(e.stored) < Duration::from_secs(u64::from(e.ttl))
+            });
+            if shard.len() >= self.per_shard
+                && let Some(k) = shard.keys().next().cloned()
+            {
+                shard.remove(&k);
+            }
+        }
+        shard.insert(
+            key,
+            Entry {
+                resolved: resolved.clone(),
+                stored: now,
+                ttl,
+            },
+        );
+    }
+
+    /// How many answers are cached (expired ones included until they are pushed out).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How long an answer may be kept: its smallest record TTL; for an empty answer the SOA's TTL
+/// bounded by [`MAX_NEGATIVE_TTL`] (RFC 2308), or [`NEGATIVE_TTL`] without one. SERVFAIL and
+/// other failures are not kept.
+pub fn ttl_of(r: &Resolved) -> u32 {
+    match r.code {
+        ResponseCode::NoError | ResponseCode::NXDomain => {}
+        _ => return 0,
+    }
+    if r.answers.is_empty() {
+        return r
+            .authorities
+            .iter()
+            .map(|r| r.ttl)
+            .min()
+            .unwrap_or(NEGATIVE_TTL)
+            .min(MAX_NEGATIVE_TTL);
+    }
+    r.answers
+        .iter()
+        .map(|r| r.ttl)
+        .min()
+        .unwrap_or(0)
+        .min(MAX_TTL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record};
+
+    fn a(name: &str, ttl: u32) -> Resolved {
+        let name = Name::from_ascii(name).unwrap();
+        Resolved {
+            code: ResponseCode::NoError,
+            answers: vec![Record::from_rdata(name, ttl, RData::A(A::new(10, 0, 0, 1)))],
+            authorities: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn honours_ttls_and_counts_down() {
+        let c = Cache::new(64);
+        let t0 = Instant::now();
+        let name = Name::from_ascii("www.bbc.co.uk.").unwrap();
+        c.put(&name, RecordType::A, &a("www.bbc.co.uk.", 300), t0);
+        let upper = Name::from_ascii("WWW.BBC.co.uk.").unwrap();
+        let hit = c
+            .get(&upper, RecordType::A, t0 + Duration::from_secs(100))
+            .unwrap();
+        assert_eq!(hit.answers[0].ttl, 200);
+        assert!(c.get(&name, RecordType::AAAA, t0).is_none());
+        assert!(
+            c.get(&name, RecordType::A, t0 + Duration::from_secs(300))
+                .is_none()
+        );
+        // TTL 0 is never kept.
+        c.put(&name, RecordType::TXT, &a("www.bbc.co.uk.", 0), t0);
+        assert!(c.get(&name, RecordType::TXT, t0).is_none());
+    }
+
+    #[test]
+    fn negative_answers_and_failures() {
+        let mut none = a("x.", 1);
+        none.answers.clear();
+        none.code = ResponseCode::NXDomain;
+        assert_eq!(ttl_of(&none), NEGATIVE_TTL);
+        none.authorities = a("x.", 3600).answers;
+        assert_eq!(ttl_of(&none), MAX_NEGATIVE_TTL);
+        none.code = ResponseCode::ServFail;
+        assert_eq!(ttl_of(&none), 0);
+    }
+
+    #[test]
+    fn bounded() {
+        let c = Cache::new(SHARDS * 2);
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            let n = format!("n{i}.example.");
+            c.put(
+                &Name::from_ascii(&n).unwrap(),
+                RecordType::A,
+                &a(&n, 60),
+                t0,
+            );
+        }
+        assert!(c.len() <= SHARDS * 2, "{}", c.len());
+    }
+}

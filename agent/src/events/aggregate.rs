@@ -1,0 +1,208 @@
+//! Turning many sightings into few events, without a clock: `now` is passed in.
+//!
+//! One page load can ask for the same blocked name dozens of times. [`Aggregator`] keeps one
+//! pending event per device + name + rule; the first sighting opens a window, later ones add
+//! to its count, and the event is released when the window closes. [`Presence`] remembers which
+//! devices were already reported today.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use jiff::civil::Date;
+use jiff::{SignedDuration, Timestamp};
+use schoolgate_engine::MacAddr;
+
+use super::event::Event;
+
+/// How long sightings of one device + name + rule are gathered into one event.
+pub const WINDOW: SignedDuration = SignedDuration::from_secs(60);
+/// The most pending events held; past it the oldest is released early, so memory is bounded
+/// whatever devices do.
+pub const MAX_PENDING: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    ip: Option<IpAddr>,
+    mac: Option<MacAddr>,
+    name: Option<String>,
+    rule: Option<String>,
+}
+
+impl Key {
+    fn of(e: &Event) -> Self {
+        Self {
+            ip: e.device.ip,
+            mac: e.device.mac,
+            name: e.name.clone(),
+            rule: e.rule.clone(),
+        }
+    }
+}
+
+/// Pending events, released one window after their first sighting.
+#[derive(Debug)]
+pub struct Aggregator {
+    window: SignedDuration,
+    capacity: usize,
+    pending: HashMap<Key, Event>,
+    /// Keys in the order they opened, with when they close.
+    order: VecDeque<(Timestamp, Key)>,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self::new(WINDOW, MAX_PENDING)
+    }
+}
+
+impl Aggregator {
+    pub fn new(window: SignedDuration, capacity: usize) -> Self {
+        Self {
+            window,
+            capacity: capacity.max(1),
+            pending: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Adds one sighting at `event.time`. Returns an event released early because the table
+    /// was full.
+    pub fn add(&mut self, event: Event) -> Option<Event> {
+        let key = Key::of(&event);
+        if let Some(open) = self.pending.get_mut(&key) {
+            open.count = open.count.saturating_add(event.count);
+            open.last = Some(event.time);
+            return None;
+        }
+        let evicted = if self.pending.len() >= self.capacity {
+            self.pop_oldest()
+        } else {
+            None
+        };
+        let closes = event.time.saturating_add(self.window).unwrap_or(event.time);
+        self.order.push_back((closes, key.clone()));
+        self.pending.insert(key, event);
+        evicted
+    }
+
+    /// The events whose window has closed by `now`, oldest first.
+    pub fn due(&mut self, now: Timestamp) -> Vec<Event> {
+        let mut out = Vec::new();
+        while self.order.front().is_some_and(|(closes, _)| *closes <= now) {
+            out.extend(self.pop_oldest());
+        }
+        out
+    }
+
+    /// Every pending event, at shutdown.
+    pub fn drain(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while !self.order.is_empty() {
+            out.extend(self.pop_oldest());
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn pop_oldest(&mut self) -> Option<Event> {
+        let (_, key) = self.order.pop_front()?;
+        self.pending.remove(&key)
+    }
+}
+
+/// Who has been reported present today.
+#[derive(Debug, Default)]
+pub struct Presence {
+    day: Option<Date>,
+    seen: HashSet<(Option<MacAddr>, Option<IpAddr>)>,
+}
+
+impl Presence {
+    /// Whether a device (by MAC where known, else IP) seen on `today` is new today. A new day
+    /// forgets yesterday's devices.
+    pub fn first_today(&mut self, mac: Option<MacAddr>, ip: Option<IpAddr>, today: Date) -> bool {
+        if self.day != Some(today) {
+            self.day = Some(today);
+            self.seen.clear();
+        }
+        let key = if mac.is_some() {
+            (mac, None)
+        } else {
+            (None, ip)
+        };
+        self.seen.insert(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::event::{Kind, Severity};
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_790_000_000 + secs).unwrap()
+    }
+
+    fn blocked(secs: i64, ip: &str, name: &str) -> Event {
+        let mut e = Event::new(Kind::Blocked, at(secs), Severity::Low);
+        e.device.ip = Some(ip.parse().unwrap());
+        e.name = Some(name.into());
+        e.rule = Some("r".into());
+        e
+    }
+
+    #[test]
+    fn one_event_per_device_name_rule_per_window() {
+        let mut a = Aggregator::new(SignedDuration::from_secs(60), 100);
+        for s in 0..50 {
+            assert!(a.add(blocked(s, "10.0.0.5", "instagram.com")).is_none());
+        }
+        a.add(blocked(10, "10.0.0.6", "instagram.com"));
+        a.add(blocked(20, "10.0.0.5", "tiktok.com"));
+        assert!(a.due(at(59)).is_empty());
+        let first = a.due(at(60));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].count, 50);
+        assert_eq!(first[0].time, at(0));
+        assert_eq!(first[0].last, Some(at(49)));
+        let rest = a.due(at(80));
+        assert_eq!(rest.len(), 2);
+        assert!(rest.iter().all(|e| e.count == 1 && e.last.is_none()));
+        // A sighting after the window opens a new event.
+        a.add(blocked(90, "10.0.0.5", "instagram.com"));
+        assert_eq!(a.drain().len(), 1);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn full_table_releases_the_oldest_early() {
+        let mut a = Aggregator::new(SignedDuration::from_secs(60), 2);
+        assert!(a.add(blocked(0, "10.0.0.1", "a.com")).is_none());
+        assert!(a.add(blocked(1, "10.0.0.2", "a.com")).is_none());
+        let early = a.add(blocked(2, "10.0.0.3", "a.com")).unwrap();
+        assert_eq!(early.device.ip, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn presence_once_per_device_per_day() {
+        let mut p = Presence::default();
+        let d1 = Date::constant(2026, 11, 23);
+        let d2 = Date::constant(2026, 11, 24);
+        let mac: MacAddr = "52:54:00:00:00:01".parse().unwrap();
+        let ip: IpAddr = "10.11.0.5".parse().unwrap();
+        assert!(p.first_today(Some(mac), Some(ip), d1));
+        assert!(!p.first_today(Some(mac), Some(ip), d1));
+        // Same MAC on a new address is the same device.
+        assert!(!p.first_today(Some(mac), "10.11.0.6".parse().ok(), d1));
+        assert!(p.first_today(None, Some(ip), d1));
+        assert!(p.first_today(Some(mac), Some(ip), d2));
+    }
+}

@@ -1,0 +1,208 @@
+//! Where events go: [`Events`] is what the services call; a writer task hands them in batches
+//! to a [`Sink`]. Here the sink is a JSON-lines file in the state directory.
+//!
+//! The services never wait on the disk: events pass through a bounded channel, and if the
+//! writer falls that far behind the newest are counted as dropped rather than blocking DNS.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::aggregate::{Aggregator, Presence};
+use super::event::Event;
+
+/// The events file's name in the state directory.
+pub const FILE_NAME: &str = "events.jsonl";
+/// Events in flight between the services and the writer.
+const QUEUE: usize = 65_536;
+
+/// Somewhere events are kept.
+pub trait Sink: Send + 'static {
+    fn write(&mut self, batch: &[Event]) -> io::Result<()>;
+}
+
+/// One JSON object per line, appended.
+#[derive(Debug)]
+pub struct JsonLines {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl JsonLines {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+        })
+    }
+}
+
+impl Sink for JsonLines {
+    fn write(&mut self, batch: &[Event]) -> io::Result<()> {
+        for event in batch {
+            serde_json::to_writer(&mut self.out, event).map_err(io::Error::other)?;
+            self.out.write_all(b"\n")?;
+        }
+        self.out.flush()
+    }
+}
+
+impl Drop for JsonLines {
+    fn drop(&mut self) {
+        if let Err(e) = self.out.flush() {
+            warn!(path = %self.path.display(), error = %e, "events file");
+        }
+    }
+}
+
+/// The services' side: record, aggregate, and pass on.
+#[derive(Debug)]
+pub struct Events {
+    tx: mpsc::Sender<Event>,
+    aggregator: Mutex<Aggregator>,
+    presence: Mutex<Presence>,
+    dropped: Counter,
+}
+
+impl Events {
+    /// Events and the receiving end that [`write_all`] drains. `dropped` counts events lost
+    /// because the writer fell behind.
+    pub fn new(aggregator: Aggregator, dropped: Counter) -> (Self, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let events = Self {
+            tx,
+            aggregator: Mutex::new(aggregator),
+            presence: Mutex::new(Presence::default()),
+            dropped,
+        };
+        (events, rx)
+    }
+
+    /// Passes an event on now.
+    pub fn emit(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped.inc();
+        }
+    }
+
+    /// Adds a sighting to be aggregated (see [`Aggregator`]).
+    pub fn sighting(&self, event: Event) {
+        let early = lock(&self.aggregator).add(event);
+        if let Some(e) = early {
+            self.emit(e);
+        }
+    }
+
+    /// Whether this device should be reported present today (see [`Presence`]).
+    pub fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
+        lock(&self.presence)
+    }
+
+    /// Passes on the aggregated events whose window has closed.
+    pub fn tick(&self, now: Timestamp) {
+        let due = lock(&self.aggregator).due(now);
+        for e in due {
+            self.emit(e);
+        }
+    }
+
+    /// Passes on everything still being aggregated, at shutdown.
+    pub fn flush(&self) {
+        let all = lock(&self.aggregator).drain();
+        for e in all {
+            self.emit(e);
+        }
+    }
+
+    /// Events lost because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.get()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes events to `sink` in batches until every sender is gone or `stop` fires; on `stop`,
+/// what is already queued is written before returning.
+pub async fn write_all(
+    mut rx: mpsc::Receiver<Event>,
+    mut sink: impl Sink,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        let stopping = tokio::select! {
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    break;
+                }
+                false
+            }
+            _ = &mut stop => {
+                while let Ok(e) = rx.try_recv() {
+                    batch.push(e);
+                }
+                true
+            }
+        };
+        if !batch.is_empty() {
+            let result = tokio::task::block_in_place(|| sink.write(&batch));
+            if let Err(e) = result {
+                warn!(error = %e, lost = batch.len(), "cannot write events");
+            }
+            batch.clear();
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::event::{Kind, Severity};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn events_reach_the_file_once_aggregated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let (events, rx) = Events::new(Aggregator::default(), Counter::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let writer = tokio::spawn(write_all(rx, JsonLines::open(&path).unwrap(), stopped));
+        let t0 = Timestamp::from_second(1_790_000_000).unwrap();
+        for i in 0..3 {
+            let mut e = Event::new(
+                Kind::Blocked,
+                t0 + jiff::SignedDuration::from_secs(i),
+                Severity::Low,
+            );
+            e.name = Some("instagram.com".into());
+            events.sighting(e);
+        }
+        events.emit(Event::new(Kind::AgentStarted, t0, Severity::Info));
+        events.flush();
+        // The events still hold a sender: stopping must not wait for it.
+        stop.send(()).unwrap();
+        writer.await.unwrap();
+        drop(events);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["kind"], "agent_started");
+        assert_eq!(lines[1]["kind"], "blocked");
+        assert_eq!(lines[1]["count"], 3);
+    }
+}

@@ -1,0 +1,181 @@
+//! Prometheus metrics: what the resolver, the block page and reloads have done.
+//!
+//! Counters are cheap to bump from any task (atomics behind `prometheus-client`'s types);
+//! [`Metrics::render`] writes the text exposition format for `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// What happened to a query.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// `blocked`, `forwarded`, `safe_search`, `local` (refused, malformed, built-in defence),
+    /// `dropped` or `rate_limited`.
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// The rule's name from the policy (or `quarantine`).
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `applied`, `unchanged` or `rejected`.
+    pub outcome: &'static str,
+}
+
+/// Every metric the agent exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub queries: Family<QueryLabels, Counter>,
+    pub blocked: Family<RuleLabels, Counter>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub upstream_errors: Counter,
+    pub upstream_latency: Histogram,
+    pub reloads: Family<ReloadLabels, Counter>,
+    pub block_page_requests: Counter,
+    pub tls_resets: Counter,
+    pub events_dropped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("schoolgate");
+        let queries = Family::<QueryLabels, Counter>::default();
+        registry.register(
+            "dns_queries",
+            "DNS queries by what was done",
+            queries.clone(),
+        );
+        let blocked = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "dns_blocked",
+            "Blocked DNS queries by the rule that blocked them",
+            blocked.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "dns_cache_hits",
+            "Allowed queries answered from the cache",
+            cache_hits.clone(),
+        );
+        let cache_misses = Counter::default();
+        registry.register(
+            "dns_cache_misses",
+            "Allowed queries sent upstream",
+            cache_misses.clone(),
+        );
+        let upstream_errors = Counter::default();
+        registry.register(
+            "dns_upstream_errors",
+            "Upstream lookups that failed (answered SERVFAIL)",
+            upstream_errors.clone(),
+        );
+        // 100 µs to about 3.3 s.
+        let upstream_latency = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
+        );
+        registry.register(
+            "dns_upstream_latency_seconds",
+            "Time to an upstream answer",
+            upstream_latency.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by outcome",
+            reloads.clone(),
+        );
+        let block_page_requests = Counter::default();
+        registry.register(
+            "block_page_requests",
+            "Block page HTTP requests",
+            block_page_requests.clone(),
+        );
+        let tls_resets = Counter::default();
+        registry.register(
+            "block_page_tls_resets",
+            "TLS connections to the block page reset",
+            tls_resets.clone(),
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events lost because the writer fell behind",
+            events_dropped.clone(),
+        );
+        Self {
+            registry,
+            queries,
+            blocked,
+            cache_hits,
+            cache_misses,
+            upstream_errors,
+            upstream_latency,
+            reloads,
+            block_page_requests,
+            tls_resets,
+            events_dropped,
+        }
+    }
+
+    pub fn query(&self, result: &'static str) {
+        self.queries.get_or_create(&QueryLabels { result }).inc();
+    }
+
+    pub fn reload(&self, outcome: &'static str) {
+        self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let m = Metrics::new();
+        m.query("blocked");
+        m.query("blocked");
+        m.blocked
+            .get_or_create(&RuleLabels {
+                rule: "No \"social\" media".into(),
+            })
+            .inc();
+        m.upstream_latency.observe(0.002);
+        m.reload("rejected");
+        let text = m.render();
+        assert!(
+            text.contains("schoolgate_dns_queries_total{result=\"blocked\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("schoolgate_dns_blocked_total{rule=\"No \\\"social\\\" media\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("schoolgate_policy_reloads_total{outcome=\"rejected\"} 1"));
+        assert!(text.contains("schoolgate_dns_upstream_latency_seconds_count 1"));
+    }
+}
