@@ -35,8 +35,8 @@ use crate::watch::watch_files;
 
 /// How soon after the last change to a watched file it is read again.
 const DEBOUNCE: Duration = Duration::from_millis(300);
-/// How often the whole neighbour table is read, so departed devices are forgotten.
-const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(10);
+/// How often the whole neighbour table is read, besides following its changes.
+const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(60);
 
 /// What the command line says over the policy's `gateway:` section.
 #[derive(Debug, Clone, Default)]
@@ -218,6 +218,7 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
     });
     let mut tasks = tokio::task::JoinSet::new();
+    directory.follow_changes();
     tasks.spawn(Arc::clone(&directory).keep_fresh(NEIGHBOUR_REFRESH));
     let _lease_watch = if config.lease_files.is_empty() {
         None

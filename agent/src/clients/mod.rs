@@ -10,7 +10,7 @@ pub mod neighbours;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -22,13 +22,14 @@ use tracing::{debug, info, warn};
 use leases::Lease;
 
 /// The neighbour table is read again on a miss at most this often, so a flood of queries from
-/// unknown addresses cannot turn into a flood of netlink dumps.
+/// unknown addresses cannot turn into a flood of netlink dumps. Misses are rare: the table is
+/// kept current from the kernel's change notifications.
 const MISS_REFRESH: Duration = Duration::from_millis(250);
 
 /// Neighbour entries and leases, by address.
 #[derive(Debug)]
 pub struct Directory {
-    neighbours: ArcSwap<HashMap<IpAddr, MacAddr>>,
+    neighbours: RwLock<HashMap<IpAddr, MacAddr>>,
     last_dump: Mutex<Option<Instant>>,
     /// `false` when netlink cannot be used (the lookups then rely on leases alone).
     netlink: bool,
@@ -48,7 +49,7 @@ impl Directory {
     /// A directory reading the neighbour table (if `netlink`) and these lease files.
     pub fn new(netlink: bool, lease_files: Vec<LeaseFile>) -> Arc<Self> {
         let d = Arc::new(Self {
-            neighbours: ArcSwap::from_pointee(HashMap::new()),
+            neighbours: RwLock::new(HashMap::new()),
             last_dump: Mutex::new(None),
             netlink,
             leases: ArcSwap::from_pointee(HashMap::new()),
@@ -63,10 +64,10 @@ impl Directory {
     /// kernel learned its MAC.
     pub fn lookup(&self, ip: IpAddr, now: Timestamp) -> Known {
         let ip = ip.to_canonical();
-        let mut mac = self.neighbours.load().get(&ip).copied();
+        let mut mac = self.neighbour(ip);
         if mac.is_none() && self.netlink && self.refresh_due(MISS_REFRESH) {
             self.refresh_neighbours();
-            mac = self.neighbours.load().get(&ip).copied();
+            mac = self.neighbour(ip);
         }
         let leases = self.leases.load();
         let lease = leases.get(&ip).filter(|l| l.is_current(now));
@@ -74,6 +75,11 @@ impl Directory {
             mac: mac.or_else(|| lease.and_then(|l| l.mac)),
             hostname: lease.and_then(|l| l.hostname.clone()),
         }
+    }
+
+    fn neighbour(&self, ip: IpAddr) -> Option<MacAddr> {
+        let table = self.neighbours.read().unwrap_or_else(|e| e.into_inner());
+        table.get(&ip).copied()
     }
 
     fn refresh_due(&self, interval: Duration) -> bool {
@@ -91,8 +97,8 @@ impl Directory {
         match neighbours::dump() {
             Ok(entries) => {
                 debug!(n = entries.len(), "neighbour table read");
-                self.neighbours
-                    .store(Arc::new(entries.into_iter().collect()));
+                let mut table = self.neighbours.write().unwrap_or_else(|e| e.into_inner());
+                *table = entries.into_iter().collect();
             }
             Err(e) => warn!(error = %e, "cannot read the neighbour table"),
         }
@@ -119,8 +125,36 @@ impl Directory {
         self.lease_files.iter().map(|f| f.path.clone()).collect()
     }
 
-    /// Keeps the neighbour table fresh: read every `interval`, so entries that went away are
-    /// forgotten.
+    /// Follows the kernel's neighbour changes on a thread of its own, so a device's MAC is
+    /// known by the time its first query arrives (it had to resolve the gateway's address
+    /// first). The thread lives as long as the process.
+    pub fn follow_changes(self: &Arc<Self>) {
+        if !self.netlink {
+            return;
+        }
+        let d = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("neighbours".into())
+            .spawn(move || {
+                let result = neighbours::listen(|batch| {
+                    let mut table = d.neighbours.write().unwrap_or_else(|e| e.into_inner());
+                    for ip in batch.removed {
+                        table.remove(&ip);
+                    }
+                    table.extend(batch.entries);
+                    true
+                });
+                if let Err(e) = result {
+                    warn!(error = %e, "cannot follow neighbour changes; reading the table periodically");
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start the neighbour thread");
+        }
+    }
+
+    /// Keeps the neighbour table fresh: read every `interval`, in case a change notification
+    /// was lost (netlink drops them when its buffer is full).
     pub async fn keep_fresh(self: Arc<Self>, interval: Duration) {
         if !self.netlink {
             return;

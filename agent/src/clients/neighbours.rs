@@ -17,10 +17,13 @@ use netlink_sys::protocols::NETLINK_ROUTE;
 use netlink_sys::{Socket, SocketAddr};
 use schoolgate_engine::MacAddr;
 
-/// What one read of netlink replies held.
+/// What one read of netlink messages held.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Batch {
+    /// Entries added or updated, with a usable MAC.
     pub entries: Vec<(IpAddr, MacAddr)>,
+    /// Addresses whose entry was deleted or became unusable (failed, incomplete).
+    pub removed: Vec<IpAddr>,
     /// The dump is complete.
     pub done: bool,
 }
@@ -36,8 +39,12 @@ pub fn parse(mut bytes: &[u8]) -> io::Result<Batch> {
         match msg.payload {
             NetlinkPayload::Done(_) => out.done = true,
             NetlinkPayload::Error(e) => return Err(e.to_io()),
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) => {
-                out.entries.extend(entry(&n));
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) => match entry(&n) {
+                Some(e) => out.entries.push(e),
+                None => out.removed.extend(destination(&n)),
+            },
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(n)) => {
+                out.removed.extend(destination(&n));
             }
             _ => {}
         }
@@ -51,6 +58,14 @@ pub fn parse(mut bytes: &[u8]) -> io::Result<Batch> {
     Ok(out)
 }
 
+fn destination(n: &NeighbourMessage) -> Option<IpAddr> {
+    n.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    })
+}
+
 fn entry(n: &NeighbourMessage) -> Option<(IpAddr, MacAddr)> {
     if matches!(
         n.header.state,
@@ -58,16 +73,33 @@ fn entry(n: &NeighbourMessage) -> Option<(IpAddr, MacAddr)> {
     ) {
         return None;
     }
-    let ip = n.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
-        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
-        _ => None,
-    })?;
+    let ip = destination(n)?;
     let mac = n.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::LinkLayerAddress(b) => <[u8; 6]>::try_from(b.as_slice()).ok(),
         _ => None,
     })?;
     (mac != [0; 6]).then_some((ip, MacAddr(mac)))
+}
+
+/// The rtnetlink multicast group of neighbour changes (`RTMGRP_NEIGH`).
+const RTMGRP_NEIGH: u32 = 4;
+
+/// Listens for changes to the neighbour table and hands each batch to `apply`, until
+/// `apply` returns `false` or the socket fails. Blocks: run it on its own thread.
+pub fn listen(mut apply: impl FnMut(Batch) -> bool) -> io::Result<()> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind(&SocketAddr::new(0, RTMGRP_NEIGH))?;
+    loop {
+        let (bytes, _) = socket.recv_from_full()?;
+        match parse(&bytes) {
+            Ok(batch) => {
+                if !apply(batch) {
+                    return Ok(());
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "neighbour notification"),
+        }
+    }
 }
 
 /// Asks the kernel for its whole neighbour table (this network namespace's).
@@ -157,6 +189,7 @@ mod tests {
         ));
         let batch = parse(&bytes).unwrap();
         assert!(!batch.done);
+        assert_eq!(batch.removed, vec!["10.77.0.31".parse::<IpAddr>().unwrap()]);
         assert_eq!(
             batch.entries,
             vec![

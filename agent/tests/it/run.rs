@@ -161,6 +161,46 @@ fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Requests no resolver should accept: truncated, bad label lengths, a compression loop,
+/// counts far beyond the bytes, random bytes.
+fn malformed() -> Vec<Vec<u8>> {
+    let header = |qd: u16, an: u16| {
+        let mut h = vec![0x12, 0x34, 0x01, 0x00];
+        for c in [qd, an, 0, 0] {
+            h.extend_from_slice(&c.to_be_bytes());
+        }
+        h
+    };
+    let mut out = vec![vec![0x12], vec![0x12, 0x34, 0x01]];
+    // A label claiming 63 bytes with 3 present.
+    let mut bad_label = header(1, 0);
+    bad_label.extend_from_slice(&[63, b'a', b'b', b'c']);
+    out.push(bad_label);
+    // A name that points at itself.
+    let mut looped = header(1, 0);
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    out.push(looped);
+    // 65535 questions and answers announced, one present.
+    let mut huge = header(u16::MAX, u16::MAX);
+    huge.extend_from_slice(&[1, b'a', 0, 0, 1, 0, 1]);
+    out.push(huge);
+    // Bytes from a fixed pseudo-random sequence.
+    let mut x: u32 = 0x9e37_79b9;
+    for len in [12, 40, 300, 1200] {
+        out.push(
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
 #[test]
 fn the_daemon_filters_forwards_reloads_and_stops() {
     let upstream = FakeUpstream::start();
@@ -233,6 +273,28 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
             .metadata
             .response_code,
         ResponseCode::NXDomain
+    );
+
+    // Malformed requests get FORMERR or silence, never a crash; the daemon answers after.
+    for garbage in malformed() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        socket.send_to(&garbage, server).unwrap();
+        let mut buf = [0u8; 4096];
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::FormErr,
+                "{garbage:?}"
+            );
+        }
+    }
+    assert_eq!(
+        a_record(&ask_udp(server, "www.bbc.co.uk.").unwrap()).as_deref(),
+        Some("192.0.2.7")
     );
 
     // Editing the policy on disk takes effect without a restart.

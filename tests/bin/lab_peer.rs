@@ -1,0 +1,185 @@
+//! `lab-peer`: the "internet" side of the end-to-end lab. It runs inside a network namespace
+//! and plays a public resolver (`dns`) or the web sites (`http`).
+//!
+//! The resolver answers every A query with the fake web server's address, except:
+//! `forcesafesearch.google.com` and the other safe-search targets → 198.51.100.11 (so a test
+//! can tell a rewrite happened), `nx.lab` → NXDOMAIN. AAAA → 2001:db8:100::10. HTTPS records
+//! for `ech.lab` carry an `ech` parameter. TXT `whoami.lab` → "upstream-inet".
+#![allow(
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::str::FromStr;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::svcb::{Alpn, EchConfigList, SVCB, SvcParamKey, SvcParamValue};
+use hickory_proto::rr::rdata::{A, AAAA, HTTPS, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+const WEB: &str = "198.51.100.10";
+const SAFE: &str = "198.51.100.11";
+const SAFE_TARGETS: [&str; 4] = [
+    "forcesafesearch.google.com.",
+    "restrict.youtube.com.",
+    "strict.bing.com.",
+    "safe.duckduckgo.com.",
+];
+
+fn answer(query: &Message) -> Message {
+    let mut r = Message::response(query.metadata.id, query.metadata.op_code);
+    r.metadata.recursion_available = true;
+    r.metadata.recursion_desired = query.metadata.recursion_desired;
+    r.add_queries(query.queries.iter().cloned());
+    let Some(q) = query.queries.first() else {
+        r.metadata.response_code = ResponseCode::FormErr;
+        return r;
+    };
+    let name = q.name().to_lowercase();
+    let text = name.to_ascii();
+    if text == "nx.lab." {
+        r.metadata.response_code = ResponseCode::NXDomain;
+        return r;
+    }
+    let data = match q.query_type() {
+        RecordType::A => {
+            let ip = if SAFE_TARGETS.contains(&text.as_str()) {
+                SAFE
+            } else {
+                WEB
+            };
+            Some(RData::A(A::from_str(ip).unwrap()))
+        }
+        RecordType::AAAA => Some(RData::AAAA(AAAA::from_str("2001:db8:100::10").unwrap())),
+        RecordType::TXT if text == "whoami.lab." => {
+            Some(RData::TXT(TXT::new(vec!["upstream-inet".into()])))
+        }
+        RecordType::HTTPS if text == "ech.lab." => Some(RData::HTTPS(HTTPS(SVCB::new(
+            1,
+            Name::root(),
+            vec![
+                (
+                    SvcParamKey::Alpn,
+                    SvcParamValue::Alpn(Alpn(vec!["h2".into()])),
+                ),
+                (
+                    SvcParamKey::EchConfigList,
+                    SvcParamValue::EchConfigList(EchConfigList(vec![0, 4, 0xfe, 0x0d, 0, 0])),
+                ),
+            ],
+        )))),
+        _ => None,
+    };
+    if let Some(d) = data {
+        r.add_answer(Record::from_rdata(q.name().clone(), 300, d));
+    }
+    r
+}
+
+fn dns(addrs: &[SocketAddr]) {
+    let mut threads = Vec::new();
+    for addr in addrs {
+        let udp = UdpSocket::bind(addr).expect("bind udp");
+        threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let _ = udp.send_to(&answer(&q).to_vec().unwrap(), peer);
+            }
+        }));
+        let tcp = TcpListener::bind(addr).expect("bind tcp");
+        threads.push(std::thread::spawn(move || {
+            for stream in tcp.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = stream;
+                    loop {
+                        let mut len = [0u8; 2];
+                        if s.read_exact(&mut len).is_err() {
+                            return;
+                        }
+                        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                        if s.read_exact(&mut buf).is_err() {
+                            return;
+                        }
+                        let Ok(q) = Message::from_vec(&buf) else {
+                            return;
+                        };
+                        let out = answer(&q).to_vec().unwrap();
+                        let _ = s.write_all(&(out.len() as u16).to_be_bytes());
+                        let _ = s.write_all(&out);
+                    }
+                });
+            }
+        }));
+    }
+    eprintln!("lab-peer dns ready on {addrs:?}");
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+fn http(addrs: &[SocketAddr]) {
+    let mut threads = Vec::new();
+    for addr in addrs {
+        let listener = TcpListener::bind(addr).expect("bind http");
+        threads.push(std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    let mut host = String::new();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(h) = line.to_ascii_lowercase().strip_prefix("host:") {
+                            host = h.trim().to_owned();
+                        }
+                        line.clear();
+                    }
+                    let body = format!("fake site {host}\n");
+                    let mut s = reader.into_inner();
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        }));
+    }
+    eprintln!("lab-peer http ready on {addrs:?}");
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addrs: Vec<SocketAddr> = args
+        .iter()
+        .skip(1)
+        .map(|a| {
+            a.parse()
+                .or_else(|_| a.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .expect("ADDR:PORT")
+        })
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("dns") => dns(&addrs),
+        Some("http") => http(&addrs),
+        _ => {
+            eprintln!("usage: lab-peer dns|http ADDR:PORT...");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! A school network built from network namespaces, for end-to-end tests.
+//!
+//! ```text
+//!  pupil 10.77.0.10 ─┐                                    ┌ inet lo: 198.51.100.53 (resolver)
+//!  school 10.77.0.12 ┤                                    │          198.51.100.10/.11 (web)
+//!  staff 10.77.0.20 ─┼─ br0 (ns sw) ─ lan0 [gw] wan0 ─ wan0 [inet]
+//!  phone 10.77.0.40 ─┤      10.77.0.1 / 2001:db8:77::1   203.0.113.2 ↔ .1
+//!  outsider 10.77.0.99
+//! ```
+//!
+//! Every namespace name starts with a per-lab prefix (process id and a counter), so labs in
+//! parallel tests never meet. [`Lab`]'s `Drop` kills what it started and deletes every
+//! namespace and its `/etc/netns` directory, whether the test passed or not. Nothing is
+//! created in the root namespace, and no traffic leaves the lab.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A host on the lab's LAN.
+#[derive(Debug, Clone, Copy)]
+pub struct Host {
+    pub name: &'static str,
+    pub ip: &'static str,
+    pub ip6: &'static str,
+    pub mac: &'static str,
+}
+
+pub const PUPIL: Host = Host {
+    name: "pupil",
+    ip: "10.77.0.10",
+    ip6: "2001:db8:77::110",
+    mac: "52:54:00:aa:00:10",
+};
+/// A school computer, on the pupils' network, known to the policy by its MAC.
+pub const SCHOOL: Host = Host {
+    name: "school",
+    ip: "10.77.0.12",
+    ip6: "2001:db8:77::112",
+    mac: "52:54:00:12:34:56",
+};
+pub const STAFF: Host = Host {
+    name: "staff",
+    ip: "10.77.0.20",
+    ip6: "2001:db8:77::220",
+    mac: "52:54:00:aa:00:20",
+};
+pub const PHONE: Host = Host {
+    name: "phone",
+    ip: "10.77.0.40",
+    ip6: "2001:db8:77::340",
+    mac: "52:54:00:aa:00:40",
+};
+/// On the LAN but in none of the policy's networks.
+pub const OUTSIDER: Host = Host {
+    name: "outsider",
+    ip: "10.77.0.99",
+    ip6: "2001:db8:77::999",
+    mac: "52:54:00:aa:00:99",
+};
+pub const HOSTS: [Host; 5] = [PUPIL, SCHOOL, STAFF, PHONE, OUTSIDER];
+
+pub const GATEWAY: &str = "10.77.0.1";
+pub const GATEWAY6: &str = "2001:db8:77::1";
+pub const RESOLVER: &str = "198.51.100.53";
+pub const WEB: &str = "198.51.100.10";
+pub const SAFE_WEB: &str = "198.51.100.11";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Why a lab cannot be built here.
+pub fn unavailable() -> Option<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        return Some("not root: network namespaces need CAP_NET_ADMIN".into());
+    }
+    for tool in ["ip", "dig", "curl"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("`{tool}` is not installed (see .ci/run)"));
+        }
+    }
+    None
+}
+
+/// Skips the calling test with a message when no lab can be built, except under CI, where
+/// that is a failure.
+#[macro_export]
+macro_rules! require_lab {
+    () => {
+        if let Some(why) = $crate::lab::unavailable() {
+            if std::env::var_os("CI").is_some() {
+                panic!("end-to-end lab unavailable under CI: {why}");
+            }
+            eprintln!("skipping: end-to-end lab unavailable: {why}");
+            return;
+        }
+    };
+}
+
+/// A running lab. Dropping it tears everything down.
+#[derive(Debug)]
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<(String, Child)>,
+    pub dir: tempfile::TempDir,
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Lab {
+    /// Builds the namespaces, links, addresses and routes.
+    pub fn up() -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("sg{}x{n}", std::process::id());
+        let mut lab = Lab {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        lab.wire();
+        lab
+    }
+
+    /// The namespace name of `host` (`gw`, `inet`, `sw` or a LAN host's name).
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+
+    fn add_ns(&mut self, host: &str, resolver: &str) {
+        let ns = self.ns(host);
+        run(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        // `ip netns exec` bind-mounts this over /etc/resolv.conf: the host's resolver is
+        // never used inside the lab.
+        let etc = PathBuf::from("/etc/netns").join(&ns);
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("resolv.conf"), format!("nameserver {resolver}\n")).unwrap();
+        self.ip(host, &["link", "set", "lo", "up"]);
+        self.sysctl(host, "net.ipv6.conf.all.accept_dad=0");
+        self.sysctl(host, "net.ipv6.conf.default.accept_dad=0");
+    }
+
+    fn ip(&self, host: &str, args: &[&str]) {
+        let ns = self.ns(host);
+        let mut all = vec!["ip", "-n", &ns];
+        all.extend_from_slice(args);
+        run(&all);
+    }
+
+    fn sysctl(&self, host: &str, setting: &str) {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns(host),
+            "sysctl",
+            "-qw",
+            setting,
+        ]);
+    }
+
+    fn wire(&mut self) {
+        self.add_ns("sw", "127.0.0.1");
+        self.add_ns("gw", "127.0.0.1");
+        self.add_ns("inet", "127.0.0.1");
+        let (sw, gw, inet) = (self.ns("sw"), self.ns("gw"), self.ns("inet"));
+        self.ip("sw", &["link", "add", "br0", "type", "bridge"]);
+        self.ip("sw", &["link", "set", "br0", "up"]);
+        for h in HOSTS {
+            self.add_ns(h.name, GATEWAY);
+            self.ip(
+                h.name,
+                &[
+                    "link", "add", "eth0", "type", "veth", "peer", "name", h.name, "netns", &sw,
+                ],
+            );
+            self.ip(h.name, &["link", "set", "eth0", "address", h.mac]);
+            self.ip(h.name, &["link", "set", "eth0", "up"]);
+            self.ip(
+                h.name,
+                &["addr", "add", &format!("{}/24", h.ip), "dev", "eth0"],
+            );
+            self.ip(
+                h.name,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/64", h.ip6),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            );
+            self.ip(h.name, &["route", "add", "default", "via", GATEWAY]);
+            self.ip(h.name, &["-6", "route", "add", "default", "via", GATEWAY6]);
+            self.ip("sw", &["link", "set", h.name, "master", "br0", "up"]);
+        }
+        self.ip(
+            "gw",
+            &[
+                "link", "add", "lan0", "type", "veth", "peer", "name", "gw", "netns", &sw,
+            ],
+        );
+        self.ip("sw", &["link", "set", "gw", "master", "br0", "up"]);
+        self.ip("gw", &["link", "set", "lan0", "up"]);
+        self.ip(
+            "gw",
+            &["addr", "add", &format!("{GATEWAY}/24"), "dev", "lan0"],
+        );
+        self.ip(
+            "gw",
+            &[
+                "addr",
+                "add",
+                &format!("{GATEWAY6}/64"),
+                "dev",
+                "lan0",
+                "nodad",
+            ],
+        );
+        self.ip(
+            "gw",
+            &[
+                "link", "add", "wan0", "type", "veth", "peer", "name", "wan0", "netns", &inet,
+            ],
+        );
+        self.ip("gw", &["link", "set", "wan0", "up"]);
+        self.ip("gw", &["addr", "add", "203.0.113.2/24", "dev", "wan0"]);
+        self.ip(
+            "gw",
+            &["addr", "add", "2001:db8:ff::2/64", "dev", "wan0", "nodad"],
+        );
+        self.ip("gw", &["route", "add", "default", "via", "203.0.113.1"]);
+        self.ip(
+            "gw",
+            &["-6", "route", "add", "default", "via", "2001:db8:ff::1"],
+        );
+        self.sysctl("gw", "net.ipv4.ip_forward=1");
+        self.sysctl("gw", "net.ipv6.conf.all.forwarding=1");
+        self.ip("inet", &["link", "set", "wan0", "up"]);
+        self.ip("inet", &["addr", "add", "203.0.113.1/24", "dev", "wan0"]);
+        self.ip(
+            "inet",
+            &["addr", "add", "2001:db8:ff::1/64", "dev", "wan0", "nodad"],
+        );
+        for a in [RESOLVER, WEB, SAFE_WEB] {
+            self.ip("inet", &["addr", "add", &format!("{a}/32"), "dev", "lo"]);
+        }
+        for a in ["2001:db8:100::53", "2001:db8:100::10"] {
+            self.ip(
+                "inet",
+                &["addr", "add", &format!("{a}/128"), "dev", "lo", "nodad"],
+            );
+        }
+        self.ip(
+            "inet",
+            &["route", "add", "10.77.0.0/24", "via", "203.0.113.2"],
+        );
+        self.ip(
+            "inet",
+            &[
+                "-6",
+                "route",
+                "add",
+                "2001:db8:77::/64",
+                "via",
+                "2001:db8:ff::2",
+            ],
+        );
+        let _ = gw;
+    }
+
+    /// Runs a command in `host`'s namespace and waits for it.
+    pub fn exec(&self, host: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{host}: {args:?}: {e}"))
+    }
+
+    /// Starts a long-running command in `host`'s namespace, its output going to
+    /// `<dir>/<label>.log`. It is killed when the lab is dropped (or by [`Lab::signal`]).
+    pub fn spawn(&mut self, host: &str, label: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.path().join(format!("{label}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        self.children.push((label.to_owned(), child));
+    }
+
+    /// Sends `signal` (e.g. "HUP", "TERM") to the process started as `label`.
+    pub fn signal(&self, label: &str, signal: &str) {
+        let (_, child) = self.children.iter().find(|(l, _)| l == label).unwrap();
+        // `ip netns exec` execs the command, so the child's pid is the program's own.
+        run(&["kill", &format!("-{signal}"), &child.id().to_string()]);
+    }
+
+    /// Waits up to `timeout` for the process started as `label` to exit; its exit code.
+    pub fn wait(&mut self, label: &str, timeout: Duration) -> Option<i32> {
+        let (_, child) = self.children.iter_mut().find(|(l, _)| l == label).unwrap();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The log of the process started as `label`.
+    pub fn log(&self, label: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{label}.log"))).unwrap_or_default()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+        }
+    }
+}
+
+/// What `dig` printed, read.
+#[derive(Debug, Clone)]
+pub struct Dig {
+    /// NOERROR, NXDOMAIN, REFUSED, … or empty if no answer came.
+    pub status: String,
+    /// The answer section: (type, data) per record.
+    pub answers: Vec<(String, String)>,
+    /// The Extended DNS Error line, e.g. `15 (Blocked): (blocked by school rule: …)`.
+    pub ede: Option<String>,
+    pub raw: String,
+}
+
+impl Dig {
+    pub fn parse(text: &str) -> Self {
+        let status = text
+            .lines()
+            .find_map(|l| l.split("status: ").nth(1))
+            .map(|s| s.split(',').next().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        let ede = text
+            .lines()
+            .find_map(|l| l.strip_prefix("; EDE: "))
+            .map(str::to_owned);
+        let mut answers = Vec::new();
+        let mut in_answer = false;
+        for line in text.lines() {
+            if line.starts_with(";; ANSWER SECTION") {
+                in_answer = true;
+                continue;
+            }
+            if in_answer {
+                if line.trim().is_empty() {
+                    break;
+                }
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() >= 5 {
+                    answers.push((f[3].to_owned(), f[4..].join(" ")));
+                }
+            }
+        }
+        Self {
+            status,
+            answers,
+            ede,
+            raw: text.to_owned(),
+        }
+    }
+
+    /// The data of the first record of `rtype`.
+    pub fn first(&self, rtype: &str) -> Option<&str> {
+        self.answers
+            .iter()
+            .find(|(t, _)| t == rtype)
+            .map(|(_, d)| d.as_str())
+    }
+}
+
+impl Lab {
+    /// `dig` from `host` to `server` (and `extra` options), read.
+    pub fn dig(&self, host: &str, server: &str, name: &str, rtype: &str, extra: &[&str]) -> Dig {
+        let at = format!("@{server}");
+        let mut args = vec!["dig", "+tries=1", "+time=3", &at, name, rtype];
+        args.extend_from_slice(extra);
+        let out = self.exec(host, &args);
+        Dig::parse(&String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+/// Polls `f` every 100 ms until it is true or `secs` pass.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A program built by this workspace, found beside the running test (`target/<profile>/`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
