@@ -189,7 +189,14 @@ mod tests {
         ));
         let batch = parse(&bytes).unwrap();
         assert!(!batch.done);
-        assert_eq!(batch.removed, vec!["10.77.0.31".parse::<IpAddr>().unwrap()]);
+        // Failed, or without an Ethernet MAC: not usable, so forgotten.
+        assert_eq!(
+            batch.removed,
+            vec![
+                "10.77.0.31".parse::<IpAddr>().unwrap(),
+                "10.77.0.32".parse().unwrap()
+            ]
+        );
         assert_eq!(
             batch.entries,
             vec![
