@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -241,17 +242,31 @@ pub async fn run(
         upstream,
         config.rate_limit,
     ));
-    let sockets = bind(&config.dns_listen)
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sockets = bind(&config.dns_listen, threads)
         .await
         .map_err(|source| DaemonError::Bind {
             addr: format!("{:?}", config.dns_listen),
             source,
         })?;
     let mut ready = Ready::default();
+    let udp_stop = Arc::new(AtomicBool::new(false));
+    let mut udp_threads = Vec::new();
     for (addr, udp, tcp) in sockets {
         info!(%addr, "dns listening (udp, tcp)");
         ready.dns.push(addr);
-        tasks.spawn(serve_udp(udp, Arc::clone(&resolver)));
+        for (i, socket) in udp.into_iter().enumerate() {
+            let (resolver, stop) = (Arc::clone(&resolver), Arc::clone(&udp_stop));
+            let runtime = tokio::runtime::Handle::current();
+            let thread = std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || serve_udp(socket, resolver, runtime, stop))
+                .map_err(|source| DaemonError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            udp_threads.push(thread);
+        }
         tasks.spawn(serve_tcp(tcp, Arc::clone(&resolver)));
     }
     for addr in &config.block_page {
@@ -298,6 +313,10 @@ pub async fn run(
         }
     }
     info!("stopping");
+    udp_stop.store(true, Ordering::Relaxed);
+    for t in udp_threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     tasks.shutdown().await;
     events.flush();
     events.emit(Event::new(

@@ -35,6 +35,13 @@ pub struct ReloadLabels {
 pub struct Metrics {
     registry: Registry,
     pub queries: Family<QueryLabels, Counter>,
+    // The `queries` counters for each result, looked up once: a family lookup takes a lock.
+    pub queries_blocked: Counter,
+    pub queries_forwarded: Counter,
+    pub queries_safe_search: Counter,
+    pub queries_local: Counter,
+    pub queries_dropped: Counter,
+    pub queries_rate_limited: Counter,
     pub blocked: Family<RuleLabels, Counter>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
@@ -118,7 +125,14 @@ impl Metrics {
             "Events lost because the writer fell behind",
             events_dropped.clone(),
         );
+        let result = |result| queries.get_or_create(&QueryLabels { result }).clone();
         Self {
+            queries_blocked: result("blocked"),
+            queries_forwarded: result("forwarded"),
+            queries_safe_search: result("safe_search"),
+            queries_local: result("local"),
+            queries_dropped: result("dropped"),
+            queries_rate_limited: result("rate_limited"),
             registry,
             queries,
             blocked,

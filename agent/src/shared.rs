@@ -21,39 +21,52 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
-/// A request's sender, as the policy and events see it.
-#[derive(Debug, Clone)]
+/// A request's sender, as the policy sees it.
+#[derive(Debug, Clone, Copy)]
 pub struct Who {
     pub client: Client,
     pub identity: Identity,
-    pub device: DeviceInfo,
-    pub group: Option<String>,
 }
 
 impl Shared {
     /// Who sent a request from `ip`: its MAC (neighbour table or lease), its device entry and
-    /// group, and the name and owner events should carry.
+    /// group. Cheap: nothing is allocated; names for events come from [`Shared::describe`].
     pub fn who(&self, policy: &Policy, ip: IpAddr, now: Timestamp) -> Who {
-        let known = self.directory.lookup(ip, now);
-        let client = Client::new(ip, known.mac);
-        let identity = policy.identify(&client);
-        let entry = identity.device.and_then(|d| policy.device(d));
+        let client = Client::new(ip, self.directory.mac(ip, now));
+        Who {
+            client,
+            identity: policy.identify(&client),
+        }
+    }
+
+    /// The device as events name it (the policy's device entry, else the lease's host name),
+    /// and its group's name.
+    pub fn describe(
+        &self,
+        policy: &Policy,
+        who: &Who,
+        now: Timestamp,
+    ) -> (DeviceInfo, Option<String>) {
+        let entry = who.identity.device.and_then(|d| policy.device(d));
+        let name = match entry {
+            Some(d) => Some(d.name.clone()),
+            None => who
+                .client
+                .ip
+                .and_then(|ip| self.directory.hostname(ip, now)),
+        };
         let device = DeviceInfo {
-            ip: client.ip,
-            mac: client.mac,
-            name: entry.map(|d| d.name.clone()).or(known.hostname),
+            ip: who.client.ip,
+            mac: who.client.mac,
+            name,
             owner: entry.and_then(|d| d.owner.clone()),
         };
-        let group = identity
+        let group = who
+            .identity
             .group
             .and_then(|g| policy.group(g))
             .map(|g| g.name.clone());
-        Who {
-            client,
-            identity,
-            device,
-            group,
-        }
+        (device, group)
     }
 
     /// Reports a device of a group with `report_presence` the first time it is seen on a day
@@ -77,8 +90,7 @@ impl Shared {
             return;
         }
         let mut e = Event::new(Kind::Presence, now, Severity::Low);
-        e.device = who.device.clone();
-        e.group = who.group.clone();
+        (e.device, e.group) = self.describe(policy, who, now);
         e.evidence = Some(format!("{how} {}", schedule.label));
         self.events.emit(e);
     }

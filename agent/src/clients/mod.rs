@@ -29,7 +29,7 @@ const MISS_REFRESH: Duration = Duration::from_millis(250);
 /// Neighbour entries and leases, by address.
 #[derive(Debug)]
 pub struct Directory {
-    neighbours: RwLock<HashMap<IpAddr, MacAddr>>,
+    neighbours: RwLock<foldhash::HashMap<IpAddr, MacAddr>>,
     last_dump: Mutex<Option<Instant>>,
     /// `false` when netlink cannot be used (the lookups then rely on leases alone).
     netlink: bool,
@@ -37,19 +37,11 @@ pub struct Directory {
     lease_files: Vec<LeaseFile>,
 }
 
-/// What the directory knows about an address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Known {
-    pub mac: Option<MacAddr>,
-    /// The DHCP lease's host name.
-    pub hostname: Option<String>,
-}
-
 impl Directory {
     /// A directory reading the neighbour table (if `netlink`) and these lease files.
     pub fn new(netlink: bool, lease_files: Vec<LeaseFile>) -> Arc<Self> {
         let d = Arc::new(Self {
-            neighbours: RwLock::new(HashMap::new()),
+            neighbours: RwLock::new(foldhash::HashMap::default()),
             last_dump: Mutex::new(None),
             netlink,
             leases: ArcSwap::from_pointee(HashMap::new()),
@@ -59,22 +51,27 @@ impl Directory {
         d
     }
 
-    /// The MAC and lease host name for `ip` at `now`. On a neighbour-table miss the table is
-    /// read again (rate-limited): a device's first query usually comes moments after the
-    /// kernel learned its MAC.
-    pub fn lookup(&self, ip: IpAddr, now: Timestamp) -> Known {
+    /// The MAC behind `ip` at `now`: from the neighbour table, else from a current lease. On a
+    /// neighbour-table miss the table is read again (rate-limited), in case a change
+    /// notification was missed.
+    pub fn mac(&self, ip: IpAddr, now: Timestamp) -> Option<MacAddr> {
         let ip = ip.to_canonical();
         let mut mac = self.neighbour(ip);
         if mac.is_none() && self.netlink && self.refresh_due(MISS_REFRESH) {
             self.refresh_neighbours();
             mac = self.neighbour(ip);
         }
+        mac.or_else(|| self.lease(ip, now).and_then(|l| l.mac))
+    }
+
+    /// The host name in `ip`'s current DHCP lease.
+    pub fn hostname(&self, ip: IpAddr, now: Timestamp) -> Option<String> {
+        self.lease(ip.to_canonical(), now).and_then(|l| l.hostname)
+    }
+
+    fn lease(&self, ip: IpAddr, now: Timestamp) -> Option<Lease> {
         let leases = self.leases.load();
-        let lease = leases.get(&ip).filter(|l| l.is_current(now));
-        Known {
-            mac: mac.or_else(|| lease.and_then(|l| l.mac)),
-            hostname: lease.and_then(|l| l.hostname.clone()),
-        }
+        leases.get(&ip).filter(|l| l.is_current(now)).cloned()
     }
 
     fn neighbour(&self, ip: IpAddr) -> Option<MacAddr> {

@@ -1,13 +1,12 @@
-//! The answer cache in front of the upstream resolvers: answers for allowed names, kept as
-//! long as their TTLs say, so repeated names are answered without a trip through the
-//! upstream resolver.
+//! The caches in front of the upstream resolvers: answers for allowed names, kept as long as
+//! their TTLs say, so repeated names are answered without a trip upstream.
 //!
 //! Time is passed in (`Instant`), so the cache can be tested without waiting.
 //! Memory is bounded: a fixed number of shards, each with a fixed capacity; a full shard first
 //! forgets its expired entries, then an arbitrary one.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,22 +25,24 @@ pub const NEGATIVE_TTL: u32 = 30;
 pub const MAX_NEGATIVE_TTL: u32 = 300;
 
 #[derive(Debug, Clone)]
-struct Entry {
-    resolved: Resolved,
+struct Entry<V> {
+    value: V,
     stored: Instant,
     ttl: u32,
 }
 
-/// Cached upstream answers by (name, type). Names compare case-insensitively.
+/// Values kept for a number of seconds each, by key. Used twice by the resolver: upstream
+/// answers by (name, type), and encoded answers ([`Template`](super::wire::Template)s) by
+/// request shape.
 #[derive(Debug)]
-pub struct Cache {
-    shards: Vec<Mutex<HashMap<(Name, RecordType), Entry>>>,
+pub struct Cache<K, V> {
+    shards: Vec<Mutex<HashMap<K, Entry<V>>>>,
     per_shard: usize,
     hasher: foldhash::fast::FixedState,
 }
 
-impl Cache {
-    /// A cache of about `capacity` answers.
+impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
+    /// A cache of about `capacity` values.
     pub fn new(capacity: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -50,38 +51,27 @@ impl Cache {
         }
     }
 
-    fn shard(&self, key: &(Name, RecordType)) -> &Mutex<HashMap<(Name, RecordType), Entry>> {
+    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Entry<V>>> {
         let i = (self.hasher.hash_one(key) as usize) % SHARDS;
         // `i < SHARDS == self.shards.len()`.
         #[allow(clippy::indexing_slicing)]
         &self.shards[i]
     }
 
-    /// The answer for `name`/`rtype` if one is cached and alive at `now`, with its TTLs
-    /// lowered by the time it has spent here.
-    pub fn get(&self, name: &Name, rtype: RecordType, now: Instant) -> Option<Resolved> {
-        let key = (name.to_lowercase(), rtype);
-        let shard = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
-        let entry = shard.get(&key)?;
+    /// The value for `key` if it is alive at `now`, and its age in whole seconds.
+    pub fn get(&self, key: &K, now: Instant) -> Option<(V, u32)> {
+        let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        let entry = shard.get(key)?;
         let age = now.saturating_duration_since(entry.stored).as_secs();
         let age = u32::try_from(age).unwrap_or(u32::MAX);
-        if age >= entry.ttl {
-            return None;
-        }
-        let mut r = entry.resolved.clone();
-        for rec in r.answers.iter_mut().chain(r.authorities.iter_mut()) {
-            rec.ttl = rec.ttl.saturating_sub(age).max(1);
-        }
-        Some(r)
+        (age < entry.ttl).then(|| (entry.value.clone(), age))
     }
 
-    /// Keeps `resolved` for as long as its records say (see [`ttl_of`]).
-    pub fn put(&self, name: &Name, rtype: RecordType, resolved: &Resolved, now: Instant) {
-        let ttl = ttl_of(resolved);
+    /// Keeps `value` for `ttl` seconds from `now` (not at all for 0).
+    pub fn put(&self, key: K, value: V, ttl: u32, now: Instant) {
         if ttl == 0 {
             return;
         }
-        let key = (name.to_lowercase(), rtype);
         let mut shard = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
         if shard.len() >= self.per_shard && !shard.contains_key(&key) {
             shard.retain(|_, e| {
@@ -96,14 +86,14 @@ impl Cache {
         shard.insert(
             key,
             Entry {
-                resolved: resolved.clone(),
+                value,
                 stored: now,
                 ttl,
             },
         );
     }
 
-    /// How many answers are cached (expired ones included until they are pushed out).
+    /// How many values are kept (expired ones included until they are pushed out).
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -113,6 +103,30 @@ impl Cache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Upstream answers by (lower-cased name, type).
+pub type AnswerCache = Cache<(Name, RecordType), Resolved>;
+
+impl AnswerCache {
+    /// The answer for `name`/`rtype` if cached and alive, its TTLs lowered by its age.
+    pub fn answer(&self, name: &Name, rtype: RecordType, now: Instant) -> Option<Resolved> {
+        let (mut r, age) = self.get(&(name.to_lowercase(), rtype), now)?;
+        for rec in r.answers.iter_mut().chain(r.authorities.iter_mut()) {
+            rec.ttl = rec.ttl.saturating_sub(age).max(1);
+        }
+        Some(r)
+    }
+
+    /// Keeps `resolved` for as long as its records say (see [`ttl_of`]).
+    pub fn keep(&self, name: &Name, rtype: RecordType, resolved: &Resolved, now: Instant) {
+        self.put(
+            (name.to_lowercase(), rtype),
+            resolved.clone(),
+            ttl_of(resolved),
+            now,
+        );
     }
 }
 
@@ -158,23 +172,20 @@ mod tests {
 
     #[test]
     fn honours_ttls_and_counts_down() {
-        let c = Cache::new(64);
+        let c = AnswerCache::new(64);
         let t0 = Instant::now();
         let name = Name::from_ascii("www.bbc.co.uk.").unwrap();
-        c.put(&name, RecordType::A, &a("www.bbc.co.uk.", 300), t0);
+        c.keep(&name, RecordType::A, &a("www.bbc.co.uk.", 300), t0);
         let upper = Name::from_ascii("WWW.BBC.co.uk.").unwrap();
-        let hit = c
-            .get(&upper, RecordType::A, t0 + Duration::from_secs(100))
-            .unwrap();
+        let later = t0 + Duration::from_secs(100);
+        let hit = c.answer(&upper, RecordType::A, later).unwrap();
         assert_eq!(hit.answers[0].ttl, 200);
-        assert!(c.get(&name, RecordType::AAAA, t0).is_none());
-        assert!(
-            c.get(&name, RecordType::A, t0 + Duration::from_secs(300))
-                .is_none()
-        );
+        assert!(c.answer(&name, RecordType::AAAA, t0).is_none());
+        let expired = t0 + Duration::from_secs(300);
+        assert!(c.answer(&name, RecordType::A, expired).is_none());
         // TTL 0 is never kept.
-        c.put(&name, RecordType::TXT, &a("www.bbc.co.uk.", 0), t0);
-        assert!(c.get(&name, RecordType::TXT, t0).is_none());
+        c.keep(&name, RecordType::TXT, &a("www.bbc.co.uk.", 0), t0);
+        assert!(c.answer(&name, RecordType::TXT, t0).is_none());
     }
 
     #[test]
@@ -191,11 +202,11 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let c = Cache::new(SHARDS * 2);
+        let c = AnswerCache::new(SHARDS * 2);
         let t0 = Instant::now();
         for i in 0..1000 {
             let n = format!("n{i}.example.");
-            c.put(
+            c.keep(
                 &Name::from_ascii(&n).unwrap(),
                 RecordType::A,
                 &a(&n, 60),

@@ -3,6 +3,7 @@
 //! - [`plan`]: what to do with one request (pure: bytes, client, policy, `now` in).
 //! - [`cache`]: answers kept for their TTLs, in front of the upstream resolvers.
 //! - [`upstream`]: asking the upstream resolvers (hickory-resolver).
+//! - [`wire`]: cached answers in wire form, re-sent with the request's ID and question.
 //! - [`ratelimit`]: per-client token buckets.
 //! - [`server`]: UDP and TCP listeners around the above.
 
@@ -11,3 +12,4 @@ pub mod plan;
 pub mod ratelimit;
 pub mod server;
 pub mod upstream;
+pub mod wire;

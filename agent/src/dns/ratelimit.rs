@@ -4,7 +4,6 @@
 //! worth. The clock is passed in, so the limiter itself reads no time. Memory is bounded:
 //! buckets idle long enough to have refilled are dropped when the table grows.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -15,7 +14,7 @@ const SWEEP_AT: usize = 8192;
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: foldhash::HashMap<IpAddr, Bucket>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +30,7 @@ impl RateLimiter {
         Self {
             rate,
             burst: rate * 2.0,
-            buckets: HashMap::new(),
+            buckets: foldhash::HashMap::default(),
         }
     }
 

@@ -4,21 +4,23 @@
 //! policy in force, and answered directly or after asking the upstream resolvers.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::CNAME;
-use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use jiff::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use super::cache::Cache;
+use super::cache::{self, AnswerCache, Cache};
 use super::plan::{Plan, Request, Settings, answer, plan};
 use super::ratelimit::RateLimiter;
-use super::upstream::Upstream;
+use super::upstream::{Resolved, Upstream, UpstreamError};
+use super::wire::Template;
 use crate::events::{Event, Kind, Severity};
 use crate::metrics::RuleLabels;
 use crate::shared::Shared;
@@ -39,7 +41,9 @@ pub struct Resolver {
     pub shared: Arc<Shared>,
     pub settings: Settings,
     pub upstream: Upstream,
-    pub cache: Cache,
+    pub cache: AnswerCache,
+    /// Encoded answers by request shape: a repeated question is answered by copying bytes.
+    wire: Cache<WireKey, Arc<Template>>,
     limiter: Mutex<RateLimiter>,
 }
 
@@ -54,13 +58,23 @@ impl Resolver {
             shared,
             settings,
             upstream,
-            cache: Cache::new(CACHE_CAPACITY),
+            cache: AnswerCache::new(CACHE_CAPACITY),
+            wire: Cache::new(CACHE_CAPACITY),
             limiter: Mutex::new(RateLimiter::new(rate_limit)),
         }
     }
 
     /// Answers one request from `peer`; `None` means send nothing.
     pub async fn handle(&self, bytes: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+        match self.prepare(bytes, peer) {
+            Step::Done(reply) => reply,
+            Step::Upstream(ask) => self.ask_upstream(*ask).await,
+        }
+    }
+
+    /// Everything that needs no waiting: rate limit, who is asking, the plan, and the cache.
+    /// Most requests end here; the rest say what to ask upstream.
+    pub fn prepare(&self, bytes: &[u8], peer: SocketAddr) -> Step {
         let ip = peer.ip().to_canonical();
         let metrics = &self.shared.metrics;
         let allowed = self
@@ -70,8 +84,8 @@ impl Resolver {
             .allow(ip, Instant::now());
         if !allowed {
             debug!(%ip, "rate limited");
-            metrics.query("rate_limited");
-            return None;
+            metrics.queries_rate_limited.inc();
+            return Step::Done(None);
         }
         let policy = self.shared.live.current();
         let now = Timestamp::now();
@@ -84,7 +98,7 @@ impl Resolver {
             Plan::Reply { bytes, blocked } => {
                 match blocked {
                     Some(b) => {
-                        metrics.query("blocked");
+                        metrics.queries_blocked.inc();
                         let rule = b.rule.as_deref().unwrap_or("quarantine");
                         metrics
                             .blocked
@@ -94,113 +108,235 @@ impl Resolver {
                             .inc();
                         debug!(client = %ip, name = %b.name, rule, "blocked");
                         let mut e = Event::new(Kind::Blocked, now, Severity::Low);
-                        e.device = who.device;
-                        e.group = who.group;
+                        (e.device, e.group) = self.shared.describe(&policy, &who, now);
                         e.name = Some(b.name);
                         e.rule = b.rule;
                         e.evidence = Some("DNS query".to_owned());
                         self.shared.events.sighting(e);
                     }
-                    None => metrics.query("local"),
+                    None => {
+                        metrics.queries_local.inc();
+                    }
                 }
-                Some(bytes)
+                Step::Done(Some(bytes))
             }
             Plan::Forward { request, strip_ech } => {
-                metrics.query("forwarded");
+                metrics.queries_forwarded.inc();
                 let name = request.query.name().clone();
-                self.forward(&request, name, None, strip_ech).await
+                self.answer_cached(
+                    bytes,
+                    Ask {
+                        request,
+                        name,
+                        first: None,
+                        strip_ech,
+                    },
+                )
             }
             Plan::Rewrite { request, target } => {
-                metrics.query("safe_search");
+                metrics.queries_safe_search.inc();
                 let cname = Record::from_rdata(
                     request.query.name().clone(),
                     300,
                     RData::CNAME(CNAME(target.clone())),
                 );
-                self.forward(&request, target, Some(cname), false).await
+                self.answer_cached(
+                    bytes,
+                    Ask {
+                        request,
+                        name: target,
+                        first: Some(cname),
+                        strip_ech: false,
+                    },
+                )
             }
             Plan::Drop => {
-                metrics.query("dropped");
-                None
+                metrics.queries_dropped.inc();
+                Step::Done(None)
             }
         }
     }
 }
 
+/// A request that needs an answer from upstream: `name` (the request's own name, or a
+/// safe-search target), and `first` (the rewrite's CNAME) to put before the records found.
+#[derive(Debug)]
+pub struct Ask {
+    request: Request,
+    name: Name,
+    first: Option<Record>,
+    strip_ech: bool,
+}
+
+/// Where [`Resolver::prepare`] got to.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this (or nothing).
+    Done(Option<Vec<u8>>),
+    /// Ask upstream first: [`Resolver::ask_upstream`].
+    Upstream(Box<Ask>),
+}
+
 impl Resolver {
-    /// Asks the cache, then upstream, for `name` (the request's own name, or a safe-search
-    /// target) and answers `request` with `first` (the rewrite's CNAME), then the records
-    /// found; SERVFAIL if the upstreams fail.
-    async fn forward(
-        &self,
-        request: &Request,
-        name: Name,
-        first: Option<Record>,
-        strip_ech: bool,
-    ) -> Option<Vec<u8>> {
+    fn answer_cached(&self, bytes: &[u8], ask: Ask) -> Step {
         let metrics = &self.shared.metrics;
-        let rtype = request.qtype();
-        let started = Instant::now();
-        let resolved = match self.cache.get(&name, rtype, started) {
+        let now = Instant::now();
+        let key = WireKey::of(&ask);
+        if let Some((template, age)) = self.wire.get(&key, now)
+            && let Some(out) = template.render(bytes, age)
+        {
+            metrics.cache_hits.inc();
+            return Step::Done(Some(out));
+        }
+        match self.cache.answer(&ask.name, ask.request.qtype(), now) {
             Some(hit) => {
                 metrics.cache_hits.inc();
-                Ok(hit)
+                let ttl = cache::ttl_of(&hit);
+                let out = reply(ask, Ok(hit));
+                self.keep_wire(key, out.as_deref(), ttl, now);
+                Step::Done(out)
             }
             None => {
                 metrics.cache_misses.inc();
-                let result = self.upstream.resolve(name.clone(), rtype).await;
-                let done = Instant::now();
-                metrics
-                    .upstream_latency
-                    .observe(done.duration_since(started).as_secs_f64());
-                if let Ok(r) = &result {
-                    self.cache.put(&name, rtype, r, done);
-                }
-                result
+                Step::Upstream(Box::new(ask))
             }
-        };
-        let message = match resolved {
+        }
+    }
+
+    fn keep_wire(&self, key: WireKey, out: Option<&[u8]>, ttl: u32, now: Instant) {
+        if let Some(t) = out.and_then(|o| Template::new(o.to_vec())) {
+            self.wire.put(key, Arc::new(t), ttl, now);
+        }
+    }
+
+    /// Asks upstream, caches what comes back, and answers; SERVFAIL if the upstreams fail.
+    pub async fn ask_upstream(&self, ask: Ask) -> Option<Vec<u8>> {
+        let metrics = &self.shared.metrics;
+        let rtype = ask.request.qtype();
+        let started = Instant::now();
+        let result = self.upstream.resolve(ask.name.clone(), rtype).await;
+        let done = Instant::now();
+        metrics
+            .upstream_latency
+            .observe(done.duration_since(started).as_secs_f64());
+        match &result {
             Ok(r) => {
-                let records = first.into_iter().chain(r.answers).collect();
-                let mut m = answer(request, r.code, records, strip_ech);
-                m.insert_authorities(r.authorities);
-                m
+                self.cache.keep(&ask.name, rtype, r, done);
+                let key = WireKey::of(&ask);
+                let ttl = cache::ttl_of(r);
+                let out = reply(ask, result);
+                self.keep_wire(key, out.as_deref(), ttl, done);
+                out
             }
             Err(e) => {
                 metrics.upstream_errors.inc();
                 warn!(error = %e, "upstream failed");
-                answer(request, ResponseCode::ServFail, Vec::new(), false)
+                reply(ask, result)
             }
-        };
-        message.to_vec().ok()
+        }
     }
 }
 
-/// Serves UDP on `socket` until the task is dropped.
-pub async fn serve_udp(socket: UdpSocket, resolver: Arc<Resolver>) {
+/// What an encoded answer depends on besides the request's ID, RD flag and letter case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct WireKey {
+    name: Box<str>,
+    qtype: RecordType,
+    rewritten: bool,
+    strip_ech: bool,
+    edns: bool,
+}
+
+impl WireKey {
+    fn of(ask: &Ask) -> Self {
+        Self {
+            name: ask.request.name.as_str().into(),
+            qtype: ask.request.qtype(),
+            rewritten: ask.first.is_some(),
+            strip_ech: ask.strip_ech,
+            edns: ask.request.message.edns.is_some(),
+        }
+    }
+}
+
+/// The answer to `ask` from what was found.
+fn reply(ask: Ask, found: Result<Resolved, UpstreamError>) -> Option<Vec<u8>> {
+    let message = match found {
+        Ok(r) => {
+            let records = ask.first.into_iter().chain(r.answers).collect();
+            let mut m = answer(&ask.request, r.code, records, ask.strip_ech);
+            m.insert_authorities(r.authorities);
+            m
+        }
+        Err(_) => answer(&ask.request, ResponseCode::ServFail, Vec::new(), false),
+    };
+    message.to_vec().ok()
+}
+
+/// Serves UDP on `socket` on the calling thread until `stop` is set (checked at least every
+/// [`UDP_POLL`]). Requests that need no upstream are answered on this thread with one
+/// blocking receive and one send each, no wake-ups between threads; the others become tasks
+/// on `runtime` so they never hold the loop up.
+pub fn serve_udp(
+    socket: std::net::UdpSocket,
+    resolver: Arc<Resolver>,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) {
+    if let Err(e) = socket.set_read_timeout(Some(UDP_POLL)) {
+        warn!(error = %e, "udp socket");
+        return;
+    }
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; 4096];
-    loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
+    while !stop.load(Ordering::Relaxed) {
+        let (n, peer) = match socket.recv_from(&mut buf) {
             Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 warn!(error = %e, "udp receive");
+                std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
         };
-        let Some(request) = buf.get(..n).map(<[u8]>::to_vec) else {
+        let Some(request) = buf.get(..n) else {
             continue;
         };
-        let socket = Arc::clone(&socket);
-        let resolver = Arc::clone(&resolver);
-        tokio::spawn(async move {
-            if let Some(response) = resolver.handle(&request, peer).await {
-                let response = fit_udp(&request, response);
-                if let Err(e) = socket.send_to(&response, peer).await {
-                    debug!(%peer, error = %e, "udp send");
-                }
+        match resolver.prepare(request, peer) {
+            Step::Done(None) => {}
+            Step::Done(Some(response)) => send_udp(&socket, request, response, peer),
+            Step::Upstream(ask) => {
+                let request = request.to_vec();
+                let socket = Arc::clone(&socket);
+                let resolver = Arc::clone(&resolver);
+                runtime.spawn(async move {
+                    if let Some(response) = resolver.ask_upstream(*ask).await {
+                        send_udp(&socket, &request, response, peer);
+                    }
+                });
             }
-        });
+        }
+    }
+}
+
+/// How often a UDP thread looks at its stop flag while no request comes.
+pub const UDP_POLL: Duration = Duration::from_millis(200);
+
+/// Sends a UDP answer. A UDP send does not wait for the peer, so this never blocks for long
+/// even when called from a task.
+fn send_udp(socket: &std::net::UdpSocket, request: &[u8], response: Vec<u8>, peer: SocketAddr) {
+    let response = fit_udp(request, response);
+    if let Err(e) = socket.send_to(&response, peer) {
+        debug!(%peer, error = %e, "udp send");
     }
 }
 
@@ -266,18 +402,36 @@ fn fit_udp(request: &[u8], response: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// Binds UDP and TCP on every address. With port 0, TCP takes the port UDP was given.
+/// Binds UDP and TCP on every address: `udp_per_addr` UDP sockets sharing the address
+/// (SO_REUSEPORT: the kernel spreads clients over them, so each runtime thread can have its
+/// own receive loop) and one TCP listener. With port 0, all take the port first given.
 pub async fn bind(
     addrs: &[SocketAddr],
-) -> std::io::Result<Vec<(SocketAddr, UdpSocket, TcpListener)>> {
+    udp_per_addr: usize,
+) -> std::io::Result<Vec<(SocketAddr, Vec<std::net::UdpSocket>, TcpListener)>> {
     let mut out = Vec::new();
     for addr in addrs {
-        let udp = UdpSocket::bind(addr).await?;
-        let bound = udp.local_addr()?;
+        let first = udp_socket(*addr)?;
+        let bound = first.local_addr()?;
+        let mut udp = vec![first];
+        for _ in 1..udp_per_addr.max(1) {
+            udp.push(udp_socket(bound)?);
+        }
         let tcp = TcpListener::bind(bound).await?;
         out.push((bound, udp, tcp));
     }
     Ok(out)
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 #[cfg(test)]

@@ -167,8 +167,8 @@ impl<'a> Compiler<'a> {
         let bypass = self.bypass(&raw, &names, groups.len(), &mut index, &mut targets);
         let gateway = raw.gateway.as_ref().and_then(|g| self.gateway(g));
 
-        let mut by_mac = HashMap::new();
-        let mut by_ip = HashMap::new();
+        let mut by_mac = foldhash::HashMap::default();
+        let mut by_ip = foldhash::HashMap::default();
         for (i, d) in devices.iter().enumerate() {
             let id = DeviceId(u32::try_from(i).unwrap_or(u32::MAX));
             if let Some(mac) = d.mac {

@@ -13,7 +13,6 @@ pub mod error;
 pub mod gateway;
 mod raw;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
@@ -243,8 +242,8 @@ pub struct Policy {
     pub(crate) index: DomainIndex,
     pub(crate) groups: Vec<Group>,
     pub(crate) devices: Vec<Device>,
-    pub(crate) by_mac: HashMap<MacAddr, DeviceId>,
-    pub(crate) by_ip: HashMap<IpAddr, DeviceId>,
+    pub(crate) by_mac: foldhash::HashMap<MacAddr, DeviceId>,
+    pub(crate) by_ip: foldhash::HashMap<IpAddr, DeviceId>,
     /// Every group network, most specific prefix first.
     pub(crate) networks: Vec<(IpNet, GroupId)>,
     pub(crate) default_group: Option<GroupId>,
