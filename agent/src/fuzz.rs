@@ -68,3 +68,30 @@ fn build(request: &Request, strip_ech: bool) {
     );
     let _ = m.to_vec();
 }
+
+/// A cached answer re-sent for arbitrary request bytes (the wire cache's path), and arbitrary
+/// bytes read as a response template. Must never panic.
+pub fn wire_answer(data: &[u8]) {
+    use crate::dns::wire::Template;
+    static T: OnceLock<Option<Template>> = OnceLock::new();
+    let template = T.get_or_init(|| {
+        let name = hickory_proto::rr::Name::from_ascii("www.example.com.").ok()?;
+        let mut m = hickory_proto::op::Message::response(1, hickory_proto::op::OpCode::Query);
+        m.add_query(hickory_proto::op::Query::query(
+            name.clone(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        m.add_answer(hickory_proto::rr::Record::from_rdata(
+            name,
+            300,
+            hickory_proto::rr::RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into()),
+        ));
+        Template::new(m.to_vec().ok()?)
+    });
+    if let Some(t) = template {
+        let _ = t.render(data, 7);
+    }
+    if let Some(t) = Template::new(data.to_vec()) {
+        let _ = t.render(data, 1);
+    }
+}

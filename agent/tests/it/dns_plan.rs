@@ -563,3 +563,14 @@ fn dns_request_fuzz_seeds_do_not_panic() {
     }
     assert!(n >= 7, "expected the checked-in seeds in {}", dir.display());
 }
+
+#[test]
+fn wire_answer_fuzz_seeds_do_not_panic() {
+    let dir = repo().join("fuzz/seeds/wire_answer");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        schoolgate_agent::fuzz::wire_answer(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= 7, "expected the checked-in seeds in {}", dir.display());
+}
