@@ -184,7 +184,7 @@ impl Lab {
         self.add_ns("sw", "127.0.0.1");
         self.add_ns("gw", "127.0.0.1");
         self.add_ns("inet", "127.0.0.1");
-        let (sw, gw, inet) = (self.ns("sw"), self.ns("gw"), self.ns("inet"));
+        let (sw, inet) = (self.ns("sw"), self.ns("inet"));
         self.ip("sw", &["link", "add", "br0", "type", "bridge"]);
         self.ip("sw", &["link", "set", "br0", "up"]);
         for h in HOSTS {
@@ -288,7 +288,6 @@ impl Lab {
                 "2001:db8:ff::2",
             ],
         );
-        let _ = gw;
     }
 
     /// Runs a command in `host`'s namespace and waits for it.

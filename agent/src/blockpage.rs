@@ -97,10 +97,10 @@ fn render(policy: &Policy, decision: &Decision<'_>, host: &str, now: Timestamp) 
         (_, None, None) => "The school does not allow this website on this device.".to_owned(),
     };
     let (when, until) = match decision.until {
-        Some(t) => (
-            format!("You can use it again {}.", when_text(policy, t, now)),
-            when_text(policy, t, now),
-        ),
+        Some(t) => {
+            let at = when_text(policy, t, now);
+            (format!("You can use it again {at}."), at)
+        }
         None if decision.reason == Reason::Quarantine => (
             "A member of staff will check this device.".to_owned(),
             "released by staff".to_owned(),

@@ -147,10 +147,6 @@ impl Metrics {
         }
     }
 
-    pub fn query(&self, result: &'static str) {
-        self.queries.get_or_create(&QueryLabels { result }).inc();
-    }
-
     pub fn reload(&self, outcome: &'static str) {
         self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
     }
@@ -171,8 +167,8 @@ mod tests {
     #[test]
     fn renders_counters_with_labels() {
         let m = Metrics::new();
-        m.query("blocked");
-        m.query("blocked");
+        m.queries_blocked.inc();
+        m.queries_blocked.inc();
         m.blocked
             .get_or_create(&RuleLabels {
                 rule: "No \"social\" media".into(),

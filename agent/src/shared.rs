@@ -78,7 +78,9 @@ impl Shared {
         let Some(schedule) = group.report_presence.and_then(|s| policy.schedule(s)) else {
             return;
         };
-        if !schedule.state(now.as_second()).active {
+        // Only devices the resolver serves are on the school's networks.
+        let served = who.client.ip.is_some_and(|ip| policy.serves(ip));
+        if !served || !schedule.state(now.as_second()).active {
             return;
         }
         let today = now.to_zoned(policy.timezone().clone()).date();

@@ -60,7 +60,8 @@ fn parse_dnsmasq(text: &str) -> Vec<Lease> {
 
 /// Kea memfile CSV. Columns are found by the header's names, so both the v4 and v6 files and
 /// later versions with more columns read the same. Kea appends a row each time a lease
-/// changes: the last row for an address wins. State 0 is an active lease.
+/// changes: the last row for an address wins. State 0 is an active lease. Leases come out in
+/// address order.
 fn parse_kea(text: &str) -> Vec<Lease> {
     let mut lines = text.lines();
     let Some(header) = lines.next() else {
@@ -73,7 +74,6 @@ fn parse_kea(text: &str) -> Vec<Lease> {
     };
     let (hwaddr, hostname, state) = (col("hwaddr"), col("hostname"), col("state"));
     let mut by_ip: HashMap<IpAddr, Lease> = HashMap::new();
-    let mut order = Vec::new();
     for line in lines {
         let fields: Vec<&str> = line.split(',').collect();
         let field = |i: Option<usize>| i.and_then(|i| fields.get(i)).map(|f| f.trim());
@@ -83,9 +83,6 @@ fn parse_kea(text: &str) -> Vec<Lease> {
         let Some(expires) = field(Some(expire)).and_then(|e| e.parse::<i64>().ok()) else {
             continue;
         };
-        if !order.contains(&ip) {
-            order.push(ip);
-        }
         if field(state).is_some_and(|s| s != "0") {
             by_ip.remove(&ip);
             continue;
@@ -109,10 +106,9 @@ fn parse_kea(text: &str) -> Vec<Lease> {
             },
         );
     }
-    order
-        .into_iter()
-        .filter_map(|ip| by_ip.remove(&ip))
-        .collect()
+    let mut leases: Vec<Lease> = by_ip.into_values().collect();
+    leases.sort_by_key(|l| l.ip);
+    leases
 }
 
 #[cfg(test)]

@@ -61,17 +61,22 @@ impl Directory {
             self.refresh_neighbours();
             mac = self.neighbour(ip);
         }
-        mac.or_else(|| self.lease(ip, now).and_then(|l| l.mac))
+        mac.or_else(|| self.with_lease(ip, now, |l| l.mac))
     }
 
     /// The host name in `ip`'s current DHCP lease.
     pub fn hostname(&self, ip: IpAddr, now: Timestamp) -> Option<String> {
-        self.lease(ip.to_canonical(), now).and_then(|l| l.hostname)
+        self.with_lease(ip.to_canonical(), now, |l| l.hostname.clone())
     }
 
-    fn lease(&self, ip: IpAddr, now: Timestamp) -> Option<Lease> {
+    fn with_lease<T>(
+        &self,
+        ip: IpAddr,
+        now: Timestamp,
+        f: impl FnOnce(&Lease) -> Option<T>,
+    ) -> Option<T> {
         let leases = self.leases.load();
-        leases.get(&ip).filter(|l| l.is_current(now)).cloned()
+        leases.get(&ip).filter(|l| l.is_current(now)).and_then(f)
     }
 
     fn neighbour(&self, ip: IpAddr) -> Option<MacAddr> {

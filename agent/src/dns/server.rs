@@ -90,10 +90,8 @@ impl Resolver {
         let policy = self.shared.live.current();
         let now = Timestamp::now();
         let who = self.shared.who(&policy, ip, now);
-        if policy.serves(ip) {
-            self.shared
-                .note_presence(&policy, &who, now, "asked the school's DNS");
-        }
+        self.shared
+            .note_presence(&policy, &who, now, "asked the school's DNS");
         match plan(bytes, &who.client, false, &policy, &self.settings, now) {
             Plan::Reply { bytes, blocked } => {
                 match blocked {
@@ -403,8 +401,8 @@ fn fit_udp(request: &[u8], response: Vec<u8>) -> Vec<u8> {
 }
 
 /// Binds UDP and TCP on every address: `udp_per_addr` UDP sockets sharing the address
-/// (SO_REUSEPORT: the kernel spreads clients over them, so each runtime thread can have its
-/// own receive loop) and one TCP listener. With port 0, all take the port first given.
+/// (SO_REUSEPORT: the kernel spreads clients over them, so each UDP thread has its own
+/// receive loop) and one TCP listener. With port 0, all take the port first given.
 pub async fn bind(
     addrs: &[SocketAddr],
     udp_per_addr: usize,

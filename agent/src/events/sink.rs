@@ -120,11 +120,6 @@ impl Events {
             self.emit(e);
         }
     }
-
-    /// Events lost because the writer could not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.get()
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
