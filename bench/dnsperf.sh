@@ -6,7 +6,10 @@
 #
 # Needs root and: dnsperf unbound (Debian packages), a release build:
 #   cargo build --release -p schoolgate-agent -p schoolgate-tests
-# Usage: [KINDS='cached blocked uncached paced'] bench/dnsperf.sh [SECONDS per run, default 10]
+# Usage: [KINDS='cached blocked uncached paced'] [ROUNDS=1] bench/dnsperf.sh [SECONDS per run, default 10]
+#
+# With ROUNDS > 1 every kind is measured that many times, the servers taking turns to go
+# first, and the median ratio of schoolgate's rate to Unbound's is printed per kind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -96,8 +99,12 @@ done
 # Query files.
 awk '{print $1" A"}' "$work/blocked-domains" > "$work/q-blocked"
 for i in $(seq 1 200); do echo "www.site$i.example.org A"; done > "$work/q-cached"
-awk -v n=3000000 -v s=$$ 'BEGIN{for(i=0;i<n;i++) printf "u%d-%d.example.com A\n", i, s}' > "$work/q-uncached-5300"
-sed 's/^u/v/' "$work/q-uncached-5300" > "$work/q-uncached-5301"
+# Names neither server has seen: new ones for every server and round.
+uncached() { # port round
+    local f=$work/q-uncached-$1-$2
+    awk -v n=3000000 -v s="$$-$1-$2" 'BEGIN{for(i=0;i<n;i++) printf "u%d-%s.example.com A\n", i, s}' > "$f"
+    echo "$f"
+}
 
 # Warm both caches with the cached names.
 for port in 5300 5301; do
@@ -117,6 +124,7 @@ summarise() { # label port file
     p50=$(awk -v n="$n" 'NR==int(n*0.50)+1{printf "%.3f", $1*1000}' "$out.lat")
     p99=$(awk -v n="$n" 'NR==int(n*0.99)+1{printf "%.3f", $1*1000}' "$out.lat")
     printf "| %-22s | %-9s | %10s | %6s | %8s | %8s |\n" "$1" "$( [ "$2" = 5300 ] && echo schoolgate || echo unbound )" "$qps" "$lost" "$p50" "$p99"
+    echo "$1 $2 $qps" >> "$work/rates"
 }
 # Latency at a fixed, moderate rate, where queueing in the client does not dominate.
 paced() { # label port file rate
@@ -135,12 +143,29 @@ echo "blocklist: $n_blocked domains; ${secs}s per run; $(nproc) cores"
 echo "| queries                | server    |        qps |   lost | p50 (ms) | p99 (ms) |"
 echo "|------------------------|-----------|-----------:|-------:|---------:|---------:|"
 kinds=${KINDS:-cached blocked uncached paced}
-for kind in $kinds; do
-    for port in 5300 5301; do
-        case $kind in
-            uncached) summarise uncached $port "$work/q-uncached-$port" ;;
-            paced) paced cached $port "$work/q-cached" 20000 ;;
-            *) summarise "$kind" $port "$work/q-$kind" ;;
-        esac
+rounds=${ROUNDS:-1}
+: > "$work/rates"
+for round in $(seq "$rounds"); do
+    for kind in $kinds; do
+        ports="5300 5301"
+        [ $((round % 2)) = 0 ] && ports="5301 5300"
+        for port in $ports; do
+            case $kind in
+                uncached) summarise uncached $port "$(uncached $port "$round")" ;;
+                paced) paced cached $port "$work/q-cached" 20000 ;;
+                *) summarise "$kind" $port "$work/q-$kind" ;;
+            esac
+        done
     done
 done
+
+# Median over rounds of schoolgate's rate divided by Unbound's, per kind.
+if [ "$rounds" -gt 1 ]; then
+    for kind in $kinds; do
+        awk -v k="$kind" '$1==k && $2==5300 {s[++i]=$3} $1==k && $2==5301 {u[++j]=$3}
+            END {for (n=1; n<=i; n++) printf "%.3f\n", s[n]/u[n]}' "$work/rates" | sort -g > "$work/ratios"
+        [ -s "$work/ratios" ] || continue
+        n=$(wc -l < "$work/ratios")
+        echo "$kind: ratios $(paste -sd' ' "$work/ratios"); median $(awk -v n="$n" 'NR==int((n+1)/2)' "$work/ratios")"
+    done
+fi

@@ -10,7 +10,8 @@ pub mod neighbours;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -30,7 +31,10 @@ const MISS_REFRESH: Duration = Duration::from_millis(250);
 #[derive(Debug)]
 pub struct Directory {
     neighbours: RwLock<foldhash::HashMap<IpAddr, MacAddr>>,
-    last_dump: Mutex<Option<Instant>>,
+    /// When the table was last read, in milliseconds since `started` (`-1`: never). Atomic:
+    /// every query from a client without a neighbour entry (a routed subnet) looks at it.
+    last_dump: AtomicI64,
+    started: Instant,
     /// `false` when netlink cannot be used (the lookups then rely on leases alone).
     netlink: bool,
     leases: ArcSwap<HashMap<IpAddr, Lease>>,
@@ -42,7 +46,8 @@ impl Directory {
     pub fn new(netlink: bool, lease_files: Vec<LeaseFile>) -> Arc<Self> {
         let d = Arc::new(Self {
             neighbours: RwLock::new(foldhash::HashMap::default()),
-            last_dump: Mutex::new(None),
+            last_dump: AtomicI64::new(-1),
+            started: Instant::now(),
             netlink,
             leases: ArcSwap::from_pointee(HashMap::new()),
             lease_files,
@@ -57,7 +62,7 @@ impl Directory {
     pub fn mac(&self, ip: IpAddr, now: Timestamp) -> Option<MacAddr> {
         let ip = ip.to_canonical();
         let mut mac = self.neighbour(ip);
-        if mac.is_none() && self.netlink && self.refresh_due(MISS_REFRESH) {
+        if mac.is_none() && self.netlink && self.refresh_due(MISS_REFRESH, Instant::now()) {
             self.refresh_neighbours();
             mac = self.neighbour(ip);
         }
@@ -84,14 +89,19 @@ impl Directory {
         table.get(&ip).copied()
     }
 
-    fn refresh_due(&self, interval: Duration) -> bool {
-        let mut last = self.last_dump.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < interval) {
+    /// Whether the table was last read `interval` or more ago; if so, the caller reads it
+    /// (only one caller is told so when several ask at once).
+    fn refresh_due(&self, interval: Duration, now: Instant) -> bool {
+        let now = i64::try_from(now.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(i64::MAX);
+        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        let last = self.last_dump.load(Ordering::Relaxed);
+        if last >= 0 && now.saturating_sub(last) < interval {
             return false;
         }
-        *last = Some(now);
-        true
+        self.last_dump
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Reads the kernel's neighbour table again.
@@ -165,7 +175,7 @@ impl Directory {
         loop {
             tick.tick().await;
             let d = Arc::clone(&self);
-            if d.refresh_due(interval / 2) {
+            if d.refresh_due(interval / 2, Instant::now()) {
                 let _ = tokio::task::spawn_blocking(move || d.refresh_neighbours()).await;
             }
         }

@@ -5,6 +5,7 @@
 //! Memory is bounded: a fixed number of shards, each with a fixed capacity; a full shard first
 //! forgets its expired entries, then an arbitrary one.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
@@ -51,15 +52,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Entry<V>>> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, Entry<V>>> {
         let i = (self.hasher.hash_one(key) as usize) % SHARDS;
         // `i < SHARDS == self.shards.len()`.
         #[allow(clippy::indexing_slicing)]
         &self.shards[i]
     }
 
-    /// The value for `key` if it is alive at `now`, and its age in whole seconds.
-    pub fn get(&self, key: &K, now: Instant) -> Option<(V, u32)> {
+    /// The value for `key` if it is alive at `now`, and its age in whole seconds. `key` may be
+    /// a borrowed form of `K`, so a lookup need not allocate.
+    pub fn get<Q>(&self, key: &Q, now: Instant) -> Option<(V, u32)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         let entry = shard.get(key)?;
         let age = now.saturating_duration_since(entry.stored).as_secs();

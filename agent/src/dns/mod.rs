@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod plan;
+pub mod question;
 pub mod ratelimit;
 pub mod server;
 pub mod upstream;

@@ -19,8 +19,9 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use jiff::Timestamp;
+use schoolgate_engine::policy::Identity;
 use schoolgate_engine::policy::gateway::{BlockResponse, Defences};
-use schoolgate_engine::{Action, Client, Policy, Reason};
+use schoolgate_engine::{Action, Client, Decision, Policy, Reason};
 
 /// The EDNS option code of an Extended DNS Error (RFC 8914).
 pub const EDE_OPTION: u16 = 15;
@@ -121,56 +122,103 @@ pub fn plan(
         name,
     };
 
-    if let Some(code) = defence(&request.name, &settings.defences) {
-        return reply(empty(&request, code, None), None);
-    }
-
     let identity = policy.identify(client);
-    let decision =
-        schoolgate_engine::decide_as(policy, client, identity, &request.name, now, quarantined);
-    if decision.action == Action::Block {
-        let rule = match decision.reason {
-            Reason::Rule(id) => policy.rule(id).map(|r| r.name.clone()),
-            _ => None,
-        };
-        let text = match (&rule, decision.reason) {
-            (_, Reason::Quarantine) => {
-                "device quarantined after a filter bypass attempt".to_owned()
+    let route = route(
+        &request.name,
+        request.qtype(),
+        client,
+        identity,
+        quarantined,
+        policy,
+        settings,
+        now,
+    );
+    match route {
+        Route::Defence(code) => reply(empty(&request, code, None), None),
+        Route::Block(decision) => {
+            let rule = match decision.reason {
+                Reason::Rule(id) => policy.rule(id).map(|r| r.name.clone()),
+                _ => None,
+            };
+            let text = match (&rule, decision.reason) {
+                (_, Reason::Quarantine) => {
+                    "device quarantined after a filter bypass attempt".to_owned()
+                }
+                (Some(rule), _) => format!("blocked by school rule: {rule}"),
+                (None, _) => "blocked by school policy".to_owned(),
+            };
+            let ttl = ttl_until(decision.until, now);
+            let blocked = Blocked {
+                name: request.name.clone(),
+                rule,
+                quarantined: decision.reason == Reason::Quarantine,
+            };
+            reply(block_answer(&request, settings, ttl, &text), Some(blocked))
+        }
+        Route::SafeSearch(target) => match Name::from_ascii(target) {
+            Ok(mut target) => {
+                target.set_fqdn(true);
+                Plan::Rewrite { request, target }
             }
-            (Some(rule), _) => format!("blocked by school rule: {rule}"),
-            (None, _) => "blocked by school policy".to_owned(),
-        };
-        let ttl = ttl_until(decision.until, now);
-        let blocked = Blocked {
-            name: request.name.clone(),
-            rule,
-            quarantined: decision.reason == Reason::Quarantine,
-        };
-        return reply(block_answer(&request, settings, ttl, &text), Some(blocked));
+            Err(_) => Plan::Drop,
+        },
+        Route::NoRecords => reply(empty(&request, ResponseCode::NoError, None), None),
+        Route::Forward { strip_ech } => Plan::Forward { request, strip_ech },
     }
+}
 
+/// What the policy and the built-in defences make of one question, before any answer is
+/// built. [`plan`] builds answers from it; the server's cached path uses it to find a kept
+/// answer without decoding the whole request.
+#[derive(Debug)]
+pub enum Route<'p> {
+    /// A built-in defence answers with this code and no records.
+    Defence(ResponseCode),
+    /// The decision engine blocks the name.
+    Block(Decision<'p>),
+    /// Safe search: answer with a CNAME to this host and its addresses.
+    SafeSearch(&'static str),
+    /// Answer with no records (alternative endpoints of a safe-search host).
+    NoRecords,
+    /// Ask upstream; `strip_ech` removes ECH configurations from the answer.
+    Forward { strip_ech: bool },
+}
+
+/// Routes the question `name`/`qtype` from `client` (whose policy identity is `identity`).
+/// `name` is lower-case presentation form without the trailing dot.
+#[allow(clippy::too_many_arguments)]
+pub fn route<'p>(
+    name: &str,
+    qtype: RecordType,
+    client: &Client,
+    identity: Identity,
+    quarantined: bool,
+    policy: &'p Policy,
+    settings: &Settings,
+    now: Timestamp,
+) -> Route<'p> {
+    if let Some(code) = defence(name, &settings.defences) {
+        return Route::Defence(code);
+    }
+    let decision = schoolgate_engine::decide_as(policy, client, identity, name, now, quarantined);
+    if decision.action == Action::Block {
+        return Route::Block(decision);
+    }
     let group = identity.group.and_then(|g| policy.group(g));
     if group.is_some_and(|g| g.safe_search)
-        && let Some(target) = safe_search_target(&request.name)
+        && let Some(target) = safe_search_target(name)
     {
-        match request.qtype() {
-            RecordType::A | RecordType::AAAA => {
-                if let Ok(mut target) = Name::from_ascii(target) {
-                    target.set_fqdn(true);
-                    return Plan::Rewrite { request, target };
-                }
-            }
+        match qtype {
+            RecordType::A | RecordType::AAAA => return Route::SafeSearch(target),
             // Alternative endpoints would lead round the rewrite.
-            RecordType::HTTPS | RecordType::SVCB => {
-                return reply(empty(&request, ResponseCode::NoError, None), None);
-            }
+            RecordType::HTTPS | RecordType::SVCB => return Route::NoRecords,
             _ => {}
         }
     }
     let strip_ech = settings.defences.strip_ech
-        && matches!(request.qtype(), RecordType::HTTPS | RecordType::SVCB)
+        && matches!(qtype, RecordType::HTTPS | RecordType::SVCB)
         && policy.is_filtered(identity.group);
-    Plan::Forward { request, strip_ech }
+    Route::Forward { strip_ech }
 }
 
 fn reply(message: Message, blocked: Option<Blocked>) -> Plan {

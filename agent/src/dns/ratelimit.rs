@@ -69,6 +69,40 @@ impl RateLimiter {
     }
 }
 
+/// Rate limiters for many threads: clients spread over independently locked shards by
+/// address, so requests from different devices seldom wait on one another.
+#[derive(Debug)]
+pub struct SharedLimiter {
+    shards: Vec<std::sync::Mutex<RateLimiter>>,
+    hasher: foldhash::fast::FixedState,
+}
+
+const SHARDS: usize = 16;
+
+impl SharedLimiter {
+    pub fn new(rate: u32) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| std::sync::Mutex::new(RateLimiter::new(rate)))
+                .collect(),
+            hasher: foldhash::fast::FixedState::default(),
+        }
+    }
+
+    /// [`RateLimiter::allow`] on `client`'s shard.
+    pub fn allow(&self, client: IpAddr, now: Instant) -> bool {
+        use std::hash::BuildHasher;
+        let i = (self.hasher.hash_one(client) as usize) % SHARDS;
+        match self.shards.get(i) {
+            Some(shard) => shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .allow(client, now),
+            None => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +126,16 @@ mod tests {
             .filter(|_| rl.allow(a, t0 + Duration::from_millis(1150)))
             .count();
         assert_eq!(after_a_second, 10);
+    }
+
+    #[test]
+    fn shared_limiter_limits_each_client_alone() {
+        let rl = SharedLimiter::new(5);
+        let t0 = Instant::now();
+        let clients: Vec<IpAddr> = (1..=40u8).map(|i| IpAddr::from([10, 0, 0, i])).collect();
+        for c in &clients {
+            assert_eq!((0..50).filter(|_| rl.allow(*c, t0)).count(), 10, "{c}");
+        }
     }
 
     #[test]

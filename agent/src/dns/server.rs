@@ -3,27 +3,32 @@
 //! Each request is rate-limited per client, planned by [`plan`](super::plan::plan) against the
 //! policy in force, and answered directly or after asking the upstream resolvers.
 
+use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use jiff::Timestamp;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use schoolgate_engine::Policy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use super::cache::{self, AnswerCache, Cache};
-use super::plan::{Plan, Request, Settings, answer, plan};
-use super::ratelimit::RateLimiter;
+use super::plan::{Plan, Request, Route, Settings, answer, plan, route};
+use super::question::Question;
+use super::ratelimit::SharedLimiter;
 use super::upstream::{Resolved, Upstream, UpstreamError};
 use super::wire::Template;
 use crate::events::{Event, Kind, Severity};
 use crate::metrics::RuleLabels;
-use crate::shared::Shared;
+use crate::shared::{Shared, Who};
 
 /// A UDP answer without EDNS may be at most this long (RFC 1035).
 const UDP_PLAIN_MAX: usize = 512;
@@ -43,8 +48,8 @@ pub struct Resolver {
     pub upstream: Upstream,
     pub cache: AnswerCache,
     /// Encoded answers by request shape: a repeated question is answered by copying bytes.
-    wire: Cache<WireKey, Arc<Template>>,
-    limiter: Mutex<RateLimiter>,
+    wire: Cache<Box<[u8]>, Arc<Template>>,
+    limiter: SharedLimiter,
 }
 
 impl Resolver {
@@ -60,7 +65,7 @@ impl Resolver {
             upstream,
             cache: AnswerCache::new(CACHE_CAPACITY),
             wire: Cache::new(CACHE_CAPACITY),
-            limiter: Mutex::new(RateLimiter::new(rate_limit)),
+            limiter: SharedLimiter::new(rate_limit),
         }
     }
 
@@ -77,12 +82,8 @@ impl Resolver {
     pub fn prepare(&self, bytes: &[u8], peer: SocketAddr) -> Step {
         let ip = peer.ip().to_canonical();
         let metrics = &self.shared.metrics;
-        let allowed = self
-            .limiter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .allow(ip, Instant::now());
-        if !allowed {
+        let instant = Instant::now();
+        if !self.limiter.allow(ip, instant) {
             debug!(%ip, "rate limited");
             metrics.queries_rate_limited.inc();
             return Step::Done(None);
@@ -92,6 +93,9 @@ impl Resolver {
         let who = self.shared.who(&policy, ip, now);
         self.shared
             .note_presence(&policy, &who, now, "asked the school's DNS");
+        if let Some(out) = self.kept_answer(bytes, &policy, &who, now, instant) {
+            return Step::Done(Some(out));
+        }
         match plan(bytes, &who.client, false, &policy, &self.settings, now) {
             Plan::Reply { bytes, blocked } => {
                 match blocked {
@@ -156,6 +160,53 @@ impl Resolver {
     }
 }
 
+impl Resolver {
+    /// The answer kept in wire form for a request of the common shape, without decoding it
+    /// in full: the question is read in place, routed by the same [`route`] as [`plan`], and
+    /// looked up. `None` sends the request down the full path, which answers it the same way.
+    fn kept_answer(
+        &self,
+        bytes: &[u8],
+        policy: &Policy,
+        who: &Who,
+        now: Timestamp,
+        instant: Instant,
+    ) -> Option<Vec<u8>> {
+        let q = Question::parse(bytes)?;
+        // Clients outside the policy's networks are refused on the full path.
+        if !who.client.ip.is_some_and(|ip| policy.serves(ip)) {
+            return None;
+        }
+        let qtype = RecordType::from(q.qtype);
+        let quarantined = false;
+        let (key, counter) = match route(
+            q.name(),
+            qtype,
+            &who.client,
+            who.identity,
+            quarantined,
+            policy,
+            &self.settings,
+            now,
+        ) {
+            Route::Forward { strip_ech } => (
+                WireKey::new(q.name(), qtype, false, strip_ech, q.edns),
+                &self.shared.metrics.queries_forwarded,
+            ),
+            Route::SafeSearch(_) => (
+                WireKey::new(q.name(), qtype, true, false, q.edns),
+                &self.shared.metrics.queries_safe_search,
+            ),
+            _ => return None,
+        };
+        let (template, age) = self.wire.get(key?.bytes(), instant)?;
+        let out = template.render(bytes, age)?;
+        counter.inc();
+        self.shared.metrics.cache_hits.inc();
+        Some(out)
+    }
+}
+
 /// A request that needs an answer from upstream: `name` (the request's own name, or a
 /// safe-search target), and `first` (the rewrite's CNAME) to put before the records found.
 #[derive(Debug)]
@@ -180,7 +231,8 @@ impl Resolver {
         let metrics = &self.shared.metrics;
         let now = Instant::now();
         let key = WireKey::of(&ask);
-        if let Some((template, age)) = self.wire.get(&key, now)
+        if let Some(key) = &key
+            && let Some((template, age)) = self.wire.get(key.bytes(), now)
             && let Some(out) = template.render(bytes, age)
         {
             metrics.cache_hits.inc();
@@ -201,9 +253,11 @@ impl Resolver {
         }
     }
 
-    fn keep_wire(&self, key: WireKey, out: Option<&[u8]>, ttl: u32, now: Instant) {
-        if let Some(t) = out.and_then(|o| Template::new(o.to_vec())) {
-            self.wire.put(key, Arc::new(t), ttl, now);
+    fn keep_wire(&self, key: Option<WireKey>, out: Option<&[u8]>, ttl: u32, now: Instant) {
+        if let Some(key) = key
+            && let Some(t) = out.and_then(|o| Template::new(o.to_vec()))
+        {
+            self.wire.put(key.bytes().into(), Arc::new(t), ttl, now);
         }
     }
 
@@ -235,25 +289,54 @@ impl Resolver {
     }
 }
 
-/// What an encoded answer depends on besides the request's ID, RD flag and letter case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What an encoded answer depends on besides the request's ID, RD flag and letter case: the
+/// lower-case name, the type, and how the answer was made. Kept as bytes so a lookup can be
+/// built on the stack ([`WireKey::bytes`]) and the cache stores `Box<[u8]>`.
 struct WireKey {
-    name: Box<str>,
-    qtype: RecordType,
-    rewritten: bool,
-    strip_ech: bool,
-    edns: bool,
+    bytes: [u8; WIRE_KEY_MAX],
+    len: usize,
 }
 
+const WIRE_KEY_MAX: usize = 3 + schoolgate_engine::domain::MAX_NAME_LEN + 1;
+
 impl WireKey {
-    fn of(ask: &Ask) -> Self {
-        Self {
-            name: ask.request.name.as_str().into(),
-            qtype: ask.request.qtype(),
-            rewritten: ask.first.is_some(),
-            strip_ech: ask.strip_ech,
-            edns: ask.request.message.edns.is_some(),
+    fn new(
+        name: &str,
+        qtype: RecordType,
+        rewritten: bool,
+        strip_ech: bool,
+        edns: bool,
+    ) -> Option<Self> {
+        let mut bytes = [0u8; WIRE_KEY_MAX];
+        let [how, type_hi, type_lo, rest @ ..] = &mut bytes;
+        *how = u8::from(rewritten) | u8::from(strip_ech) << 1 | u8::from(edns) << 2;
+        [*type_hi, *type_lo] = u16::from(qtype).to_be_bytes();
+        // A presentation form cut to MAX_NAME_LEN (escapes make it longer than the wire
+        // name) could stand for several names: such answers are not kept.
+        if name.len() >= rest.len() {
+            return None;
         }
+        for (o, b) in rest.iter_mut().zip(name.as_bytes()) {
+            *o = *b;
+        }
+        Some(Self {
+            bytes,
+            len: 3 + name.len(),
+        })
+    }
+
+    fn of(ask: &Ask) -> Option<Self> {
+        Self::new(
+            &ask.request.name,
+            ask.request.qtype(),
+            ask.first.is_some(),
+            ask.strip_ech,
+            ask.request.message.edns.is_some(),
+        )
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -272,9 +355,13 @@ fn reply(ask: Ask, found: Result<Resolved, UpstreamError>) -> Option<Vec<u8>> {
 }
 
 /// Serves UDP on `socket` on the calling thread until `stop` is set (checked at least every
-/// [`UDP_POLL`]). Requests that need no upstream are answered on this thread with one
-/// blocking receive and one send each, no wake-ups between threads; the others become tasks
-/// on `runtime` so they never hold the loop up.
+/// [`UDP_POLL`]). Requests that need no upstream are answered on this thread, the others
+/// become tasks on `runtime` so they never hold the loop up.
+///
+/// Datagrams are taken up to [`UDP_BATCH`] at a time (`recvmmsg`: whatever is queued, waiting
+/// only for the first) and the answers to a batch leave together (`sendmmsg`). Under load this
+/// turns dozens of system calls and wake-ups into two; with one request queued it is the same
+/// as a receive and a send.
 pub fn serve_udp(
     socket: std::net::UdpSocket,
     resolver: Arc<Resolver>,
@@ -286,10 +373,10 @@ pub fn serve_udp(
         return;
     }
     let socket = Arc::new(socket);
-    let mut buf = vec![0u8; 4096];
+    let mut batch = Batch::new();
     while !stop.load(Ordering::Relaxed) {
-        let (n, peer) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
+        let received = match batch.receive(&socket) {
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -306,24 +393,138 @@ pub fn serve_udp(
                 continue;
             }
         };
-        let Some(request) = buf.get(..n) else {
-            continue;
-        };
-        match resolver.prepare(request, peer) {
-            Step::Done(None) => {}
-            Step::Done(Some(response)) => send_udp(&socket, request, response, peer),
-            Step::Upstream(ask) => {
-                let request = request.to_vec();
-                let socket = Arc::clone(&socket);
-                let resolver = Arc::clone(&resolver);
-                runtime.spawn(async move {
-                    if let Some(response) = resolver.ask_upstream(*ask).await {
-                        send_udp(&socket, &request, response, peer);
-                    }
-                });
+        for i in 0..received {
+            let Some((request, peer)) = batch.request(i) else {
+                continue;
+            };
+            match resolver.prepare(request, peer) {
+                Step::Done(None) => {}
+                Step::Done(Some(response)) => {
+                    let response = fit_udp(request, response);
+                    batch.answer(response, peer);
+                }
+                Step::Upstream(ask) => {
+                    let request = request.to_vec();
+                    let socket = Arc::clone(&socket);
+                    let resolver = Arc::clone(&resolver);
+                    runtime.spawn(async move {
+                        if let Some(response) = resolver.ask_upstream(*ask).await {
+                            send_udp(&socket, &request, response, peer);
+                        }
+                    });
+                }
             }
         }
+        batch.send(&socket);
     }
+}
+
+/// How many datagrams one receive call may take.
+pub const UDP_BATCH: usize = 32;
+/// Requests longer than this are not DNS we answer over UDP (they arrive cut, and are dropped).
+const UDP_REQUEST_MAX: usize = 4096;
+
+/// A UDP thread's buffers: requests received together, and the answers to send together.
+struct Batch {
+    buffers: Vec<[u8; UDP_REQUEST_MAX]>,
+    received: Vec<(usize, Option<SocketAddr>)>,
+    receive_headers: MultiHeaders<SockaddrStorage>,
+    answers: Vec<(Vec<u8>, SockaddrStorage)>,
+    send_headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            buffers: vec![[0; UDP_REQUEST_MAX]; UDP_BATCH],
+            received: Vec::with_capacity(UDP_BATCH),
+            receive_headers: MultiHeaders::preallocate(UDP_BATCH, None),
+            answers: Vec::with_capacity(UDP_BATCH),
+            send_headers: MultiHeaders::preallocate(UDP_BATCH, None),
+        }
+    }
+
+    /// Waits for at least one datagram (up to the socket's read timeout) and takes all that
+    /// are queued, up to [`UDP_BATCH`]. Returns how many.
+    fn receive(&mut self, socket: &std::net::UdpSocket) -> std::io::Result<usize> {
+        self.received.clear();
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
+            .buffers
+            .iter_mut()
+            .map(|b| [IoSliceMut::new(b.as_mut_slice())])
+            .collect();
+        let results = recvmmsg(
+            socket.as_raw_fd(),
+            &mut self.receive_headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        )
+        .map_err(std::io::Error::from)?;
+        for m in results {
+            let peer = m.address.and_then(|a| socket_addr(&a));
+            let len = if m.flags.contains(MsgFlags::MSG_TRUNC) {
+                0
+            } else {
+                m.bytes
+            };
+            self.received.push((len, peer));
+        }
+        Ok(self.received.len())
+    }
+
+    /// The `i`th datagram received and its sender; `None` for one cut short or without one.
+    fn request(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        let &(len, peer) = self.received.get(i)?;
+        let bytes = self.buffers.get(i)?.get(..len).filter(|b| !b.is_empty())?;
+        Some((bytes, peer?))
+    }
+
+    fn answer(&mut self, response: Vec<u8>, peer: SocketAddr) {
+        self.answers.push((response, SockaddrStorage::from(peer)));
+    }
+
+    /// Sends every answer collected, in as few calls as the kernel takes them. An answer the
+    /// kernel refuses is dropped (as a lost datagram would be) and the rest still go.
+    fn send(&mut self, socket: &std::net::UdpSocket) {
+        let mut from = 0;
+        while from < self.answers.len() {
+            let pending = self.answers.get(from..).unwrap_or_default();
+            let slices: Vec<[IoSlice<'_>; 1]> =
+                pending.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> =
+                pending.iter().map(|(_, a)| Some(*a)).collect();
+            match sendmmsg(
+                socket.as_raw_fd(),
+                &mut self.send_headers,
+                slices.iter(),
+                &addrs,
+                [],
+                MsgFlags::empty(),
+            ) {
+                Ok(sent) => from += sent.count().max(1),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    debug!(error = %e, "udp send");
+                    from += 1;
+                }
+            }
+        }
+        self.answers.clear();
+    }
+}
+
+fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::new(v4.ip().into(), v4.port()));
+    }
+    let v6 = a.as_sockaddr_in6()?;
+    Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+        v6.ip(),
+        v6.port(),
+        v6.flowinfo(),
+        v6.scope_id(),
+    )))
 }
 
 /// How often a UDP thread looks at its stop flag while no request comes.

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
@@ -16,6 +16,8 @@ use schoolgate_agent::dns::plan::{EDE_BLOCKED, ede_of};
 struct FakeUpstream {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// Queries received.
+    asked: Arc<AtomicUsize>,
 }
 
 impl FakeUpstream {
@@ -27,6 +29,8 @@ impl FakeUpstream {
         let addr = socket.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&asked);
         std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
             while !flag.load(Ordering::Relaxed) {
@@ -36,6 +40,7 @@ impl FakeUpstream {
                 let Ok(q) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
+                count.fetch_add(1, Ordering::SeqCst);
                 let mut r = Message::response(q.metadata.id, q.metadata.op_code);
                 r.metadata.recursion_available = true;
                 r.add_queries(q.queries.iter().cloned());
@@ -52,7 +57,7 @@ impl FakeUpstream {
                 let _ = socket.send_to(&r.to_vec().unwrap(), peer);
             }
         });
-        Self { addr, stop }
+        Self { addr, stop, asked }
     }
 }
 
@@ -113,13 +118,15 @@ fn query(name: &str, qtype: RecordType) -> Message {
 }
 
 fn ask_udp(server: SocketAddr, name: &str) -> Option<Message> {
+    send_udp(server, &query(name, RecordType::A))
+}
+
+fn send_udp(server: SocketAddr, request: &Message) -> Option<Message> {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))
         .unwrap();
-    socket
-        .send_to(&query(name, RecordType::A).to_vec().unwrap(), server)
-        .unwrap();
+    socket.send_to(&request.to_vec().unwrap(), server).unwrap();
     let mut buf = [0u8; 4096];
     let (n, _) = socket.recv_from(&mut buf).ok()?;
     Message::from_vec(&buf[..n]).ok()
@@ -239,6 +246,24 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
         (m.metadata.id, a_record(&m).as_deref()),
         (0x4242, Some("192.0.2.7"))
     );
+    // Asked again, in other letters and with another ID, the answer is the one kept: no
+    // trip upstream, and the request's ID and question in the answer.
+    let before = upstream.asked.load(Ordering::SeqCst);
+    let mut again = query("WWW.BBC.co.UK.", RecordType::A);
+    again.metadata.id = 0x1111;
+    let m = send_udp(server, &again).unwrap();
+    assert_eq!(m.metadata.id, 0x1111);
+    assert_eq!(m.queries[0].name().to_ascii(), "WWW.BBC.co.UK.");
+    assert_eq!(a_record(&m).as_deref(), Some("192.0.2.7"));
+    assert!(m.answers[0].ttl <= 120);
+    assert_eq!(upstream.asked.load(Ordering::SeqCst), before);
+    // Without EDNS the kept answer is another one, without an OPT record.
+    let mut plain = query("www.bbc.co.uk.", RecordType::A);
+    plain.edns = None;
+    let m = send_udp(server, &plain).unwrap();
+    assert!(m.edns.is_none());
+    assert_eq!(a_record(&m).as_deref(), Some("192.0.2.7"));
+
     assert_eq!(
         ask_udp(server, "nx.example.")
             .unwrap()
@@ -305,6 +330,28 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
             .as_deref()
             == Some("192.0.2.7")),
         "the edit was not applied"
+    );
+    // A kept answer never outlives a block: facebook.com is kept now, and blocked again at
+    // once when the rule comes back.
+    assert_eq!(
+        a_record(&ask_udp(server, "www.facebook.com.").unwrap()).as_deref(),
+        Some("192.0.2.7")
+    );
+    std::fs::write(&policy, policy_text(true)).unwrap();
+    assert!(
+        eventually(10, || ask_udp(server, "www.facebook.com.")
+            .and_then(|m| a_record(&m))
+            .as_deref()
+            == Some("127.0.0.53")),
+        "the kept answer outlived the block"
+    );
+    std::fs::write(&policy, policy_text(false)).unwrap();
+    assert!(
+        eventually(10, || ask_udp(server, "www.facebook.com.")
+            .and_then(|m| a_record(&m))
+            .as_deref()
+            == Some("192.0.2.7")),
+        "the rule was not lifted again"
     );
     // A broken edit leaves the policy in force.
     std::fs::write(&policy, "version: 1\nschool: {").unwrap();

@@ -1,0 +1,268 @@
+//! The common request, read in place: one question, plain labels, perhaps an EDNS OPT record.
+//!
+//! Nearly every request a school's devices send has this shape. Reading it without building a
+//! full message lets the resolver find a cached answer with no allocation; anything else
+//! (compression, escapes, other sections, odd flags, EDNS versions it does not know) is left to
+//! the full decoder in [`plan`](super::plan), which answers it the same way, only slower. So
+//! this reader may say "not mine" freely, but what it accepts it must read exactly as the
+//! full decoder would.
+//!
+//! Bytes come from pupils' devices: nothing here indexes without a check or panics.
+
+use schoolgate_engine::domain::MAX_NAME_LEN;
+
+const HEADER: usize = 12;
+const OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+
+/// A request's question in the form the policy reads: lower-case presentation form, no
+/// trailing dot.
+#[derive(Debug, Clone)]
+pub struct Question {
+    name: [u8; MAX_NAME_LEN],
+    len: u8,
+    pub qtype: u16,
+    /// The request carries an OPT record (and so does the answer).
+    pub edns: bool,
+}
+
+impl Question {
+    pub fn name(&self) -> &str {
+        let bytes = self.name.get(..usize::from(self.len)).unwrap_or_default();
+        // Only ASCII letters, digits, '-', '_' and '.' are ever written.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    /// Reads `bytes` if it is a standard query of the common shape; `None` otherwise.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        let header = bytes.get(..HEADER)?;
+        let flags = u16::from_be_bytes([*header.get(2)?, *header.get(3)?]);
+        // QR = 0 (a query), OPCODE = 0 (QUERY), TC = 0; the other bits are echoed or ignored.
+        if flags & 0xfa00 != 0 {
+            return None;
+        }
+        let count = |at: usize| Some(u16::from_be_bytes([*header.get(at)?, *header.get(at + 1)?]));
+        if count(4)? != 1 || count(6)? != 0 || count(8)? != 0 {
+            return None;
+        }
+        let additional = count(10)?;
+        if additional > 1 {
+            return None;
+        }
+
+        let mut q = Self {
+            name: [0; MAX_NAME_LEN],
+            len: 0,
+            qtype: 0,
+            edns: false,
+        };
+        let mut at = HEADER;
+        let mut len = 0usize;
+        loop {
+            let label = usize::from(*bytes.get(at)?);
+            at += 1;
+            if label == 0 {
+                break;
+            }
+            // 64..=255: compression pointers and reserved kinds; the full decoder reads those.
+            if label > 63 {
+                return None;
+            }
+            let text = bytes.get(at..at + label)?;
+            at += label;
+            let dot = usize::from(len > 0);
+            if len + dot + label > MAX_NAME_LEN {
+                return None;
+            }
+            if dot == 1 {
+                *q.name.get_mut(len)? = b'.';
+            }
+            // The full decoder writes a leading '-' escaped.
+            if text.first() == Some(&b'-') {
+                return None;
+            }
+            let out = q.name.get_mut(len + dot..len + dot + label)?;
+            for (o, &c) in out.iter_mut().zip(text) {
+                // Anything the presentation form would escape is the full decoder's.
+                if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+                    return None;
+                }
+                *o = c.to_ascii_lowercase();
+            }
+            len += dot + label;
+        }
+        if len == 0 {
+            return None;
+        }
+        q.len = u8::try_from(len).ok()?;
+        q.qtype = u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]);
+        let class = u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]);
+        if class != CLASS_IN {
+            return None;
+        }
+        at += 4;
+
+        if additional == 1 {
+            at = read_opt(bytes, at)?;
+            q.edns = true;
+        }
+        (at == bytes.len()).then_some(q)
+    }
+}
+
+/// Reads an OPT record at `at` (root owner, EDNS version 0, options well formed) and returns
+/// where it ends.
+fn read_opt(bytes: &[u8], at: usize) -> Option<usize> {
+    let fixed = bytes.get(at..at + 11)?;
+    let [owner, t0, t1, _, _, _, version, _, _, l0, l1] = <[u8; 11]>::try_from(fixed).ok()?;
+    if owner != 0 || u16::from_be_bytes([t0, t1]) != OPT || version != 0 {
+        return None;
+    }
+    let rdlen = usize::from(u16::from_be_bytes([l0, l1]));
+    let start = at + 11;
+    let options = bytes.get(start..start + rdlen)?;
+    let mut i = 0;
+    while i < options.len() {
+        let code = u16::from_be_bytes([*options.get(i)?, *options.get(i + 1)?]);
+        // The options the full decoder reads into structures (NSID, DAU, client subnet) may
+        // be refused there; leave them to it.
+        if matches!(code, 3 | 5 | 8) {
+            return None;
+        }
+        let len = u16::from_be_bytes([*options.get(i + 2)?, *options.get(i + 3)?]);
+        i += 4 + usize::from(len);
+    }
+    (i == options.len()).then_some(start + rdlen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::rr::{DNSClass, Name, RecordType};
+    use proptest::prelude::*;
+
+    fn request(name: &str, rtype: RecordType, edns: bool) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = 0x1234;
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+        if edns {
+            m.set_edns(Edns::new());
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn reads_the_common_request() {
+        let q = Question::parse(&request("WWW.Example.co.uk.", RecordType::AAAA, true)).unwrap();
+        assert_eq!(q.name(), "www.example.co.uk");
+        assert_eq!(q.qtype, u16::from(RecordType::AAAA));
+        assert!(q.edns);
+        let q = Question::parse(&request("_dmarc.a-b.example.", RecordType::TXT, false)).unwrap();
+        assert_eq!(q.name(), "_dmarc.a-b.example");
+        assert!(!q.edns);
+    }
+
+    #[test]
+    fn leaves_every_other_shape_to_the_full_decoder() {
+        let plain = request("a.example.", RecordType::A, false);
+        // A response, another opcode, a truncated query.
+        for (byte, bits) in [(2, 0x80u8), (2, 0x10), (2, 0x02)] {
+            let mut r = plain.clone();
+            r[byte] |= bits;
+            assert!(Question::parse(&r).is_none(), "flags {bits:#x}");
+        }
+        // Two questions; an answer record; trailing bytes; cut short.
+        let mut r = plain.clone();
+        r[5] = 2;
+        assert!(Question::parse(&r).is_none());
+        let mut r = plain.clone();
+        r[7] = 1;
+        assert!(Question::parse(&r).is_none());
+        let mut r = plain.clone();
+        r.push(0);
+        assert!(Question::parse(&r).is_none());
+        assert!(Question::parse(&plain[..plain.len() - 1]).is_none());
+        // Escaped characters and the root name.
+        for label in [&b"a.b"[..], b"sp ace", b"caf\xc3\xa9", b"a*", b"-a"] {
+            let mut r = plain[..HEADER].to_vec();
+            r.push(label.len() as u8);
+            r.extend_from_slice(label);
+            r.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1]);
+            assert!(Message::from_vec(&r).is_ok());
+            assert!(Question::parse(&r).is_none(), "{label:?}");
+        }
+        assert!(Question::parse(&request(".", RecordType::NS, false)).is_none());
+        // Class CH.
+        let mut m = Message::query();
+        let mut query = Query::query(Name::from_ascii("version.bind.").unwrap(), RecordType::TXT);
+        query.set_query_class(DNSClass::CH);
+        m.add_query(query);
+        assert!(Question::parse(&m.to_vec().unwrap()).is_none());
+        // A compression pointer in the question.
+        let mut r = plain[..HEADER].to_vec();
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        assert!(Question::parse(&r).is_none());
+        // EDNS version 1, and an option running past the record.
+        let mut r = request("a.example.", RecordType::A, true);
+        let opt = r.len() - 11;
+        r[opt + 6] = 1;
+        assert!(Question::parse(&r).is_none());
+        let mut r = request("a.example.", RecordType::A, true);
+        r.truncate(r.len() - 2);
+        r.extend_from_slice(&[0, 4, 0, 10, 0, 9, 1, 2]);
+        assert!(Question::parse(&r).is_none());
+    }
+
+    #[test]
+    fn accepts_edns_options_that_fit() {
+        let mut r = request("a.example.", RecordType::A, true);
+        r.truncate(r.len() - 2);
+        // A cookie option: code 10, 8 bytes.
+        r.extend_from_slice(&[0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let q = Question::parse(&r).unwrap();
+        assert!(q.edns);
+        assert!(Message::from_vec(&r).is_ok());
+    }
+
+    proptest! {
+        /// What this reader accepts, the full decoder reads the same way: valid requests with
+        /// a few bytes changed, and bytes at random.
+        #[test]
+        fn agrees_with_the_full_decoder(
+            which in 0usize..4,
+            changes in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut r = match which {
+                0 => request("ab.example.", RecordType::A, true),
+                1 => request("Www.Example.co.uk.", RecordType::HTTPS, false),
+                2 => {
+                    let mut r = request("x.example.", RecordType::AAAA, true);
+                    r.truncate(r.len() - 2);
+                    r.extend_from_slice(&[0, 8, 0, 8, 0, 4, 0, 1, 24, 0]);
+                    r
+                }
+                _ => noise.clone(),
+            };
+            for (at, byte) in changes {
+                if !r.is_empty() {
+                    let i = at % r.len();
+                    r[i] = byte;
+                }
+            }
+            if let Some(q) = Question::parse(&r) {
+                let m = Message::from_vec(&r).expect("the full decoder reads it too");
+                prop_assert_eq!(m.queries.len(), 1);
+                let full = &m.queries[0];
+                let mut name = full.name().to_ascii().to_ascii_lowercase();
+                name.pop();
+                prop_assert_eq!(q.name(), name.as_str());
+                prop_assert_eq!(q.qtype, u16::from(full.query_type()));
+                prop_assert_eq!(full.query_class(), DNSClass::IN);
+                prop_assert_eq!(q.edns, m.edns.is_some());
+            }
+        }
+    }
+}
