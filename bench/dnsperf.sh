@@ -114,7 +114,7 @@ done
 # dnsperf -v prints one line per answer ending in its latency in seconds.
 summarise() { # label port file
     local out=$work/out-$1-$2
-    in_ns dnsperf -s 127.0.0.1 -p "$2" -d "$3" -l "$secs" -c 4 -q 200 -v > "$out" 2>&1 || true
+    in_ns dnsperf -s 127.0.0.1 -p "$2" -d "$3" -l "$secs" -c "${CLIENTS:-16}" -q 200 -v > "$out" 2>&1 || true
     local qps lost
     qps=$(awk '/Queries per second/{print $4}' "$out")
     lost=$(awk '/Queries lost/{print $3}' "$out")

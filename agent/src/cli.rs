@@ -33,6 +33,13 @@ pub(crate) enum Command {
     /// Run the gateway daemon: load and watch the policy, serve filtered DNS. SIGHUP reloads
     /// the policy; SIGTERM or SIGINT stops it.
     Run(RunArgs),
+    /// Print the nftables table the agent would load for a policy (`nft -f` input), with
+    /// nothing learned yet. Loads nothing.
+    PrintRuleset {
+        /// The policy file.
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +59,7 @@ pub(crate) struct RunArgs {
     /// Keep state here (replaces gateway.state_dir).
     #[arg(long)]
     pub(crate) state_dir: Option<PathBuf>,
-    /// Do not install the firewall table (for trials; the firewall layer is not built yet).
+    /// Do not install the firewall table (for trials and tests).
     #[arg(long)]
     pub(crate) no_firewall: bool,
     /// Do not capture packets (for trials; the inspection layer is not built yet).

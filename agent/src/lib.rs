@@ -19,6 +19,7 @@ pub mod clients;
 pub mod daemon;
 pub mod dns;
 pub mod events;
+pub mod firewall;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod metrics;

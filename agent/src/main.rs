@@ -29,7 +29,26 @@ fn main() -> ExitCode {
         Command::Check { policy } => check(&policy),
         Command::Explain(args) => explain_cmd(&args),
         Command::Run(args) => run(&args),
+        Command::PrintRuleset { policy } => print_ruleset(&policy),
     }
+}
+
+fn print_ruleset(path: &Path) -> ExitCode {
+    use schoolgate_agent::firewall::ruleset::{self, Settings, State};
+    let Some(policy) = load_or_report(path) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let Some(gateway) = policy.gateway() else {
+        eprintln!("error: {} has no `gateway:` section", path.display());
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    if gateway.lan_interfaces.is_empty() {
+        eprintln!("error: the firewall needs `gateway.lan_interfaces`");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let settings = Settings::new(gateway.lan_interfaces.clone(), &gateway.dns.listen);
+    print!("{}", ruleset::build(&policy, &settings, &State::default()));
+    ExitCode::SUCCESS
 }
 
 fn run(args: &RunArgs) -> ExitCode {

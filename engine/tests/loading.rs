@@ -372,7 +372,7 @@ fn the_specified_shape_loads_and_decides() {
 
 #[test]
 fn the_gateway_section() {
-    use schoolgate_engine::policy::gateway::{BlockResponse, Defences};
+    use schoolgate_engine::policy::gateway::{BlockResponse, Defences, Firewall, OnStop};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let p = Policy::from_yaml(&text, &path, &|p: &Path| std::fs::read_to_string(p)).unwrap();
@@ -450,6 +450,48 @@ fn the_gateway_section() {
     assert_eq!(g.dns.rate_limit, 100);
     assert!(g.dns.defences.firefox_canary && g.dns.defences.private_relay && g.dns.defences.ddr);
     assert!(!g.dns.defences.strip_ech);
+    // The firewall is on, failing closed, unless the policy says otherwise.
+    assert_eq!(g.firewall, Firewall::default());
+    assert!(g.firewall.enabled);
+    assert_eq!(g.firewall.on_stop, OnStop::FailClosed);
+}
+
+#[test]
+fn firewall_settings_and_quic_per_group() {
+    use schoolgate_engine::policy::gateway::OnStop;
+    let yaml = format!(
+        "{GOOD}gateway:\n  lan_interfaces: [lan0]\n  dns: {{ listen: [\"127.0.0.1:5353\"], block_response: nxdomain }}\n  firewall: {{ enabled: true, on_stop: fail_open }}\n"
+    )
+    .replace("networks: [10.10.0.0/16]", "networks: [10.10.0.0/16], quic: allow");
+    let p = Policy::from_yaml(
+        &yaml,
+        Path::new("/school/policy.yaml"),
+        &lists(&[("lists/social.txt", "x.com\n")]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.gateway().unwrap().firewall.on_stop, OnStop::FailOpen);
+    let pupils = p
+        .identify(&schoolgate_engine::Client::new(
+            "10.10.1.1".parse().unwrap(),
+            None,
+        ))
+        .group
+        .unwrap();
+    assert!(p.is_filtered(Some(pupils)));
+    assert!(!p.blocks_quic(pupils), "the group allows QUIC");
+
+    let bad = format!(
+        "{GOOD}gateway:\n  dns: {{ listen: [\"127.0.0.1:5353\"], block_response: nxdomain }}\n  firewall: {{ on_stop: fail_sideways }}\n"
+    )
+    .replace("networks: [10.10.0.0/16]", "networks: [10.10.0.0/16], quic: maybe");
+    let got = errors(&bad, &[("lists/social.txt", "x.com\n")]);
+    for w in [
+        "quic `maybe` is not known (expected block or allow)",
+        "firewall on_stop `fail_sideways` is not known (expected fail_closed or fail_open)",
+        "the firewall needs `gateway.lan_interfaces`",
+    ] {
+        assert!(got.iter().any(|g| g.contains(w)), "missing {w}\n{got:#?}");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@
 
 mod cli;
 mod dns_plan;
+mod firewall;
 mod reload;
 mod run;
 

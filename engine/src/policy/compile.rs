@@ -17,12 +17,12 @@ use jiff::tz::{TimeZone, TimeZoneDatabase};
 use super::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use super::gateway::{
     BlockPage, BlockResponse, Console, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences, Dns,
-    Gateway, LeaseFile, LeaseFormat, is_interface_name, parse_upstream,
+    Firewall, Gateway, LeaseFile, LeaseFormat, OnStop, is_interface_name, parse_upstream,
 };
 use super::raw::{Ordered, RawGateway, RawPolicy, S};
 use super::{
     Action, Audience, Bypass, Device, DeviceId, Exception, Group, GroupId, Groups, ListSource,
-    Policy, Response, Rule, RuleId, ScheduleId, Target,
+    Policy, Quic, Response, Rule, RuleId, ScheduleId, Target,
 };
 use crate::calendar::{Calendar, DateSpan};
 use crate::device::MacAddr;
@@ -367,6 +367,32 @@ impl<'a> Compiler<'a> {
                 format,
             });
         }
+        let mut firewall = Firewall::default();
+        if let Some(f) = &g.firewall {
+            if let Some(enabled) = f.value.enabled {
+                firewall.enabled = enabled;
+            }
+            if let Some(o) = &f.value.on_stop {
+                match o.value.trim() {
+                    "fail_closed" => firewall.on_stop = OnStop::FailClosed,
+                    "fail_open" => firewall.on_stop = OnStop::FailOpen,
+                    _ => self.error(
+                        o,
+                        ErrorKind::Choice {
+                            what: "firewall on_stop",
+                            value: o.value.clone(),
+                            expected: "fail_closed or fail_open",
+                        },
+                    ),
+                }
+            }
+            if firewall.enabled && lan_interfaces.is_empty() {
+                self.errors.push(PolicyError {
+                    at: self.at(f),
+                    kind: ErrorKind::FirewallWithoutLan,
+                });
+            }
+        }
         (self.errors.len() == errors_before).then_some(Gateway {
             lan_interfaces,
             dns,
@@ -375,6 +401,7 @@ impl<'a> Compiler<'a> {
             state_dir,
             console,
             dhcp_leases,
+            firewall,
         })
     }
 
@@ -744,6 +771,21 @@ impl<'a> Compiler<'a> {
                     }
                 },
             };
+            let quic = g.value.quic.as_ref().and_then(|q| match q.value.trim() {
+                "block" => Some(Quic::Block),
+                "allow" => Some(Quic::Allow),
+                _ => {
+                    self.error(
+                        q,
+                        ErrorKind::Choice {
+                            what: "quic",
+                            value: q.value.clone(),
+                            expected: "block or allow",
+                        },
+                    );
+                    None
+                }
+            });
             groups.push(Group {
                 name: key.value.clone(),
                 description: g.value.description.clone(),
@@ -751,6 +793,7 @@ impl<'a> Compiler<'a> {
                 safe_search: g.value.safe_search,
                 report_presence,
                 audience,
+                quic,
             });
             names.insert(key.value.clone(), gid);
             for n in &g.value.networks {

@@ -160,6 +160,10 @@ pub enum ErrorKind {
     },
     #[error("`{value}` is not an interface name")]
     Interface { value: String },
+    #[error(
+        "the firewall needs `gateway.lan_interfaces`: it acts on traffic from the school's side only"
+    )]
+    FirewallWithoutLan,
     #[error("`{value}` is not a URL (expected https://host[:port])")]
     Url { value: String },
     #[error("{n_more} more errors in `{path}` not shown")]

@@ -24,6 +24,33 @@ pub struct Gateway {
     /// DHCP lease files read for device names and MACs; relative paths are resolved against
     /// the policy file's directory.
     pub dhcp_leases: Vec<LeaseFile>,
+    pub firewall: Firewall,
+}
+
+/// The agent's nftables table: `gateway.firewall`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Firewall {
+    pub enabled: bool,
+    pub on_stop: OnStop,
+}
+
+impl Default for Firewall {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            on_stop: OnStop::FailClosed,
+        }
+    }
+}
+
+/// What happens to the firewall when the agent stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStop {
+    /// The table stays: DNS still goes to the gateway (where nothing answers until the agent
+    /// is back) and the blocks in force stay in force. Pupils are never left unfiltered.
+    FailClosed,
+    /// The table is removed: the network works without filtering until the agent is back.
+    FailOpen,
 }
 
 /// A DHCP server's lease file.

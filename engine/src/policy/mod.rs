@@ -124,6 +124,16 @@ pub struct Group {
     pub report_presence: Option<ScheduleId>,
     /// Who uses the group's devices, for the block page's wording.
     pub audience: Audience,
+    /// Whether the firewall rejects QUIC (UDP 443) from this group; `None`: the default,
+    /// blocked when the group is filtered ([`Policy::blocks_quic`]).
+    pub quic: Option<Quic>,
+}
+
+/// A group's `quic:` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quic {
+    Block,
+    Allow,
 }
 
 /// Who uses a group's devices.
@@ -297,6 +307,11 @@ impl Policy {
         self.schedules.get(id.index())
     }
 
+    /// The group of devices that match no device entry or network, if the policy names one.
+    pub fn default_group(&self) -> Option<GroupId> {
+        self.default_group
+    }
+
     pub fn groups(&self) -> &[Group] {
         &self.groups
     }
@@ -365,6 +380,16 @@ impl Policy {
             .iter()
             .filter_map(|id| self.rule(*id))
             .any(|r| r.action == Action::Block)
+    }
+
+    /// Whether QUIC (UDP 443) is rejected for `group`: as the group says, else when a rule
+    /// blocks anything for it (browsers then fall back to TCP, where the name is seen).
+    pub fn blocks_quic(&self, group: GroupId) -> bool {
+        match self.group(group).and_then(|g| g.quic) {
+            Some(Quic::Block) => true,
+            Some(Quic::Allow) => false,
+            None => self.is_filtered(Some(group)),
+        }
     }
 
     pub fn bypass(&self) -> &Bypass {

@@ -154,6 +154,10 @@ pub(crate) struct RawGroup {
     /// to each in its own words.
     #[serde(default)]
     pub audience: Option<S<String>>,
+    /// QUIC (UDP 443) for this group: `block` or `allow`. Absent: blocked for groups with a
+    /// blocking rule, so their browsers fall back to TCP where the name is visible.
+    #[serde(default)]
+    pub quic: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +232,18 @@ pub(crate) struct RawGateway {
     /// DHCP lease files that name devices and give their MACs.
     #[serde(default)]
     pub dhcp_leases: Vec<S<RawLeases>>,
+    #[serde(default)]
+    pub firewall: Option<S<RawFirewall>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFirewall {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `fail_closed` (the default) or `fail_open`.
+    #[serde(default)]
+    pub on_stop: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,406 @@
+//! The agent's nftables table, built from the policy and what the agent holds (learned
+//! addresses, quarantined devices): pure (policy and state in, `nft -f` text out), so every
+//! rule it writes is tested without a kernel.
+//!
+//! The table is `inet schoolgate` and nothing else is touched. It is loaded in one
+//! transaction that deletes the old table and writes the new one, so no packet ever sees a
+//! half-built table; connections already established stay up because conntrack, not the
+//! table, keeps them, and the table's first filter rule accepts them.
+//!
+//! Layout:
+//! - `dns` (nat, prerouting): DNS from the LAN to any address goes to the agent's resolver.
+//! - `forward` (filter): traffic from the LAN. Quarantined devices first (even their
+//!   established connections: a tunnel already up is cut), then established traffic, then
+//!   DoT/DoQ for everyone, then a jump by group: by MAC, then by address (device entries
+//!   and networks cut into disjoint ranges, most specific first, as the policy decides).
+//! - One chain per group (and `no_group` for LAN devices the policy places nowhere): QUIC
+//!   refused where the group blocks it, then the group's `blocked_` sets: addresses the
+//!   agent learned from DNS answers for names the decision engine blocks for that group now,
+//!   each with a timeout no later than the moment the block ends.
+//!
+//! Names in the table come from the policy's keys, reduced to `[a-z0-9_]`; addresses are
+//! formatted from parsed values. Nothing a device sent is ever written here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use schoolgate_engine::policy::GroupId;
+use schoolgate_engine::{MacAddr, Policy};
+
+use super::ranges::{self, Piece};
+
+/// The one table the agent owns.
+pub const TABLE: &str = "schoolgate";
+/// The family of [`TABLE`]: one table for IPv4 and IPv6.
+pub const FAMILY: &str = "inet";
+/// Most addresses one learned set holds; the oldest are pushed out by their timeouts.
+pub const LEARNED_MAX: usize = 65_536;
+
+/// What the ruleset needs besides the policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Interfaces facing the school's devices.
+    pub lan: Vec<String>,
+    /// Where redirected DNS goes, per family: the resolver's listen address. An unspecified
+    /// address (`0.0.0.0`, `::`) means the receiving interface's own address; none at all,
+    /// port 53 there (where nothing answers if the resolver does not listen: DNS of that
+    /// family fails rather than going round the filter).
+    pub dns_v4: Option<SocketAddr>,
+    pub dns_v6: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// The LAN interfaces, and the first IPv4 and IPv6 addresses the resolver listens on.
+    pub fn new(lan: Vec<String>, dns_listen: &[SocketAddr]) -> Self {
+        Self {
+            lan,
+            dns_v4: dns_listen.iter().copied().find(SocketAddr::is_ipv4),
+            dns_v6: dns_listen.iter().copied().find(SocketAddr::is_ipv6),
+        }
+    }
+}
+
+/// What the agent keeps in memory and puts back into each new table.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Per group (`None`: devices in no group), addresses of names blocked for it now, with
+    /// the seconds each stays.
+    pub blocked: BTreeMap<Option<GroupId>, Vec<(IpAddr, u32)>>,
+    /// Quarantined devices.
+    pub quarantined: Quarantined,
+    /// Addresses of the `quarantine_allow` names, with the seconds each has left.
+    pub quarantine_allow: Vec<(IpAddr, u32)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quarantined {
+    pub ips: Vec<IpAddr>,
+    pub macs: Vec<MacAddr>,
+}
+
+/// The transaction that removes the table (and nothing else).
+pub fn removal() -> String {
+    format!("table {FAMILY} {TABLE} {{}}\ndelete table {FAMILY} {TABLE}\n")
+}
+
+/// Builds the table for `policy` holding `state`.
+pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
+    let names = Names::new(policy);
+    let scopes: Vec<Option<GroupId>> = group_ids(policy).map(Some).chain([None]).collect();
+
+    let mut out = String::new();
+    let o = &mut out;
+    // Create-then-delete makes the transaction valid whether or not the table exists.
+    let _ = writeln!(o, "table {FAMILY} {TABLE} {{}}");
+    let _ = writeln!(o, "delete table {FAMILY} {TABLE}");
+    let _ = writeln!(o, "table {FAMILY} {TABLE} {{");
+    let lan = lan_set(&settings.lan);
+
+    // Group membership.
+    let by_mac: Vec<(String, String)> = policy
+        .devices()
+        .iter()
+        .filter_map(|d| Some((d.mac?.to_string(), names.scope(Some(d.group)).to_owned())))
+        .collect();
+    let device_ips: Vec<(IpAddr, GroupId)> = policy
+        .devices()
+        .iter()
+        .filter_map(|d| Some((d.ip?, d.group)))
+        .collect();
+    let networks: Vec<(ipnet::IpNet, GroupId)> = group_ids(policy)
+        .flat_map(|g| {
+            policy
+                .group(g)
+                .map(|grp| {
+                    grp.networks
+                        .iter()
+                        .map(move |n| (*n, g))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let (v4, v6) = ranges::by_address(&device_ips, &networks);
+    let verdicts = |pieces: &[Piece<GroupId>], text: fn(ranges::Span) -> String| -> Vec<String> {
+        pieces
+            .iter()
+            .map(|p| format!("{} : goto {}", text(p.span), names.scope(Some(p.value))))
+            .collect()
+    };
+    map(
+        o,
+        "group_mac",
+        "ether_addr",
+        false,
+        &by_mac
+            .iter()
+            .map(|(m, g)| format!("{m} : goto {g}"))
+            .collect::<Vec<_>>(),
+    );
+    map(
+        o,
+        "group_v4",
+        "ipv4_addr",
+        true,
+        &verdicts(&v4, ranges::v4_text),
+    );
+    map(
+        o,
+        "group_v6",
+        "ipv6_addr",
+        true,
+        &verdicts(&v6, ranges::v6_text),
+    );
+
+    // Quarantine.
+    let mut q4: Vec<String> = Vec::new();
+    let mut q6: Vec<String> = Vec::new();
+    for ip in sorted(&state.quarantined.ips) {
+        if ip.is_ipv4() {
+            q4.push(ip.to_string())
+        } else {
+            q6.push(ip.to_string())
+        }
+    }
+    let qm: Vec<String> = sorted(&state.quarantined.macs)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    set(o, "quarantine_mac", "ether_addr", "", &qm);
+    set(o, "quarantine_v4", "ipv4_addr", "", &q4);
+    set(o, "quarantine_v6", "ipv6_addr", "", &q6);
+    let (a4, a6) = timed(&state.quarantine_allow);
+    set(
+        o,
+        "quarantine_allow_v4",
+        "ipv4_addr",
+        "flags timeout; ",
+        &a4,
+    );
+    set(
+        o,
+        "quarantine_allow_v6",
+        "ipv6_addr",
+        "flags timeout; ",
+        &a6,
+    );
+
+    // Addresses blocked per group.
+    for &group in &scopes {
+        let chain = names.scope(group);
+        let list = state
+            .blocked
+            .get(&group)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let (b4, b6) = timed(list);
+        let flags = format!("flags timeout; size {LEARNED_MAX}; ");
+        set(o, &format!("blocked_{chain}_v4"), "ipv4_addr", &flags, &b4);
+        set(o, &format!("blocked_{chain}_v6"), "ipv6_addr", &flags, &b6);
+    }
+
+    // DNS: every query from the LAN goes to the agent's resolver.
+    let _ = writeln!(o, "\tchain dns {{");
+    let _ = writeln!(
+        o,
+        "\t\ttype nat hook prerouting priority dstnat; policy accept;"
+    );
+    for proto in ["udp", "tcp"] {
+        for (family, to) in [("ipv4", settings.dns_v4), ("ipv6", settings.dns_v6)] {
+            let target = match to {
+                Some(a) if !a.ip().is_unspecified() => {
+                    let nat = if a.is_ipv4() { "ip" } else { "ip6" };
+                    format!("dnat {nat} to {a}")
+                }
+                Some(a) => format!("redirect to :{}", a.port()),
+                None => "redirect to :53".to_owned(),
+            };
+            let _ = writeln!(
+                o,
+                "\t\tiifname {lan} meta nfproto {family} {proto} dport 53 counter {target} comment \"dns_redirect\""
+            );
+        }
+    }
+    let _ = writeln!(o, "\t}}");
+
+    // Forwarded traffic from the LAN.
+    let _ = writeln!(o, "\tchain forward {{");
+    let _ = writeln!(
+        o,
+        "\t\ttype filter hook forward priority filter; policy accept;"
+    );
+    let _ = writeln!(o, "\t\tiifname != {lan} accept");
+    let _ = writeln!(
+        o,
+        "\t\tether saddr @quarantine_mac counter goto quarantined comment \"quarantine\""
+    );
+    let _ = writeln!(
+        o,
+        "\t\tip saddr @quarantine_v4 counter goto quarantined comment \"quarantine\""
+    );
+    let _ = writeln!(
+        o,
+        "\t\tip6 saddr @quarantine_v6 counter goto quarantined comment \"quarantine\""
+    );
+    let _ = writeln!(o, "\t\tct state established,related accept");
+    let _ = writeln!(
+        o,
+        "\t\ttcp dport 853 counter reject with tcp reset comment \"dns_over_tls\""
+    );
+    let _ = writeln!(
+        o,
+        "\t\tudp dport 853 counter reject with icmpx admin-prohibited comment \"dns_over_quic\""
+    );
+    let _ = writeln!(o, "\t\tether saddr vmap @group_mac");
+    let _ = writeln!(o, "\t\tmeta nfproto ipv4 ip saddr vmap @group_v4");
+    let _ = writeln!(o, "\t\tmeta nfproto ipv6 ip6 saddr vmap @group_v6");
+    match policy.default_group() {
+        Some(g) => {
+            let _ = writeln!(o, "\t\tgoto {}", names.scope(Some(g)));
+        }
+        None => {
+            let _ = writeln!(o, "\t\tgoto no_group");
+        }
+    }
+    let _ = writeln!(o, "\t}}");
+
+    let _ = writeln!(o, "\tchain quarantined {{");
+    let _ = writeln!(o, "\t\tip daddr @quarantine_allow_v4 accept");
+    let _ = writeln!(o, "\t\tip6 daddr @quarantine_allow_v6 accept");
+    let _ = writeln!(o, "\t\tgoto refuse");
+    let _ = writeln!(o, "\t}}");
+
+    let _ = writeln!(o, "\tchain refuse {{");
+    let _ = writeln!(o, "\t\tmeta l4proto tcp reject with tcp reset");
+    let _ = writeln!(o, "\t\treject with icmpx admin-prohibited");
+    let _ = writeln!(o, "\t}}");
+
+    for &group in &scopes {
+        let chain = names.scope(group);
+        let _ = writeln!(o, "\tchain {chain} {{");
+        if group.is_some_and(|g| policy.blocks_quic(g)) {
+            let _ = writeln!(
+                o,
+                "\t\tudp dport 443 counter reject with icmpx admin-prohibited comment \"quic\""
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\t\tip daddr @blocked_{chain}_v4 counter goto refuse comment \"blocked_address\""
+        );
+        let _ = writeln!(
+            o,
+            "\t\tip6 daddr @blocked_{chain}_v6 counter goto refuse comment \"blocked_address\""
+        );
+        let _ = writeln!(o, "\t}}");
+    }
+    let _ = writeln!(o, "}}");
+    out
+}
+
+/// Every group's id, in policy order.
+fn group_ids(policy: &Policy) -> impl Iterator<Item = GroupId> + '_ {
+    (0..policy.groups().len()).filter_map(|i| u32::try_from(i).ok().map(GroupId))
+}
+
+/// Addresses with seconds left, split by family, as timed set elements.
+fn timed(list: &[(IpAddr, u32)]) -> (Vec<String>, Vec<String>) {
+    let mut sorted: Vec<&(IpAddr, u32)> = list.iter().filter(|(_, s)| *s > 0).collect();
+    sorted.sort();
+    sorted.dedup_by_key(|(ip, _)| *ip);
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for (ip, secs) in sorted {
+        let e = format!("{ip} timeout {secs}s");
+        if ip.is_ipv4() { v4.push(e) } else { v6.push(e) }
+    }
+    (v4, v6)
+}
+
+fn sorted<T: Ord + Clone>(list: &[T]) -> Vec<T> {
+    let mut v = list.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn set(o: &mut String, name: &str, kind: &str, flags: &str, elements: &[String]) {
+    let _ = write!(o, "\tset {name} {{ type {kind}; {flags}");
+    if !elements.is_empty() {
+        let _ = write!(o, "elements = {{ {} }}; ", elements.join(", "));
+    }
+    let _ = writeln!(o, "}}");
+}
+
+fn map(o: &mut String, name: &str, kind: &str, interval: bool, elements: &[String]) {
+    let flags = if interval { "flags interval; " } else { "" };
+    let _ = write!(o, "\tmap {name} {{ type {kind} : verdict; {flags}");
+    if !elements.is_empty() {
+        let _ = write!(o, "elements = {{ {} }}; ", elements.join(", "));
+    }
+    let _ = writeln!(o, "}}");
+}
+
+/// `{ "lan0", "lan1" }`: interface names are checked when the policy is read.
+fn lan_set(lan: &[String]) -> String {
+    let quoted: Vec<String> = lan.iter().map(|i| format!("\"{}\"", safe(i))).collect();
+    format!("{{ {} }}", quoted.join(", "))
+}
+
+/// Keeps the characters an nftables quoted string may hold safely.
+fn safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect()
+}
+
+/// Chain and set names for groups: `group_` and the policy's key reduced to `[a-z0-9_]`,
+/// numbered where two would meet.
+struct Names {
+    groups: Vec<String>,
+}
+
+impl Names {
+    fn new(policy: &Policy) -> Self {
+        let mut taken = std::collections::BTreeSet::new();
+        let groups = policy
+            .groups()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let base = format!("group_{}", ident(&g.name));
+                if taken.insert(base.clone()) {
+                    base
+                } else {
+                    let n = format!("group_{i}");
+                    taken.insert(n.clone());
+                    n
+                }
+            })
+            .collect();
+        Self { groups }
+    }
+
+    /// The chain of a group, or `no_group`.
+    fn scope(&self, g: Option<GroupId>) -> &str {
+        g.and_then(|g| self.groups.get(g.0 as usize))
+            .map_or("no_group", String::as_str)
+    }
+}
+
+/// `Social Networking!` → `social_networking`; at most 40 characters.
+fn ident(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    out.truncate(40);
+    out.trim_matches('_').to_owned()
+}

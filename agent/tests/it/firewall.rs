@@ -1,0 +1,253 @@
+//! The firewall's table, built from policies without a kernel: a snapshot for the shipped
+//! policy, group placement, QUIC per group, learned and quarantine sets; and, where `nft`
+//! and network namespaces are at hand, the kernel's own check of the text in a namespace
+//! of its own.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use schoolgate_agent::firewall::ruleset::{self, Quarantined, Settings, State};
+use schoolgate_engine::Policy;
+use schoolgate_engine::policy::GroupId;
+
+use super::repo;
+
+fn shipped() -> Policy {
+    let path = repo().join("policy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    Policy::from_yaml(&text, &path, &|p: &Path| std::fs::read_to_string(p)).unwrap()
+}
+
+fn small(yaml_groups: &str) -> Policy {
+    let text = format!(
+        "version: 1
+school: {{ name: T, timezone: Europe/London }}
+categories: {{ social: {{ domains: [facebook.com] }} }}
+groups:
+{yaml_groups}
+rules:
+  - {{ name: No social, groups: [pupils], block: [social] }}
+"
+    );
+    Policy::from_yaml(&text, Path::new("t.yaml"), &|_: &Path| {
+        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+    })
+    .unwrap()
+}
+
+fn settings() -> Settings {
+    Settings::new(
+        vec!["lan0".to_owned()],
+        &[
+            "10.0.0.1:53".parse().unwrap(),
+            "[fd00::1]:53".parse().unwrap(),
+        ],
+    )
+}
+
+fn group(p: &Policy, name: &str) -> GroupId {
+    GroupId(p.groups().iter().position(|g| g.name == name).unwrap() as u32)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Compares with the snapshot file; `SNAPSHOTS=update` rewrites it.
+fn snapshot(name: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var("SNAPSHOTS").as_deref() == Ok("update") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (SNAPSHOTS=update writes it)", path.display()));
+    assert!(
+        want == text,
+        "{} differs from the built table (SNAPSHOTS=update rewrites it):\n{text}",
+        path.display()
+    );
+}
+
+#[test]
+fn the_shipped_policy_makes_this_table() {
+    let p = shipped();
+    let mut state = State::default();
+    state.blocked.insert(
+        Some(group(&p, "pupils")),
+        vec![(ip("198.51.100.20"), 300), (ip("2001:db8:100::20"), 60)],
+    );
+    state.quarantined = Quarantined {
+        ips: vec![ip("10.10.3.9")],
+        macs: vec!["52:54:00:aa:bb:cd".parse().unwrap()],
+    };
+    state.quarantine_allow = vec![(ip("198.51.100.40"), 3600)];
+    let text = ruleset::build(&p, &settings(), &state);
+    snapshot("shipped-policy.nft", &text);
+    kernel_accepts(&text);
+}
+
+#[test]
+fn devices_go_to_their_group_before_networks_and_nested_networks_win() {
+    let p = small(
+        "  pupils:
+    networks: [10.10.0.0/16]
+  staff:
+    networks: [10.10.5.0/24]
+    devices: [{ mac: \"52:54:00:00:00:01\", name: Head }, { ip: 10.10.9.9, name: Desk }]
+  default: {}
+",
+    );
+    let text = ruleset::build(&p, &settings(), &State::default());
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(start))
+            .unwrap_or_else(|| panic!("no `{start}` in\n{text}"))
+            .to_owned()
+    };
+    assert!(line("map group_mac").contains("52:54:00:00:00:01 : goto group_staff"));
+    let v4 = line("map group_v4");
+    for want in [
+        "10.10.0.0-10.10.4.255 : goto group_pupils",
+        "10.10.5.0/24 : goto group_staff",
+        "10.10.6.0-10.10.9.8 : goto group_pupils",
+        "10.10.9.9 : goto group_staff",
+        "10.10.9.10-10.10.255.255 : goto group_pupils",
+    ] {
+        assert!(v4.contains(want), "{want} not in {v4}");
+    }
+    // Devices the policy places nowhere else fall to the default group.
+    let forward: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("chain forward"))
+        .take_while(|l| l.trim() != "}")
+        .collect();
+    assert_eq!(forward.last().unwrap().trim(), "goto group_default");
+}
+
+#[test]
+fn quic_is_refused_for_filtered_groups_unless_they_allow_it() {
+    let p = small(
+        "  pupils: { networks: [10.10.0.0/16] }
+  filtered_but_allowed: { networks: [10.12.0.0/16], quic: allow }
+  staff: { networks: [10.20.0.0/16] }
+  lab: { networks: [10.30.0.0/16], quic: block }
+",
+    );
+    let text = ruleset::build(&p, &settings(), &State::default());
+    let chain = |name: &str| -> String {
+        text.lines()
+            .skip_while(|l| l.trim() != format!("chain {name} {{"))
+            .take_while(|l| l.trim() != "}")
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let quic = "udp dport 443 counter reject";
+    assert!(chain("group_pupils").contains(quic), "pupils are filtered");
+    assert!(!chain("group_filtered_but_allowed").contains(quic));
+    assert!(
+        !chain("group_staff").contains(quic),
+        "no rule filters staff"
+    );
+    assert!(chain("group_lab").contains(quic), "asked for");
+    // DoT and DoQ are refused for every device on the LAN.
+    assert!(chain("forward").contains("tcp dport 853 counter reject with tcp reset"));
+    assert!(chain("forward").contains("udp dport 853 counter reject"));
+}
+
+#[test]
+fn learned_and_quarantine_sets_carry_their_timeouts() {
+    let p = small("  pupils: { networks: [10.10.0.0/16] }\n");
+    let pupils = group(&p, "pupils");
+    let mut blocked = BTreeMap::new();
+    blocked.insert(
+        Some(pupils),
+        vec![
+            (ip("198.51.100.21"), 30),
+            (ip("198.51.100.20"), 300),
+            // Already expired: left out.
+            (ip("198.51.100.22"), 0),
+        ],
+    );
+    let state = State {
+        blocked,
+        quarantined: Quarantined {
+            ips: vec![ip("10.10.0.7"), ip("fd00:10::7")],
+            macs: vec![],
+        },
+        quarantine_allow: vec![],
+    };
+    let text = ruleset::build(&p, &settings(), &state);
+    assert!(text.contains(
+        "set blocked_group_pupils_v4 { type ipv4_addr; flags timeout; size 65536; elements = { 198.51.100.20 timeout 300s, 198.51.100.21 timeout 30s }; }"
+    ));
+    assert!(!text.contains("198.51.100.22"));
+    assert!(text.contains("set quarantine_v4 { type ipv4_addr; elements = { 10.10.0.7 }; }"));
+    assert!(text.contains("set quarantine_v6 { type ipv6_addr; elements = { fd00:10::7 }; }"));
+    // Quarantine is checked before established connections are let through.
+    let q = text.find("ip saddr @quarantine_v4").unwrap();
+    let est = text.find("ct state established,related accept").unwrap();
+    assert!(q < est);
+}
+
+#[test]
+fn dns_goes_to_the_resolver_whatever_address_was_asked() {
+    let p = small("  pupils: { networks: [10.10.0.0/16] }\n");
+    let text = ruleset::build(&p, &settings(), &State::default());
+    for want in [
+        "iifname { \"lan0\" } meta nfproto ipv4 udp dport 53 counter dnat ip to 10.0.0.1:53",
+        "iifname { \"lan0\" } meta nfproto ipv4 tcp dport 53 counter dnat ip to 10.0.0.1:53",
+        "iifname { \"lan0\" } meta nfproto ipv6 udp dport 53 counter dnat ip6 to [fd00::1]:53",
+    ] {
+        assert!(text.contains(want), "{want}");
+    }
+    // Listening on every address: the interface's own; no IPv6 listener: port 53 anyway.
+    let any = Settings::new(vec!["lan0".into()], &["0.0.0.0:5353".parse().unwrap()]);
+    let text = ruleset::build(&p, &any, &State::default());
+    assert!(text.contains("meta nfproto ipv4 udp dport 53 counter redirect to :5353"));
+    assert!(text.contains("meta nfproto ipv6 udp dport 53 counter redirect to :53"));
+}
+
+#[test]
+fn removal_touches_only_the_agents_table() {
+    assert_eq!(
+        ruleset::removal(),
+        "table inet schoolgate {}\ndelete table inet schoolgate\n"
+    );
+}
+
+/// Lets the kernel check `text` (`nft -c`) inside a network namespace of its own, so nothing
+/// on this machine changes. Skipped, saying why, where that cannot be done.
+#[allow(clippy::print_stderr, reason = "a skipped check says why")]
+fn kernel_accepts(text: &str) {
+    let ok = Command::new("unshare")
+        .args(["--net", "nft", "-c", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        });
+    match ok {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("Operation not permitted") && std::env::var_os("CI").is_none() {
+                eprintln!("skipped the kernel check (not root): {err}");
+            } else {
+                panic!("nft refused the table:\n{err}\n{text}");
+            }
+        }
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped the kernel check (no unshare/nft): {e}");
+        }
+        Err(e) => panic!("CI must run the kernel check: {e}"),
+    }
+}
