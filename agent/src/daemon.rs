@@ -15,7 +15,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use schoolgate_engine::Policy;
 use schoolgate_engine::policy::gateway::{
-    BlockResponse, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences, LeaseFile,
+    BlockResponse, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences, LeaseFile, OnStop,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -29,6 +29,8 @@ use crate::dns::upstream::{Upstream, UpstreamError};
 use crate::events::aggregate::Aggregator;
 use crate::events::sink::{FILE_NAME, JsonLines, write_all};
 use crate::events::{Event, Events, Kind, Severity, bounded};
+use crate::firewall::nft::{Nft, NftError};
+use crate::firewall::{self, Firewall};
 use crate::metrics::Metrics;
 use crate::reload::{LivePolicy, Outcome};
 use crate::shared::Shared;
@@ -46,6 +48,8 @@ pub struct Overrides {
     pub upstreams: Vec<SocketAddr>,
     pub state_dir: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
+    /// Leave the firewall alone (`--no-firewall`).
+    pub no_firewall: bool,
 }
 
 /// The daemon's settings once policy and flags are combined.
@@ -62,6 +66,16 @@ pub struct Config {
     pub lease_files: Vec<LeaseFile>,
     /// Read the kernel's neighbour table for clients' MACs.
     pub neighbours: bool,
+    /// The firewall table to own, if any.
+    pub firewall: Option<FirewallConfig>,
+}
+
+/// What the firewall needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct FirewallConfig {
+    pub settings: firewall::ruleset::Settings,
+    pub on_stop: OnStop,
+    pub nft: Nft,
 }
 
 /// Why the daemon cannot start or stopped early.
@@ -86,6 +100,12 @@ pub enum DaemonError {
     },
     #[error("cannot watch files: {0}")]
     Watch(#[from] notify::Error),
+    #[error(
+        "the firewall is on but `gateway.lan_interfaces` is empty: name the school-facing interfaces, or run with --no-firewall"
+    )]
+    FirewallWithoutLan,
+    #[error("cannot load the firewall table: {0}")]
+    Firewall(#[from] NftError),
 }
 
 /// What the daemon is told while it runs.
@@ -140,7 +160,24 @@ impl Config {
             .clone()
             .or_else(|| gateway.map(|g| g.state_dir.clone()))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let firewall = match gateway {
+            Some(g) if g.firewall.enabled && !overrides.no_firewall => {
+                if g.lan_interfaces.is_empty() {
+                    return Err(DaemonError::FirewallWithoutLan);
+                }
+                Some(FirewallConfig {
+                    settings: firewall::ruleset::Settings::new(
+                        g.lan_interfaces.clone(),
+                        &dns_listen,
+                    ),
+                    on_stop: g.firewall.on_stop,
+                    nft: Nft::default(),
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
+            firewall,
             dns_listen,
             upstreams,
             resolver,
@@ -175,6 +212,13 @@ fn record_reload(shared: &Shared, outcome: &Outcome) {
             event.evidence = Some(bounded(&e.to_string().replace('\n', "; ")));
             shared.events.emit(event);
         }
+    }
+}
+
+/// Loads the firewall table for a new policy; on failure the old table stays in force.
+fn apply_firewall(fw: &Firewall, policy: &Policy) {
+    if let Err(e) = fw.apply(policy) {
+        warn!(error = %e, "cannot load the firewall table for the new policy; the previous one stays");
     }
 }
 
@@ -232,8 +276,27 @@ pub async fn run(
             move || d2.read_leases(),
         )?)
     };
+    let firewall = match &config.firewall {
+        Some(f) => {
+            let fw = Firewall::start(
+                f.nft.clone(),
+                f.settings.clone(),
+                f.on_stop,
+                &live.current(),
+            )?;
+            Some(Arc::new(fw))
+        }
+        None => None,
+    };
     let watcher = Arc::clone(&shared);
-    let _policy_watch = live.watch(DEBOUNCE, move |o| record_reload(&watcher, o))?;
+    let watched_fw = firewall.clone();
+    let watched_live = Arc::clone(&live);
+    let _policy_watch = live.watch(DEBOUNCE, move |o| {
+        record_reload(&watcher, o);
+        if let (Outcome::Applied(_), Some(fw)) = (o, &watched_fw) {
+            apply_firewall(fw, &watched_live.current());
+        }
+    })?;
 
     let upstream = Upstream::new(&config.upstreams)?;
     let resolver = Arc::new(Resolver::new(
@@ -308,6 +371,9 @@ pub async fn run(
                 info!("reloading the policy");
                 let outcome = live.reload();
                 record_reload(&shared, &outcome);
+                if let (Outcome::Applied(_), Some(fw)) = (&outcome, &firewall) {
+                    apply_firewall(fw, &live.current());
+                }
             }
             Control::Stop => break,
         }
@@ -318,6 +384,11 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     tasks.shutdown().await;
+    if let Some(fw) = &firewall
+        && let Err(e) = fw.stop()
+    {
+        warn!(error = %e, "firewall stop");
+    }
     events.flush();
     events.emit(Event::new(
         Kind::AgentStopped,

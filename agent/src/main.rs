@@ -67,6 +67,7 @@ fn run(args: &RunArgs) -> ExitCode {
         upstreams: args.upstreams.clone(),
         state_dir: args.state_dir.clone(),
         metrics_listen: args.metrics_listen,
+        no_firewall: args.no_firewall,
     };
     let config = match Config::new(&live.current(), &overrides) {
         Ok(c) => c,

@@ -1,0 +1,238 @@
+//! The agent's firewall on a gateway built from network namespaces: DNS to any resolver is
+//! answered by the agent, DoT is refused for everyone, QUIC (UDP 443) for filtered groups
+//! only; `fail_closed` leaves the table when the agent stops, a restart picks it up, and
+//! `fail_open` removes it; another table on the gateway is never touched.
+//!
+//! A QUIC server is played by the fake resolver listening on UDP 443 (the firewall's rule is
+//! on the port), and a DoT server by a fake web server on TCP 853.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use schoolgate_tests::lab::{
+    self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, STAFF, WEB, eventually,
+};
+use schoolgate_tests::require_lab;
+
+/// Pupils are filtered (so QUIC is refused for them); staff are not filtered at all here.
+fn policy(lab: &Lab, on_stop: &str) -> String {
+    format!(
+        r#"version: 1
+school: {{ name: Lab Primary School, timezone: UTC }}
+categories:
+  social_networking: {{ domains: [instagram.com] }}
+groups:
+  pupils: {{ networks: [10.77.0.0/28, "2001:db8:77::100/120"] }}
+  staff: {{ networks: [10.77.0.16/28, "2001:db8:77::200/120"] }}
+rules:
+  - {{ name: Pupils off social, groups: [pupils], block: [social_networking] }}
+gateway:
+  lan_interfaces: [lan0]
+  dns:
+    listen: ["{GATEWAY}:53", "[{GATEWAY6}]:53"]
+    upstreams: ["{RESOLVER}"]
+    block_response: sinkhole
+  block_page: {{ listen: "{GATEWAY}:80" }}
+  state_dir: {state}
+  firewall: {{ on_stop: {on_stop} }}
+"#,
+        state = lab.path("state").display(),
+    )
+}
+
+/// A table of the school's own on the gateway, which the agent must leave alone. No
+/// counters, so its listing does not change with traffic.
+const OTHER_TABLE: &str = "table inet school_admin {
+    set denied { type ipv4_addr; elements = { 192.0.2.66 }; }
+    chain forward { type filter hook forward priority 10; policy accept; ip daddr @denied drop; }
+}
+";
+
+fn ruleset(lab: &Lab) -> String {
+    let out = lab.exec("gw", &["nft", "list", "ruleset"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn has_our_table(lab: &Lab) -> bool {
+    lab.exec("gw", &["nft", "list", "table", "inet", "schoolgate"])
+        .status
+        .success()
+}
+
+/// `curl` exit code for a plain TCP connection attempt from `host` (0: connected and got a
+/// reply; 7: refused).
+fn curl(lab: &Lab, host: &str, url: &str) -> Option<i32> {
+    lab.exec(
+        host,
+        &["curl", "-s", "-o", "/dev/null", "--max-time", "3", url],
+    )
+    .status
+    .code()
+}
+
+fn start_agent(lab: &mut Lab, label: &str) {
+    let agent = lab::workspace_bin("schoolgate-agent");
+    let policy = lab.path("policy.yaml");
+    lab.spawn(
+        "gw",
+        label,
+        &[
+            agent.to_str().unwrap(),
+            "run",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--no-capture",
+        ],
+    );
+}
+
+#[test]
+fn gateway_firewall_end_to_end() {
+    require_lab!();
+    let mut lab = Lab::up();
+    let peer = env!("CARGO_BIN_EXE_lab-peer");
+    lab.spawn(
+        "inet",
+        "resolver",
+        &[peer, "dns", "198.51.100.53:53", "198.51.100.10:443"],
+    );
+    lab.spawn(
+        "inet",
+        "web",
+        &[peer, "http", "198.51.100.10:80", "198.51.100.53:853"],
+    );
+    let load = lab.exec(
+        "gw",
+        &["sh", "-c", &format!("echo '{OTHER_TABLE}' | nft -f -")],
+    );
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let before = ruleset(&lab);
+    // Without the agent, the outside resolver answers for itself, and DoT and "QUIC" pass.
+    assert_eq!(
+        lab.dig(PUPIL.name, RESOLVER, "www.instagram.com", "A", &[])
+            .first("A"),
+        Some(WEB)
+    );
+    assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.53:853/"), Some(0));
+    assert_eq!(
+        lab.dig(PUPIL.name, WEB, "x.lab", "A", &["-p", "443"])
+            .first("A"),
+        Some(WEB)
+    );
+
+    std::fs::write(lab.path("policy.yaml"), policy(&lab, "fail_closed")).unwrap();
+    start_agent(&mut lab, "agent");
+    assert!(
+        eventually(15, || has_our_table(&lab)
+            && lab
+                .dig(PUPIL.name, GATEWAY, "www.bbc.co.uk", "A", &[])
+                .first("A")
+                == Some(WEB)),
+        "the agent never came up: {}",
+        lab.log("agent")
+    );
+
+    // DNS sent to any resolver is answered by the agent: blocked for the pupil, with the
+    // rule named; the same for a resolver address that does not exist at all; and over TCP
+    // and IPv6.
+    let d = lab.dig(PUPIL.name, RESOLVER, "www.instagram.com", "A", &[]);
+    assert_eq!(d.first("A"), Some(GATEWAY), "{}", d.raw);
+    assert!(
+        d.ede
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Pupils off social")
+    );
+    let d = lab.dig(PUPIL.name, "192.0.2.200", "www.instagram.com", "A", &[]);
+    assert_eq!(d.first("A"), Some(GATEWAY), "{}", d.raw);
+    let d = lab.dig(PUPIL.name, RESOLVER, "www.instagram.com", "A", &["+tcp"]);
+    assert_eq!(d.first("A"), Some(GATEWAY), "{}", d.raw);
+    let d = lab.dig(
+        PUPIL.name,
+        "2001:db8:100::53",
+        "www.instagram.com",
+        "A",
+        &[],
+    );
+    assert_eq!(d.first("A"), Some(GATEWAY), "{}", d.raw);
+    // Staff asking an outside resolver get the agent's (allowed) answer.
+    assert_eq!(
+        lab.dig(STAFF.name, RESOLVER, "www.instagram.com", "A", &[])
+            .first("A"),
+        Some(WEB)
+    );
+
+    // DoT is refused for everyone; QUIC for the filtered pupils only.
+    assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.53:853/"), Some(7));
+    assert_eq!(curl(&lab, STAFF.name, "http://198.51.100.53:853/"), Some(7));
+    let quic = |host: &str| lab.dig(host, WEB, "x.lab", "A", &["-p", "443"]);
+    assert_eq!(quic(PUPIL.name).first("A"), None, "QUIC passed for a pupil");
+    assert_eq!(quic(STAFF.name).first("A"), Some(WEB));
+    // Plain web traffic still flows.
+    assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.10/"), Some(0));
+
+    // fail_closed: stopped, the table stays, and DNS still cannot go round the gateway.
+    lab.signal("agent", "TERM");
+    assert_eq!(
+        lab.wait("agent", Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        lab.log("agent")
+    );
+    assert!(has_our_table(&lab), "fail_closed removed the table");
+    let d = lab.dig(PUPIL.name, RESOLVER, "www.instagram.com", "A", &[]);
+    assert_ne!(
+        d.first("A"),
+        Some(WEB),
+        "DNS went round the stopped agent: {}",
+        d.raw
+    );
+    assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.53:853/"), Some(7));
+
+    // A restart picks the table up; fail_open removes it on stop, leaving the gateway's
+    // ruleset exactly as it was before the agent first ran.
+    std::fs::write(lab.path("policy.yaml"), policy(&lab, "fail_open")).unwrap();
+    start_agent(&mut lab, "agent2");
+    assert!(
+        eventually(15, || lab
+            .dig(PUPIL.name, RESOLVER, "www.instagram.com", "A", &[])
+            .first("A")
+            == Some(GATEWAY)),
+        "the agent did not come back: {}",
+        lab.log("agent2")
+    );
+    assert!(lab.log("agent2").contains("picked up the firewall table"));
+    lab.signal("agent2", "TERM");
+    assert_eq!(
+        lab.wait("agent2", Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        lab.log("agent2")
+    );
+    assert!(!has_our_table(&lab), "fail_open left the table");
+    assert_eq!(
+        ruleset(&lab),
+        before,
+        "the agent changed something outside its table"
+    );
+    assert_eq!(
+        lab.dig(PUPIL.name, RESOLVER, "www.instagram.com", "A", &[])
+            .first("A"),
+        Some(WEB),
+        "fail_open: the network works unfiltered"
+    );
+}
