@@ -225,75 +225,66 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     let _ = writeln!(o, "\t}}");
 
     // Forwarded traffic from the LAN.
-    let _ = writeln!(o, "\tchain forward {{");
-    let _ = writeln!(
-        o,
-        "\t\ttype filter hook forward priority filter; policy accept;"
-    );
-    let _ = writeln!(o, "\t\tiifname != {lan} accept");
-    let _ = writeln!(
-        o,
-        "\t\tether saddr @quarantine_mac counter goto quarantined comment \"quarantine\""
-    );
-    let _ = writeln!(
-        o,
-        "\t\tip saddr @quarantine_v4 counter goto quarantined comment \"quarantine\""
-    );
-    let _ = writeln!(
-        o,
-        "\t\tip6 saddr @quarantine_v6 counter goto quarantined comment \"quarantine\""
-    );
-    let _ = writeln!(o, "\t\tct state established,related accept");
-    let _ = writeln!(
-        o,
-        "\t\ttcp dport 853 counter reject with tcp reset comment \"dns_over_tls\""
-    );
-    let _ = writeln!(
-        o,
-        "\t\tudp dport 853 counter reject with icmpx admin-prohibited comment \"dns_over_quic\""
-    );
-    let _ = writeln!(o, "\t\tether saddr vmap @group_mac");
-    let _ = writeln!(o, "\t\tmeta nfproto ipv4 ip saddr vmap @group_v4");
-    let _ = writeln!(o, "\t\tmeta nfproto ipv6 ip6 saddr vmap @group_v6");
-    match policy.default_group() {
-        Some(g) => {
-            let _ = writeln!(o, "\t\tgoto {}", names.scope(Some(g)));
-        }
-        None => {
-            let _ = writeln!(o, "\t\tgoto no_group");
-        }
+    let mut forward = vec![
+        "type filter hook forward priority filter; policy accept;".to_owned(),
+        format!("iifname != {lan} accept"),
+    ];
+    for (what, set) in [
+        ("ether", "quarantine_mac"),
+        ("ip", "quarantine_v4"),
+        ("ip6", "quarantine_v6"),
+    ] {
+        forward.push(format!(
+            "{what} saddr @{set} counter goto quarantined comment \"quarantine\""
+        ));
     }
-    let _ = writeln!(o, "\t}}");
-
-    let _ = writeln!(o, "\tchain quarantined {{");
-    let _ = writeln!(o, "\t\tip daddr @quarantine_allow_v4 accept");
-    let _ = writeln!(o, "\t\tip6 daddr @quarantine_allow_v6 accept");
-    let _ = writeln!(o, "\t\tgoto refuse");
-    let _ = writeln!(o, "\t}}");
-
-    let _ = writeln!(o, "\tchain refuse {{");
-    let _ = writeln!(o, "\t\tmeta l4proto tcp reject with tcp reset");
-    let _ = writeln!(o, "\t\treject with icmpx admin-prohibited");
-    let _ = writeln!(o, "\t}}");
-
+    forward.extend(
+        [
+            "ct state established,related accept",
+            "tcp dport 853 counter reject with tcp reset comment \"dns_over_tls\"",
+            "udp dport 853 counter reject with icmpx admin-prohibited comment \"dns_over_quic\"",
+            "ether saddr vmap @group_mac",
+            "meta nfproto ipv4 ip saddr vmap @group_v4",
+            "meta nfproto ipv6 ip6 saddr vmap @group_v6",
+        ]
+        .map(str::to_owned),
+    );
+    forward.push(format!("goto {}", names.scope(policy.default_group())));
+    chain(o, "forward", &forward);
+    chain(
+        o,
+        "quarantined",
+        &[
+            "ip daddr @quarantine_allow_v4 accept",
+            "ip6 daddr @quarantine_allow_v6 accept",
+            "goto refuse",
+        ]
+        .map(str::to_owned),
+    );
+    chain(
+        o,
+        "refuse",
+        &[
+            "meta l4proto tcp reject with tcp reset",
+            "reject with icmpx admin-prohibited",
+        ]
+        .map(str::to_owned),
+    );
     for &group in &scopes {
-        let chain = names.scope(group);
-        let _ = writeln!(o, "\tchain {chain} {{");
+        let name = names.scope(group);
+        let mut lines = Vec::new();
         if group.is_some_and(|g| policy.blocks_quic(g)) {
-            let _ = writeln!(
-                o,
-                "\t\tudp dport 443 counter reject with icmpx admin-prohibited comment \"quic\""
+            lines.push(
+                "udp dport 443 counter reject with icmpx admin-prohibited comment \"quic\""
+                    .to_owned(),
             );
         }
-        let _ = writeln!(
-            o,
-            "\t\tip daddr @blocked_{chain}_v4 counter goto refuse comment \"blocked_address\""
-        );
-        let _ = writeln!(
-            o,
-            "\t\tip6 daddr @blocked_{chain}_v6 counter goto refuse comment \"blocked_address\""
-        );
-        let _ = writeln!(o, "\t}}");
+        for (ip, family) in [("ip", "v4"), ("ip6", "v6")] {
+            lines.push(format!(
+                "{ip} daddr @blocked_{name}_{family} counter goto refuse comment \"blocked_address\""
+            ));
+        }
+        chain(o, name, &lines);
     }
     let _ = writeln!(o, "}}");
     out
@@ -323,6 +314,14 @@ fn sorted<T: Ord + Clone>(list: &[T]) -> Vec<T> {
     v.sort();
     v.dedup();
     v
+}
+
+fn chain(o: &mut String, name: &str, lines: &[String]) {
+    let _ = writeln!(o, "\tchain {name} {{");
+    for l in lines {
+        let _ = writeln!(o, "\t\t{l}");
+    }
+    let _ = writeln!(o, "\t}}");
 }
 
 fn set(o: &mut String, name: &str, kind: &str, flags: &str, elements: &[String]) {
