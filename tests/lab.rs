@@ -334,6 +334,19 @@ impl Lab {
         None
     }
 
+    /// Stops the process started as `label` with SIGTERM and asserts it exits 0 within 10 s
+    /// (its log in the message if not).
+    pub fn stop_cleanly(&mut self, label: &str) {
+        self.signal(label, "TERM");
+        let code = self.wait(label, Duration::from_secs(10));
+        assert_eq!(
+            code,
+            Some(0),
+            "{label} did not stop cleanly: {}",
+            self.log(label)
+        );
+    }
+
     /// The log of the process started as `label`.
     pub fn log(&self, label: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{label}.log"))).unwrap_or_default()

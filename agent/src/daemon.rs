@@ -215,9 +215,13 @@ fn record_reload(shared: &Shared, outcome: &Outcome) {
     }
 }
 
-/// Loads the firewall table for a new policy; on failure the old table stays in force.
-fn apply_firewall(fw: &Firewall, policy: &Policy) {
-    if let Err(e) = fw.apply(policy) {
+/// Everything a reload leads to, whether the file watch or SIGHUP asked for it: counted and
+/// reported, and a new policy's firewall table loaded (on failure the old table stays).
+fn after_reload(shared: &Shared, firewall: Option<&Firewall>, outcome: &Outcome) {
+    record_reload(shared, outcome);
+    if let (Outcome::Applied(policy), Some(fw)) = (outcome, firewall)
+        && let Err(e) = fw.apply(policy)
+    {
         warn!(error = %e, "cannot load the firewall table for the new policy; the previous one stays");
     }
 }
@@ -290,12 +294,8 @@ pub async fn run(
     };
     let watcher = Arc::clone(&shared);
     let watched_fw = firewall.clone();
-    let watched_live = Arc::clone(&live);
     let _policy_watch = live.watch(DEBOUNCE, move |o| {
-        record_reload(&watcher, o);
-        if let (Outcome::Applied(_), Some(fw)) = (o, &watched_fw) {
-            apply_firewall(fw, &watched_live.current());
-        }
+        after_reload(&watcher, watched_fw.as_deref(), o);
     })?;
 
     let upstream = Upstream::new(&config.upstreams)?;
@@ -369,11 +369,7 @@ pub async fn run(
         match c {
             Control::Reload => {
                 info!("reloading the policy");
-                let outcome = live.reload();
-                record_reload(&shared, &outcome);
-                if let (Outcome::Applied(_), Some(fw)) = (&outcome, &firewall) {
-                    apply_firewall(fw, &live.current());
-                }
+                after_reload(&shared, firewall.as_deref(), &live.reload());
             }
             Control::Stop => break,
         }

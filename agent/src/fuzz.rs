@@ -66,7 +66,7 @@ pub fn dns_request(data: &[u8]) {
     clippy::panic,
     reason = "a disagreement is the bug this fuzz target looks for"
 )]
-fn question_agrees(data: &[u8]) {
+pub fn question_agrees(data: &[u8]) {
     let Some(q) = crate::dns::question::Question::parse(data) else {
         return;
     };

@@ -451,13 +451,7 @@ fn gateway_dns_end_to_end() {
     );
 
     // A clean stop writes the aggregated events, then `agent_stopped`.
-    lab.signal("agent", "TERM");
-    assert_eq!(
-        lab.wait("agent", Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        lab.log("agent")
-    );
+    lab.stop_cleanly("agent");
     let text = std::fs::read_to_string(lab.path("state/events.jsonl")).unwrap();
     let events: Vec<serde_json::Value> = text
         .lines()

@@ -12,8 +12,6 @@
     clippy::indexing_slicing
 )]
 
-use std::time::Duration;
-
 use schoolgate_tests::lab::{
     self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, STAFF, WEB, eventually,
 };
@@ -186,13 +184,7 @@ fn gateway_firewall_end_to_end() {
     assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.10/"), Some(0));
 
     // fail_closed: stopped, the table stays, and DNS still cannot go round the gateway.
-    lab.signal("agent", "TERM");
-    assert_eq!(
-        lab.wait("agent", Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        lab.log("agent")
-    );
+    lab.stop_cleanly("agent");
     assert!(has_our_table(&lab), "fail_closed removed the table");
     let d = lab.dig(PUPIL.name, RESOLVER, "www.instagram.com", "A", &[]);
     assert_ne!(
@@ -216,13 +208,7 @@ fn gateway_firewall_end_to_end() {
         lab.log("agent2")
     );
     assert!(lab.log("agent2").contains("picked up the firewall table"));
-    lab.signal("agent2", "TERM");
-    assert_eq!(
-        lab.wait("agent2", Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        lab.log("agent2")
-    );
+    lab.stop_cleanly("agent2");
     assert!(!has_our_table(&lab), "fail_open left the table");
     assert_eq!(
         ruleset(&lab),

@@ -201,11 +201,7 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     }
 
     // DNS: every query from the LAN goes to the agent's resolver.
-    let _ = writeln!(o, "\tchain dns {{");
-    let _ = writeln!(
-        o,
-        "\t\ttype nat hook prerouting priority dstnat; policy accept;"
-    );
+    let mut dns = vec!["type nat hook prerouting priority dstnat; policy accept;".to_owned()];
     for proto in ["udp", "tcp"] {
         for (family, to) in [("ipv4", settings.dns_v4), ("ipv6", settings.dns_v6)] {
             let target = match to {
@@ -216,13 +212,12 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
                 Some(a) => format!("redirect to :{}", a.port()),
                 None => "redirect to :53".to_owned(),
             };
-            let _ = writeln!(
-                o,
-                "\t\tiifname {lan} meta nfproto {family} {proto} dport 53 counter {target} comment \"dns_redirect\""
-            );
+            dns.push(format!(
+                "iifname {lan} meta nfproto {family} {proto} dport 53 counter {target} comment \"dns_redirect\""
+            ));
         }
     }
-    let _ = writeln!(o, "\t}}");
+    chain(o, "dns", &dns);
 
     // Forwarded traffic from the LAN.
     let mut forward = vec![
