@@ -66,6 +66,13 @@ pub const GATEWAY6: &str = "2001:db8:77::1";
 pub const RESOLVER: &str = "198.51.100.53";
 pub const WEB: &str = "198.51.100.10";
 pub const SAFE_WEB: &str = "198.51.100.11";
+/// Sites with addresses of their own (the fake resolver answers `…A-B-C-D.ip.lab` with them).
+pub const SITES: [&str; 4] = [
+    "198.51.100.20",
+    "198.51.100.21",
+    "198.51.100.22",
+    "198.51.100.23",
+];
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -264,7 +271,7 @@ impl Lab {
             "inet",
             &["addr", "add", "2001:db8:ff::1/64", "dev", "wan0", "nodad"],
         );
-        for a in [RESOLVER, WEB, SAFE_WEB] {
+        for a in [RESOLVER, WEB, SAFE_WEB].into_iter().chain(SITES) {
             self.ip("inet", &["addr", "add", &format!("{a}/32"), "dev", "lo"]);
         }
         for a in ["2001:db8:100::53", "2001:db8:100::10"] {

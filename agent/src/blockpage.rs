@@ -150,7 +150,7 @@ async fn page(
 ) -> Response {
     shared.metrics.block_page_requests.inc();
     let policy = shared.live.current();
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     let host = host_of(&headers).unwrap_or_default();
     let who = shared.who(&policy, peer.ip(), now);
     let decision = decide_as(&policy, &who.client, who.identity, &host, now, false);

@@ -68,6 +68,11 @@ pub(crate) struct RunArgs {
     /// Log JSON lines instead of text.
     #[arg(long)]
     pub(crate) log_json: bool,
+    /// Start the agent's clock at INSTANT (e.g. 2026-11-24T15:29:40Z) and run on from there:
+    /// for trials and demonstrations of a schedule, never on a live gateway. Decisions,
+    /// firewall timeouts and events all follow the shifted clock.
+    #[arg(long, value_name = "INSTANT")]
+    pub(crate) clock_from: Option<jiff::Timestamp>,
 }
 
 fn upstream(text: &str) -> Result<SocketAddr, String> {

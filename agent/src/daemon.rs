@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use jiff::Timestamp;
 use schoolgate_engine::Policy;
 use schoolgate_engine::policy::gateway::{
     BlockResponse, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences, LeaseFile, OnStop,
@@ -30,7 +29,7 @@ use crate::events::aggregate::Aggregator;
 use crate::events::sink::{FILE_NAME, JsonLines, write_all};
 use crate::events::{Event, Events, Kind, Severity, bounded};
 use crate::firewall::nft::{Nft, NftError};
-use crate::firewall::{self, Firewall};
+use crate::firewall::{self, Firewall, learner};
 use crate::metrics::Metrics;
 use crate::reload::{LivePolicy, Outcome};
 use crate::shared::Shared;
@@ -106,6 +105,8 @@ pub enum DaemonError {
     FirewallWithoutLan,
     #[error("cannot load the firewall table: {0}")]
     Firewall(#[from] NftError),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// What the daemon is told while it runs.
@@ -197,7 +198,7 @@ impl Config {
 
 /// Counts and reports one reload.
 fn record_reload(shared: &Shared, outcome: &Outcome) {
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     match outcome {
         Outcome::Applied(_) => {
             shared.metrics.reload("applied");
@@ -219,10 +220,14 @@ fn record_reload(shared: &Shared, outcome: &Outcome) {
 /// reported, and a new policy's firewall table loaded (on failure the old table stays).
 fn after_reload(shared: &Shared, firewall: Option<&Firewall>, outcome: &Outcome) {
     record_reload(shared, outcome);
-    if let (Outcome::Applied(policy), Some(fw)) = (outcome, firewall)
-        && let Err(e) = fw.apply(policy)
-    {
-        warn!(error = %e, "cannot load the firewall table for the new policy; the previous one stays");
+    if let (Outcome::Applied(policy), Some(fw)) = (outcome, firewall) {
+        if let Err(e) = fw.apply(policy, crate::clock::now()) {
+            warn!(error = %e, "cannot load the firewall table for the new policy; the previous one stays");
+        }
+        // The schedule the firewall follows may have changed.
+        if let Some(l) = &shared.learner {
+            l.reloaded();
+        }
     }
 }
 
@@ -255,16 +260,24 @@ pub async fn run(
     let writer = tokio::spawn(write_all(rx, sink, writer_stop));
     events.emit(Event::new(
         Kind::AgentStarted,
-        Timestamp::now(),
+        crate::clock::now(),
         Severity::Info,
     ));
 
     let directory = Directory::new(config.neighbours, config.lease_files.clone());
+    let (learner, learned) = match config.firewall {
+        Some(_) => {
+            let (l, rx) = learner::channel();
+            (Some(l), Some(rx))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         live: Arc::clone(&live),
         directory: Arc::clone(&directory),
         events: Arc::clone(&events),
         metrics: Arc::clone(&metrics),
+        learner: learner.clone(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     directory.follow_changes();
@@ -287,6 +300,7 @@ pub async fn run(
                 f.settings.clone(),
                 f.on_stop,
                 &live.current(),
+                crate::clock::now(),
             )?;
             Some(Arc::new(fw))
         }
@@ -299,6 +313,20 @@ pub async fn run(
     })?;
 
     let upstream = Upstream::new(&config.upstreams)?;
+    let learning = match (&firewall, &learner, learned) {
+        (Some(fw), Some(l), Some(rx)) => Some(
+            learner::spawn(
+                Arc::clone(fw),
+                Arc::clone(&live),
+                l,
+                rx,
+                upstream.clone(),
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(DaemonError::Thread)?,
+        ),
+        _ => None,
+    };
     let resolver = Arc::new(Resolver::new(
         Arc::clone(&shared),
         config.resolver,
@@ -361,7 +389,7 @@ pub async fn run(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            ticking.tick(Timestamp::now());
+            ticking.tick(crate::clock::now());
         }
     });
     on_ready(&ready);
@@ -380,6 +408,9 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     tasks.shutdown().await;
+    if let Some(l) = learning {
+        let _ = tokio::task::spawn_blocking(move || l.stop()).await;
+    }
     if let Some(fw) = &firewall
         && let Err(e) = fw.stop()
     {
@@ -388,7 +419,7 @@ pub async fn run(
     events.flush();
     events.emit(Event::new(
         Kind::AgentStopped,
-        Timestamp::now(),
+        crate::clock::now(),
         Severity::Info,
     ));
     let _ = stop_writer.send(());

@@ -5,6 +5,7 @@
 //!
 //! - [`blockpage`]: the page blocked names lead to, and the fast reset of their HTTPS.
 //! - [`clients`]: who is asking: MACs from the neighbour table, names from DHCP leases.
+//! - [`clock`]: the time, read in one place (and shifted for trials).
 //! - [`daemon`]: `run`: settings from policy and flags, and the services started from them.
 //! - [`dns`]: the filtering resolver.
 //! - [`policy_file`]: reads `policy.yaml` and its list files from disk.
@@ -16,6 +17,7 @@
 
 pub mod blockpage;
 pub mod clients;
+pub mod clock;
 pub mod daemon;
 pub mod dns;
 pub mod events;

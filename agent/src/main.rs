@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use jiff::{Timestamp, ToSpan};
+use jiff::ToSpan;
 use schoolgate_agent::policy_file::{self, LoadError};
 use schoolgate_engine::instant::parse_instant;
 use schoolgate_engine::{Client, Policy, decide, explain};
@@ -53,6 +53,10 @@ fn print_ruleset(path: &Path) -> ExitCode {
 
 fn run(args: &RunArgs) -> ExitCode {
     init_logging(args.log_json);
+    if let Some(start) = args.clock_from {
+        schoolgate_agent::clock::start_at(start);
+        tracing::warn!(%start, "the clock is shifted for a trial: decisions follow it, not the real time");
+    }
     let live = match LivePolicy::load(&args.policy) {
         Ok(live) => live,
         Err(e) => {
@@ -179,7 +183,9 @@ fn check(path: &Path) -> ExitCode {
         count(cal.closures().len(), "closure"),
     );
     // Term-time rules stop applying after the last term: say so before it bites.
-    let today = Timestamp::now().to_zoned(policy.timezone().clone()).date();
+    let today = schoolgate_agent::clock::now()
+        .to_zoned(policy.timezone().clone())
+        .date();
     if let Some((_, last)) = cal.span() {
         if last < today {
             eprintln!(
@@ -207,7 +213,7 @@ fn explain_cmd(args: &ExplainArgs) -> ExitCode {
         return ExitCode::from(EXIT_BAD_INPUT);
     };
     let now = match &args.at {
-        None => Timestamp::now(),
+        None => schoolgate_agent::clock::now(),
         Some(text) => match parse_instant(text, policy.timezone()) {
             Some(t) => t,
             None => {

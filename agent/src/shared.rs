@@ -10,6 +10,7 @@ use schoolgate_engine::{Client, Policy};
 
 use crate::clients::Directory;
 use crate::events::{DeviceInfo, Event, Events, Kind, Severity};
+use crate::firewall::learner::Learner;
 use crate::metrics::Metrics;
 use crate::reload::LivePolicy;
 
@@ -19,6 +20,8 @@ pub struct Shared {
     pub directory: Arc<Directory>,
     pub events: Arc<Events>,
     pub metrics: Arc<Metrics>,
+    /// Where answers go so the firewall learns their addresses; `None` without a firewall.
+    pub learner: Option<Learner>,
 }
 
 /// A request's sender, as the policy sees it.

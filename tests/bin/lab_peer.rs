@@ -45,7 +45,10 @@ fn answer(query: &Message) -> Message {
         r.metadata.response_code = ResponseCode::NXDomain;
         return r;
     }
+    let own = own_address(&text);
     let data = match q.query_type() {
+        RecordType::A if own.is_some() => own.map(|ip| RData::A(A(ip))),
+        RecordType::AAAA if own.is_some() => None,
         RecordType::A => {
             let ip = if SAFE_TARGETS.contains(&text.as_str()) {
                 SAFE
@@ -78,6 +81,72 @@ fn answer(query: &Message) -> Message {
         r.add_answer(Record::from_rdata(q.name().clone(), 300, d));
     }
     r
+}
+
+/// `photos.198-51-100-20.ip.lab.` → 198.51.100.20.
+fn own_address(name: &str) -> Option<std::net::Ipv4Addr> {
+    let rest = name.strip_suffix(".ip.lab.")?;
+    let label = rest.rsplit('.').next()?;
+    label.replace('-', ".").parse().ok()
+}
+
+fn echo(addrs: &[SocketAddr]) {
+    let mut threads = Vec::new();
+    for addr in addrs {
+        let listener = TcpListener::bind(addr).expect("bind echo");
+        threads.push(std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut s = stream;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if s.write_all(line.as_bytes()).is_err() {
+                            return;
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        }));
+    }
+    eprintln!("lab-peer echo ready on {addrs:?}");
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Keeps one connection to an echo server busy for `seconds`: a line every 100 ms, each
+/// echoed back within 2 s. Exits 1 if the connection breaks.
+fn talk(addr: SocketAddr, seconds: u64) {
+    use std::time::{Duration, Instant};
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .unwrap_or_else(|e| {
+            eprintln!("talk: cannot connect to {addr}: {e}");
+            std::process::exit(1)
+        });
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut s = stream;
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut n = 0u64;
+    eprintln!("talk: connected to {addr}");
+    while Instant::now() < end {
+        let sent = format!("line {n}\n");
+        let mut got = String::new();
+        if s.write_all(sent.as_bytes()).is_err()
+            || reader.read_line(&mut got).is_err()
+            || got != sent
+        {
+            eprintln!("talk: the connection broke after {n} lines");
+            std::process::exit(1);
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("talk: {n} lines echoed");
 }
 
 fn dns(addrs: &[SocketAddr]) {
@@ -165,6 +234,19 @@ fn http(addrs: &[SocketAddr]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("talk") {
+        match (
+            args.get(1).and_then(|s| s.parse().ok()),
+            args.get(2).and_then(|s| s.parse().ok()),
+        ) {
+            (Some(a), Some(secs)) => talk(a, secs),
+            _ => {
+                eprintln!("usage: lab-peer talk ADDR:PORT SECONDS");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     let addrs: Vec<SocketAddr> = args
         .iter()
         .skip(1)
@@ -177,8 +259,9 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("dns") => dns(&addrs),
         Some("http") => http(&addrs),
+        Some("echo") => echo(&addrs),
         _ => {
-            eprintln!("usage: lab-peer dns|http ADDR:PORT...");
+            eprintln!("usage: lab-peer dns|http|echo ADDR:PORT... | talk ADDR:PORT SECONDS");
             std::process::exit(2);
         }
     }

@@ -116,6 +116,11 @@ impl Resolver {
                         debug!(client = %ip, name = %b.name, rule, "blocked");
                         let mut e = Event::new(Kind::Blocked, now, Severity::Low);
                         (e.device, e.group) = self.shared.describe(&policy, &who, now);
+                        // Devices may hold its addresses from before: the firewall
+                        // refuses them once it knows them.
+                        if let (Some(l), Some(_)) = (&self.shared.learner, &b.rule) {
+                            l.blocked(&b.name);
+                        }
                         e.name = Some(b.name);
                         e.rule = b.rule;
                         e.evidence = Some("DNS query".to_owned());
@@ -220,7 +225,7 @@ impl Clock {
     pub fn now() -> Self {
         Self {
             instant: Instant::now(),
-            now: Timestamp::now(),
+            now: crate::clock::now(),
         }
     }
 }
@@ -331,6 +336,9 @@ impl Resolver {
             .observe(done.duration_since(started).as_secs_f64());
         match &result {
             Ok(r) => {
+                if let Some(l) = &self.shared.learner {
+                    l.answered(&ask.name, &r.answers);
+                }
                 self.cache.keep(&ask.name, rtype, r, done);
                 let key = WireKey::of(&ask);
                 let ttl = cache::ttl_of(r);

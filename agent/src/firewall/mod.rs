@@ -2,6 +2,9 @@
 //! filtering resolver (other resolvers, DoT/DoQ, QUIC, remembered addresses).
 //!
 //! - [`ruleset`]: the table, built from the policy and what the agent holds (pure).
+//! - [`learned`]: addresses from DNS answers, and which the policy refuses now (pure).
+//! - [`installed`]: what the filled sets hold, so changes are sent as small updates (pure).
+//! - [`learner`]: the thread that feeds answers in and follows the schedule.
 //! - [`ranges`]: group membership cut into disjoint address ranges (pure).
 //! - [`nft`]: loading it with the `nft` tool.
 //!
@@ -9,19 +12,29 @@
 //! devices of a table left by an earlier run), again on every policy change, and on stop
 //! leaves it (`fail_closed`) or removes it (`fail_open`).
 
+pub mod installed;
+pub mod learned;
+pub mod learner;
 pub mod nft;
 pub mod ranges;
 pub mod ruleset;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use jiff::Timestamp;
 use schoolgate_engine::policy::gateway::OnStop;
 use schoolgate_engine::{MacAddr, Policy};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use self::installed::Installed;
+use self::learned::Learned;
 use self::nft::{Nft, NftError};
 use self::ruleset::{Quarantined, Settings, State};
+
+/// A name the resolver answered, and each address with its TTL in seconds.
+pub type Answer = (Box<str>, Vec<(IpAddr, u32)>);
 
 /// The agent's table in the kernel, and what it holds.
 #[derive(Debug)]
@@ -29,7 +42,16 @@ pub struct Firewall {
     nft: Nft,
     settings: Settings,
     on_stop: OnStop,
-    state: Mutex<State>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    quarantined: Quarantined,
+    learned: Learned,
+    installed: Installed,
+    /// When a decision behind the filled sets next changes.
+    next_change: Option<Timestamp>,
 }
 
 impl Firewall {
@@ -40,14 +62,15 @@ impl Firewall {
         settings: Settings,
         on_stop: OnStop,
         policy: &Policy,
+        now: Timestamp,
     ) -> Result<Self, NftError> {
-        let mut state = State::default();
+        let mut inner = Inner::default();
         match nft.list_table() {
             Ok(Some(json)) => {
-                state.quarantined = quarantined_in(&json);
+                inner.quarantined = quarantined_in(&json);
                 info!(
-                    ips = state.quarantined.ips.len(),
-                    macs = state.quarantined.macs.len(),
+                    ips = inner.quarantined.ips.len(),
+                    macs = inner.quarantined.macs.len(),
                     "picked up the firewall table left by an earlier run"
                 );
             }
@@ -58,22 +81,126 @@ impl Firewall {
             nft,
             settings,
             on_stop,
-            state: Mutex::new(state),
+            inner: Mutex::new(inner),
         };
-        fw.apply(policy)?;
+        fw.apply(policy, now)?;
         Ok(fw)
     }
 
-    /// Builds the table for `policy` and loads it in one transaction. On failure the table
-    /// in force stays as it was.
-    pub fn apply(&self, policy: &Policy) -> Result<(), NftError> {
-        let text = {
-            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            ruleset::build(policy, &self.settings, &state)
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Builds the whole table for `policy` at `now` and loads it in one transaction. On
+    /// failure the table in force stays as it was.
+    pub fn apply(&self, policy: &Policy, now: Timestamp) -> Result<(), NftError> {
+        let mut inner = self.inner();
+        let wanted = inner.learned.enforce(policy, now);
+        let state = State {
+            blocked: wanted.blocked.clone(),
+            quarantined: inner.quarantined.clone(),
+            quarantine_allow: wanted.quarantine_allow.clone(),
         };
-        self.nft.load(&text)?;
-        info!("firewall table loaded");
+        self.nft
+            .load(&ruleset::build(policy, &self.settings, &state))?;
+        inner.installed.reset(&wanted, now.as_millisecond());
+        inner.next_change = wanted.next_change;
+        info!(
+            learned = inner.learned.len(),
+            installed = inner.installed.len(),
+            "firewall table loaded"
+        );
         Ok(())
+    }
+
+    /// Records DNS answers (name, and each address with its TTL) and adds the addresses
+    /// the policy refuses now to the table, without reloading it.
+    pub fn learn(
+        &self,
+        policy: &Policy,
+        answers: &[Answer],
+        now: Timestamp,
+    ) -> Result<(), NftError> {
+        let mut inner = self.inner();
+        let now_ms = now.as_millisecond();
+        let mut touched = HashSet::new();
+        for (name, addresses) in answers {
+            touched.extend(inner.learned.learn(name, addresses.iter().copied(), now_ms));
+        }
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let wanted = inner
+            .learned
+            .enforce_on(policy, touched.iter().copied(), now);
+        if let Some(t) = wanted.next_change {
+            inner.next_change = Some(inner.next_change.map_or(t, |n| n.min(t)));
+        }
+        let changes = inner.installed.changes(&wanted, Some(&touched), now_ms);
+        self.send(policy, &changes, &mut inner, now)
+    }
+
+    /// Judges every learned address again at `now` (a schedule window opened or closed, or
+    /// time passed) and changes the sets to match. Returns when to do so next.
+    pub fn refresh(&self, policy: &Policy, now: Timestamp) -> Result<(), NftError> {
+        let mut inner = self.inner();
+        let now_ms = now.as_millisecond();
+        inner.learned.forget_expired(now_ms);
+        let wanted = inner.learned.enforce(policy, now);
+        inner.next_change = wanted.next_change;
+        let changes = inner.installed.changes(&wanted, None, now_ms);
+        self.send(policy, &changes, &mut inner, now)
+    }
+
+    fn send(
+        &self,
+        policy: &Policy,
+        changes: &ruleset::Changes,
+        inner: &mut Inner,
+        now: Timestamp,
+    ) -> Result<(), NftError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        debug!(
+            add = changes.add.len(),
+            remove = changes.remove.len(),
+            "changing the firewall's address sets"
+        );
+        match self.nft.load(&ruleset::update(policy, changes)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The sets are no longer what `installed` says: load the whole table, which
+                // puts them right.
+                warn!(error = %e, "cannot change the address sets; loading the whole table");
+                let wanted = inner.learned.enforce(policy, now);
+                let state = State {
+                    blocked: wanted.blocked.clone(),
+                    quarantined: inner.quarantined.clone(),
+                    quarantine_allow: wanted.quarantine_allow.clone(),
+                };
+                self.nft
+                    .load(&ruleset::build(policy, &self.settings, &state))?;
+                inner.installed.reset(&wanted, now.as_millisecond());
+                Ok(())
+            }
+        }
+    }
+
+    /// When a decision behind the filled sets next changes, if ever.
+    pub fn next_change(&self) -> Option<Timestamp> {
+        self.inner().next_change
+    }
+
+    /// Whether addresses for `name` are known and good at `now`.
+    pub fn knows(&self, name: &str, now: Timestamp) -> bool {
+        self.inner().learned.knows(name, now.as_millisecond())
+    }
+
+    /// Addresses held, and addresses not learned because the store was full.
+    pub fn learned_counts(&self) -> (usize, u64) {
+        let inner = self.inner();
+        (inner.learned.len(), inner.learned.dropped)
     }
 
     /// What the policy asks for when the agent stops: leave the table, or remove it.

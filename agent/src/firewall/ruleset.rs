@@ -34,8 +34,8 @@ use super::ranges::{self, Piece};
 pub const TABLE: &str = "schoolgate";
 /// The family of [`TABLE`]: one table for IPv4 and IPv6.
 pub const FAMILY: &str = "inet";
-/// Most addresses one learned set holds; the oldest are pushed out by their timeouts.
-pub const LEARNED_MAX: usize = 65_536;
+/// Most addresses one learned set holds: as many as the agent learns at most.
+pub const LEARNED_MAX: usize = super::learned::MAX_ADDRESSES;
 
 /// What the ruleset needs besides the policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,12 +65,12 @@ impl Settings {
 #[derive(Debug, Clone, Default)]
 pub struct State {
     /// Per group (`None`: devices in no group), addresses of names blocked for it now, with
-    /// the seconds each stays.
-    pub blocked: BTreeMap<Option<GroupId>, Vec<(IpAddr, u32)>>,
+    /// the milliseconds each stays.
+    pub blocked: BTreeMap<Option<GroupId>, Vec<(IpAddr, u64)>>,
     /// Quarantined devices.
     pub quarantined: Quarantined,
-    /// Addresses of the `quarantine_allow` names, with the seconds each has left.
-    pub quarantine_allow: Vec<(IpAddr, u32)>,
+    /// Addresses of the `quarantine_allow` names, with the milliseconds each has left.
+    pub quarantine_allow: Vec<(IpAddr, u64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -290,18 +290,80 @@ fn group_ids(policy: &Policy) -> impl Iterator<Item = GroupId> + '_ {
     (0..policy.groups().len()).filter_map(|i| u32::try_from(i).ok().map(GroupId))
 }
 
-/// Addresses with seconds left, split by family, as timed set elements.
-fn timed(list: &[(IpAddr, u32)]) -> (Vec<String>, Vec<String>) {
-    let mut sorted: Vec<&(IpAddr, u32)> = list.iter().filter(|(_, s)| *s > 0).collect();
+/// Addresses with milliseconds left, split by family, as timed set elements.
+fn timed(list: &[(IpAddr, u64)]) -> (Vec<String>, Vec<String>) {
+    let mut sorted: Vec<&(IpAddr, u64)> = list.iter().filter(|(_, ms)| *ms > 0).collect();
     sorted.sort();
     sorted.dedup_by_key(|(ip, _)| *ip);
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
-    for (ip, secs) in sorted {
-        let e = format!("{ip} timeout {secs}s");
+    for (ip, ms) in sorted {
+        let e = format!("{ip} timeout {ms}ms");
         if ip.is_ipv4() { v4.push(e) } else { v6.push(e) }
     }
     (v4, v6)
+}
+
+/// A set the agent fills while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Filled {
+    /// `blocked_<scope>_v4/v6`.
+    Blocked(Option<GroupId>),
+    /// `quarantine_allow_v4/v6`.
+    QuarantineAllow,
+}
+
+/// Changes to the filled sets, made without reloading the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Elements to add, or whose timeout to set again (milliseconds from now).
+    pub add: Vec<(Filled, IpAddr, u64)>,
+    /// Elements to take out before their timeout. Each must be in its set: the transaction
+    /// fails as a whole otherwise.
+    pub remove: Vec<(Filled, IpAddr)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The transaction for `changes` (`nft -f` text): one `add element` per set, one `delete
+/// element` per set. Adding an element already there sets its timeout again.
+pub fn update(policy: &Policy, changes: &Changes) -> String {
+    let names = Names::new(policy);
+    let set_name = |f: Filled, ip: &IpAddr| {
+        let family = if ip.is_ipv4() { "v4" } else { "v6" };
+        match f {
+            Filled::Blocked(scope) => format!("blocked_{}_{family}", names.scope(scope)),
+            Filled::QuarantineAllow => format!("quarantine_allow_{family}"),
+        }
+    };
+    let mut adds: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (f, ip, ms) in &changes.add {
+        adds.entry(set_name(*f, ip))
+            .or_default()
+            .push(format!("{ip} timeout {}ms", (*ms).max(1)));
+    }
+    let mut removes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (f, ip) in &changes.remove {
+        removes
+            .entry(set_name(*f, ip))
+            .or_default()
+            .push(ip.to_string());
+    }
+    let mut out = String::new();
+    for (verb, list) in [("add", adds), ("delete", removes)] {
+        for (set, elements) in list {
+            let _ = writeln!(
+                out,
+                "{verb} element {FAMILY} {TABLE} {set} {{ {} }}",
+                elements.join(", ")
+            );
+        }
+    }
+    out
 }
 
 fn sorted<T: Ord + Clone>(list: &[T]) -> Vec<T> {

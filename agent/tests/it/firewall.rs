@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use schoolgate_agent::firewall::ruleset::{self, Quarantined, Settings, State};
+use schoolgate_agent::firewall::ruleset::{self, Changes, Filled, Quarantined, Settings, State};
 use schoolgate_engine::Policy;
 use schoolgate_engine::policy::GroupId;
 
@@ -167,8 +167,8 @@ fn learned_and_quarantine_sets_carry_their_timeouts() {
     blocked.insert(
         Some(pupils),
         vec![
-            (ip("198.51.100.21"), 30),
-            (ip("198.51.100.20"), 300),
+            (ip("198.51.100.21"), 30_000),
+            (ip("198.51.100.20"), 300_500),
             // Already expired: left out.
             (ip("198.51.100.22"), 0),
         ],
@@ -183,7 +183,7 @@ fn learned_and_quarantine_sets_carry_their_timeouts() {
     };
     let text = ruleset::build(&p, &settings(), &state);
     assert!(text.contains(
-        "set blocked_group_pupils_v4 { type ipv4_addr; flags timeout; size 65536; elements = { 198.51.100.20 timeout 300s, 198.51.100.21 timeout 30s }; }"
+        "set blocked_group_pupils_v4 { type ipv4_addr; flags timeout; size 131072; elements = { 198.51.100.20 timeout 300500ms, 198.51.100.21 timeout 30000ms }; }"
     ));
     assert!(!text.contains("198.51.100.22"));
     assert!(text.contains("set quarantine_v4 { type ipv4_addr; elements = { 10.10.0.7 }; }"));
@@ -192,6 +192,46 @@ fn learned_and_quarantine_sets_carry_their_timeouts() {
     let q = text.find("ip saddr @quarantine_v4").unwrap();
     let est = text.find("ct state established,related accept").unwrap();
     assert!(q < est);
+}
+
+#[test]
+fn learned_addresses_change_without_reloading_the_table() {
+    let p = small("  pupils: { networks: [10.10.0.0/16] }\n");
+    let pupils = group(&p, "pupils");
+    let changes = Changes {
+        add: vec![
+            (Filled::Blocked(Some(pupils)), ip("198.51.100.20"), 60_000),
+            (
+                Filled::Blocked(Some(pupils)),
+                ip("2001:db8:100::20"),
+                60_000,
+            ),
+            (Filled::Blocked(None), ip("198.51.100.21"), 0),
+            (Filled::QuarantineAllow, ip("198.51.100.60"), 900_000),
+        ],
+        remove: vec![(Filled::Blocked(Some(pupils)), ip("198.51.100.30"))],
+    };
+    assert_eq!(
+        ruleset::update(&p, &changes),
+        "add element inet schoolgate blocked_group_pupils_v4 { 198.51.100.20 timeout 60000ms }\n\
+         add element inet schoolgate blocked_group_pupils_v6 { 2001:db8:100::20 timeout 60000ms }\n\
+         add element inet schoolgate blocked_no_group_v4 { 198.51.100.21 timeout 1ms }\n\
+         add element inet schoolgate quarantine_allow_v4 { 198.51.100.60 timeout 900000ms }\n\
+         delete element inet schoolgate blocked_group_pupils_v4 { 198.51.100.30 }\n"
+    );
+    // The kernel takes it after the table (checked in a namespace of its own).
+    let table = ruleset::build(&p, &settings(), &State::default());
+    let both = format!(
+        "{table}{}",
+        ruleset::update(
+            &p,
+            &Changes {
+                remove: vec![],
+                ..changes
+            }
+        )
+    );
+    kernel_accepts(&both);
 }
 
 #[test]

@@ -1,0 +1,36 @@
+//! The agent's clock: the system's, or shifted for a trial or a demonstration (`run
+//! --clock-from INSTANT`: the clock starts there and runs at the normal rate). Every part of
+//! the daemon reads the time here, so decisions, the firewall's timeouts and events all agree.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use jiff::{SignedDuration, Timestamp};
+
+/// Milliseconds added to the system's time.
+static SHIFT_MS: AtomicI64 = AtomicI64::new(0);
+
+/// The time now, as the agent sees it.
+pub fn now() -> Timestamp {
+    let real = Timestamp::now();
+    match SHIFT_MS.load(Ordering::Relaxed) {
+        0 => real,
+        ms => real
+            .checked_add(SignedDuration::from_millis(ms))
+            .unwrap_or(real),
+    }
+}
+
+/// Makes the clock read `start` now, and run on from there.
+pub fn start_at(start: Timestamp) {
+    let shift = start.duration_since(Timestamp::now());
+    let ms = i64::try_from(shift.as_millis()).unwrap_or(0);
+    SHIFT_MS.store(ms, Ordering::Relaxed);
+}
+
+/// How far the clock is shifted, if at all.
+pub fn shift() -> Option<SignedDuration> {
+    match SHIFT_MS.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(SignedDuration::from_millis(ms)),
+    }
+}
