@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::blockpage;
+use crate::bypass::{self, Attempt};
 use crate::clients::Directory;
 use crate::dns::plan::Settings;
 use crate::dns::server::{Resolver, bind, serve_tcp, serve_udp};
@@ -29,7 +30,7 @@ use crate::events::aggregate::Aggregator;
 use crate::events::sink::{FILE_NAME, JsonLines, write_all};
 use crate::events::{Event, Events, Kind, Severity, bounded};
 use crate::firewall::nft::{Nft, NftError};
-use crate::firewall::{self, Firewall, learner};
+use crate::firewall::{self, Firewall, learner, logged, nflog};
 use crate::metrics::Metrics;
 use crate::reload::{LivePolicy, Outcome};
 use crate::shared::Shared;
@@ -278,6 +279,7 @@ pub async fn run(
         events: Arc::clone(&events),
         metrics: Arc::clone(&metrics),
         learner: learner.clone(),
+        quarantine: Arc::default(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     directory.follow_changes();
@@ -306,6 +308,25 @@ pub async fn run(
         }
         None => None,
     };
+    let mut nflog = None;
+    if let (Some(fw), Some(f)) = (&firewall, &config.firewall) {
+        shared.quarantine.extend(&fw.quarantined());
+        let (sh, fw2) = (Arc::clone(&shared), Arc::clone(fw));
+        match nflog::Listener::start(f.settings.log_group, move |p| {
+            if p.prefix == "external_dns"
+                && let Some(a) = logged::dns_attempt(&p.packet)
+            {
+                bypass::respond(&sh, Some(&fw2), Attempt::external_dns(&a));
+            }
+        }) {
+            Ok(l) => nflog = Some(l),
+            Err(e) => warn!(
+                group = f.settings.log_group,
+                error = %e,
+                "cannot listen for logged packets: DNS sent to outside resolvers is still redirected, but not reported"
+            ),
+        }
+    }
     let watcher = Arc::clone(&shared);
     let watched_fw = firewall.clone();
     let _policy_watch = live.watch(DEBOUNCE, move |o| {
@@ -409,6 +430,9 @@ pub async fn run(
     }
     tasks.shutdown().await;
     if let Some(l) = learning {
+        let _ = tokio::task::spawn_blocking(move || l.stop()).await;
+    }
+    if let Some(l) = nflog {
         let _ = tokio::task::spawn_blocking(move || l.stop()).await;
     }
     if let Some(fw) = &firewall

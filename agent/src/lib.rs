@@ -4,11 +4,13 @@
 //! Decisions themselves come from `schoolgate-engine`.
 //!
 //! - [`blockpage`]: the page blocked names lead to, and the fast reset of their HTTPS.
+//! - [`bypass`]: what is done about a bypass attempt (event, quarantine).
 //! - [`clients`]: who is asking: MACs from the neighbour table, names from DHCP leases.
 //! - [`clock`]: the time, read in one place (and shifted for trials).
 //! - [`daemon`]: `run`: settings from policy and flags, and the services started from them.
 //! - [`dns`]: the filtering resolver.
 //! - [`policy_file`]: reads `policy.yaml` and its list files from disk.
+//! - [`quarantine`]: devices confined after a bypass attempt.
 //! - [`reload`]: keeps the live policy, watches its files and swaps in good edits.
 //! - [`shared`]: what the services share, and who a request came from.
 //! - [`watch`]: watching files (through their directories) for changes.
@@ -16,6 +18,7 @@
 //! - [`metrics`]: Prometheus counters and their text form.
 
 pub mod blockpage;
+pub mod bypass;
 pub mod clients;
 pub mod clock;
 pub mod daemon;
@@ -26,6 +29,7 @@ pub mod firewall;
 pub mod fuzz;
 pub mod metrics;
 pub mod policy_file;
+pub mod quarantine;
 pub mod reload;
 pub mod shared;
 pub mod watch;

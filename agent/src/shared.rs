@@ -12,6 +12,7 @@ use crate::clients::Directory;
 use crate::events::{DeviceInfo, Event, Events, Kind, Severity};
 use crate::firewall::learner::Learner;
 use crate::metrics::Metrics;
+use crate::quarantine::Quarantine;
 use crate::reload::LivePolicy;
 
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Where answers go so the firewall learns their addresses; `None` without a firewall.
     pub learner: Option<Learner>,
+    /// Devices confined after a bypass attempt.
+    pub quarantine: Arc<Quarantine>,
 }
 
 /// A request's sender, as the policy sees it.

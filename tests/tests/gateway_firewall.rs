@@ -1,7 +1,9 @@
 //! The agent's firewall on a gateway built from network namespaces: DNS to any resolver is
-//! answered by the agent, DoT is refused for everyone, QUIC (UDP 443) for filtered groups
-//! only; `fail_closed` leaves the table when the agent stops, a restart picks it up, and
-//! `fail_open` removes it; another table on the gateway is never touched.
+//! answered by the agent and reported as a bypass attempt, DoT is refused for everyone, QUIC
+//! (UDP 443) for filtered groups only; a tablet whose group quarantines on a bypass attempt
+//! reaches only the VLE afterwards; `fail_closed` leaves the table when the agent stops, a
+//! restart picks it up (the tablet stays quarantined), and `fail_open` removes it; another
+//! table on the gateway is never touched.
 //!
 //! A QUIC server is played by the fake resolver listening on UDP 443 (the firewall's rule is
 //! on the port), and a DoT server by a fake web server on TCP 853.
@@ -13,22 +15,29 @@
 )]
 
 use schoolgate_tests::lab::{
-    self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, STAFF, WEB, eventually,
+    self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, SCHOOL, STAFF, WEB, eventually,
 };
 use schoolgate_tests::require_lab;
 
 /// Pupils are filtered (so QUIC is refused for them); staff are not filtered at all here.
+/// The school's tablet is quarantined on a bypass attempt; pupils only raise an alert.
 fn policy(lab: &Lab, on_stop: &str) -> String {
     format!(
         r#"version: 1
 school: {{ name: Lab Primary School, timezone: UTC }}
 categories:
   social_networking: {{ domains: [instagram.com] }}
+  vle: {{ domains: [vle.198-51-100-22.ip.lab] }}
 groups:
+  tablets: {{ devices: [{{ mac: "{tablet}", name: Tablet-1 }}] }}
   pupils: {{ networks: [10.77.0.0/28, "2001:db8:77::100/120"] }}
   staff: {{ networks: [10.77.0.16/28, "2001:db8:77::200/120"] }}
 rules:
-  - {{ name: Pupils off social, groups: [pupils], block: [social_networking] }}
+  - {{ name: VLE always, groups: [all], allow: [vle] }}
+  - {{ name: Pupils off social, groups: [pupils, tablets], block: [social_networking] }}
+bypass:
+  response: {{ tablets: quarantine, pupils: alert }}
+  quarantine_allow: [vle]
 gateway:
   lan_interfaces: [lan0]
   dns:
@@ -40,6 +49,7 @@ gateway:
   firewall: {{ on_stop: {on_stop} }}
 "#,
         state = lab.path("state").display(),
+        tablet = SCHOOL.mac,
     )
 }
 
@@ -107,7 +117,13 @@ fn gateway_firewall_end_to_end() {
     lab.spawn(
         "inet",
         "web",
-        &[peer, "http", "198.51.100.10:80", "198.51.100.53:853"],
+        &[
+            peer,
+            "http",
+            "198.51.100.10:80",
+            "198.51.100.53:853",
+            "198.51.100.22:80",
+        ],
     );
     let load = lab.exec(
         "gw",
@@ -174,6 +190,37 @@ fn gateway_firewall_end_to_end() {
         Some(WEB)
     );
 
+    // The tablet asks an outside resolver: answered by the agent, and quarantined for it.
+    // From then on it reaches the VLE (by name, and its address) and nothing else.
+    let vle = "vle.198-51-100-22.ip.lab";
+    assert_eq!(curl(&lab, SCHOOL.name, "http://198.51.100.10/"), Some(0));
+    lab.dig(SCHOOL.name, RESOLVER, "www.bbc.co.uk", "A", &[]);
+    assert!(
+        eventually(5, || curl(&lab, SCHOOL.name, "http://198.51.100.10/")
+            == Some(7)),
+        "the tablet was not quarantined: {}",
+        lab.log("agent")
+    );
+    let d = lab.dig(SCHOOL.name, GATEWAY, "www.bbc.co.uk", "A", &[]);
+    assert_ne!(d.first("A"), Some(WEB), "{}", d.raw);
+    assert!(
+        d.ede.as_deref().unwrap_or_default().contains("quarantined"),
+        "{}",
+        d.raw
+    );
+    assert_eq!(
+        lab.dig(SCHOOL.name, GATEWAY, vle, "A", &[]).first("A"),
+        Some("198.51.100.22")
+    );
+    assert!(
+        eventually(5, || curl(&lab, SCHOOL.name, &format!("http://{vle}/"))
+            == Some(0)),
+        "the quarantined tablet cannot reach the VLE: {}",
+        lab.log("agent")
+    );
+    // Others are not affected.
+    assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.10/"), Some(0));
+
     // DoT is refused for everyone; QUIC for the filtered pupils only.
     assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.53:853/"), Some(7));
     assert_eq!(curl(&lab, STAFF.name, "http://198.51.100.53:853/"), Some(7));
@@ -185,6 +232,51 @@ fn gateway_firewall_end_to_end() {
 
     // fail_closed: stopped, the table stays, and DNS still cannot go round the gateway.
     lab.stop_cleanly("agent");
+    // Asking outside resolvers was reported: the pupil's with an alert, the tablet's with
+    // its quarantine.
+    let events = std::fs::read_to_string(lab.path("state/events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let attempt = |ip: &str, to: &str| {
+        events.iter().find(|e| {
+            e["kind"] == "bypass_attempt"
+                && e["technique"] == "external_dns"
+                && e["device"]["ip"] == ip
+                && e["destination"] == to
+        })
+    };
+    let pupil = attempt(PUPIL.ip, "198.51.100.53:53")
+        .unwrap_or_else(|| panic!("no attempt reported: {events:#?}"));
+    assert_eq!(pupil["severity"], "high");
+    // Over UDP and over TCP, folded into one.
+    assert_eq!(pupil["count"], 2, "{pupil}");
+    assert!(attempt(PUPIL.ip, "192.0.2.200:53").is_some());
+    assert!(attempt(PUPIL.ip6, "[2001:db8:100::53]:53").is_some());
+    assert!(
+        pupil["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("www.instagram.com"),
+        "{pupil}"
+    );
+    let tablet = attempt(SCHOOL.ip, "198.51.100.53:53").unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(tablet["device"]["name"], "Tablet-1");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "quarantined" && e["device"]["ip"] == SCHOOL.ip),
+        "{events:#?}"
+    );
+    assert!(attempt(STAFF.ip, "198.51.100.53:53").is_some());
+    // DNS asked of the gateway itself is no attempt.
+    assert!(
+        !events.iter().any(|e| e["destination"]
+            .as_str()
+            .is_some_and(|d| d.starts_with(GATEWAY) || d.contains(GATEWAY6))),
+        "{events:#?}"
+    );
     assert!(has_our_table(&lab), "fail_closed removed the table");
     let d = lab.dig(PUPIL.name, RESOLVER, "www.instagram.com", "A", &[]);
     assert_ne!(
@@ -208,6 +300,11 @@ fn gateway_firewall_end_to_end() {
         lab.log("agent2")
     );
     assert!(lab.log("agent2").contains("picked up the firewall table"));
+    assert_eq!(
+        curl(&lab, SCHOOL.name, "http://198.51.100.10/"),
+        Some(7),
+        "the restart released the quarantined tablet"
+    );
     lab.stop_cleanly("agent2");
     assert!(!has_our_table(&lab), "fail_open left the table");
     assert_eq!(

@@ -101,7 +101,15 @@ impl Resolver {
         if let Some((out, how)) = self.kept_answer(bytes, &policy, &who, now, instant) {
             return Step::Kept(out, how);
         }
-        match plan(bytes, &who.client, false, &policy, &self.settings, now) {
+        let quarantined = self.shared.quarantine.contains(&who.client);
+        match plan(
+            bytes,
+            &who.client,
+            quarantined,
+            &policy,
+            &self.settings,
+            now,
+        ) {
             Plan::Reply { bytes, blocked } => {
                 match blocked {
                     Some(b) => {
@@ -188,7 +196,7 @@ impl Resolver {
             return None;
         }
         let qtype = RecordType::from(q.qtype);
-        let quarantined = false;
+        let quarantined = self.shared.quarantine.contains(&who.client);
         let (key, how) = match route(
             q.name(),
             qtype,

@@ -12,7 +12,7 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use schoolgate_engine::MacAddr;
 
-use super::event::Event;
+use super::event::{Event, Technique};
 
 /// How long sightings of one device + name + rule are gathered into one event.
 pub const WINDOW: SignedDuration = SignedDuration::from_secs(60);
@@ -26,6 +26,8 @@ struct Key {
     mac: Option<MacAddr>,
     name: Option<String>,
     rule: Option<String>,
+    technique: Option<Technique>,
+    destination: Option<String>,
 }
 
 impl Key {
@@ -35,6 +37,8 @@ impl Key {
             mac: e.device.mac,
             name: e.name.clone(),
             rule: e.rule.clone(),
+            technique: e.technique,
+            destination: e.destination.clone(),
         }
     }
 }

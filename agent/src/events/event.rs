@@ -21,10 +21,38 @@ pub enum Kind {
     Blocked,
     /// A device of a group with `report_presence` was seen while that schedule is in force.
     Presence,
+    /// A device tried to get round the filter ([`Technique`] says how).
+    BypassAttempt,
+    /// A device was put in quarantine.
+    Quarantined,
     PolicyReloaded,
     PolicyRejected,
     AgentStarted,
     AgentStopped,
+}
+
+/// How a device tried to get round the filter: a fixed vocabulary the console filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Technique {
+    /// DNS sent to a resolver other than the school's.
+    ExternalDns,
+    DnsOverTls,
+    DnsOverHttps,
+    DnsOverQuic,
+    Dnscrypt,
+    Tor,
+    Openvpn,
+    Wireguard,
+    Ipsec,
+    Ssh,
+    SocksProxy,
+    HttpProxy,
+    CircumventionTool,
+    VpnApp,
+    EncryptedClientHello,
+    DnsTunnel,
+    IcmpTunnel,
 }
 
 /// How urgent the event is for the safeguarding lead.
@@ -74,6 +102,12 @@ pub struct Event {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// For a bypass attempt: how.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub technique: Option<Technique>,
+    /// Where the device was trying to reach (address and port), where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
     pub severity: Severity,
@@ -108,6 +142,8 @@ impl Event {
             group: None,
             name: None,
             rule: None,
+            technique: None,
+            destination: None,
             evidence: None,
             severity,
             count: 1,

@@ -8,5 +8,5 @@ pub mod aggregate;
 pub mod event;
 pub mod sink;
 
-pub use event::{DeviceInfo, Event, Kind, Severity, bounded};
+pub use event::{DeviceInfo, Event, Kind, Severity, Technique, bounded};
 pub use sink::Events;

@@ -15,6 +15,8 @@
 pub mod installed;
 pub mod learned;
 pub mod learner;
+pub mod logged;
+pub mod nflog;
 pub mod nft;
 pub mod ranges;
 pub mod ruleset;
@@ -185,6 +187,27 @@ impl Firewall {
                 Ok(())
             }
         }
+    }
+
+    /// Puts a device in the quarantine sets (by whatever of its address and MAC is known),
+    /// without reloading the table. It stays there across policy changes and restarts.
+    pub fn quarantine(&self, ip: Option<IpAddr>, mac: Option<MacAddr>) -> Result<(), NftError> {
+        let mut inner = self.inner();
+        let q = &mut inner.quarantined;
+        let ip = ip.map(|i| i.to_canonical()).filter(|i| !q.ips.contains(i));
+        let mac = mac.filter(|m| !q.macs.contains(m));
+        q.ips.extend(ip);
+        q.macs.extend(mac);
+        let text = ruleset::quarantine(ip, mac);
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.nft.load(&text)
+    }
+
+    /// The quarantined devices the table holds.
+    pub fn quarantined(&self) -> Quarantined {
+        self.inner().quarantined.clone()
     }
 
     /// When a decision behind the filled sets next changes, if ever.

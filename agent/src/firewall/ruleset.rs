@@ -48,7 +48,15 @@ pub struct Settings {
     /// family fails rather than going round the filter).
     pub dns_v4: Option<SocketAddr>,
     pub dns_v6: Option<SocketAddr>,
+    /// The NFLOG group DNS to outside resolvers is logged to, for the agent to report.
+    pub log_group: u16,
 }
+
+/// The NFLOG group the agent listens on unless told otherwise.
+pub const LOG_GROUP: u16 = 4041;
+/// Most DNS packets to outside resolvers logged per second, for the whole LAN: enough to see
+/// every device that tries, bounded whatever a device sends.
+pub const LOG_RATE: u32 = 100;
 
 impl Settings {
     /// The LAN interfaces, and the first IPv4 and IPv6 addresses the resolver listens on.
@@ -57,6 +65,7 @@ impl Settings {
             lan,
             dns_v4: dns_listen.iter().copied().find(SocketAddr::is_ipv4),
             dns_v6: dns_listen.iter().copied().find(SocketAddr::is_ipv6),
+            log_group: LOG_GROUP,
         }
     }
 }
@@ -200,8 +209,18 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         set(o, &format!("blocked_{chain}_v6"), "ipv6_addr", &flags, &b6);
     }
 
-    // DNS: every query from the LAN goes to the agent's resolver.
-    let mut dns = vec!["type nat hook prerouting priority dstnat; policy accept;".to_owned()];
+    // DNS: every query from the LAN goes to the agent's resolver. One sent to an address not
+    // the gateway's own is logged first, for the agent to report (this chain sees the first
+    // packet of each flow only, so one query, not its retries).
+    let mut dns = vec![
+        "type nat hook prerouting priority dstnat; policy accept;".to_owned(),
+        format!(
+            "iifname {lan} meta l4proto {{ tcp, udp }} th dport 53 fib daddr type != local limit rate {LOG_RATE}/second burst {burst} packets log prefix \"external_dns\" group {group} snaplen {snaplen}",
+            burst = LOG_RATE * 2,
+            group = settings.log_group,
+            snaplen = super::logged::SNAPLEN,
+        ),
+    ];
     for proto in ["udp", "tcp"] {
         for (family, to) in [("ipv4", settings.dns_v4), ("ipv6", settings.dns_v6)] {
             let target = match to {
@@ -302,6 +321,27 @@ fn timed(list: &[(IpAddr, u64)]) -> (Vec<String>, Vec<String>) {
         if ip.is_ipv4() { v4.push(e) } else { v6.push(e) }
     }
     (v4, v6)
+}
+
+/// The transaction that adds a device to the quarantine sets (empty if there is nothing to
+/// add).
+pub fn quarantine(ip: Option<IpAddr>, mac: Option<MacAddr>) -> String {
+    let mut out = String::new();
+    if let Some(ip) = ip {
+        let set = if ip.is_ipv4() {
+            "quarantine_v4"
+        } else {
+            "quarantine_v6"
+        };
+        let _ = writeln!(out, "add element {FAMILY} {TABLE} {set} {{ {ip} }}");
+    }
+    if let Some(mac) = mac {
+        let _ = writeln!(
+            out,
+            "add element {FAMILY} {TABLE} quarantine_mac {{ {mac} }}"
+        );
+    }
+    out
 }
 
 /// A set the agent fills while it runs.
