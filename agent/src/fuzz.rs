@@ -123,3 +123,13 @@ pub fn wire_answer(data: &[u8]) {
         let _ = t.render(data, 1);
     }
 }
+
+/// Netlink datagrams as the NFLOG socket receives them, and the packets in them: reading
+/// them never panics.
+pub fn nflog_datagram(data: &[u8]) {
+    use crate::firewall::logged::{dns_attempt, packets};
+    for p in packets(data) {
+        let _ = dns_attempt(&p.packet);
+    }
+    let _ = dns_attempt(data);
+}

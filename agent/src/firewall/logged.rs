@@ -17,6 +17,10 @@ use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
 /// Bytes of each packet copied to the agent: enough for the headers and a DNS question.
 pub const SNAPLEN: u32 = 512;
 
+/// The netlink message type of a logged packet: subsystem `NFNL_SUBSYS_ULOG` (4), message
+/// `NFULNL_MSG_PACKET` (0).
+const ULOG_PACKET: u16 = 4 << 8;
+
 /// One logged packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logged {
@@ -44,6 +48,15 @@ pub fn packets(datagram: &[u8]) -> Vec<Logged> {
         rest = tail
             .get(tail.len().min((4 - len % 4) % 4)..)
             .unwrap_or_default();
+        // Only logged packets are handed to the decoder: it is not written for whatever
+        // else a datagram could claim to be (its nf_tables decoder panics on some input).
+        let kind = one
+            .get(4..6)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_ne_bytes);
+        if kind != Some(ULOG_PACKET) {
+            continue;
+        }
         let Ok(m) = NetlinkMessage::<NetfilterMessage>::deserialize(one) else {
             continue;
         };

@@ -574,3 +574,14 @@ fn wire_answer_fuzz_seeds_do_not_panic() {
     }
     assert!(n >= 7, "expected the checked-in seeds in {}", dir.display());
 }
+
+#[test]
+fn nflog_datagram_fuzz_seeds_do_not_panic() {
+    let dir = repo().join("fuzz/seeds/nflog_datagram");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        schoolgate_agent::fuzz::nflog_datagram(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= 7, "expected the checked-in seeds in {}", dir.display());
+}
