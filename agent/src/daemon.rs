@@ -403,7 +403,11 @@ pub async fn run(
         let listener = bind_tcp(addr).await?;
         ready.metrics = listener.local_addr().ok();
         info!(addr = ?ready.metrics, "metrics listening");
-        tasks.spawn(serve_metrics(listener, Arc::clone(&metrics)));
+        tasks.spawn(serve_metrics(
+            listener,
+            Arc::clone(&metrics),
+            firewall.clone(),
+        ));
     }
     let ticking = Arc::clone(&events);
     tasks.spawn(async move {
@@ -451,19 +455,32 @@ pub async fn run(
     Ok(())
 }
 
-async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
+async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    firewall: Option<Arc<Firewall>>,
+) {
     use axum::http::header;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let m = Arc::clone(&metrics);
+            let fw = firewall.clone();
             async move {
+                let mut text = m.render();
+                // The firewall's families go before the closing `# EOF`.
+                if let Some(fw) = fw
+                    && let Ok(extra) = tokio::task::spawn_blocking(move || fw.metrics_text()).await
+                {
+                    let end = text.rfind("# EOF").unwrap_or(text.len());
+                    text.insert_str(end, &extra);
+                }
                 (
                     [(
                         header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    m.render(),
+                    text,
                 )
             }
         }),

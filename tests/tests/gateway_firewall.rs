@@ -47,6 +47,7 @@ gateway:
   block_page: {{ listen: "{GATEWAY}:80" }}
   state_dir: {state}
   firewall: {{ on_stop: {on_stop} }}
+  metrics: {{ listen: "127.0.0.1:9153" }}
 "#,
         state = lab.path("state").display(),
         tablet = SCHOOL.mac,
@@ -224,6 +225,34 @@ fn gateway_firewall_end_to_end() {
     // DoT is refused for everyone; QUIC for the filtered pupils only.
     assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.53:853/"), Some(7));
     assert_eq!(curl(&lab, STAFF.name, "http://198.51.100.53:853/"), Some(7));
+    // Every rule's counter is on /metrics.
+    let out = lab.exec(
+        "gw",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            "http://127.0.0.1:9153/metrics",
+        ],
+    );
+    let metrics = String::from_utf8_lossy(&out.stdout).into_owned();
+    let counted = |chain: &str, rule: &str| -> u64 {
+        let line =
+            format!("schoolgate_firewall_rule_packets_total{{chain=\"{chain}\",rule=\"{rule}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {chain}/{rule} counter: {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(counted("forward", "dns_over_tls") >= 2);
+    assert!(counted("dns", "external_dns_logged") >= 5);
+    assert!(counted("quarantined", "quarantine_refused") >= 1);
+    assert!(counted("group_pupils", "quic") == 0);
+    assert!(metrics.contains("schoolgate_firewall_learned_addresses "));
+    assert!(metrics.trim_end().ends_with("# EOF"));
     let quic = |host: &str| lab.dig(host, WEB, "x.lab", "A", &["-p", "443"]);
     assert_eq!(quic(PUPIL.name).first("A"), None, "QUIC passed for a pupil");
     assert_eq!(quic(STAFF.name).first("A"), Some(WEB));

@@ -12,6 +12,7 @@
 //! devices of a table left by an earlier run), again on every policy change, and on stop
 //! leaves it (`fail_closed`) or removes it (`fail_open`).
 
+pub mod counters;
 pub mod installed;
 pub mod learned;
 pub mod learner;
@@ -224,6 +225,29 @@ impl Firewall {
     pub fn learned_counts(&self) -> (usize, u64) {
         let inner = self.inner();
         (inner.learned.len(), inner.learned.dropped)
+    }
+
+    /// The table's rule counters and what the agent holds, as OpenMetrics families.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        match self.nft.list_table() {
+            Ok(Some(json)) => counters::render(&counters::read(&json), &mut out),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot read the firewall's counters"),
+        }
+        let (held, dropped) = self.learned_counts();
+        let _ = std::fmt::Write::write_fmt(
+            &mut out,
+            format_args!(
+                "# HELP schoolgate_firewall_learned_addresses Addresses learned from DNS answers and held.\n\
+                 # TYPE schoolgate_firewall_learned_addresses gauge\n\
+                 schoolgate_firewall_learned_addresses {held}\n\
+                 # HELP schoolgate_firewall_learned_refused Addresses not learned because the store was full.\n\
+                 # TYPE schoolgate_firewall_learned_refused counter\n\
+                 schoolgate_firewall_learned_refused_total {dropped}\n"
+            ),
+        );
+        out
     }
 
     /// What the policy asks for when the agent stops: leave the table, or remove it.

@@ -215,7 +215,7 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     let mut dns = vec![
         "type nat hook prerouting priority dstnat; policy accept;".to_owned(),
         format!(
-            "iifname {lan} meta l4proto {{ tcp, udp }} th dport 53 fib daddr type != local limit rate {LOG_RATE}/second burst {burst} packets log prefix \"external_dns\" group {group} snaplen {snaplen}",
+            "iifname {lan} meta l4proto {{ tcp, udp }} th dport 53 fib daddr type != local limit rate {LOG_RATE}/second burst {burst} packets counter log prefix \"external_dns\" group {group} snaplen {snaplen} comment \"external_dns_logged\"",
             burst = LOG_RATE * 2,
             group = settings.log_group,
             snaplen = super::logged::SNAPLEN,
@@ -241,7 +241,7 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     // Forwarded traffic from the LAN.
     let mut forward = vec![
         "type filter hook forward priority filter; policy accept;".to_owned(),
-        format!("iifname != {lan} accept"),
+        format!("iifname != {lan} counter accept comment \"not_from_lan\""),
     ];
     for (what, set) in [
         ("ether", "quarantine_mac"),
@@ -254,24 +254,27 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     }
     forward.extend(
         [
-            "ct state established,related accept",
+            "ct state established,related counter accept comment \"established\"",
             "tcp dport 853 counter reject with tcp reset comment \"dns_over_tls\"",
             "udp dport 853 counter reject with icmpx admin-prohibited comment \"dns_over_quic\"",
-            "ether saddr vmap @group_mac",
-            "meta nfproto ipv4 ip saddr vmap @group_v4",
-            "meta nfproto ipv6 ip6 saddr vmap @group_v6",
+            "counter ether saddr vmap @group_mac comment \"group_by_mac\"",
+            "meta nfproto ipv4 counter ip saddr vmap @group_v4 comment \"group_by_v4\"",
+            "meta nfproto ipv6 counter ip6 saddr vmap @group_v6 comment \"group_by_v6\"",
         ]
         .map(str::to_owned),
     );
-    forward.push(format!("goto {}", names.scope(policy.default_group())));
+    forward.push(format!(
+        "counter goto {} comment \"default_group\"",
+        names.scope(policy.default_group())
+    ));
     chain(o, "forward", &forward);
     chain(
         o,
         "quarantined",
         &[
-            "ip daddr @quarantine_allow_v4 accept",
-            "ip6 daddr @quarantine_allow_v6 accept",
-            "goto refuse",
+            "ip daddr @quarantine_allow_v4 counter accept comment \"quarantine_allow\"",
+            "ip6 daddr @quarantine_allow_v6 counter accept comment \"quarantine_allow\"",
+            "counter goto refuse comment \"quarantine_refused\"",
         ]
         .map(str::to_owned),
     );
@@ -279,8 +282,8 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         o,
         "refuse",
         &[
-            "meta l4proto tcp reject with tcp reset",
-            "reject with icmpx admin-prohibited",
+            "meta l4proto tcp counter reject with tcp reset comment \"refused_tcp\"",
+            "counter reject with icmpx admin-prohibited comment \"refused_other\"",
         ]
         .map(str::to_owned),
     );

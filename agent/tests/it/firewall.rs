@@ -126,7 +126,10 @@ fn devices_go_to_their_group_before_networks_and_nested_networks_win() {
         .skip_while(|l| !l.contains("chain forward"))
         .take_while(|l| l.trim() != "}")
         .collect();
-    assert_eq!(forward.last().unwrap().trim(), "goto group_default");
+    assert_eq!(
+        forward.last().unwrap().trim(),
+        "counter goto group_default comment \"default_group\""
+    );
 }
 
 #[test]
@@ -190,7 +193,9 @@ fn learned_and_quarantine_sets_carry_their_timeouts() {
     assert!(text.contains("set quarantine_v6 { type ipv6_addr; elements = { fd00:10::7 }; }"));
     // Quarantine is checked before established connections are let through.
     let q = text.find("ip saddr @quarantine_v4").unwrap();
-    let est = text.find("ct state established,related accept").unwrap();
+    let est = text
+        .find("ct state established,related counter accept")
+        .unwrap();
     assert!(q < est);
 }
 
