@@ -435,6 +435,21 @@ impl Dig {
 }
 
 impl Lab {
+    /// The agent's `/metrics`, asked from the gateway (the tests listen on 127.0.0.1:9153).
+    pub fn metrics(&self) -> String {
+        let out = self.exec(
+            "gw",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "3",
+                "http://127.0.0.1:9153/metrics",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `dig` from `host` to `server` (and `extra` options), read.
     pub fn dig(&self, host: &str, server: &str, name: &str, rtype: &str, extra: &[&str]) -> Dig {
         let at = format!("@{server}");

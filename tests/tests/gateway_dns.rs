@@ -118,20 +118,6 @@ fn a(lab: &Lab, host: &str, name: &str) -> Dig {
     lab.dig(host, GATEWAY, name, "A", &[])
 }
 
-fn metrics(lab: &Lab) -> String {
-    let out = lab.exec(
-        "gw",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "3",
-            "http://127.0.0.1:9153/metrics",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The value of the metric line starting with `prefix`, 0 if absent.
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -384,7 +370,7 @@ fn gateway_dns_end_to_end() {
     // A broken edit leaves the last good policy in force.
     save(&policy_path, "version: 1\nschool: {");
     assert!(eventually(10, || metric(
-        &metrics(&lab),
+        &lab.metrics(),
         "schoolgate_policy_reloads_total{outcome=\"rejected\"}"
     ) >= 1.0));
     assert_eq!(
@@ -414,17 +400,17 @@ fn gateway_dns_end_to_end() {
 
     // SIGHUP reloads (the files are unchanged, so the reload says so).
     let before = metric(
-        &metrics(&lab),
+        &lab.metrics(),
         "schoolgate_policy_reloads_total{outcome=\"unchanged\"}",
     );
     lab.signal("agent", "HUP");
     assert!(eventually(5, || metric(
-        &metrics(&lab),
+        &lab.metrics(),
         "schoolgate_policy_reloads_total{outcome=\"unchanged\"}"
     ) > before));
 
     // Metrics count what happened.
-    let m = metrics(&lab);
+    let m = lab.metrics();
     assert!(
         metric(
             &m,

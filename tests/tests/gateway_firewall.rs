@@ -226,17 +226,7 @@ fn gateway_firewall_end_to_end() {
     assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.53:853/"), Some(7));
     assert_eq!(curl(&lab, STAFF.name, "http://198.51.100.53:853/"), Some(7));
     // Every rule's counter is on /metrics.
-    let out = lab.exec(
-        "gw",
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "3",
-            "http://127.0.0.1:9153/metrics",
-        ],
-    );
-    let metrics = String::from_utf8_lossy(&out.stdout).into_owned();
+    let metrics = lab.metrics();
     let counted = |chain: &str, rule: &str| -> u64 {
         let line =
             format!("schoolgate_firewall_rule_packets_total{{chain=\"{chain}\",rule=\"{rule}\"}} ");

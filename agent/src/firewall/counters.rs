@@ -20,12 +20,7 @@ pub fn read(json: &str) -> BTreeMap<(String, String), Count> {
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(json) else {
         return out;
     };
-    let objects = doc
-        .get("nftables")
-        .and_then(|v| v.as_array())
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for rule in objects.iter().filter_map(|o| o.get("rule")) {
+    for rule in super::nft::listed(&doc, "rule") {
         let text = |k: &str| rule.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let (Some(chain), Some(comment)) = (text("chain"), text("comment")) else {
             continue;

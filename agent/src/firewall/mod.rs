@@ -98,6 +98,22 @@ impl Firewall {
     /// failure the table in force stays as it was.
     pub fn apply(&self, policy: &Policy, now: Timestamp) -> Result<(), NftError> {
         let mut inner = self.inner();
+        self.load_whole(policy, &mut inner, now)?;
+        info!(
+            learned = inner.learned.len(),
+            installed = inner.installed.len(),
+            "firewall table loaded"
+        );
+        Ok(())
+    }
+
+    /// Loads the whole table, its filled sets judged at `now`.
+    fn load_whole(
+        &self,
+        policy: &Policy,
+        inner: &mut Inner,
+        now: Timestamp,
+    ) -> Result<(), NftError> {
         let wanted = inner.learned.enforce(policy, now);
         let state = State {
             blocked: wanted.blocked.clone(),
@@ -108,11 +124,6 @@ impl Firewall {
             .load(&ruleset::build(policy, &self.settings, &state))?;
         inner.installed.reset(&wanted, now.as_millisecond());
         inner.next_change = wanted.next_change;
-        info!(
-            learned = inner.learned.len(),
-            installed = inner.installed.len(),
-            "firewall table loaded"
-        );
         Ok(())
     }
 
@@ -176,16 +187,7 @@ impl Firewall {
                 // The sets are no longer what `installed` says: load the whole table, which
                 // puts them right.
                 warn!(error = %e, "cannot change the address sets; loading the whole table");
-                let wanted = inner.learned.enforce(policy, now);
-                let state = State {
-                    blocked: wanted.blocked.clone(),
-                    quarantined: inner.quarantined.clone(),
-                    quarantine_allow: wanted.quarantine_allow.clone(),
-                };
-                self.nft
-                    .load(&ruleset::build(policy, &self.settings, &state))?;
-                inner.installed.reset(&wanted, now.as_millisecond());
-                Ok(())
+                self.load_whole(policy, inner, now)
             }
         }
     }
@@ -272,12 +274,7 @@ pub fn quarantined_in(json: &str) -> Quarantined {
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(json) else {
         return out;
     };
-    let objects = doc
-        .get("nftables")
-        .and_then(|v| v.as_array())
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for set in objects.iter().filter_map(|o| o.get("set")) {
+    for set in nft::listed(&doc, "set") {
         let name = set.get("name").and_then(|n| n.as_str()).unwrap_or_default();
         let elems = set
             .get("elem")
