@@ -167,10 +167,12 @@ impl Worker {
                 .duration_since(now)
                 .try_into()
                 .unwrap_or(Duration::ZERO);
+            // Messages first, whatever is waiting; then the timed work once it is due, so a
+            // steady flow of answers can never hold a schedule boundary back.
+            let mut reloaded = false;
             match rx.recv_timeout(wait) {
                 Ok(first) => {
                     let mut answers = Vec::new();
-                    let mut reloaded = false;
                     for m in std::iter::once(first).chain(rx.try_iter().take(BATCH)) {
                         match m {
                             Message::Answered(name, addresses) => answers.push((name, addresses)),
@@ -179,29 +181,27 @@ impl Worker {
                             Message::Stop => return,
                         }
                     }
-                    let policy = self.live.current();
-                    let now = crate::clock::now();
                     if !answers.is_empty()
-                        && let Err(e) = self.firewall.learn(&policy, &answers, now)
+                        && let Err(e) =
+                            self.firewall
+                                .learn(&self.live.current(), &answers, crate::clock::now())
                     {
                         warn!(error = %e, "cannot add learned addresses to the firewall");
                     }
-                    if reloaded && let Err(e) = self.firewall.refresh(&policy, now) {
-                        warn!(error = %e, "cannot judge learned addresses again");
-                    }
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = crate::clock::now();
-                    if now >= sweep_at {
-                        last_sweep = now;
-                        let limit = now.as_millisecond() - RESOLVE_EVERY_MS;
-                        self.resolving.retain(|_, at| *at > limit);
-                    }
-                    if let Err(e) = self.firewall.refresh(&self.live.current(), now) {
-                        warn!(error = %e, "cannot judge learned addresses again");
-                    }
-                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = crate::clock::now();
+            if now >= sweep_at {
+                last_sweep = now;
+                let limit = now.as_millisecond() - RESOLVE_EVERY_MS;
+                self.resolving.retain(|_, at| *at > limit);
+            }
+            if (reloaded || now >= wake)
+                && let Err(e) = self.firewall.refresh(&self.live.current(), now)
+            {
+                warn!(error = %e, "cannot judge learned addresses again");
             }
         }
     }
