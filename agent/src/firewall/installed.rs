@@ -36,13 +36,17 @@ impl Installed {
         only: Option<&HashSet<IpAddr>>,
         now_ms: i64,
     ) -> Changes {
-        self.ends.retain(|_, end| *end > now_ms);
+        // Expired entries are dropped on full passes only: a partial one (every batch of
+        // answers) stays proportional to the addresses it speaks for.
+        if only.is_none() {
+            self.ends.retain(|_, end| *end > now_ms);
+        }
         let mut out = Changes::default();
         let mut keep: HashSet<(Filled, IpAddr)> = HashSet::new();
         for (f, ip, ms) in elements(wanted) {
             let end = now_ms.saturating_add_unsigned(ms);
             keep.insert((f, ip));
-            let current = self.ends.get(&(f, ip)).copied();
+            let current = self.ends.get(&(f, ip)).copied().filter(|c| *c > now_ms);
             if current.is_none_or(|c| (c - end).abs() > SLACK_MS) {
                 out.add.push((f, ip, ms));
                 self.ends.insert((f, ip), end);
