@@ -51,12 +51,12 @@ impl Attempt {
 pub fn respond(shared: &Shared, firewall: Option<&Firewall>, attempt: Attempt) {
     let now = crate::clock::now();
     let policy = shared.live.current();
-    let who = shared.who(&policy, attempt.client, now);
     // Only the school's own devices are judged; anything else on the LAN is not ours to
     // confine.
     if !policy.serves(attempt.client) {
         return;
     }
+    let who = shared.who(&policy, attempt.client, now);
     let response = policy.bypass_response(who.identity.group);
     let (device, group) = shared.describe(&policy, &who, now);
     let mut e = Event::new(

@@ -23,6 +23,7 @@ pub mod ranges;
 pub mod ruleset;
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -238,16 +239,14 @@ impl Firewall {
             Err(e) => warn!(error = %e, "cannot read the firewall's counters"),
         }
         let (held, dropped) = self.learned_counts();
-        let _ = std::fmt::Write::write_fmt(
-            &mut out,
-            format_args!(
-                "# HELP schoolgate_firewall_learned_addresses Addresses learned from DNS answers and held.\n\
-                 # TYPE schoolgate_firewall_learned_addresses gauge\n\
-                 schoolgate_firewall_learned_addresses {held}\n\
-                 # HELP schoolgate_firewall_learned_refused Addresses not learned because the store was full.\n\
-                 # TYPE schoolgate_firewall_learned_refused counter\n\
-                 schoolgate_firewall_learned_refused_total {dropped}\n"
-            ),
+        let _ = write!(
+            out,
+            "# HELP schoolgate_firewall_learned_addresses Addresses learned from DNS answers and held.\n\
+             # TYPE schoolgate_firewall_learned_addresses gauge\n\
+             schoolgate_firewall_learned_addresses {held}\n\
+             # HELP schoolgate_firewall_learned_refused Addresses not learned because the store was full.\n\
+             # TYPE schoolgate_firewall_learned_refused counter\n\
+             schoolgate_firewall_learned_refused_total {dropped}\n"
         );
         out
     }

@@ -553,35 +553,29 @@ fn malformed_requests_get_formerr_or_nothing() {
     }
 }
 
-#[test]
-fn dns_request_fuzz_seeds_do_not_panic() {
-    let dir = repo().join("fuzz/seeds/dns_request");
+/// Runs every checked-in seed of fuzz target `target` through `body`; at least 7 must be
+/// there.
+fn replay_seeds(target: &str, body: fn(&[u8])) {
+    let dir = repo().join("fuzz/seeds").join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
-        schoolgate_agent::fuzz::dns_request(&std::fs::read(entry.unwrap().path()).unwrap());
+        body(&std::fs::read(entry.unwrap().path()).unwrap());
         n += 1;
     }
     assert!(n >= 7, "expected the checked-in seeds in {}", dir.display());
+}
+
+#[test]
+fn dns_request_fuzz_seeds_do_not_panic() {
+    replay_seeds("dns_request", schoolgate_agent::fuzz::dns_request);
 }
 
 #[test]
 fn wire_answer_fuzz_seeds_do_not_panic() {
-    let dir = repo().join("fuzz/seeds/wire_answer");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        schoolgate_agent::fuzz::wire_answer(&std::fs::read(entry.unwrap().path()).unwrap());
-        n += 1;
-    }
-    assert!(n >= 7, "expected the checked-in seeds in {}", dir.display());
+    replay_seeds("wire_answer", schoolgate_agent::fuzz::wire_answer);
 }
 
 #[test]
 fn nflog_datagram_fuzz_seeds_do_not_panic() {
-    let dir = repo().join("fuzz/seeds/nflog_datagram");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        schoolgate_agent::fuzz::nflog_datagram(&std::fs::read(entry.unwrap().path()).unwrap());
-        n += 1;
-    }
-    assert!(n >= 7, "expected the checked-in seeds in {}", dir.display());
+    replay_seeds("nflog_datagram", schoolgate_agent::fuzz::nflog_datagram);
 }
