@@ -15,6 +15,7 @@
 use jiff::Timestamp;
 use smallvec::SmallVec;
 
+use crate::address::address_literal;
 use crate::device::Client;
 use crate::domain::{Matches, QueryName, TargetId};
 use crate::policy::{Action, ExceptionId, Identity, Policy, RuleId};
@@ -50,7 +51,8 @@ pub struct Decision<'p> {
 }
 
 /// Decides whether `client` may reach `name` at `now`. `name` may be anything a device sent:
-/// it is normalised here, and a name that cannot be a domain matches no list.
+/// it is normalised here, and a name that cannot be a domain matches no list. A name that is
+/// an address (`192.0.2.1`, `[2001:db8::1]`) matches the listed addresses and networks.
 pub fn decide<'p>(
     policy: &'p Policy,
     client: &Client,
@@ -72,7 +74,9 @@ pub fn decide_as<'p>(
     quarantined: bool,
 ) -> Decision<'p> {
     let mut matches = Matches::new();
-    if let Some(q) = QueryName::new(name) {
+    if let Some(ip) = address_literal(name) {
+        policy.index.addresses.lookup(ip, &mut matches);
+    } else if let Some(q) = QueryName::new(name) {
         policy.index.lookup(q.as_str(), &mut matches);
     }
     if quarantined {

@@ -12,7 +12,10 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use ipnet::IpNet;
 use smallvec::SmallVec;
+
+use crate::address::{AddressIndex, parse_listed_address};
 
 /// The longest domain name in presentation form without the trailing dot (RFC 1035).
 pub const MAX_NAME_LEN: usize = 253;
@@ -44,6 +47,23 @@ pub enum DomainError {
     NotBare { value: String, suggestion: String },
     #[error("`{value}` is not a valid internationalised domain name")]
     Idna { value: String },
+}
+
+/// One entry of a list: a domain, or an address or network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    Domain(Box<str>),
+    /// The network, and the entry as written.
+    Address(IpNet, Box<str>),
+}
+
+/// Parses a list entry as an administrator wrote it: an address or network if it reads as
+/// one, else a domain ([`parse_listed`]).
+pub fn parse_entry(raw: &str) -> Result<Listed, DomainError> {
+    if let Some(net) = parse_listed_address(raw) {
+        return Ok(Listed::Address(net, raw.trim().into()));
+    }
+    parse_listed(raw).map(Listed::Domain)
 }
 
 /// Parses a domain as an administrator wrote it (in `policy.yaml` or a list file) into its
@@ -165,9 +185,11 @@ pub struct TargetId(pub u32);
 pub type Matches<'a> = SmallVec<[(TargetId, &'a str); 4]>;
 
 /// Every listed domain of every target, in one hash map, so that a lookup costs one probe per
-/// label of the name asked about, however many domains and targets the policy has.
+/// label of the name asked about, however many domains and targets the policy has; and every
+/// listed address, which a name that is an address literal is looked up in.
 #[derive(Default)]
 pub struct DomainIndex {
+    pub addresses: AddressIndex,
     /// Listed domain → index into `sets`. Most domains share the same one or two target sets,
     /// so sets are stored once and referred to by number.
     map: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
@@ -180,6 +202,7 @@ impl fmt::Debug for DomainIndex {
         f.debug_struct("DomainIndex")
             .field("n_domains", &self.map.len())
             .field("n_sets", &self.sets.len())
+            .field("addresses", &self.addresses)
             .finish()
     }
 }
@@ -188,6 +211,14 @@ impl DomainIndex {
     /// Reserves room for `additional` more domains.
     pub fn reserve(&mut self, additional: usize) {
         self.map.reserve(additional);
+    }
+
+    /// Adds a listed domain or address to `target`.
+    pub fn insert_entry(&mut self, entry: Listed, target: TargetId) {
+        match entry {
+            Listed::Domain(d) => self.insert(d, target),
+            Listed::Address(net, text) => self.addresses.insert(net, text, target),
+        }
     }
 
     /// Adds `domain` (already in matching form) to `target`.

@@ -6,11 +6,13 @@
 //!
 //! - [`policy`]: loading and validating `policy.yaml` (two stages: raw YAML, then [`Policy`]).
 //! - [`domain`]: domain-name normalisation and the index of every listed domain.
+//! - [`address`]: listed addresses and networks, matched like domains.
 //! - [`calendar`], [`schedule`]: terms and closures; schedules compiled into instants.
 //! - [`device`]: client addresses and MACs.
 //! - [`decide`](mod@decide): the decision function.
 //! - [`explain`]: decisions as a sentence or JSON.
 
+pub mod address;
 pub mod calendar;
 pub mod decide;
 pub mod device;

@@ -525,3 +525,52 @@ fn gateway_errors_are_located() {
     }
     assert_eq!(got.len(), want.len(), "{got:#?}");
 }
+
+#[test]
+fn listed_addresses_and_networks_decide_like_domains() {
+    use schoolgate_engine::instant::parse_instant;
+    use schoolgate_engine::{Action, Client, decide};
+    let yaml = GOOD.replace(
+        "  social: { lists: [lists/social.txt], domains: [threads.net] }",
+        "  social: { lists: [lists/social.txt], domains: [threads.net, \"2001:db8:77::/48\"] }\n  \
+         tor: { lists: [lists/tor.txt] }",
+    ) + "  - { name: No Tor, groups: [pupils], block: [tor] }\n  \
+         - { name: Inline, groups: [pupils], block: [203.0.113.9, \"2001:db8:99::1\"] }\n";
+    let p = Policy::from_yaml(
+        &yaml,
+        Path::new("/school/policy.yaml"),
+        &lists(&[
+            ("lists/social.txt", "facebook.com\n192.0.2.0/24\n"),
+            (
+                "lists/tor.txt",
+                "# relays\n198.51.100.7\n198.51.100.8 # another\n",
+            ),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.n_domains(), 2, "addresses are not counted as domains");
+    assert_eq!(p.listed_addresses().len(), 6);
+    let pupil = Client::new("10.10.3.7".parse().unwrap(), None);
+    let at = |t: &str| parse_instant(t, p.timezone()).unwrap();
+    let school = at("2026-11-24T10:00");
+    let evening = at("2026-11-24T19:00");
+    let decided = |name: &str, now| {
+        let d = decide(&p, &pupil, name, now, false);
+        (d.action, d.matched.map(|m| m.domain.to_owned()))
+    };
+    assert_eq!(
+        decided("192.0.2.77", school),
+        (Action::Block, Some("192.0.2.0/24".into()))
+    );
+    assert_eq!(decided("192.0.2.77", evening).0, Action::Allow);
+    assert_eq!(decided("[2001:db8:77::5]", school).0, Action::Block);
+    assert_eq!(
+        decided("198.51.100.8", evening),
+        (Action::Block, Some("198.51.100.8".into()))
+    );
+    assert_eq!(decided("198.51.100.9", evening).0, Action::Allow);
+    assert_eq!(decided("203.0.113.9", evening).0, Action::Block);
+    assert_eq!(decided("2001:db8:99::1", evening).0, Action::Block);
+    // A name that only looks numeric is still a name.
+    assert_eq!(decided("198.51.100.8.example", evening).0, Action::Allow);
+}

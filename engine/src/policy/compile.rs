@@ -26,7 +26,7 @@ use super::{
 };
 use crate::calendar::{Calendar, DateSpan};
 use crate::device::MacAddr;
-use crate::domain::{DomainIndex, TargetId, parse_listed};
+use crate::domain::{DomainIndex, Listed, TargetId, parse_entry};
 use crate::instant::parse_instant;
 use crate::schedule::{Days, SECONDS_PER_DAY, Schedule, TimeRange};
 
@@ -621,10 +621,10 @@ impl<'a> Compiler<'a> {
             let id = TargetId(u32::try_from(targets.len()).unwrap_or(u32::MAX));
             let mut n_domains = 0usize;
             for d in &c.value.domains {
-                match parse_listed(&d.value) {
-                    Ok(name) => {
-                        index.insert(name, id);
-                        n_domains += 1;
+                match parse_entry(&d.value) {
+                    Ok(entry) => {
+                        n_domains += usize::from(matches!(entry, Listed::Domain(_)));
+                        index.insert_entry(entry, id);
                     }
                     Err(source) => self.error(d, ErrorKind::Domain { source }),
                 }
@@ -658,7 +658,8 @@ impl<'a> Compiler<'a> {
         names
     }
 
-    /// Reads one list file into the index; returns how many domains it listed.
+    /// Reads one list file (domains, addresses and networks) into the index; returns how many
+    /// domains it listed.
     fn list(&mut self, list: &S<String>, id: TargetId, index: &mut DomainIndex) -> usize {
         let path = self.base.join(list.value.trim());
         let text = match self.lists.read_list(&path) {
@@ -679,10 +680,10 @@ impl<'a> Compiler<'a> {
             if trimmed.is_empty() {
                 continue;
             }
-            match parse_listed(trimmed) {
-                Ok(name) => {
-                    index.insert(name, id);
-                    n += 1;
+            match parse_entry(trimmed) {
+                Ok(entry) => {
+                    n += usize::from(matches!(entry, Listed::Domain(_)));
+                    index.insert_entry(entry, id);
                 }
                 Err(source) => {
                     n_errors += 1;
@@ -970,8 +971,8 @@ impl<'a> Compiler<'a> {
         Some(if all { Groups::All } else { Groups::Some(ids) })
     }
 
-    /// Resolves `allow:`/`block:` entries: category names, or domains gathered into one
-    /// inline target for this entry.
+    /// Resolves `allow:`/`block:` entries: category names, or domains and addresses gathered
+    /// into one inline target for this entry.
     fn targets(
         &mut self,
         list: &[S<String>],
@@ -980,7 +981,7 @@ impl<'a> Compiler<'a> {
         targets: &mut Vec<Target>,
     ) -> Vec<TargetId> {
         let mut out = Vec::new();
-        let mut inline: Vec<Box<str>> = Vec::new();
+        let mut inline: Vec<Listed> = Vec::new();
         for item in list {
             let value = item.value.trim();
             if let Some(id) = names.categories.get(value) {
@@ -989,9 +990,11 @@ impl<'a> Compiler<'a> {
                 }
                 continue;
             }
-            let looks_like_category = !value.contains('.');
-            match parse_listed(value) {
-                Ok(domain) if !looks_like_category => inline.push(domain),
+            let entry = parse_entry(value);
+            let looks_like_category =
+                !value.contains('.') && !matches!(entry, Ok(Listed::Address(..)));
+            match entry {
+                Ok(entry) if !looks_like_category => inline.push(entry),
                 result => {
                     let known = one_of(&names.categories, None);
                     let kind = match result {
@@ -1012,10 +1015,15 @@ impl<'a> Compiler<'a> {
         }
         if !inline.is_empty() {
             let id = TargetId(u32::try_from(targets.len()).unwrap_or(u32::MAX));
-            for d in &inline {
-                index.insert(d.clone(), id);
+            let mut domains = Vec::with_capacity(inline.len());
+            for entry in inline {
+                domains.push(match &entry {
+                    Listed::Domain(d) => d.clone(),
+                    Listed::Address(_, text) => text.clone(),
+                });
+                index.insert_entry(entry, id);
             }
-            targets.push(Target::Domains { domains: inline });
+            targets.push(Target::Domains { domains });
             out.push(id);
         }
         out

@@ -167,7 +167,7 @@ pub enum Target {
         description: Option<String>,
         n_domains: usize,
     },
-    /// Domains written directly in one rule, exception or `quarantine_allow`.
+    /// Domains (and addresses) written directly in one rule, exception or `quarantine_allow`.
     Domains { domains: Vec<Box<str>> },
 }
 
@@ -366,6 +366,11 @@ impl Policy {
     /// How many distinct domains the policy lists, over all categories and rules.
     pub fn n_domains(&self) -> usize {
         self.index.n_domains()
+    }
+
+    /// Every address and network the policy lists, with the target listing it.
+    pub fn listed_addresses(&self) -> &[crate::address::ListedAddress] {
+        self.index.addresses.entries()
     }
 
     /// How this gateway runs, if the policy says.
