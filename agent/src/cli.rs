@@ -34,11 +34,15 @@ pub(crate) enum Command {
     /// the policy; SIGTERM or SIGINT stops it.
     Run(RunArgs),
     /// Print the nftables table the agent would load for a policy (`nft -f` input), with
-    /// nothing learned yet. Loads nothing.
+    /// the listed addresses refused at that time and nothing learned yet. Loads nothing.
     PrintRuleset {
         /// The policy file.
         #[arg(long, default_value = DEFAULT_POLICY)]
         policy: PathBuf,
+        /// When: RFC 3339 with an offset, or local `YYYY-MM-DDTHH:MM[:SS]` in the school's
+        /// time zone. Default: now.
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 

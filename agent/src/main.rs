@@ -29,13 +29,17 @@ fn main() -> ExitCode {
         Command::Check { policy } => check(&policy),
         Command::Explain(args) => explain_cmd(&args),
         Command::Run(args) => run(&args),
-        Command::PrintRuleset { policy } => print_ruleset(&policy),
+        Command::PrintRuleset { policy, at } => print_ruleset(&policy, at.as_deref()),
     }
 }
 
-fn print_ruleset(path: &Path) -> ExitCode {
+fn print_ruleset(path: &Path, at: Option<&str>) -> ExitCode {
+    use schoolgate_agent::firewall::listed;
     use schoolgate_agent::firewall::ruleset::{self, Settings, State};
     let Some(policy) = load_or_report(path) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let Some(now) = instant_arg(at, &policy) else {
         return ExitCode::from(EXIT_BAD_INPUT);
     };
     let Some(gateway) = policy.gateway() else {
@@ -47,7 +51,11 @@ fn print_ruleset(path: &Path) -> ExitCode {
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     let settings = Settings::new(gateway.lan_interfaces.clone(), &gateway.dns.listen);
-    print!("{}", ruleset::build(&policy, &settings, &State::default()));
+    let state = State {
+        listed: listed::enforce(&policy, now),
+        ..State::default()
+    };
+    print!("{}", ruleset::build(&policy, &settings, &state));
     ExitCode::SUCCESS
 }
 
@@ -169,7 +177,7 @@ fn check(path: &Path) -> ExitCode {
     let n_categories = policy.categories().count();
     let cal = policy.calendar();
     println!(
-        "{}: valid: {} ({}), {}, {}, {}, {}, {} ({}), {}, {}",
+        "{}: valid: {} ({}), {}, {}, {}, {}, {} ({}, {}), {}, {}",
         path.display(),
         policy.school_name(),
         policy.timezone_name(),
@@ -179,6 +187,7 @@ fn check(path: &Path) -> ExitCode {
         count(policy.exceptions().len(), "exception"),
         count(n_categories, "category"),
         count(policy.n_domains(), "domain"),
+        count(policy.listed_addresses().len(), "address"),
         count(cal.terms().len(), "term"),
         count(cal.closures().len(), "closure"),
     );
@@ -200,10 +209,25 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `--at`, read in the school's time zone (now if not given); `None` after saying why not.
+fn instant_arg(at: Option<&str>, policy: &schoolgate_engine::Policy) -> Option<jiff::Timestamp> {
+    let Some(text) = at else {
+        return Some(schoolgate_agent::clock::now());
+    };
+    let parsed = parse_instant(text, policy.timezone());
+    if parsed.is_none() {
+        eprintln!(
+            "error: --at `{text}` is not a time (expected RFC 3339 such as 2026-11-24T10:00:00+00:00, or local 2026-11-24T10:00)"
+        );
+    }
+    parsed
+}
+
 fn count(n: usize, noun: &str) -> String {
     match (n, noun.strip_suffix('y')) {
         (1, _) => format!("1 {noun}"),
         (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ if noun.ends_with('s') => format!("{n} {noun}es"),
         _ => format!("{n} {noun}s"),
     }
 }
@@ -212,17 +236,8 @@ fn explain_cmd(args: &ExplainArgs) -> ExitCode {
     let Some(policy) = load_or_report(&args.policy) else {
         return ExitCode::from(EXIT_BAD_INPUT);
     };
-    let now = match &args.at {
-        None => schoolgate_agent::clock::now(),
-        Some(text) => match parse_instant(text, policy.timezone()) {
-            Some(t) => t,
-            None => {
-                eprintln!(
-                    "error: --at `{text}` is not a time (expected RFC 3339 such as 2026-11-24T10:00:00+00:00, or local 2026-11-24T10:00)"
-                );
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        },
+    let Some(now) = instant_arg(args.at.as_deref(), &policy) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
     };
     let client = Client::new(args.client, args.mac);
     let decision = decide(&policy, &client, &args.domain, now, args.quarantined);

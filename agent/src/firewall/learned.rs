@@ -154,10 +154,7 @@ impl Learned {
         now: Timestamp,
     ) -> Enforcement {
         let now_ms = now.as_millisecond();
-        let scopes: Vec<Scope> = (0..policy.groups().len())
-            .filter_map(|i| u32::try_from(i).ok().map(|i| Some(GroupId(i))))
-            .chain([None])
-            .collect();
+        let scopes = scopes(policy);
         let mut verdicts: HashMap<Arc<str>, Verdicts> = HashMap::new();
         let mut out = Enforcement::default();
         let mut next_change: Option<i64> = None;
@@ -229,17 +226,25 @@ impl Learned {
     }
 }
 
+/// Every group, then `None` (devices in no group): the order [`Verdicts`] holds them in.
+pub(super) fn scopes(policy: &Policy) -> Vec<Scope> {
+    (0..policy.groups().len())
+        .filter_map(|i| u32::try_from(i).ok().map(|i| Some(GroupId(i))))
+        .chain([None])
+        .collect()
+}
+
 /// One name's decision in every scope, read once per evaluation.
 #[derive(Debug)]
-struct Verdicts {
-    /// Per scope (in [`Learned::enforce_on`]'s order): the action and when it ends (ms).
-    scopes: Vec<(Action, Option<i64>)>,
-    quarantine_allow: bool,
-    next_change: Option<i64>,
+pub(super) struct Verdicts {
+    /// Per scope (in [`scopes`]' order): the action and when it ends (ms).
+    pub(super) scopes: Vec<(Action, Option<i64>)>,
+    pub(super) quarantine_allow: bool,
+    pub(super) next_change: Option<i64>,
 }
 
 impl Verdicts {
-    fn of(policy: &Policy, scopes: &[Scope], name: &str, now: Timestamp) -> Self {
+    pub(super) fn of(policy: &Policy, scopes: &[Scope], name: &str, now: Timestamp) -> Self {
         let nobody = Client::default();
         let mut next_change = None;
         let scopes = scopes
@@ -274,7 +279,7 @@ impl Verdicts {
     }
 }
 
-fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+pub(super) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,

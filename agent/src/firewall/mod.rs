@@ -3,6 +3,8 @@
 //!
 //! - [`ruleset`]: the table, built from the policy and what the agent holds (pure).
 //! - [`learned`]: addresses from DNS answers, and which the policy refuses now (pure).
+//! - [`listed`]: addresses the policy lists (resolvers, VPN endpoints, Tor relays), and which
+//!   each group is refused now (pure).
 //! - [`installed`]: what the filled sets hold, so changes are sent as small updates (pure).
 //! - [`learner`]: the thread that feeds answers in and follows the schedule.
 //! - [`ranges`]: group membership cut into disjoint address ranges (pure).
@@ -16,6 +18,7 @@ pub mod counters;
 pub mod installed;
 pub mod learned;
 pub mod learner;
+pub mod listed;
 pub mod logged;
 pub mod nflog;
 pub mod nft;
@@ -34,6 +37,7 @@ use tracing::{debug, info, warn};
 
 use self::installed::Installed;
 use self::learned::Learned;
+use self::listed::Listed;
 use self::nft::{Nft, NftError};
 use self::ruleset::{Quarantined, Settings, State};
 
@@ -54,8 +58,10 @@ struct Inner {
     quarantined: Quarantined,
     learned: Learned,
     installed: Installed,
-    /// When a decision behind the filled sets next changes.
+    /// When a decision behind the learned sets next changes.
     next_change: Option<Timestamp>,
+    /// What the listed sets hold.
+    listed: Listed,
 }
 
 impl Firewall {
@@ -120,11 +126,13 @@ impl Firewall {
             blocked: wanted.blocked.clone(),
             quarantined: inner.quarantined.clone(),
             quarantine_allow: wanted.quarantine_allow.clone(),
+            listed: listed::enforce(policy, now),
         };
         self.nft
             .load(&ruleset::build(policy, &self.settings, &state))?;
         inner.installed.reset(&wanted, now.as_millisecond());
         inner.next_change = wanted.next_change;
+        inner.listed = state.listed;
         Ok(())
     }
 
@@ -161,6 +169,18 @@ impl Firewall {
         let mut inner = self.inner();
         let now_ms = now.as_millisecond();
         inner.learned.forget_expired(now_ms);
+        if inner.listed.next_change.is_some_and(|t| t <= now) {
+            let fresh = listed::enforce(policy, now);
+            let text = ruleset::relist(policy, &inner.listed, &fresh);
+            if !text.is_empty() {
+                debug!("changing the firewall's listed address sets");
+                if let Err(e) = self.nft.load(&text) {
+                    warn!(error = %e, "cannot change the listed address sets; loading the whole table");
+                    return self.load_whole(policy, &mut inner, now);
+                }
+            }
+            inner.listed = fresh;
+        }
         let wanted = inner.learned.enforce(policy, now);
         inner.next_change = wanted.next_change;
         let changes = inner.installed.changes(&wanted, None, now_ms);
@@ -216,7 +236,11 @@ impl Firewall {
 
     /// When a decision behind the filled sets next changes, if ever.
     pub fn next_change(&self) -> Option<Timestamp> {
-        self.inner().next_change
+        let inner = self.inner();
+        match (inner.next_change, inner.listed.next_change) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether addresses for `name` are known and good at `now`.

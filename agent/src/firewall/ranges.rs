@@ -25,7 +25,8 @@ pub struct Piece<T> {
 }
 
 impl Span {
-    fn of(net: &IpNet) -> Self {
+    /// Every address of `net`.
+    pub fn of(net: &IpNet) -> Self {
         match net {
             IpNet::V4(n) => Self {
                 first: u128::from(u32::from(n.network())),
@@ -38,7 +39,8 @@ impl Span {
         }
     }
 
-    fn single(ip: IpAddr) -> Self {
+    /// One address.
+    pub fn single(ip: IpAddr) -> Self {
         let v = match ip {
             IpAddr::V4(a) => u128::from(u32::from(a)),
             IpAddr::V6(a) => u128::from(a),
@@ -77,8 +79,32 @@ pub fn disjoint<T: Copy + Eq>(entries: &[(Span, T)]) -> Vec<Piece<T>> {
     joined
 }
 
+/// The address `v` stands for, in the family given.
+pub fn address(v: u128, v4: bool) -> IpAddr {
+    if v4 {
+        IpAddr::V4(Ipv4Addr::from(u32::try_from(v).unwrap_or(u32::MAX)))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(v))
+    }
+}
+
+/// Sorts `spans` and joins those that overlap or touch.
+pub fn merged(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort();
+    let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+    for s in spans {
+        match out.last_mut() {
+            Some(last) if last.last.checked_add(1).is_none_or(|n| n >= s.first) => {
+                last.last = last.last.max(s.last);
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
 /// `a` without `b`: zero, one or two spans.
-fn subtract(a: Span, b: Span) -> Vec<Span> {
+pub fn subtract(a: Span, b: Span) -> Vec<Span> {
     if b.last < a.first || b.first > a.last {
         return vec![a];
     }

@@ -28,6 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use schoolgate_engine::policy::GroupId;
 use schoolgate_engine::{MacAddr, Policy};
 
+use super::listed::{Listed, Spans};
 use super::ranges::{self, Piece};
 
 /// The one table the agent owns.
@@ -80,6 +81,8 @@ pub struct State {
     pub quarantined: Quarantined,
     /// Addresses of the `quarantine_allow` names, with the milliseconds each has left.
     pub quarantine_allow: Vec<(IpAddr, u64)>,
+    /// The listed addresses and networks refused per group, and those quarantine allows.
+    pub listed: Listed,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -209,6 +212,18 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         set(o, &format!("blocked_{chain}_v6"), "ipv6_addr", &flags, &b6);
     }
 
+    // Listed addresses and networks: refused per group, or open to quarantined devices.
+    for &group in &scopes {
+        let chain = names.scope(group);
+        let spans = state.listed.blocked.get(&group);
+        interval_sets(o, &format!("listed_{chain}"), spans);
+    }
+    interval_sets(
+        o,
+        "listed_quarantine_allow",
+        Some(&state.listed.quarantine_allow),
+    );
+
     // DNS: every query from the LAN goes to the agent's resolver. One sent to an address not
     // the gateway's own is logged first, for the agent to report (this chain sees the first
     // packet of each flow only, so one query, not its retries).
@@ -274,6 +289,8 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         &[
             "ip daddr @quarantine_allow_v4 counter accept comment \"quarantine_allow\"",
             "ip6 daddr @quarantine_allow_v6 counter accept comment \"quarantine_allow\"",
+            "ip daddr @listed_quarantine_allow_v4 counter accept comment \"quarantine_allow_listed\"",
+            "ip6 daddr @listed_quarantine_allow_v6 counter accept comment \"quarantine_allow_listed\"",
             "counter goto refuse comment \"quarantine_refused\"",
         ]
         .map(str::to_owned),
@@ -295,6 +312,11 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
                 "udp dport 443 counter reject with icmpx admin-prohibited comment \"quic\""
                     .to_owned(),
             );
+        }
+        for (ip, family) in [("ip", "v4"), ("ip6", "v6")] {
+            lines.push(format!(
+                "{ip} daddr @listed_{name}_{family} counter goto refuse comment \"listed_address\""
+            ));
         }
         for (ip, family) in [("ip", "v4"), ("ip6", "v6")] {
             lines.push(format!(
@@ -324,6 +346,78 @@ fn timed(list: &[(IpAddr, u64)]) -> (Vec<String>, Vec<String>) {
         if ip.is_ipv4() { v4.push(e) } else { v6.push(e) }
     }
     (v4, v6)
+}
+
+/// The `<name>_v4` and `<name>_v6` interval sets holding `spans`.
+fn interval_sets(o: &mut String, name: &str, spans: Option<&Spans>) {
+    let (v4, v6) = span_texts(spans);
+    set(
+        o,
+        &format!("{name}_v4"),
+        "ipv4_addr",
+        "flags interval; ",
+        &v4,
+    );
+    set(
+        o,
+        &format!("{name}_v6"),
+        "ipv6_addr",
+        "flags interval; ",
+        &v6,
+    );
+}
+
+fn span_texts(spans: Option<&Spans>) -> (Vec<String>, Vec<String>) {
+    spans
+        .map(|s| {
+            (
+                s.v4.iter().map(|x| ranges::v4_text(*x)).collect(),
+                s.v6.iter().map(|x| ranges::v6_text(*x)).collect(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The transaction that brings the listed sets from `old` to `new` (empty if nothing changed):
+/// each set that changed is flushed and filled again, in one transaction, so no packet sees
+/// it half-filled.
+pub fn relist(policy: &Policy, old: &Listed, new: &Listed) -> String {
+    let names = Names::new(policy);
+    let mut pairs: Vec<(String, Option<&Spans>, Option<&Spans>)> = group_ids(policy)
+        .map(Some)
+        .chain([None])
+        .map(|g| {
+            (
+                format!("listed_{}", names.scope(g)),
+                old.blocked.get(&g),
+                new.blocked.get(&g),
+            )
+        })
+        .collect();
+    pairs.push((
+        "listed_quarantine_allow".to_owned(),
+        Some(&old.quarantine_allow),
+        Some(&new.quarantine_allow),
+    ));
+    let mut out = String::new();
+    for (name, before, after) in pairs {
+        let (b4, b6) = span_texts(before);
+        let (a4, a6) = span_texts(after);
+        for (family, b, a) in [("v4", b4, a4), ("v6", b6, a6)] {
+            if a == b {
+                continue;
+            }
+            let _ = writeln!(out, "flush set {FAMILY} {TABLE} {name}_{family}");
+            if !a.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "add element {FAMILY} {TABLE} {name}_{family} {{ {} }}",
+                    a.join(", ")
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The transaction that adds a device to the quarantine sets (empty if there is nothing to

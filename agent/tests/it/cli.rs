@@ -248,3 +248,41 @@ fn check_warns_when_the_calendar_has_ended() {
         "{stderr}"
     );
 }
+
+#[test]
+fn print_ruleset_shows_the_table_with_listed_addresses_at_a_time() {
+    let policy = repo().join("policy.yaml");
+    let out = agent(&[
+        "print-ruleset",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--at",
+        "2026-11-24T10:00",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("table inet schoolgate {}\ndelete table inet schoolgate\n"));
+    let set = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(&format!("set {name} ")))
+            .unwrap_or_else(|| panic!("no set {name}:\n{table}"))
+            .to_owned()
+    };
+    // The shipped lists' resolver addresses are refused to pupils at any time, not to staff.
+    // Neighbouring addresses are joined into ranges.
+    assert!(set("listed_group_pupils_v4").contains("1.1.1.1-1.1.1.3,"));
+    assert!(set("listed_group_pupils_v4").contains(" 8.8.8.8,"));
+    assert!(set("listed_group_pupils_v6").contains("2606:4700:4700::1111"));
+    assert!(set("listed_group_pupils_v4").contains("162.159.192.0/23"));
+    assert!(!set("listed_group_staff_v4").contains("1.1.1.1"));
+    let bad = agent(&[
+        "print-ruleset",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--at",
+        "tea time",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("--at `tea time`"));
+}

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use schoolgate_agent::firewall::listed;
 use schoolgate_agent::firewall::ruleset::{self, Changes, Filled, Quarantined, Settings, State};
 use schoolgate_engine::Policy;
 use schoolgate_engine::policy::GroupId;
@@ -86,6 +87,8 @@ fn the_shipped_policy_makes_this_table() {
         macs: vec!["52:54:00:aa:bb:cd".parse().unwrap()],
     };
     state.quarantine_allow = vec![(ip("198.51.100.40"), 3600)];
+    let tuesday = schoolgate_engine::instant::parse_instant("2026-11-24T10:00", p.timezone());
+    state.listed = listed::enforce(&p, tuesday.unwrap());
     let text = ruleset::build(&p, &settings(), &state);
     snapshot("shipped-policy.nft", &text);
     kernel_accepts(&text);
@@ -183,6 +186,7 @@ fn learned_and_quarantine_sets_carry_their_timeouts() {
             macs: vec![],
         },
         quarantine_allow: vec![],
+        listed: Default::default(),
     };
     let text = ruleset::build(&p, &settings(), &state);
     assert!(text.contains(
@@ -237,6 +241,60 @@ fn learned_addresses_change_without_reloading_the_table() {
         )
     );
     kernel_accepts(&both);
+}
+
+#[test]
+fn listed_addresses_are_refused_per_group_and_follow_the_schedule() {
+    let yaml = "version: 1
+school: { name: T, timezone: Europe/London }
+calendar: { terms: [{ name: Autumn, from: 2026-09-03, to: 2026-12-18 }] }
+schedules:
+  school_day: { days: [mon, tue, wed, thu, fri], times: [\"08:30-15:30\"], term_time: true }
+categories:
+  resolvers: { domains: [dns.example, 192.0.2.53, \"2001:db8:53::53\"] }
+  tor: { lists: [tor.txt] }
+  vle: { domains: [vle.example, 192.0.2.80] }
+groups:
+  pupils: { networks: [10.10.0.0/16] }
+  staff: { networks: [10.20.0.0/16] }
+rules:
+  - { name: No resolvers, groups: [pupils], block: [resolvers] }
+  - { name: No Tor in the day, groups: [pupils, staff], block: [tor], when: school_day }
+bypass: { quarantine_allow: [vle] }
+";
+    let p = Policy::from_yaml(yaml, Path::new("/p/t.yaml"), &|_: &Path| {
+        Ok("# relays\n198.51.100.0/30\n198.51.100.9\n".to_owned())
+    })
+    .unwrap();
+    let at = |t: &str| schoolgate_engine::instant::parse_instant(t, p.timezone()).unwrap();
+    let day = listed::enforce(&p, at("2026-11-24T10:00"));
+    let evening = listed::enforce(&p, at("2026-11-24T15:30"));
+    let state = State {
+        listed: day.clone(),
+        ..State::default()
+    };
+    let text = ruleset::build(&p, &settings(), &state);
+    for want in [
+        "set listed_group_pupils_v4 { type ipv4_addr; flags interval; elements = { 192.0.2.53, 198.51.100.0/30, 198.51.100.9 }; }",
+        "set listed_group_pupils_v6 { type ipv6_addr; flags interval; elements = { 2001:db8:53::53 }; }",
+        "set listed_group_staff_v4 { type ipv4_addr; flags interval; elements = { 198.51.100.0/30, 198.51.100.9 }; }",
+        "set listed_no_group_v4 { type ipv4_addr; flags interval; }",
+        "set listed_quarantine_allow_v4 { type ipv4_addr; flags interval; elements = { 192.0.2.80 }; }",
+        "ip daddr @listed_group_staff_v4 counter goto refuse comment \"listed_address\"",
+        "ip daddr @listed_quarantine_allow_v4 counter accept comment \"quarantine_allow_listed\"",
+    ] {
+        assert!(text.contains(want), "{want}\nnot in\n{text}");
+    }
+    // At 15:30 the Tor block ends: only the sets that change are flushed and filled again.
+    let relist = ruleset::relist(&p, &day, &evening);
+    assert_eq!(
+        relist,
+        "flush set inet schoolgate listed_group_pupils_v4\n\
+         add element inet schoolgate listed_group_pupils_v4 { 192.0.2.53 }\n\
+         flush set inet schoolgate listed_group_staff_v4\n"
+    );
+    assert_eq!(ruleset::relist(&p, &evening, &evening), "");
+    kernel_accepts(&format!("{text}{relist}"));
 }
 
 #[test]
