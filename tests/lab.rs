@@ -85,7 +85,7 @@ pub fn unavailable() -> Option<String> {
     if !root {
         return Some("not root: network namespaces need CAP_NET_ADMIN".into());
     }
-    for tool in ["ip", "dig", "curl"] {
+    for tool in ["ip", "dig", "curl", "kdig", "nft"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()

@@ -5,8 +5,12 @@
 //! `forcesafesearch.google.com` and the other safe-search targets → 198.51.100.11 (so a test
 //! can tell a rewrite happened), `nx.lab` → NXDOMAIN. AAAA → 2001:db8:100::10. HTTPS records
 //! for `ech.lab` carry an `ech` parameter. TXT `whoami.lab` → "upstream-inet".
+//!
+//! It also plays a DNS-over-TLS resolver (`dot`) and a QUIC echo server and client (`quic`,
+//! `quic-get`): see [`secure`].
 #![allow(
     clippy::print_stderr,
+    clippy::print_stdout,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing
@@ -15,6 +19,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::str::FromStr;
+
+#[path = "lab_peer/secure.rs"]
+mod secure;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::svcb::{Alpn, EchConfigList, SVCB, SvcParamKey, SvcParamValue};
@@ -149,6 +156,12 @@ fn talk(addr: SocketAddr, seconds: u64) {
     eprintln!("talk: {n} lines echoed");
 }
 
+/// The resolver's answer to one query in wire form, if it reads as one.
+fn answer_wire(query: &[u8]) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    answer(&q).to_vec().ok()
+}
+
 fn dns(addrs: &[SocketAddr]) {
     let mut threads = Vec::new();
     for addr in addrs {
@@ -234,6 +247,13 @@ fn http(addrs: &[SocketAddr]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let path_arg = |i: usize| std::path::PathBuf::from(args.get(i).cloned().unwrap_or_default());
+    let addr_arg = |i: usize| args.get(i).and_then(|s| s.parse::<SocketAddr>().ok());
+    match (args.first().map(String::as_str), addr_arg(1)) {
+        (Some("quic"), Some(a)) => return secure::quic_server(a, &path_arg(2)),
+        (Some("quic-get"), Some(a)) => return secure::quic_get(a, &path_arg(2)),
+        _ => {}
+    }
     if args.first().map(String::as_str) == Some("talk") {
         match (
             args.get(1).and_then(|s| s.parse().ok()),
@@ -260,8 +280,12 @@ fn main() {
         Some("dns") => dns(&addrs),
         Some("http") => http(&addrs),
         Some("echo") => echo(&addrs),
+        Some("dot") => secure::dot(&addrs, answer_wire),
         _ => {
-            eprintln!("usage: lab-peer dns|http|echo ADDR:PORT... | talk ADDR:PORT SECONDS");
+            eprintln!(
+                "usage: lab-peer dns|http|echo|dot ADDR:PORT... | talk ADDR:PORT SECONDS \
+                 | quic ADDR:PORT CERT | quic-get ADDR:PORT CERT"
+            );
             std::process::exit(2);
         }
     }
