@@ -6,7 +6,10 @@
 #
 # Needs root and: dnsperf unbound (Debian packages), a release build:
 #   cargo build --release -p schoolgate-agent -p schoolgate-tests
-# Usage: [KINDS='cached blocked uncached paced'] [ROUNDS=1] bench/dnsperf.sh [SECONDS per run, default 10]
+# Usage: [KINDS='cached blocked uncached paced'] [ROUNDS=1] [FIREWALL=on] bench/dnsperf.sh [SECONDS per run, default 10]
+#
+# FIREWALL=on runs the agent with its firewall (loopback as the LAN interface, so no packet
+# is redirected): every answer is then also handed to the firewall's thread, as on a gateway.
 #
 # With ROUNDS > 1 every kind is measured that many times, the servers taking turns to go
 # first, and the median ratio of schoolgate's rate to Unbound's is printed per kind.
@@ -37,7 +40,9 @@ ip -n "$ns" addr add 127.0.0.53/8 dev lo 2>/dev/null || true
 in_ns() { ip netns exec "$ns" "$@"; }
 
 # The blocklist: every domain in lists/*.txt.
-cat lists/*.txt | sed 's/#.*//' | tr -d ' \t\r' | grep -v '^$' | sort -u > "$work/blocked-domains"
+# Domains only: the lists' addresses and networks are the firewall's, not names to ask for.
+cat lists/*.txt | sed 's/#.*//' | tr -d ' \t\r' | grep -v '^$' | grep -Ev '^[0-9.]+(/[0-9]+)?$|:' \
+    | sort -u > "$work/blocked-domains"
 n_blocked=$(wc -l < "$work/blocked-domains")
 
 # schoolgate: one group for loopback, one rule blocking every list.
@@ -55,6 +60,11 @@ gateway:
   dns: { listen: ["127.0.0.1:5300"], upstreams: ["127.0.0.53:53"], block_response: nxdomain, rate_limit: 10000000 }
   state_dir: $work/state
 YAML
+firewall_flag=--no-firewall
+if [ "${FIREWALL:-off}" = on ]; then
+    firewall_flag=
+    printf '  lan_interfaces: [lo]\n  firewall: { on_stop: fail_open }\n' >> "$work/policy.yaml"
+fi
 
 # Unbound: the same domains as always_nxdomain local zones, forwarding the rest.
 {
@@ -87,7 +97,7 @@ CONF
 } > "$work/unbound.conf"
 
 ip netns exec "$ns" "$peer" dns 127.0.0.53:53 2>"$work/peer.log" & pids+=($!)
-ip netns exec "$ns" "$agent" run --policy "$work/policy.yaml" --no-firewall --no-capture 2>"$work/agent.log" & pids+=($!)
+ip netns exec "$ns" "$agent" run --policy "$work/policy.yaml" $firewall_flag --no-capture 2>"$work/agent.log" & pids+=($!)
 ip netns exec "$ns" unbound -c "$work/unbound.conf" 2>"$work/unbound.log" & pids+=($!)
 for port in 5300 5301; do
     for _ in $(seq 50); do

@@ -31,6 +31,17 @@ const RESOLVE_EVERY_MS: i64 = 60_000;
 /// Names waiting for a background resolution, at most.
 const RESOLVING_MAX: usize = 4_096;
 
+/// A resolver thread passes on the same blocked name at most this often.
+const RESEND: Duration = Duration::from_millis(RESOLVE_EVERY_MS.unsigned_abs());
+/// Blocked names a resolver thread remembers having passed on, at most.
+const SENT_MAX: usize = 4_096;
+
+thread_local! {
+    /// Blocked names this thread passed on, and when.
+    static SENT: std::cell::RefCell<HashMap<Box<str>, std::time::Instant>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
 /// What the thread is told.
 #[derive(Debug)]
 pub enum Message {
@@ -66,9 +77,31 @@ impl Learner {
         }
     }
 
-    /// Says that a rule refused `name`: its addresses should be refused too.
+    /// Says that a rule refused `name`: its addresses should be refused too. Each resolver
+    /// thread says so at most once a minute per name: the thread would not resolve it more
+    /// often, and a message per blocked query (a futex wake each) cost the blocked path a
+    /// quarter of its rate (docs/PERFORMANCE.md).
     pub fn blocked(&self, name: &str) {
-        self.send(Message::Blocked(name.into()));
+        let now = std::time::Instant::now();
+        let fresh = SENT.with_borrow_mut(|sent| {
+            if sent
+                .get(name)
+                .is_some_and(|at| now.duration_since(*at) < RESEND)
+            {
+                return false;
+            }
+            if sent.len() >= SENT_MAX {
+                sent.retain(|_, at| now.duration_since(*at) < RESEND);
+                if sent.len() >= SENT_MAX {
+                    sent.clear();
+                }
+            }
+            sent.insert(name.into(), now);
+            true
+        });
+        if fresh {
+            self.send(Message::Blocked(name.into()));
+        }
     }
 
     /// Says that the policy changed.
