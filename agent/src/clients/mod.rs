@@ -26,6 +26,14 @@ use leases::Lease;
 /// unknown addresses cannot turn into a flood of netlink dumps. Misses are rare: the table is
 /// kept current from the kernel's change notifications.
 const MISS_REFRESH: Duration = Duration::from_millis(250);
+/// An address's first miss reads the table sooner: a device new to the network sends its
+/// first query microseconds after its ARP request created the entry, often before the change
+/// notification is applied, and a device known by its MAC must not be judged by its address.
+const FIRST_MISS_REFRESH: Duration = Duration::from_millis(20);
+/// An address counts as missed again (a first miss) after this long.
+const MISS_MEMORY: Duration = Duration::from_secs(60);
+/// Addresses remembered as missed, at most (routed subnets miss every time).
+const MISSED_MAX: usize = 65_536;
 
 /// Neighbour entries and leases, by address.
 #[derive(Debug)]
@@ -39,6 +47,8 @@ pub struct Directory {
     netlink: bool,
     leases: ArcSwap<HashMap<IpAddr, Lease>>,
     lease_files: Vec<LeaseFile>,
+    /// Addresses that missed, and when they first did (taken on misses only).
+    missed: std::sync::Mutex<foldhash::HashMap<IpAddr, Instant>>,
 }
 
 impl Directory {
@@ -51,22 +61,50 @@ impl Directory {
             netlink,
             leases: ArcSwap::from_pointee(HashMap::new()),
             lease_files,
+            missed: std::sync::Mutex::default(),
         });
         d.read_leases();
         d
     }
 
     /// The MAC behind `ip` at `now`: from the neighbour table, else from a current lease. On a
-    /// neighbour-table miss the table is read again (rate-limited), in case a change
-    /// notification was missed.
+    /// neighbour-table miss the table is read again (rate-limited, sooner for an address's
+    /// first miss), in case a change notification was missed or is still on its way.
     pub fn mac(&self, ip: IpAddr, now: Timestamp) -> Option<MacAddr> {
         let ip = ip.to_canonical();
         let mut mac = self.neighbour(ip);
-        if mac.is_none() && self.netlink && self.refresh_due(MISS_REFRESH, Instant::now()) {
-            self.refresh_neighbours();
-            mac = self.neighbour(ip);
+        if mac.is_none() && self.netlink {
+            let at = Instant::now();
+            let interval = if self.first_miss(ip, at) {
+                FIRST_MISS_REFRESH
+            } else {
+                MISS_REFRESH
+            };
+            if self.refresh_due(interval, at) {
+                self.refresh_neighbours();
+                mac = self.neighbour(ip);
+            }
         }
         mac.or_else(|| self.with_lease(ip, now, |l| l.mac))
+    }
+
+    /// Whether `ip` has not missed in the last [`MISS_MEMORY`]; remembers that it has now.
+    fn first_miss(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut missed = self.missed.lock().unwrap_or_else(|e| e.into_inner());
+        if missed
+            .get(&ip)
+            .is_some_and(|at| now.saturating_duration_since(*at) < MISS_MEMORY)
+        {
+            return false;
+        }
+        if missed.len() >= MISSED_MAX {
+            missed.retain(|_, at| now.saturating_duration_since(*at) < MISS_MEMORY);
+            if missed.len() >= MISSED_MAX {
+                missed.clear();
+            }
+        }
+        missed.insert(ip, now);
+        true
     }
 
     /// The host name in `ip`'s current DHCP lease.
@@ -179,5 +217,32 @@ impl Directory {
                 let _ = tokio::task::spawn_blocking(move || d.refresh_neighbours()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_address_first_miss_is_told_once_a_minute() {
+        let d = Directory::new(false, Vec::new());
+        let ip: IpAddr = "10.77.0.5".parse().unwrap();
+        let t = Instant::now();
+        assert!(d.first_miss(ip, t));
+        assert!(!d.first_miss(ip, t + Duration::from_secs(59)));
+        assert!(d.first_miss("10.77.0.6".parse().unwrap(), t));
+        assert!(d.first_miss(ip, t + MISS_MEMORY + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_table_is_read_again_at_most_once_per_interval() {
+        let d = Directory::new(false, Vec::new());
+        let t = Instant::now();
+        assert!(d.refresh_due(FIRST_MISS_REFRESH, t));
+        assert!(!d.refresh_due(FIRST_MISS_REFRESH, t + Duration::from_millis(5)));
+        assert!(d.refresh_due(FIRST_MISS_REFRESH, t + Duration::from_millis(30)));
+        assert!(!d.refresh_due(MISS_REFRESH, t + Duration::from_millis(100)));
     }
 }
