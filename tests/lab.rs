@@ -67,11 +67,12 @@ pub const RESOLVER: &str = "198.51.100.53";
 pub const WEB: &str = "198.51.100.10";
 pub const SAFE_WEB: &str = "198.51.100.11";
 /// Sites with addresses of their own (the fake resolver answers `…A-B-C-D.ip.lab` with them).
-pub const SITES: [&str; 4] = [
+pub const SITES: [&str; 5] = [
     "198.51.100.20",
     "198.51.100.21",
     "198.51.100.22",
     "198.51.100.23",
+    "198.51.100.24",
 ];
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -1,8 +1,9 @@
 //! Addresses the firewall learns from DNS, on a gateway built from network namespaces: a
 //! pupil who connects to a blocked site by address is refused in the school day and let
 //! through after it, to the second; an address shared with an allowed name is not refused; a
-//! block that starts at the same boundary takes effect then; and neither a policy reload nor
-//! the boundary drops an established connection.
+//! block that starts at the same boundary takes effect then; an address the policy lists
+//! follows the same boundary; and neither a policy reload nor the boundary drops an
+//! established connection.
 //!
 //! The agent's clock starts at 15:29:45 on a school Tuesday (`--clock-from`), so the school
 //! day ends 15 s into the test.
@@ -35,6 +36,7 @@ schedules:
 categories:
   social_networking: {{ domains: [photos.198-51-100-20.ip.lab, photos.198-51-100-21.ip.lab] }}
   games: {{ domains: [games.198-51-100-23.ip.lab] }}
+  game_servers: {{ domains: [198.51.100.24/31] }}
   vle: {{ domains: [vle.198-51-100-22.ip.lab{extra_vle}] }}
 groups:
   pupils: {{ networks: [10.77.0.0/28, "2001:db8:77::100/120"] }}
@@ -42,7 +44,7 @@ groups:
 rules:
   - {{ name: VLE always, groups: [all], allow: [vle] }}
   - {{ name: Pupils off social in the school day, groups: [pupils], block: [social_networking], when: school_day }}
-  - {{ name: No games after school, groups: [pupils], block: [games], when: after_school }}
+  - {{ name: No games after school, groups: [pupils], block: [games, game_servers], when: after_school }}
 gateway:
   lan_interfaces: [lan0]
   dns:
@@ -70,6 +72,16 @@ fn refused(lab: &Lab) -> String {
         ],
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `curl` exit code for `url` from `host`: 0 connected, 7 refused.
+fn curl(lab: &Lab, host: &str, url: &str) -> Option<i32> {
+    lab.exec(
+        host,
+        &["curl", "-s", "-o", "/dev/null", "--max-time", "3", url],
+    )
+    .status
+    .code()
 }
 
 /// `curl` to `name` on port 80 at `ip` without asking DNS: 0 connected, 7 refused.
@@ -219,6 +231,10 @@ fn learned_addresses_follow_the_school_day() {
     // The blocked address is still refused after the reload.
     assert!(refused(&lab).contains(photos_ip), "{}", refused(&lab));
 
+    // A listed game server is reached until 15:30.
+    let server = "http://198.51.100.24/";
+    assert_eq!(curl(&lab, PUPIL.name, server), Some(0));
+
     // 15:30:00: the school day ends and the after-school block starts.
     let boundary = started + TO_BOUNDARY;
     std::thread::sleep(boundary.saturating_duration_since(Instant::now()));
@@ -229,6 +245,12 @@ fn learned_addresses_follow_the_school_day() {
         refused(&lab),
         lab.log("agent")
     );
+    assert!(
+        eventually(2, || curl(&lab, PUPIL.name, server) == Some(7)),
+        "the listed game server was not refused after 15:30: {}",
+        lab.log("agent")
+    );
+    assert_eq!(curl(&lab, STAFF.name, server), Some(0));
     assert_eq!(curl_at(&lab, PUPIL.name, photos, photos_ip), Some(0));
     assert_eq!(curl_at(&lab, PUPIL.name, games, games_ip), Some(7));
     assert_eq!(
