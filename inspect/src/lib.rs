@@ -1,0 +1,9 @@
+//! schoolgate's passive inspection: what a connection is, from its first bytes.
+//!
+//! Everything here is sans-IO: bytes (and, where it matters, an instant) go in, a verdict
+//! comes out. Nothing reads a socket, a file or the clock, and nothing panics on any input:
+//! every byte comes from a device on the school's network and is treated as hostile.
+//!
+//! - [`tls`]: the TLS ClientHello: server name, ALPN, ECH (real or GREASE), JA4.
+
+pub mod tls;

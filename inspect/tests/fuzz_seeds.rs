@@ -1,0 +1,25 @@
+//! The checked-in fuzz seeds (fuzz/seeds/) replayed through the same calls as the fuzz
+//! targets, so `cargo test` keeps every crash once found from coming back.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use schoolgate_inspect::tls::{Parsed, Transport, from_handshake, from_records};
+
+#[test]
+fn tls_client_hello_seeds_do_not_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/tls_client_hello");
+    let mut hellos = 0;
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        if matches!(from_records(&data), Parsed::Hello(_)) {
+            hellos += 1;
+        }
+        let _ = from_handshake(&data, Transport::Quic);
+        n += 1;
+    }
+    assert!(n >= 8, "expected the checked-in seeds in {}", dir.display());
+    // The seeds hold whole hellos in one record, over three records, and with real ECH.
+    assert!(hellos >= 3, "only {hellos} seeds read as a hello");
+}
