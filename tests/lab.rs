@@ -437,6 +437,17 @@ impl Dig {
 
 impl Lab {
     /// The agent's `/metrics`, asked from the gateway (the tests listen on 127.0.0.1:9153).
+    /// `curl`'s exit code for `url` from `host`, waiting at most 3 s: 0 connected and got a
+    /// reply, 7 refused, 28 timed out.
+    pub fn curl(&self, host: &str, url: &str) -> Option<i32> {
+        self.exec(
+            host,
+            &["curl", "-s", "-o", "/dev/null", "--max-time", "3", url],
+        )
+        .status
+        .code()
+    }
+
     pub fn metrics(&self) -> String {
         let out = self.exec(
             "gw",

@@ -162,6 +162,25 @@ fn answer_wire(query: &[u8]) -> Option<Vec<u8>> {
     answer(&q).to_vec().ok()
 }
 
+/// Answers DNS messages framed with a two-byte length (RFC 1035 over TCP, RFC 7858 over TLS)
+/// until the stream ends or says something that is not DNS.
+pub(crate) fn serve_dns_stream(mut s: impl Read + Write, answer: fn(&[u8]) -> Option<Vec<u8>>) {
+    loop {
+        let mut len = [0u8; 2];
+        if s.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if s.read_exact(&mut buf).is_err() {
+            return;
+        }
+        let Some(out) = answer(&buf) else { return };
+        let _ = s.write_all(&(out.len() as u16).to_be_bytes());
+        let _ = s.write_all(&out);
+        let _ = s.flush();
+    }
+}
+
 fn dns(addrs: &[SocketAddr]) {
     let mut threads = Vec::new();
     for addr in addrs {
@@ -181,25 +200,7 @@ fn dns(addrs: &[SocketAddr]) {
         let tcp = TcpListener::bind(addr).expect("bind tcp");
         threads.push(std::thread::spawn(move || {
             for stream in tcp.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let mut s = stream;
-                    loop {
-                        let mut len = [0u8; 2];
-                        if s.read_exact(&mut len).is_err() {
-                            return;
-                        }
-                        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                        if s.read_exact(&mut buf).is_err() {
-                            return;
-                        }
-                        let Ok(q) = Message::from_vec(&buf) else {
-                            return;
-                        };
-                        let out = answer(&q).to_vec().unwrap();
-                        let _ = s.write_all(&(out.len() as u16).to_be_bytes());
-                        let _ = s.write_all(&out);
-                    }
-                });
+                std::thread::spawn(move || serve_dns_stream(stream, answer_wire));
             }
         }));
     }

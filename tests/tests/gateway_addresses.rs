@@ -74,16 +74,6 @@ fn refused(lab: &Lab) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `curl` exit code for `url` from `host`: 0 connected, 7 refused.
-fn curl(lab: &Lab, host: &str, url: &str) -> Option<i32> {
-    lab.exec(
-        host,
-        &["curl", "-s", "-o", "/dev/null", "--max-time", "3", url],
-    )
-    .status
-    .code()
-}
-
 /// `curl` to `name` on port 80 at `ip` without asking DNS: 0 connected, 7 refused.
 fn curl_at(lab: &Lab, host: &str, name: &str, ip: &str) -> Option<i32> {
     let resolve = format!("{name}:80:{ip}");
@@ -233,7 +223,7 @@ fn learned_addresses_follow_the_school_day() {
 
     // A listed game server is reached until 15:30.
     let server = "http://198.51.100.24/";
-    assert_eq!(curl(&lab, PUPIL.name, server), Some(0));
+    assert_eq!(lab.curl(PUPIL.name, server), Some(0));
 
     // 15:30:00: the school day ends and the after-school block starts.
     let boundary = started + TO_BOUNDARY;
@@ -246,11 +236,11 @@ fn learned_addresses_follow_the_school_day() {
         lab.log("agent")
     );
     assert!(
-        eventually(2, || curl(&lab, PUPIL.name, server) == Some(7)),
+        eventually(2, || lab.curl(PUPIL.name, server) == Some(7)),
         "the listed game server was not refused after 15:30: {}",
         lab.log("agent")
     );
-    assert_eq!(curl(&lab, STAFF.name, server), Some(0));
+    assert_eq!(lab.curl(STAFF.name, server), Some(0));
     assert_eq!(curl_at(&lab, PUPIL.name, photos, photos_ip), Some(0));
     assert_eq!(curl_at(&lab, PUPIL.name, games, games_ip), Some(7));
     assert_eq!(

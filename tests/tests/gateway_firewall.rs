@@ -83,17 +83,6 @@ fn has_our_table(lab: &Lab) -> bool {
         .success()
 }
 
-/// `curl` exit code for a plain TCP connection attempt from `host` (0: connected and got a
-/// reply; 7: refused).
-fn curl(lab: &Lab, host: &str, url: &str) -> Option<i32> {
-    lab.exec(
-        host,
-        &["curl", "-s", "-o", "/dev/null", "--max-time", "3", url],
-    )
-    .status
-    .code()
-}
-
 /// Whether `kdig +tls` from `host` gets an answer from the DoT resolver.
 fn dot_answers(lab: &Lab, host: &str) -> bool {
     let out = lab.exec(
@@ -242,10 +231,10 @@ fn gateway_firewall_end_to_end() {
     // The tablet asks an outside resolver: answered by the agent, and quarantined for it.
     // From then on it reaches the VLE (by name, and its address) and nothing else.
     let vle = "vle.198-51-100-22.ip.lab";
-    assert_eq!(curl(&lab, SCHOOL.name, "http://198.51.100.10/"), Some(0));
+    assert_eq!(lab.curl(SCHOOL.name, "http://198.51.100.10/"), Some(0));
     lab.dig(SCHOOL.name, RESOLVER, "www.bbc.co.uk", "A", &[]);
     assert!(
-        eventually(5, || curl(&lab, SCHOOL.name, "http://198.51.100.10/")
+        eventually(5, || lab.curl(SCHOOL.name, "http://198.51.100.10/")
             == Some(7)),
         "the tablet was not quarantined: {}",
         lab.log("agent")
@@ -262,13 +251,13 @@ fn gateway_firewall_end_to_end() {
         Some("198.51.100.22")
     );
     assert!(
-        eventually(5, || curl(&lab, SCHOOL.name, &format!("http://{vle}/"))
+        eventually(5, || lab.curl(SCHOOL.name, &format!("http://{vle}/"))
             == Some(0)),
         "the quarantined tablet cannot reach the VLE: {}",
         lab.log("agent")
     );
     // Others are not affected.
-    assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.10/"), Some(0));
+    assert_eq!(lab.curl(PUPIL.name, "http://198.51.100.10/"), Some(0));
 
     // DoT is refused for everyone; QUIC for the filtered pupils only.
     assert!(!dot_answers(&lab, PUPIL.name), "DoT passed for a pupil");
@@ -298,31 +287,31 @@ fn gateway_firewall_end_to_end() {
     // An address listed for a blocked category is refused to pupils once the list is saved,
     // and let through again when it is taken out; staff, whom no rule stops, pass throughout.
     let endpoint = "http://198.51.100.21/";
-    assert_eq!(curl(&lab, PUPIL.name, endpoint), Some(0));
+    assert_eq!(lab.curl(PUPIL.name, endpoint), Some(0));
     std::fs::write(
         lab.path("endpoints.txt"),
         "# VPN endpoints\n198.51.100.21\n",
     )
     .unwrap();
     assert!(
-        eventually(5, || curl(&lab, PUPIL.name, endpoint) == Some(7)),
+        eventually(5, || lab.curl(PUPIL.name, endpoint) == Some(7)),
         "the listed address was not refused: {}",
         lab.log("agent")
     );
-    assert_eq!(curl(&lab, STAFF.name, endpoint), Some(0));
+    assert_eq!(lab.curl(STAFF.name, endpoint), Some(0));
     // (The list's change reloaded the table, so its counters started again from zero.)
     assert!(lab.metrics().contains(
         "schoolgate_firewall_rule_packets_total{chain=\"group_pupils\",rule=\"listed_address\"} 1\n"
     ));
     std::fs::write(lab.path("endpoints.txt"), "# VPN endpoints\n").unwrap();
     assert!(
-        eventually(5, || curl(&lab, PUPIL.name, endpoint) == Some(0)),
+        eventually(5, || lab.curl(PUPIL.name, endpoint) == Some(0)),
         "the address stayed refused after it left the list: {}",
         lab.log("agent")
     );
 
     // Plain web traffic still flows.
-    assert_eq!(curl(&lab, PUPIL.name, "http://198.51.100.10/"), Some(0));
+    assert_eq!(lab.curl(PUPIL.name, "http://198.51.100.10/"), Some(0));
 
     // fail_closed: stopped, the table stays, and DNS still cannot go round the gateway.
     lab.stop_cleanly("agent");
@@ -398,7 +387,7 @@ fn gateway_firewall_end_to_end() {
     );
     assert!(lab.log("agent2").contains("picked up the firewall table"));
     assert_eq!(
-        curl(&lab, SCHOOL.name, "http://198.51.100.10/"),
+        lab.curl(SCHOOL.name, "http://198.51.100.10/"),
         Some(7),
         "the restart released the quarantined tablet"
     );

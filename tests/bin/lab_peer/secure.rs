@@ -5,7 +5,6 @@
 //! Certificates are made afresh at each start; the QUIC server writes its own where the
 //! client reads it, and `kdig +tls` does not authenticate the resolver.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -49,21 +48,7 @@ pub(crate) fn dot(addrs: &[SocketAddr], answer: fn(&[u8]) -> Option<Vec<u8>>) {
                     let Ok(conn) = rustls::ServerConnection::new(config) else {
                         return;
                     };
-                    let mut s = rustls::StreamOwned::new(conn, tcp);
-                    loop {
-                        let mut len = [0u8; 2];
-                        if s.read_exact(&mut len).is_err() {
-                            return;
-                        }
-                        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                        if s.read_exact(&mut buf).is_err() {
-                            return;
-                        }
-                        let Some(out) = answer(&buf) else { return };
-                        let _ = s.write_all(&(out.len() as u16).to_be_bytes());
-                        let _ = s.write_all(&out);
-                        let _ = s.flush();
-                    }
+                    super::serve_dns_stream(rustls::StreamOwned::new(conn, tcp), answer);
                 });
             }
         }));
