@@ -11,6 +11,7 @@
 //! - [`dns`]: the filtering resolver.
 //! - [`policy_file`]: reads `policy.yaml` and its list files from disk.
 //! - [`quarantine`]: devices confined after a bypass attempt.
+//! - [`recent`]: "at most once per window" memory, bounded.
 //! - [`reload`]: keeps the live policy, watches its files and swaps in good edits.
 //! - [`shared`]: what the services share, and who a request came from.
 //! - [`watch`]: watching files (through their directories) for changes.
@@ -30,6 +31,7 @@ pub mod fuzz;
 pub mod metrics;
 pub mod policy_file;
 pub mod quarantine;
+pub mod recent;
 pub mod reload;
 pub mod shared;
 pub mod watch;

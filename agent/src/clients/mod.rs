@@ -22,6 +22,8 @@ use tracing::{debug, info, warn};
 
 use leases::Lease;
 
+use crate::recent::Recent;
+
 /// The neighbour table is read again on a miss at most this often, so a flood of queries from
 /// unknown addresses cannot turn into a flood of netlink dumps. Misses are rare: the table is
 /// kept current from the kernel's change notifications.
@@ -47,8 +49,8 @@ pub struct Directory {
     netlink: bool,
     leases: ArcSwap<HashMap<IpAddr, Lease>>,
     lease_files: Vec<LeaseFile>,
-    /// Addresses that missed, and when they first did (taken on misses only).
-    missed: std::sync::Mutex<foldhash::HashMap<IpAddr, Instant>>,
+    /// Addresses that missed lately (taken on misses only).
+    missed: std::sync::Mutex<Recent<IpAddr>>,
 }
 
 impl Directory {
@@ -61,7 +63,7 @@ impl Directory {
             netlink,
             leases: ArcSwap::from_pointee(HashMap::new()),
             lease_files,
-            missed: std::sync::Mutex::default(),
+            missed: std::sync::Mutex::new(Recent::new(MISS_MEMORY, MISSED_MAX)),
         });
         d.read_leases();
         d
@@ -91,20 +93,7 @@ impl Directory {
     /// Whether `ip` has not missed in the last [`MISS_MEMORY`]; remembers that it has now.
     fn first_miss(&self, ip: IpAddr, now: Instant) -> bool {
         let mut missed = self.missed.lock().unwrap_or_else(|e| e.into_inner());
-        if missed
-            .get(&ip)
-            .is_some_and(|at| now.saturating_duration_since(*at) < MISS_MEMORY)
-        {
-            return false;
-        }
-        if missed.len() >= MISSED_MAX {
-            missed.retain(|_, at| now.saturating_duration_since(*at) < MISS_MEMORY);
-            if missed.len() >= MISSED_MAX {
-                missed.clear();
-            }
-        }
-        missed.insert(ip, now);
-        true
+        missed.first(&ip, now)
     }
 
     /// The host name in `ip`'s current DHCP lease.

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use super::Firewall;
 use crate::dns::upstream::Upstream;
+use crate::recent::Recent;
 use crate::reload::LivePolicy;
 
 /// How many messages may wait for the thread.
@@ -37,9 +38,9 @@ const RESEND: Duration = Duration::from_millis(RESOLVE_EVERY_MS.unsigned_abs());
 const SENT_MAX: usize = 4_096;
 
 thread_local! {
-    /// Blocked names this thread passed on, and when.
-    static SENT: std::cell::RefCell<HashMap<Box<str>, std::time::Instant>> =
-        std::cell::RefCell::new(HashMap::new());
+    /// Blocked names this thread passed on lately.
+    static SENT: std::cell::RefCell<Recent<Box<str>>> =
+        std::cell::RefCell::new(Recent::new(RESEND, SENT_MAX));
 }
 
 /// What the thread is told.
@@ -83,22 +84,7 @@ impl Learner {
     /// quarter of its rate (docs/PERFORMANCE.md).
     pub fn blocked(&self, name: &str) {
         let now = std::time::Instant::now();
-        let fresh = SENT.with_borrow_mut(|sent| {
-            if sent
-                .get(name)
-                .is_some_and(|at| now.duration_since(*at) < RESEND)
-            {
-                return false;
-            }
-            if sent.len() >= SENT_MAX {
-                sent.retain(|_, at| now.duration_since(*at) < RESEND);
-                if sent.len() >= SENT_MAX {
-                    sent.clear();
-                }
-            }
-            sent.insert(name.into(), now);
-            true
-        });
+        let fresh = SENT.with_borrow_mut(|sent| sent.first(name, now));
         if fresh {
             self.send(Message::Blocked(name.into()));
         }
