@@ -50,18 +50,13 @@ struct Judged {
 /// Judges every listed address and network at `now`.
 pub fn enforce(policy: &Policy, now: Timestamp) -> Listed {
     let scopes = scopes(policy);
-    let mut nets: Vec<(IpNet, u32)> = Vec::new();
-    let mut hosts: Vec<IpNet> = Vec::new();
-    for (i, e) in policy.listed_addresses().iter().enumerate() {
-        if e.net.prefix_len() == e.net.max_prefix_len() {
-            hosts.push(e.net);
-        } else {
-            nets.push((e.net, u32::try_from(i).unwrap_or(u32::MAX)));
-        }
-    }
+    let (mut hosts, nets): (Vec<IpNet>, Vec<IpNet>) = policy
+        .listed_addresses()
+        .iter()
+        .map(|e| e.net)
+        .partition(|n| n.prefix_len() == n.max_prefix_len());
     hosts.sort();
     hosts.dedup();
-    nets.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
 
     let judge = |span: Span, v4: bool| {
         let name = ranges::address(span.first, v4).to_string();
@@ -74,10 +69,10 @@ pub fn enforce(policy: &Policy, now: Timestamp) -> Listed {
     // Pieces of networks: within one, every address is held by the same networks.
     let mut pieces = Vec::new();
     for v4 in [true, false] {
-        let family: Vec<(Span, u32)> = nets
+        let family: Vec<Span> = nets
             .iter()
-            .filter(|(n, _)| matches!(n, IpNet::V4(_)) == v4)
-            .map(|(n, i)| (Span::of(n), *i))
+            .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+            .map(Span::of)
             .collect();
         let cut = nested_cut(&family);
         pieces.extend(cut.into_iter().map(|s| judge(s, v4)));
@@ -147,12 +142,12 @@ fn collect(pieces: &[Judged], singles: &[Judged], wanted: impl Fn(&&Judged) -> b
     out
 }
 
-/// Cuts networks (most specific first) into disjoint spans, each held by the same networks
+/// Cuts networks (in any order) into disjoint spans, each held by the same networks
 /// throughout: every boundary of every network is a cut.
-fn nested_cut(nets: &[(Span, u32)]) -> Vec<Span> {
+fn nested_cut(nets: &[Span]) -> Vec<Span> {
     // Boundaries: each network's first address, and the address after its last.
     let mut bounds: Vec<u128> = Vec::with_capacity(nets.len() * 2);
-    for (s, _) in nets {
+    for s in nets {
         bounds.push(s.first);
         if let Some(after) = s.last.checked_add(1) {
             bounds.push(after);
@@ -160,7 +155,7 @@ fn nested_cut(nets: &[(Span, u32)]) -> Vec<Span> {
     }
     bounds.sort_unstable();
     bounds.dedup();
-    let covered = ranges::merged(nets.iter().map(|(s, _)| *s).collect());
+    let covered = ranges::merged(nets.to_vec());
     let mut out = Vec::new();
     for c in covered {
         let from = bounds.partition_point(|b| *b <= c.first);
@@ -282,7 +277,7 @@ bypass: { quarantine_allow: [vle] }
     #[test]
     fn nested_networks_are_cut_at_every_boundary() {
         let s = |a: u128, b: u128| Span { first: a, last: b };
-        let cut = nested_cut(&[(s(10, 19), 0), (s(0, 99), 1), (s(200, 255), 2)]);
+        let cut = nested_cut(&[s(10, 19), s(0, 99), s(200, 255)]);
         assert_eq!(cut, vec![s(0, 9), s(10, 19), s(20, 99), s(200, 255)]);
     }
 }

@@ -39,8 +39,7 @@ impl Span {
         }
     }
 
-    /// One address.
-    pub fn single(ip: IpAddr) -> Self {
+    fn single(ip: IpAddr) -> Self {
         let v = match ip {
             IpAddr::V4(a) => u128::from(u32::from(a)),
             IpAddr::V6(a) => u128::from(a),
