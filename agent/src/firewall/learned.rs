@@ -228,8 +228,8 @@ impl Learned {
 
 /// Every group, then `None` (devices in no group): the order [`Verdicts`] holds them in.
 pub(super) fn scopes(policy: &Policy) -> Vec<Scope> {
-    (0..policy.groups().len())
-        .filter_map(|i| u32::try_from(i).ok().map(|i| Some(GroupId(i))))
+    super::ruleset::group_ids(policy)
+        .map(Some)
         .chain([None])
         .collect()
 }

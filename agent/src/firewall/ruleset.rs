@@ -99,7 +99,7 @@ pub fn removal() -> String {
 /// Builds the table for `policy` holding `state`.
 pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     let names = Names::new(policy);
-    let scopes: Vec<Option<GroupId>> = group_ids(policy).map(Some).chain([None]).collect();
+    let scopes = super::learned::scopes(policy);
 
     let mut out = String::new();
     let o = &mut out;
@@ -330,7 +330,7 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
 }
 
 /// Every group's id, in policy order.
-fn group_ids(policy: &Policy) -> impl Iterator<Item = GroupId> + '_ {
+pub(super) fn group_ids(policy: &Policy) -> impl Iterator<Item = GroupId> + '_ {
     (0..policy.groups().len()).filter_map(|i| u32::try_from(i).ok().map(GroupId))
 }
 
@@ -383,9 +383,8 @@ fn span_texts(spans: Option<&Spans>) -> (Vec<String>, Vec<String>) {
 /// it half-filled.
 pub fn relist(policy: &Policy, old: &Listed, new: &Listed) -> String {
     let names = Names::new(policy);
-    let mut pairs: Vec<(String, Option<&Spans>, Option<&Spans>)> = group_ids(policy)
-        .map(Some)
-        .chain([None])
+    let mut pairs: Vec<(String, Option<&Spans>, Option<&Spans>)> = super::learned::scopes(policy)
+        .into_iter()
         .map(|g| {
             (
                 format!("listed_{}", names.scope(g)),
