@@ -5,5 +5,8 @@
 //! every byte comes from a device on the school's network and is treated as hostile.
 //!
 //! - [`tls`]: the TLS ClientHello: server name, ALPN, ECH (real or GREASE), JA4.
+//! - [`quic`]: QUIC Initial packets: derive their keys, decrypt, and join the CRYPTO data
+//!   that holds the ClientHello.
 
+pub mod quic;
 pub mod tls;
