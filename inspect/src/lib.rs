@@ -7,6 +7,10 @@
 //! - [`tls`]: the TLS ClientHello: server name, ALPN, ECH (real or GREASE), JA4.
 //! - [`quic`]: QUIC Initial packets: derive their keys, decrypt, and join the CRYPTO data
 //!   that holds the ClientHello.
+//! - [`gquic`]: the server name in a Google QUIC client hello, which is not encrypted.
 
+pub mod capture_file;
+pub mod gquic;
+pub mod packet;
 pub mod quic;
 pub mod tls;
