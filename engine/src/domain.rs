@@ -195,6 +195,8 @@ pub struct DomainIndex {
     map: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     sets: Vec<SmallVec<[TargetId; 2]>>,
     set_ids: HashMap<SmallVec<[TargetId; 2]>, u32, foldhash::fast::RandomState>,
+    /// Listed domain or address (as matched) → the `[section]` of its list file.
+    apps: HashMap<Box<str>, Box<str>, foldhash::fast::RandomState>,
 }
 
 impl fmt::Debug for DomainIndex {
@@ -219,6 +221,20 @@ impl DomainIndex {
             Listed::Domain(d) => self.insert(d, target),
             Listed::Address(net, text) => self.addresses.insert(net, text, target),
         }
+    }
+
+    /// Records that `entry` belongs to the app or tool `app` (its list file's section).
+    pub fn set_app(&mut self, entry: &Listed, app: Box<str>) {
+        let key = match entry {
+            Listed::Domain(d) => d.clone(),
+            Listed::Address(_, text) => text.clone(),
+        };
+        self.apps.insert(key, app);
+    }
+
+    /// The app or tool a listed domain or address (as a lookup returned it) belongs to.
+    pub fn app(&self, listed: &str) -> Option<&str> {
+        self.apps.get(listed).map(|a| &**a)
     }
 
     /// Adds `domain` (already in matching form) to `target`.

@@ -10,10 +10,13 @@
 //! - [`calendar`], [`schedule`]: terms and closures; schedules compiled into instants.
 //! - [`device`]: client addresses and MACs.
 //! - [`decide`](mod@decide): the decision function.
+//! - [`classify`](mod@classify): what a name or address is (category, app, technique).
 //! - [`explain`]: decisions as a sentence or JSON.
+//! - [`technique`]: the fixed vocabulary of ways round the filter.
 
 pub mod address;
 pub mod calendar;
+pub mod classify;
 pub mod decide;
 pub mod device;
 pub mod domain;
@@ -23,7 +26,10 @@ pub mod fuzz;
 pub mod instant;
 pub mod policy;
 pub mod schedule;
+pub mod technique;
 
+pub use classify::{Classified, classify};
 pub use decide::{Decision, Matched, Reason, decide, decide_as};
 pub use device::{Client, MacAddr};
 pub use policy::{Action, ListSource, Policy, PolicyError, PolicyErrors};
+pub use technique::Technique;

@@ -24,7 +24,9 @@ pub struct Frame<'a> {
 pub enum CaptureError {
     #[error("not a pcap or pcapng file (first bytes {0:02x?})")]
     Format([u8; 4]),
-    #[error("link type {0} is not one inspection reads (Ethernet, raw IP, Linux cooked, BSD loopback)")]
+    #[error(
+        "link type {0} is not one inspection reads (Ethernet, raw IP, Linux cooked, BSD loopback)"
+    )]
     LinkType(u32),
     #[error("damaged capture after {frames} frames: {source}")]
     Damaged {
@@ -59,7 +61,9 @@ fn pcap(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
     let link = LinkType::from_number(number).ok_or(CaptureError::LinkType(number))?;
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let (next, packet) = parser.next_packet(rest).map_err(|e| damaged(out.len(), e))?;
+        let (next, packet) = parser
+            .next_packet(rest)
+            .map_err(|e| damaged(out.len(), e))?;
         out.push(Frame {
             time: packet.timestamp,
             link,
@@ -79,9 +83,7 @@ fn pcapng(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
         rest = next;
         let (time, data, link) = match block {
             Block::EnhancedPacket(p) => {
-                let link = parser
-                    .packet_interface(&p)
-                    .map(|i| u32::from(i.linktype));
+                let link = parser.packet_interface(&p).map(|i| u32::from(i.linktype));
                 (p.timestamp, p.data, link)
             }
             Block::SimplePacket(p) => {
@@ -123,13 +125,19 @@ mod tests {
 
         // Cut inside the second record: the first survives, and the error says how many.
         let cut = &file[..file.len() - 2];
-        assert!(matches!(super::frames(cut), Err(CaptureError::Damaged { frames: 1, .. })));
+        assert!(matches!(
+            super::frames(cut),
+            Err(CaptureError::Damaged { frames: 1, .. })
+        ));
     }
 
     #[test]
     fn other_files_are_refused() {
         assert!(matches!(frames(b"GIF89a"), Err(CaptureError::Format(_))));
-        assert!(matches!(frames(b""), Err(CaptureError::Format([0, 0, 0, 0]))));
+        assert!(matches!(
+            frames(b""),
+            Err(CaptureError::Format([0, 0, 0, 0]))
+        ));
         let mut usb = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
         usb.extend_from_slice(&[0; 8]);
         usb.extend_from_slice(&65535u32.to_le_bytes());

@@ -83,7 +83,11 @@ mod tests {
         p.extend_from_slice(&[0, 0]);
         let pad = 10u32;
         let sni_end = pad + sni.len() as u32;
-        for (tag, end) in [(b"PAD\0", pad), (b"SNI\0", sni_end), (b"VER\0", sni_end + 4)] {
+        for (tag, end) in [
+            (b"PAD\0", pad),
+            (b"SNI\0", sni_end),
+            (b"VER\0", sni_end + 4),
+        ] {
             p.extend_from_slice(tag);
             p.extend_from_slice(&end.to_le_bytes());
         }
@@ -95,7 +99,10 @@ mod tests {
 
     #[test]
     fn the_sni_tag_of_a_client_hello() {
-        assert_eq!(sni(&q043(b"YT3.ggpht.com")).as_deref(), Some("yt3.ggpht.com"));
+        assert_eq!(
+            sni(&q043(b"YT3.ggpht.com")).as_deref(),
+            Some("yt3.ggpht.com")
+        );
         assert_eq!(version(&q043(b"a.b")), Some(*b"Q043"));
     }
 

@@ -43,11 +43,18 @@ pub enum Transport<'a> {
         payload: &'a [u8],
     },
     /// ICMP or ICMPv6 echo (ping), request or reply, with its data.
-    Echo { request: bool, payload: &'a [u8] },
+    Echo {
+        request: bool,
+        payload: &'a [u8],
+    },
     /// IPsec ESP (IP protocol 50), with its security parameter index.
-    Esp { spi: u32 },
+    Esp {
+        spi: u32,
+    },
     /// Anything else carried by IP (including non-first fragments).
-    Other { protocol: u8 },
+    Other {
+        protocol: u8,
+    },
 }
 
 /// A TCP segment's header fields that inspection reads.
@@ -190,7 +197,11 @@ mod tests {
         assert_eq!(p.src_mac, Some([2, 0, 0, 0, 0, 1]));
         assert_eq!(
             p.transport,
-            Transport::Udp { src_port: 40000, dst_port: 53, payload: b"query" }
+            Transport::Udp {
+                src_port: 40000,
+                dst_port: 53,
+                payload: b"query"
+            }
         );
     }
 
@@ -203,7 +214,9 @@ mod tests {
             .write(&mut raw, &[])
             .unwrap();
         let p = view(LinkType::RawIp, &raw).unwrap();
-        let Transport::Tcp(t) = p.transport else { panic!("{p:?}") };
+        let Transport::Tcp(t) = p.transport else {
+            panic!("{p:?}")
+        };
         assert!(t.syn && !t.ack && t.seq == 7 && t.dst_port == 443);
         assert_eq!(p.src_mac, None);
 
@@ -227,9 +240,13 @@ mod tests {
             .write(&mut ping, &[0xab; 100])
             .unwrap();
         let p = view(LinkType::RawIp, &ping).unwrap();
-        assert!(matches!(p.transport, Transport::Echo { request: true, payload } if payload.len() == 100));
+        assert!(
+            matches!(p.transport, Transport::Echo { request: true, payload } if payload.len() == 100)
+        );
 
-        let mut esp = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 50, 0, 0, 10, 0, 0, 2, 192, 0, 2, 1];
+        let mut esp = vec![
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 50, 0, 0, 10, 0, 0, 2, 192, 0, 2, 1,
+        ];
         esp.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1]);
         let p = view(LinkType::RawIp, &esp).unwrap();
         assert_eq!(p.transport, Transport::Esp { spi: 0xdead_beef });

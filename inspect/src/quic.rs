@@ -254,7 +254,10 @@ fn packet(b: &[u8], first_dcid: Option<&[u8]>) -> Result<(Initial, usize), QuicE
         .map_err(|_| QuicError::Decrypt)?;
     let first_plain = first ^ (mask[0] & 0x0f);
     let pn_len = usize::from(first_plain & 0x03) + 1;
-    let mut header = b.get(..pn_offset + pn_len).ok_or(QuicError::Truncated)?.to_vec();
+    let mut header = b
+        .get(..pn_offset + pn_len)
+        .ok_or(QuicError::Truncated)?
+        .to_vec();
     let mut pn: u64 = 0;
     if let Some(h) = header.first_mut() {
         *h = first_plain;
@@ -314,7 +317,9 @@ fn crypto_frames(mut p: &[u8]) -> Vec<(u64, Vec<u8>)> {
                 None => break,
             },
             0x06 => {
-                let Some((offset, r)) = varint(rest) else { break };
+                let Some((offset, r)) = varint(rest) else {
+                    break;
+                };
                 let Some((len, r)) = varint(r) else { break };
                 let Some(data) = usize::try_from(len).ok().and_then(|l| r.get(..l)) else {
                     break;
@@ -359,11 +364,15 @@ pub struct Crypto {
 impl Crypto {
     /// Adds a CRYPTO frame's data at `offset`. Data beyond [`MAX_HELLO`] is dropped.
     pub fn add(&mut self, offset: u64, data: &[u8]) {
-        let Ok(offset) = usize::try_from(offset) else { return };
+        let Ok(offset) = usize::try_from(offset) else {
+            return;
+        };
         if offset >= MAX_HELLO {
             return;
         }
-        let data = data.get(..data.len().min(MAX_HELLO - offset)).unwrap_or_default();
+        let data = data
+            .get(..data.len().min(MAX_HELLO - offset))
+            .unwrap_or_default();
         if self.pending.len() < 32 {
             self.pending.push((offset, data.to_vec()));
         }
@@ -434,7 +443,10 @@ mod tests {
     #[test]
     fn short_headers_unknown_versions_and_garbage_are_refused() {
         assert_eq!(client_initial(&[], None), Err(QuicError::NotLongHeader));
-        assert_eq!(client_initial(&[0x40, 1, 2], None), Err(QuicError::NotLongHeader));
+        assert_eq!(
+            client_initial(&[0x40, 1, 2], None),
+            Err(QuicError::NotLongHeader)
+        );
         assert_eq!(
             client_initial(&[0xc0, 0x51, 0x30, 0x35, 0x30, 0], None),
             Err(QuicError::UnknownVersion(0x5130_3530))
@@ -443,7 +455,10 @@ mod tests {
             client_initial(&[0xe0, 0, 0, 0, 1, 8], None),
             Err(QuicError::NotInitial(2))
         );
-        assert_eq!(client_initial(&[0xc0, 0, 0, 0, 1, 8, 1], None), Err(QuicError::Truncated));
+        assert_eq!(
+            client_initial(&[0xc0, 0, 0, 0, 1, 8, 1], None),
+            Err(QuicError::Truncated)
+        );
         assert_eq!(
             client_initial(&[0xc0, 0, 0, 0, 1, 21], None),
             Err(QuicError::ConnectionId(21))

@@ -136,7 +136,14 @@ fn a_hello_in_two_initials_is_joined_whichever_arrives_first() {
     assert!(hello.len() > 1200, "the hello must need two packets");
     let cut = hello.len() / 2;
     let first = initial(RustlsVersion::V1, &dcid, &dcid, 0, 0, &hello[..cut]);
-    let second = initial(RustlsVersion::V1, &dcid, &dcid, 1, cut as u64, &hello[cut..]);
+    let second = initial(
+        RustlsVersion::V1,
+        &dcid,
+        &dcid,
+        1,
+        cut as u64,
+        &hello[cut..],
+    );
 
     let mut crypto = Crypto::default();
     for (offset, data) in client_initial(&second, None).unwrap().crypto {
@@ -173,6 +180,10 @@ fn a_flipped_bit_anywhere_in_the_payload_fails_authentication() {
     for at in [60, 400, 1199] {
         let mut bad = packet.clone();
         bad[at] ^= 0x10;
-        assert_eq!(client_initial(&bad, None), Err(QuicError::Decrypt), "byte {at}");
+        assert_eq!(
+            client_initial(&bad, None),
+            Err(QuicError::Decrypt),
+            "byte {at}"
+        );
     }
 }

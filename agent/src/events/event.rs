@@ -31,29 +31,7 @@ pub enum Kind {
     AgentStopped,
 }
 
-/// How a device tried to get round the filter: a fixed vocabulary the console filters on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Technique {
-    /// DNS sent to a resolver other than the school's.
-    ExternalDns,
-    DnsOverTls,
-    DnsOverHttps,
-    DnsOverQuic,
-    Dnscrypt,
-    Tor,
-    Openvpn,
-    Wireguard,
-    Ipsec,
-    Ssh,
-    SocksProxy,
-    HttpProxy,
-    CircumventionTool,
-    VpnApp,
-    EncryptedClientHello,
-    DnsTunnel,
-    IcmpTunnel,
-}
+pub use schoolgate_engine::Technique;
 
 /// How urgent the event is for the safeguarding lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -29,6 +29,7 @@ use crate::device::MacAddr;
 use crate::domain::{DomainIndex, Listed, TargetId, parse_entry};
 use crate::instant::parse_instant;
 use crate::schedule::{Days, SECONDS_PER_DAY, Schedule, TimeRange};
+use crate::technique::Technique;
 
 /// The longest a term may be, in days.
 const MAX_TERM_DAYS: i32 = 366;
@@ -632,6 +633,18 @@ impl<'a> Compiler<'a> {
             for list in &c.value.lists {
                 n_domains += self.list(list, id, index);
             }
+            let technique = c.value.technique.as_ref().and_then(|t| {
+                let found = Technique::from_name(t.value.trim());
+                if found.is_none() {
+                    self.error(
+                        t,
+                        ErrorKind::Technique {
+                            name: t.value.clone(),
+                        },
+                    );
+                }
+                found
+            });
             if c.value.lists.is_empty() && c.value.domains.is_empty() {
                 self.error(
                     c,
@@ -652,6 +665,7 @@ impl<'a> Compiler<'a> {
                 label,
                 description: c.value.description.clone(),
                 n_domains,
+                technique,
             });
             names.insert(key.value.clone(), id);
         }
@@ -674,18 +688,33 @@ impl<'a> Compiler<'a> {
         index.reserve(text.len() / 16);
         let mut n = 0;
         let mut n_errors = 0;
+        // The `[name]` section the lines are in: the app or tool their entries belong to.
+        let mut section: Option<Box<str>> = None;
         for (i, line) in text.lines().enumerate() {
             let content = line.split('#').next().unwrap_or("");
             let trimmed = content.trim();
             if trimmed.is_empty() {
                 continue;
             }
-            match parse_entry(trimmed) {
+            let parsed = match trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                Some(name) if is_section_name(name) => {
+                    section = Some(name.into());
+                    continue;
+                }
+                Some(name) => Err(ErrorKind::Section {
+                    name: name.to_owned(),
+                }),
+                None => parse_entry(trimmed).map_err(|source| ErrorKind::Domain { source }),
+            };
+            match parsed {
                 Ok(entry) => {
                     n += usize::from(matches!(entry, Listed::Domain(_)));
+                    if let Some(app) = &section {
+                        index.set_app(&entry, app.clone());
+                    }
                     index.insert_entry(entry, id);
                 }
-                Err(source) => {
+                Err(kind) => {
                     n_errors += 1;
                     if n_errors <= MAX_ERRORS_PER_LIST {
                         let column = content.len() - content.trim_start().len() + 1;
@@ -694,10 +723,7 @@ impl<'a> Compiler<'a> {
                             line: i as u64 + 1,
                             column: column as u64,
                         };
-                        self.errors.push(PolicyError {
-                            at,
-                            kind: ErrorKind::Domain { source },
-                        });
+                        self.errors.push(PolicyError { at, kind });
                     }
                 }
             }
@@ -1378,6 +1404,14 @@ fn parse_hm(s: &str, allow_24: bool) -> Option<u32> {
         (0..=23, 0..=59) => Some(h * 3600 + m * 60),
         _ => None,
     }
+}
+
+/// A list section's name: what reports call the app or tool (`instagram`, `psiphon`).
+fn is_section_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::domain::DomainError;
+use crate::technique::Technique;
 
 /// A place in a policy file or list file. Lines and columns count from 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,10 @@ pub enum ErrorKind {
         #[source]
         source: std::io::Error,
     },
+    #[error("unknown technique `{name}` (expected one of: {})", Technique::ALL.map(Technique::as_str).join(", "))]
+    Technique { name: String },
+    #[error("`[{name}]` is not a section name (lower-case letters, digits and `_`, at most 32)")]
+    Section { name: String },
     #[error("unsupported policy version {found} (expected 1)")]
     Version { found: u32 },
     #[error("unknown time zone `{value}` (expected an IANA name such as Europe/London)")]

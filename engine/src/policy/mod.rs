@@ -26,6 +26,7 @@ use crate::calendar::Calendar;
 use crate::device::{Client, MacAddr};
 use crate::domain::{DomainIndex, TargetId};
 use crate::schedule::Schedule;
+use crate::technique::Technique;
 
 pub use error::{ErrorKind, Location, PolicyError, PolicyErrors};
 pub use gateway::Gateway;
@@ -166,6 +167,8 @@ pub enum Target {
         label: String,
         description: Option<String>,
         n_domains: usize,
+        /// What reaching this category is an attempt at, if it is a bypass category.
+        technique: Option<Technique>,
     },
     /// Domains (and addresses) written directly in one rule, exception or `quarantine_allow`.
     Domains { domains: Vec<Box<str>> },

@@ -133,6 +133,10 @@ pub(crate) struct RawCategory {
     pub label: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// The way round the filter this category's entries stand for (`dns_over_https`,
+    /// `vpn_app`…): a connection to one of them is a bypass attempt.
+    #[serde(default)]
+    pub technique: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

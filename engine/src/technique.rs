@@ -1,0 +1,104 @@
+//! The fixed vocabulary of ways round the filter. Inspection reports one of these for each
+//! bypass attempt it sees, a category may name the one its entries stand for, and the
+//! console filters on them, so the words are the same everywhere.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How a device tried to get round the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Technique {
+    /// DNS sent to a resolver other than the school's.
+    ExternalDns,
+    DnsOverTls,
+    DnsOverHttps,
+    DnsOverQuic,
+    Dnscrypt,
+    Tor,
+    Openvpn,
+    Wireguard,
+    Ipsec,
+    Ssh,
+    SocksProxy,
+    HttpProxy,
+    CircumventionTool,
+    VpnApp,
+    EncryptedClientHello,
+    DnsTunnel,
+    IcmpTunnel,
+}
+
+impl Technique {
+    /// Every technique, in the order above.
+    pub const ALL: [Self; 17] = [
+        Self::ExternalDns,
+        Self::DnsOverTls,
+        Self::DnsOverHttps,
+        Self::DnsOverQuic,
+        Self::Dnscrypt,
+        Self::Tor,
+        Self::Openvpn,
+        Self::Wireguard,
+        Self::Ipsec,
+        Self::Ssh,
+        Self::SocksProxy,
+        Self::HttpProxy,
+        Self::CircumventionTool,
+        Self::VpnApp,
+        Self::EncryptedClientHello,
+        Self::DnsTunnel,
+        Self::IcmpTunnel,
+    ];
+
+    /// The technique's name on the wire and in `policy.yaml` (`dns_over_https`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExternalDns => "external_dns",
+            Self::DnsOverTls => "dns_over_tls",
+            Self::DnsOverHttps => "dns_over_https",
+            Self::DnsOverQuic => "dns_over_quic",
+            Self::Dnscrypt => "dnscrypt",
+            Self::Tor => "tor",
+            Self::Openvpn => "openvpn",
+            Self::Wireguard => "wireguard",
+            Self::Ipsec => "ipsec",
+            Self::Ssh => "ssh",
+            Self::SocksProxy => "socks_proxy",
+            Self::HttpProxy => "http_proxy",
+            Self::CircumventionTool => "circumvention_tool",
+            Self::VpnApp => "vpn_app",
+            Self::EncryptedClientHello => "encrypted_client_hello",
+            Self::DnsTunnel => "dns_tunnel",
+            Self::IcmpTunnel => "icmp_tunnel",
+        }
+    }
+
+    /// The technique a name on the wire or in `policy.yaml` stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl fmt::Display for Technique {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for t in Technique::ALL {
+            assert_eq!(Technique::from_name(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        }
+        assert_eq!(Technique::DnsOverHttps.as_str(), "dns_over_https");
+        assert_eq!(Technique::from_name("DoH"), None);
+    }
+}
