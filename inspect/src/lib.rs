@@ -10,7 +10,10 @@
 //! - [`gquic`]: the server name in a Google QUIC client hello, which is not encrypted.
 
 pub mod capture_file;
+pub mod dns;
 pub mod gquic;
+pub mod http;
 pub mod packet;
 pub mod quic;
+pub mod signature;
 pub mod tls;

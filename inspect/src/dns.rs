@@ -1,0 +1,136 @@
+//! DNS queries seen on the wire: the question name of a query (UDP, or TCP after its length),
+//! and the signs of a DNS tunnel: many different long, random-looking labels under one zone.
+//!
+//! The question is read by hand rather than with a full DNS parser: only the first name is
+//! needed, it is read for every DNS packet that crosses the gateway, and a full parse of
+//! every record would cost more than the rest of inspection.
+
+use crate::signature::entropy;
+use crate::tls::MAX_NAME;
+
+/// A DNS query's question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// Lower-cased, without the final dot. Bytes outside `[a-z0-9-_]` are written `?`.
+    pub name: String,
+    pub qtype: u16,
+}
+
+/// The question of a DNS query message (QR bit clear, one question), if `m` is one.
+pub fn query(m: &[u8]) -> Option<Query> {
+    let header = m.get(..12)?;
+    let flags = u16::from_be_bytes([header[2], header[3]]);
+    let qdcount = u16::from_be_bytes([header[4], header[5]]);
+    let opcode = (flags >> 11) & 0x0f;
+    if flags & 0x8000 != 0 || qdcount != 1 || opcode != 0 {
+        return None;
+    }
+    let mut at = 12usize;
+    let mut name = String::new();
+    loop {
+        let len = usize::from(*m.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        // Compression pointers (and the reserved label types) never belong in a question.
+        if len > 63 {
+            return None;
+        }
+        let label = m.get(at..at + len)?;
+        at += len;
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.extend(label.iter().map(|b| match b.to_ascii_lowercase() {
+            c @ (b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_') => char::from(c),
+            _ => '?',
+        }));
+        if name.len() > MAX_NAME {
+            return None;
+        }
+    }
+    let qtype = u16::from_be_bytes([*m.get(at)?, *m.get(at + 1)?]);
+    Some(Query { name, qtype })
+}
+
+/// The zone a tunnel would be run under: the last two labels (`pirate.sea`,
+/// `example.co.uk` gives `co.uk`, which only makes tunnels under it count together).
+pub fn zone(name: &str) -> &str {
+    let mut dots = name.rmatch_indices('.');
+    match (dots.next(), dots.next()) {
+        (Some(_), Some((i, _))) => name.get(i + 1..).unwrap_or(name),
+        _ => name,
+    }
+}
+
+/// Whether the part of `name` before its zone looks like encoded data: at least 24
+/// characters and close to random (base32/base64-like), as tunnels write their payload.
+/// Ordinary host names are short or made of words.
+pub fn data_like(name: &str) -> bool {
+    let zone_len = zone(name).len();
+    let Some(sub) = name.get(..name.len().saturating_sub(zone_len + 1)) else {
+        return false;
+    };
+    let bytes: Vec<u8> = sub.bytes().filter(|b| *b != b'.').collect();
+    bytes.len() >= 24 && entropy(&bytes) >= 3.8
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn message(name: &str, qtype: u16, flags: u16) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34];
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split('.') {
+            m.push(label.len() as u8);
+            m.extend_from_slice(label.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m
+    }
+
+    #[test]
+    fn question_of_a_query() {
+        let q = query(&message("WWW.Instagram.com", 1, 0x0100)).unwrap();
+        assert_eq!(
+            q,
+            Query {
+                name: "www.instagram.com".into(),
+                qtype: 1
+            }
+        );
+        assert_eq!(
+            query(&message("a<b>.example", 16, 0)).unwrap().name,
+            "a?b?.example"
+        );
+        // Responses, other opcodes, truncated and compressed questions are not read.
+        assert_eq!(query(&message("example.org", 1, 0x8180)), None);
+        assert_eq!(query(&message("example.org", 1, 0x2800)), None);
+        let m = message("example.org", 1, 0x0100);
+        assert_eq!(query(&m[..m.len() - 3]), None);
+        let mut pointer = m[..12].to_vec();
+        pointer.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+        assert_eq!(query(&pointer), None);
+    }
+
+    #[test]
+    fn zones_and_data_like_names() {
+        assert_eq!(zone("vaaaakardli.pirate.sea"), "pirate.sea");
+        assert_eq!(zone("localhost"), "localhost");
+        assert_eq!(zone("a.b"), "a.b");
+        assert!(data_like("0iabbq4ddsfj7aq2t3pnyh5yq1e0r2sxn3e.pirate.sea"));
+        assert!(data_like(
+            "paaba3qaac7dngxuz3mkbfoobe4qnexgea3kdafa.t1.example.net"
+        ));
+        assert!(!data_like("www.instagram.com"));
+        assert!(!data_like("scontent-mxp1-1.cdninstagram.com"));
+        assert!(!data_like("googleads.g.doubleclick.net"));
+        assert!(!data_like("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.com"));
+    }
+}

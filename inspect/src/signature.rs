@@ -1,0 +1,379 @@
+//! Tunnel and tool signatures: the first packets of WireGuard, OpenVPN, IKE, SSH, SOCKS and
+//! Tor, recognised by their structure. Each check takes a payload (and, where the protocol
+//! needs it, the other side's reply) and says yes or no; none allocates much or panics.
+//!
+//! Where one packet alone is too weak a sign (a SOCKS5 greeting is three bytes; an OpenVPN
+//! reset is a common first byte and a length), the check also needs the server's answer to
+//! fit: the reply echoes the client's session ID, or picks one of the offered methods. Random
+//! traffic almost never does both.
+
+/// WireGuard handshake messages (the whitepaper, §5.4): type in the first byte, three zero
+/// bytes, fixed lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireGuard {
+    /// Type 1, 148 bytes: a client starting a session.
+    Initiation,
+    /// Type 2, 92 bytes: the peer answering.
+    Response,
+    /// Type 3, 64 bytes.
+    Cookie,
+}
+
+/// A WireGuard handshake message, if `p` is one.
+pub fn wireguard(p: &[u8]) -> Option<WireGuard> {
+    match (p.get(..4)?, p.len()) {
+        ([1, 0, 0, 0], 148) => Some(WireGuard::Initiation),
+        ([2, 0, 0, 0], 92) => Some(WireGuard::Response),
+        ([3, 0, 0, 0], 64) => Some(WireGuard::Cookie),
+        _ => None,
+    }
+}
+
+/// OpenVPN's control-channel opcodes (in the top five bits of the first byte).
+const OVPN_HARD_RESET_CLIENT_V1: u8 = 1;
+const OVPN_HARD_RESET_SERVER_V1: u8 = 2;
+const OVPN_HARD_RESET_CLIENT_V2: u8 = 7;
+const OVPN_HARD_RESET_SERVER_V2: u8 = 8;
+const OVPN_HARD_RESET_CLIENT_V3: u8 = 10;
+
+/// The session ID of an OpenVPN client hard reset (the first packet of a session), if `p`
+/// (one UDP datagram, or one TCP packet without its two-byte length) is one.
+pub fn openvpn_client_reset(p: &[u8]) -> Option<[u8; 8]> {
+    let first = *p.first()?;
+    let (opcode, key_id) = (first >> 3, first & 0x07);
+    let reset = matches!(
+        opcode,
+        OVPN_HARD_RESET_CLIENT_V1 | OVPN_HARD_RESET_CLIENT_V2 | OVPN_HARD_RESET_CLIENT_V3
+    );
+    if !reset || key_id != 0 || p.len() < 14 || p.len() > 1500 {
+        return None;
+    }
+    p.get(1..9)?.try_into().ok()
+}
+
+/// Whether `p` is an OpenVPN server hard reset that acknowledges the client session `client`.
+/// Without tls-auth the acknowledged session ID follows the ACK array; with tls-auth or
+/// tls-crypt an HMAC and packet ID come first, so the ID is looked for in the first 80 bytes.
+pub fn openvpn_server_reset(p: &[u8], client: &[u8; 8]) -> bool {
+    let Some(&first) = p.first() else {
+        return false;
+    };
+    let opcode = first >> 3;
+    if !matches!(
+        opcode,
+        OVPN_HARD_RESET_SERVER_V1 | OVPN_HARD_RESET_SERVER_V2
+    ) {
+        return false;
+    }
+    let window = p.get(9..p.len().min(80)).unwrap_or_default();
+    window.windows(8).any(|w| w == client)
+}
+
+/// OpenVPN over TCP: each packet is preceded by its length; this is the packet, if the
+/// length fits what arrived.
+pub fn openvpn_tcp_packet(stream: &[u8]) -> Option<&[u8]> {
+    let len = usize::from(u16::from_be_bytes([*stream.first()?, *stream.get(1)?]));
+    stream.get(2..2 + len)
+}
+
+/// Whether `p` is the first message of an IKE exchange (RFC 7296 §3.1; RFC 2408 for IKEv1):
+/// a non-zero initiator SPI, a zero responder SPI, a known version and exchange type, and a
+/// length that matches the datagram. On port 4500, `p` starts after the four-byte non-ESP
+/// marker.
+pub fn ike_initiation(p: &[u8]) -> bool {
+    let Some(h) = p.get(..28) else { return false };
+    let initiator = &h[..8];
+    let responder = &h[8..16];
+    let version = h[17];
+    let exchange = h[18];
+    let length = u32::from_be_bytes([h[24], h[25], h[26], h[27]]);
+    let known = match version {
+        0x20 => exchange == 34,            // IKEv2 IKE_SA_INIT
+        0x10 => matches!(exchange, 2 | 4), // IKEv1 Main or Aggressive Mode
+        _ => false,
+    };
+    known
+        && initiator.iter().any(|b| *b != 0)
+        && responder.iter().all(|b| *b == 0)
+        && usize::try_from(length).is_ok_and(|l| l == p.len())
+}
+
+/// The longest SSH identification line (RFC 4253 §4.2: 255 bytes with CR LF).
+const MAX_SSH_BANNER: usize = 255;
+
+/// The SSH identification string (`SSH-2.0-OpenSSH_9.6`) `stream` starts with, if any.
+/// Either side may send it first; both do at the start of every SSH connection.
+pub fn ssh_banner(stream: &[u8]) -> Option<String> {
+    let head = stream.get(..stream.len().min(MAX_SSH_BANNER))?;
+    if !(head.starts_with(b"SSH-2.0-")
+        || head.starts_with(b"SSH-1.99-")
+        || head.starts_with(b"SSH-1.5-"))
+    {
+        return None;
+    }
+    let end = head.iter().position(|b| *b == b'\n')?;
+    let line = head.get(..end)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.iter()
+        .all(|b| (0x20..0x7f).contains(b))
+        .then(|| String::from_utf8_lossy(line).into_owned())
+}
+
+/// A SOCKS client greeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocksHello {
+    /// SOCKS5: the authentication methods offered.
+    V5 { methods: Vec<u8> },
+    /// SOCKS4 or 4a CONNECT/BIND, complete in one packet: the destination (a name for 4a).
+    V4 { destination: String },
+}
+
+/// A SOCKS greeting at the start of a client's stream.
+pub fn socks_hello(p: &[u8]) -> Option<SocksHello> {
+    match p {
+        [5, n, methods @ ..] if *n >= 1 && usize::from(*n) == methods.len() => {
+            Some(SocksHello::V5 {
+                methods: methods.to_vec(),
+            })
+        }
+        [4, 1 | 2, port_hi, port_lo, a, b, c, d, rest @ ..] if rest.len() <= 512 => {
+            // User ID, NUL; for 4a (address 0.0.0.x) then a host name, NUL.
+            let user_end = rest.iter().position(|x| *x == 0)?;
+            let after = rest.get(user_end + 1..)?;
+            let port = u16::from_be_bytes([*port_hi, *port_lo]);
+            let destination = if *a == 0 && *b == 0 && *c == 0 && *d != 0 {
+                let host_end = after.iter().position(|x| *x == 0)?;
+                if host_end + 1 != after.len() {
+                    return None;
+                }
+                let host = std::str::from_utf8(after.get(..host_end)?).ok()?;
+                if host.is_empty() || !host.bytes().all(|x| x.is_ascii_graphic()) {
+                    return None;
+                }
+                format!("{host}:{port}")
+            } else {
+                if !after.is_empty() {
+                    return None;
+                }
+                format!("{a}.{b}.{c}.{d}:{port}")
+            };
+            Some(SocksHello::V4 { destination })
+        }
+        _ => None,
+    }
+}
+
+/// Whether `reply` is a SOCKS server's answer to `hello`: for SOCKS5 the version and one of
+/// the offered methods (or "none acceptable"); for SOCKS4 a null byte and a result code.
+pub fn socks_reply(hello: &SocksHello, reply: &[u8]) -> bool {
+    match (hello, reply) {
+        (SocksHello::V5 { methods }, [5, chosen, ..]) => {
+            *chosen == 0xff || methods.contains(chosen)
+        }
+        (SocksHello::V4 { .. }, [0, 0x5a..=0x5d, ..]) => reply.len() >= 8,
+        _ => false,
+    }
+}
+
+/// Whether a TLS server name looks like the random ones Tor clients send: `www.`, then
+/// 4 to 25 characters of base32 (a–z, 2–7) with at least one digit, then `.com` or `.net`.
+/// Tor's clients also offer no ALPN, unlike browsers, which the caller checks: a real short
+/// name such as `www.web2.com` fits the pattern, but not with a ClientHello that has no ALPN.
+pub fn tor_like_sni(sni: &str) -> bool {
+    let Some(rest) = sni.strip_prefix("www.") else {
+        return false;
+    };
+    let Some(label) = rest
+        .strip_suffix(".com")
+        .or_else(|| rest.strip_suffix(".net"))
+    else {
+        return false;
+    };
+    (4..=25).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        && label.bytes().any(|b| (b'2'..=b'7').contains(&b))
+}
+
+/// Shannon entropy of `bytes`, in bits per byte (0 to 8).
+pub fn entropy(bytes: &[u8]) -> f64 {
+    if bytes.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for b in bytes {
+        if let Some(c) = counts.get_mut(usize::from(*b)) {
+            *c += 1;
+        }
+    }
+    let n = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Whether an ICMP echo request carries more than a ping does: ping tools send up to 56
+/// bytes of counting or repeated filler by default; a tunnel fills echoes with encrypted or
+/// compressed data, large and with almost no repetition.
+pub fn icmp_tunnel_like(payload: &[u8]) -> bool {
+    payload.len() >= 100 && entropy(payload) >= 6.0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wireguard_messages_by_type_and_length() {
+        let mut init = vec![1, 0, 0, 0];
+        init.resize(148, 0xab);
+        assert_eq!(wireguard(&init), Some(WireGuard::Initiation));
+        let mut resp = vec![2, 0, 0, 0];
+        resp.resize(92, 0xcd);
+        assert_eq!(wireguard(&resp), Some(WireGuard::Response));
+        init.push(0);
+        assert_eq!(wireguard(&init), None);
+        let mut odd = vec![1, 0, 1, 0];
+        odd.resize(148, 0);
+        assert_eq!(wireguard(&odd), None);
+        assert_eq!(wireguard(&[]), None);
+    }
+
+    #[test]
+    fn openvpn_reset_and_its_echo() {
+        let session = [1, 2, 3, 4, 5, 6, 7, 8];
+        let mut client = vec![OVPN_HARD_RESET_CLIENT_V2 << 3];
+        client.extend_from_slice(&session);
+        client.extend_from_slice(&[0, 0, 0, 0, 0]);
+        assert_eq!(openvpn_client_reset(&client), Some(session));
+        let mut server = vec![OVPN_HARD_RESET_SERVER_V2 << 3];
+        server.extend_from_slice(&[9; 8]);
+        server.push(1);
+        server.extend_from_slice(&[0, 0, 0, 0]);
+        server.extend_from_slice(&session);
+        server.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(openvpn_server_reset(&server, &session));
+        assert!(!openvpn_server_reset(&server, &[0; 8]));
+        // A key ID, a data opcode or a short packet is not a reset.
+        let mut keyed = client.clone();
+        keyed[0] |= 1;
+        assert_eq!(openvpn_client_reset(&keyed), None);
+        assert_eq!(openvpn_client_reset(&client[..10]), None);
+        let mut tcp = (client.len() as u16).to_be_bytes().to_vec();
+        tcp.extend_from_slice(&client);
+        assert_eq!(openvpn_tcp_packet(&tcp), Some(&client[..]));
+        assert_eq!(openvpn_tcp_packet(&tcp[..10]), None);
+    }
+
+    #[test]
+    fn ike_sa_init_and_look_alikes() {
+        let mut p = vec![0x11; 8];
+        p.extend_from_slice(&[0; 8]);
+        p.extend_from_slice(&[33, 0x20, 34, 0x08, 0, 0, 0, 0]);
+        p.extend_from_slice(&40u32.to_be_bytes());
+        p.resize(40, 0);
+        assert!(ike_initiation(&p));
+        let mut wrong_len = p.clone();
+        wrong_len.push(0);
+        assert!(!ike_initiation(&wrong_len));
+        let mut answered = p.clone();
+        answered[8] = 1;
+        assert!(!ike_initiation(&answered));
+        let mut v1 = p.clone();
+        v1[17] = 0x10;
+        v1[18] = 2;
+        assert!(ike_initiation(&v1));
+        v1[18] = 34;
+        assert!(!ike_initiation(&v1));
+    }
+
+    #[test]
+    fn ssh_banners() {
+        assert_eq!(
+            ssh_banner(b"SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.11\r\n\0\0\0"),
+            Some("SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.11".into())
+        );
+        assert_eq!(
+            ssh_banner(b"SSH-2.0-dropbear\n"),
+            Some("SSH-2.0-dropbear".into())
+        );
+        assert_eq!(ssh_banner(b"SSH-2.0-no end yet"), None);
+        assert_eq!(ssh_banner(b"SSH-2.0-\x1b[31mred\r\n"), None);
+        assert_eq!(ssh_banner(b"GET / HTTP/1.1\r\n"), None);
+    }
+
+    #[test]
+    fn socks_greetings_and_replies() {
+        let v5 = socks_hello(&[5, 2, 0, 2]).unwrap();
+        assert!(socks_reply(&v5, &[5, 0]));
+        assert!(socks_reply(&v5, &[5, 0xff]));
+        assert!(!socks_reply(&v5, &[5, 1]));
+        assert!(!socks_reply(&v5, b"HTTP/1.1 400"));
+        assert_eq!(socks_hello(&[5, 3, 0]), None);
+        let v4 = socks_hello(b"\x04\x01\x00\x50\x5d\xb8\xd8\x22user\0").unwrap();
+        assert_eq!(
+            v4,
+            SocksHello::V4 {
+                destination: "93.184.216.34:80".into()
+            }
+        );
+        assert!(socks_reply(&v4, &[0, 0x5a, 0, 0, 0, 0, 0, 0]));
+        let v4a = socks_hello(b"\x04\x01\x01\xbb\x00\x00\x00\x01\0www.example.com\0").unwrap();
+        assert_eq!(
+            v4a,
+            SocksHello::V4 {
+                destination: "www.example.com:443".into()
+            }
+        );
+        assert_eq!(socks_hello(b"\x04\x01\x00\x50\x5d\xb8\xd8\x22user"), None);
+        assert_eq!(
+            socks_hello(b"\x04\x01\x01\xbb\x00\x00\x00\x01\0<b>\x01\0"),
+            None
+        );
+    }
+
+    #[test]
+    fn tor_names_and_ordinary_ones() {
+        for name in [
+            "www.t3i3ru.com",
+            "www.jmts2id.com",
+            "www.q4cyamnc6mtokjurvdclt.com",
+            "www.e6r5p57kbafwrxj3plz.net",
+        ] {
+            assert!(tor_like_sni(name), "{name}");
+        }
+        for name in [
+            "www.google.com",
+            "www.bbc.co.uk",
+            "www.abc1.com",
+            "www.x8.com",
+            "mail.a2b3c4.com",
+            "www.a234567890123456789012345z.com",
+        ] {
+            assert!(!tor_like_sni(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn pings_and_tunnels() {
+        let linux_ping: Vec<u8> = (0u8..56).collect();
+        assert!(!icmp_tunnel_like(&linux_ping));
+        let windows_ping = b"abcdefghijklmnopqrstuvwabcdefghi";
+        assert!(!icmp_tunnel_like(windows_ping));
+        let big_zeros = vec![0u8; 1400];
+        assert!(!icmp_tunnel_like(&big_zeros));
+        // Bytes with no repetition to speak of, as encrypted data has.
+        let random: Vec<u8> = (0u32..1000)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert!(entropy(&random) > 7.0);
+        assert!(icmp_tunnel_like(&random));
+    }
+}
