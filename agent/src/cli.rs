@@ -30,6 +30,22 @@ pub(crate) enum Command {
     },
     /// Explain what the policy decides for one device and one site at one time.
     Explain(ExplainArgs),
+    /// Run packet inspection over a capture file (pcap or pcapng) and print one line per
+    /// observation: each classified flow, and each DNS question.
+    Replay {
+        /// The capture file: Ethernet, raw IP, Linux cooked or BSD loopback frames.
+        file: PathBuf,
+        /// The policy file.
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Judge every observation as if at this time (RFC 3339, or local
+        /// `YYYY-MM-DDTHH:MM[:SS]`). Default: the time the capture recorded.
+        #[arg(long)]
+        at: Option<String>,
+    },
     /// Run the gateway daemon: load and watch the policy, serve filtered DNS. SIGHUP reloads
     /// the policy; SIGTERM or SIGINT stops it.
     Run(RunArgs),

@@ -13,6 +13,7 @@
 //! - [`quarantine`]: devices confined after a bypass attempt.
 //! - [`recent`]: "at most once per window" memory, bounded.
 //! - [`reload`]: keeps the live policy, watches its files and swaps in good edits.
+//! - [`replay`]: packet inspection over a capture file, judged and printed.
 //! - [`shared`]: what the services share, and who a request came from.
 //! - [`watch`]: watching files (through their directories) for changes.
 //! - [`events`]: events, their aggregation, and where they are written.
@@ -33,5 +34,6 @@ pub mod policy_file;
 pub mod quarantine;
 pub mod recent;
 pub mod reload;
+pub mod replay;
 pub mod shared;
 pub mod watch;

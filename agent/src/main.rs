@@ -30,6 +30,54 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain_cmd(&args),
         Command::Run(args) => run(&args),
         Command::PrintRuleset { policy, at } => print_ruleset(&policy, at.as_deref()),
+        Command::Replay {
+            file,
+            policy,
+            json,
+            at,
+        } => replay(&file, &policy, json, at.as_deref()),
+    }
+}
+
+fn replay(file: &Path, path: &Path, json: bool, at: Option<&str>) -> ExitCode {
+    let Some(policy) = load_or_report(path) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let at = match at {
+        Some(_) => match instant_arg(at, &policy) {
+            Some(t) => Some(t),
+            None => return ExitCode::from(EXIT_BAD_INPUT),
+        },
+        None => None,
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let format = if json {
+        schoolgate_agent::replay::Format::Json
+    } else {
+        schoolgate_agent::replay::Format::Text
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match schoolgate_agent::replay::replay(&policy, &bytes, at, format, &mut out) {
+        Ok(summary) => {
+            eprintln!(
+                "{}: {} packets, {} flows, {} observations",
+                file.display(),
+                summary.packets,
+                summary.flows,
+                summary.observations
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use pcap_file::pcap::PcapParser;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgParser};
 
 use crate::packet::LinkType;
@@ -83,8 +84,15 @@ fn pcapng(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
         rest = next;
         let (time, data, link) = match block {
             Block::EnhancedPacket(p) => {
-                let link = parser.packet_interface(&p).map(|i| u32::from(i.linktype));
-                (p.timestamp, p.data, link)
+                let interface = parser.packet_interface(&p);
+                let link = interface.map(|i| u32::from(i.linktype));
+                let resolution = interface.and_then(|i| {
+                    i.options.iter().find_map(|o| match o {
+                        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                        _ => None,
+                    })
+                });
+                (scale(p.timestamp, resolution), p.data, link)
             }
             Block::SimplePacket(p) => {
                 let link = parser.interfaces().first().map(|i| u32::from(i.linktype));
@@ -97,6 +105,19 @@ fn pcapng(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
         }
     }
     Ok(out)
+}
+
+/// pcap-file hands an enhanced packet's timestamp over as that many nanoseconds, whatever
+/// the interface's resolution (`if_tsresol`: 10^-n seconds, or 2^-n with the top bit set;
+/// microseconds when absent). This turns the ticks into time.
+fn scale(raw: Duration, resolution: Option<u8>) -> Duration {
+    let ticks = raw.as_nanos();
+    let nanos = match resolution.unwrap_or(6) {
+        r if r & 0x80 != 0 => ticks.checked_mul(1_000_000_000).map(|t| t >> (r & 0x7f)),
+        r if r <= 9 => ticks.checked_mul(10u128.pow(9 - u32::from(r))),
+        r => Some(ticks / 10u128.pow(u32::from(r.min(38)) - 9)),
+    };
+    Duration::from_nanos(u64::try_from(nanos.unwrap_or(0)).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -129,6 +150,24 @@ mod tests {
             super::frames(cut),
             Err(CaptureError::Damaged { frames: 1, .. })
         ));
+    }
+
+    #[test]
+    fn pcapng_ticks_become_time() {
+        let ticks = Duration::from_nanos(1_600_000_000_123_456);
+        assert_eq!(
+            scale(ticks, None),
+            Duration::new(1_600_000_000, 123_456_000)
+        );
+        assert_eq!(scale(ticks, Some(9)), ticks);
+        assert_eq!(
+            scale(Duration::from_nanos(1 << 20), Some(0x80 | 20)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            scale(Duration::from_nanos(5_000), Some(12)),
+            Duration::from_nanos(5)
+        );
     }
 
     #[test]

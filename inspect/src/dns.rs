@@ -18,7 +18,7 @@ pub struct Query {
 
 /// The question of a DNS query message (QR bit clear, one question), if `m` is one.
 pub fn query(m: &[u8]) -> Option<Query> {
-    let header = m.get(..12)?;
+    let header: [u8; 12] = m.get(..12)?.try_into().ok()?;
     let flags = u16::from_be_bytes([header[2], header[3]]);
     let qdcount = u16::from_be_bytes([header[4], header[5]]);
     let opcode = (flags >> 11) & 0x0f;
@@ -74,6 +74,12 @@ pub fn data_like(name: &str) -> bool {
     };
     let bytes: Vec<u8> = sub.bytes().filter(|b| *b != b'.').collect();
     bytes.len() >= 24 && entropy(&bytes) >= 3.8
+}
+
+/// Record types DNS tunnels carry data in and ordinary browsing never asks for: NULL (iodine's
+/// default), TXT (dnscat2, many others) and the private-use range.
+pub fn tunnel_type(qtype: u16) -> bool {
+    matches!(qtype, 10 | 16 | 65280..=65534)
 }
 
 #[cfg(test)]

@@ -46,9 +46,10 @@ pub fn sni(datagram: &[u8]) -> Option<String> {
     let values = msg.get(8 + count * 8..)?;
     let mut prev = 0usize;
     for entry in table.chunks_exact(8) {
+        let entry: [u8; 8] = entry.try_into().ok()?;
         let end = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
         let end = usize::try_from(end).ok()?;
-        if &entry[..4] == b"SNI\0" {
+        if entry.starts_with(b"SNI\0") {
             let raw = values.get(prev..end)?;
             if raw.is_empty() || raw.len() > MAX_NAME {
                 return None;

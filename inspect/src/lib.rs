@@ -11,8 +11,11 @@
 
 pub mod capture_file;
 pub mod dns;
+pub mod flow;
 pub mod gquic;
 pub mod http;
+pub mod inspector;
+pub mod judge;
 pub mod packet;
 pub mod quic;
 pub mod signature;

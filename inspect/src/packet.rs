@@ -92,9 +92,9 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
             LaxSlicedPacket::from_ether_type(proto.into(), frame.get(16..)?)
         }
         LinkType::Null => {
-            let family = frame.get(..4)?;
-            let le = u32::from_le_bytes([family[0], family[1], family[2], family[3]]);
-            let be = u32::from_be_bytes([family[0], family[1], family[2], family[3]]);
+            let family: [u8; 4] = frame.get(..4)?.try_into().ok()?;
+            let le = u32::from_le_bytes(family);
+            let be = u32::from_be_bytes(family);
             // AF_INET is 2 everywhere; AF_INET6 is 24, 28 or 30 depending on the BSD.
             if ![2, 24, 28, 30].contains(&le) && ![2, 24, 28, 30].contains(&be) {
                 return None;
@@ -156,9 +156,13 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
             },
             _ => Transport::Other { protocol },
         },
-        _ if protocol == 50 && !payload.fragmented => match payload.payload.get(..4) {
+        _ if protocol == 50 && !payload.fragmented => match payload
+            .payload
+            .get(..4)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+        {
             Some(spi) => Transport::Esp {
-                spi: u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]),
+                spi: u32::from_be_bytes(spi),
             },
             None => Transport::Other { protocol },
         },

@@ -218,8 +218,11 @@ fn packet(b: &[u8], first_dcid: Option<&[u8]>) -> Result<(Initial, usize), QuicE
     if first & 0x80 == 0 {
         return Err(QuicError::NotLongHeader);
     }
-    let wire = b.get(1..5).ok_or(QuicError::Truncated)?;
-    let wire = u32::from_be_bytes([wire[0], wire[1], wire[2], wire[3]]);
+    let wire: [u8; 4] = b
+        .get(1..5)
+        .and_then(|w| w.try_into().ok())
+        .ok_or(QuicError::Truncated)?;
+    let wire = u32::from_be_bytes(wire);
     let version = Version::from_wire(wire).ok_or(QuicError::UnknownVersion(wire))?;
     let kind = (first >> 4) & 0b11;
     if kind != version.initial_type() {

@@ -29,6 +29,18 @@ pub fn wireguard(p: &[u8]) -> Option<WireGuard> {
     }
 }
 
+/// The receiver index of a WireGuard transport data message (type 4: index, 8-byte counter,
+/// then encrypted data padded to 16 bytes with a 16-byte tag), if `p` has that shape. One
+/// such packet proves little; many with the same index do.
+pub fn wireguard_data(p: &[u8]) -> Option<u32> {
+    match p {
+        [4, 0, 0, 0, a, b, c, d, ..] if p.len() >= 32 && p.len().is_multiple_of(16) => {
+            Some(u32::from_le_bytes([*a, *b, *c, *d]))
+        }
+        _ => None,
+    }
+}
+
 /// OpenVPN's control-channel opcodes (in the top five bits of the first byte).
 const OVPN_HARD_RESET_CLIENT_V1: u8 = 1;
 const OVPN_HARD_RESET_SERVER_V1: u8 = 2;
@@ -81,9 +93,11 @@ pub fn openvpn_tcp_packet(stream: &[u8]) -> Option<&[u8]> {
 /// length that matches the datagram. On port 4500, `p` starts after the four-byte non-ESP
 /// marker.
 pub fn ike_initiation(p: &[u8]) -> bool {
-    let Some(h) = p.get(..28) else { return false };
-    let initiator = &h[..8];
-    let responder = &h[8..16];
+    let Some(h) = p.get(..28).and_then(|h| <&[u8; 28]>::try_from(h).ok()) else {
+        return false;
+    };
+    let (initiator, rest) = h.split_at(8);
+    let responder = rest.get(..8).unwrap_or_default();
     let version = h[17];
     let exchange = h[18];
     let length = u32::from_be_bytes([h[24], h[25], h[26], h[27]]);
@@ -96,6 +110,17 @@ pub fn ike_initiation(p: &[u8]) -> bool {
         && initiator.iter().any(|b| *b != 0)
         && responder.iter().all(|b| *b == 0)
         && usize::try_from(length).is_ok_and(|l| l == p.len())
+}
+
+/// Whether a datagram to UDP port 4500 (IPsec NAT traversal, RFC 3948) is one of its two
+/// shapes besides IKE: a one-byte 0xff keepalive, or ESP in UDP (a non-zero SPI, a sequence
+/// number, then at least an IV's worth of data).
+pub fn nat_t(p: &[u8]) -> bool {
+    match p {
+        [0xff] => true,
+        [a, b, c, d, ..] => p.len() >= 24 && [*a, *b, *c, *d] != [0, 0, 0, 0],
+        _ => false,
+    }
 }
 
 /// The longest SSH identification line (RFC 4253 §4.2: 255 bytes with CR LF).

@@ -30,6 +30,9 @@ pub const MAX_ALPN: usize = 8;
 const MAX_ALPN_LEN: usize = 32;
 /// The `encrypted_client_hello` extension (RFC 9460 / draft-ietf-tls-esni).
 const ECH: u16 = 0xfe0d;
+/// ECH's predecessor, Encrypted SNI (draft-ietf-tls-esni up to -02), as Firefox and
+/// Cloudflare used it in 2018-2020.
+const ESNI: u16 = 0xffce;
 /// The largest ClientHello read: real ones are under 2 KiB (8 KiB with large post-quantum
 /// key shares); anything claiming more is not worth holding.
 pub const MAX_HELLO: usize = 16 * 1024;
@@ -157,6 +160,7 @@ pub fn from_handshake(handshake: &[u8], transport: Transport) -> Parsed {
     let mut sig_algs: Vec<u16> = Vec::new();
     let mut ext_types: Vec<u16> = Vec::new();
     let mut ech_ext = false;
+    let mut esni = false;
     for e in &extensions {
         let t = match e {
             TlsExtension::Grease(..) => continue,
@@ -196,9 +200,12 @@ pub fn from_handshake(handshake: &[u8], transport: Transport) -> Parsed {
         if t == ECH {
             ech_ext = true;
         }
+        esni |= t == ESNI;
     }
     let version = versions.iter().copied().max().unwrap_or(hello.version.0);
     let ech = match (ech_ext, &sni) {
+        // ESNI was never sent as GREASE: it always hides the name.
+        _ if esni => Ech::Real,
         (false, _) => Ech::None,
         (true, Some(name)) if is_public_name(name) => Ech::Real,
         (true, _) => Ech::Grease,

@@ -1,0 +1,142 @@
+//! `replay`: the inspection pipeline over a capture file, each observation judged by the
+//! policy and printed, as text or JSON lines. The same [`Inspector`] and [`judge`] run on
+//! the LAN interface; only the source of frames differs.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use schoolgate_engine::{Client, MacAddr, Policy};
+use schoolgate_inspect::capture_file::{self, CaptureError};
+use schoolgate_inspect::inspector::{Config, Inspector, Observation};
+use schoolgate_inspect::judge::{Verdict, judge};
+use schoolgate_inspect::packet;
+use serde::Serialize;
+
+/// How to print observations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// What a replay went through.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    pub packets: u64,
+    pub flows: u64,
+    pub observations: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("cannot write the output: {0}")]
+    Write(#[from] io::Error),
+}
+
+/// One printed observation (`--json`): the fields the console and tests read.
+#[derive(Debug, Serialize)]
+pub struct Line<'a> {
+    pub ts: String,
+    pub client: String,
+    pub server: String,
+    pub transport: &'static str,
+    pub name: Option<&'a str>,
+    pub app: Option<&'a str>,
+    pub category: Option<&'a str>,
+    pub technique: Option<&'static str>,
+    pub action: &'static str,
+    pub evidence: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<&'a str>,
+}
+
+impl<'a> Line<'a> {
+    pub fn new(obs: &'a Observation, verdict: &Verdict<'a>) -> Self {
+        let ts = Timestamp::new(
+            i64::try_from(obs.time.as_secs()).unwrap_or(0),
+            i32::try_from(obs.time.subsec_nanos()).unwrap_or(0),
+        )
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+        Self {
+            ts,
+            client: obs.client.to_string(),
+            server: obs.server.to_string(),
+            transport: obs.carrier.as_str(),
+            name: obs.name.as_deref(),
+            app: verdict.app,
+            category: verdict.category,
+            technique: verdict.technique.map(|t| t.as_str()),
+            action: verdict.action.as_str(),
+            evidence: &obs.evidence,
+            ja4: obs.ja4.as_deref(),
+        }
+    }
+
+    fn text(&self) -> String {
+        let dash = |o: Option<&str>| o.unwrap_or("-").to_owned();
+        format!(
+            "{} {} -> {} {} {} app={} category={} technique={} action={}",
+            self.ts,
+            self.client,
+            self.server,
+            self.transport,
+            dash(self.name),
+            dash(self.app),
+            dash(self.category),
+            dash(self.technique),
+            self.action
+        )
+    }
+}
+
+/// Inspects every frame of the capture in `bytes` and writes one line per observation.
+/// `at` judges every observation at that instant; otherwise at the time it was captured.
+pub fn replay(
+    policy: &Policy,
+    bytes: &[u8],
+    at: Option<Timestamp>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<Summary, ReplayError> {
+    let frames = capture_file::frames(bytes)?;
+    let mut inspector = Inspector::new(Config::default());
+    let mut observed = Vec::new();
+    for frame in &frames {
+        match packet::view(frame.link, &frame.data) {
+            Some(p) => inspector.packet(frame.time, &p, &mut observed),
+            None => inspector.stats.not_ip += 1,
+        }
+        for obs in observed.drain(..) {
+            let now = at.unwrap_or_else(|| instant(obs.time));
+            let client = Client::new(obs.client.ip(), obs.client_mac.map(MacAddr));
+            let verdict = judge(policy, &client, &obs, now, false);
+            let line = Line::new(&obs, &verdict);
+            match format {
+                Format::Json => {
+                    serde_json::to_writer(&mut *out, &line).map_err(io::Error::from)?;
+                    out.write_all(b"\n")?;
+                }
+                Format::Text => writeln!(out, "{}", line.text())?,
+            }
+        }
+    }
+    out.flush()?;
+    let stats = inspector.stats;
+    Ok(Summary {
+        packets: stats.packets + stats.not_ip,
+        flows: stats.flows,
+        observations: stats.observations,
+    })
+}
+
+fn instant(time: Duration) -> Timestamp {
+    Timestamp::new(
+        i64::try_from(time.as_secs()).unwrap_or(0),
+        i32::try_from(time.subsec_nanos()).unwrap_or(0),
+    )
+    .unwrap_or(Timestamp::UNIX_EPOCH)
+}

@@ -1,0 +1,717 @@
+//! The pipeline: packets in, observations out. Each flow's first packets go to the
+//! classifiers that fit its protocol until one recognises it (or it has sent enough to say
+//! it is none of them); the flow then yields one [`Observation`] and is ignored. DNS flows
+//! yield one per new name asked, since every name matters.
+//!
+//! The same [`Inspector`] takes frames from a capture file (`replay`) and from the LAN
+//! interface, so what the tests measure on recorded traffic is what runs live.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use schoolgate_engine::Technique;
+
+use crate::flow::{self, FlowKey, Table};
+use crate::packet::{Packet, Transport};
+use crate::tls::{self, Ech, Parsed as TlsParsed};
+use crate::{dns, gquic, http, quic, signature};
+
+/// How a flow was carried, as reports name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    Tcp,
+    Udp,
+    Quic,
+    Icmp,
+    Esp,
+}
+
+impl Carrier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Quic => "quic",
+            Self::Icmp => "icmp",
+            Self::Esp => "esp",
+        }
+    }
+}
+
+/// Where a name was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameSource {
+    /// TLS server name, over TCP or in a QUIC Initial.
+    Sni,
+    /// HTTP `Host`, or a proxy request's target.
+    Host,
+    /// A DNS question.
+    Dns,
+    /// A SOCKS4a destination.
+    Socks,
+}
+
+/// What inspection saw of one flow (or one DNS question).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// The capture time of the packet that completed it.
+    pub time: Duration,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub client_mac: Option<[u8; 6]>,
+    pub carrier: Carrier,
+    /// The host name the client named, if it named one.
+    pub name: Option<String>,
+    pub name_source: Option<NameSource>,
+    /// A way round the filter the packets themselves show (the lists may add one later).
+    pub technique: Option<Technique>,
+    /// What was seen, in plain words, bounded.
+    pub evidence: String,
+    /// The TLS client's ALPN offer and JA4, where there was a ClientHello.
+    pub alpn: Vec<String>,
+    pub ja4: Option<String>,
+    pub ech: Option<Ech>,
+}
+
+/// Limits and local knowledge.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Flows tracked at once.
+    pub max_flows: usize,
+    /// A flow quiet for this long is forgotten.
+    pub idle: Duration,
+    /// Data-like names under one zone from one client before it is called a DNS tunnel.
+    pub tunnel_names: u32,
+    /// Or questions for NULL, TXT or private-use records under one zone.
+    pub tunnel_records: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_flows: 65_536,
+            idle: Duration::from_secs(120),
+            tunnel_names: 10,
+            tunnel_records: 30,
+        }
+    }
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub packets: u64,
+    pub not_ip: u64,
+    pub flows: u64,
+    pub observations: u64,
+}
+
+/// After this many packets from the client without a verdict, a flow is given up on.
+const MAX_PACKETS: u32 = 12;
+/// WireGuard data messages (same index each way) before a flow is called WireGuard.
+const WG_DATA: u32 = 4;
+/// Echo requests that look like tunnelled data before a flow is called an ICMP tunnel.
+const ICMP_SUSPECT: u32 = 3;
+/// DNS names reported per flow (a resolver's flow from one port carries many).
+const MAX_DNS_NAMES: usize = 64;
+/// Zones tracked for DNS tunnels at once.
+const MAX_ZONES: usize = 4096;
+/// Longest evidence text kept.
+const MAX_EVIDENCE: usize = 300;
+
+#[derive(Debug)]
+struct ZoneCount {
+    /// Data-like names.
+    names: u32,
+    /// Questions for record types tunnels carry data in.
+    odd: u32,
+    reported: bool,
+    last: Duration,
+}
+
+/// Packets in, observations out.
+#[derive(Debug)]
+pub struct Inspector {
+    config: Config,
+    table: Table,
+    zones: HashMap<(IpAddr, String), ZoneCount, foldhash::fast::RandomState>,
+    pub stats: Stats,
+}
+
+impl Inspector {
+    pub fn new(config: Config) -> Self {
+        Self {
+            table: Table::new(config.max_flows, config.idle),
+            zones: HashMap::default(),
+            config,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The flow table's counters: flows refused for room, flows expired.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Takes one packet captured at `time`; pushes what it completes onto `out`.
+    pub fn packet(&mut self, time: Duration, p: &Packet<'_>, out: &mut Vec<Observation>) {
+        self.stats.packets += 1;
+        let before = out.len();
+        match p.transport {
+            Transport::Tcp(t) => self.tcp(time, p, &t, out),
+            Transport::Udp {
+                src_port,
+                dst_port,
+                payload,
+            } => self.udp(time, p, src_port, dst_port, payload, out),
+            Transport::Echo { request, payload } => self.echo(time, p, request, payload, out),
+            Transport::Esp { spi } => self.esp(time, p, spi, out),
+            Transport::Other { .. } => {}
+        }
+        self.stats.observations += (out.len() - before) as u64;
+    }
+
+    fn tcp(
+        &mut self,
+        time: Duration,
+        p: &Packet<'_>,
+        t: &crate::packet::Tcp<'_>,
+        out: &mut Vec<Observation>,
+    ) {
+        let a = SocketAddr::new(p.src, t.src_port);
+        let b = SocketAddr::new(p.dst, t.dst_port);
+        // A SYN-ACK (or a segment from a server port to a high port) comes from the server.
+        let server_first = (t.syn && t.ack)
+            || (!t.syn && flow::server_port(t.src_port) && !flow::server_port(t.dst_port));
+        let Some((f, from_client, key)) = self.table.get(flow::TCP, a, b, time, server_first)
+        else {
+            return;
+        };
+        if f.from_client == 0 && f.from_server == 0 {
+            self.stats.flows += 1;
+        }
+        if f.done {
+            return;
+        }
+        if from_client {
+            f.from_client += 1;
+            if f.client_mac.is_none() {
+                f.client_mac = p.src_mac;
+            }
+        } else {
+            f.from_server += 1;
+        }
+        let stream = if from_client { &mut f.up } else { &mut f.down };
+        if t.syn {
+            stream.syn(t.seq);
+        }
+        let grew = stream.segment(t.seq, t.payload);
+        if !grew && f.from_client < MAX_PACKETS {
+            return;
+        }
+        let verdict = classify_tcp(f, &key);
+        let give_up = f.from_client >= MAX_PACKETS || f.up.bytes.len() >= flow::MAX_STREAM;
+        let found = match verdict {
+            Some(o) => Some(o),
+            None if give_up => Some(Found::nothing(Carrier::Tcp)),
+            None => None,
+        };
+        if let Some(found) = found {
+            f.done = true;
+            out.push(found.into_observation(time, &key, f.client_mac));
+        }
+    }
+
+    fn udp(
+        &mut self,
+        time: Duration,
+        p: &Packet<'_>,
+        src_port: u16,
+        dst_port: u16,
+        payload: &[u8],
+        out: &mut Vec<Observation>,
+    ) {
+        let a = SocketAddr::new(p.src, src_port);
+        let b = SocketAddr::new(p.dst, dst_port);
+        let server_first = flow::server_port(src_port) && !flow::server_port(dst_port);
+        let Some((f, from_client, key)) = self.table.get(flow::UDP, a, b, time, server_first)
+        else {
+            return;
+        };
+        if f.from_client == 0 && f.from_server == 0 {
+            self.stats.flows += 1;
+        }
+        if f.done {
+            return;
+        }
+        if from_client {
+            f.from_client += 1;
+            if f.client_mac.is_none() {
+                f.client_mac = p.src_mac;
+            }
+        } else {
+            f.from_server += 1;
+        }
+        // DNS: every question counts (names to judge, and tunnels are many questions).
+        if key.server.port() == 53 {
+            if from_client && let Some(q) = dns::query(payload) {
+                let tunnel = track_zone(&mut self.zones, &self.config, key.client.ip(), &q, time);
+                // Each name once per flow (a bounded number of them), unless it completes
+                // a tunnel.
+                let seen = f.dns_names.contains(&q.name);
+                if !tunnel && (seen || f.dns_names.len() >= MAX_DNS_NAMES) {
+                    return;
+                }
+                if !seen && f.dns_names.len() < MAX_DNS_NAMES {
+                    f.dns_names.push(q.name.clone());
+                }
+                let external = !flow::local(key.server.ip());
+                let mut found = Found::name(Carrier::Udp, q.name.clone(), NameSource::Dns);
+                found.evidence =
+                    format!("DNS query {} (type {}) to {}", q.name, q.qtype, key.server);
+                if tunnel {
+                    found.technique = Some(Technique::DnsTunnel);
+                    found.evidence = format!(
+                        "many questions under {} from one device carrying data (long random names or NULL/TXT records), the last {} type {}",
+                        dns::zone(&q.name),
+                        q.name,
+                        q.qtype
+                    );
+                } else if external {
+                    found.technique = Some(Technique::ExternalDns);
+                    found.evidence = format!(
+                        "DNS query {} sent to {}, not the school's resolver",
+                        q.name, key.server
+                    );
+                }
+                out.push(found.into_observation(time, &key, f.client_mac));
+            }
+            return;
+        }
+        let found = if from_client {
+            classify_udp_client(f, &key, payload)
+        } else {
+            classify_udp_server(f, payload)
+        }
+        .or_else(|| wireguard_session(f, from_client, payload));
+        let found = match found {
+            Some(found) => Some(found),
+            None if f.from_client >= MAX_PACKETS => Some(Found::nothing(if f.quic.is_some() {
+                Carrier::Quic
+            } else {
+                Carrier::Udp
+            })),
+            None => None,
+        };
+        if let Some(found) = found {
+            f.done = true;
+            out.push(found.into_observation(time, &key, f.client_mac));
+        }
+    }
+
+    fn echo(
+        &mut self,
+        time: Duration,
+        p: &Packet<'_>,
+        request: bool,
+        payload: &[u8],
+        out: &mut Vec<Observation>,
+    ) {
+        let (a, b) = (SocketAddr::new(p.src, 0), SocketAddr::new(p.dst, 0));
+        let Some((f, _, key)) = self.table.get(flow::ICMP, a, b, time, !request) else {
+            return;
+        };
+        if f.done || !request {
+            return;
+        }
+        f.from_client += 1;
+        if signature::icmp_tunnel_like(payload) {
+            f.icmp_suspect += 1;
+        }
+        if f.icmp_suspect >= ICMP_SUSPECT {
+            f.done = true;
+            let mut found = Found::technique(Carrier::Icmp, Technique::IcmpTunnel);
+            found.evidence = format!(
+                "{} ICMP echo requests to {} carrying {} bytes or more of random-looking data",
+                ICMP_SUSPECT,
+                key.server.ip(),
+                100
+            );
+            out.push(found.into_observation(time, &key, p.src_mac));
+        } else if f.from_client >= MAX_PACKETS {
+            f.done = true;
+        }
+    }
+
+    fn esp(&mut self, time: Duration, p: &Packet<'_>, spi: u32, out: &mut Vec<Observation>) {
+        let (a, b) = (SocketAddr::new(p.src, 0), SocketAddr::new(p.dst, 0));
+        let Some((f, _, key)) = self.table.get(flow::ESP, a, b, time, false) else {
+            return;
+        };
+        if f.done {
+            return;
+        }
+        f.done = true;
+        let mut found = Found::technique(Carrier::Esp, Technique::Ipsec);
+        found.evidence = format!("IPsec ESP (SPI {spi:#010x}) to {}", key.server.ip());
+        out.push(found.into_observation(time, &key, p.src_mac));
+    }
+}
+
+/// Counts a DNS name toward its zone's tunnel score; true the first time the zone crosses
+/// the threshold for this client.
+fn track_zone(
+    zones: &mut HashMap<(IpAddr, String), ZoneCount, foldhash::fast::RandomState>,
+    config: &Config,
+    client: IpAddr,
+    q: &dns::Query,
+    now: Duration,
+) -> bool {
+    let name = q.name.as_str();
+    let data = dns::data_like(name);
+    let odd = dns::tunnel_type(q.qtype);
+    if !data && !odd {
+        return false;
+    }
+    let key = (client, dns::zone(name).to_owned());
+    if !zones.contains_key(&key) && zones.len() >= MAX_ZONES {
+        let idle = config.idle;
+        zones.retain(|_, z| now.saturating_sub(z.last) < idle);
+        if zones.len() >= MAX_ZONES {
+            return false;
+        }
+    }
+    let z = zones.entry(key).or_insert(ZoneCount {
+        names: 0,
+        odd: 0,
+        reported: false,
+        last: now,
+    });
+    z.names += u32::from(data);
+    z.odd += u32::from(odd);
+    z.last = now;
+    let tunnel = z.names >= config.tunnel_names || z.odd >= config.tunnel_records;
+    if tunnel && !z.reported {
+        z.reported = true;
+        return true;
+    }
+    false
+}
+
+/// A verdict on a flow, before it has its time and addresses.
+#[derive(Debug, Default)]
+struct Found {
+    carrier: Option<Carrier>,
+    name: Option<String>,
+    name_source: Option<NameSource>,
+    technique: Option<Technique>,
+    evidence: String,
+    alpn: Vec<String>,
+    ja4: Option<String>,
+    ech: Option<Ech>,
+}
+
+impl Found {
+    fn nothing(carrier: Carrier) -> Self {
+        Self {
+            carrier: Some(carrier),
+            ..Self::default()
+        }
+    }
+
+    fn name(carrier: Carrier, name: String, source: NameSource) -> Self {
+        Self {
+            carrier: Some(carrier),
+            name: Some(name),
+            name_source: Some(source),
+            ..Self::default()
+        }
+    }
+
+    fn technique(carrier: Carrier, technique: Technique) -> Self {
+        Self {
+            carrier: Some(carrier),
+            technique: Some(technique),
+            ..Self::default()
+        }
+    }
+
+    fn into_observation(
+        self,
+        time: Duration,
+        key: &FlowKey,
+        client_mac: Option<[u8; 6]>,
+    ) -> Observation {
+        let mut evidence = self.evidence;
+        if evidence.len() > MAX_EVIDENCE {
+            let mut cut = MAX_EVIDENCE;
+            while !evidence.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            evidence.truncate(cut);
+        }
+        Observation {
+            time,
+            client: key.client,
+            server: key.server,
+            client_mac,
+            carrier: self.carrier.unwrap_or(Carrier::Tcp),
+            name: self.name,
+            name_source: self.name_source,
+            technique: self.technique,
+            evidence,
+            alpn: self.alpn,
+            ja4: self.ja4,
+            ech: self.ech,
+        }
+    }
+}
+
+/// What a ClientHello says, as a verdict.
+fn hello_found(h: tls::ClientHello, carrier: Carrier, key: &FlowKey) -> Found {
+    let mut found = Found::nothing(carrier);
+    let sni = h.sni.clone();
+    let alpn = h.alpn.join(",");
+    let via = if carrier == Carrier::Quic {
+        "QUIC Initial"
+    } else {
+        "TLS"
+    };
+    found.evidence = match &sni {
+        Some(s) => format!(
+            "{via} SNI {s}, ALPN {}, to {}",
+            if alpn.is_empty() { "none" } else { &alpn },
+            key.server
+        ),
+        None => format!(
+            "{via} ClientHello without SNI, ALPN {}, to {}",
+            if alpn.is_empty() { "none" } else { &alpn },
+            key.server
+        ),
+    };
+    if h.ech == Ech::Real {
+        found.technique = Some(Technique::EncryptedClientHello);
+        found
+            .evidence
+            .push_str(", with Encrypted Client Hello (the real name is hidden)");
+    } else if h.alpn.is_empty() && sni.as_deref().is_some_and(signature::tor_like_sni) {
+        found.technique = Some(Technique::Tor);
+        found
+            .evidence
+            .push_str(": a random www name and no ALPN, as Tor clients send");
+    } else if h.alpn.iter().any(|a| a == "dot") {
+        found.technique = Some(Technique::DnsOverTls);
+    } else if h.alpn.iter().any(|a| a == "doq" || a.starts_with("doq-")) {
+        found.technique = Some(Technique::DnsOverQuic);
+    } else if key.server.port() == 853 {
+        found.technique = Some(if carrier == Carrier::Quic {
+            Technique::DnsOverQuic
+        } else {
+            Technique::DnsOverTls
+        });
+    }
+    if let Some(s) = sni {
+        found.name = Some(s);
+        found.name_source = Some(NameSource::Sni);
+    }
+    found.alpn = h.alpn;
+    found.ja4 = Some(h.ja4);
+    found.ech = Some(h.ech);
+    found
+}
+
+/// Tries every TCP classifier on what the flow has so far.
+fn classify_tcp(f: &mut flow::Flow, key: &FlowKey) -> Option<Found> {
+    let up = &f.up.bytes;
+    // SSH: either side's banner.
+    if let Some(banner) = signature::ssh_banner(up).or_else(|| signature::ssh_banner(&f.down.bytes))
+    {
+        let mut found = Found::technique(Carrier::Tcp, Technique::Ssh);
+        found.evidence = format!("SSH banner {banner:?} on port {}", key.server.port());
+        return Some(found);
+    }
+    if up.is_empty() {
+        return None;
+    }
+    match tls::from_records(up) {
+        TlsParsed::Hello(h) => return Some(hello_found(h, Carrier::Tcp, key)),
+        TlsParsed::Incomplete { .. } => return None,
+        TlsParsed::NotHello => {}
+    }
+    match http::request(up) {
+        http::Parsed::Request(r) => {
+            let mut found = match r.host.clone() {
+                Some(h) => Found::name(Carrier::Tcp, h, NameSource::Host),
+                None => Found::nothing(Carrier::Tcp),
+            };
+            let host = r.host.as_deref().unwrap_or("(none)");
+            found.evidence = format!("HTTP {} request for {host} to {}", r.method, key.server);
+            if r.proxy {
+                found.technique = Some(Technique::HttpProxy);
+                found.evidence = format!(
+                    "HTTP {} {host} sent to {}: a proxy request",
+                    r.method, key.server
+                );
+            }
+            return Some(found);
+        }
+        http::Parsed::Incomplete => return None,
+        http::Parsed::NotHttp => {}
+    }
+    // SOCKS: the greeting, then the server's fitting reply.
+    if f.socks.is_none() {
+        f.socks = signature::socks_hello(up);
+    }
+    if let Some(hello) = &f.socks {
+        if !f.down.bytes.is_empty() {
+            if signature::socks_reply(hello, &f.down.bytes) {
+                let mut found = Found::technique(Carrier::Tcp, Technique::SocksProxy);
+                found.evidence = match hello {
+                    signature::SocksHello::V5 { .. } => {
+                        format!("SOCKS5 greeting to {} and its answer", key.server)
+                    }
+                    signature::SocksHello::V4 { destination } => {
+                        format!(
+                            "SOCKS4 request for {destination} to {} and its answer",
+                            key.server
+                        )
+                    }
+                };
+                if let signature::SocksHello::V4 { destination } = hello
+                    && let Some((host, _)) = destination.rsplit_once(':')
+                    && host.parse::<IpAddr>().is_err()
+                {
+                    found.name = Some(host.to_owned());
+                    found.name_source = Some(NameSource::Socks);
+                }
+                return Some(found);
+            }
+            f.socks = None;
+        } else {
+            return None;
+        }
+    }
+    // OpenVPN over TCP: a length-framed client reset, then the server's echo.
+    if let Some(first) = signature::openvpn_tcp_packet(up)
+        && let Some(session) = signature::openvpn_client_reset(first)
+    {
+        f.openvpn = Some(session);
+        if let Some(reply) = signature::openvpn_tcp_packet(&f.down.bytes) {
+            if signature::openvpn_server_reset(reply, &session) {
+                let mut found = Found::technique(Carrier::Tcp, Technique::Openvpn);
+                found.evidence =
+                    format!("OpenVPN session reset to {} over TCP, answered", key.server);
+                return Some(found);
+            }
+            return Some(Found::nothing(Carrier::Tcp));
+        }
+        return None;
+    }
+    // DNS over TCP.
+    if key.server.port() == 53
+        && let Some(msg) = up.get(2..)
+        && let Some(q) = dns::query(msg)
+    {
+        let mut found = Found::name(Carrier::Tcp, q.name.clone(), NameSource::Dns);
+        found.evidence = format!("DNS query {} over TCP to {}", q.name, key.server);
+        if !flow::local(key.server.ip()) {
+            found.technique = Some(Technique::ExternalDns);
+        }
+        return Some(found);
+    }
+    // Nothing fits the client's first bytes; a server that speaks first (SSH) may still.
+    if f.down.bytes.is_empty() && up.len() < 8 {
+        return None;
+    }
+    Some(Found::nothing(Carrier::Tcp))
+}
+
+/// Classifies a datagram from the client.
+fn classify_udp_client(f: &mut flow::Flow, key: &FlowKey, payload: &[u8]) -> Option<Found> {
+    // QUIC Initial(s).
+    let first_dcid = f.quic.as_ref().map(|(d, _)| d.clone());
+    if let Ok(initial) = quic::client_initial(payload, first_dcid.as_deref()) {
+        let (_, crypto) = f
+            .quic
+            .get_or_insert_with(|| (initial.dcid.clone(), quic::Crypto::default()));
+        for (offset, data) in &initial.crypto {
+            crypto.add(*offset, data);
+        }
+        return match tls::from_handshake(crypto.contiguous(), tls::Transport::Quic) {
+            TlsParsed::Hello(h) => Some(hello_found(h, Carrier::Quic, key)),
+            TlsParsed::Incomplete { .. } => None,
+            TlsParsed::NotHello => Some(Found::nothing(Carrier::Quic)),
+        };
+    }
+    if let Some(sni) = gquic::sni(payload) {
+        let mut found = Found::name(Carrier::Quic, sni.clone(), NameSource::Sni);
+        found.evidence = format!("Google QUIC hello SNI {sni} to {}", key.server);
+        return Some(found);
+    }
+    if signature::wireguard(payload) == Some(signature::WireGuard::Initiation) {
+        let mut found = Found::technique(Carrier::Udp, Technique::Wireguard);
+        found.evidence = format!(
+            "WireGuard handshake initiation (148 bytes, type 1) to {}",
+            key.server
+        );
+        return Some(found);
+    }
+    let ike = match payload {
+        [0, 0, 0, 0, rest @ ..] => rest,
+        _ => payload,
+    };
+    if signature::ike_initiation(ike) {
+        let mut found = Found::technique(Carrier::Udp, Technique::Ipsec);
+        found.evidence = format!("IKE exchange start to {}", key.server);
+        return Some(found);
+    }
+    if key.server.port() == 4500 && signature::nat_t(payload) {
+        let mut found = Found::technique(Carrier::Udp, Technique::Ipsec);
+        found.evidence = format!(
+            "IPsec NAT traversal (keepalive or ESP in UDP) to {}",
+            key.server
+        );
+        return Some(found);
+    }
+    if let Some(session) = signature::openvpn_client_reset(payload) {
+        f.openvpn = Some(session);
+    }
+    None
+}
+
+/// WireGuard seen mid-session (its handshake was before the capture began, or is only
+/// repeated every two minutes): data messages whose receiver index stays the same in
+/// each direction.
+fn wireguard_session(f: &mut flow::Flow, from_client: bool, payload: &[u8]) -> Option<Found> {
+    let index = signature::wireguard_data(payload)?;
+    let side = usize::from(!from_client);
+    let known = f.wg_index.get_mut(side)?;
+    match known {
+        Some(i) if *i != index => return None,
+        _ => *known = Some(index),
+    }
+    f.wg_data += 1;
+    (f.wg_data >= WG_DATA).then(|| {
+        let mut found = Found::technique(Carrier::Udp, Technique::Wireguard);
+        found.evidence = format!("{WG_DATA} WireGuard data messages with the same receiver index");
+        found
+    })
+}
+
+/// Classifies a datagram from the server (answers that confirm what the client began).
+fn classify_udp_server(f: &mut flow::Flow, payload: &[u8]) -> Option<Found> {
+    if let Some(session) = &f.openvpn
+        && signature::openvpn_server_reset(payload, session)
+    {
+        let mut found = Found::technique(Carrier::Udp, Technique::Openvpn);
+        found.evidence = "OpenVPN session reset, answered by the server".to_owned();
+        return Some(found);
+    }
+    if signature::wireguard(payload) == Some(signature::WireGuard::Response) {
+        let mut found = Found::technique(Carrier::Udp, Technique::Wireguard);
+        found.evidence = "WireGuard handshake response (92 bytes, type 2)".to_owned();
+        return Some(found);
+    }
+    None
+}
