@@ -12,6 +12,8 @@
 pub mod capture_file;
 pub mod dns;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gquic;
 pub mod http;
 pub mod inspector;

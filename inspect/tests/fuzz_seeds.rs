@@ -23,3 +23,20 @@ fn tls_client_hello_seeds_do_not_panic() {
     // The seeds hold whole hellos in one record, over three records, and with real ECH.
     assert!(hellos >= 3, "only {hellos} seeds read as a hello");
 }
+
+#[test]
+fn packet_seeds_do_not_panic() {
+    for target in ["inspect_frames", "quic_and_signatures"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/seeds")
+            .join(target);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            schoolgate_inspect::fuzz::frames(&data);
+            schoolgate_inspect::fuzz::datagram(&data);
+            n += 1;
+        }
+        assert!(n >= 1, "expected the checked-in seeds in {}", dir.display());
+    }
+}
