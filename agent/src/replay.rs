@@ -55,12 +55,7 @@ pub struct Line<'a> {
 
 impl<'a> Line<'a> {
     pub fn new(obs: &'a Observation, verdict: &Verdict<'a>) -> Self {
-        let ts = Timestamp::new(
-            i64::try_from(obs.time.as_secs()).unwrap_or(0),
-            i32::try_from(obs.time.subsec_nanos()).unwrap_or(0),
-        )
-        .map(|t| t.to_string())
-        .unwrap_or_default();
+        let ts = instant(obs.time).map(|t| t.to_string()).unwrap_or_default();
         Self {
             ts,
             client: obs.client.to_string(),
@@ -111,7 +106,7 @@ pub fn replay(
             None => inspector.stats.not_ip += 1,
         }
         for obs in observed.drain(..) {
-            let now = at.unwrap_or_else(|| instant(obs.time));
+            let now = at.unwrap_or_else(|| instant(obs.time).unwrap_or(Timestamp::UNIX_EPOCH));
             let client = Client::new(obs.client.ip(), obs.client_mac.map(MacAddr));
             let verdict = judge(policy, &client, &obs, now, false);
             let line = Line::new(&obs, &verdict);
@@ -128,15 +123,16 @@ pub fn replay(
     let stats = inspector.stats;
     Ok(Summary {
         packets: stats.packets + stats.not_ip,
-        flows: stats.flows,
+        flows: inspector.table().created,
         observations: stats.observations,
     })
 }
 
-fn instant(time: Duration) -> Timestamp {
+/// A capture time as an instant, if it is one jiff can hold.
+fn instant(time: Duration) -> Option<Timestamp> {
     Timestamp::new(
-        i64::try_from(time.as_secs()).unwrap_or(0),
-        i32::try_from(time.subsec_nanos()).unwrap_or(0),
+        i64::try_from(time.as_secs()).ok()?,
+        i32::try_from(time.subsec_nanos()).ok()?,
     )
-    .unwrap_or(Timestamp::UNIX_EPOCH)
+    .ok()
 }

@@ -118,8 +118,20 @@ pub struct Flow {
     pub wg_index: [Option<u32>; 2],
     /// ICMP echo requests that looked like tunnelled data.
     pub icmp_suspect: u32,
-    /// A name found (SNI, Host) while a technique is still being checked for.
-    pub tor_like: bool,
+}
+
+impl Flow {
+    /// Counts a packet of this flow; the client's first packet gives its MAC.
+    pub fn count(&mut self, from_client: bool, src_mac: Option<[u8; 6]>) {
+        if from_client {
+            self.from_client += 1;
+            if self.client_mac.is_none() {
+                self.client_mac = src_mac;
+            }
+        } else {
+            self.from_server += 1;
+        }
+    }
 }
 
 /// The table: flows by key, with a bound and idle expiry.
@@ -129,6 +141,8 @@ pub struct Table {
     max: usize,
     pub idle: Duration,
     last_sweep: Duration,
+    /// Flows made.
+    pub created: u64,
     /// New flows not tracked because the table was full of live flows.
     pub refused: u64,
     /// Flows dropped for idleness.
@@ -142,6 +156,7 @@ impl Table {
             max,
             idle,
             last_sweep: Duration::ZERO,
+            created: 0,
             refused: 0,
             expired: 0,
         }
@@ -196,6 +211,7 @@ impl Table {
             } else {
                 (forward, true)
             };
+            self.created += 1;
             self.flows.insert(
                 key,
                 Flow {
@@ -211,8 +227,7 @@ impl Table {
         Some((flow, from_client, key))
     }
 
-    /// Drops flows idle for longer than `idle` (done flows after a tenth of it, since only
-    /// their later packets would be saved from re-classification).
+    /// Drops flows idle for longer than `idle`.
     pub fn sweep(&mut self, now: Duration) {
         self.last_sweep = now;
         let idle = self.idle;

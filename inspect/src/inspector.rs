@@ -103,7 +103,6 @@ impl Default for Config {
 pub struct Stats {
     pub packets: u64,
     pub not_ip: u64,
-    pub flows: u64,
     pub observations: u64,
 }
 
@@ -188,20 +187,10 @@ impl Inspector {
         else {
             return;
         };
-        if f.from_client == 0 && f.from_server == 0 {
-            self.stats.flows += 1;
-        }
         if f.done {
             return;
         }
-        if from_client {
-            f.from_client += 1;
-            if f.client_mac.is_none() {
-                f.client_mac = p.src_mac;
-            }
-        } else {
-            f.from_server += 1;
-        }
+        f.count(from_client, p.src_mac);
         let stream = if from_client { &mut f.up } else { &mut f.down };
         if t.syn {
             stream.syn(t.seq);
@@ -239,20 +228,10 @@ impl Inspector {
         else {
             return;
         };
-        if f.from_client == 0 && f.from_server == 0 {
-            self.stats.flows += 1;
-        }
         if f.done {
             return;
         }
-        if from_client {
-            f.from_client += 1;
-            if f.client_mac.is_none() {
-                f.client_mac = p.src_mac;
-            }
-        } else {
-            f.from_server += 1;
-        }
+        f.count(from_client, p.src_mac);
         // DNS: every question counts (names to judge, and tunnels are many questions).
         if key.server.port() == 53 {
             if from_client && let Some(q) = dns::query(payload) {
@@ -472,22 +451,21 @@ impl Found {
 fn hello_found(h: tls::ClientHello, carrier: Carrier, key: &FlowKey) -> Found {
     let mut found = Found::nothing(carrier);
     let sni = h.sni.clone();
-    let alpn = h.alpn.join(",");
+    let alpn = if h.alpn.is_empty() {
+        "none".to_owned()
+    } else {
+        h.alpn.join(",")
+    };
     let via = if carrier == Carrier::Quic {
         "QUIC Initial"
     } else {
         "TLS"
     };
     found.evidence = match &sni {
-        Some(s) => format!(
-            "{via} SNI {s}, ALPN {}, to {}",
-            if alpn.is_empty() { "none" } else { &alpn },
-            key.server
-        ),
+        Some(s) => format!("{via} SNI {s}, ALPN {}, to {}", alpn, key.server),
         None => format!(
             "{via} ClientHello without SNI, ALPN {}, to {}",
-            if alpn.is_empty() { "none" } else { &alpn },
-            key.server
+            alpn, key.server
         ),
     };
     if h.ech == Ech::Real {
