@@ -4,23 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+mod common;
+
+use common::lists;
 use schoolgate_engine::{Policy, Technique, classify};
-
-fn lists(files: &[(&str, &str)]) -> impl Fn(&Path) -> io::Result<String> {
-    let map: HashMap<PathBuf, String> = files
-        .iter()
-        .map(|(p, t)| (Path::new("/school").join(p), t.to_string()))
-        .collect();
-    move |p: &Path| {
-        map.get(p)
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
-    }
-}
 
 const POLICY: &str = r#"version: 1
 school: { name: Test School, timezone: Europe/London }

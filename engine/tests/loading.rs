@@ -7,24 +7,12 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::HashMap;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+mod common;
+
+use common::lists;
 use schoolgate_engine::Policy;
-
-/// List files held in memory, keyed by the path the loader asks for.
-fn lists(files: &[(&str, &str)]) -> impl Fn(&Path) -> io::Result<String> {
-    let map: HashMap<PathBuf, String> = files
-        .iter()
-        .map(|(p, t)| (Path::new("/school").join(p), t.to_string()))
-        .collect();
-    move |p: &Path| {
-        map.get(p)
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
-    }
-}
 
 fn errors(yaml: &str, files: &[(&str, &str)]) -> Vec<String> {
     match Policy::from_yaml(yaml, Path::new("/school/policy.yaml"), &lists(files)) {
