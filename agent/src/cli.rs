@@ -45,6 +45,10 @@ pub(crate) enum Command {
         /// `YYYY-MM-DDTHH:MM[:SS]`). Default: the time the capture recorded.
         #[arg(long)]
         at: Option<String>,
+        /// Pass each frame through the capture socket's kernel filter first, as the live
+        /// capture does (frames it drops are counted, not inspected).
+        #[arg(long)]
+        filter: bool,
     },
     /// Run the gateway daemon: load and watch the policy, serve filtered DNS. SIGHUP reloads
     /// the policy; SIGTERM or SIGINT stops it.

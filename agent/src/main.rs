@@ -35,11 +35,12 @@ fn main() -> ExitCode {
             policy,
             json,
             at,
-        } => replay(&file, &policy, json, at.as_deref()),
+            filter,
+        } => replay(&file, &policy, json, filter, at.as_deref()),
     }
 }
 
-fn replay(file: &Path, path: &Path, json: bool, at: Option<&str>) -> ExitCode {
+fn replay(file: &Path, path: &Path, json: bool, filter: bool, at: Option<&str>) -> ExitCode {
     let Some(policy) = load_or_report(path) else {
         return ExitCode::from(EXIT_BAD_INPUT);
     };
@@ -63,10 +64,16 @@ fn replay(file: &Path, path: &Path, json: bool, at: Option<&str>) -> ExitCode {
         schoolgate_agent::replay::Format::Text
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match schoolgate_agent::replay::replay(&policy, &bytes, at, format, &mut out) {
+    let options = schoolgate_agent::replay::Options { at, format, filter };
+    match schoolgate_agent::replay::replay(&policy, &bytes, options, &mut out) {
         Ok(summary) => {
+            let dropped = if filter {
+                format!(" ({} dropped by the kernel filter)", summary.filtered)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "{}: {} packets, {} flows, {} observations",
+                "{}: {} packets{dropped}, {} flows, {} observations",
                 file.display(),
                 summary.packets,
                 summary.flows,

@@ -8,9 +8,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use schoolgate_engine::{Client, MacAddr, Policy};
 use schoolgate_inspect::capture_file::{self, CaptureError};
+use schoolgate_inspect::filter::{self, Framing};
 use schoolgate_inspect::inspector::{Config, Inspector, Observation};
 use schoolgate_inspect::judge::{Verdict, judge};
-use schoolgate_inspect::packet;
+use schoolgate_inspect::packet::{self, LinkType};
 use serde::Serialize;
 
 /// How to print observations.
@@ -20,10 +21,24 @@ pub enum Format {
     Json,
 }
 
+/// How to replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Judge every observation at this instant; otherwise at the time it was captured.
+    pub at: Option<Timestamp>,
+    pub format: Format,
+    /// Run the capture socket's kernel filter over each frame first, as the live capture
+    /// does; frames it drops are counted, not inspected.
+    pub filter: bool,
+}
+
 /// What a replay went through.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
+    /// Every frame in the file.
     pub packets: u64,
+    /// Frames the kernel filter dropped (with [`Options::filter`]).
+    pub filtered: u64,
     pub flows: u64,
     pub observations: u64,
 }
@@ -89,18 +104,30 @@ impl<'a> Line<'a> {
 }
 
 /// Inspects every frame of the capture in `bytes` and writes one line per observation.
-/// `at` judges every observation at that instant; otherwise at the time it was captured.
 pub fn replay(
     policy: &Policy,
     bytes: &[u8],
-    at: Option<Timestamp>,
-    format: Format,
+    options: Options,
     out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
+    let Options { at, format, filter } = options;
     let frames = capture_file::frames(bytes)?;
     let mut inspector = Inspector::new(Config::default());
     let mut observed = Vec::new();
+    let programs = [Framing::Ethernet, Framing::LinuxSll, Framing::RawIp].map(filter::program);
+    let mut filtered = 0;
     for frame in &frames {
+        let program = match frame.link {
+            LinkType::Ethernet => programs.first(),
+            LinkType::LinuxSll => programs.get(1),
+            LinkType::RawIp => programs.get(2),
+            // The program is not written for BSD loopback; such frames pass.
+            LinkType::Null => None,
+        };
+        if filter && program.is_some_and(|p| filter::run(p, &frame.data) == 0) {
+            filtered += 1;
+            continue;
+        }
         match packet::view(frame.link, &frame.data) {
             Some(p) => inspector.packet(frame.time, &p, &mut observed),
             None => inspector.stats.not_ip += 1,
@@ -122,7 +149,8 @@ pub fn replay(
     out.flush()?;
     let stats = inspector.stats;
     Ok(Summary {
-        packets: stats.packets + stats.not_ip,
+        packets: stats.packets + stats.not_ip + filtered,
+        filtered,
         flows: inspector.table().created,
         observations: stats.observations,
     })

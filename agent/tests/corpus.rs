@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use schoolgate_agent::policy_file;
-use schoolgate_agent::replay::{Format, replay};
+use schoolgate_agent::replay::{Format, Options, replay};
 
 fn corpus() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
@@ -134,23 +134,24 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ),
 ];
 
-#[test]
-fn corpus_recall_and_false_alarms() {
-    let Some(dir) = corpus() else {
-        println!("SKIPPED: the shared corpus (../shared/corpus) is not here");
-        return;
-    };
-    let policy = policy_file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"))
-        .expect("the shipped policy loads")
-        .policy;
-    let manifest = std::fs::read_to_string(dir.join("MANIFEST.csv")).unwrap();
-    let categories: HashMap<String, String> = manifest
-        .lines()
-        .skip(1)
-        .map(fields)
-        .map(|f| (f[0].clone(), f[7].clone()))
-        .collect();
+/// What one pass over the corpus found.
+struct Evaluation {
+    rows: BTreeMap<String, Row>,
+    grease_reported: usize,
+    background_alarms: Vec<String>,
+    packets: u64,
+    filtered: u64,
+}
 
+/// Replays every capture (through the kernel filter when `filter`) and compares what was
+/// seen with nDPI's labels.
+fn evaluate(
+    policy: &schoolgate_engine::Policy,
+    dir: &Path,
+    categories: &HashMap<String, String>,
+    filter: bool,
+) -> Evaluation {
+    let (mut packets, mut filtered) = (0, 0);
     // Observations per file, by unordered endpoint pair.
     let mut seen: HashMap<(String, String, String), Vec<serde_json::Value>> = HashMap::new();
     let mut by_file: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
@@ -159,7 +160,14 @@ fn corpus_recall_and_false_alarms() {
         let mut out = Vec::new();
         // A school-day morning, so the decisions are the strict ones.
         let at = "2026-11-24T10:00:00Z".parse().unwrap();
-        replay(&policy, &bytes, Some(at), Format::Json, &mut out).unwrap();
+        let options = Options {
+            at: Some(at),
+            format: Format::Json,
+            filter,
+        };
+        let summary = replay(policy, &bytes, options, &mut out).unwrap();
+        packets += summary.packets;
+        filtered += summary.filtered;
         for line in String::from_utf8(out).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let (a, b) = (
@@ -267,6 +275,38 @@ fn corpus_recall_and_false_alarms() {
         }
     }
 
+    Evaluation {
+        rows,
+        grease_reported,
+        background_alarms,
+        packets,
+        filtered,
+    }
+}
+
+#[test]
+fn corpus_recall_and_false_alarms() {
+    let Some(dir) = corpus() else {
+        println!("SKIPPED: the shared corpus (../shared/corpus) is not here");
+        return;
+    };
+    let policy = policy_file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"))
+        .expect("the shipped policy loads")
+        .policy;
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.csv")).unwrap();
+    let categories: HashMap<String, String> = manifest
+        .lines()
+        .skip(1)
+        .map(fields)
+        .map(|f| (f[0].clone(), f[7].clone()))
+        .collect();
+
+    let Evaluation {
+        rows,
+        grease_reported,
+        background_alarms,
+        ..
+    } = evaluate(&policy, &dir, &categories, false);
     println!("| category | files | flows expected | found | missed | false alarms | recall |");
     println!("|---|---|---|---|---|---|---|");
     let mut failures = Vec::new();
@@ -302,4 +342,61 @@ fn corpus_recall_and_false_alarms() {
         failures.is_empty(),
         "categories below target: {failures:#?}"
     );
+}
+
+/// The capture socket's kernel filter, run over the same corpus: it must not cost a single
+/// detection or add a false alarm, and the share of packets it keeps out of user space is
+/// printed (recorded in docs/PERFORMANCE.md).
+#[test]
+fn the_kernel_filter_keeps_every_detection() {
+    let Some(dir) = corpus() else {
+        println!("SKIPPED: the shared corpus (../shared/corpus) is not here");
+        return;
+    };
+    let policy = policy_file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"))
+        .expect("the shipped policy loads")
+        .policy;
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.csv")).unwrap();
+    let categories: HashMap<String, String> = manifest
+        .lines()
+        .skip(1)
+        .map(fields)
+        .map(|f| (f[0].clone(), f[7].clone()))
+        .collect();
+    let all = evaluate(&policy, &dir, &categories, false);
+    let kept = evaluate(&policy, &dir, &categories, true);
+    println!(
+        "kernel filter: {} of {} packets dropped ({:.1}%)",
+        kept.filtered,
+        kept.packets,
+        kept.filtered as f64 * 100.0 / kept.packets.max(1) as f64
+    );
+    let mut lost = Vec::new();
+    for (name, row) in &all.rows {
+        let with = kept.rows.get(name);
+        let found = with.map_or(0, |r| r.found);
+        let alarms = with.map_or(0, |r| r.false_alarms);
+        println!("{name}: {} found unfiltered, {found} filtered", row.found);
+        if found < row.found || alarms > row.false_alarms {
+            let missed: Vec<_> = with
+                .map(|r| {
+                    r.missed
+                        .iter()
+                        .filter(|m| !row.missed.contains(m))
+                        .collect()
+                })
+                .unwrap_or_default();
+            lost.push(format!(
+                "{name}: {found}/{} found, {alarms} false alarms: {missed:?}",
+                row.found
+            ));
+        }
+    }
+    assert!(
+        kept.background_alarms.is_empty(),
+        "{:#?}",
+        kept.background_alarms
+    );
+    assert_eq!(kept.grease_reported, 0);
+    assert!(lost.is_empty(), "the filter cost detections: {lost:#?}");
 }

@@ -53,6 +53,7 @@ pub fn datagram(data: &[u8]) {
         let _ = signature::openvpn_server_reset(data, &session);
     }
     let _ = signature::ike_initiation(data);
+    let _ = signature::ike_message(data);
     let _ = signature::nat_t(data);
     let _ = signature::ssh_banner(data);
     if let Some(hello) = signature::socks_hello(data) {

@@ -635,13 +635,18 @@ fn classify_udp_client(f: &mut flow::Flow, key: &FlowKey, payload: &[u8]) -> Opt
         );
         return Some(found);
     }
-    let ike = match payload {
-        [0, 0, 0, 0, rest @ ..] => rest,
-        _ => payload,
+    let (marked, ike) = match payload {
+        [0, 0, 0, 0, rest @ ..] => (true, rest),
+        _ => (false, payload),
     };
     if signature::ike_initiation(ike) {
         let mut found = Found::technique(Carrier::Udp, Technique::Ipsec);
         found.evidence = format!("IKE exchange start to {}", key.server);
+        return Some(found);
+    }
+    if marked && key.server.port() == 4500 && signature::ike_message(ike) {
+        let mut found = Found::technique(Carrier::Udp, Technique::Ipsec);
+        found.evidence = format!("IKE message on the NAT-traversal port to {}", key.server);
         return Some(found);
     }
     if key.server.port() == 4500 && signature::nat_t(payload) {

@@ -11,6 +11,7 @@
 
 pub mod capture_file;
 pub mod dns;
+pub mod filter;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzz;

@@ -112,6 +112,29 @@ pub fn ike_initiation(p: &[u8]) -> bool {
         && usize::try_from(length).is_ok_and(|l| l == p.len())
 }
 
+/// Whether `p` is any IKE message (RFC 7296 §3.1; RFC 2408 for IKEv1): a known version and
+/// exchange type, a non-zero initiator SPI and a length that is the datagram's. Used on the
+/// NAT-traversal port, where an exchange already under way (IKE_AUTH, rekeys) shows the
+/// same header as its start.
+pub fn ike_message(p: &[u8]) -> bool {
+    let Some(h) = p.get(..28) else {
+        return false;
+    };
+    let (initiator, version, exchange) = (h.get(..8), h.get(17), h.get(18));
+    let length = h
+        .get(24..28)
+        .and_then(|l| <[u8; 4]>::try_from(l).ok())
+        .map(u32::from_be_bytes);
+    let known = match (version, exchange) {
+        (Some(0x20), Some(e)) => (34..=37).contains(e),
+        (Some(0x10), Some(e)) => matches!(e, 1..=5 | 32),
+        _ => false,
+    };
+    known
+        && initiator.is_some_and(|i| i.iter().any(|b| *b != 0))
+        && length.and_then(|l| usize::try_from(l).ok()) == Some(p.len())
+}
+
 /// Whether a datagram to UDP port 4500 (IPsec NAT traversal, RFC 3948) is one of its two
 /// shapes besides IKE: a one-byte 0xff keepalive, or ESP in UDP (a non-zero SPI, a sequence
 /// number, then at least an IV's worth of data).
@@ -317,6 +340,15 @@ mod tests {
         assert!(ike_initiation(&v1));
         v1[18] = 34;
         assert!(!ike_initiation(&v1));
+        // Later messages of the same exchange: the responder's SPI is set.
+        assert!(ike_message(&answered));
+        let mut auth = answered.clone();
+        auth[18] = 35;
+        assert!(ike_message(&auth));
+        auth[18] = 40;
+        assert!(!ike_message(&auth), "no such exchange");
+        assert!(!ike_message(&wrong_len));
+        assert!(!ike_message(&[0; 28]), "zero initiator SPI");
     }
 
     #[test]
