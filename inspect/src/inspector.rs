@@ -39,6 +39,9 @@ impl Carrier {
     }
 }
 
+/// DNS over TLS's port (RFC 7858).
+const DOT_PORT: u16 = 853;
+
 /// Where a name was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameSource {
@@ -72,6 +75,42 @@ pub struct Observation {
     pub alpn: Vec<String>,
     pub ja4: Option<String>,
     pub ech: Option<Ech>,
+    /// For TCP, where each side's sequence numbers stand after the packet that completed
+    /// the observation: what a reset must carry to be accepted.
+    pub resume: Option<Resume>,
+}
+
+/// The next sequence number each end of a TCP connection will send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    pub client: u32,
+    pub server: u32,
+}
+
+impl Resume {
+    /// From a segment `from_client` or not: its own next number, and the one it
+    /// acknowledges (unknown without ACK).
+    fn after(t: &crate::packet::Tcp<'_>, from_client: bool) -> Option<Self> {
+        if !t.ack {
+            return None;
+        }
+        let len = u32::try_from(t.payload.len()).unwrap_or(0);
+        let own = t
+            .seq
+            .wrapping_add(len)
+            .wrapping_add(u32::from(t.syn) + u32::from(t.fin));
+        Some(if from_client {
+            Self {
+                client: own,
+                server: t.ack_number,
+            }
+        } else {
+            Self {
+                client: t.ack_number,
+                server: own,
+            }
+        })
+    }
 }
 
 /// Limits and local knowledge.
@@ -191,6 +230,18 @@ impl Inspector {
             return;
         }
         f.count(from_client, p.src_mac);
+        // DoT refused (by the gateway's own firewall, or the server) before any hello: the
+        // attempt is the connection to DNS over TLS's port.
+        if t.rst && !from_client && key.server.port() == DOT_PORT && f.up.bytes.is_empty() {
+            let mut found = Found::technique(Carrier::Tcp, Technique::DnsOverTls);
+            found.evidence = format!(
+                "TCP connection to {} (port 853, DNS over TLS) refused before its TLS hello",
+                key.server
+            );
+            f.done = true;
+            out.push(found.into_observation(time, &key, f.client_mac));
+            return;
+        }
         let stream = if from_client { &mut f.up } else { &mut f.down };
         if t.syn {
             stream.syn(t.seq);
@@ -208,7 +259,9 @@ impl Inspector {
         };
         if let Some(found) = found {
             f.done = true;
-            out.push(found.into_observation(time, &key, f.client_mac));
+            let mut obs = found.into_observation(time, &key, f.client_mac);
+            obs.resume = Resume::after(t, from_client);
+            out.push(obs);
         }
     }
 
@@ -443,6 +496,7 @@ impl Found {
             alpn: self.alpn,
             ja4: self.ja4,
             ech: self.ech,
+            resume: None,
         }
     }
 }
@@ -482,7 +536,7 @@ fn hello_found(h: tls::ClientHello, carrier: Carrier, key: &FlowKey) -> Found {
         found.technique = Some(Technique::DnsOverTls);
     } else if h.alpn.iter().any(|a| a == "doq" || a.starts_with("doq-")) {
         found.technique = Some(Technique::DnsOverQuic);
-    } else if key.server.port() == 853 {
+    } else if key.server.port() == DOT_PORT {
         found.technique = Some(if carrier == Carrier::Quic {
             Technique::DnsOverQuic
         } else {
@@ -697,4 +751,55 @@ fn classify_udp_server(f: &mut flow::Flow, payload: &[u8]) -> Option<Found> {
         return Some(found);
     }
     None
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::packet::{self, LinkType};
+    use etherparse::PacketBuilder;
+
+    fn segment(from_client: bool, port: u16, syn: bool, rst: bool) -> Vec<u8> {
+        let (a, b, sp, dp) = if from_client {
+            ([10, 77, 0, 10], [198, 51, 100, 53], 40000, port)
+        } else {
+            ([198, 51, 100, 53], [10, 77, 0, 10], port, 40000)
+        };
+        let mut t = PacketBuilder::ipv4(a, b, 64).tcp(sp, dp, 1, 1000);
+        if syn {
+            t = t.syn();
+        }
+        if rst {
+            t = t.rst().ack(2);
+        }
+        let mut out = Vec::new();
+        t.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    fn run(port: u16) -> Vec<Observation> {
+        let mut i = Inspector::new(Config::default());
+        let mut out = Vec::new();
+        for (n, frame) in [
+            segment(true, port, true, false),
+            segment(false, port, false, true),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let p = packet::view(LinkType::RawIp, frame).unwrap();
+            i.packet(Duration::from_secs(n as u64), &p, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn a_refused_connection_to_853_is_a_dot_attempt_and_elsewhere_nothing() {
+        let seen = run(853);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].technique, Some(Technique::DnsOverTls));
+        assert!(seen[0].evidence.contains("refused"), "{}", seen[0].evidence);
+        assert!(run(443).is_empty());
+    }
 }

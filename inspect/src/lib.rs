@@ -21,5 +21,6 @@ pub mod inspector;
 pub mod judge;
 pub mod packet;
 pub mod quic;
+pub mod reset;
 pub mod signature;
 pub mod tls;

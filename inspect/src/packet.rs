@@ -63,6 +63,8 @@ pub struct Tcp<'a> {
     pub src_port: u16,
     pub dst_port: u16,
     pub seq: u32,
+    /// The acknowledgement number (meaningful when `ack` is set).
+    pub ack_number: u32,
     pub syn: bool,
     pub ack: bool,
     pub fin: bool,
@@ -131,6 +133,7 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
             src_port: t.source_port(),
             dst_port: t.destination_port(),
             seq: t.sequence_number(),
+            ack_number: t.acknowledgment_number(),
             syn: t.syn(),
             ack: t.ack(),
             fin: t.fin(),
