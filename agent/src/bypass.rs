@@ -9,6 +9,7 @@ use schoolgate_engine::policy::Response;
 use crate::events::{Event, Kind, Severity, Technique, bounded};
 use crate::firewall::Firewall;
 use crate::firewall::logged::DnsAttempt;
+use crate::quarantine::Record;
 use crate::shared::Shared;
 use tracing::{info, warn};
 
@@ -74,8 +75,18 @@ pub fn respond(shared: &Shared, firewall: Option<&Firewall>, attempt: Attempt) {
     e.name = attempt.name.as_deref().map(bounded);
     e.evidence = Some(bounded(&attempt.evidence));
     shared.events.sighting(e);
-    if response != Response::Quarantine || !shared.quarantine.add(&who.client) {
+    let record = Record {
+        ip: who.client.ip,
+        mac: who.client.mac,
+        device: device.name.clone(),
+        since: now,
+        technique: Some(attempt.technique.as_str().to_owned()),
+    };
+    if response != Response::Quarantine || !shared.quarantine.add_record(record) {
         return;
+    }
+    if let Err(err) = shared.quarantine.save(&shared.state_dir) {
+        warn!(error = %err, "cannot write the quarantine list; the quarantine holds until the agent stops");
     }
     info!(client = %attempt.client, technique = ?attempt.technique, "device quarantined");
     if let Some(fw) = firewall
@@ -92,4 +103,55 @@ pub fn respond(shared: &Shared, firewall: Option<&Firewall>, attempt: Attempt) {
         attempt.evidence
     )));
     shared.events.emit(q);
+}
+
+/// Applies the release requests waiting in the state directory: each device named leaves
+/// the quarantine (list, state file, firewall sets) and a `released` event records who
+/// released it and why. A request naming no quarantined device is logged and dropped.
+pub fn apply_releases(shared: &Shared, firewall: Option<&Firewall>) {
+    let (requests, bad) = match crate::quarantine::take_requests(&shared.state_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "cannot read the release requests");
+            return;
+        }
+    };
+    if bad > 0 {
+        warn!(
+            lines = bad,
+            "release requests that could not be read were skipped"
+        );
+    }
+    let now = crate::clock::now();
+    let policy = shared.live.current();
+    for request in requests {
+        let released = shared.quarantine.release(&request.device);
+        if released.is_empty() {
+            warn!(device = %request.device, "release asked for a device that is not quarantined");
+            continue;
+        }
+        if let Err(e) = shared.quarantine.save(&shared.state_dir) {
+            warn!(error = %e, "cannot write the quarantine list");
+        }
+        for r in released {
+            if let Some(fw) = firewall
+                && let Err(e) = fw.release(r.ip, r.mac)
+            {
+                warn!(error = %e, "cannot take the device out of the firewall's quarantine");
+            }
+            info!(device = %request.device, by = %request.by, "device released from quarantine");
+            let mut e = Event::new(Kind::Released, now, Severity::Info);
+            if let Some(ip) = r.ip {
+                let who = shared.who(&policy, ip, now);
+                (e.device, e.group) = shared.describe(&policy, &who, now);
+            }
+            e.device.mac = e.device.mac.or(r.mac);
+            e.device.name = e.device.name.or(r.device);
+            e.evidence = Some(bounded(&format!(
+                "released by {} at {}: {}",
+                request.by, request.time, request.reason
+            )));
+            shared.events.emit(e);
+        }
+    }
 }

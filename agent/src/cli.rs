@@ -50,6 +50,24 @@ pub(crate) enum Command {
         #[arg(long)]
         filter: bool,
     },
+    /// Take a device out of quarantine. The running agent applies it at once (firewall,
+    /// resolver, the state file) and records who released it and why.
+    Release {
+        /// The device: its IP address, MAC address or name.
+        device: String,
+        /// Why it is released (kept in the `released` event).
+        #[arg(long)]
+        reason: String,
+        /// The policy file (for the state directory).
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// The agent's state directory (replaces gateway.state_dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Seconds to wait for the agent to apply the release.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
     /// Run the gateway daemon: load and watch the policy, serve filtered DNS. SIGHUP reloads
     /// the policy; SIGTERM or SIGINT stops it.
     Run(RunArgs),
@@ -86,9 +104,9 @@ pub(crate) struct RunArgs {
     /// Do not install the firewall table (for trials and tests).
     #[arg(long)]
     pub(crate) no_firewall: bool,
-    /// Do not capture packets (for trials; the inspection layer is not built yet).
+    /// Do not read the LAN interfaces' traffic (replaces gateway.inspection.enabled).
     #[arg(long)]
-    pub(crate) no_capture: bool,
+    pub(crate) no_inspection: bool,
     /// Log JSON lines instead of text.
     #[arg(long)]
     pub(crate) log_json: bool,

@@ -50,6 +50,8 @@ pub struct Overrides {
     pub metrics_listen: Option<SocketAddr>,
     /// Leave the firewall alone (`--no-firewall`).
     pub no_firewall: bool,
+    /// Do not read the LAN interfaces' traffic (`--no-inspection`).
+    pub no_inspection: bool,
 }
 
 /// The daemon's settings once policy and flags are combined.
@@ -68,6 +70,8 @@ pub struct Config {
     pub neighbours: bool,
     /// The firewall table to own, if any.
     pub firewall: Option<FirewallConfig>,
+    /// The interfaces whose traffic inspection reads.
+    pub inspect: Vec<String>,
 }
 
 /// What the firewall needs from the configuration.
@@ -178,8 +182,13 @@ impl Config {
             }
             _ => None,
         };
+        let inspect = match gateway {
+            Some(g) if g.inspection && !overrides.no_inspection => g.lan_interfaces.clone(),
+            _ => Vec::new(),
+        };
         Ok(Self {
             firewall,
+            inspect,
             dns_listen,
             upstreams,
             resolver,
@@ -280,6 +289,7 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         learner: learner.clone(),
         quarantine: Arc::default(),
+        state_dir: config.state_dir.clone(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     directory.follow_changes();
@@ -310,7 +320,9 @@ pub async fn run(
     };
     let mut nflog = None;
     if let (Some(fw), Some(f)) = (&firewall, &config.firewall) {
-        shared.quarantine.extend(&fw.quarantined());
+        shared
+            .quarantine
+            .extend(&fw.quarantined(), crate::clock::now());
         let (sh, fw2) = (Arc::clone(&shared), Arc::clone(fw));
         match nflog::Listener::start(f.settings.log_group, move |p| {
             if p.prefix == "external_dns"
@@ -327,6 +339,48 @@ pub async fn run(
             ),
         }
     }
+    // Quarantines from the state file hold even if the table was lost (a reboot).
+    match shared.quarantine.load(&config.state_dir) {
+        Ok(0) => {}
+        Ok(n) => info!(devices = n, "quarantine list read"),
+        Err(e) => {
+            warn!(error = %e, "cannot read the quarantine list; starting with the firewall's")
+        }
+    }
+    if let Some(fw) = &firewall {
+        for r in shared.quarantine.records() {
+            if let Err(e) = fw.quarantine(r.ip, r.mac) {
+                warn!(error = %e, "cannot restore a quarantine in the firewall");
+            }
+        }
+    }
+    bypass::apply_releases(&shared, firewall.as_deref());
+    let (sh, fw) = (Arc::clone(&shared), firewall.clone());
+    let requests = config.state_dir.join(crate::quarantine::REQUESTS_FILE);
+    let _release_watch = watch_files(
+        "release-watch",
+        DEBOUNCE,
+        move || vec![requests.clone()],
+        move || bypass::apply_releases(&sh, fw.as_deref()),
+    )?;
+    let inspect_stop = Arc::new(AtomicBool::new(false));
+    let mut captures = Vec::new();
+    for name in &config.inspect {
+        match crate::capture::live::open(name, false) {
+            Ok((live, sender)) => captures.push((name.clone(), live, sender)),
+            Err(e) => {
+                warn!(interface = %name, error = %e, "cannot inspect this interface's traffic")
+            }
+        }
+    }
+    let inspect_threads = crate::inspection::spawn(
+        captures,
+        Arc::clone(&shared),
+        firewall.clone(),
+        Arc::clone(&inspect_stop),
+    )
+    .map_err(DaemonError::Thread)?;
+
     let watcher = Arc::clone(&shared);
     let watched_fw = firewall.clone();
     let _policy_watch = live.watch(DEBOUNCE, move |o| {
@@ -428,6 +482,10 @@ pub async fn run(
         }
     }
     info!("stopping");
+    inspect_stop.store(true, Ordering::Relaxed);
+    for t in inspect_threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     udp_stop.store(true, Ordering::Relaxed);
     for t in udp_threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;

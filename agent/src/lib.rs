@@ -5,10 +5,12 @@
 //!
 //! - [`blockpage`]: the page blocked names lead to, and the fast reset of their HTTPS.
 //! - [`bypass`]: what is done about a bypass attempt (event, quarantine).
+//! - [`capture`]: frames from a LAN interface (pnet, kernel filter) or a capture file.
 //! - [`clients`]: who is asking: MACs from the neighbour table, names from DHCP leases.
 //! - [`clock`]: the time, read in one place (and shifted for trials).
 //! - [`daemon`]: `run`: settings from policy and flags, and the services started from them.
 //! - [`dns`]: the filtering resolver.
+//! - [`inspection`]: frames → observations → verdicts → events, resets, quarantine.
 //! - [`policy_file`]: reads `policy.yaml` and its list files from disk.
 //! - [`quarantine`]: devices confined after a bypass attempt.
 //! - [`recent`]: "at most once per window" memory, bounded.
@@ -21,6 +23,7 @@
 
 pub mod blockpage;
 pub mod bypass;
+pub mod capture;
 pub mod clients;
 pub mod clock;
 pub mod daemon;
@@ -29,6 +32,7 @@ pub mod events;
 pub mod firewall;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod inspection;
 pub mod metrics;
 pub mod policy_file;
 pub mod quarantine;

@@ -30,6 +30,13 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain_cmd(&args),
         Command::Run(args) => run(&args),
         Command::PrintRuleset { policy, at } => print_ruleset(&policy, at.as_deref()),
+        Command::Release {
+            device,
+            reason,
+            policy,
+            state_dir,
+            wait,
+        } => release(&device, &reason, &policy, state_dir, wait),
         Command::Replay {
             file,
             policy,
@@ -38,6 +45,83 @@ fn main() -> ExitCode {
             filter,
         } => replay(&file, &policy, json, filter, at.as_deref()),
     }
+}
+
+/// Exit status when the release could not be made (not quarantined, or no agent applied it).
+const EXIT_NOT_RELEASED: u8 = 1;
+
+fn release(
+    device: &str,
+    reason: &str,
+    policy: &Path,
+    state_dir: Option<std::path::PathBuf>,
+    wait: u64,
+) -> ExitCode {
+    use schoolgate_agent::quarantine::{Request, read_state, request_release};
+    if reason.trim().is_empty() {
+        eprintln!("error: --reason must say why the device is released");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let dir = match state_dir {
+        Some(d) => d,
+        None => {
+            let Some(p) = load_or_report(policy) else {
+                return ExitCode::from(EXIT_BAD_INPUT);
+            };
+            p.gateway().map_or_else(
+                || std::path::PathBuf::from(schoolgate_engine::policy::gateway::DEFAULT_STATE_DIR),
+                |g| g.state_dir.clone(),
+            )
+        }
+    };
+    let named = |dir: &Path| match read_state(dir) {
+        Ok(records) => Ok(records.iter().any(|r| r.named_by(device))),
+        Err(e) => Err(e),
+    };
+    match named(&dir) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!(
+                "error: {device} is not quarantined (see {})",
+                dir.join(schoolgate_agent::quarantine::STATE_FILE).display()
+            );
+            return ExitCode::from(EXIT_NOT_RELEASED);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_NOT_RELEASED);
+        }
+    }
+    let by = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let request = Request {
+        device: device.to_owned(),
+        reason: reason.to_owned(),
+        by,
+        time: jiff::Timestamp::now(),
+    };
+    if let Err(e) = request_release(&dir, &request) {
+        eprintln!(
+            "error: cannot write the release request in {}: {e}",
+            dir.display()
+        );
+        return ExitCode::from(EXIT_NOT_RELEASED);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    while std::time::Instant::now() < deadline {
+        if matches!(named(&dir), Ok(false)) {
+            println!("released {device}");
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    eprintln!(
+        "error: the agent did not apply the release within {wait} s; it stays queued in {} and is applied when the agent runs",
+        dir.join(schoolgate_agent::quarantine::REQUESTS_FILE)
+            .display()
+    );
+    ExitCode::from(EXIT_NOT_RELEASED)
 }
 
 fn replay(file: &Path, path: &Path, json: bool, filter: bool, at: Option<&str>) -> ExitCode {
@@ -135,6 +219,7 @@ fn run(args: &RunArgs) -> ExitCode {
         state_dir: args.state_dir.clone(),
         metrics_listen: args.metrics_listen,
         no_firewall: args.no_firewall,
+        no_inspection: args.no_inspection,
     };
     let config = match Config::new(&live.current(), &overrides) {
         Ok(c) => c,

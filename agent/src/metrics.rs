@@ -1,4 +1,4 @@
-//! Prometheus metrics: what the resolver, the block page and reloads have done.
+//! Prometheus metrics: what the resolver, the block page, inspection and reloads have done.
 //!
 //! Counters are cheap to bump from any task (atomics behind `prometheus-client`'s types);
 //! [`Metrics::render`] writes the text exposition format for `/metrics`.
@@ -30,6 +30,12 @@ pub struct ReloadLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InspectedLabels {
+    /// What inspection did: `allow`, `block`, `quarantine`, `alert` or `log`.
+    pub action: &'static str,
+}
+
 /// Every metric the agent exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,6 +57,9 @@ pub struct Metrics {
     pub block_page_requests: Counter,
     pub tls_resets: Counter,
     pub events_dropped: Counter,
+    /// Frames the capture sockets handed up (after the kernel filter).
+    pub captured: Counter,
+    pub inspected: Family<InspectedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -125,6 +134,18 @@ impl Metrics {
             "Events lost because the writer fell behind",
             events_dropped.clone(),
         );
+        let captured = Counter::default();
+        registry.register(
+            "capture_frames",
+            "Frames the LAN capture read (those the kernel filter let through)",
+            captured.clone(),
+        );
+        let inspected = Family::<InspectedLabels, Counter>::default();
+        registry.register(
+            "inspected_flows",
+            "Flows and DNS questions inspection judged, by what it did",
+            inspected.clone(),
+        );
         let result = |result| queries.get_or_create(&QueryLabels { result }).clone();
         Self {
             queries_blocked: result("blocked"),
@@ -144,7 +165,15 @@ impl Metrics {
             block_page_requests,
             tls_resets,
             events_dropped,
+            captured,
+            inspected,
         }
+    }
+
+    pub fn inspected(&self, action: &'static str) {
+        self.inspected
+            .get_or_create(&InspectedLabels { action })
+            .inc();
     }
 
     pub fn reload(&self, outcome: &'static str) {

@@ -1,17 +1,33 @@
-//! Devices in quarantine, as the resolver and the firewall see them: after a bypass attempt
-//! from a group whose `bypass.response` is `quarantine`, a device reaches only the gateway's
-//! DNS and the `quarantine_allow` names until staff release it.
+//! Devices in quarantine, as the resolver, the firewall and inspection see them: after a
+//! bypass attempt from a group whose `bypass.response` is `quarantine`, a device reaches only
+//! the gateway's DNS and the `quarantine_allow` names until staff release it.
 //!
 //! The resolver asks on every query, so reading is one atomic load (and nothing more while no
 //! device is quarantined); adding copies the set, which happens rarely.
+//!
+//! The list is kept in `quarantine.json` in the state directory (written whole, by rename),
+//! so a quarantine outlives a restart or a reboot that empties the firewall. Releases arrive
+//! as lines in `release-requests.jsonl` in the same directory (appended by `schoolgate-agent
+//! release`); the daemon takes the file by renaming it and answers each line.
 
 use std::collections::HashSet;
+use std::io::{self, Write as _};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use arc_swap::ArcSwap;
+use jiff::Timestamp;
 use schoolgate_engine::{Client, MacAddr};
+use serde::{Deserialize, Serialize};
 
 use crate::firewall::ruleset::Quarantined;
+
+/// The quarantine list in the state directory.
+pub const STATE_FILE: &str = "quarantine.json";
+/// Where release requests are appended.
+pub const REQUESTS_FILE: &str = "release-requests.jsonl";
+/// The longest reason or name a release request may carry.
+const MAX_TEXT: usize = 500;
 
 #[derive(Debug, Default)]
 pub struct Quarantine {
@@ -22,6 +38,77 @@ pub struct Quarantine {
 struct Members {
     ips: HashSet<IpAddr>,
     macs: HashSet<MacAddr>,
+    records: Vec<Record>,
+}
+
+/// One quarantined device, as the state file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "mac_text")]
+    pub mac: Option<MacAddr>,
+    /// The device's name where known (the policy's device entry or its lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    pub since: Timestamp,
+    /// What put it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technique: Option<String>,
+}
+
+impl Record {
+    /// Whether `device` (an address, a MAC or a name, as staff type it) names this record.
+    pub fn named_by(&self, device: &str) -> bool {
+        let device = device.trim();
+        if let Ok(ip) = device.parse::<IpAddr>() {
+            return self.ip == Some(ip.to_canonical());
+        }
+        if let Ok(mac) = device.parse::<MacAddr>() {
+            return self.mac == Some(mac);
+        }
+        self.device
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(device))
+    }
+}
+
+/// A MAC as text (`52:54:00:aa:bb:cc`) in the state file.
+mod mac_text {
+    use schoolgate_engine::MacAddr;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(mac: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match mac {
+            Some(m) => s.collect_str(m),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<MacAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(t) => t.parse().map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    devices: Vec<Record>,
+}
+
+/// A release asked for by staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The device: its address, MAC or name.
+    pub device: String,
+    pub reason: String,
+    /// Who asked (the login that ran the command, or the console user).
+    pub by: String,
+    pub time: Timestamp,
 }
 
 impl Quarantine {
@@ -40,26 +127,71 @@ impl Quarantine {
     /// Puts `client` in quarantine, by whatever of its MAC and address is known. Returns
     /// false if it already was.
     pub fn add(&self, client: &Client) -> bool {
-        if self.contains(client) || (client.ip.is_none() && client.mac.is_none()) {
+        self.add_record(Record {
+            ip: client.ip,
+            mac: client.mac,
+            device: None,
+            since: Timestamp::UNIX_EPOCH,
+            technique: None,
+        })
+    }
+
+    /// Puts the device of `record` in quarantine. Returns false if it already was.
+    pub fn add_record(&self, mut record: Record) -> bool {
+        record.ip = record.ip.map(|ip| ip.to_canonical());
+        let client = Client {
+            ip: record.ip,
+            mac: record.mac,
+        };
+        if self.contains(&client) || (record.ip.is_none() && record.mac.is_none()) {
             return false;
         }
         self.members.rcu(|m| {
             let mut m = Members::clone(m);
-            m.ips.extend(client.ip.map(|ip| ip.to_canonical()));
-            m.macs.extend(client.mac);
+            m.ips.extend(record.ip);
+            m.macs.extend(record.mac);
+            m.records.push(record.clone());
             m
         });
         true
     }
 
-    /// Adds every device in `list` (a table picked up from an earlier run).
-    pub fn extend(&self, list: &Quarantined) {
+    /// Adds every device in `list` (a table picked up from an earlier run) not held yet.
+    pub fn extend(&self, list: &Quarantined, now: Timestamp) {
+        for ip in &list.ips {
+            self.add_record(Record {
+                ip: Some(*ip),
+                mac: None,
+                device: None,
+                since: now,
+                technique: None,
+            });
+        }
+        for mac in &list.macs {
+            self.add_record(Record {
+                ip: None,
+                mac: Some(*mac),
+                device: None,
+                since: now,
+                technique: None,
+            });
+        }
+    }
+
+    /// Takes out every record `device` names; returns them.
+    pub fn release(&self, device: &str) -> Vec<Record> {
+        let mut gone = Vec::new();
         self.members.rcu(|m| {
-            let mut m = Members::clone(m);
-            m.ips.extend(list.ips.iter().map(|ip| ip.to_canonical()));
-            m.macs.extend(list.macs.iter().copied());
-            m
+            let (out, keep): (Vec<Record>, Vec<Record>) =
+                m.records.iter().cloned().partition(|r| r.named_by(device));
+            gone = out;
+            Members {
+                ips: keep.iter().filter_map(|r| r.ip).collect(),
+                macs: keep.iter().filter_map(|r| r.mac).collect(),
+                records: keep,
+            }
         });
+        gone
     }
 
     /// Everything quarantined, sorted.
@@ -71,6 +203,106 @@ impl Quarantine {
         macs.sort();
         Quarantined { ips, macs }
     }
+
+    /// The records, oldest first.
+    pub fn records(&self) -> Vec<Record> {
+        self.members.load().records.clone()
+    }
+
+    /// Writes the list to `dir/quarantine.json` (a new file renamed over the old one).
+    pub fn save(&self, dir: &Path) -> io::Result<()> {
+        let state = StateFile {
+            devices: self.records(),
+        };
+        let text = serde_json::to_vec_pretty(&state).map_err(io::Error::from)?;
+        let tmp = dir.join(format!("{STATE_FILE}.new"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(STATE_FILE))
+    }
+
+    /// Reads `dir/quarantine.json` into the list. A missing file is an empty list.
+    pub fn load(&self, dir: &Path) -> Result<usize, StateError> {
+        let records = read_state(dir)?;
+        let n = records.len();
+        for r in records {
+            self.add_record(r);
+        }
+        Ok(n)
+    }
+}
+
+/// Why the state file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The records in `dir/quarantine.json` (none if it does not exist).
+pub fn read_state(dir: &Path) -> Result<Vec<Record>, StateError> {
+    let path = dir.join(STATE_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(StateError::Read { path, source }),
+    };
+    serde_json::from_slice::<StateFile>(&bytes)
+        .map(|s| s.devices)
+        .map_err(|source| StateError::Parse { path, source })
+}
+
+/// Appends a release request for the daemon (one line, written at once, so requests from
+/// several commands never interleave).
+pub fn request_release(dir: &Path, request: &Request) -> io::Result<()> {
+    let mut bounded = request.clone();
+    bounded.device = crate::events::bounded(&bounded.device);
+    bounded.reason = crate::events::bounded(&bounded.reason);
+    let mut line = serde_json::to_vec(&bounded).map_err(io::Error::from)?;
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(REQUESTS_FILE))?;
+    f.write_all(&line)
+}
+
+/// Takes the pending release requests: the file is renamed first, so lines appended while
+/// it is read go to a new file and are taken next time. Lines that do not parse are skipped
+/// (and counted in the second value).
+pub fn take_requests(dir: &Path) -> io::Result<(Vec<Request>, usize)> {
+    let path = dir.join(REQUESTS_FILE);
+    let taken = dir.join(format!("{REQUESTS_FILE}.taken"));
+    match std::fs::rename(&path, &taken) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    }
+    let text = std::fs::read_to_string(&taken)?;
+    std::fs::remove_file(&taken)?;
+    let mut bad = 0;
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<Request>(line) {
+            Ok(mut r) if r.device.len() <= MAX_TEXT && r.reason.len() <= MAX_TEXT => {
+                r.by.truncate(r.by.len().min(64));
+                out.push(r)
+            }
+            _ => bad += 1,
+        }
+    }
+    Ok((out, bad))
 }
 
 #[cfg(test)]
@@ -93,5 +325,72 @@ mod tests {
         assert!(!q.add(&Client::default()));
         assert_eq!(q.list().ips, vec![ip]);
         assert_eq!(q.list().macs, vec![mac]);
+    }
+
+    fn record(ip: &str, mac: &str, name: &str) -> Record {
+        Record {
+            ip: Some(ip.parse().unwrap()),
+            mac: Some(mac.parse().unwrap()),
+            device: Some(name.into()),
+            since: "2026-11-24T10:00:00Z".parse().unwrap(),
+            technique: Some("wireguard".into()),
+        }
+    }
+
+    #[test]
+    fn released_by_address_mac_or_name_and_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::default();
+        q.add_record(record("10.77.0.10", "52:54:00:aa:00:10", "Y6-iPad-12"));
+        q.add_record(record("10.77.0.11", "52:54:00:aa:00:11", "Y6-iPad-13"));
+        q.add_record(record("10.77.0.12", "52:54:00:aa:00:12", "Y6-iPad-14"));
+        q.save(dir.path()).unwrap();
+
+        let again = Quarantine::default();
+        assert_eq!(again.load(dir.path()).unwrap(), 3);
+        assert_eq!(again.records(), q.records());
+        assert_eq!(
+            again.release("y6-ipad-12").len(),
+            1,
+            "names match without case"
+        );
+        assert_eq!(again.release("52:54:00:aa:00:11").len(), 1);
+        assert_eq!(again.release("10.77.0.12").len(), 1);
+        assert!(again.release("10.77.0.12").is_empty(), "already out");
+        assert!(!again.contains(&Client::new("10.77.0.10".parse().unwrap(), None)));
+        assert!(again.records().is_empty());
+        assert_eq!(
+            Quarantine::default()
+                .load(&dir.path().join("none"))
+                .unwrap(),
+            0
+        );
+        std::fs::write(dir.path().join(STATE_FILE), "{").unwrap();
+        assert!(matches!(
+            Quarantine::default().load(dir.path()),
+            Err(StateError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn requests_are_taken_once_and_bad_lines_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Request {
+            device: "10.77.0.10".into(),
+            reason: "spoke with pupil".into(),
+            by: "dsl".into(),
+            time: "2026-11-24T10:00:00Z".parse().unwrap(),
+        };
+        request_release(dir.path(), &r).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(REQUESTS_FILE))
+            .unwrap()
+            .write_all(b"not json\n")
+            .unwrap();
+        request_release(dir.path(), &r).unwrap();
+        let (taken, bad) = take_requests(dir.path()).unwrap();
+        assert_eq!((taken, bad), (vec![r.clone(), r], 1));
+        assert_eq!(take_requests(dir.path()).unwrap(), (vec![], 0));
     }
 }

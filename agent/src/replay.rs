@@ -1,17 +1,18 @@
 //! `replay`: the inspection pipeline over a capture file, each observation judged by the
 //! policy and printed, as text or JSON lines. The same [`Inspector`] and [`judge`] run on
-//! the LAN interface; only the source of frames differs.
+//! the LAN interface, through the same [`Pipeline`]; only the source of frames differs.
 
 use std::io::{self, Write};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use schoolgate_engine::{Client, MacAddr, Policy};
-use schoolgate_inspect::capture_file::{self, CaptureError};
-use schoolgate_inspect::filter::{self, Framing};
-use schoolgate_inspect::inspector::{Config, Inspector, Observation};
+use schoolgate_inspect::capture_file::CaptureError;
+use schoolgate_inspect::inspector::{Config, Observation};
+
+use crate::capture::{FileFrames, Frames, Next};
+use crate::inspection::Pipeline;
 use schoolgate_inspect::judge::{Verdict, judge};
-use schoolgate_inspect::packet::{self, LinkType};
 use serde::Serialize;
 
 /// How to print observations.
@@ -111,28 +112,10 @@ pub fn replay(
     out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
     let Options { at, format, filter } = options;
-    let frames = capture_file::frames(bytes)?;
-    let mut inspector = Inspector::new(Config::default());
-    let mut observed = Vec::new();
-    let programs = [Framing::Ethernet, Framing::LinuxSll, Framing::RawIp].map(filter::program);
-    let mut filtered = 0;
-    for frame in &frames {
-        let program = match frame.link {
-            LinkType::Ethernet => programs.first(),
-            LinkType::LinuxSll => programs.get(1),
-            LinkType::RawIp => programs.get(2),
-            // The program is not written for BSD loopback; such frames pass.
-            LinkType::Null => None,
-        };
-        if filter && program.is_some_and(|p| filter::run(p, &frame.data) == 0) {
-            filtered += 1;
-            continue;
-        }
-        match packet::view(frame.link, &frame.data) {
-            Some(p) => inspector.packet(frame.time, &p, &mut observed),
-            None => inspector.stats.not_ip += 1,
-        }
-        for obs in observed.drain(..) {
+    let mut frames = FileFrames::new(bytes)?;
+    let mut pipeline = Pipeline::new(Config::default(), filter);
+    while let Next::Frame(frame) = frames.next()? {
+        for obs in pipeline.frame(frame).drain(..) {
             let now = at.unwrap_or_else(|| instant(obs.time).unwrap_or(Timestamp::UNIX_EPOCH));
             let client = Client::new(obs.client.ip(), obs.client_mac.map(MacAddr));
             let verdict = judge(policy, &client, &obs, now, false);
@@ -147,11 +130,11 @@ pub fn replay(
         }
     }
     out.flush()?;
-    let stats = inspector.stats;
+    let stats = pipeline.inspector().stats;
     Ok(Summary {
-        packets: stats.packets + stats.not_ip + filtered,
-        filtered,
-        flows: inspector.table().created,
+        packets: stats.packets + stats.not_ip + pipeline.filtered,
+        filtered: pipeline.filtered,
+        flows: pipeline.inspector().table().created,
         observations: stats.observations,
     })
 }

@@ -25,6 +25,8 @@ pub struct Shared {
     pub learner: Option<Learner>,
     /// Devices confined after a bypass attempt.
     pub quarantine: Arc<Quarantine>,
+    /// Where the quarantine list is kept.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// A request's sender, as the policy sees it.

@@ -251,8 +251,14 @@ fn main() {
     let path_arg = |i: usize| std::path::PathBuf::from(args.get(i).cloned().unwrap_or_default());
     let addr_arg = |i: usize| args.get(i).and_then(|s| s.parse::<SocketAddr>().ok());
     match (args.first().map(String::as_str), addr_arg(1)) {
-        (Some("quic"), Some(a)) => return secure::quic_server(a, &path_arg(2)),
-        (Some("quic-get"), Some(a)) => return secure::quic_get(a, &path_arg(2)),
+        (Some("quic"), Some(a)) => {
+            let names: Vec<&str> = args.iter().skip(3).map(String::as_str).collect();
+            return secure::quic_server(a, &path_arg(2), &names);
+        }
+        (Some("quic-get"), Some(a)) => {
+            let name = args.get(3).map_or("quic.lab", String::as_str);
+            return secure::quic_get(a, &path_arg(2), name);
+        }
         _ => {}
     }
     if args.first().map(String::as_str) == Some("talk") {
@@ -285,7 +291,7 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: lab-peer dns|http|echo|dot ADDR:PORT... | talk ADDR:PORT SECONDS \
-                 | quic ADDR:PORT CERT | quic-get ADDR:PORT CERT"
+                 | quic ADDR:PORT CERT [NAME...] | quic-get ADDR:PORT CERT [NAME]"
             );
             std::process::exit(2);
         }

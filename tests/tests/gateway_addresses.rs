@@ -120,7 +120,7 @@ fn learned_addresses_follow_the_school_day() {
             "run",
             "--policy",
             policy_path.to_str().unwrap(),
-            "--no-capture",
+            "--no-inspection",
             "--clock-from",
             CLOCK_FROM,
         ],

@@ -168,7 +168,7 @@ fn gateway_dns_end_to_end() {
             "--policy",
             &policy_arg,
             "--no-firewall",
-            "--no-capture",
+            "--no-inspection",
         ],
     );
     assert!(

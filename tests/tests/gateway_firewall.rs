@@ -129,7 +129,7 @@ fn start_agent(lab: &mut Lab, label: &str) {
             "run",
             "--policy",
             policy.to_str().unwrap(),
-            "--no-capture",
+            "--no-inspection",
         ],
     );
 }

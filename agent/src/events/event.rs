@@ -25,6 +25,8 @@ pub enum Kind {
     BypassAttempt,
     /// A device was put in quarantine.
     Quarantined,
+    /// Staff took a device out of quarantine (who and why in the evidence).
+    Released,
     PolicyReloaded,
     PolicyRejected,
     AgentStarted,

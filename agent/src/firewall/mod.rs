@@ -229,6 +229,39 @@ impl Firewall {
         self.nft.load(&text)
     }
 
+    /// Takes a device out of the quarantine sets (whatever of its address and MAC they
+    /// hold). Returns whether anything was there.
+    pub fn release(&self, ip: Option<IpAddr>, mac: Option<MacAddr>) -> Result<bool, NftError> {
+        let mut inner = self.inner();
+        let q = &mut inner.quarantined;
+        let ip = ip.map(|i| i.to_canonical()).filter(|i| q.ips.contains(i));
+        let mac = mac.filter(|m| q.macs.contains(m));
+        let text = ruleset::release(ip, mac);
+        if text.is_empty() {
+            return Ok(false);
+        }
+        self.nft.load(&text)?;
+        q.ips.retain(|i| Some(*i) != ip);
+        q.macs.retain(|m| Some(*m) != mac);
+        Ok(true)
+    }
+
+    /// Refuses UDP from `client` to `server` for `ttl` (a QUIC connection to a blocked
+    /// name; the browser falls back to TCP, where the name is read again and reset).
+    pub fn block_quic(
+        &self,
+        client: IpAddr,
+        server: std::net::SocketAddr,
+        ttl: std::time::Duration,
+    ) -> Result<(), NftError> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let text = ruleset::block_quic(client, server, ms);
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.nft.load(&text)
+    }
+
     /// The quarantined devices the table holds.
     pub fn quarantined(&self) -> Quarantined {
         self.inner().quarantined.clone()

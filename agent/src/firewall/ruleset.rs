@@ -198,6 +198,23 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         &a6,
     );
 
+    // QUIC flows inspection judged blocked: device, server and port, for a short while
+    // (TCP is reset instead; a QUIC connection has no reset a middlebox can forge).
+    set(
+        o,
+        "quic_block_v4",
+        "ipv4_addr . ipv4_addr . inet_service",
+        "flags timeout; ",
+        &[],
+    );
+    set(
+        o,
+        "quic_block_v6",
+        "ipv6_addr . ipv6_addr . inet_service",
+        "flags timeout; ",
+        &[],
+    );
+
     // Addresses blocked per group.
     for &group in &scopes {
         let chain = names.scope(group);
@@ -269,6 +286,8 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     }
     forward.extend(
         [
+            "ip saddr . ip daddr . udp dport @quic_block_v4 counter drop comment \"quic_blocked\"",
+            "ip6 saddr . ip6 daddr . udp dport @quic_block_v6 counter drop comment \"quic_blocked\"",
             "ct state established,related counter accept comment \"established\"",
             "tcp dport 853 counter reject with tcp reset comment \"dns_over_tls\"",
             "udp dport 853 counter reject with icmpx admin-prohibited comment \"dns_over_quic\"",
@@ -438,6 +457,41 @@ pub fn quarantine(ip: Option<IpAddr>, mac: Option<MacAddr>) -> String {
         );
     }
     out
+}
+
+/// The transaction that takes a device out of the quarantine sets. Pass only elements the
+/// sets hold: deleting an absent one fails the whole transaction.
+pub fn release(ip: Option<IpAddr>, mac: Option<MacAddr>) -> String {
+    let mut out = String::new();
+    if let Some(ip) = ip {
+        let set = if ip.is_ipv4() {
+            "quarantine_v4"
+        } else {
+            "quarantine_v6"
+        };
+        let _ = writeln!(out, "delete element {FAMILY} {TABLE} {set} {{ {ip} }}");
+    }
+    if let Some(mac) = mac {
+        let _ = writeln!(
+            out,
+            "delete element {FAMILY} {TABLE} quarantine_mac {{ {mac} }}"
+        );
+    }
+    out
+}
+
+/// The transaction that refuses UDP from `client` to `server` for `ttl_ms` (a QUIC
+/// connection to a blocked name); nothing for mixed families.
+pub fn block_quic(client: IpAddr, server: SocketAddr, ttl_ms: u64) -> String {
+    let (set, c, s) = match (client.to_canonical(), server.ip().to_canonical()) {
+        (IpAddr::V4(c), IpAddr::V4(s)) => ("quic_block_v4", c.to_string(), s.to_string()),
+        (IpAddr::V6(c), IpAddr::V6(s)) => ("quic_block_v6", c.to_string(), s.to_string()),
+        _ => return String::new(),
+    };
+    format!(
+        "add element {FAMILY} {TABLE} {set} {{ {c} . {s} . {} timeout {ttl_ms}ms }}\n",
+        server.port()
+    )
 }
 
 /// A set the agent fills while it runs.

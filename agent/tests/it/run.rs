@@ -230,7 +230,7 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
             "--state-dir",
             dir.path().join("state").to_str().unwrap(),
         ])
-        .args(["--no-firewall", "--no-capture"])
+        .args(["--no-firewall", "--no-inspection"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

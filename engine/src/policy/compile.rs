@@ -394,7 +394,13 @@ impl<'a> Compiler<'a> {
                 });
             }
         }
+        let inspection = g
+            .inspection
+            .as_ref()
+            .and_then(|i| i.enabled)
+            .unwrap_or(true);
         (self.errors.len() == errors_before).then_some(Gateway {
+            inspection,
             lan_interfaces,
             dns,
             block_page,

@@ -25,6 +25,9 @@ pub struct Gateway {
     /// the policy file's directory.
     pub dhcp_leases: Vec<LeaseFile>,
     pub firewall: Firewall,
+    /// Whether the agent watches the LAN interfaces' traffic (`gateway.inspection.enabled`,
+    /// default true).
+    pub inspection: bool,
 }
 
 /// The agent's nftables table: `gateway.firewall`.

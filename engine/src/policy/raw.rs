@@ -238,6 +238,15 @@ pub(crate) struct RawGateway {
     pub dhcp_leases: Vec<S<RawLeases>>,
     #[serde(default)]
     pub firewall: Option<S<RawFirewall>>,
+    #[serde(default)]
+    pub inspection: Option<RawInspection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInspection {
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

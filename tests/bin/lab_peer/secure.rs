@@ -15,15 +15,19 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 const QUIC_ALPN: &[u8] = b"lab-echo";
 
-fn certificate(name: &str) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("certificate");
+fn certificate(names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+    let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let made = rcgen::generate_simple_self_signed(names).expect("certificate");
     let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
     (made.cert.der().clone(), PrivateKeyDer::Pkcs8(key))
 }
 
-/// A TLS 1.3 server configuration with a fresh certificate for `name`, and that certificate.
-fn server_config(name: &str, alpn: &[&[u8]]) -> (rustls::ServerConfig, CertificateDer<'static>) {
-    let (cert, key) = certificate(name);
+/// A TLS 1.3 server configuration with a fresh certificate for `names`, and that certificate.
+fn server_config(
+    names: &[&str],
+    alpn: &[&[u8]],
+) -> (rustls::ServerConfig, CertificateDer<'static>) {
+    let (cert, key) = certificate(names);
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
@@ -36,7 +40,7 @@ fn server_config(name: &str, alpn: &[&[u8]]) -> (rustls::ServerConfig, Certifica
 
 /// DNS over TLS on each address, answering as the plain resolver does.
 pub(crate) fn dot(addrs: &[SocketAddr], answer: fn(&[u8]) -> Option<Vec<u8>>) {
-    let config = Arc::new(server_config("dns.lab", &[]).0);
+    let config = Arc::new(server_config(&["dns.lab"], &[]).0);
     let mut threads = Vec::new();
     for addr in addrs {
         let listener = TcpListener::bind(addr).expect("bind dot");
@@ -59,9 +63,13 @@ pub(crate) fn dot(addrs: &[SocketAddr], answer: fn(&[u8]) -> Option<Vec<u8>>) {
     }
 }
 
-/// A QUIC server on `addr` that echoes every stream; its certificate is written to `cert`.
-pub(crate) fn quic_server(addr: SocketAddr, cert: &Path) {
-    let (tls, der) = server_config("quic.lab", &[QUIC_ALPN]);
+/// A QUIC server on `addr` that echoes every stream; its certificate (for `quic.lab` and
+/// `names`) is written to `cert`.
+pub(crate) fn quic_server(addr: SocketAddr, cert: &Path, names: &[&str]) {
+    let all: Vec<&str> = std::iter::once("quic.lab")
+        .chain(names.iter().copied())
+        .collect();
+    let (tls, der) = server_config(&all, &[QUIC_ALPN]);
     std::fs::write(cert, der.as_ref()).expect("write certificate");
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("QUIC TLS");
     let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -89,9 +97,10 @@ pub(crate) fn quic_server(addr: SocketAddr, cert: &Path) {
     });
 }
 
-/// Opens a QUIC connection to `addr` (trusting the certificate in `cert`), sends a line on a
-/// stream and waits for its echo. Exits 0 on the echo, 1 on any failure within 3 s.
-pub(crate) fn quic_get(addr: SocketAddr, cert: &Path) {
+/// Opens a QUIC connection to `addr` for server `name` (trusting the certificate in `cert`),
+/// sends a line on a stream and waits for its echo. Exits 0 on the echo, 1 on any failure
+/// within 3 s.
+pub(crate) fn quic_get(addr: SocketAddr, cert: &Path, name: &str) {
     let der = std::fs::read(cert).expect("read certificate");
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -119,7 +128,7 @@ pub(crate) fn quic_get(addr: SocketAddr, cert: &Path) {
         endpoint.set_default_client_config(config);
         let exchange = async {
             let conn = endpoint
-                .connect(addr, "quic.lab")
+                .connect(addr, name)
                 .map_err(|e| e.to_string())?
                 .await
                 .map_err(|e| e.to_string())?;
