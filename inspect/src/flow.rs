@@ -152,7 +152,9 @@ pub struct Table {
 impl Table {
     pub fn new(max: usize, idle: Duration) -> Self {
         Self {
-            flows: HashMap::with_capacity_and_hasher(max.min(1 << 16), Default::default()),
+            // Grown as flows come, not reserved: a sweep walks every bucket, so a table sized
+            // for the busiest hour would make every quiet second's sweep cost as much.
+            flows: HashMap::default(),
             max,
             idle,
             last_sweep: Duration::ZERO,
