@@ -134,6 +134,23 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The shipped policy, and each capture's category from the manifest.
+fn shipped_policy_and_categories(
+    dir: &Path,
+) -> (schoolgate_engine::Policy, HashMap<String, String>) {
+    let policy = policy_file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"))
+        .expect("the shipped policy loads")
+        .policy;
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.csv")).unwrap();
+    let categories = manifest
+        .lines()
+        .skip(1)
+        .map(fields)
+        .map(|f| (f[0].clone(), f[7].clone()))
+        .collect();
+    (policy, categories)
+}
+
 /// What one pass over the corpus found.
 struct Evaluation {
     rows: BTreeMap<String, Row>,
@@ -290,16 +307,7 @@ fn corpus_recall_and_false_alarms() {
         println!("SKIPPED: the shared corpus (../shared/corpus) is not here");
         return;
     };
-    let policy = policy_file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"))
-        .expect("the shipped policy loads")
-        .policy;
-    let manifest = std::fs::read_to_string(dir.join("MANIFEST.csv")).unwrap();
-    let categories: HashMap<String, String> = manifest
-        .lines()
-        .skip(1)
-        .map(fields)
-        .map(|f| (f[0].clone(), f[7].clone()))
-        .collect();
+    let (policy, categories) = shipped_policy_and_categories(&dir);
 
     let Evaluation {
         rows,
@@ -353,16 +361,7 @@ fn the_kernel_filter_keeps_every_detection() {
         println!("SKIPPED: the shared corpus (../shared/corpus) is not here");
         return;
     };
-    let policy = policy_file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"))
-        .expect("the shipped policy loads")
-        .policy;
-    let manifest = std::fs::read_to_string(dir.join("MANIFEST.csv")).unwrap();
-    let categories: HashMap<String, String> = manifest
-        .lines()
-        .skip(1)
-        .map(fields)
-        .map(|f| (f[0].clone(), f[7].clone()))
-        .collect();
+    let (policy, categories) = shipped_policy_and_categories(&dir);
     let all = evaluate(&policy, &dir, &categories, false);
     let kept = evaluate(&policy, &dir, &categories, true);
     println!(

@@ -441,27 +441,16 @@ pub fn relist(policy: &Policy, old: &Listed, new: &Listed) -> String {
 /// The transaction that adds a device to the quarantine sets (empty if there is nothing to
 /// add).
 pub fn quarantine(ip: Option<IpAddr>, mac: Option<MacAddr>) -> String {
-    let mut out = String::new();
-    if let Some(ip) = ip {
-        let set = if ip.is_ipv4() {
-            "quarantine_v4"
-        } else {
-            "quarantine_v6"
-        };
-        let _ = writeln!(out, "add element {FAMILY} {TABLE} {set} {{ {ip} }}");
-    }
-    if let Some(mac) = mac {
-        let _ = writeln!(
-            out,
-            "add element {FAMILY} {TABLE} quarantine_mac {{ {mac} }}"
-        );
-    }
-    out
+    quarantine_elements("add", ip, mac)
 }
 
 /// The transaction that takes a device out of the quarantine sets. Pass only elements the
 /// sets hold: deleting an absent one fails the whole transaction.
 pub fn release(ip: Option<IpAddr>, mac: Option<MacAddr>) -> String {
+    quarantine_elements("delete", ip, mac)
+}
+
+fn quarantine_elements(verb: &str, ip: Option<IpAddr>, mac: Option<MacAddr>) -> String {
     let mut out = String::new();
     if let Some(ip) = ip {
         let set = if ip.is_ipv4() {
@@ -469,12 +458,12 @@ pub fn release(ip: Option<IpAddr>, mac: Option<MacAddr>) -> String {
         } else {
             "quarantine_v6"
         };
-        let _ = writeln!(out, "delete element {FAMILY} {TABLE} {set} {{ {ip} }}");
+        let _ = writeln!(out, "{verb} element {FAMILY} {TABLE} {set} {{ {ip} }}");
     }
     if let Some(mac) = mac {
         let _ = writeln!(
             out,
-            "delete element {FAMILY} {TABLE} quarantine_mac {{ {mac} }}"
+            "{verb} element {FAMILY} {TABLE} quarantine_mac {{ {mac} }}"
         );
     }
     out
