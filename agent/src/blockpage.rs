@@ -71,11 +71,10 @@ fn render(policy: &Policy, decision: &Decision<'_>, host: &str, now: Timestamp) 
     let group = decision.identity.group.and_then(|g| policy.group(g));
     let staff = group.is_some_and(|g| g.audience == Audience::Staff);
     let rule = match decision.reason {
-        Reason::Rule(r) => policy.rule(r).map(|r| r.name.clone()),
-        Reason::Quarantine => Some("quarantine after an attempt to get round the filter".into()),
-        _ => None,
+        Reason::Quarantine => "quarantine after an attempt to get round the filter",
+        _ => decision.rule_name(policy).unwrap_or_default(),
     }
-    .unwrap_or_default();
+    .to_owned();
     let category = decision
         .matched
         .and_then(|m| match policy.target(m.target) {

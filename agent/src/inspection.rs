@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use schoolgate_engine::Reason;
 use schoolgate_engine::Technique;
 use schoolgate_inspect::filter::{self, Framing, Insn};
 use schoolgate_inspect::inspector::{Carrier, Config, Inspector, NameSource, Observation};
@@ -205,10 +204,7 @@ pub fn act(
             let mut e = Event::new(Kind::Blocked, now, Severity::Low);
             (e.device, e.group) = shared.describe(&policy, &who, now);
             e.name = obs.name.as_deref().map(bounded);
-            e.rule = match verdict.decision.reason {
-                Reason::Rule(r) => policy.rule(r).map(|r| r.name.clone()),
-                _ => None,
-            };
+            e.rule = verdict.decision.rule_name(&policy).map(str::to_owned);
             e.destination = Some(obs.server.to_string());
             e.evidence = Some(bounded(&format!("{}; connection {done}", obs.evidence)));
             shared.events.sighting(e);

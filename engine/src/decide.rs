@@ -50,6 +50,16 @@ pub struct Decision<'p> {
     pub until: Option<Timestamp>,
 }
 
+impl Decision<'_> {
+    /// The name of the rule that decided, if a rule did.
+    pub fn rule_name<'a>(&self, policy: &'a Policy) -> Option<&'a str> {
+        match self.reason {
+            Reason::Rule(id) => policy.rule(id).map(|r| r.name.as_str()),
+            _ => None,
+        }
+    }
+}
+
 /// Decides whether `client` may reach `name` at `now`. `name` may be anything a device sent:
 /// it is normalised here, and a name that cannot be a domain matches no list. A name that is
 /// an address (`192.0.2.1`, `[2001:db8::1]`) matches the listed addresses and networks.

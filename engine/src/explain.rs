@@ -106,10 +106,7 @@ pub fn to_json(
         .and_then(|g| policy.group(g))
         .map(|g| g.name.clone());
     let device = d.identity.device.and_then(|id| policy.device(id));
-    let rule = match d.reason {
-        Reason::Rule(id) => policy.rule(id).map(|r| r.name.clone()),
-        _ => None,
-    };
+    let rule = d.rule_name(policy).map(str::to_owned);
     let exception = match d.reason {
         Reason::Exception(id) => policy.exception(id).map(|e| e.name.clone()),
         _ => None,

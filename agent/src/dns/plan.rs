@@ -136,10 +136,7 @@ pub fn plan(
     match route {
         Route::Defence(code) => reply(empty(&request, code, None), None),
         Route::Block(decision) => {
-            let rule = match decision.reason {
-                Reason::Rule(id) => policy.rule(id).map(|r| r.name.clone()),
-                _ => None,
-            };
+            let rule = decision.rule_name(policy).map(str::to_owned);
             let text = match (&rule, decision.reason) {
                 (_, Reason::Quarantine) => {
                     "device quarantined after a filter bypass attempt".to_owned()
