@@ -318,11 +318,28 @@ pub async fn run(
         }
         None => None,
     };
-    let mut nflog = None;
-    if let (Some(fw), Some(f)) = (&firewall, &config.firewall) {
+    // Quarantines from the state file hold even if the table was lost (a reboot). They are
+    // read first: their records name the device and what it did, where the table holds
+    // bare addresses and MACs, which only add devices the file does not know.
+    match shared.quarantine.load(&config.state_dir) {
+        Ok(0) => {}
+        Ok(n) => info!(devices = n, "quarantine list read"),
+        Err(e) => {
+            warn!(error = %e, "cannot read the quarantine list; starting with the firewall's")
+        }
+    }
+    if let Some(fw) = &firewall {
         shared
             .quarantine
             .extend(&fw.quarantined(), crate::clock::now());
+        for r in shared.quarantine.records() {
+            if let Err(e) = fw.quarantine(r.ip, r.mac) {
+                warn!(error = %e, "cannot restore a quarantine in the firewall");
+            }
+        }
+    }
+    let mut nflog = None;
+    if let (Some(fw), Some(f)) = (&firewall, &config.firewall) {
         let (sh, fw2) = (Arc::clone(&shared), Arc::clone(fw));
         match nflog::Listener::start(f.settings.log_group, move |p| {
             if p.prefix == "external_dns"
@@ -337,21 +354,6 @@ pub async fn run(
                 error = %e,
                 "cannot listen for logged packets: DNS sent to outside resolvers is still redirected, but not reported"
             ),
-        }
-    }
-    // Quarantines from the state file hold even if the table was lost (a reboot).
-    match shared.quarantine.load(&config.state_dir) {
-        Ok(0) => {}
-        Ok(n) => info!(devices = n, "quarantine list read"),
-        Err(e) => {
-            warn!(error = %e, "cannot read the quarantine list; starting with the firewall's")
-        }
-    }
-    if let Some(fw) = &firewall {
-        for r in shared.quarantine.records() {
-            if let Err(e) = fw.quarantine(r.ip, r.mac) {
-                warn!(error = %e, "cannot restore a quarantine in the firewall");
-            }
         }
     }
     bypass::apply_releases(&shared, firewall.as_deref());

@@ -74,10 +74,8 @@ fn release(
             )
         }
     };
-    let named = |dir: &Path| match read_state(dir) {
-        Ok(records) => Ok(records.iter().any(|r| r.named_by(device))),
-        Err(e) => Err(e),
-    };
+    let named =
+        |dir: &Path| read_state(dir).map(|records| records.iter().any(|r| r.named_by(device)));
     match named(&dir) {
         Ok(true) => {}
         Ok(false) => {

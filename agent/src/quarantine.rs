@@ -28,6 +28,8 @@ pub const STATE_FILE: &str = "quarantine.json";
 pub const REQUESTS_FILE: &str = "release-requests.jsonl";
 /// The longest reason or name a release request may carry.
 const MAX_TEXT: usize = 500;
+/// The longest login a release request is recorded with (bytes, cut on a character).
+const MAX_BY: usize = 64;
 
 #[derive(Debug, Default)]
 pub struct Quarantine {
@@ -122,18 +124,6 @@ impl Quarantine {
             || client
                 .ip
                 .is_some_and(|ip| m.ips.contains(&ip.to_canonical()))
-    }
-
-    /// Puts `client` in quarantine, by whatever of its MAC and address is known. Returns
-    /// false if it already was.
-    pub fn add(&self, client: &Client) -> bool {
-        self.add_record(Record {
-            ip: client.ip,
-            mac: client.mac,
-            device: None,
-            since: Timestamp::UNIX_EPOCH,
-            technique: None,
-        })
     }
 
     /// Puts the device of `record` in quarantine. Returns false if it already was.
@@ -296,7 +286,11 @@ pub fn take_requests(dir: &Path) -> io::Result<(Vec<Request>, usize)> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<Request>(line) {
             Ok(mut r) if r.device.len() <= MAX_TEXT && r.reason.len() <= MAX_TEXT => {
-                r.by.truncate(r.by.len().min(64));
+                let mut cut = r.by.len().min(MAX_BY);
+                while !r.by.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                r.by.truncate(cut);
                 out.push(r)
             }
             _ => bad += 1,
@@ -310,19 +304,32 @@ pub fn take_requests(dir: &Path) -> io::Result<(Vec<Request>, usize)> {
 mod tests {
     use super::*;
 
+    fn client_record(client: Client) -> Record {
+        Record {
+            ip: client.ip,
+            mac: client.mac,
+            device: None,
+            since: Timestamp::UNIX_EPOCH,
+            technique: None,
+        }
+    }
+
     #[test]
     fn a_device_is_found_by_mac_or_address() {
         let q = Quarantine::default();
         let mac: MacAddr = "52:54:00:aa:00:10".parse().unwrap();
         let ip: IpAddr = "10.77.0.10".parse().unwrap();
         assert!(!q.contains(&Client::new(ip, Some(mac))));
-        assert!(q.add(&Client::new(ip, Some(mac))));
-        assert!(!q.add(&Client::new(ip, None)), "already in");
+        assert!(q.add_record(client_record(Client::new(ip, Some(mac)))));
+        assert!(
+            !q.add_record(client_record(Client::new(ip, None))),
+            "already in"
+        );
         // The same device with a new address, or its address seen without a MAC.
         assert!(q.contains(&Client::new("10.77.0.99".parse().unwrap(), Some(mac))));
         assert!(q.contains(&Client::new("::ffff:10.77.0.10".parse().unwrap(), None)));
         assert!(!q.contains(&Client::new("10.77.0.11".parse().unwrap(), None)));
-        assert!(!q.add(&Client::default()));
+        assert!(!q.add_record(client_record(Client::default())));
         assert_eq!(q.list().ips, vec![ip]);
         assert_eq!(q.list().macs, vec![mac]);
     }
@@ -390,7 +397,16 @@ mod tests {
             .unwrap();
         request_release(dir.path(), &r).unwrap();
         let (taken, bad) = take_requests(dir.path()).unwrap();
-        assert_eq!((taken, bad), (vec![r.clone(), r], 1));
+        assert_eq!((taken, bad), (vec![r.clone(), r.clone()], 1));
         assert_eq!(take_requests(dir.path()).unwrap(), (vec![], 0));
+
+        // A long login of multi-byte characters is cut on a character, not mid-way.
+        let long = Request {
+            by: "é".repeat(40),
+            ..r
+        };
+        request_release(dir.path(), &long).unwrap();
+        let (taken, _) = take_requests(dir.path()).unwrap();
+        assert_eq!(taken[0].by, "é".repeat(32));
     }
 }
