@@ -1,12 +1,15 @@
 //! Packet inspection on a gateway built from network namespaces, against real tools: a
 //! pupil reaching a blocked site by its address over TLS is reset at once; DNS over HTTPS
 //! (kdig), DNS over TLS (kdig), `ssh -D` (OpenSSH), an HTTP CONNECT proxy (tinyproxy), a
-//! SOCKS5 proxy (microsocks), WireGuard (wireguard-go) and OpenVPN each become an event, and
-//! the pupil is quarantined (reaches the VLE, nothing else) until `schoolgate-agent release`
-//! lets it go. A member of staff doing the same only raises an alert; staff's QUIC to a name
-//! blocked for them (quinn, through `lab-peer`) is refused in the firewall.
+//! SOCKS5 proxy (microsocks), WireGuard (wireguard-go), OpenVPN, and DNS over HTTP/3 and DNS
+//! over QUIC (aioquic) each become an event, and the pupil is quarantined (reaches the VLE,
+//! nothing else) until `schoolgate-agent release` lets it go. A member of staff doing the
+//! same only raises an alert; staff's HTTP/3 (aioquic) works, and to a name blocked for them
+//! is refused in the firewall.
 //!
-//! Skipped, saying so, when the tools are not installed (`.ci/run` installs them).
+//! Skipped, saying so, when the tools are not installed (`.ci/run` installs them; aioquic
+//! goes into a virtual environment at `target/lab-venv`, or wherever `SCHOOLGATE_LAB_PYTHON`
+//! points).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,7 +20,7 @@
 use std::process::Command;
 
 use schoolgate_tests::lab::{
-    self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, SITES, STAFF, WEB, eventually,
+    self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, SAFE_WEB, SITES, STAFF, WEB, eventually,
 };
 use schoolgate_tests::require_lab;
 
@@ -59,7 +62,33 @@ gateway:
     )
 }
 
+/// The Python with aioquic that runs `tests/scripts/h3.py`.
+fn lab_python() -> String {
+    std::env::var("SCHOOLGATE_LAB_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/../target/lab-venv/bin/python3",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    })
+}
+
+/// `h3.py ARGS` run by the lab's Python, as one shell command.
+fn h3(args: &str) -> String {
+    format!(
+        "{} {}/scripts/h3.py {args}",
+        lab_python(),
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 fn missing_tools() -> Option<String> {
+    let aioquic = Command::new(lab_python())
+        .args(["-c", "import aioquic"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !aioquic {
+        return Some(format!("aioquic (for {})", lab_python()));
+    }
     for tool in [
         "sshd",
         "ssh",
@@ -110,19 +139,12 @@ fn sh(lab: &Lab, host: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether a QUIC exchange from `host` with the lab's QUIC server, named `name`, works.
-fn quic(lab: &Lab, host: &str, name: &str) -> bool {
-    let peer = env!("CARGO_BIN_EXE_lab-peer");
-    let cert = lab.path("quic.der");
+/// Whether an HTTP/3 GET (aioquic) from `host` to the lab's HTTP/3 server, named `name`,
+/// gets its answer.
+fn http3(lab: &Lab, host: &str, name: &str) -> bool {
     lab.exec(
         host,
-        &[
-            peer,
-            "quic-get",
-            "198.51.100.10:443",
-            cert.to_str().unwrap(),
-            name,
-        ],
+        &["sh", "-c", &h3(&format!("get {SAFE_WEB} 443 {name}"))],
     )
     .status
     .success()
@@ -178,16 +200,25 @@ fn start_servers(lab: &mut Lab) {
         "web",
         &[peer, "http", "198.51.100.10:80", "198.51.100.22:80"],
     );
-    let cert = lab.path("quic.der");
+    // An HTTP/3 server (aioquic).
+    sh(
+        lab,
+        "inet",
+        &format!(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=quic.lab \
+             -days 1 -keyout {d}/h3.key -out {d}/h3.pem 2>/dev/null"
+        ),
+    );
     lab.spawn(
         "inet",
-        "quic",
+        "h3",
         &[
-            peer,
-            "quic",
-            "198.51.100.10:443",
-            cert.to_str().unwrap(),
-            "bet.example",
+            "sh",
+            "-c",
+            &format!(
+                "exec {}",
+                h3(&format!("serve {SAFE_WEB} 443 {d}/h3.pem {d}/h3.key"))
+            ),
         ],
     );
     // TLS servers: a "DoH resolver" and a web site on 443, a DoT resolver on 853.
@@ -414,6 +445,17 @@ fn attempts(lab: &Lab) -> Vec<Attempt> {
         ),
         Attempt::WireGuard,
         Attempt::Spawned("openvpn", vpn_client),
+        // DNS over HTTP/3 to a listed resolver's name: the QUIC Initial's SNI gives it away
+        // (pupils' QUIC is refused by the firewall; the Initial is seen all the same).
+        Attempt::Once(
+            "dns_over_https",
+            h3(&format!("get {SAFE_WEB} 443 dns.google")),
+        ),
+        // DNS over QUIC to an unlisted name: its ALPN, `doq`, gives it away.
+        Attempt::Once(
+            "dns_over_quic",
+            h3(&format!("get {RESOLVER} 853 doq.lab doq")),
+        ),
     ]
 }
 
@@ -590,12 +632,13 @@ fn inspection_end_to_end() {
     assert!(!quarantined(&lab, STAFF.ip));
     assert_eq!(lab.curl(STAFF.name, &format!("http://{WEB}/")), Some(0));
 
-    // QUIC to a name blocked for staff (whose group may use QUIC): the flow is refused in the
-    // firewall for a while. The first exchange may finish before the refusal lands.
-    assert!(quic(&lab, STAFF.name, "quic.lab"), "{}", lab.log("quic"));
+    // HTTP/3 for staff (whose group may use QUIC) works through the gateway; to a name
+    // blocked for them the flow is refused in the firewall for a while. The first exchange
+    // may finish before the refusal lands.
+    assert!(http3(&lab, STAFF.name, "quic.lab"), "{}", lab.log("h3"));
     assert!(
-        eventually(5, || !quic(&lab, STAFF.name, "bet.example")),
-        "QUIC to a blocked name still works: {}",
+        eventually(5, || !http3(&lab, STAFF.name, "bet.example")),
+        "HTTP/3 to a blocked name still works: {}",
         lab.log("agent")
     );
     let set = lab.exec(
@@ -604,7 +647,7 @@ fn inspection_end_to_end() {
     );
     let set = String::from_utf8_lossy(&set.stdout);
     assert!(
-        set.contains(&format!("{} . {WEB} . 443", STAFF.ip)),
+        set.contains(&format!("{} . {SAFE_WEB} . 443", STAFF.ip)),
         "{set}"
     );
 
@@ -622,6 +665,7 @@ fn inspection_end_to_end() {
         "socks_proxy",
         "wireguard",
         "openvpn",
+        "dns_over_quic",
     ] {
         let e = attempts
             .iter()
@@ -659,5 +703,5 @@ fn inspection_end_to_end() {
         "{quic_blocked}"
     );
     let released = all.iter().filter(|e| e["kind"] == "released").count();
-    assert_eq!(released, 7, "{all:#?}");
+    assert_eq!(released, 9, "{all:#?}");
 }
