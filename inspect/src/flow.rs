@@ -7,7 +7,8 @@
 //! one, or the first data segment seen), up to [`MAX_STREAM`] bytes each way: enough for a
 //! ClientHello with post-quantum key shares, a request head or a banner.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -134,36 +135,75 @@ impl Flow {
     }
 }
 
-/// The table: flows by key, with a bound and idle expiry.
+/// The table: flows being classified, by key, and a compact memory of the flows already
+/// classified ("done"), both bounded, with idle expiry.
+///
+/// A done flow is remembered only as a 64-bit fingerprint of its two endpoints (a keyed
+/// hash, seeded per process), in two generations: new fingerprints go into the young one;
+/// when it is full, or every `idle`, the old generation is forgotten and the young one takes
+/// its place, so a done flow is remembered for between one and two `idle` periods after its
+/// last packet, or until a million newer flows have pushed it out. Lookups touch at most
+/// one entry of each map; nothing ever walks the done memory.
+///
+/// When the table of flows in progress is full, room is made (at most ten times a second of
+/// capture time): finished flows move to the done memory, and flows that have had a single
+/// packet and nothing for a second (a SYN or datagram nobody answered, as in a port scan) are
+/// dropped. Only when that frees nothing is a new flow refused.
 #[derive(Debug)]
 pub struct Table {
     flows: HashMap<FlowKey, Flow, foldhash::fast::RandomState>,
+    /// Young and old generations of done flows' fingerprints.
+    done: [HashSet<u64, BuildHasherDefault<Prehashed>>; 2],
+    hasher: foldhash::fast::RandomState,
     max: usize,
+    max_done: usize,
     pub idle: Duration,
     last_sweep: Duration,
+    last_rotation: Duration,
+    last_relief: Option<Duration>,
     /// Flows made.
     pub created: u64,
     /// New flows not tracked because the table was full of live flows.
     pub refused: u64,
-    /// Flows dropped for idleness.
+    /// Flows in progress dropped for idleness.
     pub expired: u64,
+    /// Single-packet flows dropped to make room for new ones.
+    pub evicted: u64,
 }
 
+/// How often, at most, a full table looks for room.
+const RELIEF_INTERVAL: Duration = Duration::from_millis(100);
+/// A single-packet flow quiet for this long may be dropped to make room.
+const STALE_START: Duration = Duration::from_secs(1);
+
 impl Table {
+    /// A table of at most `max` flows in progress and a million done ones.
     pub fn new(max: usize, idle: Duration) -> Self {
+        Self::with_done(max, 1 << 20, idle)
+    }
+
+    /// A table of at most `max` flows in progress and `max_done` done ones.
+    pub fn with_done(max: usize, max_done: usize, idle: Duration) -> Self {
         Self {
             // Grown as flows come, not reserved: a sweep walks every bucket, so a table sized
             // for the busiest hour would make every quiet second's sweep cost as much.
             flows: HashMap::default(),
+            done: Default::default(),
+            hasher: foldhash::fast::RandomState::default(),
             max,
+            max_done: max_done.max(2),
             idle,
             last_sweep: Duration::ZERO,
+            last_rotation: Duration::ZERO,
+            last_relief: None,
             created: 0,
             refused: 0,
             expired: 0,
+            evicted: 0,
         }
     }
 
+    /// Flows in progress.
     pub fn len(&self) -> usize {
         self.flows.len()
     }
@@ -172,9 +212,15 @@ impl Table {
         self.flows.is_empty()
     }
 
+    /// Done flows remembered.
+    pub fn done_len(&self) -> usize {
+        self.done.iter().map(HashSet::len).sum()
+    }
+
     /// The flow a packet between `a` and `b` belongs to, in either direction, and whether
     /// the packet came from its client. A new flow is made with `a` as client (or `b`, if
-    /// `server_first` says the packet came from the server) unless the table is full.
+    /// `server_first` says the packet came from the server) unless the table is full. None
+    /// for a flow already classified (its packets need nothing more) and for a refused one.
     pub fn get(
         &mut self,
         protocol: u8,
@@ -186,6 +232,11 @@ impl Table {
         if now.saturating_sub(self.last_sweep) >= Duration::from_secs(1) {
             self.sweep(now);
         }
+        let print = fingerprint(&self.hasher, protocol, a, b);
+        let [young, old] = &mut self.done;
+        if young.contains(&print) {
+            return None;
+        }
         let forward = FlowKey {
             protocol,
             client: a,
@@ -196,53 +247,170 @@ impl Table {
             client: b,
             server: a,
         };
-        let (key, from_client) = if self.flows.contains_key(&forward) {
-            (forward, true)
+        let existing = if self.flows.contains_key(&forward) {
+            Some((forward, true))
         } else if self.flows.contains_key(&backward) {
-            (backward, false)
+            Some((backward, false))
         } else {
-            if self.flows.len() >= self.max {
-                self.sweep(now);
-                if self.flows.len() >= self.max {
-                    self.refused += 1;
+            None
+        };
+        let (key, from_client) = match existing {
+            Some((key, from_client)) => {
+                if self.flows.get(&key).is_some_and(|f| f.done) {
+                    self.flows.remove(&key);
+                    self.remember(print, now);
                     return None;
                 }
+                (key, from_client)
             }
-            let (key, from_client) = if server_first {
-                (backward, false)
-            } else {
-                (forward, true)
-            };
-            self.created += 1;
-            self.flows.insert(
-                key,
-                Flow {
-                    first_seen: now,
-                    last_seen: now,
-                    ..Flow::default()
-                },
-            );
-            (key, from_client)
+            None => {
+                if old.remove(&print) {
+                    // Still talking: keep it in the young generation.
+                    self.remember(print, now);
+                    return None;
+                }
+                if self.flows.len() >= self.max {
+                    self.relieve(now);
+                    if self.flows.len() >= self.max {
+                        self.refused += 1;
+                        return None;
+                    }
+                }
+                let (key, from_client) = if server_first {
+                    (backward, false)
+                } else {
+                    (forward, true)
+                };
+                self.created += 1;
+                self.flows.insert(
+                    key,
+                    Flow {
+                        first_seen: now,
+                        last_seen: now,
+                        ..Flow::default()
+                    },
+                );
+                (key, from_client)
+            }
         };
         let flow = self.flows.get_mut(&key)?;
         flow.last_seen = now;
         Some((flow, from_client, key))
     }
 
-    /// Drops flows idle for longer than `idle`.
+    /// Moves done flows to the done memory and drops flows in progress idle for longer than
+    /// `idle`; forgets the old generation of done flows every `idle`.
     pub fn sweep(&mut self, now: Duration) {
         self.last_sweep = now;
-        let idle = self.idle;
-        let before = self.flows.len();
-        self.flows.retain(|_, f| {
-            let quiet = now.saturating_sub(f.last_seen);
-            quiet < idle
+        // Rotations fall every `idle` since the last one, also those no packet came for: a
+        // fingerprint is forgotten at the second one after it was last seen.
+        let idle = self.idle.max(Duration::from_millis(1));
+        let periods = now.saturating_sub(self.last_rotation).as_nanos() / idle.as_nanos();
+        if periods >= 1 {
+            self.rotate();
+            if periods >= 2 {
+                self.done[1].clear();
+            }
+            let periods = u32::try_from(periods).unwrap_or(u32::MAX);
+            self.last_rotation = self
+                .last_rotation
+                .checked_add(idle.saturating_mul(periods))
+                .unwrap_or(now);
+        }
+        self.prune(now, |_, _| false);
+    }
+
+    /// Makes room in a full table, at most every [`RELIEF_INTERVAL`].
+    fn relieve(&mut self, now: Duration) {
+        if self
+            .last_relief
+            .is_some_and(|t| now.saturating_sub(t) < RELIEF_INTERVAL)
+        {
+            return;
+        }
+        self.last_relief = Some(now);
+        self.prune(now, |f, quiet| {
+            f.from_client.saturating_add(f.from_server) <= 1 && quiet >= STALE_START
         });
-        self.expired += (before - self.flows.len()) as u64;
+    }
+
+    /// One pass over the flows in progress: done ones move to the done memory; idle ones,
+    /// and those `evict` picks, are dropped.
+    fn prune(&mut self, now: Duration, evict: impl Fn(&Flow, Duration) -> bool) {
+        let idle = self.idle;
+        let mut finished = Vec::new();
+        let (mut expired, mut evicted) = (0u64, 0u64);
+        self.flows.retain(|k, f| {
+            let quiet = now.saturating_sub(f.last_seen);
+            if f.done {
+                finished.push(*k);
+                false
+            } else if quiet >= idle {
+                expired += 1;
+                false
+            } else if evict(f, quiet) {
+                evicted += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.expired += expired;
+        self.evicted += evicted;
+        for k in finished {
+            let print = fingerprint(&self.hasher, k.protocol, k.client, k.server);
+            self.remember(print, now);
+        }
+    }
+
+    /// Puts a done flow's fingerprint in the young generation.
+    fn remember(&mut self, print: u64, now: Duration) {
+        if self.done[0].len() >= self.max_done / 2 {
+            self.rotate();
+            self.last_rotation = now;
+        }
+        self.done[0].insert(print);
+    }
+
+    fn rotate(&mut self) {
+        let [young, old] = &mut self.done;
+        std::mem::swap(young, old);
+        young.clear();
     }
 }
 
-/// Whether a port is one servers listen on (so a datagram from it came from the server).
+/// A flow's fingerprint, the same whichever way the packet went.
+fn fingerprint(
+    hasher: &foldhash::fast::RandomState,
+    protocol: u8,
+    a: SocketAddr,
+    b: SocketAddr,
+) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    hasher.hash_one((protocol, lo, hi))
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this; anything else is folded in, never lost.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 pub fn server_port(port: u16) -> bool {
     port < 1024
         || matches!(
@@ -337,6 +505,124 @@ mod tests {
             .unwrap();
         assert!(!from_client);
         assert_eq!(key.client, a);
+    }
+
+    fn addr(i: u32) -> SocketAddr {
+        SocketAddr::new(
+            std::net::Ipv4Addr::from(0xc000_0200 + (i >> 16)).into(),
+            u16::try_from(i & 0xffff).unwrap(),
+        )
+    }
+
+    #[test]
+    fn done_flows_are_remembered_compactly_then_forgotten() {
+        let idle = Duration::from_secs(60);
+        let mut t = Table::new(16, idle);
+        let (a, b) = (addr(1), "198.51.100.1:443".parse().unwrap());
+        let t0 = Duration::from_secs(1000);
+        t.get(TCP, a, b, t0, false).unwrap().0.done = true;
+        // Its next packet, either way, finds it done and moves it out of the table.
+        assert!(t.get(TCP, b, a, t0, false).is_none());
+        assert_eq!((t.len(), t.done_len()), (0, 1));
+        assert!(
+            t.get(TCP, a, b, t0 + Duration::from_secs(30), false)
+                .is_none()
+        );
+        // Still talking after a rotation: carried into the young generation.
+        assert!(
+            t.get(TCP, a, b, t0 + Duration::from_secs(100), false)
+                .is_none()
+        );
+        assert_eq!(t.done_len(), 1);
+        // Silent for two idle periods: forgotten, and a packet starts a new flow.
+        assert!(
+            t.get(TCP, a, b, t0 + Duration::from_secs(230), false)
+                .is_some()
+        );
+        assert_eq!(t.created, 2);
+        // A finished flow that never sends again leaves the table at the next sweep.
+        t.get(UDP, a, b, t0 + Duration::from_secs(231), false)
+            .unwrap()
+            .0
+            .done = true;
+        t.sweep(t0 + Duration::from_secs(232));
+        assert!(
+            t.get(UDP, b, a, t0 + Duration::from_secs(233), false)
+                .is_none()
+        );
+        assert_eq!(t.created, 3);
+    }
+
+    #[test]
+    fn the_done_memory_is_bounded() {
+        let mut t = Table::with_done(4, 8, Duration::from_secs(60));
+        let b: SocketAddr = "198.51.100.1:443".parse().unwrap();
+        let now = Duration::from_secs(1);
+        for i in 0..1000 {
+            t.get(TCP, addr(i), b, now, false).unwrap().0.done = true;
+            assert!(t.get(TCP, addr(i), b, now, false).is_none());
+            assert!(t.done_len() <= 8);
+        }
+        // The newest are remembered, the oldest forgotten.
+        assert!(t.get(TCP, addr(999), b, now, false).is_none());
+        assert!(t.get(TCP, addr(0), b, now, false).is_some());
+    }
+
+    #[test]
+    fn a_full_table_drops_unanswered_starts_to_take_new_flows() {
+        let mut t = Table::new(1000, Duration::from_secs(120));
+        let b: SocketAddr = "198.51.100.1:443".parse().unwrap();
+        let t0 = Duration::from_secs(10);
+        // A scan: a thousand SYNs nobody answers.
+        for i in 0..1000 {
+            t.get(TCP, addr(i), b, t0, false)
+                .unwrap()
+                .0
+                .count(true, None);
+        }
+        // Within a second they may still be answered: a new flow is refused.
+        assert!(
+            t.get(TCP, addr(5000), b, t0 + Duration::from_millis(500), false)
+                .is_none()
+        );
+        assert_eq!(t.refused, 1);
+        // A flow that is talking is never dropped to make room.
+        let (f, _, _) = t
+            .get(TCP, addr(7), b, t0 + Duration::from_millis(600), false)
+            .unwrap();
+        f.count(false, None);
+        // After a second the unanswered ones give way to the next flow start.
+        let (f, ..) = t
+            .get(TCP, addr(5001), b, t0 + Duration::from_millis(1700), false)
+            .unwrap();
+        f.count(true, None);
+        assert_eq!(t.evicted, 999);
+        assert_eq!(t.len(), 2);
+        assert!(
+            t.get(TCP, addr(7), b, t0 + Duration::from_millis(1800), false)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_table_full_of_live_flows_refuses_without_walking_it_for_each() {
+        let mut t = Table::new(100, Duration::from_secs(120));
+        let b: SocketAddr = "198.51.100.1:443".parse().unwrap();
+        let t0 = Duration::from_secs(10);
+        for i in 0..100 {
+            let (f, ..) = t.get(TCP, addr(i), b, t0, false).unwrap();
+            f.count(true, None);
+            f.count(false, None);
+        }
+        for i in 0..10_000 {
+            assert!(
+                t.get(TCP, addr(1000 + i), b, t0 + Duration::from_secs(2), false)
+                    .is_none()
+            );
+        }
+        assert_eq!((t.refused, t.evicted, t.len()), (10_000, 0, 100));
+        // Rate limited: the same instant made room once; a tenth of a second later, again.
+        assert_eq!(t.last_relief, Some(t0 + Duration::from_secs(2)));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::signature;
 pub fn frames(data: &[u8]) {
     let mut inspector = Inspector::new(Config {
         max_flows: 64,
+        max_done: 64,
         ..Config::default()
     });
     let mut out = Vec::new();

@@ -116,8 +116,11 @@ impl Resume {
 /// Limits and local knowledge.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Flows tracked at once.
+    /// Flows being classified at once.
     pub max_flows: usize,
+    /// Classified flows remembered (so their later packets are ignored): a fingerprint of
+    /// eight bytes each, in two generations.
+    pub max_done: usize,
     /// A flow quiet for this long is forgotten.
     pub idle: Duration,
     /// Data-like names under one zone from one client before it is called a DNS tunnel.
@@ -130,6 +133,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_flows: 65_536,
+            max_done: 1 << 20,
             idle: Duration::from_secs(120),
             tunnel_names: 10,
             tunnel_records: 30,
@@ -180,7 +184,7 @@ pub struct Inspector {
 impl Inspector {
     pub fn new(config: Config) -> Self {
         Self {
-            table: Table::new(config.max_flows, config.idle),
+            table: Table::with_done(config.max_flows, config.max_done, config.idle),
             zones: HashMap::default(),
             config,
             stats: Stats::default(),
