@@ -50,6 +50,26 @@ pub(crate) enum Command {
         #[arg(long)]
         filter: bool,
     },
+    /// Run packet inspection on a live interface, as the daemon does, and print one line per
+    /// observation, as `replay` does; nothing is reset, reported or quarantined. On stop, the
+    /// number of frames, flows and observations goes to standard error.
+    Watch {
+        /// The interface to capture on.
+        #[arg(long)]
+        interface: String,
+        /// The policy file.
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many seconds (default: run until interrupted).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Leave the kernel filter off: every frame comes up to be inspected.
+        #[arg(long)]
+        unfiltered: bool,
+    },
     /// Take a device out of quarantine. The running agent applies it at once (firewall,
     /// resolver, the state file) and records who released it and why.
     Release {

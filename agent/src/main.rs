@@ -44,6 +44,13 @@ fn main() -> ExitCode {
             at,
             filter,
         } => replay(&file, &policy, json, filter, at.as_deref()),
+        Command::Watch {
+            interface,
+            policy,
+            json,
+            seconds,
+            unfiltered,
+        } => watch(&interface, &policy, json, seconds, unfiltered),
     }
 }
 
@@ -165,6 +172,49 @@ fn replay(file: &Path, path: &Path, json: bool, filter: bool, at: Option<&str>) 
         }
         Err(e) => {
             eprintln!("error: {}: {e}", file.display());
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn watch(
+    interface: &str,
+    path: &Path,
+    json: bool,
+    seconds: Option<u64>,
+    unfiltered: bool,
+) -> ExitCode {
+    use schoolgate_agent::replay::{Format, Options, observe};
+    let Some(policy) = load_or_report(path) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let mut frames = match schoolgate_agent::capture::live::open(interface, unfiltered) {
+        Ok((frames, _)) => frames,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let options = Options {
+        at: None,
+        format: if json { Format::Json } else { Format::Text },
+        // The kernel filtered already (unless asked not to).
+        filter: false,
+    };
+    let until = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    let filter = if unfiltered { "off" } else { "on" };
+    eprintln!("watching {interface} (kernel filter {filter}); nothing is acted on");
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match observe(&policy, &mut frames, options, until, &mut out) {
+        Ok(summary) => {
+            eprintln!(
+                "{interface}: {} frames, {} flows, {} observations",
+                summary.packets, summary.flows, summary.observations
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {interface}: {e}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

@@ -1,9 +1,10 @@
-//! `replay`: the inspection pipeline over a capture file, each observation judged by the
-//! policy and printed, as text or JSON lines. The same [`Inspector`] and [`judge`] run on
-//! the LAN interface, through the same [`Pipeline`]; only the source of frames differs.
+//! `replay` and `watch`: the inspection pipeline over a capture file or a live interface,
+//! each observation judged by the policy and printed, as text or JSON lines, and nothing
+//! acted on. The same [`Inspector`] and [`judge`] run in the daemon, through the same
+//! [`Pipeline`]; only the source of frames and what follows the verdict differ.
 
 use std::io::{self, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use schoolgate_engine::{Client, MacAddr, Policy};
@@ -36,7 +37,7 @@ pub struct Options {
 /// What a replay went through.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
-    /// Every frame in the file.
+    /// Every frame read (from an interface: every frame the kernel filter passed).
     pub packets: u64,
     /// Frames the kernel filter dropped (with [`Options::filter`]).
     pub filtered: u64,
@@ -111,10 +112,34 @@ pub fn replay(
     options: Options,
     out: &mut dyn Write,
 ) -> Result<Summary, ReplayError> {
-    let Options { at, format, filter } = options;
     let mut frames = FileFrames::new(bytes)?;
+    observe(policy, &mut frames, options, None, out)
+}
+
+/// Inspects frames from `frames` until it ends or `until` passes, and writes one line per
+/// observation.
+pub fn observe(
+    policy: &Policy,
+    frames: &mut dyn Frames,
+    options: Options,
+    until: Option<Instant>,
+    out: &mut dyn Write,
+) -> Result<Summary, ReplayError> {
+    let Options { at, format, filter } = options;
     let mut pipeline = Pipeline::new(Config::default(), filter);
-    while let Next::Frame(frame) = frames.next()? {
+    loop {
+        if until.is_some_and(|u| Instant::now() >= u) {
+            break;
+        }
+        let frame = match frames.next()? {
+            Next::Frame(f) => f,
+            // A quiet moment: show what was seen so far.
+            Next::Idle => {
+                out.flush()?;
+                continue;
+            }
+            Next::End => break,
+        };
         for obs in pipeline.frame(frame).drain(..) {
             let now = at.unwrap_or_else(|| instant(obs.time).unwrap_or(Timestamp::UNIX_EPOCH));
             let client = Client::new(obs.client.ip(), obs.client_mac.map(MacAddr));
