@@ -178,7 +178,9 @@ pub fn act(
     }
     if obs.name_source == Some(NameSource::Dns) {
         let ours = match obs.technique {
-            Some(Technique::DnsTunnel) => true,
+            // The resolver answers DNS; what it cannot see in a question is a tunnel, or a
+            // DNSCrypt client's first step.
+            Some(Technique::DnsTunnel | Technique::Dnscrypt) => true,
             Some(Technique::ExternalDns) => firewall.is_none(),
             _ => false,
         };

@@ -14,7 +14,8 @@
 //!   four-byte zero marker), not ESP-in-UDP.
 //! - UDP payload of at most [`UDP_SMALL`] bytes: WireGuard and OpenVPN handshakes, DNS.
 //! - Larger UDP when the first byte is a QUIC long header of an Initial (`110xxxxx`) or a
-//!   Google QUIC packet carrying a version (`00xxxxx1`); short-header QUIC (bulk) does not.
+//!   Google QUIC packet carrying a version (`00xxxxx1`), or a DNSCrypt resolver's answer (its
+//!   fixed eight-byte magic, `r6fnvWj8`); short-header QUIC (bulk) does not.
 //! - ICMP and ICMPv6, all of it (tunnels hide in echo payloads; the volume is small).
 //! - ESP up to [`ESP_SMALL`] bytes of IP packet.
 //! - IPv6 packets whose next header is an extension header, and VLAN-tagged frames the
@@ -105,6 +106,7 @@ enum Label {
     Udp4500,
     LargeUdp,
     QuicLike,
+    DnsCrypt,
     Esp4,
     Esp6,
 }
@@ -230,7 +232,12 @@ pub fn program(framing: Framing) -> Vec<Insn> {
         Jump(JEQ, 0xc0, Accept, None),
         Op(LD | B | IND, l3 + 8),
         Op(ALU | AND, 0xc1),
-        Jump(JEQ, 0x01, Accept, Some(Drop)),
+        Jump(JEQ, 0x01, Accept, None),
+        Op(LD | W | IND, l3 + 8),
+        Jump(JEQ, u32::from_be_bytes(*b"r6fn"), DnsCrypt, Some(Drop)),
+        Mark(DnsCrypt),
+        Op(LD | W | IND, l3 + 12),
+        Jump(JEQ, u32::from_be_bytes(*b"vWj8"), Accept, Some(Drop)),
     ]);
     s.extend([Mark(Accept), Op(RET, KEEP), Mark(Drop), Op(RET, 0)]);
     assemble(&s)
@@ -496,6 +503,11 @@ mod tests {
         );
         assert!(passes(&udp4(50000, 1194, &[0x38; 14])), "OpenVPN reset");
         assert!(!passes(&udp4(51820, 50000, &[4; 1400])), "WireGuard data");
+        let mut answer = b"r6fnvWj8".to_vec();
+        answer.resize(600, 0x5a);
+        assert!(passes(&udp4(443, 50000, &answer)), "DNSCrypt answer");
+        answer[7] = b'9';
+        assert!(!passes(&udp4(443, 50000, &answer)), "not quite DNSCrypt");
         assert!(passes(&udp4(50000, 53, &[0; 600])), "DNS");
         assert!(
             passes(&udp4(4500, 4500, &[0, 0, 0, 0, 0x21, 0x20])),

@@ -110,6 +110,8 @@ pub struct Flow {
     pub quic: Option<(Vec<u8>, Crypto)>,
     /// OpenVPN: the session ID of the client's reset, waiting for the server's echo.
     pub openvpn: Option<[u8; 8]>,
+    /// OpenVPN: each side followed from its reset (client, server).
+    pub openvpn_sides: [crate::signature::OpenVpnSide; 2],
     /// SOCKS: the client's greeting, waiting for the server's reply.
     pub socks: Option<SocksHello>,
     /// DNS names already reported on this flow.

@@ -60,6 +60,15 @@ pub fn datagram(data: &[u8]) {
     if let Some(hello) = signature::socks_hello(data) {
         let _ = signature::socks_reply(&hello, data);
     }
+    let _ = signature::dnscrypt_answer(data);
+    let mut side = signature::OpenVpnSide::default();
+    for chunk in data.chunks(64) {
+        let _ = side.push(chunk);
+    }
+    let _ = signature::openvpn_tcp_side(data);
+    if let Ok(name) = std::str::from_utf8(data) {
+        let _ = signature::dnscrypt_certificate_name(name);
+    }
     let _ = crate::http::request(data);
     let _ = crate::dns::query(data);
 }

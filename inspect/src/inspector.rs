@@ -153,6 +153,10 @@ pub struct Stats {
 const MAX_PACKETS: u32 = 12;
 /// WireGuard data messages (same index each way) before a flow is called WireGuard.
 const WG_DATA: u32 = 4;
+/// Datagrams from a UDP flow's client before it is given up on: every UDP classifier needs
+/// fewer (a QUIC hello spans at most a few Initials; tunnels show themselves in their first
+/// exchanges), and giving up is what records the flow for judging by its address.
+const UDP_MAX_PACKETS: u32 = 6;
 /// Echo requests that look like tunnelled data before a flow is called an ICMP tunnel.
 const ICMP_SUSPECT: u32 = 3;
 /// DNS names reported per flow (a resolver's flow from one port carries many).
@@ -306,7 +310,13 @@ impl Inspector {
                 let mut found = Found::name(Carrier::Udp, q.name.clone(), NameSource::Dns);
                 found.evidence =
                     format!("DNS query {} (type {}) to {}", q.name, q.qtype, key.server);
-                if tunnel {
+                if signature::dnscrypt_certificate_name(&q.name) {
+                    found.technique = Some(Technique::Dnscrypt);
+                    found.evidence = format!(
+                        "DNS question for a DNSCrypt resolver's certificate ({}) to {}",
+                        q.name, key.server
+                    );
+                } else if tunnel {
                     found.technique = Some(Technique::DnsTunnel);
                     found.evidence = format!(
                         "many questions under {} from one device carrying data (long random names or NULL/TXT records), the last {} type {}",
@@ -328,12 +338,13 @@ impl Inspector {
         let found = if from_client {
             classify_udp_client(f, &key, payload)
         } else {
-            classify_udp_server(f, payload)
+            classify_udp_server(f, &key, payload)
         }
-        .or_else(|| wireguard_session(f, from_client, payload));
+        .or_else(|| wireguard_session(f, from_client, payload))
+        .or_else(|| openvpn_session(f, from_client, payload));
         let found = match found {
             Some(found) => Some(found),
-            None if f.from_client >= MAX_PACKETS => Some(Found::nothing(if f.quic.is_some() {
+            None if f.from_client >= UDP_MAX_PACKETS => Some(Found::nothing(if f.quic.is_some() {
                 Carrier::Quic
             } else {
                 Carrier::Udp
@@ -567,6 +578,19 @@ fn classify_tcp(f: &mut flow::Flow, key: &FlowKey) -> Option<Found> {
         found.evidence = format!("SSH banner {banner:?} on port {}", key.server.port());
         return Some(found);
     }
+    // DNSCrypt over TCP: a length-framed answer with the resolver's magic.
+    if f.down
+        .bytes
+        .get(2..)
+        .is_some_and(signature::dnscrypt_answer)
+    {
+        let mut found = Found::technique(Carrier::Tcp, Technique::Dnscrypt);
+        found.evidence = format!(
+            "DNSCrypt answer over TCP (resolver magic r6fnvWj8) from {}",
+            key.server
+        );
+        return Some(found);
+    }
     if up.is_empty() {
         return None;
     }
@@ -628,6 +652,18 @@ fn classify_tcp(f: &mut flow::Flow, key: &FlowKey) -> Option<Found> {
             return None;
         }
     }
+    // OpenVPN over TCP, either side alone: a reset, then control messages under its
+    // session ID.
+    for (bytes, side) in [(up, "client"), (&f.down.bytes, "server")] {
+        if signature::openvpn_tcp_side(bytes) {
+            let mut found = Found::technique(Carrier::Tcp, Technique::Openvpn);
+            found.evidence = format!(
+                "OpenVPN session over TCP to {}: a hard reset from the {side}, then control messages under its session ID",
+                key.server
+            );
+            return Some(found);
+        }
+    }
     // OpenVPN over TCP: a length-framed client reset, then the server's echo.
     if let Some(first) = signature::openvpn_tcp_packet(up)
         && let Some(session) = signature::openvpn_client_reset(first)
@@ -639,6 +675,13 @@ fn classify_tcp(f: &mut flow::Flow, key: &FlowKey) -> Option<Found> {
                 found.evidence =
                     format!("OpenVPN session reset to {} over TCP, answered", key.server);
                 return Some(found);
+            }
+            // A server reset that does not show the client's session (tls-crypt): the
+            // sides' control messages will tell.
+            let mut server = signature::OpenVpnSide::default();
+            server.push(reply);
+            if server.started() {
+                return None;
             }
             return Some(Found::nothing(Carrier::Tcp));
         }
@@ -715,6 +758,16 @@ fn classify_udp_client(f: &mut flow::Flow, key: &FlowKey, payload: &[u8]) -> Opt
         );
         return Some(found);
     }
+    if let Some(q) = dns::query(payload)
+        && signature::dnscrypt_certificate_name(&q.name)
+    {
+        let mut found = Found::technique(Carrier::Udp, Technique::Dnscrypt);
+        found.evidence = format!(
+            "DNS question for a DNSCrypt resolver's certificate ({}) to {}",
+            q.name, key.server
+        );
+        return Some(found);
+    }
     if let Some(session) = signature::openvpn_client_reset(payload) {
         f.openvpn = Some(session);
     }
@@ -740,8 +793,30 @@ fn wireguard_session(f: &mut flow::Flow, from_client: bool, payload: &[u8]) -> O
     })
 }
 
+/// OpenVPN from either side's packets alone: a reset, then control messages under its
+/// session ID.
+fn openvpn_session(f: &mut flow::Flow, from_client: bool, payload: &[u8]) -> Option<Found> {
+    let side = f.openvpn_sides.get_mut(usize::from(!from_client))?;
+    side.push(payload).then(|| {
+        let mut found = Found::technique(Carrier::Udp, Technique::Openvpn);
+        found.evidence = format!(
+            "OpenVPN session: a hard reset from the {}, then control messages under its session ID",
+            if from_client { "client" } else { "server" }
+        );
+        found
+    })
+}
+
 /// Classifies a datagram from the server (answers that confirm what the client began).
-fn classify_udp_server(f: &mut flow::Flow, payload: &[u8]) -> Option<Found> {
+fn classify_udp_server(f: &mut flow::Flow, key: &FlowKey, payload: &[u8]) -> Option<Found> {
+    if signature::dnscrypt_answer(payload) {
+        let mut found = Found::technique(Carrier::Udp, Technique::Dnscrypt);
+        found.evidence = format!(
+            "DNSCrypt answer (resolver magic r6fnvWj8) from {}",
+            key.server
+        );
+        return Some(found);
+    }
     if let Some(session) = &f.openvpn
         && signature::openvpn_server_reset(payload, session)
     {
@@ -805,5 +880,86 @@ mod tests {
         assert_eq!(seen[0].technique, Some(Technique::DnsOverTls));
         assert!(seen[0].evidence.contains("refused"), "{}", seen[0].evidence);
         assert!(run(443).is_empty());
+    }
+
+    fn datagram(from_client: bool, port: u16, payload: &[u8]) -> Vec<u8> {
+        let (a, b, sp, dp) = if from_client {
+            ([10, 77, 0, 10], [198, 51, 100, 53], 40000, port)
+        } else {
+            ([198, 51, 100, 53], [10, 77, 0, 10], port, 40000)
+        };
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(a, b, 64)
+            .udp(sp, dp)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    fn inspect(frames: &[Vec<u8>]) -> Vec<Observation> {
+        let mut i = Inspector::new(Config::default());
+        let mut out = Vec::new();
+        for (n, frame) in frames.iter().enumerate() {
+            let p = packet::view(LinkType::RawIp, frame).unwrap();
+            i.packet(Duration::from_millis(n as u64), &p, &mut out);
+        }
+        out
+    }
+
+    /// A DNS question for `name`, type TXT.
+    fn question(name: &str) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            m.push(u8::try_from(label.len()).unwrap());
+            m.extend_from_slice(label.as_bytes());
+        }
+        m.extend_from_slice(&[0, 0, 16, 0, 1]);
+        m
+    }
+
+    /// A DNSCrypt exchange as a client and resolver make it: a padded query behind the
+    /// certificate's client magic, and an answer behind the resolver magic, echoing the
+    /// client's nonce half.
+    fn dnscrypt_exchange(resolver_magic: &[u8; 8]) -> [Vec<u8>; 2] {
+        let mut query: Vec<u8> = (0..1088u32).map(|i| (i * 73 % 251) as u8).collect();
+        query[..8].copy_from_slice(&[0xe3, 0xc3, 0xea, 0xc4, 0x70, 0x1b, 0x47, 0xd5]);
+        let mut answer = resolver_magic.to_vec();
+        answer.extend_from_slice(&query[40..52]);
+        answer.extend((0..220u32).map(|i| (i * 31 % 253) as u8));
+        [datagram(true, 443, &query), datagram(false, 443, &answer)]
+    }
+
+    #[test]
+    fn dnscrypt_is_told_by_its_answers_and_its_certificate_question() {
+        let seen = inspect(&dnscrypt_exchange(b"r6fnvWj8"));
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].technique, Some(Technique::Dnscrypt));
+        assert_eq!(seen[0].client.port(), 40000);
+        assert!(
+            seen[0].evidence.contains("r6fnvWj8"),
+            "{}",
+            seen[0].evidence
+        );
+        // The same exchange with any other eight bytes in front is not DNSCrypt.
+        let other = inspect(&dnscrypt_exchange(b"r6fnvWj9"));
+        assert!(other.iter().all(|o| o.technique.is_none()), "{other:?}");
+
+        // The certificate question, on the resolver's own port or through port 53.
+        for port in [443, 5353, 53] {
+            let seen = inspect(&[datagram(
+                true,
+                port,
+                &question("2.dnscrypt-cert.resolver.example"),
+            )]);
+            assert_eq!(seen.len(), 1, "{port}: {seen:?}");
+            assert_eq!(seen[0].technique, Some(Technique::Dnscrypt), "{port}");
+            assert!(
+                seen[0]
+                    .evidence
+                    .contains("2.dnscrypt-cert.resolver.example")
+            );
+        }
+        let plain = inspect(&[datagram(true, 53, &question("dnscrypt-cert.example"))]);
+        assert_eq!(plain[0].technique, Some(Technique::ExternalDns));
     }
 }

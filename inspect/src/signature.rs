@@ -81,6 +81,83 @@ pub fn openvpn_server_reset(p: &[u8], client: &[u8; 8]) -> bool {
     window.windows(8).any(|w| w == client)
 }
 
+/// `P_CONTROL_V1` and `P_ACK_V1`: the control channel's messages, which carry the sender's
+/// session ID like the resets do. (QUIC's short headers, which also repeat eight bytes
+/// after their first, always have the 0x40 bit set, so never carry these opcodes.)
+const OVPN_CONTROL: u8 = 4;
+const OVPN_ACK: u8 = 5;
+/// Control messages after a reset, with its session ID, that make one side of a session.
+const OVPN_SESSION_CONTROL: u8 = 2;
+
+/// One side of a possible OpenVPN session, followed packet by packet: a hard reset, then
+/// control and ACK messages under the same 8-byte session ID. Either side alone is enough,
+/// which finds sessions whose other side is not seen (asymmetric routing, or NAT between
+/// the two halves of a capture) and sessions under tls-crypt, where the server's reset
+/// no longer shows the client's session ID in clear.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpenVpnSide {
+    session: Option<[u8; 8]>,
+    control: u8,
+    /// The side's first packet was no reset: not followed any further.
+    other: bool,
+}
+
+impl OpenVpnSide {
+    /// Takes the side's next packet (a UDP datagram, or a TCP packet without its length);
+    /// true once the side is an OpenVPN session.
+    pub fn push(&mut self, p: &[u8]) -> bool {
+        if self.other {
+            return false;
+        }
+        let (Some(&first), Some(id)) = (p.first(), p.get(1..9)) else {
+            self.other |= self.session.is_none();
+            return false;
+        };
+        let opcode = first >> 3;
+        match self.session {
+            None => {
+                let reset = matches!(
+                    opcode,
+                    OVPN_HARD_RESET_CLIENT_V1
+                        | OVPN_HARD_RESET_SERVER_V1
+                        | OVPN_HARD_RESET_CLIENT_V2
+                        | OVPN_HARD_RESET_SERVER_V2
+                        | OVPN_HARD_RESET_CLIENT_V3
+                );
+                if reset && first & 0x07 == 0 && p.len() >= 14 {
+                    self.session = id.try_into().ok();
+                } else {
+                    self.other = true;
+                }
+            }
+            Some(session) => {
+                if matches!(opcode, OVPN_CONTROL | OVPN_ACK) && id == session {
+                    self.control = self.control.saturating_add(1);
+                }
+            }
+        }
+        self.control >= OVPN_SESSION_CONTROL
+    }
+
+    /// Whether the side began with a reset.
+    pub fn started(&self) -> bool {
+        self.session.is_some()
+    }
+}
+
+/// [`OpenVpnSide`] over one direction of a TCP stream (length-framed packets).
+pub fn openvpn_tcp_side(stream: &[u8]) -> bool {
+    let mut side = OpenVpnSide::default();
+    let mut rest = stream;
+    while let Some(p) = openvpn_tcp_packet(rest) {
+        if side.push(p) {
+            return true;
+        }
+        rest = rest.get(2 + p.len()..).unwrap_or_default();
+    }
+    false
+}
+
 /// OpenVPN over TCP: each packet is preceded by its length; this is the packet, if the
 /// length fits what arrived.
 pub fn openvpn_tcp_packet(stream: &[u8]) -> Option<&[u8]> {
@@ -223,6 +300,29 @@ pub fn socks_reply(hello: &SocksHello, reply: &[u8]) -> bool {
     }
 }
 
+/// The magic a DNSCrypt (version 2) resolver puts first in every answer.
+pub const DNSCRYPT_ANSWER_MAGIC: &[u8; 8] = b"r6fnvWj8";
+
+/// A DNSCrypt answer: the resolver's magic, the 24-byte nonce (the client's half echoed,
+/// then the resolver's), then at least the 16-byte authentication tag. The client's queries
+/// start with a magic taken from the resolver's certificate, random to an observer, so it is
+/// the answers that give DNSCrypt away.
+pub fn dnscrypt_answer(payload: &[u8]) -> bool {
+    payload.len() >= DNSCRYPT_ANSWER_MAGIC.len() + 24 + 16
+        && payload.starts_with(DNSCRYPT_ANSWER_MAGIC)
+}
+
+/// A question for a DNSCrypt resolver's certificate, which a client asks before anything
+/// else, in plain DNS: `<version>.dnscrypt-cert.<provider name>` (version 2 today).
+pub fn dnscrypt_certificate_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > 16
+        && b.first().is_some_and(u8::is_ascii_digit)
+        && name
+            .get(1..16)
+            .is_some_and(|p| p.eq_ignore_ascii_case(".dnscrypt-cert."))
+}
+
 /// Whether a TLS server name looks like the random ones Tor clients send: `www.`, then
 /// 4 to 25 characters of base32 (a–z, 2–7) with at least one digit, then `.com` or `.net`.
 /// Tor's clients also offer no ALPN, unlike browsers, which the caller checks: a real short
@@ -277,6 +377,91 @@ pub fn icmp_tunnel_like(payload: &[u8]) -> bool {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    /// An OpenVPN packet: opcode and key ID, session ID, then `rest` bytes (tls-crypt's
+    /// packet ID, tag and ciphertext look like noise).
+    fn ovpn(opcode: u8, session: [u8; 8], rest: usize) -> Vec<u8> {
+        let mut p = vec![opcode << 3];
+        p.extend_from_slice(&session);
+        p.extend((0..rest).map(|i| (i * 89 % 256) as u8));
+        p
+    }
+
+    #[test]
+    fn openvpn_sides_from_their_own_packets() {
+        let s = [0x97, 0x53, 0x56, 0x89, 0x24, 0x84, 0x2f, 0x7b];
+        // Client under tls-crypt: reset, ACK, control.
+        let mut side = OpenVpnSide::default();
+        assert!(!side.push(&ovpn(7, s, 77)));
+        assert!(side.started());
+        assert!(!side.push(&ovpn(5, s, 85)));
+        assert!(side.push(&ovpn(4, s, 360)));
+        // Server: reset, then control messages.
+        let mut server = OpenVpnSide::default();
+        for (op, expect) in [(8, false), (4, false), (4, true)] {
+            assert_eq!(server.push(&ovpn(op, s, 89)), expect);
+        }
+        // Another session's control messages do not count.
+        let mut mixed = OpenVpnSide::default();
+        mixed.push(&ovpn(7, s, 40));
+        let other = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert!(!mixed.push(&ovpn(4, other, 40)));
+        assert!(!mixed.push(&ovpn(5, other, 40)));
+        // QUIC short headers repeat their connection ID after the first byte, but always
+        // have the 0x40 bit: never a reset followed by control messages.
+        let mut quic = OpenVpnSide::default();
+        for first in [0x41u8, 0x48, 0x4f, 0x55, 0x5c, 0x43] {
+            let mut p = vec![first];
+            p.extend_from_slice(&s);
+            p.resize(1200, 0xaa);
+            assert!(!quic.push(&p));
+        }
+        // A side that does not begin with a reset is not followed.
+        let mut late = OpenVpnSide::default();
+        assert!(!late.push(&ovpn(4, s, 40)));
+        assert!(!late.push(&ovpn(7, s, 40)));
+        assert!(!late.push(&ovpn(4, s, 40)));
+        assert!(!late.push(&ovpn(4, s, 40)));
+        // Over TCP, framed by length.
+        let mut stream = Vec::new();
+        for (op, n) in [(7, 45), (5, 53), (4, 344)] {
+            let p = ovpn(op, s, n);
+            stream.extend_from_slice(&u16::try_from(p.len()).unwrap().to_be_bytes());
+            stream.extend_from_slice(&p);
+        }
+        assert!(openvpn_tcp_side(&stream));
+        assert!(!openvpn_tcp_side(&stream[..stream.len() - 1]));
+    }
+
+    #[test]
+    fn dnscrypt_answers_and_certificate_names() {
+        let mut answer = b"r6fnvWj8".to_vec();
+        answer.resize(47, 0);
+        assert!(!dnscrypt_answer(&answer), "too short for nonce and tag");
+        answer.push(0);
+        assert!(dnscrypt_answer(&answer));
+        assert!(!dnscrypt_answer(
+            b"R6FNVWJ8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        ));
+        for yes in [
+            "2.dnscrypt-cert.resolver.example",
+            "2.DNSCrypt-Cert.example.",
+            "3.dnscrypt-cert.x",
+        ] {
+            assert!(dnscrypt_certificate_name(yes), "{yes}");
+        }
+        for no in [
+            "2.dnscrypt-cert.",
+            "dnscrypt-cert.example",
+            "x.dnscrypt-cert.example",
+            "22.dnscrypt-cert.example",
+            "2.dnscrypt-certs.example",
+            "2é.dnscrypt-cert.example",
+            "",
+        ] {
+            assert!(!dnscrypt_certificate_name(no), "{no}");
+        }
+    }
 
     #[test]
     fn wireguard_messages_by_type_and_length() {
