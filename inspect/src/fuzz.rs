@@ -61,6 +61,7 @@ pub fn datagram(data: &[u8]) {
         let _ = signature::socks_reply(&hello, data);
     }
     let _ = signature::dnscrypt_answer(data);
+    let _ = crate::certificate::from_server(data);
     let mut side = signature::OpenVpnSide::default();
     for chunk in data.chunks(64) {
         let _ = side.push(chunk);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use schoolgate_engine::Technique;
 
+use crate::certificate;
 use crate::flow::{self, FlowKey, Table};
 use crate::packet::{Packet, Transport};
 use crate::tls::{self, Ech, Parsed as TlsParsed};
@@ -53,6 +54,8 @@ pub enum NameSource {
     Dns,
     /// A SOCKS4a destination.
     Socks,
+    /// The server's certificate (TLS up to 1.2), for a ClientHello without SNI.
+    Certificate,
 }
 
 /// What inspection saw of one flow (or one DNS question).
@@ -67,6 +70,8 @@ pub struct Observation {
     /// The host name the client named, if it named one.
     pub name: Option<String>,
     pub name_source: Option<NameSource>,
+    /// Other names the same evidence gives (a certificate's other names), bounded.
+    pub also_names: Vec<String>,
     /// A way round the filter the packets themselves show (the lists may add one later).
     pub technique: Option<Technique>,
     /// What was seen, in plain words, bounded.
@@ -258,8 +263,8 @@ impl Inspector {
         if !grew && f.from_client < MAX_PACKETS {
             return;
         }
-        let verdict = classify_tcp(f, &key);
         let give_up = f.from_client >= MAX_PACKETS || f.up.bytes.len() >= flow::MAX_STREAM;
+        let verdict = classify_tcp(f, &key, give_up);
         let found = match verdict {
             Some(o) => Some(o),
             None if give_up => Some(Found::nothing(Carrier::Tcp)),
@@ -452,6 +457,7 @@ struct Found {
     carrier: Option<Carrier>,
     name: Option<String>,
     name_source: Option<NameSource>,
+    also_names: Vec<String>,
     technique: Option<Technique>,
     evidence: String,
     alpn: Vec<String>,
@@ -506,6 +512,7 @@ impl Found {
             carrier: self.carrier.unwrap_or(Carrier::Tcp),
             name: self.name,
             name_source: self.name_source,
+            also_names: self.also_names,
             technique: self.technique,
             evidence,
             alpn: self.alpn,
@@ -569,7 +576,7 @@ fn hello_found(h: tls::ClientHello, carrier: Carrier, key: &FlowKey) -> Found {
 }
 
 /// Tries every TCP classifier on what the flow has so far.
-fn classify_tcp(f: &mut flow::Flow, key: &FlowKey) -> Option<Found> {
+fn classify_tcp(f: &mut flow::Flow, key: &FlowKey, give_up: bool) -> Option<Found> {
     let up = &f.up.bytes;
     // SSH: either side's banner.
     if let Some(banner) = signature::ssh_banner(up).or_else(|| signature::ssh_banner(&f.down.bytes))
@@ -595,7 +602,28 @@ fn classify_tcp(f: &mut flow::Flow, key: &FlowKey) -> Option<Found> {
         return None;
     }
     match tls::from_records(up) {
-        TlsParsed::Hello(h) => return Some(hello_found(h, Carrier::Tcp, key)),
+        TlsParsed::Hello(h) => {
+            let mut found = hello_found(h, Carrier::Tcp, key);
+            // No SNI and nothing else told: the server's certificate may say where it went.
+            if found.name.is_none() && found.technique.is_none() {
+                match certificate::from_server(&f.down.bytes) {
+                    certificate::Names::Incomplete if !give_up => return None,
+                    certificate::Names::Names(names) => {
+                        found.evidence = format!(
+                            "{}; the server's certificate names {}",
+                            found.evidence,
+                            names.join(", ")
+                        );
+                        let mut names = names.into_iter();
+                        found.name = names.next();
+                        found.name_source = Some(NameSource::Certificate);
+                        found.also_names = names.collect();
+                    }
+                    _ => {}
+                }
+            }
+            return Some(found);
+        }
         TlsParsed::Incomplete { .. } => return None,
         TlsParsed::NotHello => {}
     }

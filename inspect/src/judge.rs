@@ -58,11 +58,19 @@ pub fn judge<'p>(
     quarantined: bool,
 ) -> Verdict<'p> {
     let server = obs.server.ip().to_string();
-    let by_name = obs
-        .name
-        .as_deref()
-        .map(|n| classify(policy, n))
-        .unwrap_or_default();
+    // The name, or, when it is in no list and the evidence gave others (a certificate's
+    // names), the first of those that is: a server whose certificate also names a listed
+    // service is that service's. A wildcard name stands for its domain.
+    let (name, by_name) = std::iter::once(obs.name.as_deref())
+        .flatten()
+        .chain(obs.also_names.iter().map(String::as_str))
+        .map(|n| n.strip_prefix("*.").unwrap_or(n))
+        .map(|n| (n, classify(policy, n)))
+        .find(|(_, c)| *c != Classified::default())
+        .map_or_else(
+            || (obs.name.as_deref(), Classified::default()),
+            |(n, c)| (Some(n), c),
+        );
     // A DNS question is about its name, not the resolver it went to.
     let connection = obs.name_source != Some(NameSource::Dns);
     let by_address = if connection {
@@ -76,7 +84,7 @@ pub fn judge<'p>(
         None
     };
     let technique = obs.technique.or(listed.map(|t| refine(t, obs)));
-    let target = obs.name.as_deref().unwrap_or(&server);
+    let target = name.unwrap_or(&server);
     let mut decision = decide(policy, client, target, now, quarantined);
     // A name that decides nothing may still be on a listed address (a Tor relay with a
     // random SNI): the address decides then.

@@ -10,6 +10,7 @@
 //! - [`gquic`]: the server name in a Google QUIC client hello, which is not encrypted.
 
 pub mod capture_file;
+pub mod certificate;
 pub mod dns;
 pub mod filter;
 pub mod flow;

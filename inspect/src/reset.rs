@@ -86,6 +86,7 @@ mod tests {
             carrier: Carrier::Tcp,
             name: Some("blocked.example".into()),
             name_source: None,
+            also_names: vec![],
             technique: None,
             evidence: String::new(),
             alpn: vec![],
