@@ -206,6 +206,11 @@ pub fn program(framing: Framing) -> Vec<Insn> {
     }
     s.push(Goto(Drop));
     // UDP: X = IP header length.
+    let [m0, m1, m2, m3, m4, m5, m6, m7] = *crate::signature::DNSCRYPT_ANSWER_MAGIC;
+    let dnscrypt_magic = (
+        u32::from_be_bytes([m0, m1, m2, m3]),
+        u32::from_be_bytes([m4, m5, m6, m7]),
+    );
     s.extend([
         Mark(Udp),
         Op(LDX | MEM, 0),
@@ -234,10 +239,10 @@ pub fn program(framing: Framing) -> Vec<Insn> {
         Op(ALU | AND, 0xc1),
         Jump(JEQ, 0x01, Accept, None),
         Op(LD | W | IND, l3 + 8),
-        Jump(JEQ, u32::from_be_bytes(*b"r6fn"), DnsCrypt, Some(Drop)),
+        Jump(JEQ, dnscrypt_magic.0, DnsCrypt, Some(Drop)),
         Mark(DnsCrypt),
         Op(LD | W | IND, l3 + 12),
-        Jump(JEQ, u32::from_be_bytes(*b"vWj8"), Accept, Some(Drop)),
+        Jump(JEQ, dnscrypt_magic.1, Accept, Some(Drop)),
     ]);
     s.extend([Mark(Accept), Op(RET, KEEP), Mark(Drop), Op(RET, 0)]);
     assemble(&s)

@@ -317,10 +317,7 @@ impl Inspector {
                     format!("DNS query {} (type {}) to {}", q.name, q.qtype, key.server);
                 if signature::dnscrypt_certificate_name(&q.name) {
                     found.technique = Some(Technique::Dnscrypt);
-                    found.evidence = format!(
-                        "DNS question for a DNSCrypt resolver's certificate ({}) to {}",
-                        q.name, key.server
-                    );
+                    found.evidence = dnscrypt_certificate_evidence(&q.name, key.server);
                 } else if tunnel {
                     found.technique = Some(Technique::DnsTunnel);
                     found.evidence = format!(
@@ -706,9 +703,7 @@ fn classify_tcp(f: &mut flow::Flow, key: &FlowKey, give_up: bool) -> Option<Foun
             }
             // A server reset that does not show the client's session (tls-crypt): the
             // sides' control messages will tell.
-            let mut server = signature::OpenVpnSide::default();
-            server.push(reply);
-            if server.started() {
+            if signature::openvpn_reset(reply).is_some() {
                 return None;
             }
             return Some(Found::nothing(Carrier::Tcp));
@@ -790,10 +785,7 @@ fn classify_udp_client(f: &mut flow::Flow, key: &FlowKey, payload: &[u8]) -> Opt
         && signature::dnscrypt_certificate_name(&q.name)
     {
         let mut found = Found::technique(Carrier::Udp, Technique::Dnscrypt);
-        found.evidence = format!(
-            "DNS question for a DNSCrypt resolver's certificate ({}) to {}",
-            q.name, key.server
-        );
+        found.evidence = dnscrypt_certificate_evidence(&q.name, key.server);
         return Some(found);
     }
     if let Some(session) = signature::openvpn_client_reset(payload) {
@@ -819,6 +811,11 @@ fn wireguard_session(f: &mut flow::Flow, from_client: bool, payload: &[u8]) -> O
         found.evidence = format!("{WG_DATA} WireGuard data messages with the same receiver index");
         found
     })
+}
+
+/// What a DNSCrypt client's first question shows.
+fn dnscrypt_certificate_evidence(name: &str, server: SocketAddr) -> String {
+    format!("DNS question for a DNSCrypt resolver's certificate ({name}) to {server}")
 }
 
 /// OpenVPN from either side's packets alone: a reset, then control messages under its

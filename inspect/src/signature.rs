@@ -51,16 +51,11 @@ const OVPN_HARD_RESET_CLIENT_V3: u8 = 10;
 /// The session ID of an OpenVPN client hard reset (the first packet of a session), if `p`
 /// (one UDP datagram, or one TCP packet without its two-byte length) is one.
 pub fn openvpn_client_reset(p: &[u8]) -> Option<[u8; 8]> {
-    let first = *p.first()?;
-    let (opcode, key_id) = (first >> 3, first & 0x07);
-    let reset = matches!(
-        opcode,
+    let client = matches!(
+        p.first()? >> 3,
         OVPN_HARD_RESET_CLIENT_V1 | OVPN_HARD_RESET_CLIENT_V2 | OVPN_HARD_RESET_CLIENT_V3
     );
-    if !reset || key_id != 0 || p.len() < 14 || p.len() > 1500 {
-        return None;
-    }
-    p.get(1..9)?.try_into().ok()
+    openvpn_reset(p).filter(|_| client && p.len() <= 1500)
 }
 
 /// Whether `p` is an OpenVPN server hard reset that acknowledges the client session `client`.
@@ -113,36 +108,36 @@ impl OpenVpnSide {
             self.other |= self.session.is_none();
             return false;
         };
-        let opcode = first >> 3;
         match self.session {
             None => {
-                let reset = matches!(
-                    opcode,
-                    OVPN_HARD_RESET_CLIENT_V1
-                        | OVPN_HARD_RESET_SERVER_V1
-                        | OVPN_HARD_RESET_CLIENT_V2
-                        | OVPN_HARD_RESET_SERVER_V2
-                        | OVPN_HARD_RESET_CLIENT_V3
-                );
-                if reset && first & 0x07 == 0 && p.len() >= 14 {
-                    self.session = id.try_into().ok();
-                } else {
-                    self.other = true;
-                }
+                self.session = openvpn_reset(p);
+                self.other = self.session.is_none();
             }
             Some(session) => {
-                if matches!(opcode, OVPN_CONTROL | OVPN_ACK) && id == session {
+                if matches!(first >> 3, OVPN_CONTROL | OVPN_ACK) && id == session {
                     self.control = self.control.saturating_add(1);
                 }
             }
         }
         self.control >= OVPN_SESSION_CONTROL
     }
+}
 
-    /// Whether the side began with a reset.
-    pub fn started(&self) -> bool {
-        self.session.is_some()
+/// The session ID of an OpenVPN hard reset from either side (key ID 0), if `p` is one.
+pub fn openvpn_reset(p: &[u8]) -> Option<[u8; 8]> {
+    let first = *p.first()?;
+    let reset = matches!(
+        first >> 3,
+        OVPN_HARD_RESET_CLIENT_V1
+            | OVPN_HARD_RESET_SERVER_V1
+            | OVPN_HARD_RESET_CLIENT_V2
+            | OVPN_HARD_RESET_SERVER_V2
+            | OVPN_HARD_RESET_CLIENT_V3
+    );
+    if !reset || first & 0x07 != 0 || p.len() < 14 {
+        return None;
     }
+    p.get(1..9)?.try_into().ok()
 }
 
 /// [`OpenVpnSide`] over one direction of a TCP stream (length-framed packets).
@@ -393,7 +388,7 @@ mod tests {
         // Client under tls-crypt: reset, ACK, control.
         let mut side = OpenVpnSide::default();
         assert!(!side.push(&ovpn(7, s, 77)));
-        assert!(side.started());
+        assert!(side.session.is_some());
         assert!(!side.push(&ovpn(5, s, 85)));
         assert!(side.push(&ovpn(4, s, 360)));
         // Server: reset, then control messages.
