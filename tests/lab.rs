@@ -322,6 +322,19 @@ impl Lab {
         self.children.push((label.to_owned(), child));
     }
 
+    /// Starts `schoolgate-agent run --policy POLICY EXTRA...` on the gateway, as `label`.
+    pub fn spawn_agent(&mut self, label: &str, policy: &Path, extra: &[&str]) {
+        let agent = workspace_bin("schoolgate-agent");
+        let mut args = vec![
+            agent.to_str().unwrap(),
+            "run",
+            "--policy",
+            policy.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.spawn("gw", label, &args);
+    }
+
     /// Sends `signal` (e.g. "HUP", "TERM") to the process started as `label`.
     pub fn signal(&self, label: &str, signal: &str) {
         let (_, child) = self.children.iter().find(|(l, _)| l == label).unwrap();

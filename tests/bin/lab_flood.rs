@@ -51,8 +51,9 @@ fn client_hello(name: &str) -> Vec<u8> {
     record
 }
 
-/// The packets of flow `n` to `dst`, in order.
-fn flow(n: u64, src: [u8; 4], dst: [u8; 4], bulk: usize, filler: &[u8]) -> Vec<Vec<u8>> {
+/// The packets of flow `n` to `dst`, in order, and which of them is the flow start (the
+/// ones after it are bulk).
+fn flow(n: u64, src: [u8; 4], dst: [u8; 4], bulk: usize, filler: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let port = 1024 + u16::try_from(n % 60_000).unwrap_or(0);
     let mut out = Vec::with_capacity(bulk + 2);
     let mut emit = |builder: Step, payload: &[u8]| {
@@ -61,7 +62,7 @@ fn flow(n: u64, src: [u8; 4], dst: [u8; 4], bulk: usize, filler: &[u8]) -> Vec<V
             out.push(v);
         }
     };
-    if n % 4 == 3 {
+    let start = if n % 4 == 3 {
         let mut init = vec![0u8; 148];
         init[0] = 1;
         init[4..8].copy_from_slice(&u32::try_from(n & 0xffff_ffff).unwrap_or(0).to_le_bytes());
@@ -77,6 +78,8 @@ fn flow(n: u64, src: [u8; 4], dst: [u8; 4], bulk: usize, filler: &[u8]) -> Vec<V
                 &data,
             );
         }
+        // The handshake initiation.
+        0
     } else {
         let isn = u32::try_from(n & 0xffff_ffff)
             .unwrap_or(0)
@@ -112,8 +115,10 @@ fn flow(n: u64, src: [u8; 4], dst: [u8; 4], bulk: usize, filler: &[u8]) -> Vec<V
             );
             seq = seq.wrapping_add(u32::try_from(filler.len()).unwrap_or(0));
         }
-    }
-    out
+        // The ClientHello, after the SYN.
+        1
+    };
+    (out, start)
 }
 
 /// A TCP or UDP builder, ready to write.
@@ -175,7 +180,8 @@ fn main() {
         let host = u8::try_from(1 + n / 60_000 % 254).unwrap_or(1);
         let dst = [base[0], base[1], base[2], host];
         let target = SockAddr::from(SocketAddr::from((dst, 0)));
-        for (i, packet) in flow(n, src.octets(), dst, bulk, &filler).iter().enumerate() {
+        let (packets, start) = flow(n, src.octets(), dst, bulk, &filler);
+        for (i, packet) in packets.iter().enumerate() {
             if sent + errors >= total {
                 break 'flows;
             }
@@ -187,10 +193,9 @@ fn main() {
             match socket.send_to(packet, &target) {
                 Ok(_) => {
                     sent += 1;
-                    let is_start = if n % 4 == 3 { i == 0 } else { i == 1 };
-                    if is_start {
+                    if i == start {
                         starts += 1;
-                    } else if i >= 2 || n % 4 == 3 {
+                    } else if i > start {
                         bulk_sent += 1;
                     }
                 }

@@ -109,21 +109,12 @@ fn learned_addresses_follow_the_school_day() {
     lab.spawn("inet", "echo", &[peer, "echo", "198.51.100.22:7"]);
     std::fs::write(lab.path("policy.yaml"), policy(&lab, "")).unwrap();
 
-    let agent = lab::workspace_bin("schoolgate-agent");
     let policy_path = lab.path("policy.yaml");
     let started = Instant::now();
-    lab.spawn(
-        "gw",
+    lab.spawn_agent(
         "agent",
-        &[
-            agent.to_str().unwrap(),
-            "run",
-            "--policy",
-            policy_path.to_str().unwrap(),
-            "--no-inspection",
-            "--clock-from",
-            CLOCK_FROM,
-        ],
+        &policy_path,
+        &["--no-inspection", "--clock-from", CLOCK_FROM],
     );
     assert!(
         eventually(10, || lab

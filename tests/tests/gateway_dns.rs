@@ -156,21 +156,7 @@ fn gateway_dns_end_to_end() {
         "web",
         &[peer, "http", "198.51.100.10:80", "198.51.100.11:80"],
     );
-    let agent = lab::workspace_bin("schoolgate-agent");
-    let agent = agent.to_str().unwrap();
-    let policy_arg = policy_path.to_str().unwrap().to_owned();
-    lab.spawn(
-        "gw",
-        "agent",
-        &[
-            agent,
-            "run",
-            "--policy",
-            &policy_arg,
-            "--no-firewall",
-            "--no-inspection",
-        ],
-    );
+    lab.spawn_agent("agent", &policy_path, &["--no-firewall", "--no-inspection"]);
     assert!(
         eventually(15, || a(&lab, PUPIL.name, "www.bbc.co.uk").first("A")
             == Some(WEB)),

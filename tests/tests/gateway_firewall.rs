@@ -17,7 +17,7 @@
 )]
 
 use schoolgate_tests::lab::{
-    self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, SCHOOL, STAFF, WEB, eventually,
+    GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, SCHOOL, STAFF, WEB, eventually,
 };
 use schoolgate_tests::require_lab;
 
@@ -119,19 +119,8 @@ fn quic_works(lab: &Lab, host: &str) -> bool {
 }
 
 fn start_agent(lab: &mut Lab, label: &str) {
-    let agent = lab::workspace_bin("schoolgate-agent");
     let policy = lab.path("policy.yaml");
-    lab.spawn(
-        "gw",
-        label,
-        &[
-            agent.to_str().unwrap(),
-            "run",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--no-inspection",
-        ],
-    );
+    lab.spawn_agent(label, &policy, &["--no-inspection"]);
 }
 
 #[test]

@@ -501,18 +501,8 @@ fn inspection_end_to_end() {
     );
 
     std::fs::write(lab.path("policy.yaml"), policy(&lab)).unwrap();
-    let agent = lab::workspace_bin("schoolgate-agent");
     let policy = lab.path("policy.yaml");
-    lab.spawn(
-        "gw",
-        "agent",
-        &[
-            agent.to_str().unwrap(),
-            "run",
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
+    lab.spawn_agent("agent", &policy, &[]);
     assert!(
         eventually(15, || lab.log("agent").contains("inspecting")
             && lab
