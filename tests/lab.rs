@@ -335,6 +335,25 @@ impl Lab {
         self.spawn("gw", label, &args);
     }
 
+    /// The events the agent's journal in `state/` holds, oldest first (through
+    /// `schoolgate-agent events`, as an admin reads them).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(workspace_bin("schoolgate-agent"))
+            .args(["events", "--state-dir"])
+            .arg(self.path("state"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Sends `signal` (e.g. "HUP", "TERM") to the process started as `label`.
     pub fn signal(&self, label: &str, signal: &str) {
         let (_, child) = self.children.iter().find(|(l, _)| l == label).unwrap();

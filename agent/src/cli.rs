@@ -88,6 +88,16 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Print the events kept in the journal, oldest first, one JSON object per line (those
+    /// the console has acknowledged are deleted as it does).
+    Events {
+        /// The policy file (for the state directory).
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// The agent's state directory (replaces gateway.state_dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Run the gateway daemon: load and watch the policy, serve filtered DNS. SIGHUP reloads
     /// the policy; SIGTERM or SIGINT stops it.
     Run(RunArgs),

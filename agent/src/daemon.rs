@@ -27,10 +27,11 @@ use crate::dns::plan::Settings;
 use crate::dns::server::{Resolver, bind, serve_tcp, serve_udp};
 use crate::dns::upstream::{Upstream, UpstreamError};
 use crate::events::aggregate::Aggregator;
-use crate::events::sink::{FILE_NAME, JsonLines, write_all};
+use crate::events::sink::write_all;
 use crate::events::{Event, Events, Kind, Severity, bounded};
 use crate::firewall::nft::{Nft, NftError};
 use crate::firewall::{self, Firewall, learner, logged, nflog};
+use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
 use crate::reload::{LivePolicy, Outcome};
 use crate::shared::Shared;
@@ -72,6 +73,8 @@ pub struct Config {
     pub firewall: Option<FirewallConfig>,
     /// The interfaces whose traffic inspection reads.
     pub inspect: Vec<String>,
+    /// How large the event journal may grow.
+    pub journal: journal::Limits,
 }
 
 /// What the firewall needs from the configuration.
@@ -102,6 +105,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
     #[error("cannot watch files: {0}")]
     Watch(#[from] notify::Error),
     #[error(
@@ -202,6 +207,7 @@ impl Config {
                 .or_else(|| gateway.and_then(|g| g.metrics)),
             lease_files: gateway.map(|g| g.dhcp_leases.clone()).unwrap_or_default(),
             neighbours: true,
+            journal: journal::Limits::default(),
         })
     }
 }
@@ -262,17 +268,24 @@ pub async fn run(
         source,
     };
     std::fs::create_dir_all(&config.state_dir).map_err(state_err)?;
-    let sink = JsonLines::open(&config.state_dir.join(FILE_NAME)).map_err(state_err)?;
+    let (journal, found) = Journal::open(&config.state_dir, config.journal, crate::clock::now())?;
     let metrics = Arc::new(Metrics::new());
     let (events, rx) = Events::new(Aggregator::default(), metrics.events_dropped.clone());
     let events = Arc::new(events);
     let (stop_writer, writer_stop) = tokio::sync::oneshot::channel();
-    let writer = tokio::spawn(write_all(rx, sink, writer_stop));
+    let writer = tokio::spawn(write_all(rx, journal.clone(), writer_stop));
     events.emit(Event::new(
         Kind::AgentStarted,
         crate::clock::now(),
         Severity::Info,
     ));
+    for note in found {
+        warn!(
+            evidence = note.evidence.as_deref().unwrap_or_default(),
+            "journal damage skipped"
+        );
+        events.emit(note);
+    }
 
     let directory = Directory::new(config.neighbours, config.lease_files.clone());
     let (learner, learned) = match config.firewall {

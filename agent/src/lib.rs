@@ -19,6 +19,7 @@
 //! - [`shared`]: what the services share, and who a request came from.
 //! - [`watch`]: watching files (through their directories) for changes.
 //! - [`events`]: events, their aggregation, and where they are written.
+//! - [`journal`]: the append-only journal events are written to and shipped from.
 //! - [`metrics`]: Prometheus counters and their text form.
 
 pub mod blockpage;
@@ -33,6 +34,7 @@ pub mod firewall;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod inspection;
+pub mod journal;
 pub mod metrics;
 pub mod policy_file;
 pub mod quarantine;

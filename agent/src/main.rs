@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
             state_dir,
             wait,
         } => release(&device, &reason, &policy, state_dir, wait),
+        Command::Events { policy, state_dir } => events(&policy, state_dir),
         Command::Replay {
             file,
             policy,
@@ -57,6 +59,47 @@ fn main() -> ExitCode {
 /// Exit status when the release could not be made (not quarantined, or no agent applied it).
 const EXIT_NOT_RELEASED: u8 = 1;
 
+/// The state directory: the flag, else the policy's `gateway.state_dir`, else the default.
+/// `None` (reported) if the policy is needed and cannot be read.
+fn state_dir_of(policy: &Path, flag: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    if let Some(d) = flag {
+        return Some(d);
+    }
+    let p = load_or_report(policy)?;
+    Some(p.gateway().map_or_else(
+        || std::path::PathBuf::from(schoolgate_engine::policy::gateway::DEFAULT_STATE_DIR),
+        |g| g.state_dir.clone(),
+    ))
+}
+
+fn events(policy: &Path, state_dir: Option<std::path::PathBuf>) -> ExitCode {
+    let Some(dir) = state_dir_of(policy, state_dir) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    match schoolgate_agent::journal::read_dir(&dir) {
+        Ok(records) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for r in records {
+                if out
+                    .write_all(&r)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .is_err()
+                {
+                    return ExitCode::FAILURE;
+                }
+            }
+            if out.flush().is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn release(
     device: &str,
     reason: &str,
@@ -69,17 +112,8 @@ fn release(
         eprintln!("error: --reason must say why the device is released");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let dir = match state_dir {
-        Some(d) => d,
-        None => {
-            let Some(p) = load_or_report(policy) else {
-                return ExitCode::from(EXIT_BAD_INPUT);
-            };
-            p.gateway().map_or_else(
-                || std::path::PathBuf::from(schoolgate_engine::policy::gateway::DEFAULT_STATE_DIR),
-                |g| g.state_dir.clone(),
-            )
-        }
+    let Some(dir) = state_dir_of(policy, state_dir) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
     };
     let named =
         |dir: &Path| read_state(dir).map(|records| records.iter().any(|r| r.named_by(device)));

@@ -424,11 +424,8 @@ fn gateway_dns_end_to_end() {
 
     // A clean stop writes the aggregated events, then `agent_stopped`.
     lab.stop_cleanly("agent");
-    let text = std::fs::read_to_string(lab.path("state/events.jsonl")).unwrap();
-    let events: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = lab.events();
+    let text = format!("{events:#?}");
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"agent_started"), "{text}");
     assert_eq!(kinds.last(), Some(&"agent_stopped"), "{text}");

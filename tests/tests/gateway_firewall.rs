@@ -306,11 +306,7 @@ fn gateway_firewall_end_to_end() {
     lab.stop_cleanly("agent");
     // Asking outside resolvers was reported: the pupil's with an alert, the tablet's with
     // its quarantine.
-    let events = std::fs::read_to_string(lab.path("state/events.jsonl")).unwrap();
-    let events: Vec<serde_json::Value> = events
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = lab.events();
     let attempt = |ip: &str, to: &str| {
         events.iter().find(|e| {
             e["kind"] == "bypass_attempt"

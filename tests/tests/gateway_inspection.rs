@@ -151,11 +151,7 @@ fn http3(lab: &Lab, host: &str, name: &str) -> bool {
 }
 
 fn events(lab: &Lab) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(lab.path("state").join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    lab.events()
 }
 
 fn quarantined(lab: &Lab, ip: &str) -> bool {

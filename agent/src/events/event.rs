@@ -31,6 +31,10 @@ pub enum Kind {
     PolicyRejected,
     AgentStarted,
     AgentStopped,
+    /// The journal reached its bound and its oldest unsent events were deleted (`count`).
+    EventsDropped,
+    /// Damaged bytes in the journal were skipped (where and how many in the evidence).
+    JournalDamaged,
 }
 
 pub use schoolgate_engine::Technique;

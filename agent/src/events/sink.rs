@@ -1,12 +1,10 @@
 //! Where events go: [`Events`] is what the services call; a writer task hands them in batches
-//! to a [`Sink`]. Here the sink is a JSON-lines file in the state directory.
+//! to a [`Sink`], the journal in the daemon.
 //!
 //! The services never wait on the disk: events pass through a bounded channel, and if the
 //! writer falls that far behind the newest are counted as dropped rather than blocking DNS.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io;
 use std::sync::Mutex;
 
 use jiff::Timestamp;
@@ -16,50 +14,30 @@ use tracing::warn;
 
 use super::aggregate::{Aggregator, Presence};
 use super::event::Event;
+use crate::journal::{Journal, JournalError, SYNC_EVERY};
 
-/// The events file's name in the state directory.
-pub const FILE_NAME: &str = "events.jsonl";
 /// Events in flight between the services and the writer.
 const QUEUE: usize = 65_536;
 
 /// Somewhere events are kept.
 pub trait Sink: Send + 'static {
     fn write(&mut self, batch: &[Event]) -> io::Result<()>;
+    /// Makes what was written durable if it is due (or now, if `force`).
+    fn sync(&mut self, force: bool) -> io::Result<()>;
 }
 
-/// One JSON object per line, appended.
-#[derive(Debug)]
-pub struct JsonLines {
-    path: PathBuf,
-    out: BufWriter<File>,
-}
-
-impl JsonLines {
-    pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self {
-            path: path.to_owned(),
-            out: BufWriter::new(file),
-        })
-    }
-}
-
-impl Sink for JsonLines {
+impl Sink for Journal {
     fn write(&mut self, batch: &[Event]) -> io::Result<()> {
-        for event in batch {
-            serde_json::to_writer(&mut self.out, event).map_err(io::Error::other)?;
-            self.out.write_all(b"\n")?;
-        }
-        self.out.flush()
+        self.append(batch, crate::clock::now()).map_err(io_error)
+    }
+
+    fn sync(&mut self, force: bool) -> io::Result<()> {
+        self.sync_due(force).map_err(io_error)
     }
 }
 
-impl Drop for JsonLines {
-    fn drop(&mut self) {
-        if let Err(e) = self.out.flush() {
-            warn!(path = %self.path.display(), error = %e, "events file");
-        }
-    }
+fn io_error(e: JournalError) -> io::Error {
+    io::Error::new(e.source.kind(), e)
 }
 
 /// The services' side: record, aggregate, and pass on.
@@ -142,6 +120,7 @@ pub async fn write_all(
                 }
                 false
             }
+            () = tokio::time::sleep(SYNC_EVERY) => false,
             _ = &mut stop => {
                 while let Ok(e) = rx.try_recv() {
                     batch.push(e);
@@ -149,16 +128,24 @@ pub async fn write_all(
                 true
             }
         };
-        if !batch.is_empty() {
-            let result = tokio::task::block_in_place(|| sink.write(&batch));
-            if let Err(e) = result {
-                warn!(error = %e, lost = batch.len(), "cannot write events");
+        let result = tokio::task::block_in_place(|| {
+            if !batch.is_empty() {
+                sink.write(&batch).inspect_err(|e| {
+                    warn!(error = %e, lost = batch.len(), "cannot write events");
+                })?;
             }
-            batch.clear();
+            sink.sync(stopping)
+        });
+        if let Err(e) = result {
+            warn!(error = %e, "cannot make events durable");
         }
+        batch.clear();
         if stopping {
             break;
         }
+    }
+    if let Err(e) = tokio::task::block_in_place(|| sink.sync(true)) {
+        warn!(error = %e, "cannot make events durable");
     }
 }
 
@@ -170,11 +157,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn events_reach_the_file_once_aggregated() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE_NAME);
+        let t0 = Timestamp::from_second(1_790_000_000).unwrap();
+        let (journal, _) =
+            Journal::open(dir.path(), crate::journal::Limits::default(), t0).unwrap();
         let (events, rx) = Events::new(Aggregator::default(), Counter::default());
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let writer = tokio::spawn(write_all(rx, JsonLines::open(&path).unwrap(), stopped));
-        let t0 = Timestamp::from_second(1_790_000_000).unwrap();
+        let writer = tokio::spawn(write_all(rx, journal, stopped));
         for i in 0..3 {
             let mut e = Event::new(
                 Kind::Blocked,
@@ -190,12 +178,12 @@ mod tests {
         stop.send(()).unwrap();
         writer.await.unwrap();
         drop(events);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+        let lines: Vec<serde_json::Value> = crate::journal::read_dir(dir.path())
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_slice(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(lines[0]["kind"], "agent_started");
         assert_eq!(lines[1]["kind"], "blocked");
         assert_eq!(lines[1]["count"], 3);
