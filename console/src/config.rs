@@ -1,0 +1,156 @@
+//! The console's settings: `console.yaml` in the data directory (optional; every key has a
+//! default), read with serde-saphyr so an error names its line and column.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The settings file's name in the data directory.
+pub const FILE_NAME: &str = "console.yaml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The address staff open, used in e-mails (`https://console.school.example:8443`).
+    pub public_url: Option<String>,
+    /// Serve HTTPS with this certificate chain and key (PEM). Agents need HTTPS.
+    pub tls: Option<Tls>,
+    /// How long a login lasts, in hours.
+    pub session_hours: u32,
+    pub retention: Retention,
+    pub smtp: Option<Smtp>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            tls: None,
+            session_hours: 10,
+            retention: Retention::default(),
+            smtp: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How long each kind of record is kept, in days; purged daily.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Alerts (bypass attempts, quarantines, high severity) with their notes and history.
+    pub alerts_days: u32,
+    /// Blocked activity and every other event.
+    pub blocked_days: u32,
+    /// The audit log, kept longer than what it audits.
+    pub audit_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            alerts_days: 365,
+            blocked_days: 90,
+            audit_days: 3 * 365,
+        }
+    }
+}
+
+/// Where alert e-mails go, and through which server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none` (a relay on loopback).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    /// A file holding the SMTP password (kept out of this file).
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+    /// The safeguarding lead's address(es).
+    pub to: Vec<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+/// The settings file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// The data directory's `console.yaml`, or the defaults if there is none.
+    pub fn load(data: &Path) -> Result<Self, ConfigError> {
+        let path = data.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path, message })
+    }
+
+    /// Settings from YAML text; the error names line and column.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_a_full_file() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.retention.alerts_days, 365);
+        assert_eq!(c.retention.blocked_days, 90);
+        let c = Config::parse(
+            "public_url: https://console.school.example:8443\n\
+             retention: { alerts_days: 400 }\n\
+             smtp: { host: 127.0.0.1, port: 2525, security: none, from: console@school.example, to: [dsl@school.example] }\n",
+        )
+        .unwrap();
+        assert_eq!(c.retention.alerts_days, 400);
+        assert_eq!(c.retention.blocked_days, 90);
+        let smtp = c.smtp.unwrap();
+        assert_eq!((smtp.port, smtp.security), (2525, SmtpSecurity::None));
+    }
+
+    #[test]
+    fn a_mistake_names_its_line() {
+        let e = Config::parse("session_hours: 8\nretention: { alert_days: 3 }\n").unwrap_err();
+        assert!(e.contains("alert_days") && e.contains('2'), "{e}");
+    }
+}

@@ -1,0 +1,225 @@
+//! Users, agents and sessions.
+
+use sqlx::{Any, Row};
+
+use super::{Db, DbError, sql};
+use crate::auth::Role;
+
+/// A console user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub totp_secret: Option<String>,
+}
+
+/// A signed-in session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    pub csrf: String,
+    pub expires_ms: i64,
+}
+
+/// An agent as the console knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub name: String,
+    pub last_seen_ms: Option<i64>,
+    pub status: Option<String>,
+}
+
+fn user(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: role.parse().unwrap_or(Role::It),
+        password_hash: row.try_get("password_hash")?,
+        totp_secret: row.try_get("totp_secret")?,
+    })
+}
+
+impl Db {
+    /// Adds a user, or replaces the role and password of one with that name; whether it was
+    /// new.
+    pub async fn put_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let done =
+            sqlx::query::<Any>("UPDATE users SET role = $1, password_hash = $2 WHERE name = $3")
+                .bind(role.as_str())
+                .bind(password_hash)
+                .bind(name)
+                .execute(&self.pool)
+                .await
+                .map_err(sql("update a user"))?;
+        if done.rows_affected() > 0 {
+            return Ok(false);
+        }
+        sqlx::query::<Any>(
+            "INSERT INTO users (name, role, password_hash, created_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("add a user"))?;
+        Ok(true)
+    }
+
+    /// Sets (or clears) a user's TOTP secret; whether the user exists.
+    pub async fn set_totp(&self, name: &str, secret: Option<&str>) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>("UPDATE users SET totp_secret = $1 WHERE name = $2")
+            .bind(secret)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("set a user's TOTP secret"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<User>, DbError> {
+        let row = sqlx::query::<Any>(
+            "SELECT id, name, role, password_hash, totp_secret FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql("read a user"))?;
+        row.as_ref()
+            .map(user)
+            .transpose()
+            .map_err(sql("read a user"))
+    }
+
+    /// Adds an agent with the hash of its token; false if the name is taken.
+    pub async fn add_agent(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>(
+            "INSERT INTO agents (name, token_hash, created_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(token_hash)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("add an agent"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The agent whose token hashes to `token_hash`.
+    pub async fn agent_by_token(&self, token_hash: &str) -> Result<Option<String>, DbError> {
+        sqlx::query_scalar::<Any, String>("SELECT name FROM agents WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sql("find an agent"))
+    }
+
+    /// Notes that `agent` was heard from, with the status it sent (if any).
+    pub async fn agent_seen(
+        &self,
+        agent: &str,
+        status: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query::<Any>(
+            "UPDATE agents SET last_seen_ms = $1, status = COALESCE($2, status) WHERE name = $3",
+        )
+        .bind(now_ms)
+        .bind(status)
+        .bind(agent)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("note an agent's visit"))?;
+        Ok(())
+    }
+
+    pub async fn agents(&self) -> Result<Vec<Agent>, DbError> {
+        let rows =
+            sqlx::query::<Any>("SELECT name, last_seen_ms, status FROM agents ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql("list agents"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Agent {
+                    name: r.try_get("name")?,
+                    last_seen_ms: r.try_get("last_seen_ms")?,
+                    status: r.try_get("status")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(sql("list agents"))
+    }
+
+    pub async fn add_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query::<Any>(
+            "INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(csrf)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("start a session"))?;
+        Ok(())
+    }
+
+    /// The live session whose token hashes to `token_hash`.
+    pub async fn session(&self, token_hash: &str, now_ms: i64) -> Result<Option<Session>, DbError> {
+        let row = sqlx::query::<Any>(
+            "SELECT u.id, u.name, u.role, u.password_hash, u.totp_secret, s.csrf, s.expires_ms \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_ms > $2",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql("read a session"))?;
+        row.as_ref()
+            .map(|r| {
+                Ok(Session {
+                    user: user(r)?,
+                    csrf: r.try_get("csrf")?,
+                    expires_ms: r.try_get("expires_ms")?,
+                })
+            })
+            .transpose()
+            .map_err(sql("read a session"))
+    }
+
+    pub async fn end_session(&self, token_hash: &str) -> Result<(), DbError> {
+        sqlx::query::<Any>("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("end a session"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! Commands waiting for agents: release a device from quarantine, with who and why. The
+//! agent polls for its own, carries each out, and says so; a command is handed out until
+//! it is marked done, so one lost on the way is sent again.
+
+use serde::Serialize;
+use sqlx::{Any, Row};
+
+use super::{Db, DbError, sql};
+
+/// One command as the agent receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Command {
+    pub id: i64,
+    pub kind: String,
+    /// The device: IP address, MAC address or name.
+    pub device: String,
+    pub reason: String,
+    pub by: String,
+}
+
+impl Db {
+    /// Queues a release for `agent`; its id.
+    pub async fn queue_release(
+        &self,
+        agent: &str,
+        device: &str,
+        reason: &str,
+        by: &str,
+        event_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<i64, DbError> {
+        sqlx::query_scalar::<Any, i64>(
+            "INSERT INTO commands (agent, kind, device, reason, by_user, event_id, created_ms) \
+             VALUES ($1, 'release', $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(agent)
+        .bind(device)
+        .bind(reason)
+        .bind(by)
+        .bind(event_id)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql("queue a command"))
+    }
+
+    /// The commands `agent` has not yet carried out, oldest first.
+    pub async fn pending_commands(&self, agent: &str) -> Result<Vec<Command>, DbError> {
+        let rows = sqlx::query::<Any>(
+            "SELECT id, kind, device, reason, by_user FROM commands \
+             WHERE agent = $1 AND done_ms IS NULL ORDER BY id LIMIT 100",
+        )
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("read commands"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Command {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    device: r.try_get("device")?,
+                    reason: r.try_get("reason")?,
+                    by: r.try_get("by_user")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(sql("read commands"))
+    }
+
+    /// `agent` carried out command `id`; whether it was one of its own, pending.
+    pub async fn command_done(&self, agent: &str, id: i64, now_ms: i64) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>(
+            "UPDATE commands SET done_ms = $1 WHERE id = $2 AND agent = $3 AND done_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(agent)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("mark a command done"))?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,336 @@
+//! Events: ingest (idempotent by id) and the queries the pages make.
+
+use sqlx::{Any, Row};
+
+use super::{Db, DbError, Statement, sql};
+use crate::wire::Incoming;
+
+/// Rows per INSERT statement (SQLite allows 32,766 bound values; 22 columns each).
+const ROWS_PER_INSERT: usize = 500;
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub id: String,
+    pub agent: String,
+    pub time_ms: i64,
+    pub kind: String,
+    pub severity: String,
+    pub alert: bool,
+    pub device_ip: Option<String>,
+    pub device_mac: Option<String>,
+    pub device_name: Option<String>,
+    pub device_owner: Option<String>,
+    pub group: Option<String>,
+    pub name: Option<String>,
+    pub rule: Option<String>,
+    pub technique: Option<String>,
+    pub destination: Option<String>,
+    pub evidence: Option<String>,
+    pub count: i64,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub action_taken: Option<String>,
+}
+
+/// The columns [`stored`] reads, as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "id, agent, time_ms, kind, severity, alert, device_ip, device_mac, device_name, \
+         device_owner, grp, name, rule, technique, destination, evidence, count, status, \
+         outcome, action_taken"
+    };
+}
+
+pub(crate) fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
+    Ok(Stored {
+        id: row.try_get("id")?,
+        agent: row.try_get("agent")?,
+        time_ms: row.try_get("time_ms")?,
+        kind: row.try_get("kind")?,
+        severity: row.try_get("severity")?,
+        alert: row.try_get::<i64, _>("alert")? != 0,
+        device_ip: row.try_get("device_ip")?,
+        device_mac: row.try_get("device_mac")?,
+        device_name: row.try_get("device_name")?,
+        device_owner: row.try_get("device_owner")?,
+        group: row.try_get("grp")?,
+        name: row.try_get("name")?,
+        rule: row.try_get("rule")?,
+        technique: row.try_get("technique")?,
+        destination: row.try_get("destination")?,
+        evidence: row.try_get("evidence")?,
+        count: row.try_get("count")?,
+        status: row.try_get("status")?,
+        outcome: row.try_get("outcome")?,
+        action_taken: row.try_get("action_taken")?,
+    })
+}
+
+impl Db {
+    /// Stores `events` from `agent`, ignoring ids already stored; how many were new.
+    pub async fn ingest(
+        &self,
+        agent: &str,
+        events: &[Incoming],
+        now_ms: i64,
+    ) -> Result<u64, DbError> {
+        let mut tx = self.pool.begin().await.map_err(sql("begin a batch"))?;
+        let mut new = 0;
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut q = Statement::new(
+                "INSERT INTO events (id, agent, time_ms, kind, severity, alert, device_ip, \
+                 device_mac, device_name, device_owner, grp, name, rule, technique, \
+                 destination, evidence, count, last_ms, extra, received_ms, status, mailed) \
+                 VALUES ",
+            );
+            for (i, e) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                q.bind(e.id.to_string().as_str())
+                    .push(", ")
+                    .bind(agent)
+                    .push(", ")
+                    .bind(e.time_ms)
+                    .push(", ")
+                    .bind(e.kind)
+                    .push(", ")
+                    .bind(e.severity)
+                    .push(", ")
+                    .bind(i64::from(e.is_alert()))
+                    .push(", ")
+                    .bind(e.device.ip.clone())
+                    .push(", ")
+                    .bind(e.device.mac.clone())
+                    .push(", ")
+                    .bind(e.device.name.clone())
+                    .push(", ")
+                    .bind(e.device.owner.clone())
+                    .push(", ")
+                    .bind(e.group.clone())
+                    .push(", ")
+                    .bind(e.name.clone())
+                    .push(", ")
+                    .bind(e.rule.clone())
+                    .push(", ")
+                    .bind(e.technique.clone())
+                    .push(", ")
+                    .bind(e.destination.clone())
+                    .push(", ")
+                    .bind(e.evidence.clone())
+                    .push(", ")
+                    .bind(e.count)
+                    .push(", ")
+                    .bind(e.last_ms)
+                    .push(", ")
+                    .bind(e.extra.clone())
+                    .push(", ")
+                    .bind(now_ms)
+                    .push(", 'new', 0)");
+            }
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            let done = q
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("store events"))?;
+            new += done.rows_affected();
+        }
+        tx.commit().await.map_err(sql("commit a batch"))?;
+        Ok(new)
+    }
+
+    /// How many events are stored.
+    pub async fn event_count(&self) -> Result<i64, DbError> {
+        sqlx::query_scalar::<Any, i64>("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql("count events"))
+    }
+
+    /// Every stored id (for tests and checks).
+    pub async fn event_ids(&self) -> Result<Vec<String>, DbError> {
+        sqlx::query_scalar::<Any, String>("SELECT id FROM events ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("list event ids"))
+    }
+
+    /// One event.
+    pub async fn event(&self, id: &str) -> Result<Option<Stored>, DbError> {
+        let row = sqlx::query::<Any>(concat!("SELECT ", columns!(), " FROM events WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sql("read an event"))?;
+        row.as_ref()
+            .map(stored)
+            .transpose()
+            .map_err(sql("read an event"))
+    }
+}
+
+/// What the alerts list is narrowed to; every part optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct Filter {
+    pub status: Option<String>,
+    pub technique: Option<String>,
+    pub group: Option<String>,
+    /// IP address, MAC address or device name.
+    pub device: Option<String>,
+    /// From this instant (milliseconds), inclusive.
+    pub from_ms: Option<i64>,
+    /// Before this instant (milliseconds).
+    pub to_ms: Option<i64>,
+}
+
+impl Filter {
+    /// Appends ` AND …` for each part set (all but `status` when `with_status` is false).
+    fn push_where(&self, q: &mut Statement, with_status: bool) {
+        fn some(s: &Option<String>) -> Option<&str> {
+            s.as_deref().filter(|s| !s.is_empty())
+        }
+        if let (true, Some(s)) = (with_status, some(&self.status)) {
+            q.push(" AND status = ").bind(s);
+        }
+        if let Some(t) = some(&self.technique) {
+            q.push(" AND technique = ").bind(t);
+        }
+        if let Some(g) = some(&self.group) {
+            q.push(" AND grp = ").bind(g);
+        }
+        if let Some(d) = some(&self.device) {
+            q.push(" AND (device_ip = ")
+                .bind(d)
+                .push(" OR device_mac = ")
+                .bind(d.to_ascii_lowercase().as_str())
+                .push(" OR device_name = ")
+                .bind(d)
+                .push(")");
+        }
+        if let Some(f) = self.from_ms {
+            q.push(" AND time_ms >= ").bind(f);
+        }
+        if let Some(t) = self.to_ms {
+            q.push(" AND time_ms < ").bind(t);
+        }
+    }
+}
+
+impl Db {
+    /// Alerts matching `filter`, newest first.
+    pub async fn alerts(
+        &self,
+        filter: &Filter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Stored>, DbError> {
+        let mut q = Statement::new(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE alert = 1"
+        ));
+        filter.push_where(&mut q, true);
+        q.push(" ORDER BY time_ms DESC, id DESC LIMIT ")
+            .bind(limit)
+            .push(" OFFSET ")
+            .bind(offset);
+        let rows = q
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("list alerts"))?;
+        rows.iter()
+            .map(stored)
+            .collect::<Result<_, _>>()
+            .map_err(sql("list alerts"))
+    }
+
+    /// How many alerts match `filter` (whatever its status), by triage status.
+    pub async fn alert_counts(&self, filter: &Filter) -> Result<Vec<(String, i64)>, DbError> {
+        let mut q = Statement::new("SELECT status, COUNT(*) AS n FROM events WHERE alert = 1");
+        filter.push_where(&mut q, false);
+        q.push(" GROUP BY status");
+        let rows = q
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("count alerts"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(sql("count alerts"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing;
+    use crate::wire::parse_event;
+
+    pub(crate) fn event(i: u32, kind: &str) -> Incoming {
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix_time(
+            1_795_946_523 + u64::from(i),
+            0,
+            0,
+            0,
+        ));
+        parse_event(serde_json::json!({
+            "id": id.to_string(), "time": "2026-11-24T10:02:03.123Z", "kind": kind,
+            "device": {"ip": "10.10.3.7"}, "name": format!("site{i}.example"), "severity": "low",
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn ingest_is_idempotent_by_id() {
+        for (db, _dir) in testing::each().await {
+            let batch: Vec<_> = (0..1200).map(|i| event(i, "blocked")).collect();
+            assert_eq!(db.ingest("gw1", &batch[..700], 1).await.unwrap(), 700);
+            // A retry overlapping what was stored adds only what is new.
+            assert_eq!(db.ingest("gw1", &batch[500..], 2).await.unwrap(), 500);
+            assert_eq!(db.ingest("gw1", &batch, 3).await.unwrap(), 0);
+            assert_eq!(db.event_count().await.unwrap(), 1200, "{:?}", db.backend);
+            let e = db.event(&batch[3].id.to_string()).await.unwrap().unwrap();
+            assert_eq!(e.name.as_deref(), Some("site3.example"));
+            assert_eq!(e.status, "new");
+            assert!(!e.alert);
+        }
+    }
+
+    #[tokio::test]
+    async fn alerts_are_filtered_and_counted() {
+        for (db, _dir) in testing::each().await {
+            let mut batch: Vec<_> = (0..10).map(|i| event(i, "blocked")).collect();
+            for i in 10..16 {
+                let mut e = event(i, "bypass_attempt");
+                e.time_ms += i64::from(i);
+                e.technique = Some(if i % 2 == 0 { "vpn" } else { "tor" }.into());
+                batch.push(e);
+            }
+            db.ingest("gw1", &batch, 1).await.unwrap();
+            let all = db.alerts(&Filter::default(), 100, 0).await.unwrap();
+            assert_eq!(all.len(), 6);
+            assert!(
+                all.windows(2).all(|w| w[0].time_ms >= w[1].time_ms),
+                "newest first"
+            );
+            let vpn = Filter {
+                technique: Some("vpn".into()),
+                ..Filter::default()
+            };
+            assert_eq!(db.alerts(&vpn, 100, 0).await.unwrap().len(), 3);
+            assert_eq!(
+                db.alert_counts(&vpn).await.unwrap(),
+                [("new".to_owned(), 3)]
+            );
+            let later = Filter {
+                from_ms: Some(all[1].time_ms),
+                device: Some("10.10.3.7".into()),
+                ..Filter::default()
+            };
+            assert_eq!(db.alerts(&later, 100, 0).await.unwrap().len(), 2);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The console's database: SQLite in the data directory by default, PostgreSQL when given a
+//! `postgres://` URL. Both are reached through sqlx's `Any` driver with the same SQL (times
+//! are integer milliseconds, flags 0/1, `$n` placeholders), so every query and test runs on
+//! both; only the migrations' id columns differ (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! - [`events`]: ingest (idempotent by id) and the queries the pages make.
+//! - [`accounts`]: users, agents and sessions.
+//! - [`audit`]: the audit log.
+//! - [`commands`]: commands waiting for agents.
+
+pub mod accounts;
+pub mod audit;
+pub mod commands;
+pub mod events;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// A database error and what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database URL {0:?} is neither sqlite:// nor postgres://")]
+    Url(String),
+    #[error("data directory {0:?} cannot be named in a database URL (it holds '?' or '#')")]
+    DataDir(String),
+    #[error("cannot {what}: {source}")]
+    Sql {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// `Result::map_err` for sqlx errors, naming what was being done.
+pub(crate) fn sql(what: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Sql { what, source }
+}
+
+/// A value bound to a [`Statement`].
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Self::Text(Some(v.to_owned()))
+    }
+}
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        Self::Text(v)
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Self::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        Self::Int(v)
+    }
+}
+
+/// SQL built in pieces with `$n` placeholders, which both backends read (sqlx's own
+/// builder writes `?` for `Any`, which PostgreSQL does not). Values are always bound, never
+/// written into the text.
+#[derive(Debug, Default)]
+pub(crate) struct Statement {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Statement {
+    pub(crate) fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            values: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    pub(crate) fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        self.text.push('$');
+        self.text.push_str(&self.values.len().to_string());
+        self
+    }
+
+    pub(crate) fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+        // The text holds only the code's own SQL and `$n` placeholders.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.text.as_str()));
+        for v in &self.values {
+            q = match v {
+                Value::Text(t) => q.bind(t.clone()),
+                Value::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The database URL for the data directory's SQLite file.
+pub fn sqlite_url(data: &Path) -> Result<String, DbError> {
+    let path = data.join("console.db");
+    let text = path.to_string_lossy();
+    if text.contains(['?', '#']) {
+        return Err(DbError::DataDir(text.into_owned()));
+    }
+    Ok(format!("sqlite://{text}?mode=rwc"))
+}
+
+impl Db {
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Self, DbError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(DbError::Url(url.to_owned()));
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer at a time in SQLite anyway; a few readers beside it.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(10));
+        let options = if backend == Backend::Sqlite {
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets pages read while a batch is written; NORMAL syncs at
+                    // checkpoints, which WAL keeps safe against corruption.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options
+            .connect(url)
+            .await
+            .map_err(sql("connect to the database"))?;
+        match backend {
+            Backend::Sqlite => SQLITE.run(&pool).await?,
+            Backend::Postgres => POSTGRES.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Databases for tests: a fresh SQLite file, and a fresh PostgreSQL schema when
+    //! `SCHOOLGATE_TEST_POSTGRES` names a server.
+
+    use super::*;
+
+    /// Each backend the tests can reach, freshly made: SQLite always; PostgreSQL when
+    /// `SCHOOLGATE_TEST_POSTGRES` is set (CI sets it), in a database of its own.
+    pub(crate) async fn each() -> Vec<(Db, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Db::open(&sqlite_url(dir.path()).unwrap()).await.unwrap();
+        let mut all = vec![(sqlite, Some(dir))];
+        if let Some(pg) = postgres().await {
+            all.push((pg, None));
+        }
+        all
+    }
+
+    /// A fresh PostgreSQL database, if a server is named.
+    pub(crate) async fn postgres() -> Option<Db> {
+        let base = std::env::var("SCHOOLGATE_TEST_POSTGRES").ok()?;
+        install_default_drivers();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .unwrap();
+        let name = format!("sg_test_{}", uuid::Uuid::now_v7().simple());
+        // The name is made here from a UUID's hex digits: nothing outside goes into it.
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        let (prefix, _) = base.rsplit_once('/').unwrap();
+        Some(Db::open(&format!("{prefix}/{name}")).await.unwrap())
+    }
+}

@@ -1,0 +1,14 @@
+//! schoolgate's console: where the designated safeguarding lead reviews alerts with their
+//! evidence and records what was done, and IT staff watch the agents.
+//!
+//! - [`wire`]: the agents' wire contract, pure (batch JSON → validated events + refusals).
+//! - [`db`]: the database (SQLite or PostgreSQL through one set of queries).
+//! - [`auth`]: roles, passwords, tokens, login throttling.
+//! - [`config`]: `console.yaml` in the data directory.
+//! - [`web`]: the router, pages and the agents' API.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod web;
+pub mod wire;

@@ -1,0 +1,117 @@
+//! The agents' API. Every call carries `Authorization: Bearer TOKEN`; the token's SHA-256
+//! names the agent (only hashes are stored).
+//!
+//! - `POST /api/v1/events`: `{"agent", "events": [...], "status"?}` → `{"received": N,
+//!   "new": M, "refused": [...]}`. Ids already stored are ignored, so a retried batch never
+//!   duplicates; invalid events are refused with a reason and the rest stored.
+//! - `GET /api/v1/commands`: the agent's pending commands (`{"commands": [...]}`).
+//! - `POST /api/v1/commands/{id}/done`: the agent carried one out.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{Shared, internal, now_ms};
+use crate::auth::token_hash;
+use crate::wire::parse_batch;
+
+/// The agent the bearer token belongs to, or the 401 to answer.
+async fn agent(app: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let unauthorised = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "a valid agent token is needed"})),
+        )
+            .into_response()
+    };
+    let Some(token) = token else {
+        return Err(unauthorised());
+    };
+    match app.db.agent_by_token(&token_hash(token)).await {
+        Ok(Some(name)) => Ok(name),
+        Ok(None) => Err(unauthorised()),
+        Err(e) => Err(internal(&e)),
+    }
+}
+
+pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let name = match agent(&app, &headers).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let batch = match parse_batch(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    if batch.agent != name {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": format!("this token is agent {name:?}'s, not {:?}'s", batch.agent)})),
+        )
+            .into_response();
+    }
+    let now = now_ms();
+    let new = match app.db.ingest(&name, &batch.events, now).await {
+        Ok(n) => n,
+        Err(e) => return internal(&e),
+    };
+    let status = batch.status.as_ref().map(|s| {
+        let mut text = s.to_string();
+        text.truncate(4096);
+        text
+    });
+    if let Err(e) = app.db.agent_seen(&name, status.as_deref(), now).await {
+        return internal(&e);
+    }
+    let received = batch.events.len() + batch.refused.len();
+    Json(json!({"received": received, "new": new, "refused": batch.refused})).into_response()
+}
+
+pub async fn commands(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let name = match agent(&app, &headers).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if let Err(e) = app.db.agent_seen(&name, None, now_ms()).await {
+        return internal(&e);
+    }
+    match app.db.pending_commands(&name).await {
+        Ok(c) => Json(json!({"commands": c})).into_response(),
+        Err(e) => internal(&e),
+    }
+}
+
+pub async fn command_done(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let name = match agent(&app, &headers).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match app.db.command_done(&name, id, now_ms()).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such pending command"})),
+        )
+            .into_response(),
+        Err(e) => internal(&e),
+    }
+}

@@ -1,0 +1,275 @@
+//! The console's HTTP side: the router, the security headers every response carries, who is
+//! signed in, and serving over TLS (or plain HTTP behind a proxy).
+//!
+//! - [`api`]: the agents' API (events in, commands out), bearer tokens.
+//! - [`login`]: sign in and out; sessions, CSRF, throttling.
+//! - [`alerts`]: the alerts list.
+
+pub mod alerts;
+pub mod api;
+pub mod login;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use tracing::warn;
+
+use crate::auth::{Role, Throttle, token_hash};
+use crate::config::Config;
+use crate::db::Db;
+use crate::db::accounts::Session;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct App {
+    pub db: Db,
+    pub config: Config,
+    pub throttle: Mutex<Throttle>,
+    /// Cookies carry `Secure` (the console is served over TLS).
+    pub secure_cookies: bool,
+}
+
+pub type Shared = Arc<App>;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "sg_session";
+
+/// The content security policy: nothing but the console's own script and style, no inline
+/// code, no frames; anything a device sent that slipped past escaping still cannot run.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
+
+/// The whole console.
+pub fn router(app: Shared) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/alerts") }))
+        .route("/login", get(login::page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/alerts", get(alerts::list))
+        .route("/static/console.css", get(style))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/events", post(api::events))
+        .route("/api/v1/commands", get(api::commands))
+        .route("/api/v1/commands/{id}/done", post(api::command_done))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(app)
+}
+
+async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/console.css"),
+    )
+}
+
+/// The address a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// The value of cookie `name` in the request's headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure when served over TLS.
+pub fn set_cookie(app: &App, name: &str, value: &str, path: &str, max_age_s: i64) -> String {
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
+}
+
+/// The signed-in user of a page request; anyone else is sent to `/login`.
+#[derive(Debug)]
+pub struct Signed(pub Session, pub Option<Peer>);
+
+impl Signed {
+    pub fn name(&self) -> &str {
+        &self.0.user.name
+    }
+
+    pub fn role(&self) -> Role {
+        self.0.user.role
+    }
+
+    /// Whether `csrf` is this session's token (every form sends it).
+    pub fn csrf_ok(&self, csrf: &str) -> bool {
+        crate::auth::same_secret(csrf, &self.0.csrf)
+    }
+
+    pub fn address(&self) -> Option<String> {
+        self.1.map(|p| p.0.ip().to_string())
+    }
+}
+
+impl FromRequestParts<Shared> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Response> {
+        let peer = parts.extensions.get::<Peer>().copied();
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        match app.db.session(&token_hash(token), now_ms()).await {
+            Ok(Some(s)) => Ok(Self(s, peer)),
+            Ok(None) => Err(Redirect::to("/login").into_response()),
+            Err(e) => Err(internal(&e)),
+        }
+    }
+}
+
+/// A 500 that says nothing of the cause to the browser; the cause goes to the log.
+pub fn internal(e: &dyn std::error::Error) -> Response {
+    warn!(error = %e, "request failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong; see the console's log.",
+    )
+        .into_response()
+}
+
+/// Renders an askama template as a page.
+pub fn page(t: &impl askama::Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => internal(&e),
+    }
+}
+
+/// The time now, in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// `ms` as local-looking UTC text for pages (`2026-11-24 10:02:03`).
+pub fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves: TLS if `tls` is given.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(addr))));
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let builder = hyper::server::conn::http1::Builder::new();
+            let result = match acceptor {
+                Some(a) => {
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), a.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), service).await,
+                        _ => return,
+                    }
+                }
+                None => builder.serve_connection(TokioIo::new(tcp), service).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %addr, "connection");
+            }
+        });
+    }
+}
+
+/// A TLS server configuration from PEM files.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Pem {
+            path: cert.to_owned(),
+            message: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+        path: key.to_owned(),
+        message: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The console's certificate or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {message}", path.display())]
+    Pem {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("TLS: {0}")]
+    Config(String),
+}
+
+/// Serves a page for a `Signed` user only if `allowed`.
+pub fn forbidden() -> Response {
+    (StatusCode::FORBIDDEN, "Your role does not allow this.").into_response()
+}
+
+/// The state extractor under a shorter name for handlers.
+pub type AppState = State<Shared>;
