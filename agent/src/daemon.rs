@@ -75,6 +75,8 @@ pub struct Config {
     pub inspect: Vec<String>,
     /// How large the event journal may grow.
     pub journal: journal::Limits,
+    /// Where events are sent, if anywhere.
+    pub console: Option<schoolgate_engine::policy::gateway::Console>,
 }
 
 /// What the firewall needs from the configuration.
@@ -107,6 +109,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
+    #[error("cannot send events to the console: {0}")]
+    Shipper(#[from] crate::shipper::ShipperError),
     #[error("cannot watch files: {0}")]
     Watch(#[from] notify::Error),
     #[error(
@@ -208,6 +212,7 @@ impl Config {
             lease_files: gateway.map(|g| g.dhcp_leases.clone()).unwrap_or_default(),
             neighbours: true,
             journal: journal::Limits::default(),
+            console: gateway.and_then(|g| g.console.clone()),
         })
     }
 }
@@ -285,6 +290,33 @@ pub async fn run(
             "journal damage skipped"
         );
         events.emit(note);
+    }
+    let (stop_shipper, shipper_stop) = tokio::sync::watch::channel(false);
+    let mut shippers = Vec::new();
+    if let Some(c) = &config.console {
+        let settings = crate::shipper::Settings {
+            url: c.url.clone(),
+            name: c.name.clone().unwrap_or_else(host_name),
+            token: crate::shipper::read_token(&c.token_file)?,
+            ca_file: c
+                .ca_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(crate::shipper::SYSTEM_CA)),
+        };
+        let client = crate::shipper::client(&settings.ca_file)?;
+        info!(console = %settings.url, agent = %settings.name, "sending events to the console");
+        shippers.push(tokio::spawn(crate::shipper::ship(
+            journal.clone(),
+            settings.clone(),
+            client.clone(),
+            shipper_stop.clone(),
+        )));
+        shippers.push(tokio::spawn(crate::shipper::take_commands(
+            settings,
+            client,
+            config.state_dir.clone(),
+            shipper_stop,
+        )));
     }
 
     let directory = Directory::new(config.neighbours, config.lease_files.clone());
@@ -525,7 +557,31 @@ pub async fn run(
     ));
     let _ = stop_writer.send(());
     let _ = writer.await;
+    // What is left goes to the console if it answers soon; else it waits in the journal for
+    // the next start.
+    if !shippers.is_empty() {
+        let deadline = tokio::time::Instant::now() + SHIP_AT_STOP;
+        while journal.backlog() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = stop_shipper.send(true);
+        for s in shippers {
+            let _ = s.await;
+        }
+    }
     Ok(())
+}
+
+/// How long a stopping agent waits for the console to take what is left.
+const SHIP_AT_STOP: Duration = Duration::from_secs(2);
+
+/// This machine's host name, the agent's name at the console unless `console.name` says.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into())
 }
 
 async fn serve_metrics(

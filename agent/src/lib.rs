@@ -20,6 +20,7 @@
 //! - [`watch`]: watching files (through their directories) for changes.
 //! - [`events`]: events, their aggregation, and where they are written.
 //! - [`journal`]: the append-only journal events are written to and shipped from.
+//! - [`shipper`]: the journal sent to the console over HTTPS; the console's commands taken.
 //! - [`metrics`]: Prometheus counters and their text form.
 
 pub mod blockpage;
@@ -42,4 +43,5 @@ pub mod recent;
 pub mod reload;
 pub mod replay;
 pub mod shared;
+pub mod shipper;
 pub mod watch;

@@ -340,6 +340,8 @@ impl<'a> Compiler<'a> {
             Some(Console {
                 url: url.to_owned(),
                 token_file: PathBuf::from(c.token_file.value.trim()),
+                ca_file: c.ca_file.as_ref().map(|f| PathBuf::from(f.value.trim())),
+                name: c.name.as_ref().map(|n| n.value.trim().to_owned()),
             })
         });
         let state_dir = g.state_dir.as_ref().map_or_else(

@@ -146,6 +146,10 @@ impl BlockPage {
 pub struct Console {
     pub url: String,
     pub token_file: PathBuf,
+    /// PEM certificates to trust for the console; `None`: the system's CA bundle.
+    pub ca_file: Option<PathBuf>,
+    /// This agent's name at the console; `None`: the host name.
+    pub name: Option<String>,
 }
 
 /// Parses an upstream resolver: `ADDR`, `ADDR:PORT`, `[V6]:PORT` or a bare IPv6 address; the

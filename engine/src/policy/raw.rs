@@ -315,4 +315,10 @@ pub(crate) struct RawMetrics {
 pub(crate) struct RawConsole {
     pub url: S<String>,
     pub token_file: S<String>,
+    /// PEM certificates to trust for the console (default: the system's CA bundle).
+    #[serde(default)]
+    pub ca_file: Option<S<String>>,
+    /// This agent's name at the console (default: the host name).
+    #[serde(default)]
+    pub name: Option<S<String>>,
 }

@@ -1,0 +1,321 @@
+//! The shipper: sends the journal to the console over HTTPS and takes the console's commands.
+//!
+//! - Events: batches of up to [`BATCH_RECORDS`] records from the journal's cursor are
+//!   `POST`ed to `/api/v1/events` with the agent's bearer token. The cursor moves only when
+//!   the console answers 200 (it has stored them); anything else is retried with backoff
+//!   from 1 s doubling to [`MAX_BACKOFF`]. The console ignores ids it already holds, so a
+//!   batch sent again after a crash or a lost answer is never stored twice.
+//! - Commands: every [`POLL`] the agent asks `/api/v1/commands` for its pending commands. A
+//!   release becomes a release request in the state directory, which the daemon applies as
+//!   it does `schoolgate-agent release` (recording who and why in the `released` event),
+//!   and is then reported done.
+//!
+//! The records are sent as the journal holds them (JSON), never parsed again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tracing::{debug, info, warn};
+
+use crate::journal::Journal;
+use crate::quarantine::{Request, request_release};
+
+/// Records per batch at most.
+pub const BATCH_RECORDS: usize = 1000;
+/// Bytes per batch, about.
+const BATCH_BYTES: usize = 1 << 20;
+/// The longest wait between attempts while the console cannot be reached.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often commands are asked for (and, when idle, how often the agent says it is alive).
+pub const POLL: Duration = Duration::from_secs(5);
+
+/// Where events go.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The console's base URL (`https://console.school.example:8443`).
+    pub url: String,
+    /// This agent's name, as `schoolgate-console agent add` was given it.
+    pub name: String,
+    pub token: String,
+    /// PEM certificates to trust for the console.
+    pub ca_file: PathBuf,
+}
+
+/// The shipper cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipperError {
+    #[error("cannot read the console's token from {}: {source}", path.display())]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the token file {} is empty", .0.display())]
+    EmptyToken(PathBuf),
+    #[error("cannot read the certificates to trust from {}: {message}", path.display())]
+    Ca { path: PathBuf, message: String },
+    #[error("cannot build the HTTPS client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The system's CA bundle on Debian.
+pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Reads the token file (its first line).
+pub fn read_token(path: &Path) -> Result<String, ShipperError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ShipperError::Token {
+        path: path.to_owned(),
+        source,
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        return Err(ShipperError::EmptyToken(path.to_owned()));
+    }
+    Ok(token)
+}
+
+/// The HTTPS client: rustls with ring, trusting only the certificates in `ca_file`.
+pub fn client(ca_file: &Path) -> Result<reqwest::Client, ShipperError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let ca_err = |message: String| ShipperError::Ca {
+        path: ca_file.to_owned(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca_file)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ca_err(e.to_string()))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(ca_err("no certificate in it".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// A batch's body: the records spliced in as they are.
+fn body(name: &str, records: &[(u64, Vec<u8>)], backlog: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.iter().map(|r| r.1.len() + 1).sum::<usize>() + 256);
+    out.extend_from_slice(b"{\"agent\":");
+    out.extend_from_slice(serde_json::to_string(name).unwrap_or_default().as_bytes());
+    out.extend_from_slice(
+        format!(
+            ",\"status\":{{\"backlog\":{backlog},\"version\":\"{}\"}},\"events\":[",
+            env!("CARGO_PKG_VERSION")
+        )
+        .as_bytes(),
+    );
+    for (i, (_, payload)) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(payload);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    received: u64,
+    new: u64,
+    #[serde(default)]
+    refused: Vec<serde_json::Value>,
+}
+
+/// Sends the journal to the console until `stop` fires.
+pub async fn ship(
+    journal: Journal,
+    settings: Settings,
+    client: reqwest::Client,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let url = format!("{}/api/v1/events", settings.url.trim_end_matches('/'));
+    let mut written = journal.subscribe();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let batch = journal.read_unacked(BATCH_RECORDS, BATCH_BYTES);
+        if batch.records.is_empty() {
+            if batch.through > 0 {
+                // Sequence numbers lost to damage or eviction: nothing to send for them.
+                if let Err(e) = journal.acknowledge(batch.through) {
+                    warn!(error = %e, "cannot move the journal's cursor");
+                }
+            }
+            tokio::select! {
+                _ = written.changed() => {}
+                _ = stop.changed() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+            continue;
+        }
+        let n = batch.records.len();
+        let body = body(&settings.name, &batch.records, journal.backlog());
+        let sent = client
+            .post(&url)
+            .bearer_auth(&settings.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        let outcome = match sent {
+            Ok(res) if res.status().is_success() => {
+                res.json::<Answer>().await.map_err(|e| e.to_string())
+            }
+            Ok(res) => {
+                let status = res.status();
+                let text = res.text().await.unwrap_or_default();
+                Err(format!(
+                    "console answered {status}: {}",
+                    crate::events::bounded(&text)
+                ))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(answer) => {
+                if let Err(e) = journal.acknowledge(batch.through) {
+                    warn!(error = %e, "cannot move the journal's cursor");
+                }
+                if !answer.refused.is_empty() {
+                    warn!(refused = ?answer.refused, "the console refused events");
+                }
+                debug!(
+                    sent = n,
+                    received = answer.received,
+                    new = answer.new,
+                    "events shipped"
+                );
+                backoff = Duration::from_secs(1);
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in_s = backoff.as_secs(), backlog = journal.backlog(), "cannot send events to the console");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Commands {
+    commands: Vec<Command>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Command {
+    id: i64,
+    kind: String,
+    device: String,
+    reason: String,
+    by: String,
+}
+
+/// Asks the console for commands every [`POLL`] until `stop` fires.
+pub async fn take_commands(
+    settings: Settings,
+    client: reqwest::Client,
+    state_dir: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let base = settings.url.trim_end_matches('/').to_owned();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = poll_once(&base, &settings.token, &client, &state_dir).await {
+            debug!(error = %e, "cannot ask the console for commands");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+async fn poll_once(
+    base: &str,
+    token: &str,
+    client: &reqwest::Client,
+    state_dir: &Path,
+) -> Result<(), String> {
+    let res = client
+        .get(format!("{base}/api/v1/commands"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !res.status().is_success() {
+        return Err(format!("console answered {}", res.status()));
+    }
+    let list: Commands = res.json().await.map_err(|e| e.to_string())?;
+    for c in list.commands {
+        if c.kind != "release" {
+            warn!(kind = %crate::events::bounded(&c.kind), "the console sent a command this agent does not know");
+            continue;
+        }
+        let request = Request {
+            device: c.device,
+            reason: c.reason,
+            by: format!("{} (console)", c.by),
+            time: crate::clock::now(),
+        };
+        let dir = state_dir.to_owned();
+        tokio::task::spawn_blocking(move || request_release(&dir, &request))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        info!(command = c.id, "release asked for by the console");
+        let done = client
+            .post(format!("{base}/api/v1/commands/{}/done", c.id))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !done.status().is_success() {
+            return Err(format!(
+                "console answered {} to command {}",
+                done.status(),
+                c.id
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_splices_records_as_written() {
+        let records = vec![
+            (1, br#"{"id":"a"}"#.to_vec()),
+            (2, br#"{"id":"b"}"#.to_vec()),
+        ];
+        let body = body("gw\"1", &records, 7);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["agent"], "gw\"1");
+        assert_eq!(v["events"][1]["id"], "b");
+        assert_eq!(v["status"]["backlog"], 7);
+    }
+}
