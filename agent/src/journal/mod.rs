@@ -247,12 +247,6 @@ impl Journal {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.written.subscribe()
     }
-
-    /// Every record's payload from the oldest kept, in order (`schoolgate-agent events`).
-    pub fn read_all(&self) -> Vec<Vec<u8>> {
-        let segments = self.lock().segments.clone();
-        read_segments(&segments)
-    }
 }
 
 /// Every record kept in the journal in `state_dir`, read without opening it for writing.
