@@ -25,11 +25,6 @@ impl Role {
             Self::It => "it",
         }
     }
-
-    /// Whether this role reads and writes case notes and triage outcomes.
-    pub fn sees_notes(self) -> bool {
-        self == Self::Dsl
-    }
 }
 
 impl fmt::Display for Role {

@@ -96,11 +96,12 @@ fn start_console(lab: &mut Lab, label: &str) {
     );
 }
 
-/// The ids the console holds, through its database (SQLite in the data directory).
-fn console_ids(lab: &Lab) -> Vec<String> {
+/// The rows `query` finds in the console's database (SQLite in the data directory), one
+/// line each.
+fn console_query(lab: &Lab, query: &str) -> Vec<String> {
     let out = Command::new("sqlite3")
         .arg(lab.path("console/console.db"))
-        .arg("SELECT id FROM events WHERE agent = 'gw1' ORDER BY id")
+        .arg(query)
         .output()
         .unwrap();
     assert!(
@@ -113,6 +114,11 @@ fn console_ids(lab: &Lab) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// The ids the console holds.
+fn console_ids(lab: &Lab) -> Vec<String> {
+    console_query(lab, "SELECT id FROM events WHERE agent = 'gw1' ORDER BY id")
 }
 
 fn journal_ids(lab: &Lab) -> BTreeSet<String> {
@@ -256,12 +262,11 @@ fn every_journaled_event_reaches_the_console_exactly_once() {
         "the console holds exactly what was journaled"
     );
     // The damage was recorded, and that record reached the console too.
-    let out = Command::new("sqlite3")
-        .arg(lab.path("console/console.db"))
-        .arg("SELECT evidence FROM events WHERE kind = 'journal_damaged'")
-        .output()
-        .unwrap();
-    let evidence = String::from_utf8_lossy(&out.stdout);
+    let evidence = console_query(
+        &lab,
+        "SELECT evidence FROM events WHERE kind = 'journal_damaged'",
+    )
+    .join("\n");
     assert!(
         evidence.contains("10 bytes skipped"),
         "no journal_damaged event: {evidence}"

@@ -76,17 +76,6 @@ impl Db {
         Ok(true)
     }
 
-    /// Sets (or clears) a user's TOTP secret; whether the user exists.
-    pub async fn set_totp(&self, name: &str, secret: Option<&str>) -> Result<bool, DbError> {
-        let done = sqlx::query::<Any>("UPDATE users SET totp_secret = $1 WHERE name = $2")
-            .bind(secret)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(sql("set a user's TOTP secret"))?;
-        Ok(done.rows_affected() > 0)
-    }
-
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>, DbError> {
         let row = sqlx::query::<Any>(
             "SELECT id, name, role, password_hash, totp_secret FROM users WHERE name = $1",
@@ -150,21 +139,15 @@ impl Db {
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>, DbError> {
-        let rows =
-            sqlx::query::<Any>("SELECT name, last_seen_ms, status FROM agents ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(sql("list agents"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Agent {
-                    name: r.try_get("name")?,
-                    last_seen_ms: r.try_get("last_seen_ms")?,
-                    status: r.try_get("status")?,
-                })
+        let q = sqlx::query::<Any>("SELECT name, last_seen_ms, status FROM agents ORDER BY name");
+        self.rows(q, "list agents", |r| {
+            Ok(Agent {
+                name: r.try_get("name")?,
+                last_seen_ms: r.try_get("last_seen_ms")?,
+                status: r.try_get("status")?,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(sql("list agents"))
+        })
+        .await
     }
 
     pub async fn add_session(
@@ -221,5 +204,35 @@ impl Db {
             .await
             .map_err(sql("end a session"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::db::testing;
+
+    #[tokio::test]
+    async fn agents_are_found_by_token_hash_and_their_visits_noted() {
+        for (db, _dir) in testing::each().await {
+            assert!(db.add_agent("gw1", "hash1", 1).await.unwrap());
+            assert!(
+                !db.add_agent("gw1", "hash2", 1).await.unwrap(),
+                "name taken"
+            );
+            assert_eq!(
+                db.agent_by_token("hash1").await.unwrap().as_deref(),
+                Some("gw1")
+            );
+            assert_eq!(db.agent_by_token("hash2").await.unwrap(), None);
+            db.agent_seen("gw1", Some(r#"{"backlog":3}"#), 5)
+                .await
+                .unwrap();
+            // A visit without status keeps the last one.
+            db.agent_seen("gw1", None, 9).await.unwrap();
+            let agents = db.agents().await.unwrap();
+            assert_eq!(agents.len(), 1);
+            assert_eq!(agents[0].last_seen_ms, Some(9));
+            assert_eq!(agents[0].status.as_deref(), Some(r#"{"backlog":3}"#));
+        }
     }
 }

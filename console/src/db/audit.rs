@@ -35,26 +35,49 @@ impl Db {
 
     /// The newest `limit` entries, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<Entry>, DbError> {
-        let rows = sqlx::query::<Any>(
+        let q = sqlx::query::<Any>(
             "SELECT time_ms, who, action, target, detail, address FROM audit \
              ORDER BY time_ms DESC, id DESC LIMIT $1",
         )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(sql("read the audit log"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Entry {
-                    time_ms: r.try_get("time_ms")?,
-                    who: r.try_get("who")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    detail: r.try_get("detail")?,
-                    address: r.try_get("address")?,
-                })
+        .bind(limit);
+        self.rows(q, "read the audit log", |r| {
+            Ok(Entry {
+                time_ms: r.try_get("time_ms")?,
+                who: r.try_get("who")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                detail: r.try_get("detail")?,
+                address: r.try_get("address")?,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(sql("read the audit log"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing;
+
+    #[tokio::test]
+    async fn entries_read_back_newest_first() {
+        for (db, _dir) in testing::each().await {
+            for (t, action) in [(1, "login"), (3, "view_alert"), (2, "logout")] {
+                db.audit(&Entry {
+                    time_ms: t,
+                    who: "dsl".into(),
+                    action: action.into(),
+                    target: None,
+                    detail: None,
+                    address: Some("10.0.0.5".into()),
+                })
+                .await
+                .unwrap();
+            }
+            let log = db.audit_log(2).await.unwrap();
+            let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
+            assert_eq!(actions, ["view_alert", "logout"]);
+            assert_eq!(log[0].address.as_deref(), Some("10.0.0.5"));
+        }
     }
 }

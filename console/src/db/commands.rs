@@ -46,26 +46,21 @@ impl Db {
 
     /// The commands `agent` has not yet carried out, oldest first.
     pub async fn pending_commands(&self, agent: &str) -> Result<Vec<Command>, DbError> {
-        let rows = sqlx::query::<Any>(
+        let q = sqlx::query::<Any>(
             "SELECT id, kind, device, reason, by_user FROM commands \
              WHERE agent = $1 AND done_ms IS NULL ORDER BY id LIMIT 100",
         )
-        .bind(agent)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(sql("read commands"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Command {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    device: r.try_get("device")?,
-                    reason: r.try_get("reason")?,
-                    by: r.try_get("by_user")?,
-                })
+        .bind(agent);
+        self.rows(q, "read commands", |r| {
+            Ok(Command {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                device: r.try_get("device")?,
+                reason: r.try_get("reason")?,
+                by: r.try_get("by_user")?,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(sql("read commands"))
+        })
+        .await
     }
 
     /// `agent` carried out command `id`; whether it was one of its own, pending.
@@ -80,5 +75,40 @@ impl Db {
         .await
         .map_err(sql("mark a command done"))?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::db::testing;
+
+    #[tokio::test]
+    async fn a_release_is_handed_out_until_its_agent_says_done() {
+        for (db, _dir) in testing::each().await {
+            let id = db
+                .queue_release("gw1", "10.10.3.7", "spoken to", "dsl", None, 1)
+                .await
+                .unwrap();
+            db.queue_release("gw2", "10.10.3.8", "other school", "dsl", None, 1)
+                .await
+                .unwrap();
+            let pending = db.pending_commands("gw1").await.unwrap();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(
+                (
+                    pending[0].kind.as_str(),
+                    pending[0].device.as_str(),
+                    pending[0].by.as_str()
+                ),
+                ("release", "10.10.3.7", "dsl")
+            );
+            // Asked again (an answer lost on the way): handed out again.
+            assert_eq!(db.pending_commands("gw1").await.unwrap(), pending);
+            assert!(!db.command_done("gw2", id, 2).await.unwrap(), "not gw2's");
+            assert!(db.command_done("gw1", id, 2).await.unwrap());
+            assert!(!db.command_done("gw1", id, 3).await.unwrap(), "done once");
+            assert!(db.pending_commands("gw1").await.unwrap().is_empty());
+            assert_eq!(db.pending_commands("gw2").await.unwrap().len(), 1);
+        }
     }
 }

@@ -147,14 +147,6 @@ impl Db {
             .map_err(sql("count events"))
     }
 
-    /// Every stored id (for tests and checks).
-    pub async fn event_ids(&self) -> Result<Vec<String>, DbError> {
-        sqlx::query_scalar::<Any, String>("SELECT id FROM events ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql("list event ids"))
-    }
-
     /// One event.
     pub async fn event(&self, id: &str) -> Result<Option<Stored>, DbError> {
         let row = sqlx::query::<Any>(concat!("SELECT ", columns!(), " FROM events WHERE id = $1"))
@@ -235,15 +227,7 @@ impl Db {
             .bind(limit)
             .push(" OFFSET ")
             .bind(offset);
-        let rows = q
-            .query()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql("list alerts"))?;
-        rows.iter()
-            .map(stored)
-            .collect::<Result<_, _>>()
-            .map_err(sql("list alerts"))
+        self.rows(q.query(), "list alerts", stored).await
     }
 
     /// How many alerts match `filter` (whatever its status), by triage status.
@@ -251,15 +235,10 @@ impl Db {
         let mut q = Statement::new("SELECT status, COUNT(*) AS n FROM events WHERE alert = 1");
         filter.push_where(&mut q, false);
         q.push(" GROUP BY status");
-        let rows = q
-            .query()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql("count alerts"))?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(sql("count alerts"))
+        self.rows(q.query(), "count alerts", |r| {
+            Ok((r.try_get("status")?, r.try_get("n")?))
+        })
+        .await
     }
 }
 

@@ -140,6 +140,20 @@ pub fn sqlite_url(data: &Path) -> Result<String, DbError> {
 }
 
 impl Db {
+    /// Every row `query` returns, each read by `read`; `what` names the work in errors.
+    pub(crate) async fn rows<T>(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+        what: &'static str,
+        read: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, DbError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(sql(what))?;
+        rows.iter()
+            .map(read)
+            .collect::<Result<_, _>>()
+            .map_err(sql(what))
+    }
+
     /// Connects and brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, DbError> {
         install_default_drivers();

@@ -78,7 +78,7 @@ pub async fn submit(
         format!("addr:{}", address.as_deref().unwrap_or("")),
     ];
     let locked = {
-        let t = app.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        let t = app.throttle();
         keys.iter().filter_map(|k| t.locked_until(k, now)).max()
     };
     let audit = |action: &str, detail: Option<String>| Entry {
@@ -111,7 +111,7 @@ pub async fn submit(
         .unwrap_or(false);
     let Some(user) = user.filter(|_| matched) else {
         {
-            let mut t = app.throttle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut t = app.throttle();
             for k in &keys {
                 t.failed(k, now);
             }
@@ -127,7 +127,7 @@ pub async fn submit(
         .await;
     };
     {
-        let mut t = app.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = app.throttle();
         for k in &keys {
             t.succeeded(k);
         }

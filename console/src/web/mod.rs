@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -37,6 +37,13 @@ pub struct App {
 }
 
 pub type Shared = Arc<App>;
+
+impl App {
+    /// The login throttle (a panic elsewhere while holding it leaves it usable).
+    pub fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "sg_session";
@@ -265,11 +272,3 @@ pub enum TlsError {
     #[error("TLS: {0}")]
     Config(String),
 }
-
-/// Serves a page for a `Signed` user only if `allowed`.
-pub fn forbidden() -> Response {
-    (StatusCode::FORBIDDEN, "Your role does not allow this.").into_response()
-}
-
-/// The state extractor under a shorter name for handlers.
-pub type AppState = State<Shared>;
