@@ -19,6 +19,11 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether this role reads case notes and outcomes, triages alerts and releases devices.
+    pub fn handles_cases(self) -> bool {
+        self == Self::Dsl
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Dsl => "dsl",

@@ -75,6 +75,45 @@ impl Technique {
         }
     }
 
+    /// The technique in words a safeguarding lead reads without a glossary.
+    pub fn plain(self) -> &'static str {
+        match self {
+            Self::ExternalDns => {
+                "asking a DNS server outside school, so the school's filter is not asked"
+            }
+            Self::DnsOverTls => {
+                "encrypted DNS (DNS over TLS), which hides look-ups from the school's filter"
+            }
+            Self::DnsOverHttps => {
+                "encrypted DNS (DNS over HTTPS), which hides look-ups from the school's filter"
+            }
+            Self::DnsOverQuic => {
+                "encrypted DNS (DNS over QUIC), which hides look-ups from the school's filter"
+            }
+            Self::Dnscrypt => {
+                "encrypted DNS (DNSCrypt), which hides look-ups from the school's filter"
+            }
+            Self::Tor => "the Tor network, which hides where the device is going",
+            Self::Openvpn => "a VPN (OpenVPN), which tunnels past the school's filter",
+            Self::Wireguard => "a VPN (WireGuard), which tunnels past the school's filter",
+            Self::Ipsec => "a VPN (IPsec), which tunnels past the school's filter",
+            Self::Ssh => {
+                "an SSH connection to a computer outside school, which can tunnel past the filter"
+            }
+            Self::SocksProxy => {
+                "a proxy server (SOCKS), which relays traffic past the school's filter"
+            }
+            Self::HttpProxy => "a web proxy, which relays traffic past the school's filter",
+            Self::CircumventionTool => "a tool made to get round school filters",
+            Self::VpnApp => "a VPN app, which tunnels past the school's filter",
+            Self::EncryptedClientHello => {
+                "encrypted client hello (ECH), which hides the site's name from the filter"
+            }
+            Self::DnsTunnel => "a tunnel hidden inside DNS look-ups",
+            Self::IcmpTunnel => "a tunnel hidden inside ping (ICMP) packets",
+        }
+    }
+
     /// The technique a name on the wire or in `policy.yaml` stands for.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == name)
@@ -100,5 +139,6 @@ mod tests {
         }
         assert_eq!(Technique::DnsOverHttps.as_str(), "dns_over_https");
         assert_eq!(Technique::from_name("DoH"), None);
+        assert!(Technique::ALL.iter().all(|t| !t.plain().contains('_')));
     }
 }

@@ -33,13 +33,14 @@ impl Db {
         Ok(())
     }
 
-    /// The newest `limit` entries, newest first.
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<Entry>, DbError> {
+    /// Entries newest first: `limit` from `offset`.
+    pub async fn audit_log(&self, limit: i64, offset: i64) -> Result<Vec<Entry>, DbError> {
         let q = sqlx::query::<Any>(
             "SELECT time_ms, who, action, target, detail, address FROM audit \
-             ORDER BY time_ms DESC, id DESC LIMIT $1",
+             ORDER BY time_ms DESC, id DESC LIMIT $1 OFFSET $2",
         )
-        .bind(limit);
+        .bind(limit)
+        .bind(offset);
         self.rows(q, "read the audit log", |r| {
             Ok(Entry {
                 time_ms: r.try_get("time_ms")?,
@@ -74,10 +75,11 @@ mod tests {
                 .await
                 .unwrap();
             }
-            let log = db.audit_log(2).await.unwrap();
+            let log = db.audit_log(2, 0).await.unwrap();
             let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
             assert_eq!(actions, ["view_alert", "logout"]);
             assert_eq!(log[0].address.as_deref(), Some("10.0.0.5"));
+            assert_eq!(db.audit_log(2, 2).await.unwrap()[0].action, "login");
         }
     }
 }

@@ -243,7 +243,7 @@ impl Db {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::db::testing;
     use crate::wire::parse_event;

@@ -7,11 +7,18 @@
 //! - [`accounts`]: users, agents and sessions.
 //! - [`audit`]: the audit log.
 //! - [`commands`]: commands waiting for agents.
+//! - [`cases`]: triage, case notes and each alert's history.
+//! - [`devices`]: a device's activity and history; devices in quarantine now.
+
+// First, for the `columns!` macro the other modules use.
+#[macro_use]
+pub mod events;
 
 pub mod accounts;
 pub mod audit;
+pub mod cases;
 pub mod commands;
-pub mod events;
+pub mod devices;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,10 +3,9 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Shared, Signed, internal, page, when};
+use super::{Answer, Frame, Shared, Signed, render, when};
 use crate::db::events::{Filter, Stored};
 
 /// Alerts on one page.
@@ -56,9 +55,7 @@ pub struct Row {
 #[derive(Template)]
 #[template(path = "alerts.html")]
 struct AlertsPage<'a> {
-    user: &'a str,
-    role: &'a str,
-    csrf: &'a str,
+    frame: Frame<'a>,
     params: &'a Params,
     rows: Vec<Row>,
     counts: Vec<(String, i64)>,
@@ -71,17 +68,11 @@ pub async fn list(
     State(app): State<Shared>,
     signed: Signed,
     Query(params): Query<Params>,
-) -> Response {
+) -> Answer {
     let filter = params.filter();
     let page_no = params.page.max(0);
-    let rows = match app.db.alerts(&filter, PAGE + 1, page_no * PAGE).await {
-        Ok(r) => r,
-        Err(e) => return internal(&e),
-    };
-    let counts = match app.db.alert_counts(&filter).await {
-        Ok(c) => c,
-        Err(e) => return internal(&e),
-    };
+    let rows = app.db.alerts(&filter, PAGE + 1, page_no * PAGE).await?;
+    let counts = app.db.alert_counts(&filter).await?;
     let more = rows.len() as i64 > PAGE;
     let rows = rows
         .into_iter()
@@ -92,10 +83,8 @@ pub async fn list(
         })
         .collect();
     let total = counts.iter().map(|(_, n)| n).sum();
-    page(&AlertsPage {
-        user: signed.name(),
-        role: signed.role().as_str(),
-        csrf: &signed.0.csrf,
+    render(&AlertsPage {
+        frame: signed.frame(),
         params: &params,
         rows,
         counts,

@@ -4,9 +4,15 @@
 //! - [`api`]: the agents' API (events in, commands out), bearer tokens.
 //! - [`login`]: sign in and out; sessions, CSRF, throttling.
 //! - [`alerts`]: the alerts list.
+//! - [`alert`]: one alert: evidence, the device's activity, triage, notes, release.
+//! - [`devices`]: devices in quarantine; one device's history.
+//! - [`audit`]: the audit log.
 
+pub mod alert;
 pub mod alerts;
 pub mod api;
+pub mod audit;
+pub mod devices;
 pub mod login;
 
 use std::net::SocketAddr;
@@ -61,6 +67,14 @@ pub fn router(app: Shared) -> Router {
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}", get(alert::show))
+        .route("/alerts/{id}/triage", post(alert::triage))
+        .route("/alerts/{id}/notes", post(alert::note))
+        .route("/alerts/{id}/release", post(alert::release))
+        .route("/devices", get(devices::list))
+        .route("/devices/release", post(devices::release))
+        .route("/devices/{key}", get(devices::history))
+        .route("/audit", get(audit::list))
         .route("/static/console.css", get(style))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/events", post(api::events))
@@ -140,6 +154,127 @@ impl Signed {
     pub fn address(&self) -> Option<String> {
         self.1.map(|p| p.0.ip().to_string())
     }
+
+    /// What every page's frame shows of the user.
+    pub fn frame(&self) -> Frame<'_> {
+        Frame {
+            user: &self.0.user.name,
+            role: self.role().as_str(),
+            csrf: &self.0.csrf,
+            cases: self.role().handles_cases(),
+        }
+    }
+
+    /// Writes `action` on `target` to the audit log. A view or action that cannot be
+    /// audited is refused.
+    pub async fn audit(
+        &self,
+        app: &App,
+        action: &str,
+        target: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), Refused> {
+        app.db
+            .audit(&crate::db::audit::Entry {
+                time_ms: now_ms(),
+                who: self.name().to_owned(),
+                action: action.to_owned(),
+                target: target.map(str::to_owned),
+                detail: detail.map(str::to_owned),
+                address: self.address(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Refuses anyone who does not handle cases.
+    pub fn handles_cases(&self) -> Result<(), Refused> {
+        if self.role().handles_cases() {
+            Ok(())
+        } else {
+            Err(Refused::Forbidden(
+                "Only the safeguarding lead's accounts can do this.",
+            ))
+        }
+    }
+
+    /// Refuses a form whose CSRF token is not this session's.
+    pub fn form_ok(&self, csrf: &str) -> Result<(), Refused> {
+        if self.csrf_ok(csrf) {
+            Ok(())
+        } else {
+            Err(Refused::Forbidden(
+                "The form had expired. Go back, reload the page and try again.",
+            ))
+        }
+    }
+}
+
+/// Why a page or form was refused; each becomes a short plain-text answer.
+#[derive(Debug)]
+pub enum Refused {
+    /// 400: what to put right.
+    Bad(String),
+    /// 403.
+    Forbidden(&'static str),
+    /// 404: what was not found.
+    NotFound(&'static str),
+    /// 500; the cause is in the log, not the answer.
+    Internal,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Bad(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+            Self::Forbidden(why) => (StatusCode::FORBIDDEN, why).into_response(),
+            Self::NotFound(what) => {
+                (StatusCode::NOT_FOUND, format!("No such {what}.")).into_response()
+            }
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong; see the console's log.",
+            )
+                .into_response(),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for Refused {
+    fn from(e: crate::db::DbError) -> Self {
+        warn!(error = %e, "request failed");
+        Self::Internal
+    }
+}
+
+impl From<askama::Error> for Refused {
+    fn from(e: askama::Error) -> Self {
+        warn!(error = %e, "a page could not be drawn");
+        Self::Internal
+    }
+}
+
+/// What page handlers return.
+pub type Answer = Result<Response, Refused>;
+
+/// Renders an askama template as a page, for handlers that return [`Answer`].
+pub fn render(t: &impl askama::Template) -> Answer {
+    Ok(Html(t.render()?).into_response())
+}
+
+/// The user as every page's frame shows them.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    pub user: &'a str,
+    pub role: &'a str,
+    pub csrf: &'a str,
+    /// The user handles cases (sees notes and outcomes, triages, releases).
+    pub cases: bool,
+}
+
+/// A redirect after a form (303, so the browser follows with GET).
+pub fn see_other(path: &str) -> Response {
+    Redirect::to(path).into_response()
 }
 
 impl FromRequestParts<Shared> for Signed {
@@ -272,3 +407,7 @@ pub enum TlsError {
     #[error("TLS: {0}")]
     Config(String),
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+pub(crate) mod tests;

@@ -1,0 +1,49 @@
+//! The audit log page: sign-ins, every view of an alert or a device's history, every
+//! action, newest first. It holds what was done and to what, never case detail, so both
+//! roles read it.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+
+use super::{Answer, Frame, Shared, Signed, render, when};
+use crate::db::audit::Entry;
+
+/// Entries on one page.
+const PAGE: i64 = 200;
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage<'a> {
+    frame: Frame<'a>,
+    rows: Vec<(String, Entry)>,
+    page: i64,
+    more: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    page: i64,
+}
+
+pub async fn list(
+    State(app): State<Shared>,
+    signed: Signed,
+    Query(params): Query<Params>,
+) -> Answer {
+    let page_no = params.page.max(0);
+    let rows = app.db.audit_log(PAGE + 1, page_no * PAGE).await?;
+    let more = rows.len() as i64 > PAGE;
+    let rows = rows
+        .into_iter()
+        .take(PAGE as usize)
+        .map(|e| (when(e.time_ms), e))
+        .collect();
+    render(&AuditPage {
+        frame: signed.frame(),
+        rows,
+        page: page_no,
+        more,
+    })
+}

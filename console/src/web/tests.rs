@@ -1,0 +1,473 @@
+//! The console's pages and forms driven through the router as a browser would (cookies,
+//! CSRF tokens, redirects), on each database backend: roles enforced on the server, every
+//! view and action audited, hostile names shown as text.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt;
+
+use super::{App, CSP, SESSION_COOKIE, Shared, router};
+use crate::auth::{Role, token_hash};
+use crate::config::Config;
+use crate::db::Db;
+use crate::db::testing;
+use crate::wire::{Incoming, parse_event};
+
+/// A page's answer.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub(crate) fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// One signed-in browser (or none).
+pub(crate) struct Browser {
+    app: Shared,
+    cookie: Option<String>,
+    pub csrf: String,
+}
+
+impl Browser {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
+        let mut req = Request::get(path);
+        if let Some(c) = &self.cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Posts `fields` (the session's CSRF token is added unless a field names its own).
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        if !fields.iter().any(|(k, _)| *k == "csrf") {
+            form.push(("csrf", &self.csrf));
+        }
+        let body = form
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    super::alert::urlencode(k),
+                    super::alert::urlencode(v)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = &self.cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = router(Arc::clone(&self.app)).oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+}
+
+/// A console on `db` with a `dsl` and an `it` user.
+pub(crate) struct Console {
+    pub app: Shared,
+}
+
+impl Console {
+    pub(crate) async fn new(db: Db) -> Self {
+        // A cheap argon2id hash: verification reads the cost from the hash itself.
+        let cheap = {
+            use argon2::password_hash::{PasswordHasher, SaltString};
+            let params = argon2::Params::new(8, 1, 1, None).unwrap();
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                .hash_password(
+                    b"correct horse battery",
+                    &SaltString::encode_b64(b"saltsaltsalt").unwrap(),
+                )
+                .unwrap()
+                .to_string()
+        };
+        db.put_user("dsl", Role::Dsl, &cheap, 1).await.unwrap();
+        db.put_user("it", Role::It, &cheap, 1).await.unwrap();
+        Self {
+            app: Arc::new(App {
+                db,
+                config: Config::default(),
+                throttle: Mutex::default(),
+                secure_cookies: true,
+            }),
+        }
+    }
+
+    pub(crate) fn anonymous(&self) -> Browser {
+        Browser {
+            app: Arc::clone(&self.app),
+            cookie: None,
+            csrf: String::new(),
+        }
+    }
+
+    /// A browser signed in as `name`, through a session made directly.
+    pub(crate) async fn signed_in(&self, name: &str) -> Browser {
+        let user = self.app.db.user_by_name(name).await.unwrap().unwrap();
+        let token = crate::auth::random_token().unwrap();
+        let csrf = crate::auth::random_token().unwrap();
+        let now = super::now_ms();
+        self.app
+            .db
+            .add_session(&token_hash(&token), user.id, &csrf, now, now + 3_600_000)
+            .await
+            .unwrap();
+        Browser {
+            app: Arc::clone(&self.app),
+            cookie: Some(format!("{SESSION_COOKIE}={token}")),
+            csrf,
+        }
+    }
+
+    pub(crate) async fn audit_actions(&self) -> Vec<(String, String)> {
+        let mut log = self.app.db.audit_log(1000, 0).await.unwrap();
+        log.reverse();
+        log.into_iter().map(|e| (e.who, e.action)).collect()
+    }
+}
+
+pub(crate) fn alert(kind: &str, name: &str, ip: &str) -> Incoming {
+    parse_event(serde_json::json!({
+        "id": uuid::Uuid::now_v7().to_string(), "time": jiff::Timestamp::now().to_string(),
+        "kind": kind, "device": {"ip": ip, "name": "Y6-iPad-12", "owner": "6B"},
+        "group": "pupils", "name": name, "technique": "openvpn",
+        "evidence": "OpenVPN handshake to 192.0.2.9:1194", "severity": "high",
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_carry_the_strict_headers() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let anon = c.anonymous();
+        for path in [
+            "/alerts",
+            "/alerts/x",
+            "/devices",
+            "/devices/10.0.0.1",
+            "/audit",
+        ] {
+            let a = anon.get(path).await;
+            assert_eq!(a.status, StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(a.location(), "/login", "{path}");
+        }
+        let a = anon.post("/alerts/x/notes", &[("body", "x")]).await;
+        assert_eq!(a.location(), "/login");
+        let a = c.signed_in("dsl").await.get("/alerts").await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.headers[header::CONTENT_SECURITY_POLICY], CSP);
+        assert_eq!(a.headers[header::X_FRAME_OPTIONS], "DENY");
+    }
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_session_cookie_and_is_audited() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let anon = c.anonymous();
+        let form = anon.get("/login").await;
+        let set = form.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let login_cookie = set.split(';').next().unwrap().to_owned();
+        let csrf = login_cookie.split_once('=').unwrap().1.to_owned();
+        let browser = Browser {
+            cookie: Some(login_cookie),
+            ..c.anonymous()
+        };
+        let wrong = browser
+            .post(
+                "/login",
+                &[("username", "dsl"), ("password", "wrong"), ("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        let forged = browser
+            .post(
+                "/login",
+                &[
+                    ("username", "dsl"),
+                    ("password", "correct horse battery"),
+                    ("csrf", "0"),
+                ],
+            )
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        let ok = browser
+            .post(
+                "/login",
+                &[
+                    ("username", "dsl"),
+                    ("password", "correct horse battery"),
+                    ("csrf", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER);
+        assert_eq!(ok.location(), "/alerts");
+        let session = ok
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|v| v.starts_with(SESSION_COOKIE))
+            .unwrap()
+            .to_owned();
+        for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+            assert!(session.contains(flag), "{session}");
+        }
+        let signed = Browser {
+            cookie: Some(session.split(';').next().unwrap().to_owned()),
+            ..c.anonymous()
+        };
+        assert_eq!(signed.get("/alerts").await.status, StatusCode::OK);
+        assert_eq!(
+            c.audit_actions().await,
+            [
+                ("dsl".to_owned(), "login_failed".to_owned()),
+                ("dsl".to_owned(), "login".to_owned())
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_dsl_triages_notes_and_releases_and_it_sees_no_case_detail() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let e = alert("quarantined", "vpn.example", "10.10.3.7");
+        c.app
+            .db
+            .ingest("gw1", std::slice::from_ref(&e), 1)
+            .await
+            .unwrap();
+        let id = e.id.to_string();
+        let path = format!("/alerts/{id}");
+        let dsl = c.signed_in("dsl").await;
+
+        let page = dsl.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.body
+                .contains("Y6-iPad-12 (10.10.3.7) was put in quarantine"),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("In quarantine"));
+        assert!(page.body.contains("Release from quarantine"));
+
+        // A form without this session's token is refused and changes nothing.
+        let forged = dsl
+            .post(
+                &format!("{path}/triage"),
+                &[("status", "acknowledged"), ("csrf", "0")],
+            )
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        let ack = dsl
+            .post(&format!("{path}/triage"), &[("status", "acknowledged")])
+            .await;
+        assert_eq!(ack.status, StatusCode::SEE_OTHER);
+        assert_eq!(ack.location(), format!("{path}?done=triage"));
+        let unresolved = dsl
+            .post(&format!("{path}/triage"), &[("status", "resolved")])
+            .await;
+        assert_eq!(
+            unresolved.status,
+            StatusCode::BAD_REQUEST,
+            "needs an outcome"
+        );
+        let note = dsl
+            .post(
+                &format!("{path}/notes"),
+                &[("body", "Spoke to <b>6B</b>'s teacher.")],
+            )
+            .await;
+        assert_eq!(note.status, StatusCode::SEE_OTHER);
+        let release = dsl
+            .post(
+                &format!("{path}/release"),
+                &[("reason", "spoken to; supervised use")],
+            )
+            .await;
+        assert_eq!(release.status, StatusCode::SEE_OTHER);
+        let pending = c.app.db.pending_commands("gw1").await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (
+                pending[0].device.as_str(),
+                pending[0].by.as_str(),
+                pending[0].reason.as_str()
+            ),
+            ("10.10.3.7", "dsl", "spoken to; supervised use")
+        );
+
+        let page = dsl.get(&path).await;
+        assert!(
+            page.body
+                .contains("Spoke to &#60;b&#62;6B&#60;/b&#62;&#39;s teacher.")
+                || page
+                    .body
+                    .contains("Spoke to &lt;b&gt;6B&lt;/b&gt;&#x27;s teacher."),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("dsl: status acknowledged"));
+        assert!(
+            page.body
+                .contains("release from quarantine asked for: spoken to; supervised use")
+        );
+        assert!(page.body.contains("A release has been sent"));
+
+        // IT: the technical detail, but no notes, outcomes or case history, and no actions.
+        let it = c.signed_in("it").await;
+        let seen = it.get(&path).await;
+        assert_eq!(seen.status, StatusCode::OK);
+        assert!(seen.body.contains("OpenVPN handshake to 192.0.2.9:1194"));
+        for hidden in [
+            "6B</b>",
+            "&lt;b&gt;",
+            "&#60;b&#62;",
+            "Case notes",
+            "supervised use",
+            "dsl: status acknowledged",
+        ] {
+            assert!(!seen.body.contains(hidden), "IT sees {hidden:?}");
+        }
+        for (action, fields) in [
+            ("notes", [("body", "x")]),
+            ("triage", [("status", "resolved")]),
+            ("release", [("reason", "x")]),
+        ] {
+            let a = it.post(&format!("{path}/{action}"), &fields).await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{action}");
+        }
+        assert_eq!(c.app.db.notes(&id).await.unwrap().len(), 1);
+
+        let actions = c.audit_actions().await;
+        let expected = [
+            ("dsl", "view_alert"),
+            ("dsl", "triage"),
+            ("dsl", "add_note"),
+            ("dsl", "release"),
+            ("dsl", "view_alert"),
+            ("it", "view_alert"),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(w, a)| (w.to_string(), a.to_string()))
+            .collect();
+        assert_eq!(actions, expected);
+    }
+}
+
+#[tokio::test]
+async fn devices_in_quarantine_are_listed_released_and_their_history_audited() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let q = alert("quarantined", "vpn.example", "10.10.3.9");
+        let blocked = {
+            let mut b = alert("blocked", "instagram.com", "10.10.3.9");
+            b.severity = "low";
+            b
+        };
+        c.app
+            .db
+            .ingest("gw1", &[q.clone(), blocked], 1)
+            .await
+            .unwrap();
+        let dsl = c.signed_in("dsl").await;
+        let list = dsl.get("/devices").await;
+        assert!(
+            list.body.contains("Y6-iPad-12 (10.10.3.9)"),
+            "{}",
+            list.body
+        );
+        let lookup = dsl.get("/devices?device=10.10.3.9").await;
+        assert_eq!(lookup.location(), "/devices/10.10.3.9");
+        let history = dsl.get("/devices/10.10.3.9").await;
+        assert!(history.body.contains("instagram.com"));
+        assert!(history.body.contains("vpn.example"));
+        let released = dsl
+            .post(
+                "/devices/release",
+                &[("event", &q.id.to_string()), ("reason", "parents met")],
+            )
+            .await;
+        assert_eq!(released.location(), "/devices?done=release");
+        assert!(dsl.get("/devices").await.body.contains("release sent"));
+        let it = c.signed_in("it").await;
+        let refused = it
+            .post(
+                "/devices/release",
+                &[("event", &q.id.to_string()), ("reason", "x")],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(c.app.db.pending_commands("gw1").await.unwrap().len(), 1);
+        let audit = it.get("/audit").await;
+        assert!(audit.body.contains("view_device"));
+        assert!(audit.body.contains("release"));
+        assert!(
+            c.audit_actions()
+                .await
+                .contains(&("dsl".to_owned(), "view_device".to_owned()))
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_from_devices_render_as_text() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let e = alert(
+            "bypass_attempt",
+            "<script>alert(1)</script>.example",
+            "10.10.3.7",
+        );
+        c.app
+            .db
+            .ingest("gw1", std::slice::from_ref(&e), 1)
+            .await
+            .unwrap();
+        let dsl = c.signed_in("dsl").await;
+        for path in [
+            "/alerts".to_owned(),
+            format!("/alerts/{}", e.id),
+            "/devices/10.10.3.7".to_owned(),
+        ] {
+            let page = dsl.get(&path).await;
+            assert_eq!(page.status, StatusCode::OK, "{path}");
+            assert!(!page.body.contains("<script>"), "{path}: {}", page.body);
+            assert!(page.body.contains("alert(1)"), "{path}: the name is shown");
+        }
+    }
+}
