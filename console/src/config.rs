@@ -78,6 +78,8 @@ pub struct Smtp {
     pub from: String,
     /// The safeguarding lead's address(es).
     pub to: Vec<String>,
+    /// Trust only these certificates (PEM) for the server; else the system's bundle.
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_smtp_port() -> u16 {

@@ -6,9 +6,11 @@
 //! - [`auth`]: roles, passwords, tokens, login throttling.
 //! - [`config`]: `console.yaml` in the data directory.
 //! - [`web`]: the router, pages and the agents' API.
+//! - [`mail`]: e-mail to the safeguarding lead when high-severity alerts arrive.
 
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod mail;
 pub mod web;
 pub mod wire;

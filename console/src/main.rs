@@ -13,6 +13,7 @@ use clap::Parser;
 use schoolgate_console::auth::{Role, hash_password, random_token, token_hash};
 use schoolgate_console::config::Config;
 use schoolgate_console::db::{Db, sqlite_url};
+use schoolgate_console::mail;
 use schoolgate_console::web::{self, App};
 
 use cli::{AgentCommand, Cli, Command, Store, UserCommand};
@@ -51,6 +52,48 @@ async fn open(store: &Store) -> anyhow::Result<Db> {
     Ok(Db::open(&url).await?)
 }
 
+/// Purges what is past its retention period at start and then once a day.
+async fn purge_daily(
+    db: Db,
+    retention: schoolgate_console::config::Retention,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let now = web::now_ms();
+        match db.purge(&retention, now).await {
+            Ok(p) => {
+                tracing::info!(
+                    alerts = p.alerts,
+                    events = p.events,
+                    audit = p.audit,
+                    commands = p.commands,
+                    sessions = p.sessions,
+                    "records past their retention period purged"
+                );
+                let entry = schoolgate_console::db::audit::Entry {
+                    time_ms: now,
+                    who: "console".into(),
+                    action: "purge".into(),
+                    target: None,
+                    detail: Some(format!(
+                        "{} alerts, {} other events, {} audit entries",
+                        p.alerts, p.events, p.audit
+                    )),
+                    address: None,
+                };
+                if let Err(e) = db.audit(&entry).await {
+                    tracing::warn!(error = %e, "cannot audit the purge");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot purge old records; trying again tomorrow"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
@@ -85,6 +128,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(address = %local, "console listening");
             println!("listening on {scheme}://{local}");
             std::io::stdout().flush().ok();
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let mut tasks = vec![tokio::spawn(purge_daily(
+                app.db.clone(),
+                app.config.retention,
+                stopped.clone(),
+            ))];
+            if let Some(smtp) = &app.config.smtp {
+                let mailer = mail::Mailer::new(smtp, app.config.public_url.as_deref())
+                    .context("console.yaml's smtp settings")?;
+                tasks.push(tokio::spawn(mailer.run(
+                    app.db.clone(),
+                    mail::TICK,
+                    stopped,
+                )));
+            }
             let router = web::router(Arc::clone(&app));
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -95,6 +153,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
             .await;
+            stop.send(true).ok();
+            for t in tasks {
+                t.await.ok();
+            }
             Ok(())
         }
         Command::User {

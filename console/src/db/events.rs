@@ -161,6 +161,39 @@ impl Db {
     }
 }
 
+impl Db {
+    /// High-severity alerts not yet e-mailed, oldest first, at most `limit`.
+    pub async fn unmailed(&self, limit: i64) -> Result<Vec<Stored>, DbError> {
+        let q = sqlx::query::<Any>(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE mailed = 0 AND alert = 1 AND severity = 'high' \
+             ORDER BY time_ms, id LIMIT $1"
+        ))
+        .bind(limit);
+        self.rows(q, "read alerts to e-mail", stored).await
+    }
+
+    /// Marks alerts `ids` as e-mailed.
+    pub async fn mark_mailed(&self, ids: &[&str]) -> Result<(), DbError> {
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let mut q = Statement::new("UPDATE events SET mailed = 1 WHERE id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(*id);
+            }
+            q.push(")");
+            q.query()
+                .execute(&self.pool)
+                .await
+                .map_err(sql("mark alerts e-mailed"))?;
+        }
+        Ok(())
+    }
+}
+
 /// What the alerts list is narrowed to; every part optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(default)]

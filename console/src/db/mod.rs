@@ -9,6 +9,7 @@
 //! - [`commands`]: commands waiting for agents.
 //! - [`cases`]: triage, case notes and each alert's history.
 //! - [`devices`]: a device's activity and history; devices in quarantine now.
+//! - [`retention`]: the daily purge of what is past its retention period.
 
 // First, for the `columns!` macro the other modules use.
 #[macro_use]
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod cases;
 pub mod commands;
 pub mod devices;
+pub mod retention;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,170 @@
+//! Retention: what is older than its kind's period is deleted (alerts with their notes and
+//! history, other events, the audit log, finished commands, expired sessions).
+
+use sqlx::Any;
+
+use super::{Db, DbError, sql};
+use crate::config::Retention;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// How many rows a purge deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub alerts: u64,
+    pub events: u64,
+    pub audit: u64,
+    pub commands: u64,
+    pub sessions: u64,
+}
+
+impl Db {
+    /// Deletes what `retention` no longer keeps at `now_ms`.
+    pub async fn purge(&self, retention: &Retention, now_ms: i64) -> Result<Purged, DbError> {
+        let before = |days: u32| now_ms - i64::from(days) * DAY_MS;
+        let alerts_before = before(retention.alerts_days);
+        let mut tx = self.pool.begin().await.map_err(sql("begin a purge"))?;
+        // Notes and history go with their alert; both backends are told, not left to
+        // foreign-key cascades that SQLite enforces only when asked.
+        for table in ["notes", "alert_history"] {
+            let text = format!(
+                "DELETE FROM {table} WHERE event_id IN \
+                 (SELECT id FROM events WHERE alert = 1 AND time_ms < $1)"
+            );
+            // `table` is one of the two names above.
+            sqlx::query::<Any>(sqlx::AssertSqlSafe(text))
+                .bind(alerts_before)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("purge case records"))?;
+        }
+        let mut run = async |text: &'static str, before_ms: i64, what: &'static str| {
+            sqlx::query::<Any>(text)
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(sql(what))
+        };
+        let purged = Purged {
+            alerts: run(
+                "DELETE FROM events WHERE alert = 1 AND time_ms < $1",
+                alerts_before,
+                "purge alerts",
+            )
+            .await?,
+            events: run(
+                "DELETE FROM events WHERE alert = 0 AND time_ms < $1",
+                before(retention.blocked_days),
+                "purge events",
+            )
+            .await?,
+            audit: run(
+                "DELETE FROM audit WHERE time_ms < $1",
+                before(retention.audit_days),
+                "purge the audit log",
+            )
+            .await?,
+            commands: run(
+                "DELETE FROM commands WHERE done_ms IS NOT NULL AND created_ms < $1",
+                alerts_before,
+                "purge commands",
+            )
+            .await?,
+            sessions: run(
+                "DELETE FROM sessions WHERE expires_ms < $1",
+                now_ms,
+                "purge sessions",
+            )
+            .await?,
+        };
+        tx.commit().await.map_err(sql("commit a purge"))?;
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::audit::Entry;
+    use crate::db::testing;
+    use crate::web::tests::alert;
+
+    #[tokio::test]
+    async fn each_kind_is_kept_for_its_own_period() {
+        for (db, _dir) in testing::each().await {
+            let now = 1_000 * DAY_MS;
+            let at = |kind: &str, age_days: i64| {
+                let mut e = alert(kind, "x.example", "10.0.0.1");
+                if kind == "blocked" {
+                    e.severity = "low";
+                }
+                e.time_ms = now - age_days * DAY_MS;
+                e
+            };
+            let old_alert = at("bypass_attempt", 400);
+            let kept_alert = at("bypass_attempt", 100);
+            db.ingest(
+                "gw1",
+                &[
+                    old_alert.clone(),
+                    kept_alert.clone(),
+                    at("blocked", 100),
+                    at("blocked", 10),
+                ],
+                1,
+            )
+            .await
+            .unwrap();
+            db.add_note(&old_alert.id.to_string(), "dsl", "old", now - 400 * DAY_MS)
+                .await
+                .unwrap();
+            db.add_note(&kept_alert.id.to_string(), "dsl", "kept", now)
+                .await
+                .unwrap();
+            for age in [2_000, 10] {
+                db.audit(&Entry {
+                    time_ms: now - age * DAY_MS,
+                    who: "dsl".into(),
+                    action: "login".into(),
+                    target: None,
+                    detail: None,
+                    address: None,
+                })
+                .await
+                .unwrap();
+            }
+            let purged = db.purge(&Retention::default(), now).await.unwrap();
+            assert_eq!(
+                purged,
+                Purged {
+                    alerts: 1,
+                    events: 1,
+                    audit: 1,
+                    commands: 0,
+                    sessions: 0
+                }
+            );
+            assert_eq!(db.event_count().await.unwrap(), 2);
+            assert!(
+                db.notes(&old_alert.id.to_string())
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(
+                db.history(&old_alert.id.to_string())
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(db.notes(&kept_alert.id.to_string()).await.unwrap().len(), 1);
+            assert_eq!(db.audit_log(10, 0).await.unwrap().len(), 1);
+            // Again: nothing more to do.
+            assert_eq!(
+                db.purge(&Retention::default(), now).await.unwrap(),
+                Purged::default()
+            );
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! E-mail to the safeguarding lead when high-severity alerts arrive: checked every
+//! [`TICK`], so an alert is mailed within a minute of reaching the console. The message
+//! says what kind of alert it is, when, and where to open it — no pupil's name, device,
+//! address or site, since e-mail is read on phones and passes through other servers. An
+//! alert is marked mailed only once the server has taken the message; a failed send is
+//! tried again at the next tick.
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Mailboxes};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tracing::{info, warn};
+
+use crate::config::{Smtp, SmtpSecurity};
+use crate::db::Db;
+use crate::db::events::Stored;
+
+/// How often the console looks for alerts to mail.
+pub const TICK: Duration = Duration::from_secs(15);
+/// Alerts listed in one message at most; the rest are counted.
+const LISTED: usize = 20;
+/// Alerts taken per message at most (the rest go in the next).
+const PER_MESSAGE: i64 = 500;
+
+/// The mail settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("smtp.{field}: {value:?} is not an e-mail address: {message}")]
+    Address {
+        field: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("smtp: {0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("cannot build the message: {0}")]
+    Message(#[from] lettre::error::Error),
+}
+
+/// The subject and body of the message for `alerts` (`more` others not listed).
+pub fn compose(alerts: &[Stored], public_url: Option<&str>) -> (String, String) {
+    let n = alerts.len();
+    let subject = if n == 1 {
+        "schoolgate: 1 new high-severity alert".to_owned()
+    } else {
+        format!("schoolgate: {n} new high-severity alerts")
+    };
+    let base = public_url.map(|u| u.trim_end_matches('/'));
+    let mut body = String::from(
+        "New alerts need the safeguarding lead's attention. Open them in the console; \
+         the detail is kept there, not in e-mail.\n\n",
+    );
+    for e in alerts.iter().take(LISTED) {
+        let when = jiff::Timestamp::from_millisecond(e.time_ms)
+            .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        let what = e
+            .technique
+            .as_deref()
+            .map_or(e.kind.clone(), |t| format!("{}: {}", e.kind, t));
+        body.push_str(&format!("- {when}  {what}  (gateway {})\n", e.agent));
+        if let Some(base) = base {
+            body.push_str(&format!("  {base}/alerts/{}\n", e.id));
+        }
+    }
+    if n > LISTED {
+        body.push_str(&format!("\n…and {} more.\n", n - LISTED));
+    }
+    if let Some(base) = base {
+        body.push_str(&format!("\nAll alerts: {base}/alerts?status=new\n"));
+    }
+    (subject, body)
+}
+
+/// A configured mail server and where to send.
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Mailboxes,
+    public_url: Option<String>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mailbox(field: &'static str, value: &str) -> Result<Mailbox, MailError> {
+    value
+        .parse()
+        .map_err(|e: lettre::address::AddressError| MailError::Address {
+            field,
+            value: value.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, MailError> {
+    std::fs::read(path).map_err(|source| MailError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl Mailer {
+    pub fn new(smtp: &Smtp, public_url: Option<&str>) -> Result<Self, MailError> {
+        let mut to = Mailboxes::new();
+        for t in &smtp.to {
+            to.push(mailbox("to", t)?);
+        }
+        let from = mailbox("from", &smtp.from)?;
+        let tls = || -> Result<TlsParameters, MailError> {
+            let mut b = TlsParameters::builder(smtp.host.clone());
+            if let Some(ca) = &smtp.ca_file {
+                b = b
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(Certificate::from_pem(&read(ca)?)?);
+            }
+            Ok(b.build_rustls()?)
+        };
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+            .port(smtp.port)
+            .timeout(Some(Duration::from_secs(30)));
+        b = match smtp.security {
+            SmtpSecurity::Starttls => b.tls(Tls::Required(tls()?)),
+            SmtpSecurity::Tls => b.tls(Tls::Wrapper(tls()?)),
+            SmtpSecurity::None => b.tls(Tls::None),
+        };
+        if let (Some(user), Some(file)) = (&smtp.username, &smtp.password_file) {
+            let password = String::from_utf8_lossy(&read(file)?).trim().to_owned();
+            b = b.credentials(Credentials::new(user.clone(), password));
+        }
+        Ok(Self {
+            transport: b.build(),
+            from,
+            to,
+            public_url: public_url.map(str::to_owned),
+        })
+    }
+
+    /// Sends one message for `alerts`.
+    pub async fn send(&self, alerts: &[Stored]) -> Result<(), MailError> {
+        let (subject, body) = compose(alerts, self.public_url.as_deref());
+        let message = Message::builder()
+            .from(self.from.clone())
+            .mailbox(lettre::message::header::To::from(self.to.clone()))
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)?;
+        self.transport.send(message).await?;
+        Ok(())
+    }
+
+    /// Mails whatever is due; how many alerts were mailed.
+    pub async fn once(&self, db: &Db) -> Result<usize, MailError> {
+        let due = match db.unmailed(PER_MESSAGE).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "cannot read alerts to e-mail");
+                return Ok(0);
+            }
+        };
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.send(&due).await?;
+        let ids: Vec<&str> = due.iter().map(|e| e.id.as_str()).collect();
+        if let Err(e) = db.mark_mailed(&ids).await {
+            // They will be mailed again: better twice than not at all.
+            warn!(error = %e, "cannot mark alerts e-mailed");
+        }
+        Ok(due.len())
+    }
+
+    /// Mails due alerts every `tick` until `stop` turns true.
+    pub async fn run(self, db: Db, tick: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self.once(&db).await {
+                Ok(0) => {}
+                Ok(n) => info!(alerts = n, "alerts e-mailed to the safeguarding lead"),
+                Err(e) => warn!(error = %e, "cannot e-mail alerts; trying again"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing;
+    use crate::web::tests::alert;
+
+    #[test]
+    fn the_message_carries_no_pupil_detail() {
+        let e = Stored {
+            id: "0193abcd".into(),
+            agent: "gw1".into(),
+            time_ms: 1_795_946_523_000,
+            kind: "bypass_attempt".into(),
+            severity: "high".into(),
+            alert: true,
+            device_ip: Some("10.10.3.7".into()),
+            device_mac: Some("52:54:00:aa:bb:cc".into()),
+            device_name: Some("Y6-iPad-12".into()),
+            device_owner: Some("Jo Bloggs".into()),
+            group: Some("pupils".into()),
+            name: Some("vpn.example".into()),
+            rule: None,
+            technique: Some("openvpn".into()),
+            destination: Some("192.0.2.9:1194".into()),
+            evidence: Some("OpenVPN handshake".into()),
+            count: 1,
+            status: "new".into(),
+            outcome: None,
+            action_taken: None,
+        };
+        let (subject, body) = compose(
+            std::slice::from_ref(&e),
+            Some("https://console.school.example/"),
+        );
+        assert_eq!(subject, "schoolgate: 1 new high-severity alert");
+        assert!(body.contains("bypass_attempt: openvpn"), "{body}");
+        assert!(body.contains("https://console.school.example/alerts/0193abcd"));
+        for private in [
+            "10.10.3.7",
+            "52:54",
+            "Y6-iPad",
+            "Jo Bloggs",
+            "vpn.example",
+            "192.0.2.9",
+            "handshake",
+        ] {
+            assert!(!body.contains(private), "{private} in {body}");
+        }
+        let many = vec![e; 25];
+        let (subject, body) = compose(&many, None);
+        assert_eq!(subject, "schoolgate: 25 new high-severity alerts");
+        assert!(body.contains("…and 5 more."));
+    }
+
+    /// Python's aiosmtpd, from the lab's virtual environment (`.ci/run` installs it).
+    fn sink_python() -> Option<std::path::PathBuf> {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab-venv/bin/python3");
+        let ok = std::process::Command::new(&p)
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(p);
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "aiosmtpd is not installed in target/lab-venv (see .ci/run)"
+        );
+        eprintln!("skipping: aiosmtpd is not installed in target/lab-venv (see .ci/run)");
+        None
+    }
+
+    /// An SMTP sink on loopback that writes each message it takes to a file of its own.
+    struct Sink {
+        child: std::process::Child,
+        port: u16,
+        dir: tempfile::TempDir,
+    }
+
+    impl Sink {
+        fn start(python: &std::path::Path) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let script = r#"
+import asyncio, sys, pathlib
+from aiosmtpd.controller import Controller
+out = pathlib.Path(sys.argv[2])
+class Keep:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Keep.n += 1
+        (out / f"{Keep.n}.eml").write_bytes(b"To: " + ",".join(envelope.rcpt_tos).encode() + b"\n" + envelope.content)
+        return "250 kept"
+c = Controller(Keep(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+            let mut child = std::process::Command::new(python)
+                .args([
+                    "-c",
+                    script,
+                    &port.to_string(),
+                    dir.path().to_str().unwrap(),
+                ])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            assert_eq!(line.trim(), "ready");
+            Self { child, port, dir }
+        }
+
+        fn messages(&self) -> Vec<String> {
+            let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            files
+                .iter()
+                .map(|p| std::fs::read_to_string(p).unwrap())
+                .collect()
+        }
+    }
+
+    impl Drop for Sink {
+        fn drop(&mut self) {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+
+    #[tokio::test]
+    async fn high_severity_alerts_reach_the_smtp_sink_once() {
+        let Some(python) = sink_python() else {
+            return;
+        };
+        let sink = Sink::start(&python);
+        for (db, _dir) in testing::each().await {
+            let smtp: Smtp = serde_saphyr::from_str(&format!(
+                "{{host: 127.0.0.1, port: {}, security: none, from: console@school.example, \
+                 to: [dsl@school.example, deputy@school.example]}}",
+                sink.port
+            ))
+            .unwrap();
+            let mailer = Mailer::new(&smtp, Some("https://console.school.example")).unwrap();
+            let before = sink.messages().len();
+            let vpn = alert("bypass_attempt", "vpn.example", "10.10.3.7");
+            let mut low = alert("blocked", "instagram.com", "10.10.3.7");
+            low.severity = "low";
+            db.ingest("gw1", &[vpn.clone(), low], 1).await.unwrap();
+
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let started = std::time::Instant::now();
+            let task = tokio::spawn(mailer.run(db.clone(), Duration::from_millis(100), stopped));
+            while sink.messages().len() == before {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "no message arrived"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Later ticks send nothing more: the alert is marked mailed.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            stop.send(true).unwrap();
+            task.await.unwrap();
+            let got = sink.messages();
+            assert_eq!(got.len(), before + 1, "{got:?}");
+            let m = got.last().unwrap();
+            assert!(
+                m.starts_with("To: dsl@school.example,deputy@school.example"),
+                "{m}"
+            );
+            assert!(
+                m.contains("Subject: schoolgate: 1 new high-severity alert"),
+                "{m}"
+            );
+            assert!(m.contains(&format!("/alerts/{}", vpn.id)), "{m}");
+            assert!(!m.contains("instagram") && !m.contains("10.10.3.7"), "{m}");
+            assert!(db.unmailed(10).await.unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_leaves_alerts_to_mail_later() {
+        for (db, _dir) in testing::each().await {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let smtp: Smtp = serde_saphyr::from_str(&format!(
+                "{{host: 127.0.0.1, port: {port}, security: none, from: c@school.example, to: [d@school.example]}}"
+            ))
+            .unwrap();
+            let mailer = Mailer::new(&smtp, None).unwrap();
+            db.ingest(
+                "gw1",
+                &[alert("bypass_attempt", "x.example", "10.0.0.1")],
+                1,
+            )
+            .await
+            .unwrap();
+            assert!(mailer.once(&db).await.is_err());
+            assert_eq!(db.unmailed(10).await.unwrap().len(), 1);
+        }
+    }
+}
