@@ -304,11 +304,35 @@ pub async fn run(
                 .unwrap_or_else(|| PathBuf::from(crate::shipper::SYSTEM_CA)),
         };
         let client = crate::shipper::client(&settings.ca_file)?;
+        let status: crate::shipper::Status = {
+            let (live, metrics) = (Arc::clone(&live), Arc::clone(&metrics));
+            Arc::new(move || {
+                let mut s = serde_json::Map::new();
+                s.insert(
+                    "policy".into(),
+                    format!("{:016x}", live.fingerprint()).into(),
+                );
+                let rejected = metrics
+                    .reloads
+                    .get_or_create(&crate::metrics::ReloadLabels {
+                        outcome: "rejected",
+                    })
+                    .get();
+                s.insert("policy_rejected".into(), rejected.into());
+                s.insert("events_dropped".into(), metrics.events_dropped.get().into());
+                s.insert(
+                    "upstream_errors".into(),
+                    metrics.upstream_errors.get().into(),
+                );
+                s
+            })
+        };
         info!(console = %settings.url, agent = %settings.name, "sending events to the console");
         shippers.push(tokio::spawn(crate::shipper::ship(
             journal.clone(),
             settings.clone(),
             client.clone(),
+            status,
             shipper_stop.clone(),
         )));
         shippers.push(tokio::spawn(crate::shipper::take_commands(

@@ -207,6 +207,7 @@ pub fn act(
             (e.device, e.group) = shared.describe(&policy, &who, now);
             e.name = obs.name.as_deref().map(bounded);
             e.rule = verdict.decision.rule_name(&policy).map(str::to_owned);
+            e.category = verdict.decision.category(&policy).map(str::to_owned);
             e.destination = Some(obs.server.to_string());
             e.evidence = Some(bounded(&format!("{}; connection {done}", obs.evidence)));
             shared.events.sighting(e);

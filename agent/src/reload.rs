@@ -65,6 +65,13 @@ impl LivePolicy {
         }))
     }
 
+    /// A fingerprint of the files the policy in force was read from.
+    pub fn fingerprint(&self) -> u64 {
+        self.files
+            .lock()
+            .map_or_else(|e| e.into_inner().fingerprint, |f| f.fingerprint)
+    }
+
     /// The policy file's path, made absolute.
     pub fn path(&self) -> &Path {
         &self.path

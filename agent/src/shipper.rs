@@ -106,18 +106,29 @@ pub fn client(ca_file: &Path) -> Result<reqwest::Client, ShipperError> {
         .build()?)
 }
 
+/// What the agent says of its health with each batch, beside the backlog and its version:
+/// the policy in force and its error counters (a JSON object).
+pub type Status = Arc<dyn Fn() -> serde_json::Map<String, serde_json::Value> + Send + Sync>;
+
 /// A batch's body: the records spliced in as they are.
-fn body(name: &str, records: &[(u64, Vec<u8>)], backlog: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.iter().map(|r| r.1.len() + 1).sum::<usize>() + 256);
+fn body(
+    name: &str,
+    records: &[(u64, Vec<u8>)],
+    backlog: u64,
+    mut status: serde_json::Map<String, serde_json::Value>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.iter().map(|r| r.1.len() + 1).sum::<usize>() + 512);
     out.extend_from_slice(b"{\"agent\":");
     out.extend_from_slice(serde_json::to_string(name).unwrap_or_default().as_bytes());
+    status.insert("backlog".into(), backlog.into());
+    status.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    out.extend_from_slice(b",\"status\":");
     out.extend_from_slice(
-        format!(
-            ",\"status\":{{\"backlog\":{backlog},\"version\":\"{}\"}},\"events\":[",
-            env!("CARGO_PKG_VERSION")
-        )
-        .as_bytes(),
+        serde_json::to_string(&status)
+            .unwrap_or_else(|_| "{}".into())
+            .as_bytes(),
     );
+    out.extend_from_slice(b",\"events\":[");
     for (i, (_, payload)) in records.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -141,6 +152,7 @@ pub async fn ship(
     journal: Journal,
     settings: Settings,
     client: reqwest::Client,
+    status: Status,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let url = format!("{}/api/v1/events", settings.url.trim_end_matches('/'));
@@ -166,7 +178,9 @@ pub async fn ship(
             continue;
         }
         let n = batch.records.len();
-        let body = body(&settings.name, &batch.records, journal.backlog());
+        // The backlog once this batch is taken.
+        let backlog = journal.backlog().saturating_sub(n as u64);
+        let body = body(&settings.name, &batch.records, backlog, status());
         let sent = client
             .post(&url)
             .bearer_auth(&settings.token)
@@ -312,10 +326,14 @@ mod tests {
             (1, br#"{"id":"a"}"#.to_vec()),
             (2, br#"{"id":"b"}"#.to_vec()),
         ];
-        let body = body("gw\"1", &records, 7);
+        let mut status = serde_json::Map::new();
+        status.insert("policy".into(), "00ff".into());
+        let body = body("gw\"1", &records, 7, status);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["agent"], "gw\"1");
         assert_eq!(v["events"][1]["id"], "b");
         assert_eq!(v["status"]["backlog"], 7);
+        assert_eq!(v["status"]["policy"], "00ff");
+        assert_eq!(v["status"]["version"], env!("CARGO_PKG_VERSION"));
     }
 }

@@ -223,6 +223,7 @@ mod tests {
             group: Some("pupils".into()),
             name: Some("vpn.example".into()),
             rule: None,
+            category: None,
             technique: Some("openvpn".into()),
             destination: Some("192.0.2.9:1194".into()),
             evidence: Some("OpenVPN handshake".into()),

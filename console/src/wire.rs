@@ -59,6 +59,8 @@ pub struct Incoming {
     pub group: Option<String>,
     pub name: Option<String>,
     pub rule: Option<String>,
+    /// The policy category the name is in, when a category decided.
+    pub category: Option<String>,
     pub technique: Option<String>,
     pub destination: Option<String>,
     pub evidence: Option<String>,
@@ -222,6 +224,7 @@ pub fn parse_event(v: Value) -> Result<Incoming, (Option<String>, String)> {
     let group = text("group", MAX_NAME)?;
     let name = text("name", MAX_NAME)?;
     let rule = text("rule", MAX_NAME)?;
+    let category = text("category", MAX_NAME)?;
     let technique = text("technique", 64)?;
     let destination = text("destination", MAX_NAME)?;
     let evidence = text("evidence", MAX_EVIDENCE)?;
@@ -235,6 +238,7 @@ pub fn parse_event(v: Value) -> Result<Incoming, (Option<String>, String)> {
         group,
         name,
         rule,
+        category,
         technique,
         destination,
         evidence,

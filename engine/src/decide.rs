@@ -58,6 +58,11 @@ impl Decision<'_> {
             _ => None,
         }
     }
+
+    /// The category the name matched, if the target that matched is one.
+    pub fn category<'a>(&self, policy: &'a Policy) -> Option<&'a str> {
+        self.matched.and_then(|m| policy.category_name(m.target))
+    }
 }
 
 /// Decides whether `client` may reach `name` at `now`. `name` may be anything a device sent:

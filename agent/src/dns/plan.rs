@@ -65,6 +65,7 @@ impl Request {
 pub struct Blocked {
     pub name: String,
     pub rule: Option<String>,
+    pub category: Option<String>,
     pub quarantined: bool,
 }
 
@@ -148,6 +149,7 @@ pub fn plan(
             let blocked = Blocked {
                 name: request.name.clone(),
                 rule,
+                category: decision.category(policy).map(str::to_owned),
                 quarantined: decision.reason == Reason::Quarantine,
             };
             reply(block_answer(&request, settings, ttl, &text), Some(blocked))

@@ -131,6 +131,7 @@ impl Resolver {
                         }
                         e.name = Some(b.name);
                         e.rule = b.rule;
+                        e.category = b.category;
                         e.evidence = Some("DNS query".to_owned());
                         self.shared.events.sighting(e);
                     }

@@ -86,6 +86,9 @@ pub struct Event {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The policy category the name is in, when a category decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// For a bypass attempt: how.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub technique: Option<Technique>,
@@ -126,6 +129,7 @@ impl Event {
             group: None,
             name: None,
             rule: None,
+            category: None,
             technique: None,
             destination: None,
             evidence: None,

@@ -108,6 +108,28 @@ fn blocked_names_are_sinkholed_with_an_extended_error_naming_the_rule() {
         text,
         "blocked by school rule: Pupils keep off social networking in the school day"
     );
+    // The event names the rule and the category the name is in.
+    let client = Client::new(PUPIL.parse().unwrap(), None);
+    let Plan::Reply {
+        blocked: Some(b), ..
+    } = ask(
+        &p,
+        &s,
+        &client,
+        "www.instagram.com",
+        RecordType::A,
+        SCHOOL_DAY,
+    )
+    else {
+        panic!("not blocked");
+    };
+    assert_eq!(
+        (b.rule.as_deref(), b.category.as_deref()),
+        (
+            Some("Pupils keep off social networking in the school day"),
+            Some("social_networking")
+        )
+    );
 
     let (m, _) = reply(
         &p,

@@ -5,7 +5,7 @@ use sqlx::{Any, Row};
 use super::{Db, DbError, Statement, sql};
 use crate::wire::Incoming;
 
-/// Rows per INSERT statement (SQLite allows 32,766 bound values; 22 columns each).
+/// Rows per INSERT statement (SQLite allows 32,766 bound values; 23 columns each).
 const ROWS_PER_INSERT: usize = 500;
 
 /// An event as stored.
@@ -24,6 +24,7 @@ pub struct Stored {
     pub group: Option<String>,
     pub name: Option<String>,
     pub rule: Option<String>,
+    pub category: Option<String>,
     pub technique: Option<String>,
     pub destination: Option<String>,
     pub evidence: Option<String>,
@@ -37,8 +38,8 @@ pub struct Stored {
 macro_rules! columns {
     () => {
         "id, agent, time_ms, kind, severity, alert, device_ip, device_mac, device_name, \
-         device_owner, grp, name, rule, technique, destination, evidence, count, status, \
-         outcome, action_taken"
+         device_owner, grp, name, rule, category, technique, destination, evidence, count, \
+         status, outcome, action_taken"
     };
 }
 
@@ -57,6 +58,7 @@ pub(crate) fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
         group: row.try_get("grp")?,
         name: row.try_get("name")?,
         rule: row.try_get("rule")?,
+        category: row.try_get("category")?,
         technique: row.try_get("technique")?,
         destination: row.try_get("destination")?,
         evidence: row.try_get("evidence")?,
@@ -80,7 +82,7 @@ impl Db {
         for chunk in events.chunks(ROWS_PER_INSERT) {
             let mut q = Statement::new(
                 "INSERT INTO events (id, agent, time_ms, kind, severity, alert, device_ip, \
-                 device_mac, device_name, device_owner, grp, name, rule, technique, \
+                 device_mac, device_name, device_owner, grp, name, rule, category, technique, \
                  destination, evidence, count, last_ms, extra, received_ms, status, mailed) \
                  VALUES ",
             );
@@ -111,6 +113,8 @@ impl Db {
                     .bind(e.name.clone())
                     .push(", ")
                     .bind(e.rule.clone())
+                    .push(", ")
+                    .bind(e.category.clone())
                     .push(", ")
                     .bind(e.technique.clone())
                     .push(", ")

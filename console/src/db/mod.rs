@@ -10,6 +10,7 @@
 //! - [`cases`]: triage, case notes and each alert's history.
 //! - [`devices`]: a device's activity and history; devices in quarantine now.
 //! - [`retention`]: the daily purge of what is past its retention period.
+//! - [`reports`]: sums for the blocked-activity page, the dashboard and the weekly report.
 
 // First, for the `columns!` macro the other modules use.
 #[macro_use]
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod cases;
 pub mod commands;
 pub mod devices;
+pub mod reports;
 pub mod retention;
 
 use std::path::Path;

@@ -373,6 +373,7 @@ mod tests {
             group: Some("pupils".into()),
             name: Some("vpn.example".into()),
             rule: None,
+            category: None,
             technique: Some("openvpn".into()),
             destination: None,
             evidence: None,

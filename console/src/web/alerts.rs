@@ -5,6 +5,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
+use super::csv::{document, download, opt};
 use super::{Answer, Frame, Shared, Signed, render, when};
 use crate::db::events::{Filter, Stored};
 
@@ -92,4 +93,84 @@ pub async fn list(
         page: page_no,
         more,
     })
+}
+
+/// Events as CSV: outcome and action taken only for those who handle cases.
+pub fn events_csv(events: &[Stored], cases: bool) -> String {
+    let mut header = vec![
+        "id",
+        "time (UTC)",
+        "gateway",
+        "kind",
+        "severity",
+        "status",
+        "device ip",
+        "device mac",
+        "device name",
+        "belongs to",
+        "group",
+        "name",
+        "technique",
+        "rule",
+        "category",
+        "destination",
+        "evidence",
+        "count",
+    ];
+    if cases {
+        header.extend(["outcome", "action taken"]);
+    }
+    document(
+        &header,
+        events.iter().map(|e| {
+            let mut row = vec![
+                e.id.clone(),
+                when(e.time_ms),
+                e.agent.clone(),
+                e.kind.clone(),
+                e.severity.clone(),
+                e.status.clone(),
+                opt(&e.device_ip),
+                opt(&e.device_mac),
+                opt(&e.device_name),
+                opt(&e.device_owner),
+                opt(&e.group),
+                opt(&e.name),
+                opt(&e.technique),
+                opt(&e.rule),
+                opt(&e.category),
+                opt(&e.destination),
+                opt(&e.evidence),
+                e.count.to_string(),
+            ];
+            if cases {
+                row.extend([opt(&e.outcome), opt(&e.action_taken)]);
+            }
+            row
+        }),
+    )
+}
+
+/// Rows in one CSV download at most.
+pub const CSV_ROWS: i64 = 100_000;
+
+/// The filtered alerts list as CSV.
+pub async fn export(
+    State(app): State<Shared>,
+    signed: Signed,
+    Query(params): Query<Params>,
+) -> Answer {
+    let rows = app.db.alerts(&params.filter(), CSV_ROWS, 0).await?;
+    signed
+        .audit(
+            &app,
+            "export_alerts",
+            None,
+            Some(&format!("{} rows", rows.len())),
+        )
+        .await?;
+    Ok(download(
+        "alerts.csv",
+        events_csv(&rows, signed.role().handles_cases()),
+    ))
 }

@@ -6,6 +6,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
+use super::csv::{document, download, opt};
 use super::{Answer, Frame, Shared, Signed, render, when};
 use crate::db::audit::Entry;
 
@@ -46,4 +47,24 @@ pub async fn list(
         page: page_no,
         more,
     })
+}
+
+/// The audit log as CSV (the newest 100,000 entries).
+pub async fn export(State(app): State<Shared>, signed: Signed) -> Answer {
+    let rows = app.db.audit_log(super::alerts::CSV_ROWS, 0).await?;
+    signed.audit(&app, "export_audit", None, None).await?;
+    let text = document(
+        &["time (UTC)", "who", "action", "on", "detail", "from"],
+        rows.iter().map(|e| {
+            vec![
+                when(e.time_ms),
+                e.who.clone(),
+                e.action.clone(),
+                opt(&e.target),
+                opt(&e.detail),
+                opt(&e.address),
+            ]
+        }),
+    );
+    Ok(download("audit.csv", text))
 }

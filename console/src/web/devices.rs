@@ -7,6 +7,8 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::alert::{RELEASE_SENT, device_label, queue_release, urlencode};
+use super::alerts::{CSV_ROWS, events_csv};
+use super::csv::download;
 use super::{Answer, Frame, Refused, Shared, Signed, render, see_other, when};
 use crate::db::devices::{DeviceKey, Quarantine};
 use crate::db::events::Stored;
@@ -129,4 +131,21 @@ pub async fn release(
     };
     queue_release(&app, &signed, &e, &form.reason).await?;
     Ok(see_other("/devices?done=release"))
+}
+
+/// One device's history as CSV.
+pub async fn history_csv(
+    State(app): State<Shared>,
+    signed: Signed,
+    Path(key): Path<String>,
+) -> Answer {
+    let key = DeviceKey::new(&key).ok_or(Refused::NotFound("device"))?;
+    let rows = app.db.device_history(&key, CSV_ROWS, 0).await?;
+    signed
+        .audit(&app, "export_device", Some(key.as_str()), None)
+        .await?;
+    Ok(download(
+        "device-history.csv",
+        events_csv(&rows, signed.role().handles_cases()),
+    ))
 }

@@ -7,13 +7,18 @@
 //! - [`alert`]: one alert: evidence, the device's activity, triage, notes, release.
 //! - [`devices`]: devices in quarantine; one device's history.
 //! - [`audit`]: the audit log.
+//! - [`reports`]: blocked activity, the dashboard, the weekly report.
+//! - [`chart`]: SVG charts drawn on the server; [`csv`]: CSV downloads.
 
 pub mod alert;
 pub mod alerts;
 pub mod api;
 pub mod audit;
+pub mod chart;
+pub mod csv;
 pub mod devices;
 pub mod login;
+pub mod reports;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -67,6 +72,7 @@ pub fn router(app: Shared) -> Router {
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/alerts", get(alerts::list))
+        .route("/alerts.csv", get(alerts::export))
         .route("/alerts/{id}", get(alert::show))
         .route("/alerts/{id}/triage", post(alert::triage))
         .route("/alerts/{id}/notes", post(alert::note))
@@ -74,7 +80,14 @@ pub fn router(app: Shared) -> Router {
         .route("/devices", get(devices::list))
         .route("/devices/release", post(devices::release))
         .route("/devices/{key}", get(devices::history))
+        .route("/devices/{key}/history.csv", get(devices::history_csv))
         .route("/audit", get(audit::list))
+        .route("/audit.csv", get(audit::export))
+        .route("/blocked", get(reports::blocked))
+        .route("/blocked.csv", get(reports::blocked_csv))
+        .route("/dashboard", get(reports::dashboard))
+        .route("/reports/weekly", get(reports::weekly))
+        .route("/reports/weekly.csv", get(reports::weekly_csv))
         .route("/static/console.css", get(style))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/events", post(api::events))

@@ -471,3 +471,120 @@ async fn names_from_devices_render_as_text() {
         }
     }
 }
+
+#[tokio::test]
+async fn reports_sum_blocked_activity_and_name_no_pupil_to_governors() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let token = crate::auth::random_token().unwrap();
+        c.app
+            .db
+            .add_agent("gw1", &token_hash(&token), 1)
+            .await
+            .unwrap();
+        c.app
+            .db
+            .agent_seen(
+                "gw1",
+                Some(r#"{"backlog":12,"version":"0.1.0","policy":"00ab","policy_rejected":2}"#),
+                super::now_ms(),
+            )
+            .await
+            .unwrap();
+        let mut batch = Vec::new();
+        for (name, category) in [
+            ("www.instagram.com", "social_networking"),
+            ("=cmd|x", "games"),
+        ] {
+            let mut b = alert("blocked", name, "10.10.3.7");
+            b.severity = "low";
+            b.technique = None;
+            b.category = Some(category.into());
+            b.count = 4;
+            batch.push(b);
+        }
+        let mut resolved = alert("bypass_attempt", "vpn.example", "10.10.3.8");
+        resolved.technique = Some("wireguard".into());
+        batch.push(resolved.clone());
+        c.app.db.ingest("gw1", &batch, 1).await.unwrap();
+        let dsl = c.signed_in("dsl").await;
+        dsl.post(
+            &format!("/alerts/{}/triage", resolved.id),
+            &[
+                ("status", "resolved"),
+                ("outcome", "spoken to the pupil"),
+                ("action_taken", "=1+1"),
+            ],
+        )
+        .await;
+
+        let blocked = dsl.get("/blocked").await;
+        assert_eq!(blocked.status, StatusCode::OK);
+        assert!(blocked.body.contains("8 blocks"), "{}", blocked.body);
+        assert!(blocked.body.contains("social_networking"));
+        assert!(blocked.body.contains("<svg class=\"chart\""));
+
+        let dash = dsl.get("/dashboard?days=30").await;
+        assert_eq!(dash.status, StatusCode::OK);
+        assert!(dash.body.contains("Last 30 days"));
+        assert!(dash.body.contains(">wireguard</text>"), "{}", dash.body);
+        assert!(dash.body.contains("policy rejected 2"));
+        assert!(dash.body.contains("<td>12</td>"), "backlog shown");
+        assert!(dash.body.contains("Y6-iPad-12"), "top devices");
+
+        let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+        let week = dsl.get(&format!("/reports/weekly?week={today}")).await;
+        assert_eq!(week.status, StatusCode::OK);
+        assert!(week.body.contains("wireguard"));
+        assert!(week.body.contains("spoken to the pupil"));
+        for private in ["10.10.3", "Y6-iPad", "6B"] {
+            assert!(
+                !week.body.contains(private),
+                "{private} in the weekly report"
+            );
+        }
+        let csv = dsl.get(&format!("/reports/weekly.csv?week={today}")).await;
+        assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+        assert!(
+            csv.body
+                .contains("\"Blocks by category\",\"social_networking\",\"4\""),
+            "{}",
+            csv.body
+        );
+        assert!(
+            csv.body
+                .contains("\"Most blocked names\",\"'=cmd|x\",\"4\""),
+            "{}",
+            csv.body
+        );
+
+        let by_name = dsl.get("/blocked.csv?by=name").await;
+        assert!(by_name.body.starts_with("\"name\",\"blocks\"\r\n"));
+        assert_eq!(
+            dsl.get("/blocked.csv?by=teacher").await.status,
+            StatusCode::BAD_REQUEST
+        );
+
+        let alerts = dsl.get("/alerts.csv?technique=wireguard").await;
+        assert_eq!(alerts.body.lines().count(), 2, "{}", alerts.body);
+        assert!(alerts.body.contains("\"'=1+1\""), "action taken, defused");
+        let it = c.signed_in("it").await;
+        let alerts = it.get("/alerts.csv?technique=wireguard").await;
+        assert!(!alerts.body.contains("spoken to the pupil") && !alerts.body.contains("=1+1"));
+        assert!(alerts.body.contains("wireguard"));
+        let history = it.get("/devices/10.10.3.7/history.csv").await;
+        assert_eq!(history.body.lines().count(), 3);
+        assert!(it.get("/audit.csv").await.body.contains("export_alerts"));
+
+        let actions = c.audit_actions().await;
+        for a in [
+            "view_report",
+            "export_report",
+            "export_blocked",
+            "export_alerts",
+            "export_device",
+        ] {
+            assert!(actions.iter().any(|(_, x)| x == a), "{a} not audited");
+        }
+    }
+}

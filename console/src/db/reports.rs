@@ -1,0 +1,299 @@
+//! Aggregates for the blocked-activity page, the dashboard and the weekly report: blocks
+//! by group, category, name, rule and hour; bypass attempts by technique; the devices with
+//! most activity; triage outcomes. Every figure is a sum of the events' `count` (an agent
+//! folds repeats of one block into one event with a count) over a window of time.
+
+use sqlx::Row;
+
+use super::{Db, DbError, Statement};
+
+/// One hour, in milliseconds.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// A span of time: `[from_ms, to_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// What blocked activity is broken down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    Group,
+    Category,
+    Name,
+    Rule,
+}
+
+impl By {
+    pub const ALL: [Self; 4] = [Self::Group, Self::Category, Self::Name, Self::Rule];
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::Group => "grp",
+            Self::Category => "category",
+            Self::Name => "name",
+            Self::Rule => "rule",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Group => "group",
+            Self::Category => "category",
+            Self::Name => "name",
+            Self::Rule => "rule",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+}
+
+/// A device with the most activity in a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopDevice {
+    /// IP address, else MAC address.
+    pub key: String,
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub blocked: i64,
+    pub alerts: i64,
+}
+
+impl Window {
+    fn push_where(self, q: &mut Statement) {
+        q.push(" time_ms >= ")
+            .bind(self.from_ms)
+            .push(" AND time_ms < ")
+            .bind(self.to_ms);
+    }
+}
+
+fn pair(r: &sqlx::any::AnyRow) -> Result<(Option<String>, i64), sqlx::Error> {
+    Ok((r.try_get("k")?, r.try_get("n")?))
+}
+
+impl Db {
+    /// Blocks in `w` (of `group` only, if given) summed by `by`, largest first, at most
+    /// `limit` rows. A key of `None` is blocked activity without one (no category, say).
+    pub async fn blocked_by(
+        &self,
+        by: By,
+        w: Window,
+        group: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(Option<String>, i64)>, DbError> {
+        let mut q = Statement::new("SELECT ");
+        q.push(by.column())
+            .push(" AS k, CAST(SUM(count) AS BIGINT) AS n FROM events WHERE kind = 'blocked' AND");
+        w.push_where(&mut q);
+        if let Some(g) = group {
+            q.push(" AND grp = ").bind(g);
+        }
+        q.push(" GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ").bind(limit);
+        self.rows(q.query(), "sum blocks", pair).await
+    }
+
+    /// Events of `kind` in `w` summed per hour: (hours since the epoch, sum), in order;
+    /// hours without any are left out.
+    pub async fn per_hour(
+        &self,
+        kind: &str,
+        w: Window,
+        group: Option<&str>,
+    ) -> Result<Vec<(i64, i64)>, DbError> {
+        let mut q = Statement::new(
+            "SELECT time_ms / 3600000 AS h, CAST(SUM(count) AS BIGINT) AS n FROM events \
+             WHERE kind = ",
+        );
+        q.bind(kind).push(" AND");
+        w.push_where(&mut q);
+        if let Some(g) = group {
+            q.push(" AND grp = ").bind(g);
+        }
+        q.push(" GROUP BY 1 ORDER BY 1");
+        self.rows(q.query(), "sum events per hour", |r| {
+            Ok((r.try_get("h")?, r.try_get("n")?))
+        })
+        .await
+    }
+
+    /// Bypass attempts in `w` by technique, most first.
+    pub async fn bypass_by_technique(
+        &self,
+        w: Window,
+    ) -> Result<Vec<(Option<String>, i64)>, DbError> {
+        let mut q = Statement::new(
+            "SELECT technique AS k, CAST(SUM(count) AS BIGINT) AS n FROM events \
+             WHERE kind = 'bypass_attempt' AND",
+        );
+        w.push_where(&mut q);
+        q.push(" GROUP BY 1 ORDER BY 2 DESC, 1");
+        self.rows(q.query(), "sum bypass attempts", pair).await
+    }
+
+    /// Alerts in `w` by `column` (`status` or `outcome`), most first.
+    pub async fn alerts_by(
+        &self,
+        column: AlertColumn,
+        w: Window,
+    ) -> Result<Vec<(Option<String>, i64)>, DbError> {
+        let mut q = Statement::new("SELECT ");
+        q.push(column.as_sql())
+            .push(" AS k, COUNT(*) AS n FROM events WHERE alert = 1 AND");
+        w.push_where(&mut q);
+        q.push(" GROUP BY 1 ORDER BY 2 DESC, 1");
+        self.rows(q.query(), "count alerts", pair).await
+    }
+
+    /// Events of each kind in `w`, summed.
+    pub async fn kinds(&self, w: Window) -> Result<Vec<(Option<String>, i64)>, DbError> {
+        let mut q =
+            Statement::new("SELECT kind AS k, CAST(SUM(count) AS BIGINT) AS n FROM events WHERE");
+        w.push_where(&mut q);
+        q.push(" GROUP BY 1 ORDER BY 1");
+        self.rows(q.query(), "sum events by kind", pair).await
+    }
+
+    /// The devices with the most alerts, then blocks, in `w`.
+    pub async fn top_devices(&self, w: Window, limit: i64) -> Result<Vec<TopDevice>, DbError> {
+        let mut q = Statement::new(
+            "SELECT COALESCE(device_ip, device_mac) AS k, MAX(device_name) AS dn, \
+             MAX(device_owner) AS dow, \
+             CAST(SUM(CASE WHEN kind = 'blocked' THEN count ELSE 0 END) AS BIGINT) AS b, \
+             CAST(SUM(alert) AS BIGINT) AS a \
+             FROM events WHERE COALESCE(device_ip, device_mac) IS NOT NULL AND",
+        );
+        w.push_where(&mut q);
+        q.push(" GROUP BY 1 ORDER BY 5 DESC, 4 DESC, 1 LIMIT ")
+            .bind(limit);
+        self.rows(q.query(), "rank devices", |r| {
+            Ok(TopDevice {
+                key: r.try_get("k")?,
+                name: r.try_get("dn")?,
+                owner: r.try_get("dow")?,
+                blocked: r.try_get("b")?,
+                alerts: r.try_get("a")?,
+            })
+        })
+        .await
+    }
+}
+
+/// Alert columns the weekly report counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertColumn {
+    Status,
+    Outcome,
+}
+
+impl AlertColumn {
+    fn as_sql(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Outcome => "outcome",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing;
+    use crate::web::tests::alert;
+    use crate::wire::Incoming;
+
+    fn blocked(name: &str, group: &str, category: Option<&str>, t: i64, count: i64) -> Incoming {
+        let mut e = alert("blocked", name, "10.10.3.7");
+        e.severity = "low";
+        e.group = Some(group.into());
+        e.category = category.map(str::to_owned);
+        e.technique = None;
+        e.time_ms = t;
+        e.count = count;
+        e
+    }
+
+    #[tokio::test]
+    async fn blocks_are_summed_by_each_dimension_and_hour() {
+        for (db, _dir) in testing::each().await {
+            let h = 500_000 * HOUR_MS;
+            let mut vpn = alert("bypass_attempt", "vpn.example", "10.10.3.8");
+            vpn.time_ms = h + 10;
+            let mut doh = alert("bypass_attempt", "dns.example", "10.10.3.8");
+            doh.technique = Some("dns_over_https".into());
+            doh.time_ms = h + 20;
+            db.ingest(
+                "gw1",
+                &[
+                    blocked("instagram.com", "pupils", Some("social_networking"), h, 3),
+                    blocked("tiktok.com", "pupils", Some("social_networking"), h + 5, 2),
+                    blocked(
+                        "tiktok.com",
+                        "school_computers",
+                        Some("social_networking"),
+                        h + HOUR_MS,
+                        4,
+                    ),
+                    blocked("example.bad", "staff", None, h + 2 * HOUR_MS, 1),
+                    // Outside the window.
+                    blocked("tiktok.com", "pupils", None, h + 10 * HOUR_MS, 100),
+                    vpn,
+                    doh,
+                ],
+                1,
+            )
+            .await
+            .unwrap();
+            let w = Window {
+                from_ms: h,
+                to_ms: h + 3 * HOUR_MS,
+            };
+            let s = |v: &[(Option<String>, i64)]| -> Vec<(String, i64)> {
+                v.iter()
+                    .map(|(k, n)| (k.clone().unwrap_or_else(|| "-".into()), *n))
+                    .collect()
+            };
+            let by_group = db.blocked_by(By::Group, w, None, 10).await.unwrap();
+            assert_eq!(
+                s(&by_group),
+                [
+                    ("pupils".into(), 5),
+                    ("school_computers".into(), 4),
+                    ("staff".into(), 1)
+                ]
+            );
+            let by_cat = db.blocked_by(By::Category, w, None, 10).await.unwrap();
+            assert_eq!(
+                s(&by_cat),
+                [("social_networking".into(), 9), ("-".into(), 1)]
+            );
+            let names = db.blocked_by(By::Name, w, Some("pupils"), 1).await.unwrap();
+            assert_eq!(s(&names), [("instagram.com".into(), 3)]);
+            let hours = db.per_hour("blocked", w, None).await.unwrap();
+            assert_eq!(hours, [(500_000, 5), (500_001, 4), (500_002, 1)]);
+            let techniques = db.bypass_by_technique(w).await.unwrap();
+            assert_eq!(
+                s(&techniques),
+                [("dns_over_https".into(), 1), ("openvpn".into(), 1)]
+            );
+            let top = db.top_devices(w, 5).await.unwrap();
+            assert_eq!(
+                top.iter()
+                    .map(|d| (d.key.as_str(), d.alerts, d.blocked))
+                    .collect::<Vec<_>>(),
+                [("10.10.3.8", 2, 0), ("10.10.3.7", 0, 10)]
+            );
+            let status = db.alerts_by(AlertColumn::Status, w).await.unwrap();
+            assert_eq!(s(&status), [("new".into(), 2)]);
+            let kinds = db.kinds(w).await.unwrap();
+            assert_eq!(
+                s(&kinds),
+                [("blocked".into(), 10), ("bypass_attempt".into(), 2)]
+            );
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Reports: blocked activity broken down by group, category, name, rule and hour; the
+//! dashboard (blocks per hour and bypass attempts by technique over 7 or 30 days, the most
+//! active devices, the agents' health); and the weekly report for governors, as a printable
+//! page and as CSV, which names no pupil or device — only sums.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+
+use super::chart::{bars, columns};
+use super::csv::{document, download};
+use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render, when};
+use crate::db::accounts::Agent;
+use crate::db::reports::{AlertColumn, By, HOUR_MS, TopDevice, Window};
+
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// Rows in each breakdown of the blocked-activity page.
+const BREAKDOWN: i64 = 50;
+/// An agent not heard from in this long is shown as late.
+const LATE_MS: i64 = 5 * 60 * 1000;
+
+/// Midnight UTC of `date` (`YYYY-MM-DD`), in milliseconds.
+fn day_start(date: &str) -> Option<i64> {
+    date.trim()
+        .parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp().as_millisecond())
+}
+
+/// `YYYY-MM-DD` of `ms`, UTC.
+fn date_of(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// Midnight UTC at or before `ms`.
+fn floor_day(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS) * DAY_MS
+}
+
+/// Label for a key that may be missing.
+fn key_or(k: Option<String>, none: &str) -> String {
+    k.unwrap_or_else(|| none.to_owned())
+}
+
+/// Per-hour sums spread over every hour of `w`, with labels (`MM-DD HH:00`).
+fn hourly(w: Window, sums: &[(i64, i64)]) -> (Vec<i64>, Vec<String>) {
+    let first = w.from_ms.div_euclid(HOUR_MS);
+    let n = usize::try_from((w.to_ms - w.from_ms).div_euclid(HOUR_MS)).unwrap_or(0);
+    let mut values = vec![0; n];
+    for (h, v) in sums {
+        if let Some(slot) = usize::try_from(h - first)
+            .ok()
+            .and_then(|i| values.get_mut(i))
+        {
+            *slot = *v;
+        }
+    }
+    let labels = (0..n)
+        .map(|i| {
+            jiff::Timestamp::from_millisecond((first + i as i64) * HOUR_MS)
+                .map(|t| t.strftime("%m-%d %H:00").to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    (values, labels)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BlockedParams {
+    /// `YYYY-MM-DD`, UTC; default a week before `to`.
+    from: String,
+    /// `YYYY-MM-DD`, UTC, included; default today.
+    to: String,
+    group: String,
+    /// For the CSV: which breakdown.
+    by: String,
+}
+
+impl BlockedParams {
+    fn window(&self, now: i64) -> Window {
+        let to = day_start(&self.to).map_or(floor_day(now) + DAY_MS, |t| t + DAY_MS);
+        let from = day_start(&self.from).unwrap_or(to - 7 * DAY_MS);
+        // At most a year, so the hourly chart stays drawable.
+        let from = from.max(to - 366 * DAY_MS).min(to);
+        Window {
+            from_ms: from,
+            to_ms: to,
+        }
+    }
+
+    fn group(&self) -> Option<&str> {
+        Some(self.group.trim()).filter(|g| !g.is_empty())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "blocked.html")]
+struct BlockedPage<'a> {
+    frame: Frame<'a>,
+    from: String,
+    to: String,
+    group: &'a str,
+    total: i64,
+    breakdowns: Vec<(&'static str, Vec<(String, i64)>)>,
+    chart: String,
+}
+
+pub async fn blocked(
+    State(app): State<Shared>,
+    signed: Signed,
+    Query(params): Query<BlockedParams>,
+) -> Answer {
+    let w = params.window(now_ms());
+    let group = params.group();
+    let mut breakdowns = Vec::new();
+    for by in By::ALL {
+        let rows = app.db.blocked_by(by, w, group, BREAKDOWN).await?;
+        let none = if by == By::Category {
+            "(no category)"
+        } else {
+            "(none)"
+        };
+        breakdowns.push((
+            by.as_str(),
+            rows.into_iter()
+                .map(|(k, n)| (key_or(k, none), n))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    let sums = app.db.per_hour("blocked", w, group).await?;
+    let total = sums.iter().map(|s| s.1).sum();
+    let (values, labels) = hourly(w, &sums);
+    let every = (values.len() / 7).max(1);
+    render(&BlockedPage {
+        frame: signed.frame(),
+        from: date_of(w.from_ms),
+        to: date_of(w.to_ms - DAY_MS),
+        group: group.unwrap_or(""),
+        total,
+        breakdowns,
+        chart: columns("Blocks per hour", &values, &labels, every),
+    })
+}
+
+/// One breakdown of blocked activity as CSV (`by`: group, category, name, rule or hour).
+pub async fn blocked_csv(
+    State(app): State<Shared>,
+    signed: Signed,
+    Query(params): Query<BlockedParams>,
+) -> Answer {
+    let w = params.window(now_ms());
+    let group = params.group();
+    let text = if params.by == "hour" {
+        let sums = app.db.per_hour("blocked", w, group).await?;
+        document(
+            &["hour (UTC)", "blocks"],
+            sums.into_iter()
+                .map(|(h, n)| vec![when(h * HOUR_MS), n.to_string()]),
+        )
+    } else {
+        let by = By::from_name(&params.by)
+            .ok_or_else(|| Refused::Bad("by: group, category, name, rule or hour".into()))?;
+        let rows = app.db.blocked_by(by, w, group, 100_000).await?;
+        document(
+            &[by.as_str(), "blocks"],
+            rows.into_iter()
+                .map(|(k, n)| vec![k.unwrap_or_default(), n.to_string()]),
+        )
+    };
+    signed
+        .audit(&app, "export_blocked", None, Some(&params.by))
+        .await?;
+    Ok(download(&format!("blocked-by-{}.csv", params.by), text))
+}
+
+/// An agent's health as the dashboard shows it.
+#[derive(Debug)]
+pub struct Health {
+    pub agent: Agent,
+    pub seen: String,
+    pub late: bool,
+    pub backlog: String,
+    pub version: String,
+    pub policy: String,
+    /// Error counters the agent reported, as `name n` pairs, non-zero only.
+    pub errors: String,
+}
+
+fn health(agent: Agent, now: i64) -> Health {
+    let status: serde_json::Map<String, serde_json::Value> = agent
+        .status
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let text = |k: &str| match status.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v @ serde_json::Value::Number(_)) => v.to_string(),
+        _ => "—".to_owned(),
+    };
+    let errors = ["policy_rejected", "events_dropped", "upstream_errors"]
+        .into_iter()
+        .filter_map(|k| {
+            let n = status.get(k)?.as_u64()?;
+            (n > 0).then(|| format!("{} {n}", k.replace('_', " ")))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Health {
+        seen: agent.last_seen_ms.map_or("never".to_owned(), when),
+        late: agent.last_seen_ms.is_none_or(|t| now - t > LATE_MS),
+        backlog: text("backlog"),
+        version: text("version"),
+        policy: text("policy"),
+        errors: if errors.is_empty() {
+            "none".into()
+        } else {
+            errors
+        },
+        agent,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DashboardParams {
+    days: i64,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage<'a> {
+    frame: Frame<'a>,
+    days: i64,
+    blocks_chart: String,
+    bypass_chart: String,
+    blocks_total: i64,
+    bypass_total: i64,
+    top: Vec<TopDevice>,
+    agents: Vec<Health>,
+}
+
+pub async fn dashboard(
+    State(app): State<Shared>,
+    signed: Signed,
+    Query(params): Query<DashboardParams>,
+) -> Answer {
+    let days = if params.days == 30 { 30 } else { 7 };
+    let now = now_ms();
+    // Whole hours, ending with the one under way.
+    let to = (now.div_euclid(HOUR_MS) + 1) * HOUR_MS;
+    let w = Window {
+        from_ms: to - days * DAY_MS,
+        to_ms: to,
+    };
+    let sums = app.db.per_hour("blocked", w, None).await?;
+    let (values, labels) = hourly(w, &sums);
+    let techniques: Vec<(String, i64)> = app
+        .db
+        .bypass_by_technique(w)
+        .await?
+        .into_iter()
+        .map(|(k, n)| (key_or(k, "(unknown)"), n))
+        .collect();
+    let agents = app
+        .db
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| health(a, now))
+        .collect();
+    render(&DashboardPage {
+        frame: signed.frame(),
+        days,
+        blocks_total: values.iter().sum(),
+        bypass_total: techniques.iter().map(|t| t.1).sum(),
+        blocks_chart: columns(
+            &format!("Blocks per hour, last {days} days"),
+            &values,
+            &labels,
+            // A label a day, or every fourth day over 30.
+            if days == 30 { 96 } else { 24 },
+        ),
+        bypass_chart: bars(
+            &format!("Bypass attempts by technique, last {days} days"),
+            &techniques,
+        ),
+        top: app.db.top_devices(w, 10).await?,
+        agents,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WeeklyParams {
+    /// Any day of the week wanted (`YYYY-MM-DD`); default last week.
+    week: String,
+}
+
+/// The Monday-to-Monday window holding `day`, or last week's.
+fn week_of(params: &WeeklyParams, now: i64) -> Window {
+    let day = day_start(&params.week).unwrap_or(floor_day(now) - 7 * DAY_MS);
+    // 1970-01-01 was a Thursday: Monday is 3 days on from it.
+    let monday = (day - 4 * DAY_MS).div_euclid(7 * DAY_MS) * 7 * DAY_MS + 4 * DAY_MS;
+    Window {
+        from_ms: monday,
+        to_ms: monday + 7 * DAY_MS,
+    }
+}
+
+/// The weekly report's sections: a title and (label, figure) rows.
+type Sections = Vec<(&'static str, Vec<(String, i64)>)>;
+
+async fn weekly_sections(app: &Shared, w: Window) -> Result<Sections, Refused> {
+    let named = |rows: Vec<(Option<String>, i64)>, none: &str| {
+        rows.into_iter()
+            .map(|(k, n)| (key_or(k, none), n))
+            .collect::<Vec<_>>()
+    };
+    let per_hour = app.db.per_hour("blocked", w, None).await?;
+    let per_day = (0..7)
+        .map(|d| {
+            let start = w.from_ms + d * DAY_MS;
+            let n = per_hour
+                .iter()
+                .filter(|(h, _)| (start..start + DAY_MS).contains(&(h * HOUR_MS)))
+                .map(|s| s.1)
+                .sum();
+            (
+                jiff::Timestamp::from_millisecond(start)
+                    .map(|t| t.strftime("%a %Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                n,
+            )
+        })
+        .collect();
+    Ok(vec![
+        ("Events by kind", named(app.db.kinds(w).await?, "(none)")),
+        ("Blocks by day", per_day),
+        (
+            "Blocks by group",
+            named(app.db.blocked_by(By::Group, w, None, 100).await?, "(none)"),
+        ),
+        (
+            "Blocks by category",
+            named(
+                app.db.blocked_by(By::Category, w, None, 100).await?,
+                "(no category)",
+            ),
+        ),
+        (
+            "Most blocked names",
+            named(app.db.blocked_by(By::Name, w, None, 10).await?, "(none)"),
+        ),
+        (
+            "Bypass attempts by technique",
+            named(app.db.bypass_by_technique(w).await?, "(unknown)"),
+        ),
+        (
+            "Alerts by status",
+            named(app.db.alerts_by(AlertColumn::Status, w).await?, "(none)"),
+        ),
+        (
+            "Alerts by outcome",
+            named(
+                app.db.alerts_by(AlertColumn::Outcome, w).await?,
+                "(not resolved)",
+            ),
+        ),
+    ])
+}
+
+#[derive(Template)]
+#[template(path = "weekly.html")]
+struct WeeklyPage<'a> {
+    frame: Frame<'a>,
+    from: String,
+    to: String,
+    previous: String,
+    next: String,
+    sections: Sections,
+    chart: String,
+}
+
+pub async fn weekly(
+    State(app): State<Shared>,
+    signed: Signed,
+    Query(params): Query<WeeklyParams>,
+) -> Answer {
+    let w = week_of(&params, now_ms());
+    let sections = weekly_sections(&app, w).await?;
+    signed
+        .audit(&app, "view_report", Some(&date_of(w.from_ms)), None)
+        .await?;
+    let per_day: Vec<i64> = sections
+        .iter()
+        .find(|s| s.0 == "Blocks by day")
+        .map(|s| s.1.iter().map(|r| r.1).collect())
+        .unwrap_or_default();
+    let labels: Vec<String> = (0..7).map(|d| date_of(w.from_ms + d * DAY_MS)).collect();
+    render(&WeeklyPage {
+        frame: signed.frame(),
+        from: date_of(w.from_ms),
+        to: date_of(w.to_ms - DAY_MS),
+        previous: date_of(w.from_ms - 7 * DAY_MS),
+        next: date_of(w.to_ms),
+        chart: columns("Blocks by day", &per_day, &labels, 1),
+        sections,
+    })
+}
+
+pub async fn weekly_csv(
+    State(app): State<Shared>,
+    signed: Signed,
+    Query(params): Query<WeeklyParams>,
+) -> Answer {
+    let w = week_of(&params, now_ms());
+    let sections = weekly_sections(&app, w).await?;
+    let from = date_of(w.from_ms);
+    signed
+        .audit(&app, "export_report", Some(&from), None)
+        .await?;
+    let rows = sections.into_iter().flat_map(|(title, rows)| {
+        rows.into_iter()
+            .map(move |(k, n)| vec![title.to_owned(), k, n.to_string()])
+    });
+    Ok(download(
+        &format!("schoolgate-week-{from}.csv"),
+        document(&["section", "item", "figure"], rows),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weeks_run_monday_to_monday() {
+        // 2026-11-25 is a Wednesday.
+        let w = week_of(
+            &WeeklyParams {
+                week: "2026-11-25".into(),
+            },
+            0,
+        );
+        assert_eq!(date_of(w.from_ms), "2026-11-23");
+        assert_eq!(date_of(w.to_ms), "2026-11-30");
+        let monday = week_of(
+            &WeeklyParams {
+                week: "2026-11-23".into(),
+            },
+            0,
+        );
+        assert_eq!(monday, w);
+        let sunday = week_of(
+            &WeeklyParams {
+                week: "2026-11-29".into(),
+            },
+            0,
+        );
+        assert_eq!(sunday, w);
+    }
+
+    #[test]
+    fn hours_without_blocks_are_zero() {
+        let w = Window {
+            from_ms: 10 * HOUR_MS,
+            to_ms: 14 * HOUR_MS,
+        };
+        let (values, labels) = hourly(w, &[(11, 5), (13, 2), (99, 7)]);
+        assert_eq!(values, [0, 5, 0, 2]);
+        assert_eq!(labels[0], "01-01 10:00");
+    }
+}
