@@ -6,7 +6,7 @@ mod cli;
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -118,12 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let local = listener.local_addr()?;
-            let app = Arc::new(App {
-                db,
-                config,
-                throttle: Mutex::default(),
-                secure_cookies: tls.is_some(),
-            });
+            let app = Arc::new(App::new(db, config, tls.is_some()));
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(address = %local, "console listening");
             println!("listening on {scheme}://{local}");

@@ -70,6 +70,9 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) 
         Ok(n) => n,
         Err(e) => return internal(&e),
     };
+    if new > 0 {
+        super::live::announce(&app.live, &batch.events);
+    }
     let status = batch.status.as_ref().map(|s| {
         let mut text = s.to_string();
         text.truncate(4096);

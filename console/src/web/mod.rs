@@ -8,6 +8,8 @@
 //! - [`devices`]: devices in quarantine; one device's history.
 //! - [`audit`]: the audit log.
 //! - [`reports`]: blocked activity, the dashboard, the weekly report.
+//! - [`live`]: new alerts pushed to open pages over server-sent events.
+//! - [`live`]: new alerts pushed to open pages over server-sent events.
 //! - [`chart`]: SVG charts drawn on the server; [`csv`]: CSV downloads.
 
 pub mod alert;
@@ -17,6 +19,7 @@ pub mod audit;
 pub mod chart;
 pub mod csv;
 pub mod devices;
+pub mod live;
 pub mod login;
 pub mod reports;
 
@@ -45,11 +48,23 @@ pub struct App {
     pub throttle: Mutex<Throttle>,
     /// Cookies carry `Secure` (the console is served over TLS).
     pub secure_cookies: bool,
+    /// New alerts, announced to open pages.
+    pub live: live::Announcer,
 }
 
 pub type Shared = Arc<App>;
 
 impl App {
+    pub fn new(db: Db, config: Config, secure_cookies: bool) -> Self {
+        Self {
+            db,
+            config,
+            throttle: Mutex::default(),
+            secure_cookies,
+            live: tokio::sync::broadcast::channel(live::BACKLOG).0,
+        }
+    }
+
     /// The login throttle (a panic elsewhere while holding it leaves it usable).
     pub fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
         self.throttle.lock().unwrap_or_else(|e| e.into_inner())
@@ -73,6 +88,8 @@ pub fn router(app: Shared) -> Router {
         .route("/logout", post(login::logout))
         .route("/alerts", get(alerts::list))
         .route("/alerts.csv", get(alerts::export))
+        .route("/alerts/live", get(live::stream))
+        .route("/static/live.js", get(live::script))
         .route("/alerts/{id}", get(alert::show))
         .route("/alerts/{id}/triage", post(alert::triage))
         .route("/alerts/{id}/notes", post(alert::note))

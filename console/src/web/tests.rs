@@ -2,7 +2,7 @@
 //! CSRF tokens, redirects), on each database backend: roles enforced on the server, every
 //! view and action audited, hostile names shown as text.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -35,7 +35,7 @@ impl Reply {
 /// One signed-in browser (or none).
 pub(crate) struct Browser {
     app: Shared,
-    cookie: Option<String>,
+    pub(crate) cookie: Option<String>,
     pub csrf: String,
 }
 
@@ -110,12 +110,7 @@ impl Console {
         db.put_user("dsl", Role::Dsl, &cheap, 1).await.unwrap();
         db.put_user("it", Role::It, &cheap, 1).await.unwrap();
         Self {
-            app: Arc::new(App {
-                db,
-                config: Config::default(),
-                throttle: Mutex::default(),
-                secure_cookies: true,
-            }),
+            app: Arc::new(App::new(db, Config::default(), true)),
         }
     }
 
@@ -587,4 +582,85 @@ async fn reports_sum_blocked_activity_and_name_no_pupil_to_governors() {
             assert!(actions.iter().any(|(_, x)| x == a), "{a} not audited");
         }
     }
+}
+
+#[tokio::test]
+async fn new_alerts_stream_to_open_pages_once() {
+    use futures_util::StreamExt;
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    let c = Console::new(db).await;
+    let token = crate::auth::random_token().unwrap();
+    c.app
+        .db
+        .add_agent("gw1", &token_hash(&token), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.anonymous().get("/alerts/live").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let dsl = c.signed_in("dsl").await;
+    let req = Request::get("/alerts/live")
+        .header(header::COOKIE, dsl.cookie.clone().unwrap())
+        .body(Body::empty())
+        .unwrap();
+    let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut stream = res.into_body().into_data_stream();
+    let mut rx = c.app.live.subscribe();
+
+    let hostile = alert(
+        "bypass_attempt",
+        "<script>alert(1)</script>.example",
+        "10.10.3.7",
+    );
+    let mut quiet = alert("blocked", "instagram.com", "10.10.3.7");
+    quiet.severity = "low";
+    let body = serde_json::json!({"agent": "gw1", "events": [
+        {"id": hostile.id.to_string(), "time": "2026-11-24T10:02:03.123Z", "kind": "bypass_attempt",
+         "device": {"ip": "10.10.3.7"}, "name": hostile.name, "technique": "openvpn", "severity": "high"},
+        {"id": quiet.id.to_string(), "time": "2026-11-24T10:02:04.000Z", "kind": "blocked",
+         "device": {"ip": "10.10.3.7"}, "name": "instagram.com", "severity": "low"},
+    ]})
+    .to_string();
+    let post = || {
+        Request::post("/api/v1/events")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    let first = router(Arc::clone(&c.app)).oneshot(post()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let mut got = String::new();
+    while !got.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("no event within 5 s")
+            .unwrap()
+            .unwrap();
+        got.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(got.starts_with("event: alerts\n"), "{got}");
+    let data = got.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let alerts: Vec<serde_json::Value> = serde_json::from_str(data).unwrap();
+    assert_eq!(alerts.len(), 1, "only the alert, not the blocked event");
+    assert_eq!(alerts[0]["id"], hostile.id.to_string());
+    assert_eq!(alerts[0]["name"], "<script>alert(1)</script>.example");
+    assert_eq!(rx.try_recv().unwrap().len(), 1);
+
+    // The same batch again (a retry) stores nothing new and announces nothing.
+    let again = router(Arc::clone(&c.app)).oneshot(post()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(rx.try_recv().is_err());
+
+    // The page loads the script that shows them, from the console itself.
+    let page = dsl.get("/alerts").await;
+    assert!(
+        page.body
+            .contains(r#"<script src="/static/live.js" defer></script>"#)
+    );
+    let js = dsl.get("/static/live.js").await;
+    assert!(js.body.contains("textContent") && !js.body.contains("innerHTML"));
 }

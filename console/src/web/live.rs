@@ -1,0 +1,100 @@
+//! New alerts pushed to open alert pages over server-sent events. The agents' API
+//! announces each batch that stored new alerts; `/alerts/live` streams them to every signed-in
+//! page as JSON, and `/static/live.js` puts them at the top of the list with `textContent`
+//! (so a name from a device is text there too). A page that falls behind is told to reload.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::{Shared, Signed, when};
+use crate::wire::Incoming;
+
+/// Batches of alerts kept for pages that read slowly.
+pub const BACKLOG: usize = 64;
+
+/// One alert as a live page shows it: the alerts list's columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Live {
+    pub id: String,
+    pub when: String,
+    pub kind: String,
+    pub device: String,
+    pub ip: String,
+    pub owner: String,
+    pub group: String,
+    pub name: String,
+    pub technique: String,
+    pub severity: String,
+}
+
+impl Live {
+    pub fn of(e: &Incoming) -> Self {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        Self {
+            id: e.id.to_string(),
+            when: when(e.time_ms),
+            kind: e.kind.to_owned(),
+            device: text(&e.device.name),
+            ip: text(&e.device.ip),
+            owner: text(&e.device.owner),
+            group: text(&e.group),
+            name: text(&e.name),
+            technique: text(&e.technique),
+            severity: e.severity.to_owned(),
+        }
+    }
+}
+
+/// Where the agents' API announces new alerts.
+pub type Announcer = broadcast::Sender<Arc<Vec<Live>>>;
+
+/// Announces the alerts among `events` (a batch that stored something new). Pages drop
+/// ids they already show, so a retried batch shows nothing twice.
+pub fn announce(to: &Announcer, events: &[Incoming]) {
+    let alerts: Vec<Live> = events
+        .iter()
+        .filter(|e| e.is_alert())
+        .map(Live::of)
+        .collect();
+    if !alerts.is_empty() {
+        // No page listening is not an error.
+        let _ = to.send(Arc::new(alerts));
+    }
+}
+
+/// The stream of new alerts; 401 (not a redirect, which a stream cannot follow) without a
+/// session.
+pub async fn stream(State(app): State<Shared>, signed: Result<Signed, Response>) -> Response {
+    if signed.is_err() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let rx = app.live.subscribe();
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(batch) => Event::default()
+                .event("alerts")
+                .json_data(&*batch)
+                .unwrap_or_else(|_| Event::default().event("reload")),
+            Err(broadcast::error::RecvError::Lagged(_)) => Event::default().event("reload"),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(event), rx))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+pub async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/live.js"),
+    )
+}
