@@ -120,6 +120,38 @@ pub fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The issuer authenticator apps show beside the account name.
+const TOTP_ISSUER: &str = "schoolgate";
+
+/// A new TOTP secret (160 random bits, RFC 4226's recommendation), as base32 text.
+pub fn new_totp_secret() -> Result<String, HashError> {
+    random_bytes::<20>()
+        .map(|b| totp_rs::Secret::from(b).to_base32())
+        .map_err(|()| HashError("no randomness".into()))
+}
+
+fn totp(secret: &str, account: &str) -> Option<totp_rs::Totp> {
+    let bytes = totp_rs::Secret::try_from_base32(secret).ok()?;
+    totp_rs::Builder::new()
+        .with_secret(bytes)
+        .with_account_name(account.replace(':', "_"))
+        .with_issuer(Some(TOTP_ISSUER))
+        .build()
+        .ok()
+}
+
+/// The `otpauth://` URL an authenticator app takes (as text or a QR code).
+pub fn totp_url(secret: &str, account: &str) -> Option<String> {
+    totp(secret, account)?.to_url().ok()
+}
+
+/// The time step `code` is valid for at `now_s` (one step of clock skew either way), if it
+/// is. The caller accepts each step once.
+pub fn totp_check(secret: &str, code: &str, now_s: u64) -> Option<u64> {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    totp(secret, "")?.check(&code, now_s)
+}
+
 /// Failed logins remembered per user name and per address: after [`Throttle::LIMIT`]
 /// failures in [`Throttle::WINDOW_MS`], further attempts are refused until the window has
 /// passed since the oldest of them.
@@ -167,6 +199,25 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totp_codes_are_checked_with_one_step_of_skew() {
+        let secret = new_totp_secret().unwrap();
+        assert_ne!(secret, new_totp_secret().unwrap());
+        let url = totp_url(&secret, "dsl").unwrap();
+        assert!(url.starts_with("otpauth://totp/schoolgate:dsl?"), "{url}");
+        let t = totp(&secret, "").unwrap();
+        let now = 1_795_946_523;
+        let code = t.generate(now);
+        assert_eq!(totp_check(&secret, &code.to_string(), now), Some(now / 30));
+        // A code from the previous step is still taken; two steps back is not.
+        let old = t.generate(now - 30).to_string();
+        assert_eq!(totp_check(&secret, &old, now), Some(now / 30 - 1));
+        let older = t.generate(now - 60).to_string();
+        assert_eq!(totp_check(&secret, &older, now), None);
+        assert_eq!(totp_check(&secret, "12 34", now), None);
+        assert_eq!(totp_check("not base32!", &code.to_string(), now), None);
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {

@@ -67,6 +67,16 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         store: Store,
     },
+    /// Require a code from an authenticator app at sign-in (recommended for every DSL
+    /// account): prints the new secret and its otpauth:// URL once.
+    Totp {
+        name: String,
+        /// Stop requiring a code instead.
+        #[arg(long)]
+        disable: bool,
+        #[command(flatten)]
+        store: Store,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -156,6 +156,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User {
             command:
+                UserCommand::Totp {
+                    name,
+                    disable,
+                    store,
+                },
+        } => {
+            let db = open(&store).await?;
+            let secret = if disable {
+                None
+            } else {
+                Some(schoolgate_console::auth::new_totp_secret()?)
+            };
+            if !db.set_totp(&name, secret.as_deref()).await? {
+                bail!("there is no user {name:?}");
+            }
+            #[allow(clippy::print_stdout)]
+            match secret {
+                None => println!("{name} signs in without a code"),
+                Some(secret) => {
+                    let url = schoolgate_console::auth::totp_url(&secret, &name)
+                        .context("cannot make the otpauth URL")?;
+                    println!(
+                        "{name} now needs a code from an authenticator app to sign in.\n\
+                         Add this account to the app (shown once; keep it secret):\n\
+                         secret: {secret}\n{url}"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::User {
+            command:
                 UserCommand::Add {
                     name,
                     role,

@@ -64,6 +64,17 @@ fn users_and_agents_are_added_with_only_hashes_kept() {
     );
     assert!(!short.status.success());
 
+    let totp = console(&["user", "totp", "dsl"], dir.path());
+    assert!(totp.status.success());
+    let shown = String::from_utf8(totp.stdout).unwrap();
+    assert!(
+        shown.contains("otpauth://totp/schoolgate:dsl?secret="),
+        "{shown}"
+    );
+    assert!(!console(&["user", "totp", "nobody"], dir.path()).status.success());
+    let off = console(&["user", "totp", "dsl", "--disable"], dir.path());
+    assert!(String::from_utf8_lossy(&off.stdout).contains("dsl signs in without a code"));
+
     let out = console(&["agent", "add", "gw1"], dir.path());
     assert!(
         out.status.success(),

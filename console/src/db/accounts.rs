@@ -150,6 +150,34 @@ impl Db {
         .await
     }
 
+    /// Sets (or with `None` removes) a user's TOTP secret; whether the user exists.
+    pub async fn set_totp(&self, name: &str, secret: Option<&str>) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>(
+            "UPDATE users SET totp_secret = $1, totp_step = NULL WHERE name = $2",
+        )
+        .bind(secret)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("set a TOTP secret"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Records that user `id` signed in with TOTP step `step`; false if that step (or a
+    /// later one) was used already, so a code is taken once.
+    pub async fn use_totp_step(&self, id: i64, step: i64) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>(
+            "UPDATE users SET totp_step = $1 WHERE id = $2 \
+             AND (totp_step IS NULL OR totp_step < $1)",
+        )
+        .bind(step)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("record a TOTP step"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn add_session(
         &self,
         token_hash: &str,

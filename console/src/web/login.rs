@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{Peer, SESSION_COOKIE, Shared, cookie, internal, now_ms, set_cookie};
-use crate::auth::{decoy_hash, random_token, same_secret, token_hash, verify_password};
+use crate::auth::{decoy_hash, random_token, same_secret, token_hash, totp_check, verify_password};
 use crate::db::audit::Entry;
 
 const LOGIN_COOKIE: &str = "sg_login";
@@ -51,6 +51,9 @@ pub async fn page(State(app): State<Shared>) -> Response {
 pub struct LoginForm {
     username: String,
     password: String,
+    /// The authenticator app's code, for accounts that use one.
+    #[serde(default)]
+    code: String,
     #[serde(default)]
     csrf: String,
 }
@@ -109,7 +112,25 @@ pub async fn submit(
     let matched = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .unwrap_or(false);
-    let Some(user) = user.filter(|_| matched) else {
+    // An account with a TOTP secret also needs a code, each accepted once.
+    let user = match user.filter(|_| matched) {
+        Some(u) => match u.totp_secret.as_deref() {
+            None => Some(u),
+            Some(secret) => {
+                let now_s = u64::try_from(now.div_euclid(1000)).unwrap_or(0);
+                match totp_check(secret, &form.code, now_s).and_then(|s| i64::try_from(s).ok()) {
+                    Some(step) => match app.db.use_totp_step(u.id, step).await {
+                        Ok(true) => Some(u),
+                        Ok(false) => None,
+                        Err(e) => return internal(&e),
+                    },
+                    None => None,
+                }
+            }
+        },
+        None => None,
+    };
+    let Some(user) = user else {
         {
             let mut t = app.throttle();
             for k in &keys {
@@ -122,7 +143,7 @@ pub async fn submit(
         return page_for(
             &app,
             StatusCode::UNAUTHORIZED,
-            Some("Wrong name or password."),
+            Some("Wrong name, password or code."),
         )
         .await;
     };

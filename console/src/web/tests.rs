@@ -664,3 +664,79 @@ async fn new_alerts_stream_to_open_pages_once() {
     let js = dsl.get("/static/live.js").await;
     assert!(js.body.contains("textContent") && !js.body.contains("innerHTML"));
 }
+
+impl Console {
+    /// Signs in through the form as a browser does; the answer to the form.
+    async fn login(&self, name: &str, password: &str, code: &str) -> Reply {
+        let form = self.anonymous().get("/login").await;
+        let set = form.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let login_cookie = set.split(';').next().unwrap().to_owned();
+        let csrf = login_cookie.split_once('=').unwrap().1.to_owned();
+        let browser = Browser {
+            cookie: Some(login_cookie),
+            ..self.anonymous()
+        };
+        browser
+            .post(
+                "/login",
+                &[
+                    ("username", name),
+                    ("password", password),
+                    ("code", code),
+                    ("csrf", &csrf),
+                ],
+            )
+            .await
+    }
+}
+
+#[tokio::test]
+async fn an_account_with_totp_needs_a_fresh_code() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let secret = crate::auth::new_totp_secret().unwrap();
+        assert!(c.app.db.set_totp("dsl", Some(&secret)).await.unwrap());
+        assert!(!c.app.db.set_totp("nobody", Some(&secret)).await.unwrap());
+        let password = "correct horse battery";
+        assert_eq!(
+            c.login("dsl", password, "").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            c.login("dsl", password, "000000").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        let now_s = u64::try_from(super::now_ms() / 1000).unwrap();
+        let code = totp_rs::Builder::new()
+            .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+            .build()
+            .unwrap()
+            .generate(now_s)
+            .to_string();
+        assert_eq!(
+            c.login("dsl", "wrong", &code).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        let ok = c.login("dsl", password, &code).await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+        assert_eq!(ok.location(), "/alerts");
+        // The same code again (seen over a shoulder, say) is refused.
+        assert_eq!(
+            c.login("dsl", password, &code).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        // An account without TOTP ignores the field.
+        assert_eq!(
+            c.login("it", password, "").await.status,
+            StatusCode::SEE_OTHER
+        );
+        c.app.db.set_totp("dsl", None).await.unwrap();
+        assert_eq!(
+            c.login("dsl", password, "").await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
+}
