@@ -71,7 +71,11 @@ fn users_and_agents_are_added_with_only_hashes_kept() {
         shown.contains("otpauth://totp/schoolgate:dsl?secret="),
         "{shown}"
     );
-    assert!(!console(&["user", "totp", "nobody"], dir.path()).status.success());
+    assert!(
+        !console(&["user", "totp", "nobody"], dir.path())
+            .status
+            .success()
+    );
     let off = console(&["user", "totp", "dsl", "--disable"], dir.path());
     assert!(String::from_utf8_lossy(&off.stdout).contains("dsl signs in without a code"));
 
