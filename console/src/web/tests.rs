@@ -186,46 +186,13 @@ async fn pages_need_a_session_and_carry_the_strict_headers() {
 async fn login_sets_a_strict_session_cookie_and_is_audited() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;
-        let anon = c.anonymous();
-        let form = anon.get("/login").await;
-        let set = form.headers[header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let login_cookie = set.split(';').next().unwrap().to_owned();
-        let csrf = login_cookie.split_once('=').unwrap().1.to_owned();
-        let browser = Browser {
-            cookie: Some(login_cookie),
-            ..c.anonymous()
-        };
-        let wrong = browser
-            .post(
-                "/login",
-                &[("username", "dsl"), ("password", "wrong"), ("csrf", &csrf)],
-            )
-            .await;
+        let wrong = c.login("dsl", "wrong", "").await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-        let forged = browser
-            .post(
-                "/login",
-                &[
-                    ("username", "dsl"),
-                    ("password", "correct horse battery"),
-                    ("csrf", "0"),
-                ],
-            )
+        let forged = c
+            .login_form("dsl", "correct horse battery", "", Some("0"))
             .await;
         assert_eq!(forged.status, StatusCode::FORBIDDEN);
-        let ok = browser
-            .post(
-                "/login",
-                &[
-                    ("username", "dsl"),
-                    ("password", "correct horse battery"),
-                    ("csrf", &csrf),
-                ],
-            )
-            .await;
+        let ok = c.login("dsl", "correct horse battery", "").await;
         assert_eq!(ok.status, StatusCode::SEE_OTHER);
         assert_eq!(ok.location(), "/alerts");
         let session = ok
@@ -668,17 +635,29 @@ async fn new_alerts_stream_to_open_pages_once() {
 impl Console {
     /// Signs in through the form as a browser does; the answer to the form.
     async fn login(&self, name: &str, password: &str, code: &str) -> Reply {
+        self.login_form(name, password, code, None).await
+    }
+
+    /// The login form sent with the form's own token, or with `csrf` instead.
+    async fn login_form(
+        &self,
+        name: &str,
+        password: &str,
+        code: &str,
+        csrf: Option<&str>,
+    ) -> Reply {
         let form = self.anonymous().get("/login").await;
         let set = form.headers[header::SET_COOKIE]
             .to_str()
             .unwrap()
             .to_owned();
         let login_cookie = set.split(';').next().unwrap().to_owned();
-        let csrf = login_cookie.split_once('=').unwrap().1.to_owned();
+        let form_csrf = login_cookie.split_once('=').unwrap().1.to_owned();
         let browser = Browser {
             cookie: Some(login_cookie),
             ..self.anonymous()
         };
+        let csrf = csrf.map_or(form_csrf, str::to_owned);
         browser
             .post(
                 "/login",
