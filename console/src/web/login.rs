@@ -197,24 +197,16 @@ pub async fn logout(
     headers: HeaderMap,
     Form(form): Form<LogoutForm>,
 ) -> Response {
-    if !signed.csrf_ok(&form.csrf) {
-        return (StatusCode::FORBIDDEN, "The form had expired.").into_response();
+    if let Err(r) = signed.form_ok(&form.csrf) {
+        return r.into_response();
     }
     if let Some(token) = cookie(&headers, SESSION_COOKIE)
         && let Err(e) = app.db.end_session(&token_hash(token)).await
     {
         return internal(&e);
     }
-    let entry = Entry {
-        time_ms: now_ms(),
-        who: signed.name().to_owned(),
-        action: "logout".into(),
-        target: None,
-        detail: None,
-        address: signed.address(),
-    };
-    if let Err(e) = app.db.audit(&entry).await {
-        return internal(&e);
+    if let Err(r) = signed.audit(&app, "logout", None, None).await {
+        return r.into_response();
     }
     let mut res = Redirect::to("/login").into_response();
     if let Ok(v) = set_cookie(&app, SESSION_COOKIE, "", "/", 0).parse() {

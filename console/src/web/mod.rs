@@ -326,19 +326,12 @@ impl FromRequestParts<Shared> for Signed {
 /// A 500 that says nothing of the cause to the browser; the cause goes to the log.
 pub fn internal(e: &dyn std::error::Error) -> Response {
     warn!(error = %e, "request failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong; see the console's log.",
-    )
-        .into_response()
+    Refused::Internal.into_response()
 }
 
-/// Renders an askama template as a page.
+/// Renders an askama template as a page, for handlers that return a `Response`.
 pub fn page(t: &impl askama::Template) -> Response {
-    match t.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => internal(&e),
-    }
+    render(t).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The time now, in milliseconds since the epoch.

@@ -719,3 +719,20 @@ async fn an_account_with_totp_needs_a_fresh_code() {
         );
     }
 }
+
+#[tokio::test]
+async fn signing_out_needs_the_form_token_ends_the_session_and_is_audited() {
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    let c = Console::new(db).await;
+    let dsl = c.signed_in("dsl").await;
+    let forged = dsl.post("/logout", &[("csrf", "0")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(dsl.get("/alerts").await.status, StatusCode::OK);
+    let out = dsl.post("/logout", &[]).await;
+    assert_eq!(out.location(), "/login");
+    assert_eq!(dsl.get("/alerts").await.location(), "/login");
+    assert_eq!(
+        c.audit_actions().await,
+        [("dsl".to_owned(), "logout".to_owned())]
+    );
+}
