@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use super::csv::{document, download, opt};
-use super::{Answer, Frame, Shared, Signed, render, when};
+use super::{Answer, Frame, Row, Shared, Signed, day_start, one_page, render, when};
 use crate::db::events::{Filter, Stored};
 
 /// Alerts on one page.
@@ -28,29 +28,16 @@ pub struct Params {
 impl Params {
     pub fn filter(&self) -> Filter {
         let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        let day = |s: &str| {
-            s.trim()
-                .parse::<jiff::civil::Date>()
-                .ok()
-                .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-                .map(|z| z.timestamp().as_millisecond())
-        };
         Filter {
             status: opt(&self.status),
             technique: opt(&self.technique),
             group: opt(&self.group),
             device: opt(&self.device),
-            from_ms: day(&self.from),
+            from_ms: day_start(&self.from),
             // The "to" day is included.
-            to_ms: day(&self.to).map(|t| t + 86_400_000),
+            to_ms: day_start(&self.to).map(|t| t + 86_400_000),
         }
     }
-}
-
-#[derive(Debug)]
-pub struct Row {
-    pub e: Stored,
-    pub when: String,
 }
 
 #[derive(Template)]
@@ -74,15 +61,8 @@ pub async fn list(
     let page_no = params.page.max(0);
     let rows = app.db.alerts(&filter, PAGE + 1, page_no * PAGE).await?;
     let counts = app.db.alert_counts(&filter).await?;
-    let more = rows.len() as i64 > PAGE;
-    let rows = rows
-        .into_iter()
-        .take(PAGE as usize)
-        .map(|e| Row {
-            when: when(e.time_ms),
-            e,
-        })
-        .collect();
+    let (rows, more) = one_page(rows, PAGE);
+    let rows = rows.into_iter().map(Row::of).collect();
     let total = counts.iter().map(|(_, n)| n).sum();
     render(&AlertsPage {
         frame: signed.frame(),

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use super::csv::{document, download, opt};
-use super::{Answer, Frame, Shared, Signed, render, when};
+use super::{Answer, Frame, Shared, Signed, one_page, render, when};
 use crate::db::audit::Entry;
 
 /// Entries on one page.
@@ -35,12 +35,8 @@ pub async fn list(
 ) -> Answer {
     let page_no = params.page.max(0);
     let rows = app.db.audit_log(PAGE + 1, page_no * PAGE).await?;
-    let more = rows.len() as i64 > PAGE;
-    let rows = rows
-        .into_iter()
-        .take(PAGE as usize)
-        .map(|e| (when(e.time_ms), e))
-        .collect();
+    let (rows, more) = one_page(rows, PAGE);
+    let rows = rows.into_iter().map(|e| (when(e.time_ms), e)).collect();
     render(&AuditPage {
         frame: signed.frame(),
         rows,

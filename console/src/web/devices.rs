@@ -9,9 +9,8 @@ use serde::Deserialize;
 use super::alert::{RELEASE_SENT, device_label, queue_release, urlencode};
 use super::alerts::{CSV_ROWS, events_csv};
 use super::csv::download;
-use super::{Answer, Frame, Refused, Shared, Signed, render, see_other, when};
+use super::{Answer, Frame, Refused, Row, Shared, Signed, one_page, render, see_other, when};
 use crate::db::devices::{DeviceKey, Quarantine};
-use crate::db::events::Stored;
 
 /// Events on one page of a device's history.
 const PAGE: i64 = 200;
@@ -54,12 +53,6 @@ pub async fn list(
     })
 }
 
-#[derive(Debug)]
-pub struct Row {
-    pub e: Stored,
-    pub when: String,
-}
-
 #[derive(Template)]
 #[template(path = "device.html")]
 struct DevicePage<'a> {
@@ -91,15 +84,8 @@ pub async fn history(
         .db
         .device_history(&key, PAGE + 1, page_no * PAGE)
         .await?;
-    let more = rows.len() as i64 > PAGE;
-    let rows = rows
-        .into_iter()
-        .take(PAGE as usize)
-        .map(|e| Row {
-            when: when(e.time_ms),
-            e,
-        })
-        .collect();
+    let (rows, more) = one_page(rows, PAGE);
+    let rows = rows.into_iter().map(Row::of).collect();
     render(&DevicePage {
         frame: signed.frame(),
         key: key.as_str(),

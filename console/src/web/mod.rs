@@ -334,6 +334,40 @@ pub fn page(t: &impl askama::Template) -> Response {
     render(t).unwrap_or_else(IntoResponse::into_response)
 }
 
+/// An event with its time as pages show it.
+#[derive(Debug)]
+pub struct Row {
+    pub e: crate::db::events::Stored,
+    pub when: String,
+}
+
+impl Row {
+    pub fn of(e: crate::db::events::Stored) -> Self {
+        Self {
+            when: when(e.time_ms),
+            e,
+        }
+    }
+}
+
+/// A page of a list asked for with one row more than `page_len`: the page, and whether
+/// more follow it.
+pub fn one_page<T>(mut rows: Vec<T>, page_len: i64) -> (Vec<T>, bool) {
+    let len = usize::try_from(page_len).unwrap_or(0);
+    let more = rows.len() > len;
+    rows.truncate(len);
+    (rows, more)
+}
+
+/// Midnight UTC of `date` (`YYYY-MM-DD`), in milliseconds.
+pub fn day_start(date: &str) -> Option<i64> {
+    date.trim()
+        .parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp().as_millisecond())
+}
+
 /// The time now, in milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()

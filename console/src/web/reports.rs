@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::chart::{bars, columns};
 use super::csv::{document, download};
-use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render, when};
+use super::{Answer, Frame, Refused, Shared, Signed, day_start, now_ms, render, when};
 use crate::db::accounts::Agent;
 use crate::db::reports::{AlertColumn, By, HOUR_MS, TopDevice, Window};
 
@@ -18,15 +18,6 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 const BREAKDOWN: i64 = 50;
 /// An agent not heard from in this long is shown as late.
 const LATE_MS: i64 = 5 * 60 * 1000;
-
-/// Midnight UTC of `date` (`YYYY-MM-DD`), in milliseconds.
-fn day_start(date: &str) -> Option<i64> {
-    date.trim()
-        .parse::<jiff::civil::Date>()
-        .ok()
-        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .map(|z| z.timestamp().as_millisecond())
-}
 
 /// `YYYY-MM-DD` of `ms`, UTC.
 fn date_of(ms: i64) -> String {
