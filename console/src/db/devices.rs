@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::events::{Stored, stored};
+use super::events::{Stored, push_device, stored};
 use super::{Db, DbError, Statement};
 
 /// How a device is named in a query: its IP address, MAC address or name.
@@ -32,13 +32,7 @@ impl DeviceKey {
 
     /// Appends ` AND (the device is this one)`.
     fn push_where(&self, q: &mut Statement) {
-        q.push(" AND (device_ip = ")
-            .bind(self.0.as_str())
-            .push(" OR device_mac = ")
-            .bind(self.0.to_ascii_lowercase().as_str())
-            .push(" OR device_name = ")
-            .bind(self.0.as_str())
-            .push(")");
+        push_device(q, &self.0);
     }
 }
 

@@ -221,6 +221,18 @@ pub struct Filter {
     pub to_ms: Option<i64>,
 }
 
+/// Appends ` AND (the event's device is `device`)`: its IP address, MAC address (stored in
+/// lower case) or name.
+pub(crate) fn push_device(q: &mut Statement, device: &str) {
+    q.push(" AND (device_ip = ")
+        .bind(device)
+        .push(" OR device_mac = ")
+        .bind(device.to_ascii_lowercase().as_str())
+        .push(" OR device_name = ")
+        .bind(device)
+        .push(")");
+}
+
 impl Filter {
     /// Appends ` AND …` for each part set (all but `status` when `with_status` is false).
     fn push_where(&self, q: &mut Statement, with_status: bool) {
@@ -237,13 +249,7 @@ impl Filter {
             q.push(" AND grp = ").bind(g);
         }
         if let Some(d) = some(&self.device) {
-            q.push(" AND (device_ip = ")
-                .bind(d)
-                .push(" OR device_mac = ")
-                .bind(d.to_ascii_lowercase().as_str())
-                .push(" OR device_name = ")
-                .bind(d)
-                .push(")");
+            push_device(q, d);
         }
         if let Some(f) = self.from_ms {
             q.push(" AND time_ms >= ").bind(f);
