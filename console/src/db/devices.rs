@@ -85,8 +85,18 @@ impl Db {
 
     /// Devices quarantined and not released since, newest first.
     pub async fn quarantines(&self) -> Result<Vec<Quarantine>, DbError> {
+        self.quarantined(None).await
+    }
+
+    /// The quarantine `e`'s device is in now, if it is: the same agent, and the same IP or
+    /// MAC address.
+    pub async fn quarantine_of(&self, e: &Stored) -> Result<Option<Quarantine>, DbError> {
+        Ok(self.quarantined(Some(e)).await?.into_iter().next())
+    }
+
+    async fn quarantined(&self, of: Option<&Stored>) -> Result<Vec<Quarantine>, DbError> {
         // A device is the same one when its agent and its IP (or, without one, MAC) match.
-        let q = Statement::new(concat!(
+        let mut q = Statement::new(concat!(
             "SELECT ",
             columns!(),
             ", (SELECT COUNT(*) FROM commands c WHERE c.agent = q.agent AND c.done_ms IS NULL \
@@ -96,9 +106,18 @@ impl Db {
                AND l.kind IN ('quarantined', 'released') AND l.time_ms >= q.time_ms \
                AND l.id <> q.id \
                AND (l.device_ip = q.device_ip OR l.device_mac = q.device_mac) \
-               AND (l.kind = 'released' OR l.time_ms > q.time_ms OR l.id > q.id)) \
-             ORDER BY q.time_ms DESC, q.id DESC LIMIT 1000"
+               AND (l.kind = 'released' OR l.time_ms > q.time_ms OR l.id > q.id))"
         ));
+        if let Some(e) = of {
+            q.push(" AND q.agent = ")
+                .bind(e.agent.as_str())
+                .push(" AND (q.device_ip = ")
+                .bind(e.device_ip.clone())
+                .push(" OR q.device_mac = ")
+                .bind(e.device_mac.clone())
+                .push(")");
+        }
+        q.push(" ORDER BY q.time_ms DESC, q.id DESC LIMIT 1000");
         self.rows(q.query(), "list quarantined devices", |r| {
             Ok(Quarantine {
                 event: stored(r)?,
@@ -190,6 +209,15 @@ mod tests {
             let now = db.quarantines().await.unwrap();
             assert!(now[1].release_pending);
             assert!(!now[0].release_pending);
+            // One device's quarantine, found from any of its events on that agent.
+            let mut of = now[1].event.clone();
+            of.id = "another event".into();
+            assert_eq!(db.quarantine_of(&of).await.unwrap(), Some(now[1].clone()));
+            of.agent = "gw2".into();
+            assert_eq!(db.quarantine_of(&of).await.unwrap(), None);
+            of = now[0].event.clone();
+            of.device_ip = Some("10.10.3.9".into());
+            assert_eq!(db.quarantine_of(&of).await.unwrap(), None, "released");
         }
     }
 }

@@ -157,10 +157,8 @@ pub async fn show(
     };
     let quarantine = app
         .db
-        .quarantines()
+        .quarantine_of(&e)
         .await?
-        .into_iter()
-        .find(|q| same_device(&q.event, &e))
         .map(|q| (when(q.event.time_ms), q));
     let message = match shown.done.as_str() {
         "triage" => Some("Triage recorded."),
@@ -186,13 +184,6 @@ pub async fn show(
 
 /// What the page says once a release is queued.
 pub const RELEASE_SENT: &str = "Release sent to the gateway; it takes effect within seconds.";
-
-/// Whether `a` and `b` are the same device on the same gateway.
-fn same_device(a: &Stored, b: &Stored) -> bool {
-    a.agent == b.agent
-        && ((a.device_ip.is_some() && a.device_ip == b.device_ip)
-            || (a.device_mac.is_some() && a.device_mac == b.device_mac))
-}
 
 /// Trimmed `text`, or `None` when empty; refused when longer than `max` characters.
 pub fn field(text: &str, max: usize, what: &str) -> Result<Option<String>, Refused> {
