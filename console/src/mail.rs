@@ -204,34 +204,13 @@ impl Mailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::events::tests::example;
     use crate::db::testing;
     use crate::web::tests::alert;
 
     #[test]
     fn the_message_carries_no_pupil_detail() {
-        let e = Stored {
-            id: "0193abcd".into(),
-            agent: "gw1".into(),
-            time_ms: 1_795_946_523_000,
-            kind: "bypass_attempt".into(),
-            severity: "high".into(),
-            alert: true,
-            device_ip: Some("10.10.3.7".into()),
-            device_mac: Some("52:54:00:aa:bb:cc".into()),
-            device_name: Some("Y6-iPad-12".into()),
-            device_owner: Some("Jo Bloggs".into()),
-            group: Some("pupils".into()),
-            name: Some("vpn.example".into()),
-            rule: None,
-            category: None,
-            technique: Some("openvpn".into()),
-            destination: Some("192.0.2.9:1194".into()),
-            evidence: Some("OpenVPN handshake".into()),
-            count: 1,
-            status: "new".into(),
-            outcome: None,
-            action_taken: None,
-        };
+        let e = example("bypass_attempt");
         let (subject, body) = compose(
             std::slice::from_ref(&e),
             Some("https://console.school.example/"),

@@ -299,6 +299,34 @@ pub(crate) mod tests {
     use crate::db::testing;
     use crate::wire::parse_event;
 
+    /// A stored OpenVPN bypass attempt from a pupil's iPad, every field the pages and the
+    /// e-mail read set, as `kind`.
+    pub(crate) fn example(kind: &str) -> Stored {
+        Stored {
+            id: "0193abcd".into(),
+            agent: "gw1".into(),
+            time_ms: 1_795_946_523_000,
+            kind: kind.into(),
+            severity: "high".into(),
+            alert: true,
+            device_ip: Some("10.10.3.7".into()),
+            device_mac: Some("52:54:00:aa:bb:cc".into()),
+            device_name: Some("Y6-iPad-12".into()),
+            device_owner: Some("Jo Bloggs".into()),
+            group: Some("pupils".into()),
+            name: Some("vpn.example".into()),
+            rule: None,
+            category: None,
+            technique: Some("openvpn".into()),
+            destination: Some("192.0.2.9:1194".into()),
+            evidence: Some("OpenVPN handshake".into()),
+            count: 1,
+            status: "new".into(),
+            outcome: None,
+            action_taken: None,
+        }
+    }
+
     pub(crate) fn event(i: u32, kind: &str) -> Incoming {
         let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix_time(
             1_795_946_523 + u64::from(i),

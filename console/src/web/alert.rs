@@ -348,45 +348,20 @@ pub fn urlencode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stored(kind: &str) -> Stored {
-        Stored {
-            id: "x".into(),
-            agent: "gw1".into(),
-            time_ms: 0,
-            kind: kind.into(),
-            severity: "high".into(),
-            alert: true,
-            device_ip: Some("10.10.3.7".into()),
-            device_mac: None,
-            device_name: Some("Y6-iPad-12".into()),
-            device_owner: Some("6B".into()),
-            group: Some("pupils".into()),
-            name: Some("vpn.example".into()),
-            rule: None,
-            category: None,
-            technique: Some("openvpn".into()),
-            destination: None,
-            evidence: None,
-            count: 1,
-            status: "new".into(),
-            outcome: None,
-            action_taken: None,
-        }
-    }
+    use crate::db::events::tests::example;
 
     #[test]
     fn evidence_reads_as_plain_words() {
         assert_eq!(
-            plain_words(&stored("bypass_attempt")),
+            plain_words(&example("bypass_attempt")),
             "Y6-iPad-12 (10.10.3.7) tried to get round the school's filter using a VPN \
              (OpenVPN), which tunnels past the school's filter."
         );
-        let mut unknown = stored("bypass_attempt");
+        let mut unknown = example("bypass_attempt");
         unknown.technique = Some("teleport".into());
         unknown.device_name = None;
         assert!(plain_words(&unknown).starts_with("The device at 10.10.3.7 tried"));
-        let mut blocked = stored("blocked");
+        let mut blocked = example("blocked");
         blocked.count = 3;
         assert_eq!(
             plain_words(&blocked),
