@@ -305,6 +305,9 @@ fn week_of(params: &WeeklyParams, now: i64) -> Window {
 /// The weekly report's sections: a title and (label, figure) rows.
 type Sections = Vec<(&'static str, Vec<(String, i64)>)>;
 
+/// The weekly report's section the page also draws as a chart.
+const BLOCKS_BY_DAY: &str = "Blocks by day";
+
 async fn weekly_sections(app: &Shared, w: Window) -> Result<Sections, Refused> {
     let named = |rows: Vec<(Option<String>, i64)>, none: &str| {
         rows.into_iter()
@@ -330,7 +333,7 @@ async fn weekly_sections(app: &Shared, w: Window) -> Result<Sections, Refused> {
         .collect();
     Ok(vec![
         ("Events by kind", named(app.db.kinds(w).await?, "(none)")),
-        ("Blocks by day", per_day),
+        (BLOCKS_BY_DAY, per_day),
         (
             "Blocks by group",
             named(app.db.blocked_by(By::Group, w, None, 100).await?, "(none)"),
@@ -388,7 +391,7 @@ pub async fn weekly(
         .await?;
     let per_day: Vec<i64> = sections
         .iter()
-        .find(|s| s.0 == "Blocks by day")
+        .find(|s| s.0 == BLOCKS_BY_DAY)
         .map(|s| s.1.iter().map(|r| r.1).collect())
         .unwrap_or_default();
     let labels: Vec<String> = (0..7).map(|d| date_of(w.from_ms + d * DAY_MS)).collect();
@@ -398,7 +401,7 @@ pub async fn weekly(
         to: date_of(w.to_ms - DAY_MS),
         previous: date_of(w.from_ms - 7 * DAY_MS),
         next: date_of(w.to_ms),
-        chart: columns("Blocks by day", &per_day, &labels, 1),
+        chart: columns(BLOCKS_BY_DAY, &per_day, &labels, 1),
         sections,
     })
 }
