@@ -534,9 +534,14 @@ fn hello_found(h: tls::ClientHello, carrier: Carrier, key: &FlowKey) -> Found {
     } else {
         "TLS"
     };
-    found.evidence = match &sni {
-        Some(s) => format!("{via} SNI {s}, ALPN {}, to {}", alpn, key.server),
-        None => format!(
+    found.evidence = match (&sni, &h.odd_sni) {
+        (Some(s), _) => format!("{via} SNI {s}, ALPN {}, to {}", alpn, key.server),
+        // Not a host name, so never a name to decide on; what was sent is still evidence.
+        (None, Some(odd)) => format!(
+            "{via} SNI \"{odd}\" (not a host name), ALPN {}, to {}",
+            alpn, key.server
+        ),
+        (None, None) => format!(
             "{via} ClientHello without SNI, ALPN {}, to {}",
             alpn, key.server
         ),
@@ -986,5 +991,28 @@ mod tests {
         }
         let plain = inspect(&[datagram(true, 53, &question("dnscrypt-cert.example"))]);
         assert_eq!(plain[0].technique, Some(Technique::ExternalDns));
+    }
+
+    #[test]
+    fn a_server_name_that_is_no_host_name_is_evidence_and_never_a_name() {
+        let hello = tls::ClientHello {
+            sni: None,
+            odd_sni: Some("<script>alert(1)</script>.example".into()),
+            alpn: vec!["h2".into()],
+            ech: Ech::None,
+            ja4: String::new(),
+        };
+        let key = FlowKey {
+            protocol: 6,
+            client: "10.77.0.10:40000".parse().unwrap(),
+            server: "198.51.100.53:443".parse().unwrap(),
+        };
+        let found = hello_found(hello, Carrier::Tcp, &key);
+        assert_eq!(found.name, None);
+        assert_eq!(
+            found.evidence,
+            "TLS SNI \"<script>alert(1)</script>.example\" (not a host name), ALPN h2, \
+             to 198.51.100.53:443"
+        );
     }
 }

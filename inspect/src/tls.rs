@@ -63,6 +63,10 @@ pub enum Ech {
 pub struct ClientHello {
     /// The host name asked for, lower-cased, if it was a valid-looking name.
     pub sni: Option<String>,
+    /// A server name that cannot be a host name (`<script>…`, a space, a control byte), as
+    /// sent but bounded and with every byte outside printable ASCII written `\xNN`: for
+    /// evidence only. It is never matched against the policy, which knows host names alone.
+    pub odd_sni: Option<String>,
     /// Offered protocols, in order (`h2`, `http/1.1`, `dot`…), bounded.
     pub alpn: Vec<String>,
     pub ech: Ech,
@@ -153,6 +157,7 @@ pub fn from_handshake(handshake: &[u8], transport: Transport) -> Parsed {
         .collect();
 
     let mut sni = None;
+    let mut odd_sni = None;
     let mut has_sni = false;
     let mut alpn: Vec<String> = Vec::new();
     let mut first_alpn: Option<Vec<u8>> = None;
@@ -174,10 +179,11 @@ pub fn from_handshake(handshake: &[u8], transport: Transport) -> Parsed {
         match e {
             TlsExtension::SNI(names) => {
                 has_sni = true;
-                sni = names
-                    .iter()
-                    .find(|(kind, _)| kind.0 == 0)
-                    .and_then(|(_, name)| host_name(name));
+                let raw = names.iter().find(|(kind, _)| kind.0 == 0).map(|(_, n)| *n);
+                sni = raw.and_then(host_name);
+                if sni.is_none() {
+                    odd_sni = raw.filter(|r| !r.is_empty()).map(shown);
+                }
             }
             TlsExtension::ALPN(list) => {
                 first_alpn = list.first().map(|p| p.to_vec());
@@ -221,6 +227,7 @@ pub fn from_handshake(handshake: &[u8], transport: Transport) -> Parsed {
     );
     Parsed::Hello(ClientHello {
         sni,
+        odd_sni,
         alpn,
         ech,
         ja4,
@@ -246,6 +253,25 @@ fn host_name(raw: &[u8]) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(raw).to_ascii_lowercase())
+}
+
+/// Bytes a client sent as a name, for a person to read: printable ASCII as is, anything else
+/// as `\xNN`, at most [`MAX_NAME`] bytes of it (then `…`). Whoever shows it still escapes it
+/// for where it goes (HTML, CSV); this only keeps it one bounded line.
+fn shown(raw: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for &b in raw.iter().take(MAX_NAME) {
+        if b == b' ' || b.is_ascii_graphic() {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    if raw.len() > MAX_NAME {
+        out.push('…');
+    }
+    out
 }
 
 fn is_public_name(name: &str) -> bool {
@@ -521,9 +547,21 @@ mod tests {
             Transport::Tcp,
         ));
         assert_eq!(bad.sni, None);
+        assert_eq!(bad.odd_sni.as_deref(), Some("evil<script>.com"));
         let long = "a".repeat(300);
         let h = parsed(from_handshake(&browser_like(&long, false), Transport::Tcp));
         assert_eq!(h.sni, None);
+        assert_eq!(h.odd_sni, Some(format!("{}…", "a".repeat(MAX_NAME))));
+        let control = parsed(from_handshake(
+            &browser_like("a\nb\u{7f}\u{e9}", false),
+            Transport::Tcp,
+        ));
+        assert_eq!(control.odd_sni.as_deref(), Some("a\\x0ab\\x7f\\xc3\\xa9"));
+        let fine = parsed(from_handshake(
+            &browser_like("www.bbc.co.uk", false),
+            Transport::Tcp,
+        ));
+        assert_eq!(fine.odd_sni, None);
     }
 
     proptest::proptest! {
