@@ -2,8 +2,15 @@
 //!
 //! One page load can ask for the same blocked name dozens of times. [`Aggregator`] keeps one
 //! pending event per device + name + rule; the first sighting opens a window, later ones add
-//! to its count, and the event is released when the window closes. [`Presence`] remembers which
-//! devices were already reported today.
+//! to its count, and the event is released when the window closes.
+//!
+//! A high-severity sighting (a bypass attempt the policy answers with an alert or a
+//! quarantine) is for the safeguarding lead now, not in a minute: it is released at once, and
+//! the window it opens gathers the repeats into one follow-up event, with its own id, released
+//! when the window closes, and only if there were repeats. The two counts add up to the
+//! sightings, as one event's would.
+//!
+//! [`Presence`] remembers which devices were already reported today.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -12,7 +19,7 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use schoolgate_engine::MacAddr;
 
-use super::event::{Event, Technique};
+use super::event::{self, Event, Severity, Technique};
 
 /// How long sightings of one device + name + rule are gathered into one event.
 pub const WINDOW: SignedDuration = SignedDuration::from_secs(60);
@@ -69,24 +76,47 @@ impl Aggregator {
         }
     }
 
-    /// Adds one sighting at `event.time`. Returns an event released early because the table
-    /// was full.
-    pub fn add(&mut self, event: Event) -> Option<Event> {
+    /// Adds one sighting at `event.time`. Returns what is to be passed on now: a
+    /// high-severity sighting that opens a window, and an event released early because the
+    /// table was full.
+    pub fn add(&mut self, event: Event) -> Vec<Event> {
         let key = Key::of(&event);
         if let Some(open) = self.pending.get_mut(&key) {
+            if open.count == 0 {
+                // The first repeat after an alert released at once: the follow-up starts.
+                *open = Event {
+                    id: event::uuid_v7(event.time),
+                    time: event.time,
+                    count: 0,
+                    last: None,
+                    ..open.clone()
+                };
+            } else {
+                open.last = Some(event.time);
+            }
             open.count = open.count.saturating_add(event.count);
-            open.last = Some(event.time);
-            return None;
+            return Vec::new();
         }
-        let evicted = if self.pending.len() >= self.capacity {
-            self.pop_oldest()
-        } else {
-            None
-        };
+        let mut now = Vec::new();
+        if self.pending.len() >= self.capacity {
+            now.extend(self.pop_oldest());
+        }
         let closes = event.time.saturating_add(self.window).unwrap_or(event.time);
         self.order.push_back((closes, key.clone()));
-        self.pending.insert(key, event);
-        evicted
+        if event.severity == Severity::High {
+            // The window holds an empty follow-up that the repeats fill.
+            self.pending.insert(
+                key,
+                Event {
+                    count: 0,
+                    ..event.clone()
+                },
+            );
+            now.push(event);
+        } else {
+            self.pending.insert(key, event);
+        }
+        now
     }
 
     /// The events whose window has closed by `now`, oldest first.
@@ -115,9 +145,10 @@ impl Aggregator {
         self.pending.is_empty()
     }
 
+    /// Closes the oldest window: its event, unless it is a follow-up no repeat filled.
     fn pop_oldest(&mut self) -> Option<Event> {
         let (_, key) = self.order.pop_front()?;
-        self.pending.remove(&key)
+        self.pending.remove(&key).filter(|e| e.count > 0)
     }
 }
 
@@ -148,7 +179,7 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::event::{Kind, Severity};
+    use crate::events::event::Kind;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_790_000_000 + secs).unwrap()
@@ -166,7 +197,7 @@ mod tests {
     fn one_event_per_device_name_rule_per_window() {
         let mut a = Aggregator::new(SignedDuration::from_secs(60), 100);
         for s in 0..50 {
-            assert!(a.add(blocked(s, "10.0.0.5", "instagram.com")).is_none());
+            assert!(a.add(blocked(s, "10.0.0.5", "instagram.com")).is_empty());
         }
         a.add(blocked(10, "10.0.0.6", "instagram.com"));
         a.add(blocked(20, "10.0.0.5", "tiktok.com"));
@@ -188,11 +219,47 @@ mod tests {
     #[test]
     fn full_table_releases_the_oldest_early() {
         let mut a = Aggregator::new(SignedDuration::from_secs(60), 2);
-        assert!(a.add(blocked(0, "10.0.0.1", "a.com")).is_none());
-        assert!(a.add(blocked(1, "10.0.0.2", "a.com")).is_none());
-        let early = a.add(blocked(2, "10.0.0.3", "a.com")).unwrap();
-        assert_eq!(early.device.ip, Some("10.0.0.1".parse().unwrap()));
+        assert!(a.add(blocked(0, "10.0.0.1", "a.com")).is_empty());
+        assert!(a.add(blocked(1, "10.0.0.2", "a.com")).is_empty());
+        let early = a.add(blocked(2, "10.0.0.3", "a.com"));
+        assert_eq!(early.len(), 1);
+        assert_eq!(early[0].device.ip, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(a.len(), 2);
+    }
+
+    fn attempt(secs: i64) -> Event {
+        let mut e = Event::new(Kind::BypassAttempt, at(secs), Severity::High);
+        e.device.ip = Some("10.0.0.5".parse().unwrap());
+        e.technique = Some(Technique::Openvpn);
+        e.destination = Some("198.51.100.20:1194".into());
+        e
+    }
+
+    #[test]
+    fn an_alert_goes_at_once_and_its_repeats_follow_in_one_event() {
+        let mut a = Aggregator::new(SignedDuration::from_secs(60), 100);
+        let first = a.add(attempt(0));
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].count, first[0].time), (1, at(0)));
+        for s in 5..=9 {
+            assert!(a.add(attempt(s)).is_empty());
+        }
+        let follow = a.due(at(60));
+        assert_eq!(follow.len(), 1);
+        assert_eq!(follow[0].count, 5);
+        assert_eq!((follow[0].time, follow[0].last), (at(5), Some(at(9))));
+        assert_ne!(
+            follow[0].id, first[0].id,
+            "the follow-up is an event of its own"
+        );
+        assert_eq!(follow[0].technique, Some(Technique::Openvpn));
+
+        // No repeats: nothing follows, at the window's end or at shutdown.
+        assert_eq!(a.add(attempt(100)).len(), 1);
+        assert!(a.due(at(200)).is_empty());
+        assert_eq!(a.add(attempt(300)).len(), 1);
+        assert!(a.drain().is_empty());
+        assert!(a.is_empty());
     }
 
     #[test]

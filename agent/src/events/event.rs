@@ -141,7 +141,7 @@ impl Event {
 }
 
 /// A UUIDv7 for `time`: 48 bits of milliseconds, then random bits.
-fn uuid_v7(time: Timestamp) -> Uuid {
+pub(super) fn uuid_v7(time: Timestamp) -> Uuid {
     let ms = u64::try_from(time.as_millisecond()).unwrap_or(0);
     let ts = uuid::Timestamp::from_unix_time(ms / 1000, ((ms % 1000) * 1_000_000) as u32, 0, 0);
     Uuid::new_v7(ts)

@@ -70,10 +70,10 @@ impl Events {
         }
     }
 
-    /// Adds a sighting to be aggregated (see [`Aggregator`]).
+    /// Adds a sighting to be aggregated (see [`Aggregator`]); an alert is passed on at once.
     pub fn sighting(&self, event: Event) {
-        let early = lock(&self.aggregator).add(event);
-        if let Some(e) = early {
+        let now = lock(&self.aggregator).add(event);
+        for e in now {
             self.emit(e);
         }
     }
