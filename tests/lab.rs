@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Every namespace name starts with a per-lab prefix (process id and a counter), so labs in
-//! parallel tests never meet. [`Lab`]'s `Drop` kills what it started and deletes every
-//! namespace and its `/etc/netns` directory, whether the test passed or not. Nothing is
+//! parallel tests never meet. [`Lab`]'s `Drop` kills what it started, and anything else
+//! still running in its namespaces, and deletes every namespace and its `/etc/netns`
+//! directory, whether the test passed or not. Nothing is
 //! created in the root namespace, and no traffic leaves the lab.
 
 use std::path::{Path, PathBuf};
@@ -404,6 +405,13 @@ impl Drop for Lab {
             let _ = child.wait();
         }
         for ns in self.namespaces.iter().rev() {
+            // Whatever the programs started left behind (a browser under its driver, say)
+            // would otherwise outlive the namespace.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).output();
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
             let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
         }

@@ -6,6 +6,10 @@
 //! can tell a rewrite happened), `nx.lab` → NXDOMAIN. AAAA → 2001:db8:100::10. HTTPS records
 //! for `ech.lab` carry an `ech` parameter. TXT `whoami.lab` → "upstream-inet".
 //!
+//! `relay PATH ADDR:PORT` listens on a Unix socket and joins each connection to a TCP
+//! server in its own namespace: how a test in the root namespace reaches a server (such as
+//! chromedriver) listening on a lab host's loopback. Only a filesystem path crosses over.
+//!
 //! It also plays a DNS-over-TLS resolver (`dot`) and a QUIC echo server and client (`quic`,
 //! `quic-get`): see [`secure`].
 #![allow(
@@ -156,6 +160,30 @@ fn talk(addr: SocketAddr, seconds: u64) {
     eprintln!("talk: {n} lines echoed");
 }
 
+fn relay(path: &std::path::Path, target: SocketAddr) {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).expect("bind unix socket");
+    eprintln!("lab-peer relay ready: {} → {target}", path.display());
+    for unix in listener.incoming().flatten() {
+        let Ok(tcp) = std::net::TcpStream::connect(target) else {
+            eprintln!("relay: cannot reach {target}");
+            continue;
+        };
+        // Each direction is copied until its end, which is then passed on.
+        let (mut unix_in, mut tcp_out) = (unix.try_clone().unwrap(), tcp.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut unix_in, &mut tcp_out);
+            let _ = tcp_out.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut tcp_in, mut unix_out): (_, UnixStream) = (tcp, unix);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut tcp_in, &mut unix_out);
+            let _ = unix_out.shutdown(std::net::Shutdown::Write);
+        });
+    }
+}
+
 /// The resolver's answer to one query in wire form, if it reads as one.
 fn answer_wire(query: &[u8]) -> Option<Vec<u8>> {
     let q = Message::from_vec(query).ok()?;
@@ -259,6 +287,11 @@ fn main() {
             let name = args.get(3).map_or("quic.lab", String::as_str);
             return secure::quic_get(a, &path_arg(2), name);
         }
+        (Some("relay"), None) => {
+            if let Some(target) = addr_arg(2) {
+                return relay(&path_arg(1), target);
+            }
+        }
         _ => {}
     }
     if args.first().map(String::as_str) == Some("talk") {
@@ -291,7 +324,8 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: lab-peer dns|http|echo|dot ADDR:PORT... | talk ADDR:PORT SECONDS \
-                 | quic ADDR:PORT CERT [NAME...] | quic-get ADDR:PORT CERT [NAME]"
+                 | quic ADDR:PORT CERT [NAME...] | quic-get ADDR:PORT CERT [NAME] \
+                 | relay PATH ADDR:PORT"
             );
             std::process::exit(2);
         }

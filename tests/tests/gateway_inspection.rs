@@ -22,7 +22,7 @@ use std::process::Command;
 use schoolgate_tests::lab::{
     self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, SAFE_WEB, SITES, STAFF, WEB, eventually,
 };
-use schoolgate_tests::require_lab;
+use schoolgate_tests::{require_lab, vpn};
 
 const SSH_SERVER: &str = SITES[3];
 const PROXIES: &str = SITES[4];
@@ -281,52 +281,7 @@ fn start_servers(lab: &mut Lab) {
         &["microsocks", "-i", PROXIES, "-p", "1080"],
     );
 
-    // OpenVPN: one self-signed certificate for both ends is enough for the handshake.
-    sh(
-        lab,
-        "inet",
-        &format!(
-            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=lab-vpn \
-             -days 1 -keyout {d}/vpn.key -out {d}/vpn.pem 2>/dev/null"
-        ),
-    );
-    let vpn = |local: &str| {
-        vec![
-            "openvpn".to_owned(),
-            "--dev".into(),
-            format!("ov{local}{}", std::process::id() % 100_000),
-            "--dev-type".into(),
-            "tun".into(),
-            "--proto".into(),
-            "udp".into(),
-            "--ca".into(),
-            format!("{d}/vpn.pem"),
-            "--cert".into(),
-            format!("{d}/vpn.pem"),
-            "--key".into(),
-            format!("{d}/vpn.key"),
-            "--verb".into(),
-            "3".into(),
-        ]
-    };
-    let mut server = vpn("s");
-    server.extend(
-        [
-            "--local",
-            OPENVPN,
-            "--port",
-            "1194",
-            "--tls-server",
-            "--dh",
-            "none",
-            "--ifconfig",
-            "10.98.0.1",
-            "10.98.0.2",
-        ]
-        .map(str::to_owned),
-    );
-    let server: Vec<&str> = server.iter().map(String::as_str).collect();
-    lab.spawn("inet", "openvpn-server", &server);
+    vpn::start_server(lab, OPENVPN);
 
     // WireGuard (userspace): the server end.
     let wg = format!("wgs{}", std::process::id() % 100_000);
@@ -376,29 +331,7 @@ enum Attempt {
 
 fn attempts(lab: &Lab) -> Vec<Attempt> {
     let d = lab.dir.path().display().to_string();
-    let vpn_client = vec![
-        "openvpn".to_owned(),
-        "--dev".into(),
-        format!("ovc{}", std::process::id() % 100_000),
-        "--dev-type".into(),
-        "tun".into(),
-        "--proto".into(),
-        "udp".into(),
-        "--remote".into(),
-        OPENVPN.into(),
-        "1194".into(),
-        "--nobind".into(),
-        "--tls-client".into(),
-        "--ca".into(),
-        format!("{d}/vpn.pem"),
-        "--cert".into(),
-        format!("{d}/vpn.pem"),
-        "--key".into(),
-        format!("{d}/vpn.key"),
-        "--ifconfig".into(),
-        "10.98.0.2".into(),
-        "10.98.0.1".into(),
-    ];
+    let vpn_client = vpn::client(lab, OPENVPN);
     vec![
         Attempt::Once(
             "dns_over_https",

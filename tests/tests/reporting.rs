@@ -10,12 +10,10 @@
 )]
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, eventually, workspace_bin};
-use schoolgate_tests::require_lab;
+use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, eventually};
+use schoolgate_tests::{console, require_lab};
 
 const CONSOLE: &str = "127.0.0.1:18443";
 
@@ -51,74 +49,9 @@ gateway:
     )
 }
 
-fn console(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(workspace_bin("schoolgate-console"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn start_console(lab: &mut Lab, label: &str) {
-    let bin = workspace_bin("schoolgate-console");
-    let (data, crt, key) = (
-        lab.path("console"),
-        lab.path("console.crt"),
-        lab.path("console.key"),
-    );
-    lab.spawn(
-        "gw",
-        label,
-        &[
-            bin.to_str().unwrap(),
-            "serve",
-            "--listen",
-            CONSOLE,
-            "--data",
-            data.to_str().unwrap(),
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        eventually(10, || lab.log(label).contains("listening on https://")),
-        "{}",
-        lab.log(label)
-    );
-}
-
-/// The rows `query` finds in the console's database (SQLite in the data directory), one
-/// line each.
-fn console_query(lab: &Lab, query: &str) -> Vec<String> {
-    let out = Command::new("sqlite3")
-        .arg(lab.path("console/console.db"))
-        .arg(query)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The ids the console holds.
 fn console_ids(lab: &Lab) -> Vec<String> {
-    console_query(lab, "SELECT id FROM events WHERE agent = 'gw1' ORDER BY id")
+    console::query(lab, "SELECT id FROM events WHERE agent = 'gw1' ORDER BY id")
 }
 
 fn journal_ids(lab: &Lab) -> BTreeSet<String> {
@@ -163,15 +96,7 @@ fn ask_blocked(lab: &Lab, tag: &str, count: usize) {
 fn every_journaled_event_reaches_the_console_exactly_once() {
     require_lab!();
     let mut lab = Lab::up();
-    std::fs::create_dir_all(lab.path("console")).unwrap();
-    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    std::fs::write(lab.path("console.crt"), made.cert.pem()).unwrap();
-    std::fs::write(lab.path("console.key"), made.signing_key.serialize_pem()).unwrap();
-    let data = lab.path("console");
-    let out = console(&data, &["agent", "add", "gw1"]);
-    let token = out.lines().last().unwrap();
-    assert!(token.starts_with("sga_") && token.len() == 68, "{out}");
-    std::fs::write(lab.path("agent.token"), format!("{token}\n")).unwrap();
+    console::prepare(&lab, &["127.0.0.1"]);
     let policy_file = lab.path("policy.yaml");
     std::fs::write(&policy_file, policy(&lab)).unwrap();
 
@@ -197,7 +122,7 @@ fn every_journaled_event_reaches_the_console_exactly_once() {
 
     // 2. The console comes up; the agent starts shipping in batches of 1,000 and is killed
     //    with SIGKILL as soon as the first is acknowledged.
-    start_console(&mut lab, "console1");
+    console::start(&mut lab, "console1", CONSOLE);
     lab.spawn_agent("agent2", &policy_file, &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while cursor(&lab) == 0 && Instant::now() < deadline {
@@ -235,7 +160,7 @@ fn every_journaled_event_reaches_the_console_exactly_once() {
     std::thread::sleep(Duration::from_secs(1));
 
     // 4. The console is back: everything is shipped, and the agent stops cleanly.
-    start_console(&mut lab, "console2");
+    console::start(&mut lab, "console2", CONSOLE);
     assert!(
         eventually(30, || lab.log("agent3").contains("events shipped")
             || console_ids(&lab).len() > before_restart.len()),
@@ -262,7 +187,7 @@ fn every_journaled_event_reaches_the_console_exactly_once() {
         "the console holds exactly what was journaled"
     );
     // The damage was recorded, and that record reached the console too.
-    let evidence = console_query(
+    let evidence = console::query(
         &lab,
         "SELECT evidence FROM events WHERE kind = 'journal_damaged'",
     )

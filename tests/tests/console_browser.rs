@@ -1,0 +1,488 @@
+//! The safeguarding lead's console in a real browser, with a real agent behind it: headless
+//! Chromium driven through chromedriver (fantoccini) on the staff laptop of the namespace lab.
+//!
+//! A pupil's laptop starts OpenVPN and is quarantined (the policy lets nothing through
+//! quarantine, not even the VLE); another pupil device sends a TLS ClientHello whose server
+//! name is `<script>alert(1)</script>.example` and that offers DNS over TLS. The agent
+//! ships both alerts to the console on the gateway. The DSL signs in, sees the alerts, finds
+//! the hostile name shown as text (no script ran, no dialog opened), acknowledges the VPN
+//! alert, writes a note and releases the quarantine; the pupil reaches the VLE again. An IT
+//! account opens the same alert and sees no note. Screenshots go to `target/browser/`.
+//!
+//! The test process is in the root namespace and chromedriver on the staff laptop's
+//! loopback: `lab-peer relay` joins them through a Unix socket, which is a file and so
+//! crosses namespaces. Skipped, saying so, without Chromium, chromedriver, OpenVPN, OpenSSL
+//! or sqlite3 (`.ci/run` installs them); under CI that is a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, RESOLVER, SCHOOL, SITES, STAFF, WEB, eventually};
+use schoolgate_tests::{console, require_lab, vpn};
+
+const CONSOLE: &str = "10.77.0.1:8443";
+const OPENVPN: &str = SITES[0];
+const VLE: &str = "vle.198-51-100-22.ip.lab";
+const HOSTILE: &str = "<script>alert(1)</script>.example";
+const NOTE: &str = "Spoke to the pupil with their class teacher; VPN app removed from the laptop.";
+const DSL_PASSWORD: &str = "correct horse battery staple";
+const IT_PASSWORD: &str = "a different long passphrase";
+
+fn policy(lab: &Lab) -> String {
+    format!(
+        r#"version: 1
+school: {{ name: Lab Primary School, timezone: UTC }}
+categories:
+  social_networking: {{ domains: [instagram.com] }}
+  vle: {{ domains: [{VLE}] }}
+groups:
+  pupils:
+    networks: [10.77.0.0/28]
+    devices:
+      - {{ mac: "{pupil_mac}", name: Y6-Laptop-3, owner: 6B }}
+      - {{ mac: "{school_mac}", name: Y5-iPad-7, owner: 5A }}
+  staff: {{ networks: [10.77.0.16/28] }}
+rules:
+  - {{ name: VLE always, groups: [all], allow: [vle] }}
+  - {{ name: Pupils off social, groups: [pupils], block: [social_networking] }}
+bypass:
+  response: {{ pupils: quarantine, staff: alert }}
+gateway:
+  lan_interfaces: [lan0]
+  dns:
+    listen: ["{GATEWAY}:53"]
+    upstreams: ["{RESOLVER}"]
+    block_response: nxdomain
+  state_dir: {state}
+  console: {{ url: "https://{CONSOLE}", token_file: {token}, ca_file: {ca}, name: gw1 }}
+"#,
+        pupil_mac = PUPIL.mac,
+        school_mac = SCHOOL.mac,
+        state = lab.path("state").display(),
+        token = lab.path("agent.token").display(),
+        ca = lab.path("console.crt").display(),
+    )
+}
+
+fn missing_tools() -> Option<&'static str> {
+    ["chromium", "chromedriver", "openvpn", "openssl", "sqlite3"]
+        .into_iter()
+        .find(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+/// Whether the agent holds `ip` in quarantine now.
+fn quarantined(lab: &Lab, ip: &str) -> bool {
+    std::fs::read_to_string(lab.path("state").join("quarantine.json"))
+        .is_ok_and(|t| t.contains(&format!("\"{ip}\"")))
+}
+
+/// The id of the console's alert of `technique` from `ip`, once it has arrived.
+fn alert_id(lab: &Lab, technique: &str, ip: &str) -> Option<String> {
+    console::query(
+        lab,
+        &format!(
+            "SELECT id FROM events WHERE kind = 'bypass_attempt' AND technique = '{technique}' \
+             AND device_ip = '{ip}' ORDER BY id LIMIT 1"
+        ),
+    )
+    .into_iter()
+    .next()
+}
+
+/// Where the screenshots go: `target/browser/`.
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let dir = target.join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Headless Chromium with a fresh profile, accepting the console's self-signed certificate,
+/// and quiet: no QUIC, no background requests, no first-run pages.
+fn capabilities(profile: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let mut caps = serde_json::Map::new();
+    caps.insert("acceptInsecureCerts".into(), true.into());
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    caps
+}
+
+/// Accepts connections on the test's loopback and joins each to the Unix socket at `path`.
+async fn forward(listener: tokio::net::TcpListener, path: PathBuf) {
+    while let Ok((mut tcp, _)) = listener.accept().await {
+        let path = path.clone();
+        tokio::spawn(async move {
+            if let Ok(mut unix) = tokio::net::UnixStream::connect(&path).await {
+                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+            }
+        });
+    }
+}
+
+/// The text of the page's body.
+async fn body_text(c: &Client) -> String {
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn sign_in(c: &Client, name: &str, password: &str) {
+    c.goto(&format!("https://{CONSOLE}/login")).await.unwrap();
+    c.find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/logout']"))
+        .await
+        .unwrap_or_else(|e| panic!("{name} could not sign in: {e}"));
+}
+
+async fn sign_out(c: &Client) {
+    c.find(Locator::Css("form[action='/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .unwrap();
+}
+
+/// Fills the alert page's form whose action ends in `action`: `field` gets `value` (typed,
+/// or chosen when it is a list), then the form's button is pressed and the page that comes
+/// back must confirm with `confirmation`.
+async fn submit(c: &Client, action: &str, field: &str, value: &str, confirmation: &str) {
+    let form = format!("form[action$='/{action}']");
+    let input = c
+        .find(Locator::Css(&format!("{form} [name={field}]")))
+        .await
+        .unwrap_or_else(|e| panic!("no {field} in the {action} form: {e}"));
+    if input.tag_name().await.unwrap() == "select" {
+        input.select_by_value(value).await.unwrap();
+    } else {
+        input.send_keys(value).await.unwrap();
+    }
+    c.find(Locator::Css(&format!("{form} button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The confirmation of the previous action may still be on screen until the new page
+    // arrives: wait for this one's own words.
+    let mut shown = String::new();
+    for _ in 0..100 {
+        if let Ok(p) = c.find(Locator::Css("p.done")).await {
+            shown = p.text().await.unwrap_or_default();
+            if shown == confirmation {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{action}: the page said {shown:?}, not {confirmation:?}");
+}
+
+/// What the DSL and IT do in the browser, checked as they go.
+async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &str) {
+    // The DSL signs in and sees both alerts in the list.
+    sign_in(c, "dsl", DSL_PASSWORD).await;
+    c.goto(&format!("https://{CONSOLE}/alerts")).await.unwrap();
+    let list = body_text(c).await;
+    for expected in ["openvpn", "dns_over_tls", "Y6-Laptop-3", "6B", "Y5-iPad-7"] {
+        assert!(
+            list.contains(expected),
+            "{expected} not in the list:\n{list}"
+        );
+    }
+    screenshot(c, "1-alerts").await;
+
+    // The hostile server name is text on the page: no script ran, no dialog opened, and the
+    // markup holds it escaped.
+    c.goto(&format!("https://{CONSOLE}/alerts/{hostile_alert}"))
+        .await
+        .unwrap();
+    let text = body_text(c).await;
+    assert!(text.contains(&format!("\"{HOSTILE}\"")), "{text}");
+    assert!(
+        c.get_alert_text().await.is_err(),
+        "a dialog opened: the name ran as script"
+    );
+    let source = c.source().await.unwrap();
+    assert!(
+        source.contains("&lt;script&gt;alert(1)&lt;/script&gt;.example"),
+        "{source}"
+    );
+    assert!(!source.contains(HOSTILE), "{source}");
+    let inline_scripts = c
+        .execute(
+            "return document.querySelectorAll('script:not([src])').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inline_scripts, serde_json::json!(0));
+    screenshot(c, "2-hostile-name").await;
+
+    // The VPN alert: in plain words, the device, and its quarantine.
+    c.goto(&format!("https://{CONSOLE}/alerts/{vpn_alert}"))
+        .await
+        .unwrap();
+    let text = body_text(c).await;
+    for expected in ["Y6-Laptop-3", "6B", "OpenVPN", "In quarantine", "new"] {
+        assert!(
+            text.contains(expected),
+            "{expected} not on the page:\n{text}"
+        );
+    }
+    screenshot(c, "3-vpn-alert").await;
+
+    // Triage: acknowledged, a note, the release.
+    submit(c, "triage", "status", "acknowledged", "Triage recorded.").await;
+    let status = c
+        .find(Locator::Css("h1 .status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(status, "acknowledged");
+    submit(c, "notes", "body", NOTE, "Note added.").await;
+    let notes = c
+        .find(Locator::Css("section.notes"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(notes.contains(NOTE) && notes.contains("dsl"), "{notes}");
+    submit(
+        c,
+        "release",
+        "reason",
+        "Spoke to the pupil; VPN removed",
+        "Release sent to the gateway; it takes effect within seconds.",
+    )
+    .await;
+    screenshot(c, "4-released").await;
+
+    // The agent takes the release from the console, lets the pupil go, and says so; the
+    // page then shows no quarantine.
+    assert!(
+        eventually(30, || !quarantined(lab, PUPIL.ip)),
+        "the agent did not release the pupil: {}",
+        lab.log("agent")
+    );
+    let mut still = true;
+    for _ in 0..30 {
+        c.refresh().await.unwrap();
+        if !body_text(c).await.contains("In quarantine") {
+            still = false;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(!still, "the console still shows the quarantine");
+    let history = c
+        .find(Locator::Css("section.history"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains("acknowledged"), "{history}");
+
+    // IT opens the same alert: the technical detail, no case notes.
+    sign_out(c).await;
+    sign_in(c, "it", IT_PASSWORD).await;
+    c.goto(&format!("https://{CONSOLE}/alerts/{vpn_alert}"))
+        .await
+        .unwrap();
+    let text = body_text(c).await;
+    assert!(text.contains("OpenVPN"), "{text}");
+    let source = c.source().await.unwrap();
+    assert!(!source.contains("Spoke to the pupil"), "IT sees the note");
+    assert!(!text.contains("Case notes"), "{text}");
+    screenshot(c, "5-it-view").await;
+}
+
+#[test]
+fn the_dsl_handles_a_vpn_alert_in_a_browser() {
+    require_lab!();
+    if let Some(tool) = missing_tools() {
+        if std::env::var_os("CI").is_some() {
+            panic!("`{tool}` is not installed (see .ci/run)");
+        }
+        eprintln!("skipping: `{tool}` is not installed (see .ci/run)");
+        return;
+    }
+    let mut lab = Lab::up();
+    let peer = env!("CARGO_BIN_EXE_lab-peer");
+    lab.spawn(
+        "inet",
+        "resolver",
+        &[peer, "dns", &format!("{RESOLVER}:53")],
+    );
+    lab.spawn(
+        "inet",
+        "web",
+        &[peer, "http", &format!("{WEB}:80"), "198.51.100.22:80"],
+    );
+    lab.spawn("inet", "dot", &[peer, "dot", &format!("{RESOLVER}:443")]);
+    vpn::start_server(&mut lab, OPENVPN);
+
+    console::prepare(&lab, &[GATEWAY]);
+    console::add_user(&lab, "dsl", "dsl", DSL_PASSWORD);
+    console::add_user(&lab, "it", "it", IT_PASSWORD);
+    console::start(&mut lab, "console", CONSOLE);
+    let policy_file = lab.path("policy.yaml");
+    std::fs::write(&policy_file, policy(&lab)).unwrap();
+    lab.spawn_agent("agent", &policy_file, &[]);
+    assert!(
+        eventually(15, || lab.log("agent").contains("inspecting")
+            && lab.curl(PUPIL.name, &format!("http://{VLE}/")) == Some(0)),
+        "the agent never came up: {}",
+        lab.log("agent")
+    );
+
+    // A pupil device names a hostile server in a ClientHello that offers DNS over TLS (ALPN
+    // `dot`) on port 443, where the firewall does not refuse it first as it does on 853.
+    let _ = lab.exec(
+        SCHOOL.name,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "echo | timeout 5 openssl s_client -connect {RESOLVER}:443 -alpn dot -servername '{HOSTILE}'"
+            ),
+        ],
+    );
+    // The pupil's laptop starts a VPN: quarantined, not even the VLE answers.
+    let client = vpn::client(&lab, OPENVPN);
+    let client: Vec<&str> = client.iter().map(String::as_str).collect();
+    lab.spawn(PUPIL.name, "vpn", &client);
+    assert!(
+        eventually(15, || quarantined(&lab, PUPIL.ip)),
+        "the pupil was not quarantined: {}",
+        lab.log("agent")
+    );
+    lab.signal("vpn", "KILL");
+    assert!(
+        eventually(5, || lab.curl(PUPIL.name, &format!("http://{VLE}/"))
+            != Some(0)),
+        "a quarantined pupil still reaches the VLE"
+    );
+    let mut ids = None;
+    assert!(
+        eventually(30, || {
+            ids =
+                alert_id(&lab, "openvpn", PUPIL.ip).zip(alert_id(&lab, "dns_over_tls", SCHOOL.ip));
+            ids.is_some()
+        }),
+        "the alerts did not reach the console, which holds {:?}: {}",
+        console::query(&lab, "SELECT kind, technique, device_ip FROM events"),
+        lab.log("agent"),
+    );
+    let (vpn_alert, hostile_alert) = ids.unwrap();
+
+    // The DSL's laptop: chromedriver (and the Chromium it starts) on the staff host.
+    let socket = lab.path("chromedriver.sock");
+    lab.spawn(STAFF.name, "chromedriver", &["chromedriver", "--port=9515"]);
+    lab.spawn(
+        STAFF.name,
+        "relay",
+        &[peer, "relay", socket.to_str().unwrap(), "127.0.0.1:9515"],
+    );
+    assert!(
+        eventually(10, || lab
+            .log("chromedriver")
+            .contains("started successfully")
+            && socket.exists()),
+        "chromedriver did not start: {}{}",
+        lab.log("chromedriver"),
+        lab.log("relay")
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let driver = listener.local_addr().unwrap();
+        tokio::spawn(forward(listener, socket.clone()));
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities(&lab.path("chromium-profile")))
+            .connect(&format!("http://{driver}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", lab.log("chromedriver")))
+    });
+    // A failed check still lets the browser be closed before the test reports it.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(in_the_browser(&client, &lab, &vpn_alert, &hostile_alert));
+    }));
+    let _ = runtime.block_on(client.close());
+    if let Err(panic) = outcome {
+        eprintln!("console log:\n{}", lab.log("console"));
+        std::panic::resume_unwind(panic);
+    }
+
+    // Released: the pupil reaches the VLE again.
+    assert!(
+        eventually(10, || lab.curl(PUPIL.name, &format!("http://{VLE}/"))
+            == Some(0)),
+        "released, yet the VLE does not answer"
+    );
+    eprintln!("screenshots in {}", screenshot_dir().display());
+}
