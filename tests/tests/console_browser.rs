@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, RESOLVER, SCHOOL, SITES, STAFF, WEB, eventually};
@@ -151,55 +152,51 @@ async fn forward(listener: tokio::net::TcpListener, path: PathBuf) {
     }
 }
 
-/// The text of the page's body.
-async fn body_text(c: &Client) -> String {
-    c.find(Locator::Css("body"))
+/// The element `css` finds on the page.
+async fn element(c: &Client, css: &str) -> Element {
+    c.find(Locator::Css(css))
         .await
-        .unwrap()
-        .text()
+        .unwrap_or_else(|e| panic!("nothing matches {css}: {e}"))
+}
+
+/// The text of the element `css` finds.
+async fn text_of(c: &Client, css: &str) -> String {
+    element(c, css).await.text().await.unwrap()
+}
+
+async fn click(c: &Client, css: &str) {
+    element(c, css).await.click().await.unwrap();
+}
+
+/// Waits up to 10 s for the page to hold an element `css` finds.
+async fn wait_for(c: &Client, css: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"));
 }
 
 async fn sign_in(c: &Client, name: &str, password: &str) {
     c.goto(&format!("https://{CONSOLE}/login")).await.unwrap();
-    c.find(Locator::Css("input[name=username]"))
+    element(c, "input[name=username]")
         .await
-        .unwrap()
         .send_keys(name)
         .await
         .unwrap();
-    c.find(Locator::Css("input[name=password]"))
+    element(c, "input[name=password]")
         .await
-        .unwrap()
         .send_keys(password)
         .await
         .unwrap();
-    c.find(Locator::Css("form[action='/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("form[action='/logout']"))
-        .await
-        .unwrap_or_else(|e| panic!("{name} could not sign in: {e}"));
+    click(c, "form[action='/login'] button").await;
+    // Signed in: the page has the sign-out form.
+    wait_for(c, "form[action='/logout']").await;
 }
 
 async fn sign_out(c: &Client) {
-    c.find(Locator::Css("form[action='/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("input[name=username]"))
-        .await
-        .unwrap();
+    click(c, "form[action='/logout'] button").await;
+    wait_for(c, "input[name=username]").await;
 }
 
 /// Fills the alert page's form whose action ends in `action`: `field` gets `value` (typed,
@@ -207,21 +204,13 @@ async fn sign_out(c: &Client) {
 /// back must confirm with `confirmation`.
 async fn submit(c: &Client, action: &str, field: &str, value: &str, confirmation: &str) {
     let form = format!("form[action$='/{action}']");
-    let input = c
-        .find(Locator::Css(&format!("{form} [name={field}]")))
-        .await
-        .unwrap_or_else(|e| panic!("no {field} in the {action} form: {e}"));
+    let input = element(c, &format!("{form} [name={field}]")).await;
     if input.tag_name().await.unwrap() == "select" {
         input.select_by_value(value).await.unwrap();
     } else {
         input.send_keys(value).await.unwrap();
     }
-    c.find(Locator::Css(&format!("{form} button")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, &format!("{form} button")).await;
     // The confirmation of the previous action may still be on screen until the new page
     // arrives: wait for this one's own words.
     let mut shown = String::new();
@@ -242,7 +231,7 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
     // The DSL signs in and sees both alerts in the list.
     sign_in(c, "dsl", DSL_PASSWORD).await;
     c.goto(&format!("https://{CONSOLE}/alerts")).await.unwrap();
-    let list = body_text(c).await;
+    let list = text_of(c, "body").await;
     for expected in ["openvpn", "dns_over_tls", "Y6-Laptop-3", "6B", "Y5-iPad-7"] {
         assert!(
             list.contains(expected),
@@ -256,7 +245,7 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
     c.goto(&format!("https://{CONSOLE}/alerts/{hostile_alert}"))
         .await
         .unwrap();
-    let text = body_text(c).await;
+    let text = text_of(c, "body").await;
     assert!(text.contains(&format!("\"{HOSTILE}\"")), "{text}");
     assert!(
         c.get_alert_text().await.is_err(),
@@ -282,7 +271,7 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
     c.goto(&format!("https://{CONSOLE}/alerts/{vpn_alert}"))
         .await
         .unwrap();
-    let text = body_text(c).await;
+    let text = text_of(c, "body").await;
     for expected in ["Y6-Laptop-3", "6B", "OpenVPN", "In quarantine", "new"] {
         assert!(
             text.contains(expected),
@@ -293,22 +282,10 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
 
     // Triage: acknowledged, a note, the release.
     submit(c, "triage", "status", "acknowledged", "Triage recorded.").await;
-    let status = c
-        .find(Locator::Css("h1 .status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = text_of(c, "h1 .status").await;
     assert_eq!(status, "acknowledged");
     submit(c, "notes", "body", NOTE, "Note added.").await;
-    let notes = c
-        .find(Locator::Css("section.notes"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let notes = text_of(c, "section.notes").await;
     assert!(notes.contains(NOTE) && notes.contains("dsl"), "{notes}");
     submit(
         c,
@@ -330,20 +307,14 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
     let mut still = true;
     for _ in 0..30 {
         c.refresh().await.unwrap();
-        if !body_text(c).await.contains("In quarantine") {
+        if !text_of(c, "body").await.contains("In quarantine") {
             still = false;
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert!(!still, "the console still shows the quarantine");
-    let history = c
-        .find(Locator::Css("section.history"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let history = text_of(c, "section.history").await;
     assert!(history.contains("acknowledged"), "{history}");
 
     // IT opens the same alert: the technical detail, no case notes.
@@ -352,7 +323,7 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
     c.goto(&format!("https://{CONSOLE}/alerts/{vpn_alert}"))
         .await
         .unwrap();
-    let text = body_text(c).await;
+    let text = text_of(c, "body").await;
     assert!(text.contains("OpenVPN"), "{text}");
     let source = c.source().await.unwrap();
     assert!(!source.contains("Spoke to the pupil"), "IT sees the note");
