@@ -5,7 +5,7 @@
 # for docs/PERFORMANCE.md.
 #
 # Needs root and: dnsperf unbound (Debian packages), a release build:
-#   cargo build --release -p schoolgate-agent -p schoolgate-tests
+#   cargo build --release -p schoolgate-agent -p schoolgate-lab
 # Usage: [KINDS='cached blocked uncached paced'] [ROUNDS=1] [FIREWALL=on] bench/dnsperf.sh [SECONDS per run, default 10]
 #
 # FIREWALL=on runs the agent with its firewall (loopback as the LAN interface, so no packet

@@ -17,7 +17,7 @@ seconds=${2:-5}
 bulk=${3:-8}
 [ "$(id -u)" = 0 ] || { echo "bench/live.sh builds network namespaces: run it as root" >&2; exit 1; }
 
-cargo build -q --release -p schoolgate-agent -p schoolgate-tests --bins
+cargo build -q --release -p schoolgate-agent -p schoolgate-lab --bins
 agent=target/release/schoolgate-agent
 flood=target/release/lab-flood
 gen=sgbench-gen-$$

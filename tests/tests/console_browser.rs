@@ -342,7 +342,8 @@ fn the_dsl_handles_a_vpn_alert_in_a_browser() {
         return;
     }
     let mut lab = Lab::up();
-    let peer = env!("CARGO_BIN_EXE_lab-peer");
+    let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
+    let peer = peer.to_str().unwrap();
     lab.spawn(
         "inet",
         "resolver",

@@ -100,7 +100,8 @@ fn curl_at(lab: &Lab, host: &str, name: &str, ip: &str) -> Option<i32> {
 fn learned_addresses_follow_the_school_day() {
     require_lab!();
     let mut lab = Lab::up();
-    let peer = env!("CARGO_BIN_EXE_lab-peer");
+    let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
+    let peer = peer.to_str().unwrap();
     lab.spawn("inet", "resolver", &[peer, "dns", "198.51.100.53:53"]);
     let sites: Vec<String> = lab::SITES.iter().map(|s| format!("{s}:80")).collect();
     let mut web = vec![peer, "http"];

@@ -145,7 +145,8 @@ fn gateway_dns_end_to_end() {
         format!("0 {} {} pupil-laptop *\n", PUPIL.mac, PUPIL.ip),
     )
     .unwrap();
-    let peer = env!("CARGO_BIN_EXE_lab-peer");
+    let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
+    let peer = peer.to_str().unwrap();
     lab.spawn(
         "inet",
         "resolver",

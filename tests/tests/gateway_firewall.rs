@@ -103,7 +103,8 @@ fn dot_answers(lab: &Lab, host: &str) -> bool {
 
 /// Whether a QUIC connection from `host` to the QUIC server gets its stream echoed.
 fn quic_works(lab: &Lab, host: &str) -> bool {
-    let peer = env!("CARGO_BIN_EXE_lab-peer");
+    let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
+    let peer = peer.to_str().unwrap();
     let cert = lab.path("quic.der");
     lab.exec(
         host,
@@ -127,7 +128,8 @@ fn start_agent(lab: &mut Lab, label: &str) {
 fn gateway_firewall_end_to_end() {
     require_lab!();
     let mut lab = Lab::up();
-    let peer = env!("CARGO_BIN_EXE_lab-peer");
+    let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
+    let peer = peer.to_str().unwrap();
     lab.spawn("inet", "resolver", &[peer, "dns", "198.51.100.53:53"]);
     lab.spawn("inet", "dot", &[peer, "dot", "198.51.100.53:853"]);
     let cert = lab.path("quic.der");

@@ -187,7 +187,8 @@ fn release(lab: &Lab, ip: &str, reason: &str) {
 
 /// Starts the servers the bypass tools talk to, on the lab's "internet".
 fn start_servers(lab: &mut Lab) {
-    let peer = env!("CARGO_BIN_EXE_lab-peer");
+    let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
+    let peer = peer.to_str().unwrap();
     let dir = lab.dir.path().to_owned();
     let d = dir.display();
     lab.spawn("inet", "resolver", &[peer, "dns", "198.51.100.53:53"]);

@@ -53,7 +53,8 @@ fn watch_prints_every_flow_start_and_leaves_bulk_in_the_kernel() {
         "{}",
         lab.log("watch")
     );
-    let flood = env!("CARGO_BIN_EXE_lab-flood");
+    let flood = schoolgate_tests::lab::workspace_bin("lab-flood");
+    let flood = flood.to_str().unwrap();
     // 4,000 packets a second for 2 s: about 820 flow starts, each with 8 bulk packets.
     let out = lab.exec(
         PUPIL.name,

@@ -1,4 +1,6 @@
-//! A school network built from network namespaces, for end-to-end tests.
+//! A school network built from network namespaces, for end-to-end tests. [`console`] runs
+//! schoolgate's console for a lab and [`vpn`] OpenVPN at both ends; the `lab-peer` and
+//! `lab-flood` programs (`bin/`) play the internet side and a traffic source.
 //!
 //! ```text
 //!  pupil 10.77.0.10 ─┐                                    ┌ inet lo: 198.51.100.53 (resolver)
@@ -13,6 +15,16 @@
 //! still running in its namespaces, and deletes every namespace and its `/etc/netns`
 //! directory, whether the test passed or not. Nothing is
 //! created in the root namespace, and no traffic leaves the lab.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod console;
+pub mod vpn;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -104,7 +116,7 @@ pub fn unavailable() -> Option<String> {
 #[macro_export]
 macro_rules! require_lab {
     () => {
-        if let Some(why) = $crate::lab::unavailable() {
+        if let Some(why) = $crate::unavailable() {
             if std::env::var_os("CI").is_some() {
                 panic!("end-to-end lab unavailable under CI: {why}");
             }

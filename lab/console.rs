@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::lab::{Lab, eventually, workspace_bin};
+use crate::{Lab, eventually, workspace_bin};
 
 /// Runs `schoolgate-console ARGS --data DATA`, asserts it succeeded, and gives its stdout.
 pub fn cli(data: &Path, args: &[&str]) -> String {

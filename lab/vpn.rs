@@ -1,7 +1,7 @@
 //! OpenVPN at both ends of the lab: a server on the "internet" and a client on a LAN host,
 //! sharing one self-signed certificate (enough for the handshake the gateway sees).
 
-use crate::lab::Lab;
+use crate::Lab;
 
 /// An interface name unique to this test process: tun devices are per namespace, but names
 /// are kept apart all the same.
