@@ -400,6 +400,12 @@ impl Lab {
         );
     }
 
+    /// Whether the agent (its state in `state/`) holds `ip` in quarantine now.
+    pub fn quarantined(&self, ip: &str) -> bool {
+        std::fs::read_to_string(self.path("state").join("quarantine.json"))
+            .is_ok_and(|t| t.contains(&format!("\"{ip}\"")))
+    }
+
     /// The log of the process started as `label`.
     pub fn log(&self, label: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{label}.log"))).unwrap_or_default()

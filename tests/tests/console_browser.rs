@@ -85,12 +85,6 @@ fn missing_tools() -> Option<&'static str> {
         })
 }
 
-/// Whether the agent holds `ip` in quarantine now.
-fn quarantined(lab: &Lab, ip: &str) -> bool {
-    std::fs::read_to_string(lab.path("state").join("quarantine.json"))
-        .is_ok_and(|t| t.contains(&format!("\"{ip}\"")))
-}
-
 /// The id of the console's alert of `technique` from `ip`, once it has arrived.
 fn alert_id(lab: &Lab, technique: &str, ip: &str) -> Option<String> {
     console::query(
@@ -300,7 +294,7 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
     // The agent takes the release from the console, lets the pupil go, and says so; the
     // page then shows no quarantine.
     assert!(
-        eventually(30, || !quarantined(lab, PUPIL.ip)),
+        eventually(30, || !lab.quarantined(PUPIL.ip)),
         "the agent did not release the pupil: {}",
         lab.log("agent")
     );
@@ -388,7 +382,7 @@ fn the_dsl_handles_a_vpn_alert_in_a_browser() {
     let client: Vec<&str> = client.iter().map(String::as_str).collect();
     lab.spawn(PUPIL.name, "vpn", &client);
     assert!(
-        eventually(15, || quarantined(&lab, PUPIL.ip)),
+        eventually(15, || lab.quarantined(PUPIL.ip)),
         "the pupil was not quarantined: {}",
         lab.log("agent")
     );

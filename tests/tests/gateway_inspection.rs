@@ -154,14 +154,9 @@ fn events(lab: &Lab) -> Vec<serde_json::Value> {
     lab.events()
 }
 
-fn quarantined(lab: &Lab, ip: &str) -> bool {
-    std::fs::read_to_string(lab.path("state").join("quarantine.json"))
-        .is_ok_and(|t| t.contains(&format!("\"{ip}\"")))
-}
-
 /// Whether the agent has quarantined `ip` for `technique`.
 fn quarantined_for(lab: &Lab, ip: &str, technique: &str) -> bool {
-    quarantined(lab, ip)
+    lab.quarantined(ip)
         && events(lab).iter().any(|e| {
             e["kind"] == "quarantined"
                 && e["technique"] == technique
@@ -454,7 +449,7 @@ fn inspection_end_to_end() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     assert!(
-        !quarantined(&lab, PUPIL.ip),
+        !lab.quarantined(PUPIL.ip),
         "a blocked site is not a bypass attempt"
     );
 
@@ -531,7 +526,7 @@ fn inspection_end_to_end() {
             PUPIL.ip,
             &format!("{technique} checked with the pupil"),
         );
-        assert!(!quarantined(&lab, PUPIL.ip));
+        assert!(!lab.quarantined(PUPIL.ip));
         assert!(
             eventually(5, || lab.curl(PUPIL.name, &format!("http://{WEB}/"))
                 == Some(0)),
@@ -549,7 +544,7 @@ fn inspection_end_to_end() {
         ],
     );
     std::thread::sleep(std::time::Duration::from_secs(1));
-    assert!(!quarantined(&lab, STAFF.ip));
+    assert!(!lab.quarantined(STAFF.ip));
     assert_eq!(lab.curl(STAFF.name, &format!("http://{WEB}/")), Some(0));
 
     // HTTP/3 for staff (whose group may use QUIC) works through the gateway; to a name
