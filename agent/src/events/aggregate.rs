@@ -84,13 +84,9 @@ impl Aggregator {
         if let Some(open) = self.pending.get_mut(&key) {
             if open.count == 0 {
                 // The first repeat after an alert released at once: the follow-up starts.
-                *open = Event {
-                    id: event::uuid_v7(event.time),
-                    time: event.time,
-                    count: 0,
-                    last: None,
-                    ..open.clone()
-                };
+                // It is an event of its own: its own id, from its first sighting.
+                open.id = event::uuid_v7(event.time);
+                open.time = event.time;
             } else {
                 open.last = Some(event.time);
             }
