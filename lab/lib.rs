@@ -74,6 +74,34 @@ pub const OUTSIDER: Host = Host {
 };
 pub const HOSTS: [Host; 5] = [PUPIL, SCHOOL, STAFF, PHONE, OUTSIDER];
 
+/// A lab's LAN: its hosts, the gateway's addresses on it and the networks it holds (which
+/// the "internet" routes back through the gateway). Every host's address takes the LAN's
+/// prefix length, so one flat segment can carry several of a policy's networks.
+#[derive(Debug, Clone, Copy)]
+pub struct Topology {
+    pub hosts: &'static [Host],
+    pub gateway: &'static str,
+    pub gateway6: &'static str,
+    /// e.g. `10.77.0.0/24`.
+    pub lan: &'static str,
+    pub lan6: &'static str,
+}
+
+/// The tests' lab: [`HOSTS`] on 10.77.0.0/24.
+pub const TEST: Topology = Topology {
+    hosts: &HOSTS,
+    gateway: GATEWAY,
+    gateway6: GATEWAY6,
+    lan: "10.77.0.0/24",
+    lan6: "2001:db8:77::/64",
+};
+
+impl Topology {
+    fn prefix(network: &str) -> &str {
+        network.rsplit_once('/').map_or("32", |(_, p)| p)
+    }
+}
+
 pub const GATEWAY: &str = "10.77.0.1";
 pub const GATEWAY6: &str = "2001:db8:77::1";
 pub const RESOLVER: &str = "198.51.100.53";
@@ -132,6 +160,7 @@ pub struct Lab {
     prefix: String,
     namespaces: Vec<String>,
     children: Vec<(String, Child)>,
+    topology: Topology,
     pub dir: tempfile::TempDir,
 }
 
@@ -149,14 +178,20 @@ fn run(args: &[&str]) -> Output {
 }
 
 impl Lab {
-    /// Builds the namespaces, links, addresses and routes.
+    /// Builds the tests' lab ([`TEST`]): namespaces, links, addresses and routes.
     pub fn up() -> Self {
+        Self::with(TEST)
+    }
+
+    /// Builds a lab of `topology`.
+    pub fn with(topology: Topology) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("sg{}x{n}", std::process::id());
         let mut lab = Lab {
             prefix,
             namespaces: Vec::new(),
             children: Vec::new(),
+            topology,
             dir: tempfile::tempdir().unwrap(),
         };
         lab.wire();
@@ -202,14 +237,16 @@ impl Lab {
     }
 
     fn wire(&mut self) {
+        let t = self.topology;
+        let (bits, bits6) = (Topology::prefix(t.lan), Topology::prefix(t.lan6));
         self.add_ns("sw", "127.0.0.1");
         self.add_ns("gw", "127.0.0.1");
         self.add_ns("inet", "127.0.0.1");
         let (sw, inet) = (self.ns("sw"), self.ns("inet"));
         self.ip("sw", &["link", "add", "br0", "type", "bridge"]);
         self.ip("sw", &["link", "set", "br0", "up"]);
-        for h in HOSTS {
-            self.add_ns(h.name, GATEWAY);
+        for h in t.hosts {
+            self.add_ns(h.name, t.gateway);
             self.ip(
                 h.name,
                 &[
@@ -220,21 +257,24 @@ impl Lab {
             self.ip(h.name, &["link", "set", "eth0", "up"]);
             self.ip(
                 h.name,
-                &["addr", "add", &format!("{}/24", h.ip), "dev", "eth0"],
+                &["addr", "add", &format!("{}/{bits}", h.ip), "dev", "eth0"],
             );
             self.ip(
                 h.name,
                 &[
                     "addr",
                     "add",
-                    &format!("{}/64", h.ip6),
+                    &format!("{}/{bits6}", h.ip6),
                     "dev",
                     "eth0",
                     "nodad",
                 ],
             );
-            self.ip(h.name, &["route", "add", "default", "via", GATEWAY]);
-            self.ip(h.name, &["-6", "route", "add", "default", "via", GATEWAY6]);
+            self.ip(h.name, &["route", "add", "default", "via", t.gateway]);
+            self.ip(
+                h.name,
+                &["-6", "route", "add", "default", "via", t.gateway6],
+            );
             self.ip("sw", &["link", "set", h.name, "master", "br0", "up"]);
         }
         self.ip(
@@ -247,14 +287,20 @@ impl Lab {
         self.ip("gw", &["link", "set", "lan0", "up"]);
         self.ip(
             "gw",
-            &["addr", "add", &format!("{GATEWAY}/24"), "dev", "lan0"],
+            &[
+                "addr",
+                "add",
+                &format!("{}/{bits}", t.gateway),
+                "dev",
+                "lan0",
+            ],
         );
         self.ip(
             "gw",
             &[
                 "addr",
                 "add",
-                &format!("{GATEWAY6}/64"),
+                &format!("{}/{bits6}", t.gateway6),
                 "dev",
                 "lan0",
                 "nodad",
@@ -294,20 +340,10 @@ impl Lab {
                 &["addr", "add", &format!("{a}/128"), "dev", "lo", "nodad"],
             );
         }
+        self.ip("inet", &["route", "add", t.lan, "via", "203.0.113.2"]);
         self.ip(
             "inet",
-            &["route", "add", "10.77.0.0/24", "via", "203.0.113.2"],
-        );
-        self.ip(
-            "inet",
-            &[
-                "-6",
-                "route",
-                "add",
-                "2001:db8:77::/64",
-                "via",
-                "2001:db8:ff::2",
-            ],
+            &["-6", "route", "add", t.lan6, "via", "2001:db8:ff::2"],
         );
     }
 
@@ -542,15 +578,35 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// A program built by this workspace, found beside the running test (`target/<profile>/`).
+/// A program built by this workspace: beside the running program (`target/<profile>/`), or
+/// one level up when that is a test in `target/<profile>/deps/`.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run the tests with `cargo test --workspace`",
-        path.display()
-    );
-    path
+    let here = exe.parent().unwrap();
+    let candidates = [Some(here), here.parent()];
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(name))
+        .find(|path| path.exists());
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is not built beside {}: run the tests with `cargo test --workspace`",
+            exe.display()
+        )
+    })
+}
+
+/// Accepts connections on `listener` (in the calling process's namespace) and joins each to
+/// the Unix socket at `path`, where `lab-peer relay` passes it on to a server in a lab
+/// namespace. Runs until the listener fails.
+pub async fn forward(listener: tokio::net::TcpListener, path: PathBuf) {
+    while let Ok((mut tcp, _)) = listener.accept().await {
+        let path = path.clone();
+        tokio::spawn(async move {
+            if let Ok(mut unix) = tokio::net::UnixStream::connect(&path).await {
+                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+            }
+        });
+    }
 }

@@ -134,18 +134,6 @@ fn capabilities(profile: &Path) -> serde_json::Map<String, serde_json::Value> {
     caps
 }
 
-/// Accepts connections on the test's loopback and joins each to the Unix socket at `path`.
-async fn forward(listener: tokio::net::TcpListener, path: PathBuf) {
-    while let Ok((mut tcp, _)) = listener.accept().await {
-        let path = path.clone();
-        tokio::spawn(async move {
-            if let Ok(mut unix) = tokio::net::UnixStream::connect(&path).await {
-                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
-            }
-        });
-    }
-}
-
 /// The element `css` finds on the page.
 async fn element(c: &Client, css: &str) -> Element {
     c.find(Locator::Css(css))
@@ -427,7 +415,7 @@ fn the_dsl_handles_a_vpn_alert_in_a_browser() {
     let client = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let driver = listener.local_addr().unwrap();
-        tokio::spawn(forward(listener, socket.clone()));
+        tokio::spawn(schoolgate_tests::lab::forward(listener, socket.clone()));
         ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities(&lab.path("chromium-profile")))
             .connect(&format!("http://{driver}"))
