@@ -176,6 +176,12 @@ pub fn act(
     if !policy.serves(ip) {
         return;
     }
+    // Sinkholed names lead to the block page, so a connection to it names a blocked site
+    // (HTTP Host, TLS server name): the block page answers it, inspection must not reset it.
+    let block_page = policy.gateway().and_then(|g| g.block_page.as_ref());
+    if block_page.is_some_and(|b| b.is_at(obs.server.ip())) {
+        return;
+    }
     if obs.name_source == Some(NameSource::Dns) {
         let ours = match obs.technique {
             // The resolver answers DNS; what it cannot see in a question is a tunnel, or a

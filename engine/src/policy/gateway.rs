@@ -132,6 +132,12 @@ impl BlockPage {
             .find(IpAddr::is_ipv4)
     }
 
+    /// Whether `ip` is one of the block page's addresses.
+    pub fn is_at(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.listen.ip() == ip || self.listen_v6.is_some_and(|a| a.ip() == ip)
+    }
+
     /// The address sinkholed AAAA answers point at, if the block page has an IPv6 address.
     pub fn ipv6(&self) -> Option<IpAddr> {
         [Some(self.listen), self.listen_v6]
@@ -214,6 +220,13 @@ mod tests {
             listen_v6: None,
         };
         assert_eq!(v6_only.ipv4(), None);
+        for at in ["10.77.0.1", "2001:db8:77::1", "::ffff:10.77.0.1"] {
+            assert!(v4.is_at(at.parse().unwrap()), "{at}");
+        }
+        for elsewhere in ["10.77.0.2", "2001:db8:77::2"] {
+            assert!(!v4.is_at(elsewhere.parse().unwrap()), "{elsewhere}");
+        }
+        assert!(!v6_only.is_at("10.77.0.1".parse().unwrap()));
     }
 
     #[test]
