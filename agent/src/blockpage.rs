@@ -152,7 +152,10 @@ async fn page(
     let now = crate::clock::now();
     let host = host_of(&headers).unwrap_or_default();
     let who = shared.who(&policy, peer.ip(), now);
-    let decision = decide_as(&policy, &who.client, who.identity, &host, now, false);
+    // The page must say what the resolver did: a quarantined device is sent here for
+    // everything but the quarantine's allowed names.
+    let quarantined = shared.quarantine.contains(&who.client);
+    let decision = decide_as(&policy, &who.client, who.identity, &host, now, quarantined);
     render(&policy, &decision, &host, now)
 }
 
@@ -201,5 +204,36 @@ mod tests {
         assert_eq!(h("instagram.com:80").as_deref(), Some("instagram.com"));
         assert_eq!(h("[2001:db8::1]:80").as_deref(), Some("2001:db8::1"));
         assert_eq!(host_of(&HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn a_quarantined_device_is_told_so() {
+        const POLICY: &str = "version: 1\nschool: { name: Lab School, timezone: UTC }\n\
+            categories:\n  vle: { domains: [vle.example] }\n\
+            groups:\n  pupils: { networks: [10.0.0.0/8] }\n\
+            bypass: { response: { pupils: quarantine }, quarantine_allow: [vle] }\n";
+        let no_lists = |_: &std::path::Path| Ok(String::new());
+        let policy = Policy::from_yaml(POLICY, "p.yaml".as_ref(), &no_lists).unwrap();
+        let client = schoolgate_engine::Client::new("10.1.2.3".parse().unwrap(), None);
+        let now: Timestamp = "2026-11-24T09:15:00Z".parse().unwrap();
+        let page = |quarantined: bool| {
+            let d = decide_as(
+                &policy,
+                &client,
+                policy.identify(&client),
+                "www.bbc.co.uk",
+                now,
+                quarantined,
+            );
+            render(&policy, &d, "www.bbc.co.uk", now)
+        };
+        assert_eq!(page(false).status(), StatusCode::OK);
+        let answer = page(true);
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("This device tried to get round"), "{body}");
     }
 }
