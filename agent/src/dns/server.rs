@@ -151,6 +151,7 @@ impl Resolver {
                         name,
                         first: None,
                         strip_ech,
+                        quarantined,
                     },
                 )
             }
@@ -168,6 +169,7 @@ impl Resolver {
                         name: target,
                         first: Some(cname),
                         strip_ech: false,
+                        quarantined,
                     },
                 )
             }
@@ -285,6 +287,8 @@ pub struct Ask {
     name: Name,
     first: Option<Record>,
     strip_ech: bool,
+    /// The device is in quarantine: its answer waits for the firewall to learn the addresses.
+    quarantined: bool,
 }
 
 /// Where [`Resolver::prepare`] got to.
@@ -346,7 +350,11 @@ impl Resolver {
         match &result {
             Ok(r) => {
                 if let Some(l) = &self.shared.learner {
-                    l.answered(&ask.name, &r.answers);
+                    if ask.quarantined {
+                        l.answered_for_quarantine(&ask.name, &r.answers).await;
+                    } else {
+                        l.answered(&ask.name, &r.answers);
+                    }
                 }
                 self.cache.keep(&ask.name, rtype, r, done);
                 let key = WireKey::of(&ask);

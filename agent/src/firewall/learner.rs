@@ -2,8 +2,12 @@
 //! (and the names it blocked, which it resolves itself so their addresses are known), and
 //! judges everything again when a schedule window opens or closes, to the second.
 //!
-//! The resolver never waits on it: [`Learner`] sends into a bounded queue and drops what does
-//! not fit (counted), and `nft` runs on this thread only.
+//! The resolver never waits on it, with one exception: [`Learner`] sends into a bounded queue
+//! and drops what does not fit (counted), and `nft` runs on this thread only. The exception
+//! is an answer to a quarantined device ([`Learner::answered_for_quarantine`]): its firewall
+//! lets it reach only the learned addresses of `quarantine_allow` names, so its answer waits
+//! (at most [`QUARANTINE_WAIT`]) until they are in the set, or its first connection to the
+//! VLE would be refused.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,6 +25,8 @@ use crate::dns::upstream::Upstream;
 use crate::recent::Recent;
 use crate::reload::LivePolicy;
 
+/// Longest a quarantined device's answer waits for its addresses to reach the firewall.
+pub const QUARANTINE_WAIT: Duration = Duration::from_millis(250);
 /// How many messages may wait for the thread.
 const QUEUE: usize = 8_192;
 /// Most messages taken into one `nft` transaction.
@@ -46,8 +52,13 @@ thread_local! {
 /// What the thread is told.
 #[derive(Debug)]
 pub enum Message {
-    /// The resolver answered `name` with these addresses (and TTLs).
-    Answered(Box<str>, Vec<(IpAddr, u32)>),
+    /// The resolver answered `name` with these addresses (and TTLs); the sender, if any, is
+    /// told once they are in the firewall.
+    Answered(
+        Box<str>,
+        Vec<(IpAddr, u32)>,
+        Option<tokio::sync::oneshot::Sender<()>>,
+    ),
     /// The resolver refused `name` for a device: find its addresses.
     Blocked(Box<str>),
     /// The policy changed: judge again, and look at the schedule anew.
@@ -65,17 +76,26 @@ pub struct Learner {
 impl Learner {
     /// Passes on the addresses in an answer to `name`.
     pub fn answered(&self, name: &Name, records: &[Record]) {
-        let addresses: Vec<(IpAddr, u32)> = records
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::A(a) => Some((IpAddr::V4(a.0), r.ttl)),
-                RData::AAAA(a) => Some((IpAddr::V6(a.0), r.ttl)),
-                _ => None,
-            })
-            .collect();
+        let addresses = addresses(records);
         if !addresses.is_empty() {
-            self.send(Message::Answered(name.to_ascii().into(), addresses));
+            self.send(Message::Answered(name.to_ascii().into(), addresses, None));
         }
+    }
+
+    /// As [`Learner::answered`], for an answer to a quarantined device: returns once the
+    /// addresses are in the firewall, or after [`QUARANTINE_WAIT`].
+    pub async fn answered_for_quarantine(&self, name: &Name, records: &[Record]) {
+        let addresses = addresses(records);
+        if addresses.is_empty() {
+            return;
+        }
+        let (done, applied) = tokio::sync::oneshot::channel();
+        self.send(Message::Answered(
+            name.to_ascii().into(),
+            addresses,
+            Some(done),
+        ));
+        let _ = tokio::time::timeout(QUARANTINE_WAIT, applied).await;
     }
 
     /// Says that a rule refused `name`: its addresses should be refused too. Each resolver
@@ -105,6 +125,18 @@ impl Learner {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The addresses (and TTLs) of an answer's A and AAAA records.
+fn addresses(records: &[Record]) -> Vec<(IpAddr, u32)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some((IpAddr::V4(a.0), r.ttl)),
+            RData::AAAA(a) => Some((IpAddr::V6(a.0), r.ttl)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The thread, until [`Stopper::stop`].
@@ -192,9 +224,13 @@ impl Worker {
             match rx.recv_timeout(wait) {
                 Ok(first) => {
                     let mut answers = Vec::new();
+                    let mut waiting = Vec::new();
                     for m in std::iter::once(first).chain(rx.try_iter().take(BATCH)) {
                         match m {
-                            Message::Answered(name, addresses) => answers.push((name, addresses)),
+                            Message::Answered(name, addresses, done) => {
+                                answers.push((name, addresses));
+                                waiting.extend(done);
+                            }
                             Message::Blocked(name) => self.resolve(name),
                             Message::Reloaded => reloaded = true,
                             Message::Stop => return,
@@ -206,6 +242,9 @@ impl Worker {
                                 .learn(&self.live.current(), &answers, crate::clock::now())
                     {
                         warn!(error = %e, "cannot add learned addresses to the firewall");
+                    }
+                    for done in waiting {
+                        let _ = done.send(());
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
