@@ -1,0 +1,234 @@
+//! The demonstration's school: the LAN the repository's `policy.yaml` describes (gateway
+//! 10.0.0.1 and fd00::1, pupils on 10.10/16, pupils' own phones on the pupil Wi-Fi 10.11/16,
+//! staff on 10.20/16, the ICT suite on 10.30/16, known by MAC), and that policy with its
+//! state and console settings pointed at the demonstration's own directory.
+//!
+//! The policy's networks share one flat segment here (a /8); a real school would more often
+//! put them on VLANs. What the agent decides depends on addresses and MACs, not on that.
+
+use std::path::{Path, PathBuf};
+
+use schoolgate_lab::{Host, Topology};
+
+/// A device of the scripted day: the lab host it is, and how the story calls it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Device {
+    pub(crate) host: Host,
+    pub(crate) called: &'static str,
+}
+
+/// A pupil's laptop on the pupil network; the policy knows it only by its network.
+pub(crate) const LAPTOP: Device = Device {
+    host: Host {
+        name: "laptop",
+        ip: "10.10.4.21",
+        ip6: "fd00:10::421",
+        mac: "52:54:00:10:04:21",
+    },
+    called: "pupil's laptop",
+};
+/// The policy's `Y6-iPad-12` (owner 6B), by its MAC.
+pub(crate) const IPAD: Device = Device {
+    host: Host {
+        name: "ipad",
+        ip: "10.10.3.7",
+        ip6: "fd00:10::307",
+        mac: "52:54:00:aa:bb:cc",
+    },
+    called: "Y6-iPad-12 (6B)",
+};
+/// A pupil's own phone on the pupil Wi-Fi.
+pub(crate) const PHONE: Device = Device {
+    host: Host {
+        name: "phone",
+        ip: "10.11.0.40",
+        ip6: "fd00:11::40",
+        mac: "52:54:00:11:00:40",
+    },
+    called: "pupil's phone (Wi-Fi)",
+};
+/// The policy's `Head-Laptop`, by its MAC.
+pub(crate) const STAFF: Device = Device {
+    host: Host {
+        name: "staff",
+        ip: "10.20.0.5",
+        ip6: "fd00:20::5",
+        mac: "52:54:00:5a:00:01",
+    },
+    called: "Head-Laptop (staff)",
+};
+/// The policy's `ICT-Suite-01`, a school computer, by its MAC.
+pub(crate) const ICT: Device = Device {
+    host: Host {
+        name: "ict",
+        ip: "10.30.0.11",
+        ip6: "fd00:30::11",
+        mac: "52:54:00:12:34:56",
+    },
+    called: "ICT-Suite-01 (school)",
+};
+
+const HOSTS: [Host; 5] = [LAPTOP.host, IPAD.host, PHONE.host, STAFF.host, ICT.host];
+
+/// The LAN of the repository's policy.
+pub(crate) const TOPOLOGY: Topology = Topology {
+    hosts: &HOSTS,
+    gateway: "10.0.0.1",
+    gateway6: "fd00::1",
+    lan: "10.0.0.0/8",
+    lan6: "fd00::/8",
+};
+
+/// The "internet": the upstream resolver the policy names, and the rest of the lab's.
+pub(crate) const RESOLVER: &str = schoolgate_lab::RESOLVER;
+pub(crate) const VPN_SERVER: &str = schoolgate_lab::SITES[0];
+pub(crate) const PROXY: &str = schoolgate_lab::SITES[3];
+
+/// Where the agent reaches the console: the gateway's own loopback.
+pub(crate) const CONSOLE_ON_GATEWAY: &str = "127.0.0.1:8443";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PolicyError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: expected exactly one `{key}` line in the `gateway:` section, found {found}",
+        path.display()
+    )]
+    Key {
+        path: PathBuf,
+        key: &'static str,
+        found: usize,
+    },
+}
+
+/// The settings the demonstration replaces, each a whole line of the `gateway:` section.
+const REPLACED: [&str; 2] = ["  state_dir:", "  console:"];
+
+/// `policy` (the text of `source`) with `gateway.state_dir` and `gateway.console` pointed
+/// into `dir`: the state in `dir/state`, the console at [`CONSOLE_ON_GATEWAY`] with the
+/// token and certificate the lab's console helper writes there.
+pub(crate) fn rewrite(source: &Path, policy: &str, dir: &Path) -> Result<String, PolicyError> {
+    let replacement = |key: &str| -> String {
+        if key == REPLACED[0] {
+            format!("  state_dir: {}", dir.join("state").display())
+        } else {
+            format!(
+                "  console: {{ url: \"https://{CONSOLE_ON_GATEWAY}\", token_file: {}, ca_file: {}, name: gw1 }}",
+                dir.join("agent.token").display(),
+                dir.join("console.crt").display()
+            )
+        }
+    };
+    let gateway = policy.lines().position(|l| l.starts_with("gateway:"));
+    let mut out = Vec::new();
+    let mut found = [0usize; 2];
+    for (i, line) in policy.lines().enumerate() {
+        let in_gateway = gateway.is_some_and(|g| i > g);
+        match REPLACED
+            .iter()
+            .position(|k| in_gateway && line.starts_with(k))
+        {
+            Some(k) => {
+                if let Some(n) = found.get_mut(k) {
+                    *n += 1;
+                }
+                out.push(replacement(
+                    line.get(..REPLACED.get(k).map_or(0, |r| r.len()))
+                        .unwrap_or_default(),
+                ));
+            }
+            None => out.push(line.to_owned()),
+        }
+    }
+    for (key, n) in REPLACED.iter().zip(found) {
+        if n != 1 {
+            return Err(PolicyError::Key {
+                path: source.to_owned(),
+                key: key.trim(),
+                found: n,
+            });
+        }
+    }
+    out.push(String::new());
+    Ok(out.join("\n"))
+}
+
+/// Writes the demonstration's policy into `dir`, with a copy of the `lists/` beside
+/// `source` (the policy names its lists relative to itself); its path.
+pub(crate) fn write_policy(source: &Path, dir: &Path) -> Result<PathBuf, PolicyError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| PolicyError::Read {
+            path: path.to_owned(),
+            source: e,
+        })
+    };
+    let write = |path: &Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).map_err(|e| PolicyError::Write {
+            path: path.to_owned(),
+            source: e,
+        })
+    };
+    let text = String::from_utf8_lossy(&read(source)?).into_owned();
+    let lists = source.parent().unwrap_or(Path::new(".")).join("lists");
+    let copy = dir.join("lists");
+    std::fs::create_dir_all(&copy).map_err(|e| PolicyError::Write {
+        path: copy.clone(),
+        source: e,
+    })?;
+    let entries = std::fs::read_dir(&lists).map_err(|e| PolicyError::Read {
+        path: lists.clone(),
+        source: e,
+    })?;
+    for entry in entries.flatten() {
+        let from = entry.path();
+        if from.is_file() {
+            write(&copy.join(entry.file_name()), &read(&from)?)?;
+        }
+    }
+    let policy = dir.join("policy.yaml");
+    write(&policy, rewrite(source, &text, dir)?.as_bytes())?;
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "version: 1\nstate_dir: top-level stays\ngateway:\n  lan_interfaces: [lan0]\n  state_dir: /var/lib/schoolgate\n  console: { url: \"https://c:8443\", token_file: /etc/t }\n";
+
+    #[test]
+    fn only_the_gateway_state_and_console_change() {
+        let out = rewrite(Path::new("p.yaml"), POLICY, Path::new("/tmp/d")).unwrap();
+        assert!(out.contains("state_dir: top-level stays\n"), "{out}");
+        assert!(out.contains("  lan_interfaces: [lan0]\n"), "{out}");
+        assert!(out.contains("  state_dir: /tmp/d/state\n"), "{out}");
+        assert!(out.contains("url: \"https://127.0.0.1:8443\", token_file: /tmp/d/agent.token, ca_file: /tmp/d/console.crt"), "{out}");
+        assert!(
+            !out.contains("/var/lib/schoolgate") && !out.contains("/etc/t"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_policy_without_the_keys_is_refused_by_name() {
+        let err = rewrite(
+            Path::new("p.yaml"),
+            "version: 1\ngateway:\n  state_dir: x\n",
+            Path::new("/d"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "p.yaml: expected exactly one `console:` line in the `gateway:` section, found 0"
+        );
+    }
+}

@@ -1,0 +1,54 @@
+//! The demonstration in its check mode, as CI runs it: the whole scripted day against the
+//! real agent and console, every step judged by what the device got back, the release done
+//! through the console, and the alerts read back from the console as the DSL sees them.
+//! Skipped, saying so, without root or the lab's tools (`scripts/setup` installs them);
+//! under CI that is a failure.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::process::Command;
+
+use schoolgate_lab::require_lab;
+
+fn missing_tool() -> Option<&'static str> {
+    ["openvpn", "openssl", "tinyproxy", "sqlite3"]
+        .into_iter()
+        .find(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+#[test]
+fn the_scripted_day_reaches_the_console() {
+    require_lab!();
+    if let Some(tool) = missing_tool() {
+        if std::env::var_os("CI").is_some() {
+            panic!("`{tool}` is not installed (see scripts/setup)");
+        }
+        eprintln!("skipping: `{tool}` is not installed (see scripts/setup)");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_schoolgate-demo"))
+        .args(["--check", "--no-build", "--listen", "127.0.0.1:0"])
+        // Started by `cargo test`, the demonstration must not start a build of its own.
+        .env_remove("CARGO")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the demonstration's check failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The check's own verdict, and the alerts it read from the console.
+    assert!(stdout.contains("Check passed"), "{stdout}");
+    for technique in ["dns_over_https", "openvpn", "http_proxy"] {
+        assert!(
+            stdout.contains(&format!("bypass_attempt  {technique}")),
+            "{technique} not listed:\n{stdout}"
+        );
+    }
+}
