@@ -52,3 +52,35 @@ fn the_scripted_day_reaches_the_console() {
         );
     }
 }
+
+#[test]
+fn without_root_it_says_why_and_changes_nothing() {
+    // Dropping to `nobody` needs root (and setpriv, from util-linux) to begin with.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        eprintln!("skipping: not root, so there is no root to drop");
+        return;
+    }
+    // A copy where `nobody` may run it: the checkout may be under a private home.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let demo = dir.path().join("schoolgate-demo");
+    std::fs::copy(env!("CARGO_BIN_EXE_schoolgate-demo"), &demo).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&demo)
+        .arg("--no-build")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("this needs root"), "{stderr}");
+    assert!(
+        stderr.contains("cargo run --release -p schoolgate-demo"),
+        "{stderr}"
+    );
+}
