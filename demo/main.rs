@@ -111,7 +111,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     });
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(cli.listen))
-        .with_context(|| format!("cannot listen on {} for the console", cli.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot offer the console on {} (choose another address with --listen)",
+                cli.listen
+            )
+        })?;
     let offered = listener.local_addr()?;
     let host = if offered.ip().is_unspecified() {
         "127.0.0.1".to_owned()
