@@ -117,34 +117,32 @@ const REPLACED: [&str; 2] = ["  state_dir:", "  console:"];
 /// into `dir`: the state in `dir/state`, the console at [`CONSOLE_ON_GATEWAY`] with the
 /// token and certificate the lab's console helper writes there.
 pub(crate) fn rewrite(source: &Path, policy: &str, dir: &Path) -> Result<String, PolicyError> {
-    let replacement = |key: &str| -> String {
-        if key == REPLACED[0] {
-            format!("  state_dir: {}", dir.join("state").display())
-        } else {
-            format!(
-                "  console: {{ url: \"https://{CONSOLE_ON_GATEWAY}\", token_file: {}, ca_file: {}, name: gw1 }}",
-                dir.join("agent.token").display(),
-                dir.join("console.crt").display()
-            )
-        }
-    };
-    let gateway = policy.lines().position(|l| l.starts_with("gateway:"));
+    let replacements = [
+        format!("  state_dir: {}", dir.join("state").display()),
+        format!(
+            "  console: {{ url: \"https://{CONSOLE_ON_GATEWAY}\", token_file: {}, ca_file: {}, name: gw1 }}",
+            dir.join("agent.token").display(),
+            dir.join("console.crt").display()
+        ),
+    ];
     let mut out = Vec::new();
     let mut found = [0usize; 2];
-    for (i, line) in policy.lines().enumerate() {
-        let in_gateway = gateway.is_some_and(|g| i > g);
-        match REPLACED
+    let mut in_gateway = false;
+    for line in policy.lines() {
+        // A top-level key starts at the first column; comments and blank lines do not end a
+        // section.
+        if line.starts_with(|c: char| !c.is_whitespace() && c != '#') {
+            in_gateway = line.starts_with("gateway:");
+        }
+        let replaced = REPLACED
             .iter()
-            .position(|k| in_gateway && line.starts_with(k))
-        {
-            Some(k) => {
-                if let Some(n) = found.get_mut(k) {
-                    *n += 1;
-                }
-                out.push(replacement(
-                    line.get(..REPLACED.get(k).map_or(0, |r| r.len()))
-                        .unwrap_or_default(),
-                ));
+            .zip(&replacements)
+            .zip(&mut found)
+            .find(|((key, _), _)| in_gateway && line.starts_with(**key));
+        match replaced {
+            Some(((_, new), n)) => {
+                *n += 1;
+                out.push(new.clone());
             }
             None => out.push(line.to_owned()),
         }
@@ -203,12 +201,13 @@ pub(crate) fn write_policy(source: &Path, dir: &Path) -> Result<PathBuf, PolicyE
 mod tests {
     use super::*;
 
-    const POLICY: &str = "version: 1\nstate_dir: top-level stays\ngateway:\n  lan_interfaces: [lan0]\n  state_dir: /var/lib/schoolgate\n  console: { url: \"https://c:8443\", token_file: /etc/t }\n";
+    const POLICY: &str = "version: 1\nschool:\n  state_dir: elsewhere stays\ngateway:\n  lan_interfaces: [lan0]\n  # a comment\n  state_dir: /var/lib/schoolgate\n  console: { url: \"https://c:8443\", token_file: /etc/t }\nlater:\n  console: stays too\n";
 
     #[test]
     fn only_the_gateway_state_and_console_change() {
         let out = rewrite(Path::new("p.yaml"), POLICY, Path::new("/tmp/d")).unwrap();
-        assert!(out.contains("state_dir: top-level stays\n"), "{out}");
+        assert!(out.contains("  state_dir: elsewhere stays\n"), "{out}");
+        assert!(out.contains("  console: stays too\n"), "{out}");
         assert!(out.contains("  lan_interfaces: [lan0]\n"), "{out}");
         assert!(out.contains("  state_dir: /tmp/d/state\n"), "{out}");
         assert!(out.contains("url: \"https://127.0.0.1:8443\", token_file: /tmp/d/agent.token, ca_file: /tmp/d/console.crt"), "{out}");
