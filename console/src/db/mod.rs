@@ -238,6 +238,7 @@ pub(crate) mod testing {
             .connect(&base)
             .await
             .unwrap();
+        forget_old(&admin).await;
         let name = format!("sg_test_{}", uuid::Uuid::now_v7().simple());
         // The name is made here from a UUID's hex digits: nothing outside goes into it.
         admin
@@ -246,5 +247,38 @@ pub(crate) mod testing {
             .unwrap();
         let (prefix, _) = base.rsplit_once('/').unwrap();
         Some(Db::open(&format!("{prefix}/{name}")).await.unwrap())
+    }
+
+    /// Drops the test databases made over an hour ago. A test's pool lives as long as the
+    /// test, and dropping a database needs a connection of its own, so each run clears its
+    /// predecessors' instead: their names start with a UUIDv7, whose first 48 bits are the
+    /// milliseconds it was made at.
+    async fn forget_old(admin: &sqlx::AnyPool) {
+        let Ok(names) = sqlx::query_scalar::<_, String>(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'sg_test_%'",
+        )
+        .fetch_all(admin)
+        .await
+        else {
+            return;
+        };
+        let hour_ago = jiff::Timestamp::now().as_millisecond() - 3_600_000;
+        for name in names {
+            let made = name
+                .strip_prefix("sg_test_")
+                .and_then(|hex| hex.get(..12))
+                .and_then(|ms| i64::from_str_radix(ms, 16).ok());
+            let all_hex = name
+                .strip_prefix("sg_test_")
+                .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if all_hex && made.is_some_and(|ms| ms < hour_ago) {
+                // Checked above to be `sg_test_` and 32 hex digits. One still in use is left.
+                let _ = admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name}"
+                    )))
+                    .await;
+            }
+        }
     }
 }
