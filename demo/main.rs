@@ -62,25 +62,15 @@ fn main() -> ExitCode {
 }
 
 fn preflight() -> anyhow::Result<()> {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root {
+    if !schoolgate_lab::is_root() {
         bail!(
             "this needs root: it builds a network from namespaces and loads nftables tables \
              into them (nothing outside them is changed). Run it as root, for example \
              `sudo -E env PATH=\"$PATH\" cargo run --release -p schoolgate-demo`."
         );
     }
-    for tool in TOOLS {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            bail!("`{tool}` is not installed: run the README's set-up line (scripts/setup) first");
-        }
+    if let Some(tool) = schoolgate_lab::missing_tool(&TOOLS) {
+        bail!("`{tool}` is not installed: run the README's set-up line (scripts/setup) first");
     }
     Ok(())
 }

@@ -118,25 +118,31 @@ pub const SITES: [&str; 5] = [
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Why a lab cannot be built here.
-pub fn unavailable() -> Option<String> {
-    let root = Command::new("id")
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root {
-        return Some("not root: network namespaces need CAP_NET_ADMIN".into());
-    }
-    for tool in ["ip", "dig", "curl", "kdig", "nft"] {
-        let found = Command::new("sh")
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// The first of `tools` that is not on the `PATH`, if any.
+pub fn missing_tool<'a>(tools: &[&'a str]) -> Option<&'a str> {
+    tools.iter().copied().find(|tool| {
+        !Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("`{tool}` is not installed (see .ci/run)"));
-        }
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Why a lab cannot be built here.
+pub fn unavailable() -> Option<String> {
+    if !is_root() {
+        return Some("not root: network namespaces need CAP_NET_ADMIN".into());
     }
-    None
+    missing_tool(&["ip", "dig", "curl", "kdig", "nft"])
+        .map(|tool| format!("`{tool}` is not installed (see scripts/setup)"))
 }
 
 /// Skips the calling test with a message when no lab can be built, except under CI, where

@@ -9,21 +9,12 @@ use std::process::Command;
 
 use schoolgate_lab::require_lab;
 
-fn missing_tool() -> Option<&'static str> {
-    ["openvpn", "openssl", "tinyproxy", "sqlite3"]
-        .into_iter()
-        .find(|tool| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-}
-
 #[test]
 fn the_scripted_day_reaches_the_console() {
     require_lab!();
-    if let Some(tool) = missing_tool() {
+    if let Some(tool) =
+        schoolgate_lab::missing_tool(&["openvpn", "openssl", "tinyproxy", "sqlite3"])
+    {
         if std::env::var_os("CI").is_some() {
             panic!("`{tool}` is not installed (see scripts/setup)");
         }
@@ -56,11 +47,7 @@ fn the_scripted_day_reaches_the_console() {
 #[test]
 fn without_root_it_says_why_and_changes_nothing() {
     // Dropping to `nobody` needs root (and setpriv, from util-linux) to begin with.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root {
+    if !schoolgate_lab::is_root() {
         eprintln!("skipping: not root, so there is no root to drop");
         return;
     }

@@ -21,7 +21,6 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use fantoccini::elements::Element;
@@ -75,14 +74,13 @@ gateway:
 }
 
 fn missing_tools() -> Option<&'static str> {
-    ["chromium", "chromedriver", "openvpn", "openssl", "sqlite3"]
-        .into_iter()
-        .find(|tool| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+    schoolgate_tests::lab::missing_tool(&[
+        "chromium",
+        "chromedriver",
+        "openvpn",
+        "openssl",
+        "sqlite3",
+    ])
 }
 
 /// The id of the console's alert of `technique` from `ip`, once it has arrived.

@@ -89,7 +89,7 @@ fn missing_tools() -> Option<String> {
     if !aioquic {
         return Some(format!("aioquic (for {})", lab_python()));
     }
-    for tool in [
+    lab::missing_tool(&[
         "sshd",
         "ssh",
         "ssh-keygen",
@@ -99,16 +99,8 @@ fn missing_tools() -> Option<String> {
         "wg",
         "openvpn",
         "openssl",
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(tool.to_owned());
-        }
-    }
-    None
+    ])
+    .map(str::to_owned)
 }
 
 /// wireguard-go's control sockets live in the root namespace's `/var/run/wireguard`, named

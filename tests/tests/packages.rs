@@ -31,10 +31,8 @@ fn missing_tool() -> Option<String> {
         "systemd-sysusers",
         "unshare",
     ];
-    for tool in tools {
-        if !sh(&format!("command -v {tool}")).status.success() {
-            return Some(tool.to_owned());
-        }
+    if let Some(tool) = schoolgate_tests::lab::missing_tool(&tools) {
+        return Some(tool.to_owned());
     }
     if !cargo()
         .args(["deb", "--version"])
