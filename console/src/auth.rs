@@ -152,47 +152,242 @@ pub fn totp_check(secret: &str, code: &str, now_s: u64) -> Option<u64> {
     totp(secret, "")?.check(&code, now_s)
 }
 
-/// Failed logins remembered per user name and per address: after [`Throttle::LIMIT`]
-/// failures in [`Throttle::WINDOW_MS`], further attempts are refused until the window has
-/// passed since the oldest of them.
+/// What a sign-in attempt is counted against: the account named, the address it came from
+/// ([`address_key`]), and the two together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The name typed. Throttled with growing delays (never a hard lock, so guessing from
+    /// elsewhere cannot keep the owner out for long).
+    account: String,
+    /// The name is an account's: its record is never evicted.
+    known: bool,
+    address: String,
+    /// When the attempt was counted.
+    at_ms: i64,
+}
+
+impl Attempt {
+    pub fn new(account: &str, known: bool, address: &str) -> Self {
+        Self {
+            account: account.to_owned(),
+            known,
+            address: address.to_owned(),
+            at_ms: 0,
+        }
+    }
+}
+
+/// An attempt refused before its password was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// When an attempt may be made again.
+    pub until_ms: i64,
+    /// The first refusal of this kind in its window: audit it (later ones are not, so a
+    /// flood of attempts cannot flood the audit log).
+    pub audit: bool,
+}
+
+/// The key an address is throttled by: an IPv4 address itself, an IPv6 address's /64 (one
+/// host usually holds a whole /64, so single addresses would give it millions of keys).
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                let prefix = std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
+    }
+}
+
+/// Recent attempts of one key.
+#[derive(Debug, Default)]
+struct Record {
+    /// Attempts counted in the window, oldest first: failures and those still being checked.
+    times: std::collections::VecDeque<i64>,
+    /// Refusals before this instant are already in the audit log.
+    audited_until: i64,
+}
+
+impl Record {
+    fn expire(&mut self, now_ms: i64) {
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now_ms - t >= Throttle::WINDOW_MS)
+        {
+            self.times.pop_front();
+        }
+    }
+
+    fn last(&self) -> i64 {
+        self.times.back().copied().unwrap_or(i64::MIN)
+    }
+
+    /// When a hard-limited key may try again, if it is locked at `now_ms`.
+    fn locked(&self, limit: usize) -> Option<i64> {
+        (self.times.len() >= limit)
+            .then(|| self.times.front().map_or(0, |t| t + Throttle::WINDOW_MS))
+    }
+
+    /// When an account may try again: after [`Throttle::LIMIT`] attempts, each one more
+    /// waits twice as long as the last, from one second up to [`Throttle::MAX_DELAY_MS`].
+    fn delayed(&self) -> Option<i64> {
+        let over = self.times.len().checked_sub(Throttle::LIMIT)?;
+        let delay = 1000_i64
+            .checked_shl(u32::try_from(over).unwrap_or(u32::MAX))
+            .filter(|d| *d > 0)
+            .map_or(Throttle::MAX_DELAY_MS, |d| d.min(Throttle::MAX_DELAY_MS));
+        Some(self.last().saturating_add(delay))
+    }
+
+    fn forget(&mut self, at_ms: i64) {
+        if let Some(i) = self.times.iter().rposition(|t| *t == at_ms) {
+            self.times.remove(i);
+        }
+    }
+}
+
+/// Sign-in attempts, counted *before* the password is checked (an attempt still being
+/// checked counts as a failure until it succeeds), so simultaneous guesses cannot slip past
+/// the limit while each waits for its hash.
+///
+/// - The name and the address together: [`Throttle::LIMIT`] attempts in
+///   [`Throttle::WINDOW_MS`], then refused until the window has passed since the oldest.
+/// - The address alone (many names from one place): [`Throttle::ADDRESS_LIMIT`], likewise.
+/// - The account alone (one name from many places): growing delays, at most
+///   [`Throttle::MAX_DELAY_MS`], so the owner is slowed, never locked out.
+///
+/// Records of accounts that exist are never evicted; the rest are bounded, the least
+/// recently used evicted first.
 #[derive(Debug, Default)]
 pub struct Throttle {
-    failures: HashMap<String, Vec<i64>>,
+    accounts: HashMap<String, Record>,
+    others: HashMap<String, Record>,
 }
 
 impl Throttle {
     pub const LIMIT: usize = 5;
+    pub const ADDRESS_LIMIT: usize = 20;
     pub const WINDOW_MS: i64 = 15 * 60 * 1000;
-    /// Keys remembered at most; past it the oldest-failing are forgotten.
-    const KEYS: usize = 10_000;
+    pub const MAX_DELAY_MS: i64 = 60 * 1000;
+    /// Records of unknown names, addresses and pairs kept at most.
+    pub const KEYS: usize = 10_000;
 
-    /// If `key` is locked out at `now_ms`, when it may try again.
-    pub fn locked_until(&self, key: &str, now_ms: i64) -> Option<i64> {
-        let f = self.failures.get(key)?;
-        let recent: Vec<i64> = f
-            .iter()
-            .copied()
-            .filter(|t| now_ms - t < Self::WINDOW_MS)
-            .collect();
-        (recent.len() >= Self::LIMIT)
-            .then(|| recent.iter().min().copied().unwrap_or(now_ms) + Self::WINDOW_MS)
+    fn keys(a: &Attempt) -> [(bool, String); 3] {
+        [
+            (a.known, format!("user:{}", a.account)),
+            (false, format!("addr:{}", a.address)),
+            (false, format!("pair:{}@{}", a.account, a.address)),
+        ]
     }
 
-    pub fn failed(&mut self, key: &str, now_ms: i64) {
-        if self.failures.len() >= Self::KEYS && !self.failures.contains_key(key) {
-            self.failures
-                .retain(|_, f| f.iter().any(|t| now_ms - t < Self::WINDOW_MS));
-            if self.failures.len() >= Self::KEYS {
-                self.failures.clear();
+    fn record(&mut self, account: bool, key: &str) -> Option<&mut Record> {
+        if account {
+            self.accounts.get_mut(key)
+        } else {
+            self.others.get_mut(key)
+        }
+    }
+
+    /// Counts `attempt` at `now_ms`, or refuses it. A counted attempt is a failure until
+    /// [`Throttle::succeeded`] or [`Throttle::abandoned`] says otherwise.
+    pub fn begin(&mut self, mut attempt: Attempt, now_ms: i64) -> Result<Attempt, Refusal> {
+        let keys = Self::keys(&attempt);
+        let mut until = None::<(i64, usize)>;
+        for (i, (known, key)) in keys.iter().enumerate() {
+            let Some(r) = self.record(*known, key) else {
+                continue;
+            };
+            r.expire(now_ms);
+            let ready = match i {
+                0 => r.delayed(),
+                1 => r.locked(Self::ADDRESS_LIMIT),
+                _ => r.locked(Self::LIMIT),
+            };
+            if let Some(t) = ready.filter(|t| *t > now_ms)
+                && until.is_none_or(|(u, _)| t > u)
+            {
+                until = Some((t, i));
             }
         }
-        let f = self.failures.entry(key.to_owned()).or_default();
-        f.retain(|t| now_ms - t < Self::WINDOW_MS);
-        f.push(now_ms);
+        if let Some((until_ms, i)) = until {
+            let mut audit = false;
+            if let Some((known, key)) = keys.get(i)
+                && let Some(r) = self.record(*known, key)
+                && r.audited_until <= now_ms
+            {
+                r.audited_until = now_ms + Self::WINDOW_MS;
+                audit = true;
+            }
+            return Err(Refusal { until_ms, audit });
+        }
+        attempt.at_ms = now_ms;
+        for (known, key) in keys {
+            if !known && !self.others.contains_key(&key) && self.others.len() >= Self::KEYS {
+                self.evict(now_ms);
+            }
+            let map = if known {
+                &mut self.accounts
+            } else {
+                &mut self.others
+            };
+            map.entry(key).or_default().times.push_back(now_ms);
+        }
+        Ok(attempt)
     }
 
-    pub fn succeeded(&mut self, key: &str) {
-        self.failures.remove(key);
+    /// Makes room: the expired go, and if that is not a tenth of the table, the least
+    /// recently used tenth (so a flood of new keys costs one scan per thousand, not per key).
+    fn evict(&mut self, now_ms: i64) {
+        self.others.retain(|_, r| {
+            r.expire(now_ms);
+            !r.times.is_empty() || r.audited_until > now_ms
+        });
+        let room = Self::KEYS / 10;
+        if self.others.len() + room > Self::KEYS {
+            let mut last: Vec<i64> = self.others.values().map(Record::last).collect();
+            let n = (self.others.len() + room).saturating_sub(Self::KEYS);
+            if let Some(i) = n.checked_sub(1)
+                && i < last.len()
+            {
+                let (_, cut, _) = last.select_nth_unstable(i);
+                let cut = *cut;
+                self.others.retain(|_, r| r.last() > cut);
+            }
+        }
+    }
+
+    /// The password was right: the account and the pair start again; the address keeps
+    /// its other attempts.
+    pub fn succeeded(&mut self, attempt: &Attempt) {
+        let [(known, account), (_, address), (_, pair)] = Self::keys(attempt);
+        if known {
+            self.accounts.remove(&account);
+        } else {
+            self.others.remove(&account);
+        }
+        self.others.remove(&pair);
+        if let Some(r) = self.others.get_mut(&address) {
+            r.forget(attempt.at_ms);
+        }
+    }
+
+    /// The attempt was never checked (the console was too busy): it does not count.
+    pub fn abandoned(&mut self, attempt: &Attempt) {
+        for (known, key) in Self::keys(attempt) {
+            if let Some(r) = self.record(known, &key) {
+                r.forget(attempt.at_ms);
+            }
+        }
+    }
+
+    /// Records kept (accounts, others).
+    pub fn len(&self) -> (usize, usize) {
+        (self.accounts.len(), self.others.len())
     }
 }
 
@@ -241,17 +436,112 @@ mod tests {
         assert!(same_secret(&a, &a.clone()) && !same_secret(&a, &b));
     }
 
+    const MIN: i64 = 60_000;
+
+    fn begin(t: &mut Throttle, name: &str, addr: &str, now: i64) -> Result<Attempt, Refusal> {
+        t.begin(Attempt::new(name, name == "dsl", addr), now)
+    }
+
     #[test]
-    fn the_sixth_failure_in_fifteen_minutes_is_locked_out() {
+    fn the_sixth_attempt_from_one_place_is_refused_for_the_window() {
         let mut t = Throttle::default();
         for i in 0..5 {
-            assert_eq!(t.locked_until("dsl", i * 1000), None);
-            t.failed("dsl", i * 1000);
+            begin(&mut t, "dsl", "192.0.2.1", i * 1000).unwrap();
         }
-        assert_eq!(t.locked_until("dsl", 5000), Some(Throttle::WINDOW_MS));
-        assert_eq!(t.locked_until("other", 5000), None);
-        assert_eq!(t.locked_until("dsl", Throttle::WINDOW_MS + 1), None);
-        t.succeeded("dsl");
-        assert_eq!(t.locked_until("dsl", 5000), None);
+        // Counted before any password was checked: in-flight attempts count.
+        let r = begin(&mut t, "dsl", "192.0.2.1", 5000).unwrap_err();
+        assert_eq!(
+            r,
+            Refusal {
+                until_ms: Throttle::WINDOW_MS,
+                audit: true
+            }
+        );
+        // Refused again: not audited again within the window.
+        assert!(!begin(&mut t, "dsl", "192.0.2.1", 6000).unwrap_err().audit);
+        // Another account from the same place is not held up.
+        begin(&mut t, "it", "192.0.2.1", 6000).unwrap();
+        // The window passes since the oldest attempt.
+        begin(&mut t, "dsl", "192.0.2.1", Throttle::WINDOW_MS).unwrap();
+    }
+
+    #[test]
+    fn guesses_from_elsewhere_only_slow_the_owner_down() {
+        let mut t = Throttle::default();
+        for i in 0..5 {
+            begin(&mut t, "dsl", &format!("198.51.100.{i}"), 0).unwrap();
+        }
+        // The account waits 1 s after the fifth, then 2 s, 4 s… at most a minute.
+        let r = begin(&mut t, "dsl", "192.0.2.1", 500).unwrap_err();
+        assert_eq!(r.until_ms, 1000);
+        let a = begin(&mut t, "dsl", "192.0.2.1", 1000).unwrap();
+        assert_eq!(
+            begin(&mut t, "dsl", "192.0.2.9", 1000)
+                .unwrap_err()
+                .until_ms,
+            3000
+        );
+        // A guesser trying each time it may: the waits double up to the cap, never past it.
+        let (mut now, mut waits) = (3000, Vec::new());
+        for i in 0..12 {
+            begin(&mut t, "dsl", &format!("203.0.113.{i}"), now).unwrap();
+            let r = begin(&mut t, "dsl", "192.0.2.1", now).unwrap_err();
+            waits.push((r.until_ms - now) / 1000);
+            now = r.until_ms;
+        }
+        assert_eq!(waits, [4, 8, 16, 32, 60, 60, 60, 60, 60, 60, 60, 60]);
+        assert!(now < Throttle::WINDOW_MS + MIN);
+        // The right password resets the account.
+        t.succeeded(&a);
+        begin(&mut t, "dsl", "192.0.2.1", now).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_attempt_does_not_count() {
+        let mut t = Throttle::default();
+        for i in 0..10 {
+            let a = begin(&mut t, "dsl", "192.0.2.1", i).unwrap();
+            t.abandoned(&a);
+        }
+        begin(&mut t, "dsl", "192.0.2.1", 10).unwrap();
+    }
+
+    #[test]
+    fn many_names_from_one_address_are_limited_too() {
+        let mut t = Throttle::default();
+        for i in 0..Throttle::ADDRESS_LIMIT {
+            begin(&mut t, &format!("user{i}"), "192.0.2.1", 0).unwrap();
+        }
+        assert!(begin(&mut t, "dsl", "192.0.2.1", 1).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_key_per_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), "2001:db8:1:2::/64");
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7");
+    }
+
+    #[test]
+    fn a_flood_of_addresses_evicts_the_oldest_and_never_an_account() {
+        let mut t = Throttle::default();
+        for i in 0..5 {
+            begin(&mut t, "dsl", "192.0.2.1", i).unwrap();
+        }
+        // Many more keys than the table holds: addresses each guessing an unknown name.
+        for i in 0..(Throttle::KEYS as i64) {
+            let addr = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            begin(&mut t, &format!("nobody{i}"), &addr, 10 + i).unwrap_or_else(|_| panic!("{i}"));
+        }
+        let (accounts, others) = t.len();
+        assert_eq!(accounts, 1);
+        assert!(others <= Throttle::KEYS, "{others}");
+        // The account's record survived: its delay still applies.
+        assert!(begin(&mut t, "dsl", "198.51.100.7", 20).is_err());
     }
 }

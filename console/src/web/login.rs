@@ -2,9 +2,12 @@
 //!
 //! The login form is protected against cross-site posting by a random token set both as a
 //! cookie (`sg_login`, this path only) and as a hidden field, which must match; every later
-//! form carries the session's own CSRF token. Failures are throttled per name and per
-//! address ([`Throttle`](crate::auth::Throttle)), and a name that does not exist costs as
-//! long to refuse as a wrong password. Every success and failure is in the audit log.
+//! form carries the session's own CSRF token. Attempts are counted before the password is
+//! checked and throttled per name, per address and per both
+//! ([`Throttle`](crate::auth::Throttle)); at most [`PasswordChecks::PERMITS`] passwords are
+//! hashed at once, so a burst of sign-ins cannot exhaust memory. A name that does not exist
+//! costs as long to refuse as a wrong password. Every success and failure is in the audit
+//! log, and the first refusal of each throttled key in its window.
 
 use askama::Template;
 use axum::Form;
@@ -14,7 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{Peer, SESSION_COOKIE, Shared, cookie, internal, now_ms, set_cookie};
-use crate::auth::{decoy_hash, random_token, same_secret, token_hash, totp_check, verify_password};
+use crate::auth::{Attempt, decoy_hash, random_token, same_secret, token_hash, totp_check};
 use crate::db::audit::Entry;
 
 const LOGIN_COOKIE: &str = "sg_login";
@@ -65,7 +68,7 @@ pub async fn submit(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let now = now_ms();
-    let address = peer.map(|p| p.0.0.ip().to_string());
+    let address = peer.map(|p| p.0.0.ip());
     let form_ok = cookie(&headers, LOGIN_COOKIE).is_some_and(|c| same_secret(c, &form.csrf));
     if !form_ok {
         return page_for(
@@ -76,42 +79,63 @@ pub async fn submit(
         .await;
     }
     let name = crate::wire::clean(form.username.trim(), 64);
-    let keys = [
-        format!("user:{name}"),
-        format!("addr:{}", address.as_deref().unwrap_or("")),
-    ];
-    let locked = {
-        let t = app.throttle();
-        keys.iter().filter_map(|k| t.locked_until(k, now)).max()
-    };
     let audit = |action: &str, detail: Option<String>| Entry {
         time_ms: now,
         who: name.clone(),
         action: action.to_owned(),
         target: None,
         detail,
-        address: address.clone(),
+        address: address.map(|a| a.to_string()),
     };
-    if let Some(until) = locked {
-        if let Err(e) = app.db.audit(&audit("login_throttled", None)).await {
-            return internal(&e);
-        }
-        let minutes = (until - now).div_euclid(60_000) + 1;
-        let message = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
-        return page_for(&app, StatusCode::TOO_MANY_REQUESTS, Some(&message)).await;
-    }
     let user = match app.db.user_by_name(&name).await {
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
+    // Counted before the password is checked, so simultaneous guesses each see the others.
+    let address_key = address.map_or_else(String::new, crate::auth::address_key);
+    let counted = app
+        .throttle()
+        .begin(Attempt::new(&name, user.is_some(), &address_key), now);
+    let attempt = match counted {
+        Ok(a) => a,
+        Err(refusal) => {
+            if refusal.audit
+                && let Err(e) = app.db.audit(&audit("login_throttled", None)).await
+            {
+                return internal(&e);
+            }
+            let seconds = (refusal.until_ms - now).div_euclid(1000) + 1;
+            let message = if seconds > 90 {
+                format!(
+                    "Too many failed sign-ins. Try again in {} minute(s).",
+                    seconds.div_euclid(60) + 1
+                )
+            } else {
+                format!("Too many failed sign-ins. Try again in {seconds} second(s).")
+            };
+            let mut res = page_for(&app, StatusCode::TOO_MANY_REQUESTS, Some(&message)).await;
+            if let Ok(v) = seconds.to_string().parse() {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return res;
+        }
+    };
     let hash = user
         .as_ref()
-        .map_or(decoy_hash(), |u| u.password_hash.as_str());
-    let password = form.password;
-    let hash = hash.to_owned();
-    let matched = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+        .map_or(decoy_hash(), |u| u.password_hash.as_str())
+        .to_owned();
+    let Some(matched) = app.password_checks.verify(form.password, hash).await else {
+        app.throttle().abandoned(&attempt);
+        let mut res = page_for(
+            &app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("The console is busy. Please try again in a moment."),
+        )
+        .await;
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return res;
+    };
     // An account with a TOTP secret also needs a code, each accepted once.
     let user = match user.filter(|_| matched) {
         Some(u) => match u.totp_secret.as_deref() {
@@ -131,12 +155,6 @@ pub async fn submit(
         None => None,
     };
     let Some(user) = user else {
-        {
-            let mut t = app.throttle();
-            for k in &keys {
-                t.failed(k, now);
-            }
-        }
         if let Err(e) = app.db.audit(&audit("login_failed", None)).await {
             return internal(&e);
         }
@@ -147,12 +165,7 @@ pub async fn submit(
         )
         .await;
     };
-    {
-        let mut t = app.throttle();
-        for k in &keys {
-            t.succeeded(k);
-        }
-    }
+    app.throttle().succeeded(&attempt);
     let (token, csrf) = match (random_token(), random_token()) {
         (Ok(t), Ok(c)) => (t, c),
         (Err(e), _) | (_, Err(e)) => return internal(&e),
@@ -213,4 +226,49 @@ pub async fn logout(
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
+}
+
+/// Password checks (19 MiB of argon2 each) run at most [`Self::PERMITS`] at a time, off the
+/// async threads; a check that waits longer than [`Self::WAIT`] is not made. The permit
+/// goes with the hashing itself, so a browser that leaves mid-check frees nothing early.
+#[derive(Debug)]
+pub struct PasswordChecks {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The most that ever ran at once (for the tests).
+    pub peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Default for PasswordChecks {
+    fn default() -> Self {
+        Self {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(Self::PERMITS)),
+            running: std::sync::Arc::default(),
+            peak: std::sync::Arc::default(),
+        }
+    }
+}
+
+impl PasswordChecks {
+    pub const PERMITS: usize = 4;
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Whether `password` matches `hash`; `None` if no check could start in time.
+    pub async fn verify(&self, password: String, hash: String) -> Option<bool> {
+        use std::sync::atomic::Ordering;
+        let permit = tokio::time::timeout(Self::WAIT, self.permits.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        let (running, peak) = (self.running.clone(), self.peak.clone());
+        let check = tokio::task::spawn_blocking(move || {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let matched = crate::auth::verify_password(&password, &hash);
+            running.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            matched
+        });
+        Some(check.await.unwrap_or(false))
+    }
 }

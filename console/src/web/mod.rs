@@ -9,7 +9,6 @@
 //! - [`audit`]: the audit log.
 //! - [`reports`]: blocked activity, the dashboard, the weekly report.
 //! - [`live`]: new alerts pushed to open pages over server-sent events.
-//! - [`live`]: new alerts pushed to open pages over server-sent events.
 //! - [`chart`]: SVG charts drawn on the server; [`csv`]: CSV downloads.
 
 pub mod alert;
@@ -46,6 +45,8 @@ pub struct App {
     pub db: Db,
     pub config: Config,
     pub throttle: Mutex<Throttle>,
+    /// Passwords being checked, bounded.
+    pub password_checks: login::PasswordChecks,
     /// Cookies carry `Secure` (the console is served over TLS).
     pub secure_cookies: bool,
     /// New alerts, announced to open pages.
@@ -60,6 +61,7 @@ impl App {
             db,
             config,
             throttle: Mutex::default(),
+            password_checks: login::PasswordChecks::default(),
             secure_cookies,
             live: tokio::sync::broadcast::channel(live::BACKLOG).0,
         }
