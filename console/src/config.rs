@@ -19,6 +19,33 @@ pub struct Config {
     pub session_hours: u32,
     pub retention: Retention,
     pub smtp: Option<Smtp>,
+    /// How many connections at once.
+    pub connections: Connections,
+    /// The TLS proxy (or proxies) in front of the console, when it serves plain HTTP behind
+    /// one: their `X-Forwarded-For` is believed for the client's address, cookies are
+    /// marked `Secure` and HSTS is sent. Empty: no proxy, the connection's address is the
+    /// client's.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// Connections open at once.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Connections {
+    /// In all; keep it well under the open-file limit (the unit sets `LimitNOFILE=8192`).
+    pub max: usize,
+    /// From one address (an IPv6 /64); trusted proxies are not counted.
+    pub per_address: usize,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        let l = crate::web::Limits::default();
+        Self {
+            max: l.connections,
+            per_address: l.per_address,
+        }
+    }
 }
 
 impl Default for Config {
@@ -29,6 +56,8 @@ impl Default for Config {
             session_hours: 10,
             retention: Retention::default(),
             smtp: None,
+            connections: Connections::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

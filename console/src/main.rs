@@ -141,7 +141,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let router = web::router(Arc::clone(&app));
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            web::serve(listener, router, tls, async move {
+            let limits = web::Limits {
+                connections: app.config.connections.max.max(1),
+                per_address: app.config.connections.per_address.max(1),
+                ..web::Limits::default()
+            };
+            let trusted = app.config.trusted_proxies.clone().into();
+            web::serve(listener, router, tls, limits, trusted, async move {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}

@@ -1,14 +1,15 @@
 //! The agents' API. Every call carries `Authorization: Bearer TOKEN`; the token's SHA-256
 //! names the agent (only hashes are stored).
 //!
-//! - `POST /api/v1/events`: `{"agent", "events": [...], "status"?}` → `{"received": N,
+//! - `POST /api/v1/events`: `{"agent", "events": [...], "status"?}` (at most [`MAX_BODY`]
+//!   bytes, read only once the token is known) → `{"received": N,
 //!   "new": M, "refused": [...]}`. Ids already stored are ignored, so a retried batch never
 //!   duplicates; invalid events are refused with a reason and the rest stored.
 //! - `GET /api/v1/commands`: the agent's pending commands (`{"commands": [...]}`).
 //! - `POST /api/v1/commands/{id}/done`: the agent carried one out.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -43,10 +44,25 @@ async fn agent(app: &Shared, headers: &HeaderMap) -> Result<String, Response> {
     }
 }
 
-pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+/// The largest batch body taken (agents send about 1 MiB at most).
+pub const MAX_BODY: usize = 4 << 20;
+
+pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    // The token first: nothing is read from a sender who has none. The read itself is
+    // bounded in size here and in time by the server's request limit.
     let name = match agent(&app, &headers).await {
         Ok(n) => n,
         Err(r) => return r,
+    };
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({"error": format!("a batch is at most {MAX_BODY} bytes")})),
+            )
+                .into_response();
+        }
     };
     let batch = match parse_batch(&body) {
         Ok(b) => b,

@@ -10,6 +10,7 @@
 //! - [`reports`]: blocked activity, the dashboard, the weekly report.
 //! - [`live`]: new alerts pushed to open pages over server-sent events.
 //! - [`chart`]: SVG charts drawn on the server; [`csv`]: CSV downloads.
+//! - [`server`]: connections: TLS, time limits, how many at once.
 
 pub mod alert;
 pub mod alerts;
@@ -21,6 +22,9 @@ pub mod devices;
 pub mod live;
 pub mod login;
 pub mod reports;
+pub mod server;
+
+pub use server::{Limits, TlsError, serve, tls_config};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -380,91 +384,6 @@ pub fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves: TLS if `tls` is given.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "accept");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(addr))));
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let builder = hyper::server::conn::http1::Builder::new();
-            let result = match acceptor {
-                Some(a) => {
-                    match tokio::time::timeout(std::time::Duration::from_secs(10), a.accept(tcp))
-                        .await
-                    {
-                        Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), service).await,
-                        _ => return,
-                    }
-                }
-                None => builder.serve_connection(TokioIo::new(tcp), service).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %addr, "connection");
-            }
-        });
-    }
-}
-
-/// A TLS server configuration from PEM files.
-pub fn tls_config(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Pem {
-            path: cert.to_owned(),
-            message: e.to_string(),
-        })?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
-        path: key.to_owned(),
-        message: e.to_string(),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// The console's certificate or key cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("{}: {message}", path.display())]
-    Pem {
-        path: std::path::PathBuf,
-        message: String,
-    },
-    #[error("TLS: {0}")]
-    Config(String),
 }
 
 #[cfg(test)]

@@ -1,0 +1,500 @@
+//! Connections: accepted, TLS-wrapped, handed to hyper, and bounded so that slow or idle
+//! clients cannot hold the console: a head must arrive within [`Limits::head`], a request
+//! (body included) be answered within [`Limits::request`], a connection with nothing sent
+//! either way for [`Limits::idle`] is closed, and at most [`Limits::connections`] are open
+//! at once, [`Limits::per_address`] of them from one address (an IPv6 /64). A connection
+//! over a limit is closed at once, so the rest keep being served.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tracing::warn;
+
+use super::Peer;
+
+/// How long and how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// From connecting (or the last answer) to a whole request head.
+    pub head: Duration,
+    /// From the head to the answer's head: the body read and the page made.
+    pub request: Duration,
+    /// Nothing read or written for this long closes the connection (the live alert stream
+    /// sends a comment every 15 s, so it stays open).
+    pub idle: Duration,
+    /// Connections open at once; keep it well under the process's open-file limit (the
+    /// unit's `LimitNOFILE`).
+    pub connections: usize,
+    /// Connections open at once from one address (an IPv6 /64), except trusted proxies.
+    pub per_address: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            head: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+            connections: 1024,
+            per_address: 64,
+        }
+    }
+}
+
+/// Answers 408 when a request (its body included) is not answered within the limit.
+pub async fn time_limit(limit: Duration, req: axum::extract::Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "The request took too long.").into_response(),
+    }
+}
+
+/// Open connections, in all and per address.
+#[derive(Debug, Default)]
+struct Open {
+    all: usize,
+    by_address: HashMap<String, usize>,
+}
+
+/// One connection's place among the open ones, given back when it closes.
+#[derive(Debug)]
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    key: Option<String>,
+}
+
+impl Slot {
+    /// A place for a connection from `key` (`None`: a trusted proxy, no per-address count).
+    fn take(open: &Arc<Mutex<Open>>, key: Option<String>, limits: &Limits) -> Option<Self> {
+        let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+        if o.all >= limits.connections {
+            return None;
+        }
+        if let Some(k) = &key {
+            let n = o.by_address.entry(k.clone()).or_default();
+            if *n >= limits.per_address {
+                return None;
+            }
+            *n += 1;
+        }
+        o.all += 1;
+        Some(Self {
+            open: Arc::clone(open),
+            key,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        o.all = o.all.saturating_sub(1);
+        if let Some(k) = &self.key
+            && let Some(n) = o.by_address.get_mut(k)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                o.by_address.remove(k);
+            }
+        }
+    }
+}
+
+/// A stream that notes when bytes last moved either way.
+#[derive(Debug)]
+struct Watched<S> {
+    inner: S,
+    start: Instant,
+    /// Milliseconds after `start` of the last read or write.
+    last: Arc<AtomicU64>,
+}
+
+impl<S> Watched<S> {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves: TLS if `tls` is given, within
+/// `limits`. Connections from `trusted` addresses (the TLS proxy in front) are not counted
+/// per address.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: Limits,
+    trusted: Arc<[IpAddr]>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let open = Arc::new(Mutex::new(Open::default()));
+    let router = router.layer(axum::middleware::from_fn(move |req, next| {
+        time_limit(limits.request, req, next)
+    }));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to close.
+                    warn!(error = %e, "accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let key = (!trusted.contains(&addr.ip())).then(|| crate::auth::address_key(addr.ip()));
+        let Some(slot) = Slot::take(&open, key, &limits) else {
+            tracing::debug!(%addr, "connection refused: too many open");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(
+            router.clone().layer(axum::Extension(Peer(addr))),
+        );
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let start = Instant::now();
+            let last = Arc::new(AtomicU64::new(0));
+            let result = match acceptor {
+                Some(a) => match tokio::time::timeout(limits.head, a.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let io = Watched {
+                            inner: tls,
+                            start,
+                            last: Arc::clone(&last),
+                        };
+                        connection(io, service, &limits, start, &last).await
+                    }
+                    _ => return,
+                },
+                None => {
+                    let io = Watched {
+                        inner: tcp,
+                        start,
+                        last: Arc::clone(&last),
+                    };
+                    connection(io, service, &limits, start, &last).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %addr, "connection");
+            }
+        });
+    }
+}
+
+/// One connection, until it ends or has been idle too long.
+async fn connection<S, Svc>(
+    io: S,
+    service: Svc,
+    limits: &Limits,
+    start: Instant,
+    last: &AtomicU64,
+) -> Result<(), hyper::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    Svc::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.head);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let tick = (limits.idle / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            r = &mut conn => return r,
+            () = tokio::time::sleep(tick) => {
+                let idle_ms = u64::try_from(start.elapsed().as_millis())
+                    .unwrap_or(u64::MAX)
+                    .saturating_sub(last.load(Ordering::Relaxed));
+                if Duration::from_millis(idle_ms) >= limits.idle {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A TLS server configuration from PEM files.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Pem {
+            path: cert.to_owned(),
+            message: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+        path: key.to_owned(),
+        message: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The console's certificate or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {message}", path.display())]
+    Pem {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("TLS: {0}")]
+    Config(String),
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    //! A real server on loopback, met by slow and idle clients.
+
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    use super::*;
+    use crate::db::testing;
+    use crate::web::tests::Console;
+
+    const TOKEN: &str = "sga_test_token";
+
+    /// A console served on 127.0.0.1 within `limits`, with an agent `gw1`.
+    async fn console(limits: Limits) -> (SocketAddr, Console, Option<tempfile::TempDir>) {
+        let (db, dir) = testing::each().await.into_iter().next().unwrap();
+        db.add_agent("gw1", &crate::auth::token_hash(TOKEN), 1)
+            .await
+            .unwrap();
+        let c = Console::new(db).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = crate::web::router(Arc::clone(&c.app));
+        tokio::spawn(serve(
+            listener,
+            router,
+            None,
+            limits,
+            Arc::from([]),
+            std::future::pending(),
+        ));
+        (addr, c, dir)
+    }
+
+    /// A connection from `source` (any 127/8 address is this machine's).
+    async fn connect(source: &str, to: SocketAddr) -> TcpStream {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        s.connect(to).await.unwrap()
+    }
+
+    /// Whether the server closes `s` within `within` (reads to the end, ignoring what it
+    /// says first).
+    async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 4096];
+        let read_all = async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(within, read_all).await.is_ok()
+    }
+
+    /// The whole answer to one request on a fresh connection from 127.0.0.1.
+    async fn ask(to: SocketAddr, request: &str) -> String {
+        let mut s = connect("127.0.0.1", to).await;
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn half_sent_requests_neither_stay_nor_crowd_out_others() {
+        let limits = Limits {
+            head: Duration::from_millis(500),
+            request: Duration::from_secs(2),
+            idle: Duration::from_secs(2),
+            connections: 64,
+            per_address: 8,
+        };
+        let (addr, _c, _dir) = console(limits).await;
+        let mut slow = Vec::new();
+        for _ in 0..20 {
+            let mut s = connect("127.0.0.2", addr).await;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: console\r\nX-Slow: ")
+                .await
+                .unwrap();
+            slow.push(s);
+        }
+        // Others are answered at once.
+        let started = Instant::now();
+        let answer = ask(
+            addr,
+            "GET /healthz HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(started.elapsed() < Duration::from_millis(400));
+        // Past the per-address limit, closed at once (accepted in the order they came);
+        // the first eight when their head is late.
+        let (kept, over) = slow.split_at_mut(8);
+        for s in over {
+            assert!(closed_within(s, Duration::from_millis(100)).await);
+        }
+        assert!(!closed_within(&mut kept[0], Duration::from_millis(10)).await);
+        for s in kept {
+            assert!(closed_within(s, Duration::from_millis(900)).await);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed() {
+        let limits = Limits {
+            idle: Duration::from_millis(400),
+            ..Limits::default()
+        };
+        let (addr, _c, _dir) = console(limits).await;
+        let mut s = connect("127.0.0.1", addr).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: console\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        // Kept alive, then nothing more: closed.
+        assert!(closed_within(&mut s, Duration::from_millis(900)).await);
+    }
+
+    #[tokio::test]
+    async fn the_agents_api_reads_no_body_without_a_token_and_a_stalled_one_times_out() {
+        let limits = Limits {
+            request: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let (addr, _c, _dir) = console(limits).await;
+        // A promised 2 MB from someone without a token: refused before any of it is read.
+        for auth in ["", "Authorization: Bearer sga_wrong\r\n"] {
+            let mut s = connect("127.0.0.1", addr).await;
+            let head = format!(
+                "POST /api/v1/events HTTP/1.1\r\nHost: console\r\n{auth}\
+                 Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{{\"agent\""
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf))
+                .await
+                .expect("answered before the body came")
+                .unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 401"), "{auth}");
+        }
+        // An agent that stops sending its body is answered 408 at the request limit.
+        let mut s = connect("127.0.0.1", addr).await;
+        let head = format!(
+            "POST /api/v1/events HTTP/1.1\r\nHost: console\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"agent\""
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 408"));
+        // A body larger than a batch may be is refused.
+        let big = format!(
+            "POST /api/v1/events HTTP/1.1\r\nHost: console\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n",
+            crate::web::api::MAX_BODY + 1
+        );
+        let mut s = connect("127.0.0.1", addr).await;
+        s.write_all(big.as_bytes()).await.unwrap();
+        let chunk = vec![b' '; 1 << 16];
+        for _ in 0..80 {
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+        assert!(
+            out.starts_with(b"HTTP/1.1 413"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
