@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::chart::{bars, columns};
 use super::csv::{document, download};
 use super::{Answer, Frame, Refused, Shared, Signed, day_start, now_ms, render, when};
+use crate::auth::Role;
 use crate::db::accounts::Agent;
 use crate::db::reports::{AlertColumn, By, HOUR_MS, TopDevice, Window};
 
@@ -308,7 +309,9 @@ type Sections = Vec<(&'static str, Vec<(String, i64)>)>;
 /// The weekly report's section the page also draws as a chart.
 const BLOCKS_BY_DAY: &str = "Blocks by day";
 
-async fn weekly_sections(app: &Shared, w: Window) -> Result<Sections, Refused> {
+/// The sections for `role`: outcomes only for those who handle cases (with the alerts list
+/// and the audit log, an outcome could be tied to a child).
+async fn weekly_sections(app: &Shared, w: Window, role: Role) -> Result<Sections, Refused> {
     let named = |rows: Vec<(Option<String>, i64)>, none: &str| {
         rows.into_iter()
             .map(|(k, n)| (key_or(k, none), n))
@@ -331,7 +334,7 @@ async fn weekly_sections(app: &Shared, w: Window) -> Result<Sections, Refused> {
             )
         })
         .collect();
-    Ok(vec![
+    let mut sections = vec![
         ("Events by kind", named(app.db.kinds(w).await?, "(none)")),
         (BLOCKS_BY_DAY, per_day),
         (
@@ -357,14 +360,17 @@ async fn weekly_sections(app: &Shared, w: Window) -> Result<Sections, Refused> {
             "Alerts by status",
             named(app.db.alerts_by(AlertColumn::Status, w).await?, "(none)"),
         ),
-        (
+    ];
+    if role.handles_cases() {
+        sections.push((
             "Alerts by outcome",
             named(
                 app.db.alerts_by(AlertColumn::Outcome, w).await?,
                 "(not resolved)",
             ),
-        ),
-    ])
+        ));
+    }
+    Ok(sections)
 }
 
 #[derive(Template)]
@@ -385,7 +391,7 @@ pub async fn weekly(
     Query(params): Query<WeeklyParams>,
 ) -> Answer {
     let w = week_of(&params, now_ms());
-    let sections = weekly_sections(&app, w).await?;
+    let sections = weekly_sections(&app, w, signed.role()).await?;
     signed
         .audit(&app, "view_report", Some(&date_of(w.from_ms)), None)
         .await?;
@@ -412,7 +418,7 @@ pub async fn weekly_csv(
     Query(params): Query<WeeklyParams>,
 ) -> Answer {
     let w = week_of(&params, now_ms());
-    let sections = weekly_sections(&app, w).await?;
+    let sections = weekly_sections(&app, w, signed.role()).await?;
     let from = date_of(w.from_ms);
     signed
         .audit(&app, "export_report", Some(&from), None)
