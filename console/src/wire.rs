@@ -20,6 +20,10 @@ pub const MAX_NAME: usize = 253;
 pub const MAX_EVIDENCE: usize = 1000;
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 5000;
+/// The largest `count` one event may carry: far above what a device can do in an
+/// aggregation window, and small enough that no sum over the events a database can hold
+/// (fewer than nine billion rows) overflows 64 bits.
+pub const MAX_COUNT: i64 = 1_000_000_000;
 
 /// The kinds of event an agent sends.
 pub const KINDS: &[&str] = &[
@@ -202,8 +206,12 @@ pub fn parse_event(v: Value) -> Result<Incoming, (Option<String>, String)> {
         None | Some(Value::Null) => 1,
         Some(Value::Number(n)) => n
             .as_i64()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| fail(format!("`count` {n} must be a whole number ≥ 1")))?,
+            .filter(|n| (1..=MAX_COUNT).contains(n))
+            .ok_or_else(|| {
+                fail(format!(
+                    "`count` {n} must be a whole number from 1 to {MAX_COUNT}"
+                ))
+            })?,
         Some(_) => return Err(fail("`count` must be a number".into())),
     };
     let last_ms = match m.remove("last") {
@@ -345,6 +353,24 @@ mod tests {
             ]
         );
         assert_eq!(batch.refused[0].id.as_deref(), Some(ID));
+    }
+
+    #[test]
+    fn a_count_is_bounded_so_sums_cannot_overflow() {
+        for (count, ok) in [
+            (serde_json::json!(1), true),
+            (serde_json::json!(MAX_COUNT), true),
+            (serde_json::json!(MAX_COUNT + 1), false),
+            (serde_json::json!(i64::MAX), false),
+            (serde_json::json!(u64::MAX), false),
+            (serde_json::json!(0), false),
+            (serde_json::json!(-1), false),
+            (serde_json::json!(1.5), false),
+        ] {
+            let mut e = example();
+            e["count"] = count.clone();
+            assert_eq!(parse_event(e).is_ok(), ok, "{count}");
+        }
     }
 
     #[test]

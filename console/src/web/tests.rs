@@ -894,12 +894,20 @@ async fn it_sees_no_case_detail_on_any_route() {
             ("release", vec![("reason", "XYZZY-REASON")]),
         ] {
             let done = dsl.post(&format!("{path}/{action}"), &fields).await;
-            assert_eq!(done.status, StatusCode::SEE_OTHER, "{action}: {}", done.body);
+            assert_eq!(
+                done.status,
+                StatusCode::SEE_OTHER,
+                "{action}: {}",
+                done.body
+            );
         }
         // The DSL sees them, so their absence below means something.
         let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
         let weekly = dsl.get(&format!("/reports/weekly?week={today}")).await.body;
-        assert!(weekly.contains("referred under safeguarding procedures"), "{weekly}");
+        assert!(
+            weekly.contains("referred under safeguarding procedures"),
+            "{weekly}"
+        );
         assert!(dsl.get(&path).await.body.contains("XYZZY-NOTE"));
 
         let it = c.signed_in("it").await;
@@ -948,4 +956,41 @@ async fn it_sees_no_case_detail_on_any_route() {
 }
 
 /// Texts only the DSL may read, as the walk above wrote them.
-const OUTCOMES_AND_CASE_TEXT: [&str; 4] = ["XYZZY-NOTE", "XYZZY-ACTION", "XYZZY-REASON", "by outcome"];
+const OUTCOMES_AND_CASE_TEXT: [&str; 4] =
+    ["XYZZY-NOTE", "XYZZY-ACTION", "XYZZY-REASON", "by outcome"];
+
+/// An agent sends the largest counts it may, and one it may not: the reports still add up.
+#[tokio::test]
+async fn the_largest_counts_break_no_report() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let now = jiff::Timestamp::now();
+        let blocked = |count: i64| {
+            serde_json::json!({
+                "id": uuid::Uuid::now_v7().to_string(), "time": now.to_string(),
+                "kind": "blocked", "device": {"ip": "10.10.3.7"}, "group": "pupils",
+                "name": "tiktok.com", "category": "social", "count": count,
+            })
+        };
+        let body = serde_json::json!({"agent": "gw1", "events": [
+            blocked(crate::wire::MAX_COUNT), blocked(crate::wire::MAX_COUNT), blocked(i64::MAX),
+        ]});
+        let batch = crate::wire::parse_batch(body.to_string().as_bytes()).unwrap();
+        assert_eq!((batch.events.len(), batch.refused.len()), (2, 1));
+        c.app.db.ingest("gw1", &batch.events, 1).await.unwrap();
+        let dsl = c.signed_in("dsl").await;
+        let today = now.strftime("%Y-%m-%d").to_string();
+        for path in [
+            "/dashboard".to_owned(),
+            "/blocked".to_owned(),
+            "/blocked.csv?by=name".to_owned(),
+            format!("/reports/weekly?week={today}"),
+            format!("/reports/weekly.csv?week={today}"),
+        ] {
+            let page = dsl.get(&path).await;
+            assert_eq!(page.status, StatusCode::OK, "{path}");
+        }
+        let csv = dsl.get("/blocked.csv?by=name").await.body;
+        assert!(csv.contains("2000000000"), "{csv}");
+    }
+}
