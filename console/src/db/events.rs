@@ -139,13 +139,25 @@ impl Db {
                     .bind(now_ms)
                     .push(", 'new', 0)");
             }
-            q.push(" ON CONFLICT (id) DO NOTHING");
-            let done = q
+            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            let stored: Vec<String> = q
                 .query()
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
+                .map_err(sql("store events"))?
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<_, _>>()
                 .map_err(sql("store events"))?;
-            new += done.rows_affected();
+            new += stored.len() as u64;
+            // Only events stored now move a quarantine: an id sent again changes nothing.
+            for e in chunk {
+                if matches!(e.kind, "quarantined" | "released")
+                    && stored.iter().any(|id| *id == e.id.to_string())
+                {
+                    super::devices::note_quarantine(&mut tx, agent, e).await?;
+                }
+            }
         }
         tx.commit().await.map_err(sql("commit a batch"))?;
         Ok(new)

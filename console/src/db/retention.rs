@@ -78,6 +78,14 @@ impl Db {
             )
             .await?,
         };
+        // A device's quarantine state lives as long as the quarantine it records: a release
+        // stays known after its own event is purged with the blocked activity.
+        run(
+            "DELETE FROM quarantines WHERE COALESCE(quarantined_ms, released_ms) < $1",
+            alerts_before,
+            "purge quarantine states",
+        )
+        .await?;
         tx.commit().await.map_err(sql("commit a purge"))?;
         Ok(purged)
     }
