@@ -296,14 +296,22 @@ mod tests {
             db.ingest("gw1", &[at(2, "released", "10.10.3.7", now - 99 * DAY)], 1)
                 .await
                 .unwrap();
-            db.ingest("gw1", &[at(1, "quarantined", "10.10.3.7", now - 99 * DAY - 5)], 1)
-                .await
-                .unwrap();
+            db.ingest(
+                "gw1",
+                &[at(1, "quarantined", "10.10.3.7", now - 99 * DAY - 5)],
+                1,
+            )
+            .await
+            .unwrap();
             assert!(db.quarantines().await.unwrap().is_empty());
             let retention = crate::config::Retention::default();
             let purged = db.purge(&retention, now).await.unwrap();
             assert_eq!(purged.events, 1, "the release, past 90 days");
-            assert_eq!(db.event_count().await.unwrap(), 1, "the quarantine alert stays");
+            assert_eq!(
+                db.event_count().await.unwrap(),
+                1,
+                "the quarantine alert stays"
+            );
             assert!(db.quarantines().await.unwrap().is_empty(), "still released");
             // A year on, the quarantine goes and its state with it.
             db.purge(&retention, now + 300 * DAY).await.unwrap();

@@ -165,6 +165,20 @@ impl Db {
             .map_err(sql(what))
     }
 
+    /// Connections in the pool.
+    fn connections_for(backend: Backend) -> u32 {
+        match backend {
+            // One writer at a time in SQLite anyway; a few readers beside it.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 8,
+        }
+    }
+
+    /// Connections in this database's pool.
+    pub fn connections(&self) -> usize {
+        Self::connections_for(self.backend) as usize
+    }
+
     /// Connects and brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, DbError> {
         install_default_drivers();
@@ -176,11 +190,7 @@ impl Db {
             return Err(DbError::Url(url.to_owned()));
         };
         let options = AnyPoolOptions::new()
-            .max_connections(match backend {
-                // One writer at a time in SQLite anyway; a few readers beside it.
-                Backend::Sqlite => 4,
-                Backend::Postgres => 8,
-            })
+            .max_connections(Self::connections_for(backend))
             .acquire_timeout(Duration::from_secs(10));
         let options = if backend == Backend::Sqlite {
             options.after_connect(|conn, _| {
@@ -196,7 +206,13 @@ impl Db {
                 })
             })
         } else {
-            options
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // No statement holds a connection longer than this.
+                    conn.execute("SET statement_timeout = 20000").await?;
+                    Ok(())
+                })
+            })
         };
         let pool = options
             .connect(url)

@@ -51,6 +51,8 @@ pub struct App {
     pub throttle: Mutex<Throttle>,
     /// Passwords being checked, bounded.
     pub password_checks: login::PasswordChecks,
+    /// Pages reading at once: two fewer than the database pool's connections.
+    pub page_reads: tokio::sync::Semaphore,
     /// Cookies carry `Secure` (the console is served over TLS).
     pub secure_cookies: bool,
     /// New alerts, announced to open pages.
@@ -61,11 +63,13 @@ pub type Shared = Arc<App>;
 
 impl App {
     pub fn new(db: Db, config: Config, secure_cookies: bool) -> Self {
+        let page_reads = tokio::sync::Semaphore::new(db.connections().saturating_sub(2).max(1));
         Self {
             db,
             config,
             throttle: Mutex::default(),
             password_checks: login::PasswordChecks::default(),
+            page_reads,
             secure_cookies,
             live: tokio::sync::broadcast::channel(live::BACKLOG).0,
         }
@@ -88,20 +92,13 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 
 /// The whole console.
 pub fn router(app: Shared) -> Router {
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/alerts") }))
-        .route("/login", get(login::page).post(login::submit))
-        .route("/logout", post(login::logout))
+    // Pages that read many rows share fewer database connections than the pool has, so
+    // they can never take the ones the agents' API and signing in need.
+    let pages = Router::new()
         .route("/alerts", get(alerts::list))
         .route("/alerts.csv", get(alerts::export))
-        .route("/alerts/live", get(live::stream))
-        .route("/static/live.js", get(live::script))
         .route("/alerts/{id}", get(alert::show))
-        .route("/alerts/{id}/triage", post(alert::triage))
-        .route("/alerts/{id}/notes", post(alert::note))
-        .route("/alerts/{id}/release", post(alert::release))
         .route("/devices", get(devices::list))
-        .route("/devices/release", post(devices::release))
         .route("/devices/{key}", get(devices::history))
         .route("/devices/{key}/history.csv", get(devices::history_csv))
         .route("/audit", get(audit::list))
@@ -111,14 +108,46 @@ pub fn router(app: Shared) -> Router {
         .route("/dashboard", get(reports::dashboard))
         .route("/reports/weekly", get(reports::weekly))
         .route("/reports/weekly.csv", get(reports::weekly_csv))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), page_reads));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/alerts") }))
+        .route("/login", get(login::page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/alerts/live", get(live::stream))
+        .route("/static/live.js", get(live::script))
+        .route("/alerts/{id}/triage", post(alert::triage))
+        .route("/alerts/{id}/notes", post(alert::note))
+        .route("/alerts/{id}/release", post(alert::release))
+        .route("/devices/release", post(devices::release))
         .route("/static/console.css", get(style))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/events", post(api::events))
         .route("/api/v1/commands", get(api::commands))
         .route("/api/v1/commands/{id}/done", post(api::command_done))
+        .merge(pages)
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
 }
+
+/// Lets a page read once one of [`App::page_reads`] is free; 503 after [`PAGE_WAIT`].
+async fn page_reads(
+    axum::extract::State(app): axum::extract::State<Shared>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(PAGE_WAIT, app.page_reads.acquire()).await {
+        Ok(Ok(_permit)) => next.run(req).await,
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "The console is busy. Please try again in a moment.",
+        )
+            .into_response(),
+    }
+}
+
+/// How long a page waits for its turn to read.
+pub const PAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
     let mut res = next.run(req).await;

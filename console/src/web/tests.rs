@@ -994,3 +994,44 @@ async fn the_largest_counts_break_no_report() {
         assert!(csv.contains("2000000000"), "{csv}");
     }
 }
+
+/// Pages busy reading (here: holding every turn pages get) leave the agents' command poll
+/// and signing in their own database connections.
+#[tokio::test]
+async fn busy_pages_cannot_starve_agents_or_sign_in() {
+    for (db, _dir) in testing::each().await {
+        db.add_agent("gw1", &token_hash("sga_t"), 1).await.unwrap();
+        let c = Console::new(db).await;
+        let n = c.app.db.connections() - 2;
+        let held = c
+            .app
+            .page_reads
+            .acquire_many(u32::try_from(n).unwrap())
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let poll = Request::get("/api/v1/commands")
+            .header(header::AUTHORIZATION, "Bearer sga_t")
+            .body(Body::empty())
+            .unwrap();
+        let res = router(Arc::clone(&c.app)).oneshot(poll).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let login = c.login("dsl", "correct horse battery", "").await;
+        assert_eq!(login.status, StatusCode::SEE_OTHER);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // A page waits its turn, and gets it when one is free.
+        let dsl = c.signed_in("dsl").await;
+        let page = tokio::spawn(async move { dsl.get("/devices").await.status });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!page.is_finished());
+        drop(held);
+        assert_eq!(page.await.unwrap(), StatusCode::OK);
+        if c.app.db.backend == crate::db::Backend::Postgres {
+            let t: String = sqlx::query_scalar("SHOW statement_timeout")
+                .fetch_one(&c.app.db.pool)
+                .await
+                .unwrap();
+            assert_eq!(t, "20s");
+        }
+    }
+}
