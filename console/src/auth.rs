@@ -80,6 +80,45 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// Why a password is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WeakPassword {
+    #[error("a password needs at least {MIN_PASSWORD} characters; this one has {0}")]
+    Short(usize),
+    #[error("a password may have at most {MAX_PASSWORD} characters; this one has {0}")]
+    Long(usize),
+    #[error("this password is too easy to guess ({0}); a few unrelated words make a good one")]
+    Guessable(String),
+}
+
+/// The fewest characters a password may have.
+pub const MIN_PASSWORD: usize = 12;
+/// The most (argon2 hashes any length, but nobody types more).
+pub const MAX_PASSWORD: usize = 256;
+
+/// Whether `password` may be used by `user`: long enough, and not guessable by zxcvbn's
+/// estimate (common passwords, repeats, sequences, dates, words, and the user's own name)
+/// at its score 3 ("safely unguessable": about 10^8 guesses or more).
+pub fn check_password(password: &str, user: &str) -> Result<(), WeakPassword> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(WeakPassword::Short(n));
+    }
+    if n > MAX_PASSWORD {
+        return Err(WeakPassword::Long(n));
+    }
+    let estimate = zxcvbn::zxcvbn(password, &[user, "schoolgate", "school"]);
+    if estimate.score() < zxcvbn::Score::Three {
+        let why = estimate
+            .feedback()
+            .and_then(|f| f.warning())
+            .map_or_else(|| "it is a common pattern".to_owned(), |w| w.to_string());
+        return Err(WeakPassword::Guessable(why));
+    }
+    Ok(())
+}
+
 /// A hash to compare against when the user does not exist, so a wrong name costs as long
 /// as a wrong password.
 pub fn decoy_hash() -> &'static str {
@@ -422,6 +461,33 @@ mod tests {
         assert!(!verify_password("correct horse ", &h));
         assert_ne!(h, hash_password("correct horse").unwrap(), "salted");
         assert!(!verify_password("anything", decoy_hash()));
+    }
+
+    #[test]
+    fn common_and_patterned_passwords_are_refused() {
+        for weak in [
+            "aaaaaaaaaaaa",
+            "password1234",
+            "Password1234!",
+            "qwertyuiopas",
+            "123456789012",
+            "dsl-dsl-dsl-dsl",
+            "schoolgate2026",
+        ] {
+            assert!(
+                matches!(check_password(weak, "dsl"), Err(WeakPassword::Guessable(_))),
+                "{weak}"
+            );
+        }
+        assert_eq!(check_password("short", "dsl"), Err(WeakPassword::Short(5)));
+        for good in [
+            "a long enough password",
+            "plum vessel gravity lantern",
+            "correct horse battery staple",
+            "a different long passphrase",
+        ] {
+            assert_eq!(check_password(good, "dsl"), Ok(()), "{good}");
+        }
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub(crate) enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
-    /// Add a user, or set an existing user's role and password.
+    /// Add a user, or set an existing user's role and password (which ends their sessions).
     Add {
         name: String,
         /// `dsl` (the safeguarding lead: everything, case notes included) or `it`.
@@ -67,8 +67,54 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         store: Store,
     },
+    /// Set a user's password (asked for twice, not shown); ends their sessions.
+    Passwd {
+        name: String,
+        /// Read the password from this file's first line instead of asking.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Set a user's role (`dsl` or `it`); ends their sessions.
+    Role {
+        name: String,
+        role: String,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Stop a user signing in (kept, with what they did, for the audit trail); ends their
+    /// sessions. `--enable` lets them in again.
+    Disable {
+        name: String,
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Remove a user (someone who has left); ends their sessions. What they did stays in
+    /// the audit log under their name.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// End a user's sessions, or with `--all` everyone's (a lost laptop, a suspected leak).
+    Logout {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// The users: role, code required, disabled, sessions open.
+    List {
+        #[command(flatten)]
+        store: Store,
+    },
     /// Require a code from an authenticator app at sign-in (recommended for every DSL
-    /// account): prints the new secret and its otpauth:// URL once.
+    /// account): prints the new secret and its otpauth:// URL once. Ends their sessions.
     Totp {
         name: String,
         /// Stop requiring a code instead.
@@ -83,6 +129,19 @@ pub(crate) enum UserCommand {
 pub(crate) enum AgentCommand {
     /// Add an agent and print its token once, alone on the last line (only a hash is kept).
     Add {
+        name: String,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Stop accepting an agent's token (a stolen or retired gateway); its events stay.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Give an agent a new token, printed once alone on the last line; the old one stops
+    /// working at once (and a revoked agent is accepted again with the new one).
+    Rotate {
         name: String,
         #[command(flatten)]
         store: Store,

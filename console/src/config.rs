@@ -15,8 +15,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Serve HTTPS with this certificate chain and key (PEM). Agents need HTTPS.
     pub tls: Option<Tls>,
-    /// How long a login lasts, in hours.
+    /// How long a login lasts at most, in hours.
     pub session_hours: u32,
+    /// A login unused for this many minutes ends.
+    pub session_idle_minutes: u32,
     pub retention: Retention,
     pub smtp: Option<Smtp>,
     /// How many connections at once.
@@ -54,6 +56,7 @@ impl Default for Config {
             public_url: None,
             tls: None,
             session_hours: 10,
+            session_idle_minutes: 30,
             retention: Retention::default(),
             smtp: None,
             connections: Connections::default(),

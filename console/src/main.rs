@@ -4,13 +4,13 @@
 
 mod cli;
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use schoolgate_console::auth::{Role, hash_password, random_token, token_hash};
+use schoolgate_console::auth::{Role, check_password, hash_password, random_token, token_hash};
 use schoolgate_console::config::Config;
 use schoolgate_console::db::{Db, sqlite_url};
 use schoolgate_console::mail;
@@ -160,13 +160,180 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::User {
-            command:
-                UserCommand::Totp {
-                    name,
-                    disable,
-                    store,
-                },
+        Command::User { command } => user(command).await,
+        Command::Agent { command } => agent(command).await,
+    }
+}
+
+/// Writes a change made at the command line to the audit log, as `cli:` and the system
+/// user who made it.
+async fn audit(db: &Db, action: &str, target: &str, detail: Option<String>) -> anyhow::Result<()> {
+    let by = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_default();
+    db.audit(&schoolgate_console::db::audit::Entry {
+        time_ms: web::now_ms(),
+        who: schoolgate_console::wire::clean(&format!("cli:{by}"), 64),
+        action: action.to_owned(),
+        target: Some(target.to_owned()),
+        detail,
+        address: None,
+    })
+    .await
+    .context("cannot write the audit log, so the change is not reported as made")?;
+    Ok(())
+}
+
+/// A user name as typed: 1 to 64 printable characters.
+fn user_name(name: &str) -> anyhow::Result<String> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        bail!("a user name is 1 to 64 printable characters");
+    }
+    Ok(name)
+}
+
+/// A new password for `name`, from a file's first line or asked for, checked and hashed.
+async fn new_password(name: &str, file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let password = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read {}", f.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        None => prompt_password()?,
+    };
+    check_password(&password, name)?;
+    Ok(tokio::task::spawn_blocking(move || hash_password(&password)).await??)
+}
+
+/// Ends `name`'s sessions after a change to their account, and says so.
+async fn end_sessions(db: &Db, name: &str) -> anyhow::Result<()> {
+    let n = db.end_sessions_of(name).await?;
+    if n > 0 {
+        println!("ended {n} session(s) of {name}");
+    }
+    Ok(())
+}
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
+            name,
+            role,
+            password_file,
+            store,
+        } => {
+            let role: Role = role.parse()?;
+            let name = user_name(&name)?;
+            let hash = new_password(&name, password_file.as_deref()).await?;
+            let db = open(&store).await?;
+            let new = db.put_user(&name, role, &hash, web::now_ms()).await?;
+            if !new {
+                end_sessions(&db, &name).await?;
+            }
+            let action = if new { "user_add" } else { "user_update" };
+            audit(&db, action, &name, Some(format!("role {role}"))).await?;
+            println!(
+                "{} user {name} ({role})",
+                if new { "added" } else { "updated" }
+            );
+        }
+        UserCommand::Passwd {
+            name,
+            password_file,
+            store,
+        } => {
+            let hash = new_password(&name, password_file.as_deref()).await?;
+            let db = open(&store).await?;
+            if !db.set_password(&name, &hash).await? {
+                bail!("there is no user {name:?}");
+            }
+            end_sessions(&db, &name).await?;
+            audit(&db, "user_password", &name, None).await?;
+            println!("set the password of {name}");
+        }
+        UserCommand::Role { name, role, store } => {
+            let role: Role = role.parse()?;
+            let db = open(&store).await?;
+            if !db.set_role(&name, role).await? {
+                bail!("there is no user {name:?}");
+            }
+            end_sessions(&db, &name).await?;
+            audit(&db, "user_role", &name, Some(format!("role {role}"))).await?;
+            println!("{name} is now {role}");
+        }
+        UserCommand::Disable {
+            name,
+            enable,
+            store,
+        } => {
+            let db = open(&store).await?;
+            if !db.set_disabled(&name, !enable).await? {
+                bail!("there is no user {name:?}");
+            }
+            end_sessions(&db, &name).await?;
+            let action = if enable {
+                "user_enable"
+            } else {
+                "user_disable"
+            };
+            audit(&db, action, &name, None).await?;
+            println!(
+                "{name} {}",
+                if enable {
+                    "may sign in again"
+                } else {
+                    "can no longer sign in"
+                }
+            );
+        }
+        UserCommand::Remove { name, store } => {
+            let db = open(&store).await?;
+            end_sessions(&db, &name).await?;
+            if !db.remove_user(&name).await? {
+                bail!("there is no user {name:?}");
+            }
+            audit(&db, "user_remove", &name, None).await?;
+            println!("removed user {name}");
+        }
+        UserCommand::Logout { name, all, store } => {
+            let db = open(&store).await?;
+            let (n, target) = match name {
+                Some(name) if !all => (db.end_sessions_of(&name).await?, name),
+                _ => (db.end_all_sessions().await?, "(everyone)".to_owned()),
+            };
+            audit(
+                &db,
+                "sessions_end",
+                &target,
+                Some(format!("{n} session(s)")),
+            )
+            .await?;
+            println!("ended {n} session(s)");
+        }
+        UserCommand::List { store } => {
+            let db = open(&store).await?;
+            println!(
+                "{:<24} {:<5} {:<5} {:<9} sessions",
+                "name", "role", "code", "state"
+            );
+            for a in db.accounts(web::now_ms()).await? {
+                println!(
+                    "{:<24} {:<5} {:<5} {:<9} {}",
+                    a.name,
+                    a.role,
+                    if a.totp { "yes" } else { "no" },
+                    if a.disabled { "disabled" } else { "active" },
+                    a.sessions
+                );
+            }
+        }
+        UserCommand::Totp {
+            name,
+            disable,
+            store,
         } => {
             let db = open(&store).await?;
             let secret = if disable {
@@ -177,7 +344,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !db.set_totp(&name, secret.as_deref()).await? {
                 bail!("there is no user {name:?}");
             }
-            #[allow(clippy::print_stdout)]
+            end_sessions(&db, &name).await?;
+            let action = if disable {
+                "user_totp_off"
+            } else {
+                "user_totp_on"
+            };
+            audit(&db, action, &name, None).await?;
             match secret {
                 None => println!("{name} signs in without a code"),
                 Some(secret) => {
@@ -190,49 +363,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
-            Ok(())
         }
-        Command::User {
-            command:
-                UserCommand::Add {
-                    name,
-                    role,
-                    password_file,
-                    store,
-                },
-        } => {
-            let role: Role = role.parse()?;
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                bail!("a user name is 1 to 64 printable characters");
-            }
-            let password = match password_file {
-                Some(f) => std::fs::read_to_string(&f)
-                    .with_context(|| format!("cannot read {}", f.display()))?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-                None => prompt_password()?,
-            };
-            if password.chars().count() < 12 {
-                bail!("a password needs at least 12 characters");
-            }
-            let db = open(&store).await?;
-            let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
-            let new = db.put_user(&name, role, &hash, web::now_ms()).await?;
-            #[allow(clippy::print_stdout)]
-            {
-                println!(
-                    "{} user {name} ({role})",
-                    if new { "added" } else { "updated" }
-                );
-            }
-            Ok(())
-        }
-        Command::Agent {
-            command: AgentCommand::Add { name, store },
-        } => {
+    }
+    Ok(())
+}
+
+/// Prints an agent's new token, alone on the last line.
+fn show_token(what: &str, name: &str, token: &str) {
+    println!("{what} agent {name}; its token is on the next line and is not shown again:");
+    println!("{token}");
+}
+
+async fn agent(command: AgentCommand) -> anyhow::Result<()> {
+    match command {
+        AgentCommand::Add { name, store } => {
             let name = name.trim().to_owned();
             if name.is_empty()
                 || name.len() > 64
@@ -250,24 +394,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 bail!("there is already an agent called {name}");
             }
-            #[allow(clippy::print_stdout)]
-            {
-                println!(
-                    "added agent {name}; its token is on the next line and is not shown again:"
-                );
-                println!("{token}");
+            audit(&db, "agent_add", &name, None).await?;
+            show_token("added", &name, &token);
+        }
+        AgentCommand::Revoke { name, store } => {
+            let db = open(&store).await?;
+            if !db.revoke_agent(&name, web::now_ms()).await? {
+                bail!("there is no agent {name:?}");
             }
-            Ok(())
+            audit(&db, "agent_revoke", &name, None).await?;
+            println!("revoked agent {name}'s token; its events stay");
+        }
+        AgentCommand::Rotate { name, store } => {
+            let db = open(&store).await?;
+            let token = format!("sga_{}", random_token()?);
+            if !db.set_agent_token(&name, &token_hash(&token)).await? {
+                bail!("there is no agent {name:?}");
+            }
+            audit(&db, "agent_rotate", &name, None).await?;
+            show_token("a new token for", &name, &token);
         }
     }
+    Ok(())
 }
 
-/// Asks for a password twice on the terminal (echo is not turned off when stdin is not a
-/// terminal, e.g. piped).
+/// Asks for a password twice on the terminal without showing it (standard input when it is
+/// not a terminal, e.g. piped: one line each).
 fn prompt_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
     let read = |label: &str| -> anyhow::Result<String> {
-        eprint!("{label}: ");
+        if terminal {
+            return Ok(rpassword::prompt_password(format!("{label}: "))?);
+        }
         let mut line = String::new();
         stdin.lock().read_line(&mut line)?;
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())

@@ -105,3 +105,216 @@ fn users_and_agents_are_added_with_only_hashes_kept() {
     );
     assert!(all.contains("$argon2id$"), "the password's hash is kept");
 }
+
+/// `console` with `input` on standard input (not a terminal: one line per prompt).
+fn console_with_input(args: &[&str], data: &std::path::Path, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_schoolgate-console"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A session for `name` made as the console makes them; its token.
+async fn session(db: &schoolgate_console::db::Db, name: &str) -> String {
+    let user = db.user_by_name(name).await.unwrap().unwrap();
+    let token = schoolgate_console::auth::random_token().unwrap();
+    db.add_session(
+        &schoolgate_console::auth::token_hash(&token),
+        user.id,
+        "csrf",
+        now(),
+        now() + 3_600_000,
+    )
+    .await
+    .unwrap();
+    token
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+async fn live(db: &schoolgate_console::db::Db, token: &str) -> bool {
+    db.session(
+        &schoolgate_console::auth::token_hash(token),
+        now(),
+        3_600_000,
+    )
+    .await
+    .unwrap()
+    .is_some()
+}
+
+#[tokio::test]
+async fn accounts_change_end_their_sessions_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // Guessable passwords are refused, typed ones are not echoed (here: piped).
+    for weak in ["aaaaaaaaaaaa", "password1234"] {
+        let out = console_with_input(
+            &["user", "add", "dsl", "--role", "dsl"],
+            data,
+            &format!("{weak}\n{weak}\n"),
+        );
+        assert!(!out.status.success(), "{weak}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("too easy to guess"));
+    }
+    let differ = console_with_input(
+        &["user", "add", "dsl", "--role", "dsl"],
+        data,
+        "plum vessel gravity lantern\nplum vessel gravity lanterns\n",
+    );
+    assert!(String::from_utf8_lossy(&differ.stderr).contains("the passwords differ"));
+    let pw = "plum vessel gravity lantern\n".repeat(2);
+    ok(&console_with_input(
+        &["user", "add", "dsl", "--role", "dsl"],
+        data,
+        &pw,
+    ));
+    ok(&console_with_input(
+        &["user", "add", "it", "--role", "it"],
+        data,
+        &pw,
+    ));
+    ok(&console_with_input(
+        &["user", "add", "bob", "--role", "it"],
+        data,
+        &pw,
+    ));
+    let agent = ok(&console(&["agent", "add", "gw1"], data));
+    let old_token = agent.lines().last().unwrap().to_owned();
+
+    let url = schoolgate_console::db::sqlite_url(data).unwrap();
+    let db = schoolgate_console::db::Db::open(&url).await.unwrap();
+    let hash = |t: &str| schoolgate_console::auth::token_hash(t);
+
+    // Each change ends that user's sessions, and only theirs.
+    let (dsl, it) = (session(&db, "dsl").await, session(&db, "it").await);
+    ok(&console_with_input(
+        &["user", "passwd", "dsl"],
+        data,
+        &"another fine passphrase here\n".repeat(2),
+    ));
+    assert!(!live(&db, &dsl).await && live(&db, &it).await);
+    let dsl = session(&db, "dsl").await;
+    ok(&console(&["user", "role", "it", "dsl"], data));
+    assert!(!live(&db, &it).await && live(&db, &dsl).await);
+    assert_eq!(
+        db.user_by_name("it").await.unwrap().unwrap().role,
+        schoolgate_console::auth::Role::Dsl
+    );
+    ok(&console(&["user", "totp", "dsl"], data));
+    assert!(!live(&db, &dsl).await);
+    let bob = session(&db, "bob").await;
+    ok(&console(&["user", "disable", "bob"], data));
+    assert!(!live(&db, &bob).await);
+    let bob = session(&db, "bob").await;
+    assert!(
+        !live(&db, &bob).await,
+        "a disabled user's session is not taken"
+    );
+    let list = ok(&console(&["user", "list"], data));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("bob") && l.contains("disabled")),
+        "{list}"
+    );
+    ok(&console(&["user", "disable", "bob", "--enable"], data));
+    let bob = session(&db, "bob").await;
+    assert!(live(&db, &bob).await);
+    ok(&console(&["user", "remove", "bob"], data));
+    assert!(db.user_by_name("bob").await.unwrap().is_none());
+    let (a, b) = (session(&db, "dsl").await, session(&db, "it").await);
+    ok(&console(&["user", "logout", "--all"], data));
+    assert!(!live(&db, &a).await && !live(&db, &b).await);
+    assert!(
+        !console(
+            &["user", "passwd", "nobody", "--password-file", "/dev/null"],
+            data
+        )
+        .status
+        .success()
+    );
+
+    // An agent's token is rotated (the old one stops) and revoked.
+    assert_eq!(
+        db.agent_by_token(&hash(&old_token))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("gw1")
+    );
+    let rotated = ok(&console(&["agent", "rotate", "gw1"], data));
+    let new_token = rotated.lines().last().unwrap().to_owned();
+    assert!(
+        db.agent_by_token(&hash(&old_token))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        db.agent_by_token(&hash(&new_token))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("gw1")
+    );
+    ok(&console(&["agent", "revoke", "gw1"], data));
+    assert!(
+        db.agent_by_token(&hash(&new_token))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Every change is in the audit log, by the command line.
+    let mut log = db.audit_log(100, 0).await.unwrap();
+    log.reverse();
+    let actions: Vec<(String, String)> = log
+        .iter()
+        .map(|e| (e.action.clone(), e.target.clone().unwrap_or_default()))
+        .collect();
+    let expected = [
+        ("user_add", "dsl"),
+        ("user_add", "it"),
+        ("user_add", "bob"),
+        ("agent_add", "gw1"),
+        ("user_password", "dsl"),
+        ("user_role", "it"),
+        ("user_totp_on", "dsl"),
+        ("user_disable", "bob"),
+        ("user_enable", "bob"),
+        ("user_remove", "bob"),
+        ("sessions_end", "(everyone)"),
+        ("agent_rotate", "gw1"),
+        ("agent_revoke", "gw1"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, t)| (a.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(actions, expected);
+    assert!(log.iter().all(|e| e.who.starts_with("cli:")));
+}

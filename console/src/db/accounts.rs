@@ -13,6 +13,18 @@ pub struct User {
     pub role: Role,
     pub password_hash: String,
     pub totp_secret: Option<String>,
+    /// Kept for the audit trail; cannot sign in.
+    pub disabled: bool,
+}
+
+/// A user as `user list` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub role: Role,
+    pub totp: bool,
+    pub disabled: bool,
+    pub sessions: i64,
 }
 
 /// A signed-in session.
@@ -39,6 +51,7 @@ fn user(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         role: role.parse().unwrap_or(Role::It),
         password_hash: row.try_get("password_hash")?,
         totp_secret: row.try_get("totp_secret")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
     })
 }
 
@@ -78,7 +91,8 @@ impl Db {
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>, DbError> {
         let row = sqlx::query::<Any>(
-            "SELECT id, name, role, password_hash, totp_secret FROM users WHERE name = $1",
+            "SELECT id, name, role, password_hash, totp_secret, disabled FROM users \
+             WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -110,13 +124,40 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
-    /// The agent whose token hashes to `token_hash`.
-    pub async fn agent_by_token(&self, token_hash: &str) -> Result<Option<String>, DbError> {
-        sqlx::query_scalar::<Any, String>("SELECT name FROM agents WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
+    /// Gives agent `name` a new token (a rotation, or a revoked agent's return); false if
+    /// there is no such agent. The old token stops working at once.
+    pub async fn set_agent_token(&self, name: &str, token_hash: &str) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>(
+            "UPDATE agents SET token_hash = $1, revoked_ms = NULL WHERE name = $2",
+        )
+        .bind(token_hash)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("set an agent's token"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes agent `name`'s token (its events stay); false if there is no such agent.
+    pub async fn revoke_agent(&self, name: &str, now_ms: i64) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>("UPDATE agents SET revoked_ms = $1 WHERE name = $2")
+            .bind(now_ms)
+            .bind(name)
+            .execute(&self.pool)
             .await
-            .map_err(sql("find an agent"))
+            .map_err(sql("revoke an agent"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The agent whose token hashes to `token_hash`, unless revoked.
+    pub async fn agent_by_token(&self, token_hash: &str) -> Result<Option<String>, DbError> {
+        sqlx::query_scalar::<Any, String>(
+            "SELECT name FROM agents WHERE token_hash = $1 AND revoked_ms IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql("find an agent"))
     }
 
     /// Notes that `agent` was heard from, with the status it sent (if any).
@@ -187,8 +228,8 @@ impl Db {
         expires_ms: i64,
     ) -> Result<(), DbError> {
         sqlx::query::<Any>(
-            "INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms, seen_ms) \
+             VALUES ($1, $2, $3, $4, $5, $4)",
         )
         .bind(token_hash)
         .bind(user_id)
@@ -201,28 +242,154 @@ impl Db {
         Ok(())
     }
 
-    /// The live session whose token hashes to `token_hash`.
-    pub async fn session(&self, token_hash: &str, now_ms: i64) -> Result<Option<Session>, DbError> {
+    /// The live session whose token hashes to `token_hash`: not expired, used within
+    /// `idle_ms`, its user not disabled. Its last use is noted (at most once a minute).
+    pub async fn session(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> Result<Option<Session>, DbError> {
         let row = sqlx::query::<Any>(
-            "SELECT u.id, u.name, u.role, u.password_hash, u.totp_secret, s.csrf, s.expires_ms \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_ms > $2",
+            "SELECT u.id, u.name, u.role, u.password_hash, u.totp_secret, u.disabled, s.csrf, \
+             s.expires_ms, s.seen_ms FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_ms > $2 AND s.seen_ms > $3 \
+             AND u.disabled = 0",
         )
         .bind(token_hash)
         .bind(now_ms)
+        .bind(now_ms.saturating_sub(idle_ms))
         .fetch_optional(&self.pool)
         .await
         .map_err(sql("read a session"))?;
-        row.as_ref()
-            .map(|r| {
-                Ok(Session {
-                    user: user(r)?,
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let read = || -> Result<(Session, i64), sqlx::Error> {
+            Ok((
+                Session {
+                    user: user(&r)?,
                     csrf: r.try_get("csrf")?,
                     expires_ms: r.try_get("expires_ms")?,
-                })
+                },
+                r.try_get("seen_ms")?,
+            ))
+        };
+        let (session, seen_ms) = read().map_err(sql("read a session"))?;
+        if now_ms - seen_ms >= 60_000 {
+            sqlx::query::<Any>("UPDATE sessions SET seen_ms = $1 WHERE token_hash = $2")
+                .bind(now_ms)
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(sql("note a session's use"))?;
+        }
+        Ok(Some(session))
+    }
+
+    /// Ends every session of user `name` (a change to the account, or its owner's wish);
+    /// how many.
+    pub async fn end_sessions_of(&self, name: &str) -> Result<u64, DbError> {
+        let done = sqlx::query::<Any>(
+            "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE name = $1)",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("end a user's sessions"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Ends every session of every user; how many.
+    pub async fn end_all_sessions(&self) -> Result<u64, DbError> {
+        let done = sqlx::query::<Any>("DELETE FROM sessions")
+            .execute(&self.pool)
+            .await
+            .map_err(sql("end all sessions"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Sets user `name`'s password hash; false if there is no such user.
+    pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, DbError> {
+        self.change_user(
+            "UPDATE users SET password_hash = $1 WHERE name = $2",
+            password_hash,
+            name,
+            "set a password",
+        )
+        .await
+    }
+
+    /// Sets user `name`'s role; false if there is no such user.
+    pub async fn set_role(&self, name: &str, role: Role) -> Result<bool, DbError> {
+        self.change_user(
+            "UPDATE users SET role = $1 WHERE name = $2",
+            role.as_str(),
+            name,
+            "set a role",
+        )
+        .await
+    }
+
+    /// Disables (or enables again) user `name`; false if there is no such user.
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>("UPDATE users SET disabled = $1 WHERE name = $2")
+            .bind(i64::from(disabled))
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("disable a user"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes user `name` and their sessions; false if there is no such user. What they
+    /// did stays in the audit log and the alerts' history under their name.
+    pub async fn remove_user(&self, name: &str) -> Result<bool, DbError> {
+        self.end_sessions_of(name).await?;
+        let done = sqlx::query::<Any>("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("remove a user"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// One change to a user, by name; whether there was such a user.
+    async fn change_user(
+        &self,
+        text: &'static str,
+        value: &str,
+        name: &str,
+        what: &'static str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>(text)
+            .bind(value)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(sql(what))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every user, by name.
+    pub async fn accounts(&self, now_ms: i64) -> Result<Vec<Account>, DbError> {
+        let q = sqlx::query::<Any>(
+            "SELECT u.name, u.role, u.totp_secret, u.disabled, \
+             (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_ms > $1) \
+             AS n FROM users u ORDER BY u.name",
+        )
+        .bind(now_ms);
+        self.rows(q, "list users", |r| {
+            let role: String = r.try_get("role")?;
+            Ok(Account {
+                name: r.try_get("name")?,
+                role: role.parse().unwrap_or(Role::It),
+                totp: r.try_get::<Option<String>, _>("totp_secret")?.is_some(),
+                disabled: r.try_get::<i64, _>("disabled")? != 0,
+                sessions: r.try_get("n")?,
             })
-            .transpose()
-            .map_err(sql("read a session"))
+        })
+        .await
     }
 
     pub async fn end_session(&self, token_hash: &str) -> Result<(), DbError> {

@@ -87,8 +87,9 @@ pub async fn submit(
         detail,
         address: address.map(|a| a.to_string()),
     };
+    // A disabled account is refused as a wrong password is, after the same work.
     let user = match app.db.user_by_name(&name).await {
-        Ok(u) => u,
+        Ok(u) => u.filter(|u| !u.disabled),
         Err(e) => return internal(&e),
     };
     // Counted before the password is checked, so simultaneous guesses each see the others.

@@ -350,7 +350,8 @@ impl FromRequestParts<Shared> for Signed {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(Redirect::to("/login").into_response());
         };
-        match app.db.session(&token_hash(token), now_ms()).await {
+        let idle_ms = i64::from(app.config.session_idle_minutes) * 60_000;
+        match app.db.session(&token_hash(token), now_ms(), idle_ms).await {
             Ok(Some(s)) => Ok(Self(s, peer)),
             Ok(None) => Err(Redirect::to("/login").into_response()),
             Err(e) => Err(internal(&e)),
