@@ -106,7 +106,10 @@ async fn run(label: &str, db: Db) {
         let mut times = Vec::new();
         for _ in 0..LOADS {
             let req = Request::get(path)
-                .header(header::COOKIE, format!("{SESSION_COOKIE}={token}"))
+                .header(
+                    header::COOKIE,
+                    format!("{}={token}", app.cookie_name(SESSION_COOKIE)),
+                )
                 .body(Body::empty())
                 .unwrap();
             let t = Instant::now();

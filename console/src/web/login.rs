@@ -1,8 +1,11 @@
 //! Signing in and out.
 //!
-//! The login form is protected against cross-site posting by a random token set both as a
-//! cookie (`sg_login`, this path only) and as a hidden field, which must match; every later
-//! form carries the session's own CSRF token. Attempts are counted before the password is
+//! The login form is protected against cross-site posting by a token the console signs
+//! ([`App::form_key`](super::App::form_key)), set both as a cookie (`sg_login`) and as a
+//! hidden field, which must match and carry a valid signature less than an hour old; every
+//! later form carries the session's own CSRF token. The session cookie lasts until the
+//! browser closes (and at most `session_hours`, and ends after `session_idle_minutes`
+//! unused). Attempts are counted before the password is
 //! checked and throttled per name, per address and per both
 //! ([`Throttle`](crate::auth::Throttle)); at most [`PasswordChecks::PERMITS`] passwords are
 //! hashed at once, so a burst of sign-ins cannot exhaust memory. A name that does not exist
@@ -29,9 +32,42 @@ struct LoginPage<'a> {
     message: Option<&'a str>,
 }
 
+/// How long a login form's token is taken.
+const FORM_LIFETIME_MS: i64 = 3_600_000;
+
+/// A login form token issued at `now`: `time.nonce.signature`.
+fn form_token(app: &Shared, now: i64) -> Result<String, crate::auth::HashError> {
+    let signed = format!("{now}.{}", random_token()?);
+    let tag = ring::hmac::sign(&app.form_key, signed.as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{signed}.{hex}"))
+}
+
+/// Whether `token` is one this console issued within the last hour.
+fn form_token_ok(app: &Shared, token: &str, now: i64) -> bool {
+    let Some((signed, hex)) = token.rsplit_once('.') else {
+        return false;
+    };
+    let Some(tag) = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    let fresh = signed
+        .split_once('.')
+        .and_then(|(t, _)| t.parse::<i64>().ok())
+        .is_some_and(|t| t <= now && now - t < FORM_LIFETIME_MS);
+    fresh && ring::hmac::verify(&app.form_key, signed.as_bytes(), &tag).is_ok()
+}
+
 /// The login form, with a fresh form token.
 pub async fn page_for(app: &Shared, status: StatusCode, message: Option<&str>) -> Response {
-    let csrf = match random_token() {
+    let csrf = match form_token(app, now_ms()) {
         Ok(t) => t,
         Err(e) => return internal(&e),
     };
@@ -40,7 +76,7 @@ pub async fn page_for(app: &Shared, status: StatusCode, message: Option<&str>) -
         message,
     });
     *res.status_mut() = status;
-    if let Ok(v) = set_cookie(app, LOGIN_COOKIE, &csrf, "/login", 3600).parse() {
+    if let Ok(v) = set_cookie(app, LOGIN_COOKIE, &csrf, Some(FORM_LIFETIME_MS / 1000)).parse() {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
@@ -69,7 +105,8 @@ pub async fn submit(
 ) -> Response {
     let now = now_ms();
     let address = peer.map(|p| p.0.0.ip());
-    let form_ok = cookie(&headers, LOGIN_COOKIE).is_some_and(|c| same_secret(c, &form.csrf));
+    let form_ok = cookie(&headers, &app.cookie_name(LOGIN_COOKIE))
+        .is_some_and(|c| same_secret(c, &form.csrf) && form_token_ok(&app, c, now));
     if !form_ok {
         return page_for(
             &app,
@@ -188,8 +225,8 @@ pub async fn submit(
     }
     let mut res = Redirect::to("/alerts").into_response();
     let cookies = [
-        set_cookie(&app, SESSION_COOKIE, &token, "/", lifetime_ms / 1000),
-        set_cookie(&app, LOGIN_COOKIE, "", "/login", 0),
+        set_cookie(&app, SESSION_COOKIE, &token, None),
+        set_cookie(&app, LOGIN_COOKIE, "", Some(0)),
     ];
     for c in cookies {
         if let Ok(v) = c.parse() {
@@ -214,7 +251,7 @@ pub async fn logout(
     if let Err(r) = signed.form_ok(&form.csrf) {
         return r.into_response();
     }
-    if let Some(token) = cookie(&headers, SESSION_COOKIE)
+    if let Some(token) = cookie(&headers, &app.cookie_name(SESSION_COOKIE))
         && let Err(e) = app.db.end_session(&token_hash(token)).await
     {
         return internal(&e);
@@ -223,7 +260,7 @@ pub async fn logout(
         return r.into_response();
     }
     let mut res = Redirect::to("/login").into_response();
-    if let Ok(v) = set_cookie(&app, SESSION_COOKIE, "", "/", 0).parse() {
+    if let Ok(v) = set_cookie(&app, SESSION_COOKIE, "", Some(0)).parse() {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res

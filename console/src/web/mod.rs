@@ -53,8 +53,11 @@ pub struct App {
     pub password_checks: login::PasswordChecks,
     /// Pages reading at once: two fewer than the database pool's connections.
     pub page_reads: tokio::sync::Semaphore,
-    /// Cookies carry `Secure` (the console is served over TLS).
+    /// The browser reaches the console over HTTPS (served with TLS, or behind a trusted TLS
+    /// proxy): cookies are `Secure` with a `__Host-` name, and HSTS is sent.
     pub secure_cookies: bool,
+    /// Signs the login form's tokens, so only tokens this console issued are taken.
+    pub form_key: ring::hmac::Key,
     /// New alerts, announced to open pages.
     pub live: live::Announcer,
 }
@@ -62,7 +65,13 @@ pub struct App {
 pub type Shared = Arc<App>;
 
 impl App {
-    pub fn new(db: Db, config: Config, secure_cookies: bool) -> Self {
+    pub fn new(db: Db, config: Config, tls: bool) -> Self {
+        let secure_cookies = tls || !config.trusted_proxies.is_empty();
+        let form_key =
+            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                .unwrap_or_else(|_| {
+                    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, uuid::Uuid::now_v7().as_bytes())
+                });
         let page_reads = tokio::sync::Semaphore::new(db.connections().saturating_sub(2).max(1));
         Self {
             db,
@@ -71,7 +80,18 @@ impl App {
             password_checks: login::PasswordChecks::default(),
             page_reads,
             secure_cookies,
+            form_key,
             live: tokio::sync::broadcast::channel(live::BACKLOG).0,
+        }
+    }
+
+    /// Cookie `base`'s name: `__Host-` before it over HTTPS, so no other site or plain-HTTP
+    /// page can set it.
+    pub fn cookie_name(&self, base: &str) -> String {
+        if self.secure_cookies {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
         }
     }
 
@@ -125,8 +145,51 @@ pub fn router(app: Shared) -> Router {
         .route("/api/v1/commands", get(api::commands))
         .route("/api/v1/commands/{id}/done", post(api::command_done))
         .merge(pages)
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            security_headers,
+        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), forwarded))
         .with_state(app)
+}
+
+/// Behind a trusted proxy, the client is the address it says it forwarded for: the last in
+/// `X-Forwarded-For` that is not itself a trusted proxy. Anyone else's header is ignored.
+async fn forwarded(
+    axum::extract::State(app): axum::extract::State<Shared>,
+    mut req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let trusted = &app.config.trusted_proxies;
+    if let Some(Peer(addr)) = req.extensions().get::<Peer>().copied()
+        && trusted.contains(&addr.ip())
+        && let Some(client) = forwarded_for(req.headers(), trusted)
+    {
+        req.extensions_mut()
+            .insert(Peer(SocketAddr::new(client, addr.port())));
+    }
+    next.run(req).await
+}
+
+/// The client named by `X-Forwarded-For` headers, read from the right past `trusted`.
+pub fn forwarded_for(
+    headers: &HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> Option<std::net::IpAddr> {
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev() {
+        let ip: std::net::IpAddr = hop.parse().ok()?;
+        if !trusted.contains(&ip) {
+            return Some(ip);
+        }
+    }
+    None
 }
 
 /// Lets a page read once one of [`App::page_reads`] is free; 503 after [`PAGE_WAIT`].
@@ -149,9 +212,20 @@ async fn page_reads(
 /// How long a page waits for its turn to read.
 pub const PAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
+async fn security_headers(
+    axum::extract::State(app): axum::extract::State<Shared>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    if app.secure_cookies {
+        // A year; not subdomains, which may be other schools' or other services' sites.
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -192,10 +266,14 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure when served over TLS.
-pub fn set_cookie(app: &App, name: &str, value: &str, path: &str, max_age_s: i64) -> String {
+/// A `Set-Cookie` value for cookie `base` (named by [`App::cookie_name`]): Path=/,
+/// HttpOnly, SameSite=Strict, Secure over HTTPS; kept for `max_age_s`, or with `None` until
+/// the browser closes.
+pub fn set_cookie(app: &App, base: &str, value: &str, max_age_s: Option<i64>) -> String {
+    let name = app.cookie_name(base);
     let secure = if app.secure_cookies { "; Secure" } else { "" };
-    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
+    let age = max_age_s.map_or_else(String::new, |s| format!("; Max-Age={s}"));
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{age}{secure}")
 }
 
 /// The signed-in user of a page request; anyone else is sent to `/login`.
@@ -347,7 +425,7 @@ impl FromRequestParts<Shared> for Signed {
 
     async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, Response> {
         let peer = parts.extensions.get::<Peer>().copied();
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+        let Some(token) = cookie(&parts.headers, &app.cookie_name(SESSION_COOKIE)) else {
             return Err(Redirect::to("/login").into_response());
         };
         let idle_ms = i64::from(app.config.session_idle_minutes) * 60_000;

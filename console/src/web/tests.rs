@@ -100,6 +100,11 @@ pub(crate) struct Console {
 
 impl Console {
     pub(crate) async fn new(db: Db) -> Self {
+        Self::with(db, Config::default(), true).await
+    }
+
+    /// A console with `config`, served over TLS or not.
+    pub(crate) async fn with(db: Db, config: Config, tls: bool) -> Self {
         // A cheap argon2id hash: verification reads the cost from the hash itself.
         let cheap = {
             use argon2::password_hash::{PasswordHasher, SaltString};
@@ -115,7 +120,7 @@ impl Console {
         db.put_user("dsl", Role::Dsl, &cheap, 1).await.unwrap();
         db.put_user("it", Role::It, &cheap, 1).await.unwrap();
         Self {
-            app: Arc::new(App::new(db, Config::default(), true)),
+            app: Arc::new(App::new(db, config, tls)),
         }
     }
 
@@ -141,7 +146,7 @@ impl Console {
             .unwrap();
         Browser {
             app: Arc::clone(&self.app),
-            cookie: Some(format!("{SESSION_COOKIE}={token}")),
+            cookie: Some(format!("{}={token}", self.app.cookie_name(SESSION_COOKIE))),
             csrf,
             peer: None,
         }
@@ -207,7 +212,7 @@ async fn login_sets_a_strict_session_cookie_and_is_audited() {
             .get_all(header::SET_COOKIE)
             .iter()
             .map(|v| v.to_str().unwrap())
-            .find(|v| v.starts_with(SESSION_COOKIE))
+            .find(|v| v.starts_with(&c.app.cookie_name(SESSION_COOKIE)))
             .unwrap()
             .to_owned();
         for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
@@ -1032,6 +1037,182 @@ async fn busy_pages_cannot_starve_agents_or_sign_in() {
                 .await
                 .unwrap();
             assert_eq!(t, "20s");
+        }
+    }
+}
+
+/// Over HTTPS the session cookie is `__Host-` named, Secure, gone when the browser closes,
+/// and pages carry HSTS; over plain HTTP neither claim is made.
+#[tokio::test]
+async fn cookies_and_hsts_follow_the_transport() {
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    let c = Console::new(db).await;
+    let ok = c.login("dsl", "correct horse battery", "").await;
+    let set: Vec<&str> = ok
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let session = set
+        .iter()
+        .find(|v| v.starts_with("__Host-sg_session="))
+        .unwrap();
+    assert!(
+        session.contains("; Secure") && session.contains("Path=/"),
+        "{session}"
+    );
+    assert!(
+        !session.contains("Max-Age"),
+        "a browser-session cookie: {session}"
+    );
+    let page = c.signed_in("dsl").await.get("/alerts").await;
+    assert_eq!(
+        page.headers[header::STRICT_TRANSPORT_SECURITY],
+        "max-age=31536000"
+    );
+
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    let plain = Console::with(db, Config::default(), false).await;
+    let ok = plain.login("dsl", "correct horse battery", "").await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let set = ok
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert!(
+        set.iter()
+            .any(|v| v.starts_with("sg_session=") && !v.contains("Secure")),
+        "{set:?}"
+    );
+    let page = plain.signed_in("dsl").await.get("/alerts").await;
+    assert!(
+        page.headers
+            .get(header::STRICT_TRANSPORT_SECURITY)
+            .is_none()
+    );
+}
+
+/// Behind a trusted proxy the client's own address is throttled and audited; anyone else's
+/// `X-Forwarded-For` is ignored. Behind a proxy, cookies are Secure though the console
+/// itself serves plain HTTP.
+#[tokio::test]
+async fn the_client_address_comes_from_a_trusted_proxy_only() {
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    let config = Config {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..Config::default()
+    };
+    let c = Console::with(db, config, false).await;
+    assert!(c.app.secure_cookies);
+    for (peer, claimed) in [
+        ("127.0.0.1:5000", "203.0.113.9"),
+        ("192.0.2.1:5000", "203.0.113.10"),
+    ] {
+        let form = c.anonymous().get("/login").await;
+        let cookie = form.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let csrf = cookie.split_once('=').unwrap().1.to_owned();
+        let body = format!(
+            "username=dsl&password=wrong&csrf={}",
+            super::alert::urlencode(&csrf)
+        );
+        let mut req = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, cookie)
+            .header("x-forwarded-for", format!("198.51.100.1, {claimed}"))
+            .body(Body::from(body))
+            .unwrap();
+        req.extensions_mut()
+            .insert(super::Peer(peer.parse().unwrap()));
+        let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let log = c.app.db.audit_log(10, 0).await.unwrap();
+    let mut addresses: Vec<_> = log.iter().map(|e| e.address.clone().unwrap()).collect();
+    addresses.sort();
+    assert_eq!(addresses, ["192.0.2.1", "203.0.113.9"]);
+    let hops = |v: &str| {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().unwrap());
+        h
+    };
+    let trusted: Vec<std::net::IpAddr> =
+        vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+    assert_eq!(
+        super::forwarded_for(&hops("1.2.3.4, 10.0.0.2"), &trusted),
+        Some("1.2.3.4".parse().unwrap())
+    );
+    assert_eq!(
+        super::forwarded_for(&hops("nonsense, 5.6.7.8"), &trusted),
+        Some("5.6.7.8".parse().unwrap())
+    );
+    assert_eq!(super::forwarded_for(&hops("nonsense"), &trusted), None);
+}
+
+/// The login form takes only a token the console issued: a pair of values the client chose
+/// (cookie and field alike) is refused.
+#[tokio::test]
+async fn the_login_form_takes_only_tokens_the_console_signed() {
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    let c = Console::new(db).await;
+    let name = c.app.cookie_name("sg_login");
+    let now = super::now_ms();
+    for chosen in [
+        "0123456789abcdef".to_owned(),
+        format!("{now}.abcd.0000"),
+        format!("{}.abcd.00", now - 2 * 3_600_000),
+    ] {
+        let browser = Browser {
+            cookie: Some(format!("{name}={chosen}")),
+            ..c.anonymous()
+        };
+        let res = browser
+            .post(
+                "/login",
+                &[
+                    ("username", "dsl"),
+                    ("password", "correct horse battery"),
+                    ("csrf", &chosen),
+                ],
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{chosen}");
+    }
+    assert_eq!(
+        c.login("dsl", "correct horse battery", "").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+/// A session unused for longer than `session_idle_minutes` has ended.
+#[tokio::test]
+async fn an_idle_session_ends() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let user = c.app.db.user_by_name("dsl").await.unwrap().unwrap();
+        let now = super::now_ms();
+        for (idle_min, live) in [(31, false), (29, true)] {
+            let token = crate::auth::random_token().unwrap();
+            let used = now - idle_min * 60_000;
+            c.app
+                .db
+                .add_session(&token_hash(&token), user.id, "csrf", used, now + 3_600_000)
+                .await
+                .unwrap();
+            let browser = Browser {
+                cookie: Some(format!("{}={token}", c.app.cookie_name(SESSION_COOKIE))),
+                ..c.anonymous()
+            };
+            let page = browser.get("/alerts").await;
+            assert_eq!(page.status == StatusCode::OK, live, "{idle_min} minutes");
         }
     }
 }
