@@ -286,11 +286,7 @@ pub fn take_requests(dir: &Path) -> io::Result<(Vec<Request>, usize)> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<Request>(line) {
             Ok(mut r) if r.device.len() <= MAX_TEXT && r.reason.len() <= MAX_TEXT => {
-                let mut cut = r.by.len().min(MAX_BY);
-                while !r.by.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                r.by.truncate(cut);
+                schoolgate_engine::text::cut_to_bytes(&mut r.by, MAX_BY);
                 out.push(r)
             }
             _ => bad += 1,

@@ -27,6 +27,7 @@ pub mod instant;
 pub mod policy;
 pub mod schedule;
 pub mod technique;
+pub mod text;
 
 pub use classify::{Classified, classify};
 pub use decide::{Decision, Matched, Reason, decide, decide_as};

@@ -494,13 +494,7 @@ impl Found {
         client_mac: Option<[u8; 6]>,
     ) -> Observation {
         let mut evidence = self.evidence;
-        if evidence.len() > MAX_EVIDENCE {
-            let mut cut = MAX_EVIDENCE;
-            while !evidence.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            evidence.truncate(cut);
-        }
+        schoolgate_engine::text::cut_to_bytes(&mut evidence, MAX_EVIDENCE);
         Observation {
             time,
             client: key.client,

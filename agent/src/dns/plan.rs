@@ -233,7 +233,7 @@ fn presentation(name: &Name) -> String {
     if s.ends_with('.') {
         s.pop();
     }
-    s.truncate(schoolgate_engine::domain::MAX_NAME_LEN);
+    schoolgate_engine::text::cut_to_bytes(&mut s, schoolgate_engine::domain::MAX_NAME_LEN);
     s
 }
 

@@ -44,6 +44,9 @@ async fn agent(app: &Shared, headers: &HeaderMap) -> Result<String, Response> {
     }
 }
 
+/// The most of an agent's status kept, in bytes.
+pub const MAX_STATUS: usize = 4096;
+
 /// The largest batch body taken (agents send about 1 MiB at most).
 pub const MAX_BODY: usize = 4 << 20;
 
@@ -89,10 +92,14 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
     if new > 0 {
         super::live::announce(&app.live, &batch.events);
     }
+    // A status too long to keep is replaced whole, not cut: half a JSON text is no status.
     let status = batch.status.as_ref().map(|s| {
-        let mut text = s.to_string();
-        text.truncate(4096);
-        text
+        let text = s.to_string();
+        if text.len() <= MAX_STATUS {
+            text
+        } else {
+            json!({"status_too_long_bytes": text.len()}).to_string()
+        }
     });
     if let Err(e) = app.db.agent_seen(&name, status.as_deref(), now).await {
         return internal(&e);

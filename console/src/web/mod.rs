@@ -150,6 +150,7 @@ pub fn router(app: Shared) -> Router {
             security_headers,
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), forwarded))
+        .layer(middleware::from_fn(server::catch_panic))
         .with_state(app)
 }
 

@@ -59,6 +59,27 @@ pub async fn time_limit(limit: Duration, req: axum::extract::Request, next: Next
     }
 }
 
+/// Answers 500 for a handler that panicked (a bug, which the log names), instead of
+/// dropping the connection: one bad request cannot take a page or an agent down with it.
+pub async fn catch_panic(req: axum::extract::Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    let path = req.uri().path().to_owned();
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::error!(%path, "a request handler panicked");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong; see the console's log.",
+            )
+                .into_response()
+        }
+    }
+}
+
 /// Open connections, in all and per address.
 #[derive(Debug, Default)]
 struct Open {
@@ -420,6 +441,26 @@ mod tests {
         for s in kept {
             assert!(closed_within(s, Duration::from_millis(900)).await);
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500() {
+        use tower::ServiceExt;
+        let router: Router = Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    let mut s = "é".repeat(3);
+                    s.truncate(1);
+                    s
+                }),
+            )
+            .layer(axum::middleware::from_fn(catch_panic));
+        let req = axum::http::Request::get("/boom")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = router.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[tokio::test]

@@ -1216,3 +1216,29 @@ async fn an_idle_session_ends() {
         }
     }
 }
+
+/// An agent's status whose 4,096th byte falls inside a character (or far past it) is taken,
+/// and the agent is noted as seen each time.
+#[tokio::test]
+async fn an_agents_long_status_is_kept_whole_or_not_at_all() {
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    db.add_agent("gw1", &token_hash("sga_t"), 1).await.unwrap();
+    let c = Console::new(db).await;
+    for (filler, kept) in [(4_000, true), (4_083, false), (100_000, false)] {
+        // `{"note":"` + filler + `€…"}`: with 4,083 bytes of filler, byte 4,096 is inside '€'.
+        let status =
+            serde_json::json!({"note": format!("{}{}", "a".repeat(filler), "€".repeat(10))});
+        let body = serde_json::json!({"agent": "gw1", "events": [], "status": status});
+        let req = Request::post("/api/v1/events")
+            .header(header::AUTHORIZATION, "Bearer sga_t")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{filler}");
+        let agents = c.app.db.agents().await.unwrap();
+        let stored = agents[0].status.clone().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(value.get("note").is_some(), kept, "{filler}");
+        assert!(stored.len() <= super::api::MAX_STATUS);
+    }
+}
