@@ -250,6 +250,18 @@ impl Db {
         now_ms: i64,
         idle_ms: i64,
     ) -> Result<Option<Session>, DbError> {
+        self.session_used(token_hash, now_ms, idle_ms, true).await
+    }
+
+    /// The live session as [`Db::session`] finds it, its last use noted only if `used` (a
+    /// page left open re-checks its session without keeping it alive).
+    pub async fn session_used(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        idle_ms: i64,
+        used: bool,
+    ) -> Result<Option<Session>, DbError> {
         let row = sqlx::query::<Any>(
             "SELECT u.id, u.name, u.role, u.password_hash, u.totp_secret, u.disabled, s.csrf, \
              s.expires_ms, s.seen_ms FROM sessions s JOIN users u ON u.id = s.user_id \
@@ -276,7 +288,7 @@ impl Db {
             ))
         };
         let (session, seen_ms) = read().map_err(sql("read a session"))?;
-        if now_ms - seen_ms >= 60_000 {
+        if used && now_ms - seen_ms >= 60_000 {
             sqlx::query::<Any>("UPDATE sessions SET seen_ms = $1 WHERE token_hash = $2")
                 .bind(now_ms)
                 .bind(token_hash)

@@ -69,23 +69,56 @@ pub fn announce(to: &Announcer, events: &[Incoming]) {
     }
 }
 
+/// How often an open stream re-checks its session when no alert comes.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The stream of new alerts; 401 (not a redirect, which a stream cannot follow) without a
-/// session.
-pub async fn stream(State(app): State<Shared>, signed: Result<Signed, Response>) -> Response {
-    if signed.is_err() {
+/// session. The session is checked again before each batch is sent and every [`RECHECK`]
+/// (without counting as use), and the stream ends once it has ended: signed out, expired,
+/// idle, or the user disabled.
+pub async fn stream(
+    State(app): State<Shared>,
+    signed: Result<Signed, Response>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let (Ok(_), Some(token)) = (
+        signed,
+        super::cookie(&headers, &app.cookie_name(super::SESSION_COOKIE)),
+    ) else {
         return StatusCode::UNAUTHORIZED.into_response();
-    }
+    };
+    let session = crate::auth::token_hash(token);
     let rx = app.live.subscribe();
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await {
-            Ok(batch) => Event::default()
-                .event("alerts")
-                .json_data(&*batch)
-                .unwrap_or_else(|_| Event::default().event("reload")),
-            Err(broadcast::error::RecvError::Lagged(_)) => Event::default().event("reload"),
-            Err(broadcast::error::RecvError::Closed) => return None,
+    let state = (rx, app, session);
+    let events = futures_util::stream::unfold(state, |(mut rx, app, session)| async move {
+        let event = loop {
+            let next = tokio::select! {
+                r = rx.recv() => Some(r),
+                () = tokio::time::sleep(RECHECK) => None,
+            };
+            let idle_ms = i64::from(app.config.session_idle_minutes) * 60_000;
+            let live = app
+                .db
+                .session_used(&session, super::now_ms(), idle_ms, false)
+                .await;
+            if !matches!(live, Ok(Some(_))) {
+                return None;
+            }
+            match next {
+                None => continue,
+                Some(Ok(batch)) => {
+                    break Event::default()
+                        .event("alerts")
+                        .json_data(&*batch)
+                        .unwrap_or_else(|_| Event::default().event("reload"));
+                }
+                Some(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    break Event::default().event("reload");
+                }
+                Some(Err(broadcast::error::RecvError::Closed)) => return None,
+            }
         };
-        Some((Ok::<_, Infallible>(event), rx))
+        Some((Ok::<_, Infallible>(event), (rx, app, session)))
     });
     Sse::new(events)
         .keep_alive(KeepAlive::default())

@@ -1242,3 +1242,32 @@ async fn an_agents_long_status_is_kept_whole_or_not_at_all() {
         assert!(stored.len() <= super::api::MAX_STATUS);
     }
 }
+
+/// A page's live stream ends when its session does: an alert announced after signing out is
+/// not sent, and the stream closes.
+#[tokio::test]
+async fn the_live_stream_ends_with_its_session() {
+    use futures_util::StreamExt;
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    let c = Console::new(db).await;
+    let dsl = c.signed_in("dsl").await;
+    let req = Request::get("/alerts/live")
+        .header(header::COOKIE, dsl.cookie.clone().unwrap())
+        .body(Body::empty())
+        .unwrap();
+    let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut stream = res.into_body().into_data_stream();
+    assert_eq!(dsl.post("/logout", &[]).await.location(), "/login");
+    let e = alert("bypass_attempt", "pupil-named.example", "10.10.3.7");
+    super::live::announce(&c.app.live, std::slice::from_ref(&e));
+    let mut got = String::new();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(chunk) = stream.next().await {
+            got.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream did not end");
+    assert!(!got.contains("pupil-named.example"), "{got}");
+}
