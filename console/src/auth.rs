@@ -424,6 +424,20 @@ impl Throttle {
         }
     }
 
+    /// Whether a refusal for `key` (a login form with a bad token, from one address) is the
+    /// first in its window: only that one is audited.
+    pub fn first_in_window(&mut self, key: &str, now_ms: i64) -> bool {
+        if !self.others.contains_key(key) && self.others.len() >= Self::KEYS {
+            self.evict(now_ms);
+        }
+        let r = self.others.entry(key.to_owned()).or_default();
+        if r.audited_until > now_ms {
+            return false;
+        }
+        r.audited_until = now_ms + Self::WINDOW_MS;
+        true
+    }
+
     /// Records kept (accounts, others).
     pub fn len(&self) -> (usize, usize) {
         (self.accounts.len(), self.others.len())

@@ -108,6 +108,24 @@ pub async fn submit(
     let form_ok = cookie(&headers, &app.cookie_name(LOGIN_COOKIE))
         .is_some_and(|c| same_secret(c, &form.csrf) && form_token_ok(&app, c, now));
     if !form_ok {
+        // Audited once per address and window: anyone can send these.
+        let key = format!(
+            "form:{}",
+            address.map_or_else(String::new, crate::auth::address_key)
+        );
+        if app.throttle().first_in_window(&key, now) {
+            let entry = Entry {
+                time_ms: now,
+                who: crate::wire::clean(form.username.trim(), 64),
+                action: "login_form_refused".to_owned(),
+                target: None,
+                detail: Some("the form's token was missing, forged or expired".to_owned()),
+                address: address.map(|a| a.to_string()),
+            };
+            if let Err(e) = app.db.audit(&entry).await {
+                return internal(&e);
+            }
+        }
         return page_for(
             &app,
             StatusCode::FORBIDDEN,

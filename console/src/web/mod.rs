@@ -147,6 +147,10 @@ pub fn router(app: Shared) -> Router {
         .merge(pages)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
+            audit_refusals,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
             security_headers,
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), forwarded))
@@ -354,6 +358,45 @@ impl Signed {
     }
 }
 
+/// Why a request was refused with 403, kept on the answer for [`audit_refusals`].
+#[derive(Debug, Clone, Copy)]
+pub struct Forbidden(pub &'static str);
+
+/// Writes every refused form (403: a role that may not, or a form token that is not the
+/// session's) to the audit log, with who sent it.
+async fn audit_refusals(
+    axum::extract::State(app): axum::extract::State<Shared>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let post = req.method() == axum::http::Method::POST;
+    let path = req.uri().path().to_owned();
+    let peer = req.extensions().get::<Peer>().copied();
+    let token = cookie(req.headers(), &app.cookie_name(SESSION_COOKIE)).map(token_hash);
+    let res = next.run(req).await;
+    if let (true, Some(Forbidden(why)), Some(token)) =
+        (post, res.extensions().get::<Forbidden>().copied(), token)
+    {
+        let idle_ms = i64::from(app.config.session_idle_minutes) * 60_000;
+        let who = match app.db.session_used(&token, now_ms(), idle_ms, false).await {
+            Ok(Some(s)) => s.user.name,
+            _ => return res,
+        };
+        let entry = crate::db::audit::Entry {
+            time_ms: now_ms(),
+            who,
+            action: "refused".to_owned(),
+            target: Some(crate::wire::clean(&path, 200)),
+            detail: Some(why.to_owned()),
+            address: peer.map(|p| p.0.ip().to_string()),
+        };
+        if let Err(e) = app.db.audit(&entry).await {
+            return internal(&e);
+        }
+    }
+    res
+}
+
 /// Why a page or form was refused; each becomes a short plain-text answer.
 #[derive(Debug)]
 pub enum Refused {
@@ -371,7 +414,11 @@ impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
             Self::Bad(why) => (StatusCode::BAD_REQUEST, why).into_response(),
-            Self::Forbidden(why) => (StatusCode::FORBIDDEN, why).into_response(),
+            Self::Forbidden(why) => {
+                let mut res = (StatusCode::FORBIDDEN, why).into_response();
+                res.extensions_mut().insert(Forbidden(why));
+                res
+            }
             Self::NotFound(what) => {
                 (StatusCode::NOT_FOUND, format!("No such {what}.")).into_response()
             }

@@ -227,6 +227,7 @@ async fn login_sets_a_strict_session_cookie_and_is_audited() {
             c.audit_actions().await,
             [
                 ("dsl".to_owned(), "login_failed".to_owned()),
+                ("dsl".to_owned(), "login_form_refused".to_owned()),
                 ("dsl".to_owned(), "login".to_owned())
             ]
         );
@@ -347,13 +348,18 @@ async fn the_dsl_triages_notes_and_releases_and_it_sees_no_case_detail() {
         assert_eq!(c.app.db.notes(&id).await.unwrap().len(), 1);
 
         let actions = c.audit_actions().await;
+        // The forged triage and IT's three refused actions are audited too.
         let expected = [
             ("dsl", "view_alert"),
+            ("dsl", "refused"),
             ("dsl", "triage"),
             ("dsl", "add_note"),
             ("dsl", "release"),
             ("dsl", "view_alert"),
             ("it", "view_alert"),
+            ("it", "refused"),
+            ("it", "refused"),
+            ("it", "refused"),
         ];
         let expected: Vec<_> = expected
             .iter()
@@ -756,9 +762,13 @@ async fn signing_out_needs_the_form_token_ends_the_session_and_is_audited() {
     let out = dsl.post("/logout", &[]).await;
     assert_eq!(out.location(), "/login");
     assert_eq!(dsl.get("/alerts").await.location(), "/login");
+    // The forged form is audited as refused.
     assert_eq!(
         c.audit_actions().await,
-        [("dsl".to_owned(), "logout".to_owned())]
+        [
+            ("dsl".to_owned(), "refused".to_owned()),
+            ("dsl".to_owned(), "logout".to_owned())
+        ]
     );
 }
 
