@@ -1196,6 +1196,14 @@ async fn the_login_form_takes_only_tokens_the_console_signed() {
             .await;
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{chosen}");
     }
+    // Three forged forms from one place: one audit row for the window.
+    let refused = c
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(_, a)| a == "login_form_refused")
+        .count();
+    assert_eq!(refused, 1);
     assert_eq!(
         c.login("dsl", "correct horse battery", "").await.status,
         StatusCode::SEE_OTHER
