@@ -72,9 +72,29 @@ pub struct Incoming {
     pub last_ms: Option<i64>,
     /// Unknown fields, as a JSON object's text.
     pub extra: Option<String>,
+    /// The time the agent gave, when [`Incoming::received`] moved `time_ms` from it.
+    pub agent_time_ms: Option<i64>,
 }
 
+/// How far ahead of the console's clock an agent's time may be.
+pub const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
+
 impl Incoming {
+    /// This event as received at `now_ms`: a time (or last time) more than
+    /// [`MAX_SKEW_MS`] ahead becomes `now_ms`, the agent's own kept in `agent_time_ms`.
+    /// Earlier times stand: an agent sends what it journaled while the console was away.
+    pub fn received(mut self, now_ms: i64) -> Self {
+        let latest = now_ms.saturating_add(MAX_SKEW_MS);
+        if self.time_ms > latest {
+            self.agent_time_ms = Some(self.time_ms);
+            self.time_ms = now_ms;
+        }
+        if self.last_ms.is_some_and(|l| l > latest) {
+            self.last_ms = Some(now_ms);
+        }
+        self
+    }
+
     /// What the alerts page lists: bypass attempts, quarantines, and anything of high
     /// severity.
     pub fn is_alert(&self) -> bool {
@@ -253,6 +273,7 @@ pub fn parse_event(v: Value) -> Result<Incoming, (Option<String>, String)> {
         count,
         last_ms,
         extra,
+        agent_time_ms: None,
     })
 }
 
@@ -353,6 +374,23 @@ mod tests {
             ]
         );
         assert_eq!(batch.refused[0].id.as_deref(), Some(ID));
+    }
+
+    #[test]
+    fn a_time_far_ahead_of_the_console_becomes_the_time_received() {
+        let e = parse_event(example()).unwrap();
+        let sent = e.time_ms;
+        // Within the skew, or in the past (a backlog): as sent.
+        assert_eq!(e.clone().received(sent - MAX_SKEW_MS).time_ms, sent);
+        assert_eq!(e.clone().received(sent + 86_400_000).agent_time_ms, None);
+        // Further ahead (an agent's clock, or 2999-01-01): now, the agent's time kept.
+        let mut far = example();
+        far["time"] = "2999-01-01T00:00:00Z".into();
+        far["last"] = "2999-01-01T00:01:00Z".into();
+        let r = parse_event(far).unwrap().received(sent);
+        assert_eq!(r.time_ms, sent);
+        assert_eq!(r.last_ms, Some(sent));
+        assert_eq!(r.agent_time_ms, Some(32_472_144_000_000));
     }
 
     #[test]

@@ -91,7 +91,8 @@ impl Db {
             let mut q = Statement::new(
                 "INSERT INTO events (id, agent, time_ms, kind, severity, alert, device_ip, \
                  device_mac, device_name, device_owner, grp, name, rule, category, technique, \
-                 destination, evidence, count, last_ms, extra, received_ms, status, mailed) \
+                 destination, evidence, count, last_ms, extra, received_ms, status, mailed, \
+                 agent_time_ms) \
                  VALUES ",
             );
             for (i, e) in chunk.iter().enumerate() {
@@ -137,7 +138,9 @@ impl Db {
                     .bind(e.extra.clone())
                     .push(", ")
                     .bind(now_ms)
-                    .push(", 'new', 0)");
+                    .push(", 'new', 0, ")
+                    .bind(e.agent_time_ms)
+                    .push(")");
             }
             q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
             let stored: Vec<String> = q

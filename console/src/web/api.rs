@@ -85,12 +85,13 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
             .into_response();
     }
     let now = now_ms();
-    let new = match app.db.ingest(&name, &batch.events, now).await {
+    let events: Vec<_> = batch.events.into_iter().map(|e| e.received(now)).collect();
+    let new = match app.db.ingest(&name, &events, now).await {
         Ok(n) => n,
         Err(e) => return internal(&e),
     };
     if new > 0 {
-        super::live::announce(&app.live, &batch.events);
+        super::live::announce(&app.live, &events);
     }
     // A status too long to keep is replaced whole, not cut: half a JSON text is no status.
     let status = batch.status.as_ref().map(|s| {
@@ -104,7 +105,7 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
     if let Err(e) = app.db.agent_seen(&name, status.as_deref(), now).await {
         return internal(&e);
     }
-    let received = batch.events.len() + batch.refused.len();
+    let received = events.len() + batch.refused.len();
     Json(json!({"received": received, "new": new, "refused": batch.refused})).into_response()
 }
 

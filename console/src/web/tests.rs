@@ -1289,3 +1289,34 @@ async fn the_live_stream_ends_with_its_session() {
     assert!(end.is_ok(), "the stream did not end");
     assert!(!got.contains("pupil-named.example"), "{got}");
 }
+
+/// An alert an agent dates 2999 is stored at the time it arrived, so it neither sits above
+/// every real alert nor escapes retention; the agent's date is kept beside it.
+#[tokio::test]
+async fn an_event_from_the_future_is_dated_when_received() {
+    for (db, _dir) in testing::each().await {
+        db.add_agent("gw1", &token_hash("sga_t"), 1).await.unwrap();
+        let c = Console::new(db).await;
+        let id = uuid::Uuid::now_v7().to_string();
+        let body = serde_json::json!({"agent": "gw1", "events": [
+            {"id": id, "time": "2999-01-01T00:00:00Z", "kind": "bypass_attempt",
+             "device": {"ip": "10.10.3.7"}, "technique": "tor", "severity": "high"},
+        ]});
+        let req = Request::post("/api/v1/events")
+            .header(header::AUTHORIZATION, "Bearer sga_t")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let before = super::now_ms();
+        let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let stored = c.app.db.event(&id).await.unwrap().unwrap();
+        assert!((before..=super::now_ms()).contains(&stored.time_ms));
+        let agent_time: Option<i64> =
+            sqlx::query_scalar("SELECT agent_time_ms FROM events WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&c.app.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(agent_time, Some(32_472_144_000_000));
+    }
+}
