@@ -309,13 +309,26 @@ fn device(mut d: Map<String, Value>) -> Result<Device, String> {
     })
 }
 
-/// `s` cut to `max` characters with control characters replaced: nothing a device sent can
-/// grow a page or break a line.
+/// `s` cut to `max` characters with control characters and those that reorder text
+/// replaced: nothing a device sent can grow a page, break a line, or make a name read
+/// backwards (`moc.\u{202e}exe.elgoog`).
 pub fn clean(s: &str, max: usize) -> String {
     s.chars()
         .take(max)
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .map(|c| {
+            if c.is_control() || reorders(c) {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect()
+}
+
+/// Whether `c` is a bidirectional control: embeddings, overrides and isolates (U+202A–E,
+/// U+2066–9), and the marks (U+200E–F, U+061C).
+pub fn reorders(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
 #[cfg(test)]
@@ -419,6 +432,10 @@ mod tests {
         let name = e.name.unwrap();
         assert_eq!(name.chars().count(), MAX_NAME);
         assert!(name.starts_with("<script>alert(1)</script>\u{fffd}"));
+        let mut e = example();
+        e["name"] = "moc.\u{202e}exe.elgoog\u{2066}x\u{200f}".into();
+        let e = parse_event(e).unwrap();
+        assert_eq!(e.name.unwrap(), "moc.\u{fffd}exe.elgoog\u{fffd}x\u{fffd}");
     }
 
     #[test]

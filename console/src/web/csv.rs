@@ -1,21 +1,35 @@
 //! CSV downloads of the console's lists. Every field is quoted, and a field that a
-//! spreadsheet would take for a formula (`=`, `+`, `-`, `@`, tab, carriage return first) is
-//! prefixed with `'`: names come from pupils' devices.
+//! spreadsheet would take for a formula (`=`, `+`, `-`, `@`, their full-width forms, tab,
+//! carriage return or line feed first, after any leading spaces, which spreadsheets skip)
+//! is prefixed with `'`; characters that reorder text (bidirectional overrides) are
+//! replaced. Names come from pupils' devices.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+/// What starts a formula in one spreadsheet or another.
+const FORMULA: [char; 11] = [
+    '=', '+', '-', '@', '\t', '\r', '\n', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}',
+];
+
 /// One field, quoted.
 fn field(out: &mut String, text: &str) {
     out.push('"');
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if text
+        .trim_start_matches(|c: char| c.is_whitespace() && !FORMULA.contains(&c))
+        .starts_with(FORMULA)
+    {
         out.push('\'');
     }
     for c in text.chars() {
         if c == '"' {
             out.push('"');
         }
-        out.push(c);
+        out.push(if crate::wire::reorders(c) {
+            '\u{fffd}'
+        } else {
+            c
+        });
     }
     out.push('"');
 }
@@ -80,5 +94,21 @@ mod tests {
             doc,
             "\"name\",\"n\"\r\n\"'=HYPERLINK(\"\"http://x\"\")\",\"3\"\r\n\"a,b\nc\",\"'-1\"\r\n"
         );
+        for (text, defused) in [
+            (" =1+1", true),
+            ("\u{3000}=1+1", true),
+            ("\u{ff1d}1+1", true),
+            ("  \u{ff20}SUM(A1)", true),
+            ("\t=1", true),
+            ("a=1", false),
+            ("instagram.com", false),
+        ] {
+            let mut out = String::new();
+            field(&mut out, text);
+            assert_eq!(out.starts_with("\"'"), defused, "{text:?}");
+        }
+        let mut out = String::new();
+        field(&mut out, "moc.\u{202e}evil.exe");
+        assert_eq!(out, "\"moc.\u{fffd}evil.exe\"");
     }
 }

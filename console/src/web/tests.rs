@@ -642,10 +642,11 @@ async fn new_alerts_stream_to_open_pages_once() {
 
     // The page loads the script that shows them, from the console itself.
     let page = dsl.get("/alerts").await;
-    assert!(
-        page.body
-            .contains(r#"<script src="/static/live.js" defer></script>"#)
-    );
+    // In the head, after the title (inside `<title>` it would be text, never run).
+    let head = page.body.split("</head>").next().unwrap();
+    let (title, after) = head.split_once("</title>").unwrap();
+    assert!(after.contains(r#"<script src="/static/live.js" defer></script>"#));
+    assert!(!title.contains("<script"));
     let js = dsl.get("/static/live.js").await;
     assert!(js.body.contains("textContent") && !js.body.contains("innerHTML"));
 }
