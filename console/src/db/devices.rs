@@ -6,33 +6,64 @@ use sqlx::Row;
 use super::events::{Stored, push_device, stored};
 use super::{Db, DbError, Statement};
 
-/// How a device is named in a query: its IP address, MAC address or name.
+/// How a device is named in a query: its IP address, MAC address or name, and the agent
+/// that saw it (two schools' gateways may both have a 10.10.3.7, and they are two devices).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceKey(String);
+pub struct DeviceKey {
+    key: String,
+    agent: Option<String>,
+}
 
 impl DeviceKey {
-    /// `text` as typed or linked (MAC addresses are stored in lower case).
+    /// `text` as typed or linked (MAC addresses are stored in lower case), on any agent.
     pub fn new(text: &str) -> Option<Self> {
         let t = text.trim();
-        (!t.is_empty() && t.len() <= 253).then(|| Self(t.to_owned()))
+        (!t.is_empty() && t.len() <= 253).then(|| Self {
+            key: t.to_owned(),
+            agent: None,
+        })
     }
 
-    /// The key for an event's device: IP address, else MAC, else name.
+    /// The same device as one agent saw it (an empty name: any agent).
+    #[must_use]
+    pub fn on(mut self, agent: &str) -> Self {
+        let agent = agent.trim();
+        self.agent = (!agent.is_empty()).then(|| agent.to_owned());
+        self
+    }
+
+    /// The key for an event's device: IP address, else MAC, else name, on its agent.
     pub fn of(e: &Stored) -> Option<Self> {
         e.device_ip
             .as_deref()
             .or(e.device_mac.as_deref())
             .or(e.device_name.as_deref())
             .and_then(Self::new)
+            .map(|k| k.on(&e.agent))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.key
+    }
+
+    pub fn agent(&self) -> Option<&str> {
+        self.agent.as_deref()
+    }
+
+    /// How the audit log names it: `key` or `key@agent`.
+    pub fn label(&self) -> String {
+        match &self.agent {
+            Some(a) => format!("{}@{a}", self.key),
+            None => self.key.clone(),
+        }
     }
 
     /// Appends ` AND (the device is this one)`.
     fn push_where(&self, q: &mut Statement) {
-        push_device(q, &self.0);
+        push_device(q, &self.key);
+        if let Some(a) = &self.agent {
+            q.push(" AND agent = ").bind(a.as_str());
+        }
     }
 }
 
@@ -63,6 +94,15 @@ impl Db {
         device.push_where(&mut q);
         q.push(" ORDER BY time_ms, id LIMIT ").bind(limit);
         self.rows(q.query(), "read a device's activity", stored)
+            .await
+    }
+
+    /// The agents that saw a device by this key, by name.
+    pub async fn agents_of(&self, device: &DeviceKey) -> Result<Vec<String>, DbError> {
+        let mut q = Statement::new("SELECT DISTINCT agent FROM events WHERE 1 = 1");
+        device.push_where(&mut q);
+        q.push(" ORDER BY agent LIMIT 100");
+        self.rows(q.query(), "find a device's agents", |r| r.try_get("agent"))
             .await
     }
 

@@ -57,6 +57,8 @@ impl By {
 pub struct TopDevice {
     /// IP address, else MAC address.
     pub key: String,
+    /// The agent that saw it: the same address behind two gateways is two devices.
+    pub agent: String,
     pub name: Option<String>,
     pub owner: Option<String>,
     pub blocked: i64,
@@ -161,18 +163,19 @@ impl Db {
     /// The devices with the most alerts, then blocks, in `w`.
     pub async fn top_devices(&self, w: Window, limit: i64) -> Result<Vec<TopDevice>, DbError> {
         let mut q = Statement::new(
-            "SELECT COALESCE(device_ip, device_mac) AS k, MAX(device_name) AS dn, \
+            "SELECT COALESCE(device_ip, device_mac) AS k, agent, MAX(device_name) AS dn, \
              MAX(device_owner) AS dow, \
              CAST(SUM(CASE WHEN kind = 'blocked' THEN count ELSE 0 END) AS BIGINT) AS b, \
              CAST(SUM(alert) AS BIGINT) AS a \
              FROM events WHERE COALESCE(device_ip, device_mac) IS NOT NULL AND",
         );
         w.push_where(&mut q);
-        q.push(" GROUP BY 1 ORDER BY 5 DESC, 4 DESC, 1 LIMIT ")
+        q.push(" GROUP BY 1, 2 ORDER BY 6 DESC, 5 DESC, 1, 2 LIMIT ")
             .bind(limit);
         self.rows(q.query(), "rank devices", |r| {
             Ok(TopDevice {
                 key: r.try_get("k")?,
+                agent: r.try_get("agent")?,
                 name: r.try_get("dn")?,
                 owner: r.try_get("dow")?,
                 blocked: r.try_get("b")?,

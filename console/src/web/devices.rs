@@ -58,6 +58,11 @@ pub async fn list(
 struct DevicePage<'a> {
     frame: Frame<'a>,
     key: &'a str,
+    /// The agent the history is narrowed to, if any.
+    agent: &'a str,
+    /// Without an agent, the agents that saw a device by this key, when more than one did:
+    /// the page asks which is meant rather than merging them.
+    choose: Vec<String>,
     rows: Vec<Row>,
     page: i64,
     more: bool,
@@ -67,6 +72,28 @@ struct DevicePage<'a> {
 #[serde(default)]
 pub struct HistoryParams {
     page: i64,
+    /// The agent (gateway) that saw the device.
+    agent: String,
+}
+
+/// `key` on `agent`, or, when no agent was named and several agents saw a device by that
+/// key, those agents to choose from.
+async fn which(app: &Shared, key: &str, agent: &str) -> Result<(DeviceKey, Vec<String>), Refused> {
+    let key = DeviceKey::new(key)
+        .ok_or(Refused::NotFound("device"))?
+        .on(agent);
+    if key.agent().is_some() {
+        return Ok((key, Vec::new()));
+    }
+    let agents = app.db.agents_of(&key).await?;
+    match agents.as_slice() {
+        [one] => {
+            let one = one.clone();
+            Ok((key.on(&one), Vec::new()))
+        }
+        [] => Ok((key, Vec::new())),
+        _ => Ok((key, agents)),
+    }
 }
 
 pub async fn history(
@@ -75,9 +102,20 @@ pub async fn history(
     Path(key): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Answer {
-    let key = DeviceKey::new(&key).ok_or(Refused::NotFound("device"))?;
+    let (key, choose) = which(&app, &key, &params.agent).await?;
+    if !choose.is_empty() {
+        return render(&DevicePage {
+            frame: signed.frame(),
+            key: key.as_str(),
+            agent: "",
+            choose,
+            rows: Vec::new(),
+            page: 0,
+            more: false,
+        });
+    }
     signed
-        .audit(&app, "view_device", Some(key.as_str()), None)
+        .audit(&app, "view_device", Some(&key.label()), None)
         .await?;
     let page_no = params.page.max(0);
     let rows = app
@@ -89,6 +127,8 @@ pub async fn history(
     render(&DevicePage {
         frame: signed.frame(),
         key: key.as_str(),
+        agent: key.agent().unwrap_or(""),
+        choose,
         rows,
         page: page_no,
         more,
@@ -124,11 +164,17 @@ pub async fn history_csv(
     State(app): State<Shared>,
     signed: Signed,
     Path(key): Path<String>,
+    Query(params): Query<HistoryParams>,
 ) -> Answer {
-    let key = DeviceKey::new(&key).ok_or(Refused::NotFound("device"))?;
+    let (key, choose) = which(&app, &key, &params.agent).await?;
+    if !choose.is_empty() {
+        return Err(Refused::Bad(
+            "Several gateways saw a device by this name: open its page and choose one.".into(),
+        ));
+    }
     let rows = app.db.device_history(&key, CSV_ROWS, 0).await?;
     signed
-        .audit(&app, "export_device", Some(key.as_str()), None)
+        .audit(&app, "export_device", Some(&key.label()), None)
         .await?;
     Ok(download(
         "device-history.csv",

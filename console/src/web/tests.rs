@@ -1321,3 +1321,57 @@ async fn an_event_from_the_future_is_dated_when_received() {
         assert_eq!(agent_time, Some(32_472_144_000_000));
     }
 }
+
+/// Two schools' gateways with a device at 10.10.3.7 each: the device's page asks which is
+/// meant and never merges their histories; each alert links to its own.
+#[tokio::test]
+async fn one_address_behind_two_gateways_is_two_devices() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let a = alert("bypass_attempt", "school-a.example", "10.10.3.7");
+        let b = alert("bypass_attempt", "school-b.example", "10.10.3.7");
+        c.app
+            .db
+            .ingest("gw-a", std::slice::from_ref(&a), 1)
+            .await
+            .unwrap();
+        c.app
+            .db
+            .ingest("gw-b", std::slice::from_ref(&b), 1)
+            .await
+            .unwrap();
+        let dsl = c.signed_in("dsl").await;
+        let both = dsl.get("/devices/10.10.3.7").await;
+        assert_eq!(both.status, StatusCode::OK);
+        assert!(both.body.contains("/devices/10.10.3.7?agent=gw-a"));
+        assert!(both.body.contains("/devices/10.10.3.7?agent=gw-b"));
+        assert!(!both.body.contains("school-a.example") && !both.body.contains("school-b.example"));
+        let one = dsl.get("/devices/10.10.3.7?agent=gw-a").await;
+        assert!(one.body.contains("school-a.example") && !one.body.contains("school-b.example"));
+        let csv = dsl.get("/devices/10.10.3.7/history.csv?agent=gw-b").await;
+        assert!(csv.body.contains("school-b.example") && !csv.body.contains("school-a.example"));
+        assert_eq!(
+            dsl.get("/devices/10.10.3.7/history.csv").await.status,
+            StatusCode::BAD_REQUEST
+        );
+        let page = dsl.get(&format!("/alerts/{}", a.id)).await;
+        assert!(
+            page.body.contains("/devices/10.10.3.7?agent=gw-a"),
+            "{}",
+            page.body
+        );
+        // A key only one gateway knows needs no choice.
+        let c2 = alert("quarantined", "x.example", "10.10.9.9");
+        c.app
+            .db
+            .ingest("gw-a", std::slice::from_ref(&c2), 1)
+            .await
+            .unwrap();
+        assert!(
+            dsl.get("/devices/10.10.9.9")
+                .await
+                .body
+                .contains("x.example")
+        );
+    }
+}
