@@ -159,6 +159,83 @@ pub fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// Seals small secrets the console must read back (TOTP secrets) with a key kept outside
+/// the database (ChaCha20-Poly1305), so a copy of the database or a dump of it holds none.
+/// Text stored before sealing began is read as it is until sealed.
+pub struct Sealer(ring::aead::LessSafeKey);
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+/// What sealed text starts with.
+pub const SEALED: &str = "sealed:v1:";
+
+impl Sealer {
+    /// A sealer with `key` (32 bytes).
+    pub fn new(key: &[u8; 32]) -> Self {
+        let key = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, key)
+            .map(ring::aead::LessSafeKey::new);
+        // A 32-byte key is always the right length for ChaCha20-Poly1305.
+        #[allow(clippy::expect_used)]
+        Self(key.expect("a 32-byte ChaCha20-Poly1305 key"))
+    }
+
+    /// A sealer with a fresh random key (tests, and a console that keeps nothing).
+    pub fn random() -> Result<Self, HashError> {
+        random_bytes::<32>()
+            .map(|k| Self::new(&k))
+            .map_err(|()| HashError("no randomness".into()))
+    }
+
+    /// `plain` sealed, as text.
+    pub fn seal(&self, plain: &str) -> Result<String, HashError> {
+        let nonce = random_bytes::<12>().map_err(|()| HashError("no randomness".into()))?;
+        let mut data = plain.as_bytes().to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::empty(),
+                &mut data,
+            )
+            .map_err(|_| HashError("cannot seal".into()))?;
+        Ok(format!("{SEALED}{}{}", hex(&nonce), hex(&data)))
+    }
+
+    /// The text `stored` holds: unsealed, or as it is if it was never sealed; `None` if it
+    /// was sealed with another key or damaged.
+    pub fn open(&self, stored: &str) -> Option<String> {
+        let Some(sealed) = stored.strip_prefix(SEALED) else {
+            return Some(stored.to_owned());
+        };
+        let bytes = unhex(sealed)?;
+        let (nonce, data) = bytes.split_at_checked(12)?;
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut data = data.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, ring::aead::Aad::empty(), &mut data)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
+/// Hex text as bytes, if it is hex.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
+}
+
 /// The issuer authenticator apps show beside the account name.
 const TOTP_ISSUER: &str = "schoolgate";
 
@@ -465,6 +542,29 @@ mod tests {
         assert_eq!(totp_check(&secret, &older, now), None);
         assert_eq!(totp_check(&secret, "12 34", now), None);
         assert_eq!(totp_check("not base32!", &code.to_string(), now), None);
+    }
+
+    #[test]
+    fn sealed_secrets_open_with_their_key_only() {
+        let a = Sealer::random().unwrap();
+        let sealed = a.seal("JBSWY3DPEHPK3PXP").unwrap();
+        assert!(sealed.starts_with(SEALED) && !sealed.contains("JBSWY3DPEHPK3PXP"));
+        assert_ne!(
+            sealed,
+            a.seal("JBSWY3DPEHPK3PXP").unwrap(),
+            "a fresh nonce each time"
+        );
+        assert_eq!(a.open(&sealed).as_deref(), Some("JBSWY3DPEHPK3PXP"));
+        assert_eq!(Sealer::random().unwrap().open(&sealed), None);
+        assert_eq!(
+            a.open("JBSWY3DPEHPK3PXP").as_deref(),
+            Some("JBSWY3DPEHPK3PXP")
+        );
+        let mut damaged = sealed.clone();
+        damaged.pop();
+        damaged.push('0');
+        assert_eq!(a.open(&damaged), None);
+        assert_eq!(a.open(&format!("{SEALED}zz")), None);
     }
 
     #[test]

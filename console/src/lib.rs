@@ -5,12 +5,14 @@
 //! - [`db`]: the database (SQLite or PostgreSQL through one set of queries).
 //! - [`auth`]: roles, passwords, tokens, login throttling.
 //! - [`config`]: `console.yaml` in the data directory.
+//! - [`files`]: the data directory's own files (database, sealing key), owner-only.
 //! - [`web`]: the router, pages and the agents' API.
 //! - [`mail`]: e-mail to the safeguarding lead when high-severity alerts arrive.
 
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod files;
 pub mod mail;
 pub mod web;
 pub mod wire;

@@ -43,8 +43,7 @@ fn main() -> ExitCode {
 }
 
 async fn open(store: &Store) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(&store.data)
-        .with_context(|| format!("cannot create {}", store.data.display()))?;
+    schoolgate_console::files::prepare(&store.data, store.database_url.is_none())?;
     let url = match &store.database_url {
         Some(u) => u.clone(),
         None => sqlite_url(&store.data)?,
@@ -118,7 +117,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let local = listener.local_addr()?;
-            let app = Arc::new(App::new(db, config, tls.is_some()));
+            let sealer = schoolgate_console::files::sealer(&store.data)?;
+            let sealed = db.seal_totp_secrets(&sealer).await?;
+            if sealed > 0 {
+                tracing::info!(
+                    users = sealed,
+                    "TOTP secrets sealed with the data directory's key"
+                );
+            }
+            let app = Arc::new(App::new(db, config, tls.is_some()).with_sealer(sealer));
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(address = %local, "console listening");
             println!("listening on {scheme}://{local}");
@@ -341,7 +348,11 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
             } else {
                 Some(schoolgate_console::auth::new_totp_secret()?)
             };
-            if !db.set_totp(&name, secret.as_deref()).await? {
+            let sealed = match &secret {
+                Some(s) => Some(schoolgate_console::files::sealer(&store.data)?.seal(s)?),
+                None => None,
+            };
+            if !db.set_totp(&name, sealed.as_deref()).await? {
                 bail!("there is no user {name:?}");
             }
             end_sessions(&db, &name).await?;

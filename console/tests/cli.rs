@@ -71,6 +71,25 @@ fn users_and_agents_are_added_with_only_hashes_kept() {
         shown.contains("otpauth://totp/schoolgate:dsl?secret="),
         "{shown}"
     );
+    // The secret is sealed in the database with a key only the console's user reads.
+    let secret = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .to_owned();
+    let db_bytes = std::fs::read(dir.path().join("console.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("console.db-wal")).unwrap_or_default();
+    for bytes in [&db_bytes, &wal] {
+        assert!(!String::from_utf8_lossy(bytes).contains(&secret));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["console.db", "secrets.key"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} is {mode:o}");
+    }
     assert!(
         !console(&["user", "totp", "nobody"], dir.path())
             .status

@@ -204,6 +204,35 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Seals every TOTP secret stored before sealing began; how many.
+    pub async fn seal_totp_secrets(&self, sealer: &crate::auth::Sealer) -> Result<u64, DbError> {
+        let q =
+            sqlx::query::<Any>("SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL");
+        let plain: Vec<(String, String)> = self
+            .rows(q, "read TOTP secrets", |r| {
+                Ok((r.try_get("name")?, r.try_get("totp_secret")?))
+            })
+            .await?;
+        let mut n = 0;
+        for (name, secret) in plain {
+            if secret.starts_with(crate::auth::SEALED) {
+                continue;
+            }
+            let sealed = sealer.seal(&secret)?;
+            sqlx::query::<Any>(
+                "UPDATE users SET totp_secret = $1 WHERE name = $2 AND totp_secret = $3",
+            )
+            .bind(sealed)
+            .bind(&name)
+            .bind(&secret)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("seal a TOTP secret"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Records that user `id` signed in with TOTP step `step`; false if that step (or a
     /// later one) was used already, so a code is taken once.
     pub async fn use_totp_step(&self, id: i64, step: i64) -> Result<bool, DbError> {
@@ -440,6 +469,28 @@ mod tests {
             assert_eq!(agents.len(), 1);
             assert_eq!(agents[0].last_seen_ms, Some(9));
             assert_eq!(agents[0].status.as_deref(), Some(r#"{"backlog":3}"#));
+        }
+    }
+
+    #[tokio::test]
+    async fn totp_secrets_stored_before_sealing_are_sealed_once() {
+        for (db, _dir) in testing::each().await {
+            db.put_user("dsl", crate::auth::Role::Dsl, "hash", 1)
+                .await
+                .unwrap();
+            db.set_totp("dsl", Some("JBSWY3DPEHPK3PXP")).await.unwrap();
+            let sealer = crate::auth::Sealer::random().unwrap();
+            assert_eq!(db.seal_totp_secrets(&sealer).await.unwrap(), 1);
+            assert_eq!(db.seal_totp_secrets(&sealer).await.unwrap(), 0);
+            let stored = db
+                .user_by_name("dsl")
+                .await
+                .unwrap()
+                .unwrap()
+                .totp_secret
+                .unwrap();
+            assert!(stored.starts_with(crate::auth::SEALED));
+            assert_eq!(sealer.open(&stored).as_deref(), Some("JBSWY3DPEHPK3PXP"));
         }
     }
 }

@@ -57,6 +57,8 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("cannot seal a secret: {0}")]
+    Seal(#[from] crate::auth::HashError),
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

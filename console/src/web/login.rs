@@ -194,9 +194,13 @@ pub async fn submit(
     };
     // An account with a TOTP secret also needs a code, each accepted once.
     let user = match user.filter(|_| matched) {
-        Some(u) => match u.totp_secret.as_deref() {
+        Some(u) => match u.totp_secret.as_deref().map(|s| app.sealer.open(s)) {
             None => Some(u),
-            Some(secret) => {
+            // Sealed with another key (a data directory restored without its key): no code
+            // can match.
+            Some(None) => None,
+            Some(Some(secret)) => {
+                let secret = secret.as_str();
                 let now_s = u64::try_from(now.div_euclid(1000)).unwrap_or(0);
                 match totp_check(secret, &form.code, now_s).and_then(|s| i64::try_from(s).ok()) {
                     Some(step) => match app.db.use_totp_step(u.id, step).await {

@@ -58,6 +58,8 @@ pub struct App {
     pub secure_cookies: bool,
     /// Signs the login form's tokens, so only tokens this console issued are taken.
     pub form_key: ring::hmac::Key,
+    /// Opens the sealed TOTP secrets (the data directory's key; see [`crate::files`]).
+    pub sealer: crate::auth::Sealer,
     /// New alerts, announced to open pages.
     pub live: live::Announcer,
 }
@@ -81,8 +83,19 @@ impl App {
             page_reads,
             secure_cookies,
             form_key,
+            // `serve` gives the data directory's key; a fresh one serves a console that
+            // keeps no sealed secret of its own (tests).
+            sealer: crate::auth::Sealer::random()
+                .unwrap_or_else(|_| crate::auth::Sealer::new(&[0; 32])),
             live: tokio::sync::broadcast::channel(live::BACKLOG).0,
         }
+    }
+
+    /// This console with `sealer` for the TOTP secrets.
+    #[must_use]
+    pub fn with_sealer(mut self, sealer: crate::auth::Sealer) -> Self {
+        self.sealer = sealer;
+        self
     }
 
     /// Cookie `base`'s name: `__Host-` before it over HTTPS, so no other site or plain-HTTP

@@ -709,7 +709,8 @@ async fn an_account_with_totp_needs_a_fresh_code() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;
         let secret = crate::auth::new_totp_secret().unwrap();
-        assert!(c.app.db.set_totp("dsl", Some(&secret)).await.unwrap());
+        let sealed = c.app.sealer.seal(&secret).unwrap();
+        assert!(c.app.db.set_totp("dsl", Some(&sealed)).await.unwrap());
         assert!(!c.app.db.set_totp("nobody", Some(&secret)).await.unwrap());
         let password = "correct horse battery";
         assert_eq!(
