@@ -48,14 +48,7 @@ fn form_token_ok(app: &Shared, token: &str, now: i64) -> bool {
     let Some((signed, hex)) = token.rsplit_once('.') else {
         return false;
     };
-    let Some(tag) = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
-    else {
+    let Some(tag) = crate::auth::unhex(hex) else {
         return false;
     };
     let fresh = signed
