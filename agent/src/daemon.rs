@@ -228,6 +228,15 @@ fn record_reload(shared: &Shared, outcome: &Outcome) {
                 .emit(Event::new(Kind::PolicyReloaded, now, Severity::Info));
         }
         Outcome::Unchanged => shared.metrics.reload("unchanged"),
+        Outcome::Restored => {
+            shared.metrics.reload("restored");
+            let mut event = Event::new(Kind::PolicyReloaded, now, Severity::Info);
+            event.evidence = Some(
+                "the policy file was restored to the policy in force after a rejected edit"
+                    .to_owned(),
+            );
+            shared.events.emit(event);
+        }
         Outcome::Rejected(e) => {
             shared.metrics.reload("rejected");
             let mut event = Event::new(Kind::PolicyRejected, now, Severity::Medium);
@@ -278,12 +287,18 @@ pub async fn run(
     let (events, rx) = Events::new(Aggregator::default(), metrics.events_dropped.clone());
     let events = Arc::new(events);
     let (stop_writer, writer_stop) = tokio::sync::oneshot::channel();
-    let writer = tokio::spawn(write_all(rx, journal.clone(), writer_stop));
+    let writer = tokio::spawn(write_all(rx, journal.clone(), events.drops(), writer_stop));
     events.emit(Event::new(
         Kind::AgentStarted,
         crate::clock::now(),
         Severity::Info,
     ));
+    // Events the journal found lost to damage at start, for the console's health view.
+    let lost_to_damage: u64 = found
+        .iter()
+        .filter(|n| n.kind == Kind::JournalDamaged)
+        .map(|n| u64::from(n.count))
+        .sum();
     for note in found {
         warn!(
             evidence = note.evidence.as_deref().unwrap_or_default(),
@@ -320,6 +335,7 @@ pub async fn run(
                     .get();
                 s.insert("policy_rejected".into(), rejected.into());
                 s.insert("events_dropped".into(), metrics.events_dropped.get().into());
+                s.insert("events_lost_to_damage".into(), lost_to_damage.into());
                 s.insert(
                     "upstream_errors".into(),
                     metrics.upstream_errors.get().into(),

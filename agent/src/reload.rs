@@ -30,6 +30,9 @@ pub enum Outcome {
     Applied(Arc<Policy>),
     /// The files were read again but say the same as the policy in force.
     Unchanged,
+    /// After a rejected edit, the files say again what the policy in force says (the edit
+    /// was undone): worth reporting, since the last report was the rejection.
+    Restored,
     /// The files could not be read or are invalid; the previous policy stays in force.
     Rejected(LoadError),
 }
@@ -38,6 +41,8 @@ pub enum Outcome {
 struct Files {
     fingerprint: u64,
     lists: Vec<PathBuf>,
+    /// The last reload was rejected.
+    rejected: bool,
 }
 
 /// The policy in force, and where it comes from.
@@ -57,6 +62,7 @@ impl LivePolicy {
         let files = Files {
             fingerprint: loaded.fingerprint,
             lists: loaded.lists,
+            rejected: false,
         };
         Ok(Arc::new(Self {
             path,
@@ -91,16 +97,25 @@ impl LivePolicy {
                 for line in error.to_string().lines() {
                     warn!("{line}");
                 }
+                self.files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .rejected = true;
                 return Outcome::Rejected(error);
             }
         };
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if files.fingerprint == loaded.fingerprint {
+            if std::mem::take(&mut files.rejected) {
+                info!(path = %self.path.display(), "policy file restored to the policy in force");
+                return Outcome::Restored;
+            }
             return Outcome::Unchanged;
         }
         *files = Files {
             fingerprint: loaded.fingerprint,
             lists: loaded.lists,
+            rejected: false,
         };
         let policy = Arc::new(loaded.policy);
         self.current.store(policy.clone());

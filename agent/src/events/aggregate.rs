@@ -1,14 +1,15 @@
 //! Turning many sightings into few events, without a clock: `now` is passed in.
 //!
 //! One page load can ask for the same blocked name dozens of times. [`Aggregator`] keeps one
-//! pending event per device + name + rule; the first sighting opens a window, later ones add
-//! to its count, and the event is released when the window closes.
-//!
-//! A high-severity sighting (a bypass attempt the policy answers with an alert or a
-//! quarantine) is for the safeguarding lead now, not in a minute: it is released at once, and
-//! the window it opens gathers the repeats into one follow-up event, with its own id, released
-//! when the window closes, and only if there were repeats. The two counts add up to the
-//! sightings, as one event's would.
+//! window per device + name + rule. The first sighting is passed on at once, so that what a
+//! device was answered is in the journal within the writer's sync interval, whatever happens
+//! to the agent after (a `kill -9` loses no name). Repeats inside the window are counted in
+//! one follow-up event with its own id, from its first repeat. The follow-up is passed on at
+//! each [`Aggregator::checkpoint`] (every second in the daemon) while its count grows, each
+//! time with the same id and the running count: a later record with the same id supersedes
+//! an earlier one (the console keeps the larger count). So a crash loses at most the
+//! repeats counted since the last checkpoint, never a first sighting. The counts of a
+//! sighting and its follow-up add up to the sightings.
 //!
 //! [`Presence`] remembers which devices were already reported today.
 
@@ -19,7 +20,9 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use schoolgate_engine::MacAddr;
 
-use super::event::{self, Event, Severity, Technique};
+#[cfg(test)]
+use super::event::Severity;
+use super::event::{self, Event, Technique};
 
 /// How long sightings of one device + name + rule are gathered into one event.
 pub const WINDOW: SignedDuration = SignedDuration::from_secs(60);
@@ -50,12 +53,14 @@ impl Key {
     }
 }
 
-/// Pending events, released one window after their first sighting.
+/// Open windows, closed one window after their first sighting.
 #[derive(Debug)]
 pub struct Aggregator {
     window: SignedDuration,
     capacity: usize,
-    pending: HashMap<Key, Event>,
+    /// Each window's follow-up (count 0 until a repeat), and whether it changed since it
+    /// was last passed on.
+    pending: HashMap<Key, (Event, bool)>,
     /// Keys in the order they opened, with when they close.
     order: VecDeque<(Timestamp, Key)>,
 }
@@ -76,21 +81,23 @@ impl Aggregator {
         }
     }
 
-    /// Adds one sighting at `event.time`. Returns what is to be passed on now: a
-    /// high-severity sighting that opens a window, and an event released early because the
-    /// table was full.
+    /// Adds one sighting at `event.time`. Returns what is to be passed on now: the sighting
+    /// itself if it opens a window, and a follow-up released early because the table was
+    /// full.
     pub fn add(&mut self, event: Event) -> Vec<Event> {
         let key = Key::of(&event);
-        if let Some(open) = self.pending.get_mut(&key) {
+        if let Some((open, changed)) = self.pending.get_mut(&key) {
             if open.count == 0 {
-                // The first repeat after an alert released at once: the follow-up starts.
-                // It is an event of its own: its own id, from its first sighting.
+                // The first repeat: the follow-up starts, an event of its own: its own id,
+                // from its first repeat.
                 open.id = event::uuid_v7(event.time);
                 open.time = event.time;
+                open.last = None;
             } else {
                 open.last = Some(event.time);
             }
             open.count = open.count.saturating_add(event.count);
+            *changed = true;
             return Vec::new();
         }
         let mut now = Vec::new();
@@ -99,23 +106,19 @@ impl Aggregator {
         }
         let closes = event.time.saturating_add(self.window).unwrap_or(event.time);
         self.order.push_back((closes, key.clone()));
-        if event.severity == Severity::High {
-            // The window holds an empty follow-up that the repeats fill.
-            self.pending.insert(
-                key,
-                Event {
-                    count: 0,
-                    ..event.clone()
-                },
-            );
-            now.push(event);
-        } else {
-            self.pending.insert(key, event);
-        }
+        // The window holds an empty follow-up that the repeats fill.
+        let follow = Event {
+            count: 0,
+            last: None,
+            ..event.clone()
+        };
+        self.pending.insert(key, (follow, false));
+        now.push(event);
         now
     }
 
-    /// The events whose window has closed by `now`, oldest first.
+    /// The follow-ups whose window has closed by `now` and that changed since they were
+    /// last passed on, oldest first.
     pub fn due(&mut self, now: Timestamp) -> Vec<Event> {
         let mut out = Vec::new();
         while self.order.front().is_some_and(|(closes, _)| *closes <= now) {
@@ -124,7 +127,22 @@ impl Aggregator {
         out
     }
 
-    /// Every pending event, at shutdown.
+    /// The running follow-ups that changed since they were last passed on, each with the
+    /// same id and its count so far (it supersedes the one before).
+    pub fn checkpoint(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (_, key) in &self.order {
+            if let Some((e, changed)) = self.pending.get_mut(key)
+                && *changed
+            {
+                *changed = false;
+                out.push(e.clone());
+            }
+        }
+        out
+    }
+
+    /// Every follow-up not yet passed on with its last count, at shutdown.
     pub fn drain(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         while !self.order.is_empty() {
@@ -141,10 +159,14 @@ impl Aggregator {
         self.pending.is_empty()
     }
 
-    /// Closes the oldest window: its event, unless it is a follow-up no repeat filled.
+    /// Closes the oldest window: its follow-up, if a repeat filled it and it changed since
+    /// it was last passed on.
     fn pop_oldest(&mut self) -> Option<Event> {
         let (_, key) = self.order.pop_front()?;
-        self.pending.remove(&key).filter(|e| e.count > 0)
+        self.pending
+            .remove(&key)
+            .filter(|(e, changed)| e.count > 0 && *changed)
+            .map(|(e, _)| e)
     }
 }
 
@@ -190,36 +212,74 @@ mod tests {
     }
 
     #[test]
-    fn one_event_per_device_name_rule_per_window() {
+    fn a_first_sighting_goes_at_once_and_its_repeats_follow_in_one_event() {
         let mut a = Aggregator::new(SignedDuration::from_secs(60), 100);
-        for s in 0..50 {
+        let first = a.add(blocked(0, "10.0.0.5", "instagram.com"));
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].count, first[0].time), (1, at(0)));
+        for s in 1..50 {
             assert!(a.add(blocked(s, "10.0.0.5", "instagram.com")).is_empty());
         }
-        a.add(blocked(10, "10.0.0.6", "instagram.com"));
-        a.add(blocked(20, "10.0.0.5", "tiktok.com"));
+        assert_eq!(a.add(blocked(10, "10.0.0.6", "instagram.com")).len(), 1);
+        assert_eq!(a.add(blocked(20, "10.0.0.5", "tiktok.com")).len(), 1);
         assert!(a.due(at(59)).is_empty());
-        let first = a.due(at(60));
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].count, 50);
-        assert_eq!(first[0].time, at(0));
-        assert_eq!(first[0].last, Some(at(49)));
-        let rest = a.due(at(80));
-        assert_eq!(rest.len(), 2);
-        assert!(rest.iter().all(|e| e.count == 1 && e.last.is_none()));
-        // A sighting after the window opens a new event.
-        a.add(blocked(90, "10.0.0.5", "instagram.com"));
-        assert_eq!(a.drain().len(), 1);
+        let follow = a.due(at(60));
+        assert_eq!(follow.len(), 1);
+        assert_eq!(follow[0].count, 49);
+        assert_eq!((follow[0].time, follow[0].last), (at(1), Some(at(49))));
+        assert_ne!(
+            follow[0].id, first[0].id,
+            "the follow-up is an event of its own"
+        );
+        // No repeats: nothing follows.
+        assert!(a.due(at(80)).is_empty());
+        // A sighting after the window opens a new one.
+        assert_eq!(a.add(blocked(90, "10.0.0.5", "instagram.com")).len(), 1);
+        assert!(a.drain().is_empty());
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn a_checkpoint_passes_on_a_running_count_under_one_id() {
+        let mut a = Aggregator::new(SignedDuration::from_secs(60), 100);
+        a.add(blocked(0, "10.0.0.5", "instagram.com"));
+        assert!(a.checkpoint().is_empty(), "no repeat yet");
+        for s in 1..=3 {
+            a.add(blocked(s, "10.0.0.5", "instagram.com"));
+        }
+        let one = a.checkpoint();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].count, 3);
+        assert!(a.checkpoint().is_empty(), "unchanged since");
+        a.add(blocked(4, "10.0.0.5", "instagram.com"));
+        let two = a.checkpoint();
+        assert_eq!((two[0].id, two[0].count), (one[0].id, 4));
+        // Closed unchanged since the last checkpoint: nothing more to pass on.
+        assert!(a.due(at(60)).is_empty());
+        // Changed after the last checkpoint: the window's close passes it on.
+        a.add(blocked(100, "10.0.0.5", "instagram.com"));
+        a.add(blocked(101, "10.0.0.5", "instagram.com"));
+        a.checkpoint();
+        a.add(blocked(102, "10.0.0.5", "instagram.com"));
+        let last = a.due(at(160));
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].count, 2);
     }
 
     #[test]
     fn full_table_releases_the_oldest_early() {
         let mut a = Aggregator::new(SignedDuration::from_secs(60), 2);
-        assert!(a.add(blocked(0, "10.0.0.1", "a.com")).is_empty());
-        assert!(a.add(blocked(1, "10.0.0.2", "a.com")).is_empty());
+        assert_eq!(a.add(blocked(0, "10.0.0.1", "a.com")).len(), 1);
+        a.add(blocked(1, "10.0.0.1", "a.com"));
+        assert_eq!(a.add(blocked(1, "10.0.0.2", "a.com")).len(), 1);
         let early = a.add(blocked(2, "10.0.0.3", "a.com"));
-        assert_eq!(early.len(), 1);
+        assert_eq!(
+            early.len(),
+            2,
+            "the oldest's follow-up, and the new sighting"
+        );
         assert_eq!(early[0].device.ip, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(early[0].count, 1);
         assert_eq!(a.len(), 2);
     }
 

@@ -3,9 +3,13 @@
 //!
 //! The services never wait on the disk: events pass through a bounded channel, and if the
 //! writer falls that far behind the newest are counted as dropped rather than blocking DNS.
+//! Every event lost, there or to a write that failed (a full disk), is counted in
+//! [`Drops`]: in the `events_dropped` metric (which each batch's status carries to the
+//! console) and in one `events_dropped` event written as soon as writing works again.
 
 use std::io;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use prometheus_client::metrics::counter::Counter;
@@ -13,22 +17,23 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::aggregate::{Aggregator, Presence};
-use super::event::Event;
-use crate::journal::{Journal, JournalError, SYNC_EVERY};
+use super::event::{Event, Kind, Severity};
+use crate::journal::{Journal, JournalError, SYNC_EVERY, Unwritten};
 
 /// Events in flight between the services and the writer.
 const QUEUE: usize = 65_536;
 
 /// Somewhere events are kept.
 pub trait Sink: Send + 'static {
-    fn write(&mut self, batch: &[Event]) -> io::Result<()>;
+    /// Keeps `batch`; on failure, says how many of its last events were not kept.
+    fn write(&mut self, batch: &[Event]) -> Result<(), Unwritten>;
     /// Makes what was written durable if it is due (or now, if `force`).
     fn sync(&mut self, force: bool) -> io::Result<()>;
 }
 
 impl Sink for Journal {
-    fn write(&mut self, batch: &[Event]) -> io::Result<()> {
-        self.append(batch, crate::clock::now()).map_err(io_error)
+    fn write(&mut self, batch: &[Event]) -> Result<(), Unwritten> {
+        self.append(batch, crate::clock::now())
     }
 
     fn sync(&mut self, force: bool) -> io::Result<()> {
@@ -40,37 +45,92 @@ fn io_error(e: JournalError) -> io::Error {
     io::Error::new(e.source.kind(), e)
 }
 
+/// Events lost before reaching the journal: counted at once, reported in an event later.
+#[derive(Debug, Default)]
+pub struct Drops {
+    /// Every event lost (the `events_dropped` metric).
+    counter: Counter,
+    /// Lost and not yet reported in an `events_dropped` event.
+    unreported: AtomicU64,
+}
+
+impl Drops {
+    pub fn new(counter: Counter) -> Self {
+        Self {
+            counter,
+            unreported: AtomicU64::new(0),
+        }
+    }
+
+    /// `n` events were lost.
+    pub fn lost(&self, n: u64) {
+        self.counter.inc_by(n);
+        self.unreported.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The losses not yet reported, as the event that reports them (taken: put back with
+    /// [`Drops::unreport`] if it cannot be written).
+    fn report(&self, now: Timestamp) -> Option<(u64, Event)> {
+        let n = self.unreported.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        let mut e = Event::new(Kind::EventsDropped, now, Severity::Medium);
+        e.count = u32::try_from(n).unwrap_or(u32::MAX);
+        e.evidence = Some(format!(
+            "{n} event(s) could not be written to the journal (the disk was full or failing, \
+             or the writer fell behind) and are lost"
+        ));
+        Some((n, e))
+    }
+
+    fn unreport(&self, n: u64) {
+        self.unreported.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Every event lost so far.
+    pub fn total(&self) -> u64 {
+        self.counter.get()
+    }
+}
+
 /// The services' side: record, aggregate, and pass on.
 #[derive(Debug)]
 pub struct Events {
     tx: mpsc::Sender<Event>,
     aggregator: Mutex<Aggregator>,
     presence: Mutex<Presence>,
-    dropped: Counter,
+    drops: Arc<Drops>,
 }
 
 impl Events {
     /// Events and the receiving end that [`write_all`] drains. `dropped` counts events lost
-    /// because the writer fell behind.
+    /// (the writer fell behind, or could not write).
     pub fn new(aggregator: Aggregator, dropped: Counter) -> (Self, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let events = Self {
             tx,
             aggregator: Mutex::new(aggregator),
             presence: Mutex::new(Presence::default()),
-            dropped,
+            drops: Arc::new(Drops::new(dropped)),
         };
         (events, rx)
+    }
+
+    /// Where losses are counted, for [`write_all`].
+    pub fn drops(&self) -> Arc<Drops> {
+        Arc::clone(&self.drops)
     }
 
     /// Passes an event on now.
     pub fn emit(&self, event: Event) {
         if self.tx.try_send(event).is_err() {
-            self.dropped.inc();
+            self.drops.lost(1);
         }
     }
 
-    /// Adds a sighting to be aggregated (see [`Aggregator`]); an alert is passed on at once.
+    /// Adds a sighting to be aggregated (see [`Aggregator`]); a first sighting is passed on
+    /// at once.
     pub fn sighting(&self, event: Event) {
         let now = lock(&self.aggregator).add(event);
         for e in now {
@@ -83,9 +143,15 @@ impl Events {
         lock(&self.presence)
     }
 
-    /// Passes on the aggregated events whose window has closed.
+    /// Passes on the follow-ups whose window has closed, and the running ones' counts so far
+    /// (see [`Aggregator::checkpoint`]).
     pub fn tick(&self, now: Timestamp) {
-        let due = lock(&self.aggregator).due(now);
+        let due = {
+            let mut a = lock(&self.aggregator);
+            let mut due = a.due(now);
+            due.extend(a.checkpoint());
+            due
+        };
         for e in due {
             self.emit(e);
         }
@@ -105,10 +171,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Writes events to `sink` in batches until every sender is gone or `stop` fires; on `stop`,
-/// what is already queued is written before returning.
+/// what is already queued is written before returning. Events the sink could not keep are
+/// counted in `drops`, and reported in an `events_dropped` event ahead of the next batch.
 pub async fn write_all(
     mut rx: mpsc::Receiver<Event>,
     mut sink: impl Sink,
+    drops: Arc<Drops>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut batch = Vec::with_capacity(256);
@@ -129,11 +197,7 @@ pub async fn write_all(
             }
         };
         let result = tokio::task::block_in_place(|| {
-            if !batch.is_empty() {
-                sink.write(&batch).inspect_err(|e| {
-                    warn!(error = %e, lost = batch.len(), "cannot write events");
-                })?;
-            }
+            write_reporting(&mut sink, &mut batch, &drops);
             sink.sync(stopping)
         });
         if let Err(e) = result {
@@ -149,10 +213,33 @@ pub async fn write_all(
     }
 }
 
+/// Writes `batch`, after the event reporting earlier losses if there were any; counts what
+/// could not be written.
+fn write_reporting(sink: &mut impl Sink, batch: &mut Vec<Event>, drops: &Drops) {
+    let report = drops.report(crate::clock::now());
+    let reported = report.as_ref().map_or(0, |(n, _)| *n);
+    if let Some((_, e)) = report {
+        batch.insert(0, e);
+    }
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(u) = sink.write(batch) {
+        let count = u.count.min(batch.len());
+        // The report is first: if nothing was written, it was not either.
+        let report_lost = reported > 0 && count == batch.len();
+        let lost = count - usize::from(report_lost);
+        warn!(error = %u.source, lost, "cannot write events");
+        drops.lost(lost as u64);
+        if report_lost {
+            drops.unreport(reported);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::event::{Kind, Severity};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn events_reach_the_file_once_aggregated() {
@@ -162,7 +249,7 @@ mod tests {
             Journal::open(dir.path(), crate::journal::Limits::default(), t0).unwrap();
         let (events, rx) = Events::new(Aggregator::default(), Counter::default());
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let writer = tokio::spawn(write_all(rx, journal, stopped));
+        let writer = tokio::spawn(write_all(rx, journal, events.drops(), stopped));
         for i in 0..3 {
             let mut e = Event::new(
                 Kind::Blocked,
@@ -183,9 +270,71 @@ mod tests {
             .iter()
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 2, "{lines:?}");
-        assert_eq!(lines[0]["kind"], "agent_started");
-        assert_eq!(lines[1]["kind"], "blocked");
-        assert_eq!(lines[1]["count"], 3);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0]["kind"], "blocked");
+        assert_eq!(lines[0]["count"], 1, "the first sighting, at once");
+        assert_eq!(lines[1]["kind"], "agent_started");
+        assert_eq!(lines[2]["kind"], "blocked");
+        assert_eq!(lines[2]["count"], 2, "the repeats");
+    }
+
+    /// A disk that is full for a while: what it refuses is written by nobody.
+    #[derive(Default)]
+    struct Disk {
+        full: bool,
+        kept: Vec<Event>,
+    }
+
+    impl Sink for Disk {
+        fn write(&mut self, batch: &[Event]) -> Result<(), Unwritten> {
+            if self.full {
+                return Err(Unwritten {
+                    count: batch.len(),
+                    source: JournalError {
+                        what: "write",
+                        path: "journal".into(),
+                        source: io::Error::from_raw_os_error(28),
+                    },
+                });
+            }
+            self.kept.extend_from_slice(batch);
+            Ok(())
+        }
+
+        fn sync(&mut self, _: bool) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_event_a_full_disk_refused_is_counted_and_reported_when_it_has_room() {
+        let drops = Drops::default();
+        let mut disk = Disk {
+            full: true,
+            ..Disk::default()
+        };
+        let blocked = |n: usize| {
+            (0..n)
+                .map(|_| Event::new(Kind::Blocked, crate::clock::now(), Severity::Low))
+                .collect::<Vec<_>>()
+        };
+        for n in [3, 1000, 996] {
+            write_reporting(&mut disk, &mut blocked(n), &drops);
+        }
+        assert_eq!(
+            drops.total(),
+            1999,
+            "counted at once (the metric the console sees)"
+        );
+        assert!(disk.kept.is_empty());
+        disk.full = false;
+        write_reporting(&mut disk, &mut blocked(1), &drops);
+        assert_eq!(disk.kept.len(), 2);
+        assert_eq!(disk.kept[0].kind, Kind::EventsDropped);
+        assert_eq!(disk.kept[0].count, 1999);
+        // Reported once.
+        write_reporting(&mut disk, &mut blocked(1), &drops);
+        assert_eq!(disk.kept.len(), 3);
+        assert_eq!(drops.total(), 1999);
     }
 }

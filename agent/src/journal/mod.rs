@@ -6,6 +6,11 @@
 //! - Records are written as each batch arrives (so a killed agent loses nothing it wrote),
 //!   and made durable with `fdatasync` at most [`SYNC_EVERY`] apart, and at every segment
 //!   change and at stop (so a power cut loses at most that much).
+//! - A write that fails (a full disk) is undone: the segment is cut back to its last whole
+//!   record (or, if even that fails, a new segment is begun before the next write) and the
+//!   sequence numbers of the records not written are used again, so no record is hidden
+//!   behind a torn one and none is skipped. The caller is told how many events were not
+//!   written ([`Unwritten`]) and reports them.
 //! - A segment holds up to [`Limits::segment_bytes`]; at start a new one is begun, so a
 //!   damaged tail is never written after. Damage found at start (a torn last write, rotted
 //!   bytes) is skipped and reported once as a `journal_damaged` event.
@@ -50,6 +55,15 @@ impl Default for Limits {
     }
 }
 
+/// Events an append could not write (the last `count` of those given), and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{count} event(s) not written: {source}")]
+pub struct Unwritten {
+    pub count: usize,
+    #[source]
+    pub source: JournalError,
+}
+
 /// A journal error: what was being done, to which file.
 #[derive(Debug, thiserror::Error)]
 #[error("journal {what} {}: {source}", path.display())]
@@ -87,6 +101,9 @@ struct Inner {
     acked: u64,
     unsynced: bool,
     last_sync: Instant,
+    /// A failed write could not be cut back: the active segment's file may end in a torn
+    /// record, so the next write begins a new segment.
+    torn: bool,
 }
 
 /// The journal, shared by the writer (appends) and the shipper (reads and acknowledges).
@@ -121,7 +138,13 @@ impl Journal {
         let mut next_seq = acked + 1;
         // Scan every segment: the next sequence number follows the highest seen, and damage is
         // reported once here rather than by every reader later.
-        for seg in &mut segments {
+        let ends: Vec<Option<u64>> = segments
+            .iter()
+            .skip(1)
+            .map(|s| Some(s.first))
+            .chain(std::iter::once(None))
+            .collect();
+        for (seg, end) in segments.iter_mut().zip(ends) {
             let bytes = fs::read(&seg.path).map_err(err("read", &seg.path))?;
             seg.len = bytes.len() as u64;
             let (found, damage) = record::scan(&bytes);
@@ -130,7 +153,9 @@ impl Journal {
             }
             next_seq = next_seq.max(seg.first);
             if !damage.is_empty() {
-                notes.push(damaged(now, seg, &damage, found.len()));
+                let seqs: Vec<u64> = found.iter().map(|f| f.seq).collect();
+                let lost = lost_records(seg.first.max(acked + 1), end, &seqs);
+                notes.push(damaged(now, seg, &damage, &lost, end.is_none()));
             }
         }
         segments.retain(|s| {
@@ -151,6 +176,7 @@ impl Journal {
                 acked,
                 unsynced: false,
                 last_sync: Instant::now(),
+                torn: false,
             })),
             written,
         };
@@ -164,18 +190,29 @@ impl Journal {
 
     /// Appends `events` in order (and, if the bound forced old segments out, an
     /// `events_dropped` event after them). Written to the kernel before returning; made
-    /// durable within [`SYNC_EVERY`] (see [`Journal::sync_due`]).
-    pub fn append(&self, events: &[Event], now: Timestamp) -> Result<(), JournalError> {
-        let last = {
+    /// durable within [`SYNC_EVERY`] (see [`Journal::sync_due`]). On failure, the events
+    /// before the last `count` are written and those are not.
+    pub fn append(&self, events: &[Event], now: Timestamp) -> Result<(), Unwritten> {
+        let (last, result) = {
             let mut inner = self.lock();
-            inner.append(events)?;
-            if let Some(dropped) = inner.evict(now)? {
-                inner.append(std::slice::from_ref(&dropped))?;
+            let mut result = inner.append(events);
+            if result.is_ok() {
+                match inner.evict(now) {
+                    Ok(Some(dropped)) => {
+                        // Its count is carried by the eviction's own record; if that cannot
+                        // be written the loss goes unreported only as one event more.
+                        if let Err(u) = inner.append(std::slice::from_ref(&dropped)) {
+                            tracing::warn!(error = %u, "cannot record events dropped at the bound");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(source) => result = Err(Unwritten { count: 0, source }),
+                }
             }
-            inner.next_seq - 1
+            (inner.next_seq - 1, result)
         };
         self.written.send_replace(last);
-        Ok(())
+        result
     }
 
     /// Makes what was written durable if it has waited [`SYNC_EVERY`] (or `force`).
@@ -209,8 +246,15 @@ impl Journal {
                 batch.through = batch.through.max(end.saturating_sub(1));
                 continue;
             };
-            // Only what was written when the list was taken: the writer may be mid-record.
-            let bytes = bytes.get(..seg.len as usize).unwrap_or(&bytes);
+            // The active segment only as far as was written when the list was taken (the
+            // writer may be mid-record); a finished one whole, so that nothing in it is
+            // passed over unread when the cursor moves past its end.
+            let last = i + 1 == segments.len();
+            let bytes = if last {
+                bytes.get(..seg.len as usize).unwrap_or(&bytes)
+            } else {
+                bytes.as_slice()
+            };
             let (found, _) = record::scan(bytes);
             for f in found.iter().filter(|f| f.seq > acked) {
                 let payload = bytes.get(f.payload.0..f.payload.1).unwrap_or_default();
@@ -284,26 +328,61 @@ fn read_segments(segments: &[Segment]) -> Vec<Vec<u8>> {
 }
 
 impl Inner {
-    fn append(&mut self, events: &[Event]) -> Result<(), JournalError> {
+    /// Writes `events` as records; on failure, how many (the last ones) were not written,
+    /// their sequence numbers free to use again.
+    fn append(&mut self, events: &[Event]) -> Result<(), Unwritten> {
+        if self.torn {
+            self.roll().map_err(|source| Unwritten {
+                count: events.len(),
+                source,
+            })?;
+            self.torn = false;
+        }
         let mut buf = Vec::with_capacity(events.len() * 256);
+        // Events encoded in `buf`, and events written before it.
+        let (mut in_buf, mut done) = (0usize, 0usize);
         for event in events {
             let payload = serde_json::to_vec(event).unwrap_or_default();
             let before = buf.len();
             record::encode(self.next_seq, &payload, &mut buf);
             self.next_seq += 1;
+            in_buf += 1;
             let active = self.segments.last().map_or(0, |s| s.len);
             // Roll before a record that would overfill the segment (never leaving it empty).
             if active + before as u64 > 0 && active + buf.len() as u64 > self.limits.segment_bytes {
                 let tail = buf.split_off(before);
-                self.write(&buf)?;
+                if let Err(source) = self.write(&buf) {
+                    self.next_seq -= in_buf as u64;
+                    return Err(Unwritten {
+                        count: events.len() - done,
+                        source,
+                    });
+                }
+                done += in_buf - 1;
+                in_buf = 1;
                 buf = tail;
                 let first = self.next_seq - 1;
-                self.roll_at(first)?;
+                if let Err(source) = self.roll_at(first) {
+                    self.next_seq -= 1;
+                    self.torn = true;
+                    return Err(Unwritten {
+                        count: events.len() - done,
+                        source,
+                    });
+                }
             }
         }
-        self.write(&buf)
+        self.write(&buf).map_err(|source| {
+            self.next_seq -= in_buf as u64;
+            Unwritten {
+                count: events.len() - done,
+                source,
+            }
+        })
     }
 
+    /// Writes whole records to the active segment. A failed write is cut back to the
+    /// segment's last whole record; if that fails too, the next append begins a new segment.
     fn write(&mut self, buf: &[u8]) -> Result<(), JournalError> {
         if buf.is_empty() {
             return Ok(());
@@ -316,7 +395,12 @@ impl Inner {
             .active
             .as_mut()
             .ok_or_else(|| err("write", &path)(io::ErrorKind::NotConnected.into()))?;
-        file.write_all(buf).map_err(err("write", &path))?;
+        if let Err(e) = file.write_all(buf) {
+            if file.set_len(seg.len).is_err() {
+                self.torn = true;
+            }
+            return Err(err("write", &path)(e));
+        }
         seg.len += buf.len() as u64;
         self.unsynced = true;
         Ok(())
@@ -440,22 +524,79 @@ fn unsent(seg: &Segment, acked: u64) -> u64 {
         .sum()
 }
 
-fn damaged(now: Timestamp, seg: &Segment, damage: &[record::Damage], kept: usize) -> Event {
-    let skipped: usize = damage.iter().map(|d| d.skipped).sum();
-    let first = damage.first();
+/// The sequence numbers from `first` that a segment should hold (up to `end`, the next
+/// segment's first, or its last good record for the segment being written) and does not:
+/// ranges, first and last included.
+fn lost_records(first: u64, end: Option<u64>, found: &[u64]) -> Vec<(u64, u64)> {
+    let mut lost = Vec::new();
+    let mut expect = first;
+    for &seq in found.iter().filter(|s| **s >= first) {
+        if seq > expect {
+            lost.push((expect, seq - 1));
+        }
+        expect = expect.max(seq + 1);
+    }
+    if let Some(end) = end
+        && end > expect
+    {
+        lost.push((expect, end - 1));
+    }
+    lost
+}
+
+/// The `journal_damaged` event: how many events were lost and which, in words; its count is
+/// the events lost. A torn tail of the segment last written (a crash mid-write) held
+/// records whose number cannot be read, so those are said to be lost without a count.
+fn damaged(
+    now: Timestamp,
+    seg: &Segment,
+    damage: &[record::Damage],
+    lost: &[(u64, u64)],
+    last_segment: bool,
+) -> Event {
+    let n: u64 = lost.iter().map(|(a, b)| b - a + 1).sum();
+    let ranges = lost
+        .iter()
+        .take(10)
+        .map(|(a, b)| {
+            if a == b {
+                format!("{a}")
+            } else {
+                format!("{a}–{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let tail = last_segment
+        && damage
+            .last()
+            .is_some_and(|d| d.at + d.skipped >= seg.len as usize);
     let mut e = Event::new(Kind::JournalDamaged, now, Severity::Medium);
-    e.evidence = Some(format!(
-        "{} damaged stretch(es) in journal segment {} ({} bytes skipped, {kept} records \
-         kept), the first at byte {}: {}",
-        damage.len(),
-        seg.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        skipped,
-        first.map_or(0, |d| d.at),
-        first.map_or_else(String::new, |d| d.why.to_string()),
-    ));
+    e.count = u32::try_from(n).unwrap_or(u32::MAX);
+    let name = seg
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut text = if n > 0 {
+        format!(
+            "{n} event(s) lost to damage in journal segment {name} (sequence numbers \
+             {ranges}{})",
+            if lost.len() > 10 { ", …" } else { "" }
+        )
+    } else {
+        format!("damage in journal segment {name}")
+    };
+    if tail {
+        text.push_str(
+            "; its last write was cut short (a crash or power cut): the event(s) in that \
+             write are lost, and how many cannot be read",
+        );
+    }
+    if let Some(d) = damage.first() {
+        text.push_str(&format!("; first damage at byte {}: {}", d.at, d.why));
+    }
+    e.evidence = Some(text);
     e
 }
 
@@ -573,6 +714,104 @@ mod tests {
         assert_eq!(segs.len(), 1, "{segs:?}");
     }
 
+    /// A full disk, as a file-size limit: a write cut short is undone, the records it held
+    /// are told to the caller, and a segment begun after it hides nothing. Runs in a child
+    /// process of its own, since the limit is the process's.
+    #[test]
+    fn a_torn_write_then_a_roll_loses_nothing_unreported() {
+        const CHILD: &str = "SCHOOLGATE_JOURNAL_FSIZE_CHILD";
+        let Ok(dir) = std::env::var(CHILD) else {
+            let dir = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "journal::tests::a_torn_write_then_a_roll_loses_nothing_unreported",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, dir.path())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        };
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        use nix::sys::signal::{SigSet, Signal};
+        // Past the limit a write fails with EFBIG instead of the signal ending the process.
+        let mut xfsz = SigSet::empty();
+        xfsz.add(Signal::SIGXFSZ);
+        xfsz.thread_block().unwrap();
+        let limits = Limits {
+            segment_bytes: 20_400,
+            max_bytes: 1 << 30,
+        };
+        let (j, _) = Journal::open(Path::new(&dir), limits, t0()).unwrap();
+        let (soft, hard) = getrlimit(Resource::RLIMIT_FSIZE).unwrap();
+        let active_len = || {
+            let segs = list_segments(&Path::new(&dir).join(DIR_NAME)).unwrap();
+            std::fs::metadata(&segs.last().unwrap().path).unwrap().len()
+        };
+        let (mut kept, mut lost, mut failures) = (Vec::new(), Vec::new(), 0);
+        for round in 0..300 {
+            // Every seventh batch meets a disk with 100 bytes left: it is torn.
+            let full = round % 7 == 3;
+            if full {
+                setrlimit(Resource::RLIMIT_FSIZE, active_len() + 100, hard).unwrap();
+            }
+            let batch = events(5, &format!("r{round}-"));
+            let names: Vec<String> = batch.iter().map(|e| e.name.clone().unwrap()).collect();
+            match j.append(&batch, t0()) {
+                Ok(()) => kept.extend(names),
+                Err(u) => {
+                    failures += 1;
+                    let at = names.len() - u.count;
+                    kept.extend(names[..at].iter().cloned());
+                    lost.extend(names[at..].iter().cloned());
+                }
+            }
+            if full {
+                setrlimit(Resource::RLIMIT_FSIZE, soft, hard).unwrap();
+            }
+        }
+        let segments = list_segments(&Path::new(&dir).join(DIR_NAME))
+            .unwrap()
+            .len();
+        assert!(
+            failures >= 30 && segments >= 3,
+            "{failures} failures, {segments} segments"
+        );
+        let batch = j.read_unacked(usize::MAX, usize::MAX);
+        let seqs: Vec<u64> = batch.records.iter().map(|r| r.0).collect();
+        assert_eq!(
+            seqs,
+            (1..=kept.len() as u64).collect::<Vec<_>>(),
+            "no gap, no repeat"
+        );
+        assert_eq!(names(&batch), kept);
+        assert!(lost.iter().all(|n| !kept.contains(n)));
+        drop(j);
+        // Nothing torn was left behind to be found as damage.
+        let (_, notes) = Journal::open(Path::new(&dir), limits, t0()).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn lost_records_are_the_gaps_in_what_a_segment_should_hold() {
+        assert_eq!(lost_records(1, Some(11), &[1, 2, 3, 7, 8, 9, 10]), [(4, 6)]);
+        assert_eq!(lost_records(1, Some(11), &[2, 3, 10]), [(1, 1), (4, 9)]);
+        assert_eq!(lost_records(5, Some(9), &[]), [(5, 8)]);
+        // The segment being written: only gaps before its last good record are known.
+        assert_eq!(lost_records(1, None, &[1, 2, 5]), [(3, 4)]);
+        assert!(lost_records(1, None, &[1, 2, 3]).is_empty());
+        // Acknowledged records were delivered whatever happened to them since.
+        assert_eq!(lost_records(4, Some(8), &[1, 2, 6]), [(4, 5), (7, 7)]);
+    }
+
     #[test]
     fn segments_roll_at_their_size() {
         let dir = tempfile::tempdir().unwrap();
@@ -649,9 +888,10 @@ mod tests {
         assert_eq!(notes[0].kind, Kind::JournalDamaged);
         let evidence = notes[0].evidence.as_deref().unwrap();
         assert!(
-            evidence.contains("10 bytes skipped") && evidence.contains("3 records kept"),
+            evidence.contains("its last write was cut short") && !evidence.contains("lost to"),
             "{evidence}"
         );
+        assert_eq!(notes[0].count, 0, "none numbered is known lost");
         j.append(&notes, t0()).unwrap();
         j.append(&events(1, "b"), t0()).unwrap();
         let batch = j.read_unacked(100, usize::MAX);
@@ -680,6 +920,13 @@ mod tests {
         fs::write(&seg.path, &bytes).unwrap();
         let (j, notes) = Journal::open(dir.path(), Limits::default(), t0()).unwrap();
         assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].count, 1);
+        let evidence = notes[0].evidence.as_deref().unwrap();
+        assert!(
+            evidence.starts_with("1 event(s) lost to damage in journal segment")
+                && evidence.contains("(sequence numbers 2)"),
+            "{evidence}"
+        );
         let batch = j.read_unacked(100, usize::MAX);
         assert_eq!(names(&batch), ["a0.example", "a2.example"]);
         // The lost sequence number is passed over when acknowledging.

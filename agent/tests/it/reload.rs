@@ -78,6 +78,7 @@ fn edits_are_applied_broken_edits_refused_and_renames_seen() {
             let what = match o {
                 Outcome::Applied(p) => format!("applied {}", p.rules().len()),
                 Outcome::Unchanged => "unchanged".to_owned(),
+                Outcome::Restored => "restored".to_owned(),
                 Outcome::Rejected(e) => format!("rejected {e}"),
                 _ => "other".to_owned(),
             };
@@ -110,6 +111,11 @@ fn edits_are_applied_broken_edits_refused_and_renames_seen() {
     assert!(said.contains("policy.yaml:"), "{said}");
     assert_eq!(live.current().rules().len(), 7);
     assert!(!pupil_may_reach(&live, "www.bbc.co.uk"));
+
+    // The broken edit undone, back to the policy in force: reported as restored, once.
+    fs::write(&path, &edited).unwrap();
+    assert_eq!(next(&rx, &mut last), "restored");
+    assert_eq!(live.current().rules().len(), 7);
 
     // An editor's save by rename is picked up.
     save_by_rename(&path, &original);

@@ -1,4 +1,5 @@
-//! Events: ingest (idempotent by id) and the queries the pages make.
+//! Events: ingest (idempotent by id; a larger count under the same id supersedes) and the
+//! queries the pages make.
 
 use sqlx::{Any, Row};
 
@@ -78,7 +79,9 @@ pub(crate) fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
 }
 
 impl Db {
-    /// Stores `events` from `agent`, ignoring ids already stored; how many were new.
+    /// Stores `events` from `agent`; an id already stored changes only if the same agent
+    /// sends it with a larger count (a follow-up's running count), so a retried batch
+    /// changes nothing. How many were stored or superseded.
     pub async fn ingest(
         &self,
         agent: &str,
@@ -142,7 +145,14 @@ impl Db {
                     .bind(e.agent_time_ms)
                     .push(")");
             }
-            q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            // An id stored already is a retry, or a follow-up's running count passed on again
+            // (see the agent's aggregator): the larger count from the same agent supersedes.
+            q.push(
+                " ON CONFLICT (id) DO UPDATE SET count = excluded.count, \
+                 last_ms = excluded.last_ms \
+                 WHERE excluded.count > events.count AND excluded.agent = events.agent \
+                 RETURNING id",
+            );
             let stored: Vec<String> = q
                 .query()
                 .fetch_all(&mut *tx)
@@ -404,6 +414,38 @@ pub(crate) mod tests {
                 ..Filter::default()
             };
             assert_eq!(db.alerts(&later, 100, 0).await.unwrap().len(), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_larger_count_under_the_same_id_supersedes_from_its_own_agent_only() {
+        for (db, _dir) in testing::each().await {
+            let mut e = event(1, "blocked");
+            e.count = 3;
+            assert_eq!(
+                db.ingest("gw1", std::slice::from_ref(&e), 1).await.unwrap(),
+                1
+            );
+            e.count = 7;
+            e.last_ms = Some(e.time_ms + 5_000);
+            assert_eq!(
+                db.ingest("gw1", std::slice::from_ref(&e), 2).await.unwrap(),
+                1
+            );
+            // A retry of an older record, or another agent reusing the id: no change.
+            e.count = 5;
+            assert_eq!(
+                db.ingest("gw1", std::slice::from_ref(&e), 3).await.unwrap(),
+                0
+            );
+            e.count = 100;
+            assert_eq!(
+                db.ingest("gw2", std::slice::from_ref(&e), 3).await.unwrap(),
+                0
+            );
+            let stored = db.event(&e.id.to_string()).await.unwrap().unwrap();
+            assert_eq!((stored.count, stored.agent.as_str()), (7, "gw1"));
+            assert_eq!(db.event_count().await.unwrap(), 1);
         }
     }
 }

@@ -63,11 +63,22 @@ pub fn plain_words(e: &Stored) -> String {
             };
             format!("{device} was stopped from reaching {name}{times}.")
         }
-        "events_dropped" => "The gateway's event journal was full, so older events were \
-                             dropped before the console received them."
-            .to_owned(),
+        "events_dropped" => format!(
+            "The gateway lost {} event(s) before the console received them (its disk or \
+             event journal was full, or it fell behind).",
+            e.count
+        ),
         "journal_damaged" => {
-            "The gateway found damage in its event journal and skipped it.".to_owned()
+            if e.count > 0 {
+                format!(
+                    "The gateway found damage in its event journal: {} event(s) were lost.",
+                    e.count
+                )
+            } else {
+                "The gateway found damage in its event journal: the events of one write \
+                 cut short by a crash were lost."
+                    .to_owned()
+            }
         }
         "policy_rejected" => "An edit to the filtering policy was refused, so the last good \
                               policy stays in force."

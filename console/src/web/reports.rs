@@ -193,14 +193,19 @@ fn health(agent: Agent, now: i64) -> Health {
         Some(v @ serde_json::Value::Number(_)) => v.to_string(),
         _ => "—".to_owned(),
     };
-    let errors = ["policy_rejected", "events_dropped", "upstream_errors"]
-        .into_iter()
-        .filter_map(|k| {
-            let n = status.get(k)?.as_u64()?;
-            (n > 0).then(|| format!("{} {n}", k.replace('_', " ")))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let errors = [
+        "policy_rejected",
+        "events_dropped",
+        "events_lost_to_damage",
+        "upstream_errors",
+    ]
+    .into_iter()
+    .filter_map(|k| {
+        let n = status.get(k)?.as_u64()?;
+        (n > 0).then(|| format!("{} {n}", k.replace('_', " ")))
+    })
+    .collect::<Vec<_>>()
+    .join(", ");
     Health {
         seen: agent.last_seen_ms.map_or("never".to_owned(), when),
         late: agent.last_seen_ms.is_none_or(|t| now - t > LATE_MS),
@@ -473,5 +478,18 @@ mod tests {
         let (values, labels) = hourly(w, &[(11, 5), (13, 2), (99, 7)]);
         assert_eq!(values, [0, 5, 0, 2]);
         assert_eq!(labels[0], "01-01 10:00");
+    }
+
+    #[test]
+    fn an_agents_losses_show_in_its_health() {
+        let agent = Agent {
+            name: "gw1".into(),
+            last_seen_ms: Some(1),
+            status: Some(
+                r#"{"events_dropped":1999,"events_lost_to_damage":3,"upstream_errors":0}"#.into(),
+            ),
+        };
+        let h = health(agent, 2);
+        assert_eq!(h.errors, "events dropped 1999, events lost to damage 3");
     }
 }
