@@ -146,3 +146,44 @@ fn clippy_is_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The fuzz crate, outside the workspace, builds from its own lock file as it stands (a
+/// stale lock once made `--locked` fail), and its README lists every target.
+#[test]
+fn the_fuzz_crate_is_locked_and_every_target_documented() {
+    let manifest = root().join("fuzz/Cargo.toml");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--locked",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fuzz/Cargo.lock is stale: run `cargo metadata --manifest-path fuzz/Cargo.toml`:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let toml = std::fs::read_to_string(&manifest).unwrap();
+    let readme = std::fs::read_to_string(root().join("fuzz/README.md")).unwrap();
+    let targets: Vec<&str> = toml
+        .split("[[bin]]")
+        .skip(1)
+        .filter_map(|b| b.split("name = \"").nth(1)?.split('"').next())
+        .collect();
+    assert!(targets.len() >= 7, "{targets:?}");
+    for t in targets {
+        assert!(
+            readme.contains(&format!("| `{t}` |")),
+            "fuzz/README.md's table does not list the target `{t}`"
+        );
+        assert!(
+            root().join("fuzz/seeds").join(t).is_dir(),
+            "fuzz/seeds/{t} is missing"
+        );
+    }
+}
