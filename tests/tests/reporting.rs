@@ -175,9 +175,17 @@ fn every_journaled_event_reaches_the_console_exactly_once() {
     journaled.extend(journal_ids(&lab));
     assert!(
         eventually(10, || console_ids(&lab).len() >= journaled.len()),
-        "the console has {} of {} events",
+        "the console has {} of {} events; missing: {:?}",
         console_ids(&lab).len(),
-        journaled.len()
+        journaled.len(),
+        {
+            let have: BTreeSet<String> = console_ids(&lab).into_iter().collect();
+            let missing: Vec<_> = journaled.difference(&have).cloned().collect();
+            lab.events()
+                .into_iter()
+                .filter(|e| missing.iter().any(|m| e["id"] == m.as_str()))
+                .collect::<Vec<_>>()
+        }
     );
     let stored = console_ids(&lab);
     let unique: BTreeSet<String> = stored.iter().cloned().collect();

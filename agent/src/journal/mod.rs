@@ -545,8 +545,8 @@ fn lost_records(first: u64, end: Option<u64>, found: &[u64]) -> Vec<(u64, u64)> 
 }
 
 /// The `journal_damaged` event: how many events were lost and which, in words; its count is
-/// the events lost. A torn tail of the segment last written (a crash mid-write) held
-/// records whose number cannot be read, so those are said to be lost without a count.
+/// the events lost, a torn tail of the segment last written (a crash mid-write) counted as
+/// one, since how many records it held cannot be read.
 fn damaged(
     now: Timestamp,
     seg: &Segment,
@@ -572,7 +572,11 @@ fn damaged(
             .last()
             .is_some_and(|d| d.at + d.skipped >= seg.len as usize);
     let mut e = Event::new(Kind::JournalDamaged, now, Severity::Medium);
-    e.count = u32::try_from(n).unwrap_or(u32::MAX);
+    // The events known lost, and one for a torn last write (which held at least one): never
+    // 0, which the console's contract refuses.
+    e.count = u32::try_from(n + u64::from(tail))
+        .unwrap_or(u32::MAX)
+        .max(1);
     let name = seg
         .path
         .file_name()
@@ -590,7 +594,7 @@ fn damaged(
     if tail {
         text.push_str(
             "; its last write was cut short (a crash or power cut): the event(s) in that \
-             write are lost, and how many cannot be read",
+             write are lost (at least one; how many cannot be read)",
         );
     }
     if let Some(d) = damage.first() {
@@ -891,7 +895,7 @@ mod tests {
             evidence.contains("its last write was cut short") && !evidence.contains("lost to"),
             "{evidence}"
         );
-        assert_eq!(notes[0].count, 0, "none numbered is known lost");
+        assert_eq!(notes[0].count, 1, "at least the one torn record");
         j.append(&notes, t0()).unwrap();
         j.append(&events(1, "b"), t0()).unwrap();
         let batch = j.read_unacked(100, usize::MAX);

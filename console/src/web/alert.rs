@@ -69,16 +69,11 @@ pub fn plain_words(e: &Stored) -> String {
             e.count
         ),
         "journal_damaged" => {
-            if e.count > 0 {
-                format!(
-                    "The gateway found damage in its event journal: {} event(s) were lost.",
-                    e.count
-                )
-            } else {
-                "The gateway found damage in its event journal: the events of one write \
-                 cut short by a crash were lost."
-                    .to_owned()
-            }
+            format!(
+                "The gateway found damage in its event journal: about {} event(s) were lost \
+                 (the evidence says which).",
+                e.count
+            )
         }
         "policy_rejected" => "An edit to the filtering policy was refused, so the last good \
                               policy stays in force."
