@@ -407,9 +407,9 @@ mod tests {
     #[tokio::test]
     async fn half_sent_requests_neither_stay_nor_crowd_out_others() {
         let limits = Limits {
-            head: Duration::from_millis(500),
-            request: Duration::from_secs(2),
-            idle: Duration::from_secs(2),
+            head: Duration::from_millis(1500),
+            request: Duration::from_secs(5),
+            idle: Duration::from_secs(5),
             connections: 64,
             per_address: 8,
         };
@@ -430,16 +430,16 @@ mod tests {
         )
         .await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(started.elapsed() < Duration::from_millis(400));
+        assert!(started.elapsed() < Duration::from_millis(1000));
         // Past the per-address limit, closed at once (accepted in the order they came);
         // the first eight when their head is late.
         let (kept, over) = slow.split_at_mut(8);
         for s in over {
-            assert!(closed_within(s, Duration::from_millis(100)).await);
+            assert!(closed_within(s, Duration::from_millis(500)).await);
         }
         assert!(!closed_within(&mut kept[0], Duration::from_millis(10)).await);
         for s in kept {
-            assert!(closed_within(s, Duration::from_millis(900)).await);
+            assert!(closed_within(s, Duration::from_millis(2500)).await);
         }
     }
 
@@ -478,7 +478,7 @@ mod tests {
         let n = s.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
         // Kept alive, then nothing more: closed.
-        assert!(closed_within(&mut s, Duration::from_millis(900)).await);
+        assert!(closed_within(&mut s, Duration::from_millis(3000)).await);
     }
 
     #[tokio::test]
@@ -497,7 +497,7 @@ mod tests {
             );
             s.write_all(head.as_bytes()).await.unwrap();
             let mut buf = [0u8; 1024];
-            let n = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf))
+            let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
                 .await
                 .expect("answered before the body came")
                 .unwrap();
