@@ -133,3 +133,38 @@ pub fn nflog_datagram(data: &[u8]) {
     }
     let _ = dns_attempt(data);
 }
+
+/// Bytes as DHCP lease files of each format (host names pupils' devices chose), and as a
+/// kernel neighbour-table reply. Must never panic.
+pub fn leases_and_neighbours(data: &[u8]) {
+    use schoolgate_engine::policy::gateway::LeaseFormat;
+    let text = String::from_utf8_lossy(data);
+    for format in [LeaseFormat::Dnsmasq, LeaseFormat::Kea] {
+        for lease in crate::clients::leases::parse(format, &text) {
+            let _ = lease.is_current(Timestamp::UNIX_EPOCH);
+        }
+    }
+    let _ = crate::clients::neighbours::parse(data);
+}
+
+/// Bytes as a journal segment from a rotted or torn disk: every record found must lie inside
+/// the bytes, and re-encoding what was found must scan back the same. Must never panic.
+#[allow(
+    clippy::panic,
+    reason = "an assertion a fuzzer reports as a crash: what scan found does not hold"
+)]
+pub fn journal_segment(data: &[u8]) {
+    use crate::journal::record::{encode, scan};
+    let (found, _damage) = scan(data);
+    let mut again = Vec::new();
+    for f in &found {
+        let Some(payload) = data.get(f.payload.0..f.payload.1) else {
+            panic!("record {} lies outside the bytes", f.seq);
+        };
+        encode(f.seq, payload, &mut again);
+    }
+    let (refound, damage) = scan(&again);
+    if refound.len() != found.len() || !damage.is_empty() {
+        panic!("records re-encoded do not scan back whole");
+    }
+}

@@ -7,12 +7,14 @@
 //! - [`config`]: `console.yaml` in the data directory.
 //! - [`files`]: the data directory's own files (database, sealing key), owner-only.
 //! - [`web`]: the router, pages and the agents' API.
+//! - [`fuzz`]: the agents' batch as the fuzz target and its seed tests feed it.
 //! - [`mail`]: e-mail to the safeguarding lead when high-severity alerts arrive.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod files;
+pub mod fuzz;
 pub mod mail;
 pub mod web;
 pub mod wire;

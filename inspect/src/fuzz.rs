@@ -73,3 +73,20 @@ pub fn datagram(data: &[u8]) {
     let _ = crate::http::request(data);
     let _ = crate::dns::query(data);
 }
+
+/// Bytes as a capture file (`replay`), each frame then through the kernel filter's program
+/// for every framing, as the kernel would run it. Must never panic.
+pub fn capture_and_filter(data: &[u8]) {
+    use crate::filter::{Framing, program, run};
+    let programs = [Framing::Ethernet, Framing::LinuxSll, Framing::RawIp].map(program);
+    if let Ok(frames) = crate::capture_file::frames(data) {
+        for f in frames.iter().take(64) {
+            for p in &programs {
+                let _ = run(p, &f.data);
+            }
+        }
+    }
+    for p in &programs {
+        let _ = run(p, data);
+    }
+}

@@ -40,3 +40,21 @@ fn packet_seeds_do_not_panic() {
         assert!(n >= 1, "expected the checked-in seeds in {}", dir.display());
     }
 }
+
+#[test]
+fn capture_and_filter_seeds_do_not_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/capture_and_filter");
+    let mut read = 0;
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        if schoolgate_inspect::capture_file::frames(&data).is_ok_and(|f| !f.is_empty()) {
+            read += 1;
+        }
+        schoolgate_inspect::fuzz::capture_and_filter(&data);
+        n += 1;
+    }
+    assert!(n >= 7, "expected the checked-in seeds in {}", dir.display());
+    // pcap with three link types and pcapng: the seeds reach the frames.
+    assert!(read >= 4, "only {read} seeds read as captures");
+}

@@ -601,3 +601,16 @@ fn wire_answer_fuzz_seeds_do_not_panic() {
 fn nflog_datagram_fuzz_seeds_do_not_panic() {
     replay_seeds("nflog_datagram", schoolgate_agent::fuzz::nflog_datagram);
 }
+
+#[test]
+fn journal_segment_fuzz_seeds_do_not_panic() {
+    replay_seeds("journal_segment", schoolgate_agent::fuzz::journal_segment);
+}
+
+#[test]
+fn leases_and_neighbours_fuzz_seeds_do_not_panic() {
+    replay_seeds(
+        "leases_and_neighbours",
+        schoolgate_agent::fuzz::leases_and_neighbours,
+    );
+}
