@@ -7,20 +7,6 @@
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use serde_json::{Map, Value, json};
 
-const KINDS: [&str; 12] = [
-    "blocked",
-    "presence",
-    "bypass_attempt",
-    "quarantined",
-    "released",
-    "policy_reloaded",
-    "policy_rejected",
-    "agent_started",
-    "agent_stopped",
-    "events_dropped",
-    "journal_damaged",
-    "party",
-];
 const TIMES: [&str; 5] = [
     "2026-11-24T10:02:03.123Z",
     "2999-01-01T00:00:00Z",
@@ -82,7 +68,10 @@ fn event(e: Event) -> Value {
         .own_time
         .unwrap_or_else(|| TIMES[usize::from(e.time) % TIMES.len()].to_owned());
     m.insert("time".into(), time.into());
-    m.insert("kind".into(), KINDS[usize::from(e.kind) % KINDS.len()].into());
+    // The contract's kinds, and one it does not know.
+    let kinds = schoolgate_console::wire::KINDS;
+    let kind = kinds.get(usize::from(e.kind) % (kinds.len() + 1)).unwrap_or(&"party");
+    m.insert("kind".into(), (*kind).into());
     if let Some(s) = e.severity {
         m.insert("severity".into(), s.into());
     }
