@@ -141,6 +141,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How long a session may go unused, in milliseconds.
+    pub fn session_idle_ms(&self) -> i64 {
+        i64::from(self.session_idle_minutes) * 60_000
+    }
+
     /// The data directory's `console.yaml`, or the defaults if there is none.
     pub fn load(data: &Path) -> Result<Self, ConfigError> {
         let path = data.join(FILE_NAME);

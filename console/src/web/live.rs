@@ -96,7 +96,7 @@ pub async fn stream(
                 r = rx.recv() => Some(r),
                 () = tokio::time::sleep(RECHECK) => None,
             };
-            let idle_ms = i64::from(app.config.session_idle_minutes) * 60_000;
+            let idle_ms = app.config.session_idle_ms();
             let live = app
                 .db
                 .session_used(&session, super::now_ms(), idle_ms, false)

@@ -39,8 +39,7 @@ const FORM_LIFETIME_MS: i64 = 3_600_000;
 fn form_token(app: &Shared, now: i64) -> Result<String, crate::auth::HashError> {
     let signed = format!("{now}.{}", random_token()?);
     let tag = ring::hmac::sign(&app.form_key, signed.as_bytes());
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{signed}.{hex}"))
+    Ok(format!("{signed}.{}", crate::auth::hex(tag.as_ref())))
 }
 
 /// Whether `token` is one this console issued within the last hour.

@@ -390,7 +390,7 @@ async fn audit_refusals(
     if let (true, Some(Forbidden(why)), Some(token)) =
         (post, res.extensions().get::<Forbidden>().copied(), token)
     {
-        let idle_ms = i64::from(app.config.session_idle_minutes) * 60_000;
+        let idle_ms = app.config.session_idle_ms();
         let who = match app.db.session_used(&token, now_ms(), idle_ms, false).await {
             Ok(Some(s)) => s.user.name,
             _ => return res,
@@ -489,7 +489,7 @@ impl FromRequestParts<Shared> for Signed {
         let Some(token) = cookie(&parts.headers, &app.cookie_name(SESSION_COOKIE)) else {
             return Err(Redirect::to("/login").into_response());
         };
-        let idle_ms = i64::from(app.config.session_idle_minutes) * 60_000;
+        let idle_ms = app.config.session_idle_ms();
         match app.db.session(&token_hash(token), now_ms(), idle_ms).await {
             Ok(Some(s)) => Ok(Self(s, peer)),
             Ok(None) => Err(Redirect::to("/login").into_response()),
