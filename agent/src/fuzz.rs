@@ -168,3 +168,49 @@ pub fn journal_segment(data: &[u8]) {
         panic!("records re-encoded do not scan back whole");
     }
 }
+
+/// Arbitrary bytes as a client's DNS-over-TCP stream, delivered in pieces whose sizes the
+/// first byte picks: every whole message comes out exactly as it went in (framed again, the
+/// messages rebuild the stream the server took), and each goes through the planner as a
+/// request. Must never panic.
+#[allow(
+    clippy::panic,
+    reason = "a message that does not come out as framed is the bug this target looks for"
+)]
+pub fn dns_tcp_stream(data: &[u8]) {
+    use crate::dns::tcp::{Next, Reassembly, frame};
+    let Some((&piece, stream)) = data.split_first() else {
+        return;
+    };
+    let piece = usize::from(piece).max(1);
+    let mut reassembly = Reassembly::default();
+    let mut rebuilt = Vec::new();
+    let mut ended = false;
+    'stream: for chunk in stream.chunks(piece) {
+        reassembly.push(chunk);
+        loop {
+            match reassembly.take() {
+                Next::Message(m) => {
+                    let m = m.to_vec();
+                    rebuilt.extend(frame(&m).unwrap_or_else(|| panic!("{} bytes", m.len())));
+                    dns_request(&m);
+                }
+                Next::Need(n) => {
+                    assert!(n > 0 && n <= 65_535, "needs {n}");
+                    break;
+                }
+                Next::Empty => {
+                    ended = true;
+                    break 'stream;
+                }
+            }
+        }
+    }
+    assert!(
+        stream.starts_with(&rebuilt),
+        "the messages taken are not the stream's prefix"
+    );
+    if !ended {
+        assert_eq!(rebuilt.len() + reassembly.pending(), stream.len());
+    }
+}

@@ -24,6 +24,7 @@ use super::cache::{self, AnswerCache, Cache};
 use super::plan::{Plan, Request, Route, Settings, answer, plan, route};
 use super::question::Question;
 use super::ratelimit::SharedLimiter;
+use super::tcp::{self, Next, Reassembly};
 use super::upstream::{Resolved, Upstream, UpstreamError};
 use super::wire::Template;
 use crate::events::{Event, Kind, Severity};
@@ -36,6 +37,8 @@ const UDP_PLAIN_MAX: usize = 512;
 const UDP_EDNS_MAX: usize = 1232;
 /// A TCP connection with nothing to say for this long is closed.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How much one read from a TCP client takes at most.
+const TCP_READ: usize = 16 * 1024;
 
 /// How many upstream answers the resolver's own cache keeps.
 pub const CACHE_CAPACITY: usize = 65_536;
@@ -652,23 +655,32 @@ async fn tcp_connection(
     peer: SocketAddr,
     resolver: Arc<Resolver>,
 ) -> std::io::Result<()> {
+    let mut stream_in = Reassembly::default();
+    let mut read = vec![0u8; TCP_READ];
     loop {
-        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            Ok(Err(_)) | Err(_) => return Ok(()),
+        // Every whole message already received is answered, in order, before reading more.
+        loop {
+            let request = match stream_in.take() {
+                Next::Message(m) => m.to_vec(),
+                Next::Need(_) => break,
+                Next::Empty => return Ok(()),
+            };
+            let Some(response) = resolver.handle(&request, peer).await else {
+                return Ok(());
+            };
+            let Some(framed) = tcp::frame(&response) else {
+                return Ok(());
+            };
+            stream.write_all(&framed).await?;
+        }
+        let n = match tokio::time::timeout(TCP_IDLE, stream.read(&mut read)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+            Ok(Ok(n)) => n,
+            // Nothing for a while, or a message begun and left unfinished.
+            Err(_) if stream_in.pending() == 0 => return Ok(()),
+            Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
         };
-        let mut request = vec![0u8; len];
-        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some(response) = resolver.handle(&request, peer).await else {
-            return Ok(());
-        };
-        let Ok(len) = u16::try_from(response.len()) else {
-            return Ok(());
-        };
-        stream.write_u16(len).await?;
-        stream.write_all(&response).await?;
+        stream_in.push(read.get(..n).unwrap_or_default());
     }
 }
 

@@ -614,3 +614,8 @@ fn leases_and_neighbours_fuzz_seeds_do_not_panic() {
         schoolgate_agent::fuzz::leases_and_neighbours,
     );
 }
+
+#[test]
+fn dns_tcp_stream_fuzz_seeds_do_not_panic() {
+    replay_seeds("dns_tcp_stream", schoolgate_agent::fuzz::dns_tcp_stream);
+}

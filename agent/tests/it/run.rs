@@ -149,6 +149,33 @@ fn ask_tcp(server: SocketAddr, name: &str) -> Message {
     Message::from_vec(&buf).unwrap()
 }
 
+fn ask_tcp_pipelined(server: SocketAddr, names: &[&str]) -> Vec<Message> {
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut out = Vec::new();
+    for name in names {
+        let bytes = query(name, RecordType::A).to_vec().unwrap();
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    stream.write_all(&out[..1]).unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    stream.write_all(&out[1..]).unwrap();
+    names
+        .iter()
+        .map(|_| {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).unwrap();
+            let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+            stream.read_exact(&mut buf).unwrap();
+            Message::from_vec(&buf).unwrap()
+        })
+        .collect()
+}
+
 fn a_record(m: &Message) -> Option<String> {
     m.answers.iter().find_map(|r| match &r.data {
         RData::A(a) => Some(a.to_string()),
@@ -291,6 +318,16 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
     assert_eq!(
         a_record(&ask_tcp(server, "www.bbc.co.uk.")).as_deref(),
         Some("192.0.2.7")
+    );
+    // Pipelined (RFC 7766): three questions in one write, the first length split from its
+    // message; three answers, in order.
+    let answers = ask_tcp_pipelined(
+        server,
+        &["www.facebook.com.", "www.bbc.co.uk.", "www.example.net."],
+    );
+    assert_eq!(
+        answers.iter().map(a_record).collect::<Vec<_>>(),
+        ["127.0.0.53", "192.0.2.7", "127.0.0.53"].map(|a| Some(a.to_owned()))
     );
     assert_eq!(
         ask_udp(server, "use-application-dns.net.")
