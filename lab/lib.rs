@@ -409,6 +409,13 @@ impl Lab {
             .collect()
     }
 
+    /// The process id of what was started as `label` (`ip netns exec` execs the command, so
+    /// it is the program's own).
+    pub fn pid(&self, label: &str) -> u32 {
+        let (_, child) = self.children.iter().find(|(l, _)| l == label).unwrap();
+        child.id()
+    }
+
     /// Sends `signal` (e.g. "HUP", "TERM") to the process started as `label`.
     pub fn signal(&self, label: &str, signal: &str) {
         let (_, child) = self.children.iter().find(|(l, _)| l == label).unwrap();

@@ -145,6 +145,10 @@ pub(crate) struct RunArgs {
     /// firewall timeouts and events all follow the shifted clock.
     #[arg(long, value_name = "INSTANT")]
     pub(crate) clock_from: Option<jiff::Timestamp>,
+    /// Start a new journal segment after BYTES (default 8 MiB): smaller segments are sent
+    /// and deleted sooner, at the cost of more files. At least 4096.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(4096..))]
+    pub(crate) journal_segment_bytes: Option<u64>,
 }
 
 fn upstream(text: &str) -> Result<SocketAddr, String> {

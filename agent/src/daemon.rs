@@ -53,6 +53,8 @@ pub struct Overrides {
     pub no_firewall: bool,
     /// Do not read the LAN interfaces' traffic (`--no-inspection`).
     pub no_inspection: bool,
+    /// Start a new journal segment after this many bytes (`--journal-segment-bytes`).
+    pub journal_segment_bytes: Option<u64>,
 }
 
 /// The daemon's settings once policy and flags are combined.
@@ -211,7 +213,13 @@ impl Config {
                 .or_else(|| gateway.and_then(|g| g.metrics)),
             lease_files: gateway.map(|g| g.dhcp_leases.clone()).unwrap_or_default(),
             neighbours: true,
-            journal: journal::Limits::default(),
+            journal: overrides.journal_segment_bytes.map_or_else(
+                journal::Limits::default,
+                |segment_bytes| journal::Limits {
+                    segment_bytes,
+                    ..journal::Limits::default()
+                },
+            ),
             console: gateway.and_then(|g| g.console.clone()),
         })
     }
@@ -285,9 +293,10 @@ pub async fn run(
     let (journal, found) = Journal::open(&config.state_dir, config.journal, crate::clock::now())?;
     let metrics = Arc::new(Metrics::new());
     let (events, rx) = Events::new(Aggregator::default(), metrics.events_dropped.clone());
+    events.carry_losses(journal.carried_losses());
     let events = Arc::new(events);
     let (stop_writer, writer_stop) = tokio::sync::oneshot::channel();
-    let writer = tokio::spawn(write_all(rx, journal.clone(), events.drops(), writer_stop));
+    let writer = tokio::spawn(write_all(rx, journal.clone(), events.writer(), writer_stop));
     events.emit(Event::new(
         Kind::AgentStarted,
         crate::clock::now(),

@@ -302,6 +302,7 @@ fn run(args: &RunArgs) -> ExitCode {
         metrics_listen: args.metrics_listen,
         no_firewall: args.no_firewall,
         no_inspection: args.no_inspection,
+        journal_segment_bytes: args.journal_segment_bytes,
     };
     let config = match Config::new(&live.current(), &overrides) {
         Ok(c) => c,

@@ -57,6 +57,9 @@ pub struct Metrics {
     pub block_page_requests: Counter,
     pub tls_resets: Counter,
     pub events_dropped: Counter,
+    /// Blocked answers sent before their sighting was in the journal (the writer took longer
+    /// than [`crate::events::JOURNAL_WAIT`]).
+    pub answers_before_journal: Counter,
     /// Frames the capture sockets handed up (after the kernel filter).
     pub captured: Counter,
     pub inspected: Family<InspectedLabels, Counter>,
@@ -131,8 +134,14 @@ impl Metrics {
         let events_dropped = Counter::default();
         registry.register(
             "events_dropped",
-            "Events lost because the writer fell behind",
+            "Events lost: the writer fell behind or the journal could not be written",
             events_dropped.clone(),
+        );
+        let answers_before_journal = Counter::default();
+        registry.register(
+            "dns_answers_before_journal",
+            "Blocked answers sent before their sighting reached the journal (the writer was slow)",
+            answers_before_journal.clone(),
         );
         let captured = Counter::default();
         registry.register(
@@ -165,6 +174,7 @@ impl Metrics {
             block_page_requests,
             tls_resets,
             events_dropped,
+            answers_before_journal,
             captured,
             inspected,
         }

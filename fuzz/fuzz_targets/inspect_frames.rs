@@ -2,4 +2,6 @@
 //! inspector (packet views, flow table, classifiers) must never panic.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| schoolgate_inspect::fuzz::frames(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    schoolgate_inspect::fuzz::frames(data);
+});

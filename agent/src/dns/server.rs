@@ -27,7 +27,7 @@ use super::ratelimit::SharedLimiter;
 use super::tcp::{self, Next, Reassembly};
 use super::upstream::{Resolved, Upstream, UpstreamError};
 use super::wire::Template;
-use crate::events::{Event, Kind, Severity};
+use crate::events::{Event, Kind, Severity, Ticket};
 use crate::metrics::RuleLabels;
 use crate::shared::{Shared, Who};
 
@@ -80,6 +80,12 @@ impl Resolver {
                 let mut tally = Tally::default();
                 tally.count(how);
                 tally.flush(&self.shared.metrics);
+                Some(reply)
+            }
+            Step::AfterJournal(reply, ticket) => {
+                if !self.shared.events.journaled(ticket).await {
+                    self.shared.metrics.answers_before_journal.inc();
+                }
                 Some(reply)
             }
             Step::Upstream(ask) => self.ask_upstream(*ask).await,
@@ -136,7 +142,12 @@ impl Resolver {
                         e.rule = b.rule;
                         e.category = b.category;
                         e.evidence = Some("DNS query".to_owned());
-                        self.shared.events.sighting(e);
+                        // A first sighting is journaled before its answer leaves.
+                        if let Some(ticket) = self.shared.events.sighting(e)
+                            && !self.shared.events.settled(ticket)
+                        {
+                            return Step::AfterJournal(bytes, ticket);
+                        }
                     }
                     None => {
                         metrics.queries_local.inc();
@@ -301,6 +312,9 @@ pub enum Step {
     Done(Option<Vec<u8>>),
     /// Send this answer, kept from an earlier one; the caller counts it ([`Kept`]).
     Kept(Vec<u8>, Kept),
+    /// Send this once the event with this ticket (the sighting of a blocked name) is in the
+    /// journal, or [`JOURNAL_WAIT`](crate::events::JOURNAL_WAIT) has passed.
+    AfterJournal(Vec<u8>, Ticket),
     /// Ask upstream first: [`Resolver::ask_upstream`].
     Upstream(Box<Ask>),
 }
@@ -461,6 +475,8 @@ pub fn serve_udp(
     let socket = Arc::new(socket);
     let mut batch = Batch::new();
     let mut tally = Tally::default();
+    // The newest sighting this batch's answers wait for.
+    let mut journal: Option<Ticket> = None;
     while !stop.load(Ordering::Relaxed) {
         let received = match batch.receive(&socket) {
             Ok(n) => n,
@@ -496,6 +512,11 @@ pub fn serve_udp(
                     let response = fit_udp(request, response);
                     batch.answer(response, peer);
                 }
+                Step::AfterJournal(response, ticket) => {
+                    journal = journal.max(Some(ticket));
+                    let response = fit_udp(request, response);
+                    batch.answer(response, peer);
+                }
                 Step::Upstream(ask) => {
                     let request = request.to_vec();
                     let socket = Arc::clone(&socket);
@@ -506,6 +527,13 @@ pub fn serve_udp(
                         }
                     });
                 }
+            }
+        }
+        if let Some(ticket) = journal.take() {
+            // One wait for the whole batch: the writer takes its events together.
+            let events = &resolver.shared.events;
+            if !events.settled(ticket) && !runtime.block_on(events.journaled(ticket)) {
+                resolver.shared.metrics.answers_before_journal.inc();
             }
         }
         batch.send(&socket);

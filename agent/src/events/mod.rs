@@ -9,4 +9,4 @@ pub mod event;
 pub mod sink;
 
 pub use event::{DeviceInfo, Event, Kind, Severity, Technique, bounded};
-pub use sink::Events;
+pub use sink::{Events, JOURNAL_WAIT, Ticket};

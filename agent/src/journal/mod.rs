@@ -37,6 +37,11 @@ pub const DIR_NAME: &str = "journal";
 /// The longest an appended record waits to be made durable.
 pub const SYNC_EVERY: Duration = Duration::from_millis(200);
 const CURSOR: &str = "cursor";
+/// How many lost events are not yet reported, kept across a crash (see [`Journal::keep_unreported`]).
+const UNREPORTED: &str = "unreported";
+/// The unreported count's width in its file: written in place, always the same size, so a
+/// full disk never refuses it.
+const UNREPORTED_WIDTH: usize = 21;
 const SUFFIX: &str = ".seg";
 
 /// How large the journal may grow.
@@ -104,6 +109,9 @@ struct Inner {
     /// A failed write could not be cut back: the active segment's file may end in a torn
     /// record, so the next write begins a new segment.
     torn: bool,
+    /// The file holding the count of lost events not yet reported (`None` if it could not be
+    /// made: then a crash forgets that count, as before it existed).
+    unreported: Option<File>,
 }
 
 /// The journal, shared by the writer (appends) and the shipper (reads and acknowledges).
@@ -111,6 +119,8 @@ struct Inner {
 pub struct Journal {
     inner: Arc<Mutex<Inner>>,
     written: watch::Sender<u64>,
+    /// Lost events an earlier run had not reported when it ended.
+    carried: u64,
 }
 
 /// Records read for shipping: their sequence numbers and payloads.
@@ -165,6 +175,7 @@ impl Journal {
             }
             s.len > 0
         });
+        let (unreported, carried) = open_unreported(&dir);
         let (written, _) = watch::channel(next_seq - 1);
         let journal = Self {
             inner: Arc::new(Mutex::new(Inner {
@@ -177,8 +188,10 @@ impl Journal {
                 unsynced: false,
                 last_sync: Instant::now(),
                 torn: false,
+                unreported,
             })),
             written,
+            carried,
         };
         journal.lock().roll()?;
         Ok((journal, notes))
@@ -213,6 +226,24 @@ impl Journal {
         };
         self.written.send_replace(last);
         result
+    }
+
+    /// Lost events that an earlier run counted and had not reported when it ended (it was
+    /// killed while the disk was full, say): to report now.
+    pub fn carried_losses(&self) -> u64 {
+        self.carried
+    }
+
+    /// Keeps `n`, the count of lost events not yet reported, where a crash cannot take it:
+    /// written in place over bytes the file already has, so it needs no room on a full disk.
+    pub fn keep_unreported(&self, n: u64) -> Result<(), JournalError> {
+        let inner = self.lock();
+        let Some(file) = &inner.unreported else {
+            return Ok(());
+        };
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(unreported_text(n).as_bytes(), 0)
+            .map_err(err("write", &inner.dir.join(UNREPORTED)))
     }
 
     /// Makes what was written durable if it has waited [`SYNC_EVERY`] (or `force`).
@@ -632,6 +663,38 @@ fn list_segments(dir: &Path) -> Result<Vec<Segment>, JournalError> {
     Ok(segments)
 }
 
+fn unreported_text(n: u64) -> String {
+    format!("{n:<width$}\n", width = UNREPORTED_WIDTH - 1)
+}
+
+/// Opens the file of unreported losses, made at its full size if new, and the count it holds.
+fn open_unreported(dir: &Path) -> (Option<File>, u64) {
+    let path = dir.join(UNREPORTED);
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep the count of unreported losses");
+            return (None, 0);
+        }
+    };
+    let text = fs::read_to_string(&path).unwrap_or_default();
+    let carried = text.trim().parse().unwrap_or(0);
+    if text.len() != UNREPORTED_WIDTH {
+        use std::os::unix::fs::FileExt;
+        if let Err(e) = file.write_all_at(unreported_text(carried).as_bytes(), 0) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep the count of unreported losses");
+            return (None, carried);
+        }
+    }
+    (Some(file), carried)
+}
+
 fn read_cursor(dir: &Path) -> Result<u64, JournalError> {
     let path = dir.join(CURSOR);
     match fs::read_to_string(&path) {
@@ -716,6 +779,30 @@ mod tests {
         // Acknowledged segments are gone; the active one stays.
         let segs = list_segments(&dir.path().join(DIR_NAME)).unwrap();
         assert_eq!(segs.len(), 1, "{segs:?}");
+    }
+
+    #[test]
+    fn the_unreported_count_outlives_the_process_in_a_file_of_fixed_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Timestamp::from_second(1_790_000_000).unwrap();
+        let (j, _) = Journal::open(dir.path(), Limits::default(), t0).unwrap();
+        assert_eq!(j.carried_losses(), 0);
+        let file = dir.path().join(DIR_NAME).join(UNREPORTED);
+        let size = fs::metadata(&file).unwrap().len();
+        assert_eq!(size, UNREPORTED_WIDTH as u64);
+        j.keep_unreported(1999).unwrap();
+        drop(j);
+        let (j, _) = Journal::open(dir.path(), Limits::default(), t0).unwrap();
+        assert_eq!(j.carried_losses(), 1999);
+        assert_eq!(fs::metadata(&file).unwrap().len(), size, "written in place");
+        j.keep_unreported(0).unwrap();
+        drop(j);
+        let (j, _) = Journal::open(dir.path(), Limits::default(), t0).unwrap();
+        assert_eq!(j.carried_losses(), 0);
+        assert!(
+            read_dir(dir.path()).unwrap().is_empty(),
+            "not read as a segment"
+        );
     }
 
     /// A full disk, as a file-size limit: a write cut short is undone, the records it held
