@@ -6,7 +6,7 @@
 #
 # Needs root and: dnsperf unbound (Debian packages), a release build:
 #   cargo build --release -p schoolgate-agent -p schoolgate-lab
-# Usage: [KINDS='cached blocked uncached paced'] [ROUNDS=1] [FIREWALL=on] bench/dnsperf.sh [SECONDS per run, default 10]
+# Usage: [KINDS='cached blocked blocked_new uncached paced'] [ROUNDS=1] [FIREWALL=on] bench/dnsperf.sh [SECONDS per run, default 10]
 #
 # FIREWALL=on runs the agent with its firewall (loopback as the LAN interface, so no packet
 # is redirected): every answer is then also handed to the firewall's thread, as on a gateway.
@@ -116,6 +116,15 @@ uncached() { # port round
     echo "$f"
 }
 
+# Blocked names never asked before (under the listed domains), new for every server and
+# round: each is a first sighting, which schoolgate writes to its journal before answering.
+blocked_new() { # port round
+    local f=$work/q-blocked-new-$1-$2
+    awk -v n=3000000 -v s="$$-$1-$2" '{d[m++]=$1} END{for(i=0;i<n;i++) printf "n%d-%s.%s A\n", i, s, d[i%m]}' \
+        "$work/blocked-domains" > "$f"
+    echo "$f"
+}
+
 # Warm both caches with the cached names.
 for port in 5300 5301; do
     in_ns dnsperf -s 127.0.0.1 -p $port -d "$work/q-cached" -n 2 >/dev/null
@@ -162,6 +171,7 @@ for round in $(seq "$rounds"); do
         for port in $ports; do
             case $kind in
                 uncached) summarise uncached $port "$(uncached $port "$round")" ;;
+                blocked_new) summarise blocked_new $port "$(blocked_new $port "$round")" ;;
                 paced) paced cached $port "$work/q-cached" 20000 ;;
                 *) summarise "$kind" $port "$work/q-$kind" ;;
             esac

@@ -24,7 +24,7 @@ use schoolgate_tests::{console, require_lab};
 
 const CONSOLE: &str = "127.0.0.1:18443";
 /// Names in the stream, and how many the device asks each second.
-const NAMES: usize = 3000;
+const NAMES: usize = 3200;
 const RATE: u32 = 80;
 /// Kills while the stream runs (at least 5).
 const KILLS: usize = 6;
@@ -217,7 +217,7 @@ fn answered_blocked_names_survive_kills_and_a_full_disk_or_are_reported_lost() {
     // and is freed.
     let mut full = (0.0, 0.0);
     for k in 0..KILLS {
-        std::thread::sleep(random.millis(800, 3000));
+        std::thread::sleep(random.millis(600, 2500));
         if k == 3 {
             // The disk fills; an agent is killed and another starts while it is full (what
             // the first had counted lost must not be forgotten); then it is freed.
