@@ -97,7 +97,7 @@ CONF
 } > "$work/unbound.conf"
 
 ip netns exec "$ns" "$peer" dns 127.0.0.53:53 2>"$work/peer.log" & pids+=($!)
-ip netns exec "$ns" "$agent" run --policy "$work/policy.yaml" $firewall_flag --no-capture 2>"$work/agent.log" & pids+=($!)
+ip netns exec "$ns" "$agent" run --policy "$work/policy.yaml" $firewall_flag --no-inspection 2>"$work/agent.log" & pids+=($!)
 ip netns exec "$ns" unbound -c "$work/unbound.conf" 2>"$work/unbound.log" & pids+=($!)
 for port in 5300 5301; do
     for _ in $(seq 50); do
