@@ -106,3 +106,39 @@ pub fn query(lab: &Lab, query: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A policy for an agent on the lab's gateway that blocks `instagram.com` for the pupils
+/// (answered NXDOMAIN), with the firewall and inspection off, keeps its state in `state`, and
+/// sends its events as `gw1` to the console at `console` (as [`prepare`] set it up).
+pub fn agent_policy(lab: &Lab, console: &str, state: &Path) -> String {
+    format!(
+        r#"version: 1
+school: {{ name: Lab Primary School, timezone: UTC }}
+calendar:
+  terms: []
+schedules: {{}}
+categories:
+  social_networking: {{ label: social networking, domains: [instagram.com] }}
+groups:
+  pupils:
+    networks: [10.77.0.0/28]
+rules:
+  - {{ name: No social networking, groups: [pupils], block: [social_networking], when: always }}
+gateway:
+  lan_interfaces: [lan0]
+  dns:
+    listen: ["{gateway}:53"]
+    upstreams: ["198.51.100.53:53"]
+    block_response: nxdomain
+    rate_limit: 100000
+  state_dir: {state}
+  firewall: {{ enabled: false }}
+  inspection: {{ enabled: false }}
+  console: {{ url: "https://{console}", token_file: {token}, ca_file: {ca}, name: gw1 }}
+"#,
+        gateway = crate::GATEWAY,
+        state = state.display(),
+        token = lab.path("agent.token").display(),
+        ca = lab.path("console.crt").display(),
+    )
+}

@@ -377,6 +377,25 @@ impl Lab {
         self.children.push((label.to_owned(), child));
     }
 
+    /// Starts `sh -c SCRIPT` in `host`'s namespace and in a mount namespace of its own, as
+    /// `label`: what it mounts (a tmpfs over a directory, say) nobody else sees, and it goes
+    /// when the last process in it does.
+    pub fn spawn_with_own_mounts(&mut self, host: &str, label: &str, script: &str) {
+        self.spawn(
+            host,
+            label,
+            &[
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ],
+        );
+    }
+
     /// Starts `schoolgate-agent run --policy POLICY EXTRA...` on the gateway, as `label`.
     pub fn spawn_agent(&mut self, label: &str, policy: &Path, extra: &[&str]) {
         let agent = workspace_bin("schoolgate-agent");

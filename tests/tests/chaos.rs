@@ -29,38 +29,6 @@ const RATE: u32 = 80;
 /// Kills while the stream runs (at least 5).
 const KILLS: usize = 6;
 
-fn policy(lab: &Lab, state: &Path) -> String {
-    format!(
-        r#"version: 1
-school: {{ name: Lab Primary School, timezone: UTC }}
-calendar:
-  terms: []
-schedules: {{}}
-categories:
-  social_networking: {{ label: social networking, domains: [instagram.com] }}
-groups:
-  pupils:
-    networks: [10.77.0.0/28]
-rules:
-  - {{ name: No social networking, groups: [pupils], block: [social_networking], when: always }}
-gateway:
-  lan_interfaces: [lan0]
-  dns:
-    listen: ["{GATEWAY}:53"]
-    upstreams: ["198.51.100.53:53"]
-    block_response: nxdomain
-    rate_limit: 100000
-  state_dir: {state}
-  firewall: {{ enabled: false }}
-  inspection: {{ enabled: false }}
-  console: {{ url: "https://{CONSOLE}", token_file: {token}, ca_file: {ca}, name: gw1 }}
-"#,
-        state = state.display(),
-        token = lab.path("agent.token").display(),
-        ca = lab.path("console.crt").display(),
-    )
-}
-
 /// A small deterministic generator, seeded from the clock (printed, to replay a failure).
 struct Random(u64);
 
@@ -157,21 +125,13 @@ fn answered_blocked_names_survive_kills_and_a_full_disk_or_are_reported_lost() {
     // The disk: a tmpfs in a mount namespace of its own, held open by a sleeping process.
     let mount = lab.path("disk");
     std::fs::create_dir_all(&mount).unwrap();
-    lab.spawn(
+    lab.spawn_with_own_mounts(
         "gw",
         "disk",
-        &[
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &format!(
-                "mount -t tmpfs -o size=4m tmpfs {} && echo mounted && exec sleep 3600",
-                mount.display()
-            ),
-        ],
+        &format!(
+            "mount -t tmpfs -o size=4m tmpfs {} && echo mounted && exec sleep 3600",
+            mount.display()
+        ),
     );
     assert!(
         eventually(5, || lab.log("disk").contains("mounted")),
@@ -182,7 +142,11 @@ fn answered_blocked_names_survive_kills_and_a_full_disk_or_are_reported_lost() {
     // The same directory as the holder's namespace sees it.
     let disk = PathBuf::from(format!("/proc/{holder}/root")).join(mount.strip_prefix("/").unwrap());
     let policy_file = lab.path("policy.yaml");
-    std::fs::write(&policy_file, policy(&lab, &mount.join("state"))).unwrap();
+    std::fs::write(
+        &policy_file,
+        console::agent_policy(&lab, CONSOLE, &mount.join("state")),
+    )
+    .unwrap();
 
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)

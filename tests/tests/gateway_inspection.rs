@@ -234,18 +234,12 @@ fn start_servers(lab: &mut Lab) {
         ),
     )
     .unwrap();
-    lab.spawn(
+    lab.spawn_with_own_mounts(
         "inet",
         "sshd",
-        &[
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &format!("mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"),
-        ],
+        &format!(
+            "mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"
+        ),
     );
 
     std::fs::write(

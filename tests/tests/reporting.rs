@@ -17,38 +17,6 @@ use schoolgate_tests::{console, require_lab};
 
 const CONSOLE: &str = "127.0.0.1:18443";
 
-fn policy(lab: &Lab) -> String {
-    format!(
-        r#"version: 1
-school: {{ name: Lab Primary School, timezone: UTC }}
-calendar:
-  terms: []
-schedules: {{}}
-categories:
-  social_networking: {{ label: social networking, domains: [instagram.com] }}
-groups:
-  pupils:
-    networks: [10.77.0.0/28]
-rules:
-  - {{ name: No social networking, groups: [pupils], block: [social_networking], when: always }}
-gateway:
-  lan_interfaces: [lan0]
-  dns:
-    listen: ["{GATEWAY}:53"]
-    upstreams: ["198.51.100.53:53"]
-    block_response: nxdomain
-    rate_limit: 100000
-  state_dir: {state}
-  firewall: {{ enabled: false }}
-  inspection: {{ enabled: false }}
-  console: {{ url: "https://{CONSOLE}", token_file: {token}, ca_file: {ca}, name: gw1 }}
-"#,
-        state = lab.path("state").display(),
-        token = lab.path("agent.token").display(),
-        ca = lab.path("console.crt").display(),
-    )
-}
-
 /// The ids the console holds.
 fn console_ids(lab: &Lab) -> Vec<String> {
     console::query(lab, "SELECT id FROM events WHERE agent = 'gw1' ORDER BY id")
@@ -98,7 +66,11 @@ fn every_journaled_event_reaches_the_console_exactly_once() {
     let mut lab = Lab::up();
     console::prepare(&lab, &["127.0.0.1"]);
     let policy_file = lab.path("policy.yaml");
-    std::fs::write(&policy_file, policy(&lab)).unwrap();
+    std::fs::write(
+        &policy_file,
+        console::agent_policy(&lab, CONSOLE, &lab.path("state")),
+    )
+    .unwrap();
 
     // 1. The console is down: the agent journals 1,500 blocked names (flushed at its stop),
     //    and its shipper keeps retrying.
