@@ -38,7 +38,11 @@ pub fn parse(mut bytes: &[u8]) -> io::Result<Batch> {
         let len = msg.header.length as usize;
         match msg.payload {
             NetlinkPayload::Done(_) => out.done = true,
-            NetlinkPayload::Error(e) => return Err(e.to_io()),
+            // A negative errno; the kernel never sends i32::MIN, but the bytes could say it
+            // (the library's own conversion overflows on it).
+            NetlinkPayload::Error(e) => {
+                return Err(io::Error::from_raw_os_error(e.raw_code().saturating_abs()));
+            }
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) => match entry(&n) {
                 Some(e) => out.entries.push(e),
                 None => out.removed.extend(destination(&n)),
@@ -137,7 +141,7 @@ pub fn dump() -> io::Result<Vec<(IpAddr, MacAddr)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::DoneMessage;
+    use netlink_packet_core::{DoneMessage, ErrorMessage};
     use netlink_packet_route::AddressFamily;
 
     fn message(payload: NetlinkPayload<RouteNetlinkMessage>) -> Vec<u8> {
@@ -208,6 +212,16 @@ mod tests {
         assert!(parse(&done).unwrap().done);
         // Truncated input is an error, not a panic.
         assert!(parse(bytes.get(..7).unwrap()).is_err());
+    }
+
+    #[test]
+    fn an_error_message_is_an_error_whatever_its_code() {
+        for code in [-1, i32::MIN, 5] {
+            let mut error = ErrorMessage::default();
+            error.code = std::num::NonZeroI32::new(code);
+            let err = parse(&message(NetlinkPayload::Error(error))).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(code.saturating_abs()));
+        }
     }
 
     /// The test's own namespace has at least a loopback; the dump must succeed (it may be
