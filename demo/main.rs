@@ -70,7 +70,7 @@ fn preflight() -> anyhow::Result<()> {
         );
     }
     if let Some(tool) = schoolgate_lab::missing_tool(&TOOLS) {
-        bail!("`{tool}` is not installed: run the README's set-up line (scripts/setup) first");
+        bail!("`{tool}` is not installed: run scripts/demo, which installs it (scripts/setup)");
     }
     Ok(())
 }

@@ -1,0 +1,106 @@
+//! The README's two commands set up what they need through `scripts/setup`: it refuses
+//! clearly (its message and exit status) when it cannot work, and a second run on a machine
+//! that has everything is quick and fetches nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use schoolgate_tests::lab::is_root;
+
+fn setup() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn skip_without_root() -> bool {
+    if is_root() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI runs as root: these tests must run there"
+    );
+    eprintln!("skipping: needs root");
+    true
+}
+
+#[test]
+fn setup_refuses_a_user_who_is_not_root() {
+    if skip_without_root() {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"])
+        .arg(setup())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("run it as root"), "{}", text(&out));
+}
+
+#[test]
+fn setup_refuses_a_system_it_does_not_support() {
+    if skip_without_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("os-release");
+    std::fs::write(
+        &fake,
+        "ID=ubuntu\nVERSION_ID=\"24.04\"\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\n",
+    )
+    .unwrap();
+    // The fake release file is bound over the real one in a mount namespace of this
+    // command's own: the machine's stays as it is.
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {} /etc/os-release && exec bash {}",
+            fake.display(),
+            setup().display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("needs Debian 12 or 13; this is Ubuntu 24.04 LTS"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn setup_again_on_a_ready_machine_is_quick() {
+    if skip_without_root() {
+        return;
+    }
+    // Ready means set up once already (as CI and the README's commands do first).
+    let ready = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/lab-venv/bin/pip");
+    if !ready.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs scripts/setup before the tests"
+        );
+        eprintln!("skipping: scripts/setup has not been run here");
+        return;
+    }
+    let start = Instant::now();
+    let out = Command::new("bash").arg(setup()).output().unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out).trim(),
+        "scripts/setup: ready",
+        "fetched something"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
