@@ -1,7 +1,12 @@
 //! The README's two commands set up what they need through `scripts/setup`: it refuses
 //! clearly (its message and exit status) when it cannot work, and a second run on a machine
 //! that has everything is quick and fetches nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
