@@ -170,6 +170,27 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The `console.yaml` that docs/deploy.md shows, every key in it, is one the console
+    /// reads (the file refuses unknown keys), with the values it says.
+    #[test]
+    fn the_deployment_guides_example_is_a_valid_file() {
+        let guide = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy.md"),
+        )
+        .unwrap();
+        let example = guide
+            .split("```yaml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.starts_with("public_url:"))
+            .expect("deploy.md shows a console.yaml");
+        let config = Config::parse(example).unwrap();
+        assert_eq!(config.session_idle_minutes, 30);
+        assert_eq!(config.connections.max, 1024);
+        assert_eq!(config.retention.audit_days, 1095);
+        assert!(config.smtp.is_some() && config.tls.is_some());
+    }
+
     #[test]
     fn defaults_and_a_full_file() {
         let c = Config::parse("").unwrap();
