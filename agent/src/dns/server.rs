@@ -501,21 +501,16 @@ pub fn serve_udp(
             let Some((request, peer)) = batch.request(i) else {
                 continue;
             };
-            match resolver.prepare(request, peer, clock) {
-                Step::Done(None) => {}
+            let response = match resolver.prepare(request, peer, clock) {
+                Step::Done(None) => continue,
+                Step::Done(Some(response)) => response,
                 Step::Kept(response, how) => {
                     tally.count(how);
-                    let response = fit_udp(request, response);
-                    batch.answer(response, peer);
-                }
-                Step::Done(Some(response)) => {
-                    let response = fit_udp(request, response);
-                    batch.answer(response, peer);
+                    response
                 }
                 Step::AfterJournal(response, ticket) => {
                     journal = journal.max(Some(ticket));
-                    let response = fit_udp(request, response);
-                    batch.answer(response, peer);
+                    response
                 }
                 Step::Upstream(ask) => {
                     let request = request.to_vec();
@@ -526,8 +521,10 @@ pub fn serve_udp(
                             send_udp(&socket, &request, response, peer);
                         }
                     });
+                    continue;
                 }
-            }
+            };
+            batch.answer(fit_udp(request, response), peer);
         }
         if let Some(ticket) = journal.take() {
             // One wait for the whole batch: the writer takes its events together.
