@@ -669,30 +669,40 @@ fn unreported_text(n: u64) -> String {
 
 /// Opens the file of unreported losses, made at its full size if new, and the count it holds.
 fn open_unreported(dir: &Path) -> (Option<File>, u64) {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
     let path = dir.join(UNREPORTED);
+    let mut text = String::new();
     let opened = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path);
-    let file = match opened {
-        Ok(f) => f,
+        .open(&path)
+        .map(|mut file| {
+            // Unreadable counts as empty: rewritten below as zero.
+            if file.read_to_string(&mut text).is_err() {
+                text.clear();
+            }
+            file
+        });
+    let carried = text.trim().parse().unwrap_or(0);
+    let made = opened.and_then(|file| {
+        if text.len() != UNREPORTED_WIDTH {
+            // New, or not what this code wrote: the count it holds, at the fixed width (a
+            // longer file is cut, which takes no room).
+            file.write_all_at(unreported_text(carried).as_bytes(), 0)?;
+            file.set_len(UNREPORTED_WIDTH as u64)?;
+        }
+        Ok(file)
+    });
+    match made {
+        Ok(file) => (Some(file), carried),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot keep the count of unreported losses");
-            return (None, 0);
-        }
-    };
-    let text = fs::read_to_string(&path).unwrap_or_default();
-    let carried = text.trim().parse().unwrap_or(0);
-    if text.len() != UNREPORTED_WIDTH {
-        use std::os::unix::fs::FileExt;
-        if let Err(e) = file.write_all_at(unreported_text(carried).as_bytes(), 0) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot keep the count of unreported losses");
-            return (None, carried);
+            (None, carried)
         }
     }
-    (Some(file), carried)
 }
 
 fn read_cursor(dir: &Path) -> Result<u64, JournalError> {
@@ -803,6 +813,12 @@ mod tests {
             read_dir(dir.path()).unwrap().is_empty(),
             "not read as a segment"
         );
+        drop(j);
+        // A file this code did not write is put back to the fixed width.
+        fs::write(&file, "7\n and something else entirely\n").unwrap();
+        let (j, _) = Journal::open(dir.path(), Limits::default(), t0).unwrap();
+        assert_eq!(j.carried_losses(), 0);
+        assert_eq!(fs::metadata(&file).unwrap().len(), size);
     }
 
     /// A full disk, as a file-size limit: a write cut short is undone, the records it held
