@@ -8,6 +8,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use schoolgate_tests::program_help;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -44,20 +46,6 @@ fn code_spans(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// `PROGRAM ARGS --help`, built from the workspace.
-fn help(package: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["run", "-q", "-p", package, "--"])
-        .args(args)
-        .arg("--help")
-        .current_dir(root())
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The subcommands a clap `--help` lists.
 fn subcommands(help: &str) -> Vec<String> {
     help.split("Commands:")
@@ -80,7 +68,8 @@ fn commands(package: &str) -> Vec<(Vec<String>, String)> {
     let mut todo = vec![Vec::<String>::new()];
     while let Some(path) = todo.pop() {
         let args: Vec<&str> = path.iter().map(String::as_str).collect();
-        let text = help(package, &args).unwrap_or_else(|| panic!("{package} {args:?} --help"));
+        let text =
+            program_help(package, &args).unwrap_or_else(|| panic!("{package} {args:?} --help"));
         for sub in subcommands(&text) {
             let mut next = path.clone();
             next.push(sub);

@@ -217,16 +217,13 @@ fn bench_scripts_pass_the_agent_only_flags_it_has() {
             if sub.is_empty() || !sub.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
                 continue;
             }
-            let help = std::process::Command::new(env!("CARGO"))
-                .args(["run", "-q", "-p", "schoolgate-agent", "--", sub, "--help"])
-                .output()
-                .unwrap();
-            assert!(
-                help.status.success(),
-                "{}: `schoolgate-agent {sub}` is not a subcommand",
-                path.display()
-            );
-            let help = String::from_utf8_lossy(&help.stdout);
+            let help =
+                schoolgate_tests::program_help("schoolgate-agent", &[sub]).unwrap_or_else(|| {
+                    panic!(
+                        "{}: `schoolgate-agent {sub}` is not a subcommand",
+                        path.display()
+                    )
+                });
             let flags = words
                 .filter(|w| w.starts_with("--"))
                 .map(|w| {
