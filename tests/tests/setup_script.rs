@@ -109,3 +109,41 @@ fn setup_again_on_a_ready_machine_is_quick() {
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+#[test]
+fn setup_says_when_it_cannot_download() {
+    if skip_without_root() {
+        return;
+    }
+    // A machine that lacks one package and has no network: in a mount and network namespace
+    // of this command's own, the package database seen is a copy without microsocks, and
+    // apt's package lists and downloaded packages are empty, so nothing can be fetched or
+    // installed and the machine's own apt and dpkg state are never touched.
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
+    let without: Vec<&str> = status
+        .split("\n\n")
+        .filter(|stanza| !stanza.starts_with("Package: microsocks\n"))
+        .collect();
+    assert!(without.len() < status.split("\n\n").count(), "microsocks is not installed");
+    let copy = dir.path().join("status");
+    std::fs::write(&copy, without.join("\n\n")).unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "-n", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind -o ro {} /var/lib/dpkg/status \
+             && mount -t tmpfs none /var/lib/apt/lists && mkdir /var/lib/apt/lists/partial \
+             && mount -t tmpfs none /var/cache/apt/archives && mkdir /var/cache/apt/archives/partial \
+             && exec bash {}",
+            copy.display(),
+            setup().display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot install microsocks from the Debian package mirrors"),
+        "{}",
+        text(&out)
+    );
+}
