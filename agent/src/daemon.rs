@@ -331,24 +331,17 @@ pub async fn run(
         let status: crate::shipper::Status = {
             let (live, metrics) = (Arc::clone(&live), Arc::clone(&metrics));
             Arc::new(move || {
-                let mut s = serde_json::Map::new();
-                s.insert(
-                    "policy".into(),
-                    format!("{:016x}", live.fingerprint()).into(),
-                );
-                let rejected = metrics
+                let mut s = schoolgate_contract::status::AgentStatus::default();
+                s.policy = Some(format!("{:016x}", live.fingerprint()));
+                s.policy_rejected = metrics
                     .reloads
                     .get_or_create(&crate::metrics::ReloadLabels {
                         outcome: "rejected",
                     })
                     .get();
-                s.insert("policy_rejected".into(), rejected.into());
-                s.insert("events_dropped".into(), metrics.events_dropped.get().into());
-                s.insert("events_lost_to_damage".into(), lost_to_damage.into());
-                s.insert(
-                    "upstream_errors".into(),
-                    metrics.upstream_errors.get().into(),
-                );
+                s.events_dropped = metrics.events_dropped.get();
+                s.events_lost_to_damage = lost_to_damage;
+                s.upstream_errors = metrics.upstream_errors.get();
                 s
             })
         };

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use schoolgate_contract::status::{AgentStatus, Answer, Commands, RELEASE};
+use schoolgate_contract::wire::batch_body;
 use tracing::{debug, info, warn};
 
 use crate::journal::Journal;
@@ -106,45 +107,15 @@ pub fn client(ca_file: &Path) -> Result<reqwest::Client, ShipperError> {
         .build()?)
 }
 
-/// What the agent says of its health with each batch, beside the backlog and its version:
-/// the policy in force and its error counters (a JSON object).
-pub type Status = Arc<dyn Fn() -> serde_json::Map<String, serde_json::Value> + Send + Sync>;
+/// What the agent says of its health with each batch (the backlog and version are filled in
+/// here).
+pub type Status = Arc<dyn Fn() -> AgentStatus + Send + Sync>;
 
 /// A batch's body: the records spliced in as they are.
-fn body(
-    name: &str,
-    records: &[(u64, Vec<u8>)],
-    backlog: u64,
-    mut status: serde_json::Map<String, serde_json::Value>,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.iter().map(|r| r.1.len() + 1).sum::<usize>() + 512);
-    out.extend_from_slice(b"{\"agent\":");
-    out.extend_from_slice(serde_json::to_string(name).unwrap_or_default().as_bytes());
-    status.insert("backlog".into(), backlog.into());
-    status.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-    out.extend_from_slice(b",\"status\":");
-    out.extend_from_slice(
-        serde_json::to_string(&status)
-            .unwrap_or_else(|_| "{}".into())
-            .as_bytes(),
-    );
-    out.extend_from_slice(b",\"events\":[");
-    for (i, (_, payload)) in records.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(payload);
-    }
-    out.extend_from_slice(b"]}");
-    out
-}
-
-#[derive(Debug, Deserialize)]
-struct Answer {
-    received: u64,
-    new: u64,
-    #[serde(default)]
-    refused: Vec<serde_json::Value>,
+fn body(name: &str, records: &[(u64, Vec<u8>)], backlog: u64, mut status: AgentStatus) -> Vec<u8> {
+    status.backlog = backlog;
+    env!("CARGO_PKG_VERSION").clone_into(&mut status.version);
+    batch_body(name, &status, records.iter().map(|(_, r)| r.as_slice()))
 }
 
 /// Sends the journal to the console until `stop` fires.
@@ -230,20 +201,6 @@ pub async fn ship(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Commands {
-    commands: Vec<Command>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Command {
-    id: i64,
-    kind: String,
-    device: String,
-    reason: String,
-    by: String,
-}
-
 /// Asks the console for commands every [`POLL`] until `stop` fires.
 pub async fn take_commands(
     settings: Settings,
@@ -283,7 +240,7 @@ async fn poll_once(
     }
     let list: Commands = res.json().await.map_err(|e| e.to_string())?;
     for c in list.commands {
-        if c.kind != "release" {
+        if c.kind != RELEASE {
             warn!(kind = %crate::events::bounded(&c.kind), "the console sent a command this agent does not know");
             continue;
         }
@@ -326,8 +283,8 @@ mod tests {
             (1, br#"{"id":"a"}"#.to_vec()),
             (2, br#"{"id":"b"}"#.to_vec()),
         ];
-        let mut status = serde_json::Map::new();
-        status.insert("policy".into(), "00ff".into());
+        let mut status = AgentStatus::default();
+        status.policy = Some("00ff".into());
         let body = body("gw\"1", &records, 7, status);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["agent"], "gw\"1");

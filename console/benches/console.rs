@@ -14,7 +14,7 @@ use schoolgate_console::auth::{Role, random_token, token_hash};
 use schoolgate_console::config::Config;
 use schoolgate_console::db::{Db, sqlite_url};
 use schoolgate_console::web::{App, SESSION_COOKIE, router};
-use schoolgate_console::wire::{Incoming, parse_event};
+use schoolgate_contract::wire::{Received, parse_event};
 use tower::ServiceExt;
 
 /// Events stored (`SCHOOLGATE_BENCH_EVENTS` sets another number for a quick look).
@@ -31,7 +31,7 @@ const ALERT_EVERY: usize = 50;
 const LOADS: usize = 30;
 
 /// Event `i`: 500 devices, 30 days, mostly blocks with a bypass attempt now and then.
-fn event(i: usize, start_ms: i64) -> Incoming {
+fn event(i: usize, start_ms: i64) -> Received {
     let t = start_ms + (i as i64) * 2_592; // 1M events over 30 days.
     let ts = jiff::Timestamp::from_millisecond(t).unwrap();
     let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix_time(
@@ -68,7 +68,7 @@ async fn run(label: &str, db: Db) {
     // Ingest, timing only the database's part (events are made beforehand, per batch).
     let mut spent = Duration::ZERO;
     for b in 0..total / BATCH {
-        let batch: Vec<Incoming> = (b * BATCH..(b + 1) * BATCH)
+        let batch: Vec<Received> = (b * BATCH..(b + 1) * BATCH)
             .map(|i| event(i, start_ms))
             .collect();
         let t = Instant::now();

@@ -1,7 +1,10 @@
 //! Fuzzing entry points, shared by `fuzz/` and the tests that replay its seeds: an agent's
 //! batch (JSON carrying pupils' strings) through the wire contract, as the console takes it.
 
-use crate::wire::{MAX_BATCH, MAX_COUNT, MAX_EVIDENCE, MAX_NAME, MAX_SKEW_MS, parse_batch};
+use schoolgate_contract::text::{
+    MAX_BATCH, MAX_COUNT, MAX_EVIDENCE, MAX_NAME, MAX_SKEW_MS, reorders,
+};
+use schoolgate_contract::wire::parse_batch;
 
 /// Bytes as the body of `POST /api/v1/events`: parsed, each event received, and its texts
 /// written as CSV. What comes out must hold the contract's bounds. Must never panic.
@@ -17,13 +20,11 @@ pub fn batch(data: &[u8]) {
         panic!("a batch past its bound was taken");
     }
     let now = 1_795_514_523_123;
+    let received = jiff::Timestamp::from_millisecond(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     for e in batch.events {
-        let e = e.received(now);
-        if !(1..=MAX_COUNT).contains(&e.count) || e.time_ms > now + MAX_SKEW_MS {
-            panic!(
-                "count {} or time {} outside the contract",
-                e.count, e.time_ms
-            );
+        let e = e.at(received);
+        if !(1..=MAX_COUNT).contains(&e.count) || e.time.as_millisecond() > now + MAX_SKEW_MS {
+            panic!("count {} or time {} outside the contract", e.count, e.time);
         }
         let texts = [
             (&e.name, MAX_NAME),
@@ -35,9 +36,7 @@ pub fn batch(data: &[u8]) {
         ];
         for (t, max) in texts {
             if let Some(t) = t
-                && (t.chars().count() > max
-                    || t.chars()
-                        .any(|c| c.is_control() || crate::wire::reorders(c)))
+                && (t.len() > max || t.chars().any(|c| c.is_control() || reorders(c)))
             {
                 panic!("a text from a device kept unbounded or uncleaned: {t:?}");
             }

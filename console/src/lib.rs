@@ -1,7 +1,8 @@
 //! schoolgate's console: where the designated safeguarding lead reviews alerts with their
 //! evidence and records what was done, and IT staff watch the agents.
 //!
-//! - [`wire`]: the agents' wire contract, pure (batch JSON → validated events + refusals).
+//! The agents' wire contract (events, batches, their bounds) is `schoolgate-contract`'s.
+//!
 //! - [`db`]: the database (SQLite or PostgreSQL through one set of queries).
 //! - [`auth`]: roles, passwords, tokens, login throttling.
 //! - [`config`]: `console.yaml` in the data directory.
@@ -17,4 +18,3 @@ pub mod files;
 pub mod fuzz;
 pub mod mail;
 pub mod web;
-pub mod wire;

@@ -66,7 +66,7 @@ pub fn compose(alerts: &[Stored], public_url: Option<&str>) -> (String, String) 
         let what = e
             .technique
             .as_deref()
-            .map_or(e.kind.clone(), |t| format!("{}: {}", e.kind, t));
+            .map_or(e.kind.to_string(), |t| format!("{}: {}", e.kind, t));
         body.push_str(&format!("- {when}  {what}  (gateway {})\n", e.agent));
         if let Some(base) = base {
             body.push_str(&format!("  {base}/alerts/{}\n", e.id));
@@ -342,7 +342,7 @@ sys.stdin.read()
             let before = sink.messages().len();
             let vpn = alert("bypass_attempt", "vpn.example", "10.10.3.7");
             let mut low = alert("blocked", "instagram.com", "10.10.3.7");
-            low.severity = "low";
+            low.severity = schoolgate_contract::Severity::Low;
             db.ingest("gw1", &[vpn.clone(), low], 1).await.unwrap();
 
             let (stop, stopped) = tokio::sync::watch::channel(false);

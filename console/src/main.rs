@@ -180,7 +180,7 @@ async fn audit(db: &Db, action: &str, target: &str, detail: Option<String>) -> a
         .unwrap_or_default();
     db.audit(&schoolgate_console::db::audit::Entry {
         time_ms: web::now_ms(),
-        who: schoolgate_console::wire::clean(&format!("cli:{by}"), 64),
+        who: schoolgate_contract::text::bounded_to(&format!("cli:{by}"), 64),
         action: action.to_owned(),
         target: Some(target.to_owned()),
         detail,

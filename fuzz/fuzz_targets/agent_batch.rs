@@ -69,9 +69,11 @@ fn event(e: Event) -> Value {
         .unwrap_or_else(|| TIMES[usize::from(e.time) % TIMES.len()].to_owned());
     m.insert("time".into(), time.into());
     // The contract's kinds, and one it does not know.
-    let kinds = schoolgate_console::wire::KINDS;
-    let kind = kinds.get(usize::from(e.kind) % (kinds.len() + 1)).unwrap_or(&"party");
-    m.insert("kind".into(), (*kind).into());
+    let kinds = schoolgate_contract::Kind::ALL;
+    let kind = kinds
+        .get(usize::from(e.kind) % (kinds.len() + 1))
+        .map_or("party", |k| k.as_str());
+    m.insert("kind".into(), kind.into());
     if let Some(s) = e.severity {
         m.insert("severity".into(), s.into());
     }

@@ -125,7 +125,10 @@ fn setup_says_when_it_cannot_download() {
         .split("\n\n")
         .filter(|stanza| !stanza.starts_with("Package: microsocks\n"))
         .collect();
-    assert!(without.len() < status.split("\n\n").count(), "microsocks is not installed");
+    assert!(
+        without.len() < status.split("\n\n").count(),
+        "microsocks is not installed"
+    );
     let copy = dir.path().join("status");
     std::fs::write(&copy, without.join("\n\n")).unwrap();
     let out = Command::new("unshare")

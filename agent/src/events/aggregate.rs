@@ -21,8 +21,9 @@ use jiff::{SignedDuration, Timestamp};
 use schoolgate_engine::MacAddr;
 
 #[cfg(test)]
-use super::event::Severity;
-use super::event::{self, Event, Technique};
+use schoolgate_contract::Severity;
+use schoolgate_contract::event::uuid_v7;
+use schoolgate_contract::{Event, Technique};
 
 /// How long sightings of one device + name + rule are gathered into one event.
 pub const WINDOW: SignedDuration = SignedDuration::from_secs(60);
@@ -90,13 +91,15 @@ impl Aggregator {
             if open.count == 0 {
                 // The first repeat: the follow-up starts, an event of its own: its own id,
                 // from its first repeat.
-                open.id = event::uuid_v7(event.time);
+                open.id = uuid_v7(event.time);
                 open.time = event.time;
                 open.last = None;
             } else {
                 open.last = Some(event.time);
             }
-            open.count = open.count.saturating_add(event.count);
+            open.count = schoolgate_contract::text::count(
+                u64::from(open.count).saturating_add(u64::from(event.count)),
+            );
             *changed = true;
             return Vec::new();
         }
@@ -197,7 +200,7 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::event::Kind;
+    use schoolgate_contract::Kind;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_790_000_000 + secs).unwrap()

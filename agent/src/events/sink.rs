@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use super::aggregate::{Aggregator, Presence};
-use super::event::{Event, Kind, Severity};
 use crate::journal::{Journal, JournalError, SYNC_EVERY, Unwritten};
+use schoolgate_contract::{Event, Kind, Severity};
 
 /// Events in flight between the services and the writer.
 const QUEUE: usize = 65_536;
@@ -118,7 +118,7 @@ impl Drops {
             return None;
         }
         let mut e = Event::new(Kind::EventsDropped, now, Severity::Medium);
-        e.count = u32::try_from(n).unwrap_or(u32::MAX);
+        e.count = schoolgate_contract::text::count(n);
         e.evidence = Some(format!(
             "{n} event(s) could not be written to the journal (the disk was full or failing, \
              or the writer fell behind) and are lost"

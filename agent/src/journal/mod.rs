@@ -515,7 +515,7 @@ impl Inner {
             return Ok(None);
         }
         let mut e = Event::new(Kind::EventsDropped, now, Severity::Medium);
-        e.count = u32::try_from(lost).unwrap_or(u32::MAX);
+        e.count = schoolgate_contract::text::count(lost);
         e.evidence = Some(format!(
             "the journal reached its bound of {} bytes; its {segments} oldest segment(s) \
              were deleted with {lost} event(s) the console had not received",
@@ -548,7 +548,7 @@ fn unsent(seg: &Segment, acked: u64) -> u64 {
                 Some(Head {
                     kind: Some(k),
                     count: Some(n),
-                }) if k == "events_dropped" => n,
+                }) if k == Kind::EventsDropped.as_str() => n,
                 _ => 1,
             }
         })
@@ -605,9 +605,7 @@ fn damaged(
     let mut e = Event::new(Kind::JournalDamaged, now, Severity::Medium);
     // The events known lost, and one for a torn last write (which held at least one): never
     // 0, which the console's contract refuses.
-    e.count = u32::try_from(n + u64::from(tail))
-        .unwrap_or(u32::MAX)
-        .max(1);
+    e.count = schoolgate_contract::text::count(n.saturating_add(u64::from(tail))).max(1);
     let name = seg
         .path
         .file_name()

@@ -2,21 +2,10 @@
 //! agent polls for its own, carries each out, and says so; a command is handed out until
 //! it is marked done, so one lost on the way is sent again.
 
-use serde::Serialize;
+use schoolgate_contract::status::{Command, RELEASE};
 use sqlx::{Any, Row};
 
 use super::{Db, DbError, sql};
-
-/// One command as the agent receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Command {
-    pub id: i64,
-    pub kind: String,
-    /// The device: IP address, MAC address or name.
-    pub device: String,
-    pub reason: String,
-    pub by: String,
-}
 
 impl Db {
     /// Queues a release for `agent`; its id.
@@ -31,9 +20,10 @@ impl Db {
     ) -> Result<i64, DbError> {
         sqlx::query_scalar::<Any, i64>(
             "INSERT INTO commands (agent, kind, device, reason, by_user, event_id, created_ms) \
-             VALUES ($1, 'release', $2, $3, $4, $5, $6) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(agent)
+        .bind(RELEASE)
         .bind(device)
         .bind(reason)
         .bind(by)

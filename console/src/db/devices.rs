@@ -171,9 +171,14 @@ impl Db {
 pub(crate) async fn note_quarantine(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     agent: &str,
-    e: &crate::wire::Incoming,
+    e: &schoolgate_contract::Event,
 ) -> Result<(), DbError> {
-    let Some(key) = e.device.ip.as_deref().or(e.device.mac.as_deref()) else {
+    let Some(key) = e
+        .device
+        .ip
+        .map(|ip| ip.to_string())
+        .or(e.device.mac.map(|mac| mac.to_string()))
+    else {
         return Ok(());
     };
     let row = sqlx::query::<sqlx::Any>(
@@ -181,7 +186,7 @@ pub(crate) async fn note_quarantine(
          WHERE agent_name = $1 AND device_key = $2",
     )
     .bind(agent)
-    .bind(key)
+    .bind(key.as_str())
     .fetch_optional(&mut **tx)
     .await
     .map_err(super::sql("read a quarantine"))?;
@@ -199,16 +204,17 @@ pub(crate) async fn note_quarantine(
         .map_err(super::sql("read a quarantine"))?
         .unwrap_or_default();
     let id = e.id.to_string();
-    if e.kind == "quarantined" {
+    let time_ms = e.time.as_millisecond();
+    if e.kind == schoolgate_contract::Kind::Quarantined {
         let later = quarantined_ms.is_none_or(|q| {
-            e.time_ms > q || (e.time_ms == q && event_id.as_deref().is_none_or(|i| id.as_str() > i))
+            time_ms > q || (time_ms == q && event_id.as_deref().is_none_or(|i| id.as_str() > i))
         });
         if later {
             event_id = Some(id);
-            quarantined_ms = Some(e.time_ms);
+            quarantined_ms = Some(time_ms);
         }
-    } else if released_ms.is_none_or(|r| e.time_ms > r) {
-        released_ms = Some(e.time_ms);
+    } else if released_ms.is_none_or(|r| time_ms > r) {
+        released_ms = Some(time_ms);
     }
     let active = match (quarantined_ms, released_ms) {
         (Some(q), Some(r)) => r < q,
@@ -237,14 +243,14 @@ pub(crate) async fn note_quarantine(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::events::tests::event;
+    use crate::db::events::tests::{event, ms};
     use crate::db::testing;
-    use crate::wire::Incoming;
+    use schoolgate_contract::wire::Received;
 
-    fn at(i: u32, kind: &str, ip: &str, time_ms: i64) -> Incoming {
+    fn at(i: u32, kind: &str, ip: &str, time_ms: i64) -> Received {
         let mut e = event(i, kind);
-        e.device.ip = Some(ip.into());
-        e.time_ms = time_ms;
+        e.device.ip = Some(ip.parse().unwrap());
+        e.time = ms(time_ms);
         e
     }
 

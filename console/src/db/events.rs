@@ -4,7 +4,8 @@
 use sqlx::{Any, Row};
 
 use super::{Backend, Db, DbError, Statement, sql};
-use crate::wire::Incoming;
+use schoolgate_contract::wire::Received;
+use schoolgate_contract::{Kind, Severity};
 
 /// Rows per multi-row INSERT. sqlx's SQLite driver looks up each parameter's name, and
 /// SQLite finds a name by walking the statement's list of them, so a statement's binding
@@ -23,8 +24,8 @@ pub struct Stored {
     pub id: String,
     pub agent: String,
     pub time_ms: i64,
-    pub kind: String,
-    pub severity: String,
+    pub kind: Kind,
+    pub severity: Severity,
     pub alert: bool,
     pub device_ip: Option<String>,
     pub device_mac: Option<String>,
@@ -57,8 +58,14 @@ pub(crate) fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
         id: row.try_get("id")?,
         agent: row.try_get("agent")?,
         time_ms: row.try_get("time_ms")?,
-        kind: row.try_get("kind")?,
-        severity: row.try_get("severity")?,
+        kind: row
+            .try_get::<String, _>("kind")?
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        severity: row
+            .try_get::<String, _>("severity")?
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         alert: row.try_get::<i64, _>("alert")? != 0,
         device_ip: row.try_get("device_ip")?,
         device_mac: row.try_get("device_mac")?,
@@ -85,7 +92,7 @@ impl Db {
     pub async fn ingest(
         &self,
         agent: &str,
-        events: &[Incoming],
+        events: &[Received],
         now_ms: i64,
     ) -> Result<u64, DbError> {
         let mut tx = self.pool.begin().await.map_err(sql("begin a batch"))?;
@@ -98,23 +105,24 @@ impl Db {
                  agent_time_ms) \
                  VALUES ",
             );
-            for (i, e) in chunk.iter().enumerate() {
+            for (i, r) in chunk.iter().enumerate() {
+                let e = &r.event;
                 q.push(if i == 0 { "(" } else { ", (" });
                 q.bind(e.id.to_string().as_str())
                     .push(", ")
                     .bind(agent)
                     .push(", ")
-                    .bind(e.time_ms)
+                    .bind(e.time.as_millisecond())
                     .push(", ")
-                    .bind(e.kind)
+                    .bind(e.kind.as_str())
                     .push(", ")
-                    .bind(e.severity)
+                    .bind(e.severity.as_str())
                     .push(", ")
                     .bind(i64::from(e.is_alert()))
                     .push(", ")
-                    .bind(e.device.ip.clone())
+                    .bind(e.device.ip.map(|ip| ip.to_string()))
                     .push(", ")
-                    .bind(e.device.mac.clone())
+                    .bind(e.device.mac.map(|mac| mac.to_string()))
                     .push(", ")
                     .bind(e.device.name.clone())
                     .push(", ")
@@ -128,21 +136,21 @@ impl Db {
                     .push(", ")
                     .bind(e.category.clone())
                     .push(", ")
-                    .bind(e.technique.clone())
+                    .bind(e.technique.map(|t| t.as_str().to_owned()))
                     .push(", ")
                     .bind(e.destination.clone())
                     .push(", ")
                     .bind(e.evidence.clone())
                     .push(", ")
-                    .bind(e.count)
+                    .bind(i64::from(e.count))
                     .push(", ")
-                    .bind(e.last_ms)
+                    .bind(e.last.map(|t| t.as_millisecond()))
                     .push(", ")
-                    .bind(e.extra.clone())
+                    .bind(r.extra.clone())
                     .push(", ")
                     .bind(now_ms)
                     .push(", 'new', 0, ")
-                    .bind(e.agent_time_ms)
+                    .bind(r.agent_time.map(|t| t.as_millisecond()))
                     .push(")");
             }
             // An id stored already is a retry, or a follow-up's running count passed on again
@@ -164,8 +172,8 @@ impl Db {
                 .map_err(sql("store events"))?;
             new += stored.len() as u64;
             // Only events stored now move a quarantine: an id sent again changes nothing.
-            for e in chunk {
-                if matches!(e.kind, "quarantined" | "released")
+            for e in chunk.iter().map(|r| &r.event) {
+                if matches!(e.kind, Kind::Quarantined | Kind::Released)
                     && stored.iter().any(|id| *id == e.id.to_string())
                 {
                     super::devices::note_quarantine(&mut tx, agent, e).await?;
@@ -204,9 +212,10 @@ impl Db {
         let q = sqlx::query::<Any>(concat!(
             "SELECT ",
             columns!(),
-            " FROM events WHERE mailed = 0 AND alert = 1 AND severity = 'high' \
-             ORDER BY time_ms, id LIMIT $1"
+            " FROM events WHERE mailed = 0 AND alert = 1 AND severity = $1 \
+             ORDER BY time_ms, id LIMIT $2"
         ))
+        .bind(Severity::High.as_str())
         .bind(limit);
         self.rows(q, "read alerts to e-mail", stored).await
     }
@@ -322,7 +331,13 @@ impl Db {
 pub(crate) mod tests {
     use super::*;
     use crate::db::testing;
-    use crate::wire::parse_event;
+    use schoolgate_contract::Technique;
+    use schoolgate_contract::wire::parse_event;
+
+    /// `ms` as a time.
+    pub(crate) fn ms(ms: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_millisecond(ms).unwrap()
+    }
 
     /// A stored OpenVPN bypass attempt from a pupil's iPad, every field the pages and the
     /// e-mail read set, as `kind`.
@@ -331,8 +346,8 @@ pub(crate) mod tests {
             id: "0193abcd".into(),
             agent: "gw1".into(),
             time_ms: 1_795_946_523_000,
-            kind: kind.into(),
-            severity: "high".into(),
+            kind: kind.parse().unwrap(),
+            severity: Severity::High,
             alert: true,
             device_ip: Some("10.10.3.7".into()),
             device_mac: Some("52:54:00:aa:bb:cc".into()),
@@ -352,7 +367,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn event(i: u32, kind: &str) -> Incoming {
+    pub(crate) fn event(i: u32, kind: &str) -> Received {
         let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix_time(
             1_795_946_523 + u64::from(i),
             0,
@@ -388,8 +403,12 @@ pub(crate) mod tests {
             let mut batch: Vec<_> = (0..10).map(|i| event(i, "blocked")).collect();
             for i in 10..16 {
                 let mut e = event(i, "bypass_attempt");
-                e.time_ms += i64::from(i);
-                e.technique = Some(if i % 2 == 0 { "vpn" } else { "tor" }.into());
+                e.event.time = ms(e.event.time.as_millisecond() + i64::from(i));
+                e.event.technique = Some(if i % 2 == 0 {
+                    Technique::VpnApp
+                } else {
+                    Technique::Tor
+                });
                 batch.push(e);
             }
             db.ingest("gw1", &batch, 1).await.unwrap();
@@ -400,7 +419,7 @@ pub(crate) mod tests {
                 "newest first"
             );
             let vpn = Filter {
-                technique: Some("vpn".into()),
+                technique: Some("vpn_app".into()),
                 ..Filter::default()
             };
             assert_eq!(db.alerts(&vpn, 100, 0).await.unwrap().len(), 3);
@@ -421,19 +440,19 @@ pub(crate) mod tests {
     async fn a_larger_count_under_the_same_id_supersedes_from_its_own_agent_only() {
         for (db, _dir) in testing::each().await {
             let mut e = event(1, "blocked");
-            e.count = 3;
+            e.event.count = 3;
             assert_eq!(
                 db.ingest("gw1", std::slice::from_ref(&e), 1).await.unwrap(),
                 1
             );
-            e.count = 7;
-            e.last_ms = Some(e.time_ms + 5_000);
+            e.event.count = 7;
+            e.event.last = Some(ms(e.event.time.as_millisecond() + 5_000));
             assert_eq!(
                 db.ingest("gw1", std::slice::from_ref(&e), 2).await.unwrap(),
                 1
             );
             // A retry of an older record, or another agent reusing the id: no change.
-            e.count = 5;
+            e.event.count = 5;
             assert_eq!(
                 db.ingest("gw1", std::slice::from_ref(&e), 3).await.unwrap(),
                 0

@@ -3,6 +3,7 @@
 //! most activity; triage outcomes. Every figure is a sum of the events' `count` (an agent
 //! folds repeats of one block into one event with a count) over a window of time.
 
+use schoolgate_contract::Kind;
 use sqlx::Row;
 
 use super::{Db, DbError, Statement};
@@ -90,7 +91,9 @@ impl Db {
     ) -> Result<Vec<(Option<String>, i64)>, DbError> {
         let mut q = Statement::new("SELECT ");
         q.push(by.column())
-            .push(" AS k, CAST(SUM(count) AS BIGINT) AS n FROM events WHERE kind = 'blocked' AND");
+            .push(" AS k, CAST(SUM(count) AS BIGINT) AS n FROM events WHERE kind = ")
+            .bind(Kind::Blocked.as_str())
+            .push(" AND");
         w.push_where(&mut q);
         if let Some(g) = group {
             q.push(" AND grp = ").bind(g);
@@ -103,7 +106,7 @@ impl Db {
     /// hours without any are left out.
     pub async fn per_hour(
         &self,
-        kind: &str,
+        kind: Kind,
         w: Window,
         group: Option<&str>,
     ) -> Result<Vec<(i64, i64)>, DbError> {
@@ -111,7 +114,7 @@ impl Db {
             "SELECT time_ms / 3600000 AS h, CAST(SUM(count) AS BIGINT) AS n FROM events \
              WHERE kind = ",
         );
-        q.bind(kind).push(" AND");
+        q.bind(kind.as_str()).push(" AND");
         w.push_where(&mut q);
         if let Some(g) = group {
             q.push(" AND grp = ").bind(g);
@@ -130,8 +133,9 @@ impl Db {
     ) -> Result<Vec<(Option<String>, i64)>, DbError> {
         let mut q = Statement::new(
             "SELECT technique AS k, CAST(SUM(count) AS BIGINT) AS n FROM events \
-             WHERE kind = 'bypass_attempt' AND",
+             WHERE kind = ",
         );
+        q.bind(Kind::BypassAttempt.as_str()).push(" AND");
         w.push_where(&mut q);
         q.push(" GROUP BY 1 ORDER BY 2 DESC, 1");
         self.rows(q.query(), "sum bypass attempts", pair).await
@@ -165,7 +169,10 @@ impl Db {
         let mut q = Statement::new(
             "SELECT COALESCE(device_ip, device_mac) AS k, agent, MAX(device_name) AS dn, \
              MAX(device_owner) AS dow, \
-             CAST(SUM(CASE WHEN kind = 'blocked' THEN count ELSE 0 END) AS BIGINT) AS b, \
+             CAST(SUM(CASE WHEN kind = ",
+        );
+        q.bind(Kind::Blocked.as_str()).push(
+            " THEN count ELSE 0 END) AS BIGINT) AS b, \
              CAST(SUM(alert) AS BIGINT) AS a \
              FROM events WHERE COALESCE(device_ip, device_mac) IS NOT NULL AND",
         );
@@ -205,17 +212,19 @@ impl AlertColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::events::tests::ms;
     use crate::db::testing;
     use crate::web::tests::alert;
-    use crate::wire::Incoming;
+    use schoolgate_contract::wire::Received;
+    use schoolgate_contract::{Severity, Technique};
 
-    fn blocked(name: &str, group: &str, category: Option<&str>, t: i64, count: i64) -> Incoming {
+    fn blocked(name: &str, group: &str, category: Option<&str>, t: i64, count: u32) -> Received {
         let mut e = alert("blocked", name, "10.10.3.7");
-        e.severity = "low";
+        e.severity = Severity::Low;
         e.group = Some(group.into());
         e.category = category.map(str::to_owned);
         e.technique = None;
-        e.time_ms = t;
+        e.time = ms(t);
         e.count = count;
         e
     }
@@ -225,10 +234,10 @@ mod tests {
         for (db, _dir) in testing::each().await {
             let h = 500_000 * HOUR_MS;
             let mut vpn = alert("bypass_attempt", "vpn.example", "10.10.3.8");
-            vpn.time_ms = h + 10;
+            vpn.time = ms(h + 10);
             let mut doh = alert("bypass_attempt", "dns.example", "10.10.3.8");
-            doh.technique = Some("dns_over_https".into());
-            doh.time_ms = h + 20;
+            doh.technique = Some(Technique::DnsOverHttps);
+            doh.time = ms(h + 20);
             db.ingest(
                 "gw1",
                 &[
@@ -276,7 +285,7 @@ mod tests {
             );
             let names = db.blocked_by(By::Name, w, Some("pupils"), 1).await.unwrap();
             assert_eq!(s(&names), [("instagram.com".into(), 3)]);
-            let hours = db.per_hour("blocked", w, None).await.unwrap();
+            let hours = db.per_hour(Kind::Blocked, w, None).await.unwrap();
             assert_eq!(hours, [(500_000, 5), (500_001, 4), (500_002, 1)]);
             let techniques = db.bypass_by_technique(w).await.unwrap();
             assert_eq!(

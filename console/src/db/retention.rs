@@ -105,9 +105,9 @@ mod tests {
             let at = |kind: &str, age_days: i64| {
                 let mut e = alert(kind, "x.example", "10.0.0.1");
                 if kind == "blocked" {
-                    e.severity = "low";
+                    e.severity = schoolgate_contract::Severity::Low;
                 }
-                e.time_ms = now - age_days * DAY_MS;
+                e.time = crate::db::events::tests::ms(now - age_days * DAY_MS);
                 e
             };
             let old_alert = at("bypass_attempt", 400);

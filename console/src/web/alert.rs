@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use schoolgate_engine::Technique;
+use schoolgate_contract::{Kind, Technique};
 use serde::Deserialize;
 
 use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render, see_other, when};
@@ -39,8 +39,8 @@ pub const OUTCOMES: [&str; 6] = [
 pub fn plain_words(e: &Stored) -> String {
     let device = device_label(e);
     let name = e.name.as_deref().unwrap_or("a site");
-    match e.kind.as_str() {
-        "bypass_attempt" => {
+    match e.kind {
+        Kind::BypassAttempt => {
             let how = e
                 .technique
                 .as_deref()
@@ -50,12 +50,12 @@ pub fn plain_words(e: &Stored) -> String {
                 });
             format!("{device} tried to get round the school's filter using {how}.")
         }
-        "quarantined" => format!(
+        Kind::Quarantined => format!(
             "{device} was put in quarantine: it reaches only the school's own services \
              until it is released."
         ),
-        "released" => format!("{device} was released from quarantine."),
-        "blocked" => {
+        Kind::Released => format!("{device} was released from quarantine."),
+        Kind::Blocked => {
             let times = if e.count > 1 {
                 format!(" ({} times)", e.count)
             } else {
@@ -63,19 +63,19 @@ pub fn plain_words(e: &Stored) -> String {
             };
             format!("{device} was stopped from reaching {name}{times}.")
         }
-        "events_dropped" => format!(
+        Kind::EventsDropped => format!(
             "The gateway lost {} event(s) before the console received them (its disk or \
              event journal was full, or it fell behind).",
             e.count
         ),
-        "journal_damaged" => {
+        Kind::JournalDamaged => {
             format!(
                 "The gateway found damage in its event journal: about {} event(s) were lost \
                  (the evidence says which).",
                 e.count
             )
         }
-        "policy_rejected" => "An edit to the filtering policy was refused, so the last good \
+        Kind::PolicyRejected => "An edit to the filtering policy was refused, so the last good \
                               policy stays in force."
             .to_owned(),
         other => format!("{device}: {other}."),

@@ -17,7 +17,8 @@ use serde_json::json;
 
 use super::{Shared, internal, now_ms};
 use crate::auth::token_hash;
-use crate::wire::parse_batch;
+use schoolgate_contract::status::{Answer, Commands};
+use schoolgate_contract::wire::parse_batch;
 
 /// The agent the bearer token belongs to, or the 401 to answer.
 async fn agent(app: &Shared, headers: &HeaderMap) -> Result<String, Response> {
@@ -85,7 +86,8 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
             .into_response();
     }
     let now = now_ms();
-    let events: Vec<_> = batch.events.into_iter().map(|e| e.received(now)).collect();
+    let received = jiff::Timestamp::from_millisecond(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let events: Vec<_> = batch.events.into_iter().map(|e| e.at(received)).collect();
     let new = match app.db.ingest(&name, &events, now).await {
         Ok(n) => n,
         Err(e) => return internal(&e),
@@ -105,8 +107,18 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
     if let Err(e) = app.db.agent_seen(&name, status.as_deref(), now).await {
         return internal(&e);
     }
-    let received = events.len() + batch.refused.len();
-    Json(json!({"received": received, "new": new, "refused": batch.refused})).into_response()
+    let received = (events.len() + batch.refused.len()) as u64;
+    let refused = batch
+        .refused
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    Json(Answer {
+        received,
+        new,
+        refused,
+    })
+    .into_response()
 }
 
 pub async fn commands(State(app): State<Shared>, headers: HeaderMap) -> Response {
@@ -118,7 +130,7 @@ pub async fn commands(State(app): State<Shared>, headers: HeaderMap) -> Response
         return internal(&e);
     }
     match app.db.pending_commands(&name).await {
-        Ok(c) => Json(json!({"commands": c})).into_response(),
+        Ok(commands) => Json(Commands { commands }).into_response(),
         Err(e) => internal(&e),
     }
 }

@@ -25,7 +25,7 @@ fn field(out: &mut String, text: &str) {
         if c == '"' {
             out.push('"');
         }
-        out.push(if crate::wire::reorders(c) {
+        out.push(if schoolgate_contract::text::reorders(c) {
             '\u{fffd}'
         } else {
             c

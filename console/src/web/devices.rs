@@ -152,7 +152,7 @@ pub async fn release(
     signed.form_ok(&form.csrf)?;
     signed.handles_cases()?;
     let e = match app.db.event(&form.event).await? {
-        Some(e) if e.kind == "quarantined" => e,
+        Some(e) if e.kind == schoolgate_contract::Kind::Quarantined => e,
         _ => return Err(Refused::NotFound("quarantine")),
     };
     queue_release(&app, &signed, &e, &form.reason).await?;

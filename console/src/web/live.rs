@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::{Shared, Signed, when};
-use crate::wire::Incoming;
+use schoolgate_contract::wire::Received;
 
 /// Batches of alerts kept for pages that read slowly.
 pub const BACKLOG: usize = 64;
@@ -35,19 +35,19 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn of(e: &Incoming) -> Self {
+    pub fn of(e: &Received) -> Self {
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
         Self {
             id: e.id.to_string(),
-            when: when(e.time_ms),
-            kind: e.kind.to_owned(),
+            when: when(e.time.as_millisecond()),
+            kind: e.kind.to_string(),
             device: text(&e.device.name),
-            ip: text(&e.device.ip),
+            ip: e.device.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             owner: text(&e.device.owner),
             group: text(&e.group),
             name: text(&e.name),
-            technique: text(&e.technique),
-            severity: e.severity.to_owned(),
+            technique: e.technique.map(|t| t.to_string()).unwrap_or_default(),
+            severity: e.severity.to_string(),
         }
     }
 }
@@ -57,7 +57,7 @@ pub type Announcer = broadcast::Sender<Arc<Vec<Live>>>;
 
 /// Announces the alerts among `events` (a batch that stored something new). Pages drop
 /// ids they already show, so a retried batch shows nothing twice.
-pub fn announce(to: &Announcer, events: &[Incoming]) {
+pub fn announce(to: &Announcer, events: &[Received]) {
     let alerts: Vec<Live> = events
         .iter()
         .filter(|e| e.is_alert())

@@ -108,7 +108,7 @@ pub async fn submit(
         if app.throttle().first_in_window(&key, now) {
             let entry = Entry {
                 time_ms: now,
-                who: crate::wire::clean(form.username.trim(), 64),
+                who: schoolgate_contract::text::bounded_to(form.username.trim(), 64),
                 action: "login_form_refused".to_owned(),
                 target: None,
                 detail: Some("the form's token was missing, forged or expired".to_owned()),
@@ -125,7 +125,7 @@ pub async fn submit(
         )
         .await;
     }
-    let name = crate::wire::clean(form.username.trim(), 64);
+    let name = schoolgate_contract::text::bounded_to(form.username.trim(), 64);
     let audit = |action: &str, detail: Option<String>| Entry {
         time_ms: now,
         who: name.clone(),

@@ -399,7 +399,7 @@ async fn audit_refusals(
             time_ms: now_ms(),
             who,
             action: "refused".to_owned(),
-            target: Some(crate::wire::clean(&path, 200)),
+            target: Some(schoolgate_contract::text::bounded_to(&path, 200)),
             detail: Some(why.to_owned()),
             address: peer.map(|p| p.0.ip().to_string()),
         };

@@ -5,6 +5,8 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
+use schoolgate_contract::Kind;
+use schoolgate_contract::status::AgentStatus;
 use serde::Deserialize;
 
 use super::chart::{bars, columns};
@@ -123,7 +125,7 @@ pub async fn blocked(
                 .collect::<Vec<_>>(),
         ));
     }
-    let sums = app.db.per_hour("blocked", w, group).await?;
+    let sums = app.db.per_hour(Kind::Blocked, w, group).await?;
     let total = sums.iter().map(|s| s.1).sum();
     let (values, labels) = hourly(w, &sums);
     let every = (values.len() / 7).max(1);
@@ -147,7 +149,7 @@ pub async fn blocked_csv(
     let w = params.window(now_ms());
     let group = params.group();
     let text = if params.by == "hour" {
-        let sums = app.db.per_hour("blocked", w, group).await?;
+        let sums = app.db.per_hour(Kind::Blocked, w, group).await?;
         document(
             &["hour (UTC)", "blocks"],
             sums.into_iter()
@@ -183,35 +185,43 @@ pub struct Health {
 }
 
 fn health(agent: Agent, now: i64) -> Health {
-    let status: serde_json::Map<String, serde_json::Value> = agent
+    let status: Option<AgentStatus> = agent
         .status
         .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
-    let text = |k: &str| match status.get(k) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(v @ serde_json::Value::Number(_)) => v.to_string(),
-        _ => "—".to_owned(),
+        .and_then(|s| serde_json::from_str(s).ok());
+    let dash = || "—".to_owned();
+    let (backlog, version, policy, errors) = match &status {
+        Some(s) => {
+            let errors = [
+                ("policy rejected", s.policy_rejected),
+                ("events dropped", s.events_dropped),
+                ("events lost to damage", s.events_lost_to_damage),
+                ("upstream errors", s.upstream_errors),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{what} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+            (
+                s.backlog.to_string(),
+                if s.version.is_empty() {
+                    dash()
+                } else {
+                    s.version.clone()
+                },
+                s.policy.clone().unwrap_or_else(dash),
+                errors,
+            )
+        }
+        None => (dash(), dash(), dash(), String::new()),
     };
-    let errors = [
-        "policy_rejected",
-        "events_dropped",
-        "events_lost_to_damage",
-        "upstream_errors",
-    ]
-    .into_iter()
-    .filter_map(|k| {
-        let n = status.get(k)?.as_u64()?;
-        (n > 0).then(|| format!("{} {n}", k.replace('_', " ")))
-    })
-    .collect::<Vec<_>>()
-    .join(", ");
     Health {
         seen: agent.last_seen_ms.map_or("never".to_owned(), when),
         late: agent.last_seen_ms.is_none_or(|t| now - t > LATE_MS),
-        backlog: text("backlog"),
-        version: text("version"),
-        policy: text("policy"),
+        backlog,
+        version,
+        policy,
         errors: if errors.is_empty() {
             "none".into()
         } else {
@@ -253,7 +263,7 @@ pub async fn dashboard(
         from_ms: to - days * DAY_MS,
         to_ms: to,
     };
-    let sums = app.db.per_hour("blocked", w, None).await?;
+    let sums = app.db.per_hour(Kind::Blocked, w, None).await?;
     let (values, labels) = hourly(w, &sums);
     let techniques: Vec<(String, i64)> = app
         .db
@@ -322,7 +332,7 @@ async fn weekly_sections(app: &Shared, w: Window, role: Role) -> Result<Sections
             .map(|(k, n)| (key_or(k, none), n))
             .collect::<Vec<_>>()
     };
-    let per_hour = app.db.per_hour("blocked", w, None).await?;
+    let per_hour = app.db.per_hour(Kind::Blocked, w, None).await?;
     let per_day = (0..7)
         .map(|d| {
             let start = w.from_ms + d * DAY_MS;

@@ -13,7 +13,9 @@ use crate::auth::{Role, token_hash};
 use crate::config::Config;
 use crate::db::Db;
 use crate::db::testing;
-use crate::wire::{Incoming, parse_event};
+use schoolgate_contract::text::MAX_COUNT;
+use schoolgate_contract::wire::{Received, parse_event};
+use schoolgate_contract::{Severity, Technique};
 
 /// A page's answer.
 #[derive(Debug)]
@@ -159,7 +161,7 @@ impl Console {
     }
 }
 
-pub(crate) fn alert(kind: &str, name: &str, ip: &str) -> Incoming {
+pub(crate) fn alert(kind: &str, name: &str, ip: &str) -> Received {
     parse_event(serde_json::json!({
         "id": uuid::Uuid::now_v7().to_string(), "time": jiff::Timestamp::now().to_string(),
         "kind": kind, "device": {"ip": ip, "name": "Y6-iPad-12", "owner": "6B"},
@@ -376,7 +378,7 @@ async fn devices_in_quarantine_are_listed_released_and_their_history_audited() {
         let q = alert("quarantined", "vpn.example", "10.10.3.9");
         let blocked = {
             let mut b = alert("blocked", "instagram.com", "10.10.3.9");
-            b.severity = "low";
+            b.severity = Severity::Low;
             b
         };
         c.app
@@ -477,14 +479,14 @@ async fn reports_sum_blocked_activity_and_name_no_pupil_to_governors() {
             ("=cmd|x", "games"),
         ] {
             let mut b = alert("blocked", name, "10.10.3.7");
-            b.severity = "low";
+            b.severity = Severity::Low;
             b.technique = None;
             b.category = Some(category.into());
             b.count = 4;
             batch.push(b);
         }
         let mut resolved = alert("bypass_attempt", "vpn.example", "10.10.3.8");
-        resolved.technique = Some("wireguard".into());
+        resolved.technique = Some(Technique::Wireguard);
         batch.push(resolved.clone());
         c.app.db.ingest("gw1", &batch, 1).await.unwrap();
         let dsl = c.signed_in("dsl").await;
@@ -601,7 +603,7 @@ async fn new_alerts_stream_to_open_pages_once() {
         "10.10.3.7",
     );
     let mut quiet = alert("blocked", "instagram.com", "10.10.3.7");
-    quiet.severity = "low";
+    quiet.severity = Severity::Low;
     let body = serde_json::json!({"agent": "gw1", "events": [
         {"id": hostile.id.to_string(), "time": "2026-11-24T10:02:03.123Z", "kind": "bypass_attempt",
          "device": {"ip": "10.10.3.7"}, "name": hostile.name, "technique": "openvpn", "severity": "high"},
@@ -990,9 +992,9 @@ async fn the_largest_counts_break_no_report() {
             })
         };
         let body = serde_json::json!({"agent": "gw1", "events": [
-            blocked(crate::wire::MAX_COUNT), blocked(crate::wire::MAX_COUNT), blocked(i64::MAX),
+            blocked(i64::from(MAX_COUNT)), blocked(i64::from(MAX_COUNT)), blocked(i64::MAX),
         ]});
-        let batch = crate::wire::parse_batch(body.to_string().as_bytes()).unwrap();
+        let batch = schoolgate_contract::wire::parse_batch(body.to_string().as_bytes()).unwrap();
         assert_eq!((batch.events.len(), batch.refused.len()), (2, 1));
         c.app.db.ingest("gw1", &batch.events, 1).await.unwrap();
         let dsl = c.signed_in("dsl").await;

@@ -1,17 +1,16 @@
-//! What the agent reports: one event, in the shape the console's wire contract expects.
+//! What an agent reports: one event, its kind and severity, and the device it is about.
 //!
-//! Names and addresses in an event come from pupils' devices; they are bounded here (see
-//! [`bounded`]) and escaped wherever they are shown.
+//! Names and addresses in an event come from pupils' devices; they are bounded where the
+//! event is made and again where it is read (see [`crate::text`]).
 
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
 use jiff::Timestamp;
 use schoolgate_engine::MacAddr;
 use serde::Serialize;
 use uuid::Uuid;
-
-/// The longest name or evidence string an event carries, in bytes.
-pub const MAX_TEXT: usize = 253;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -39,6 +38,62 @@ pub enum Kind {
 
 pub use schoolgate_engine::Technique;
 
+/// A kind the contract does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a known kind")]
+pub struct UnknownKind(pub String);
+
+impl Kind {
+    /// Every kind, in the order above.
+    pub const ALL: [Self; 11] = [
+        Self::Blocked,
+        Self::Presence,
+        Self::BypassAttempt,
+        Self::Quarantined,
+        Self::Released,
+        Self::PolicyReloaded,
+        Self::PolicyRejected,
+        Self::AgentStarted,
+        Self::AgentStopped,
+        Self::EventsDropped,
+        Self::JournalDamaged,
+    ];
+
+    /// The kind's name on the wire and in the console's store (`bypass_attempt`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Blocked => "blocked",
+            Self::Presence => "presence",
+            Self::BypassAttempt => "bypass_attempt",
+            Self::Quarantined => "quarantined",
+            Self::Released => "released",
+            Self::PolicyReloaded => "policy_reloaded",
+            Self::PolicyRejected => "policy_rejected",
+            Self::AgentStarted => "agent_started",
+            Self::AgentStopped => "agent_stopped",
+            Self::EventsDropped => "events_dropped",
+            Self::JournalDamaged => "journal_damaged",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind(crate::text::bounded_to(s, 64)))
+    }
+}
+
 /// How urgent the event is for the safeguarding lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,6 +102,43 @@ pub enum Severity {
     Low,
     Medium,
     High,
+}
+
+/// A severity the contract does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not one of info, low, medium, high")]
+pub struct UnknownSeverity(pub String);
+
+impl Severity {
+    /// Every severity, least urgent first.
+    pub const ALL: [Self; 4] = [Self::Info, Self::Low, Self::Medium, Self::High];
+
+    /// The severity's name on the wire and in the console's store (`high`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = UnknownSeverity;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownSeverity(crate::text::bounded_to(s, 64)))
+    }
 }
 
 /// The device an event is about: the DfE minimum (device name or ID, IP, MAC where known,
@@ -138,27 +230,20 @@ impl Event {
             last: None,
         }
     }
+
+    /// Whether the console lists it as an alert: bypass attempts, quarantines, and
+    /// anything of high severity.
+    pub fn is_alert(&self) -> bool {
+        matches!(self.kind, Kind::BypassAttempt | Kind::Quarantined)
+            || self.severity == Severity::High
+    }
 }
 
 /// A UUIDv7 for `time`: 48 bits of milliseconds, then random bits.
-pub(super) fn uuid_v7(time: Timestamp) -> Uuid {
+pub fn uuid_v7(time: Timestamp) -> Uuid {
     let ms = u64::try_from(time.as_millisecond()).unwrap_or(0);
     let ts = uuid::Timestamp::from_unix_time(ms / 1000, ((ms % 1000) * 1_000_000) as u32, 0, 0);
     Uuid::new_v7(ts)
-}
-
-/// `text` cut to at most [`MAX_TEXT`] bytes on a character boundary, with control characters
-/// replaced, so that nothing a device sends can grow a log line or break one.
-pub fn bounded(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_TEXT));
-    for c in text.chars() {
-        let c = if c.is_control() { '\u{fffd}' } else { c };
-        if out.len() + c.len_utf8() > MAX_TEXT {
-            break;
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -190,10 +275,18 @@ mod tests {
     }
 
     #[test]
-    fn bounded_cuts_and_cleans() {
-        assert_eq!(bounded("a\nb"), "a\u{fffd}b");
-        let long = "é".repeat(300);
-        let cut = bounded(&long);
-        assert!(cut.len() <= MAX_TEXT && cut.chars().all(|c| c == 'é'));
+    fn names_are_those_serde_writes_and_read_back() {
+        for k in Kind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
+        }
+        for s in Severity::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str().parse::<Severity>(), Ok(s));
+        }
+        assert_eq!(
+            "party".parse::<Kind>().unwrap_err().to_string(),
+            "`party` is not a known kind"
+        );
     }
 }
