@@ -250,3 +250,152 @@ fn bench_scripts_pass_the_agent_only_flags_it_has() {
     }
     assert!(checked >= 5, "only {checked} flags found in bench/");
 }
+
+/// The crates that hold no I/O and read no clock: bytes, policies and `now` in, values out.
+const PURE: [&str; 4] = ["engine", "inspect", "contract", "gateway"];
+
+/// Crates that do I/O (sockets, files watched, netlink sockets, packet capture, databases,
+/// mail): a pure crate may not depend on one, directly or through another crate. The
+/// netlink-packet-* crates only read and write bytes, so the gateway core may parse NFLOG's
+/// messages with them; the sockets are netlink-sys's.
+const IO_CRATES: [&str; 13] = [
+    "tokio",
+    "mio",
+    "nix",
+    "socket2",
+    "reqwest",
+    "hyper",
+    "axum",
+    "sqlx",
+    "lettre",
+    "notify",
+    "hickory-resolver",
+    "netlink-sys",
+    "rtnetlink",
+];
+
+/// Names a pure crate's code may not use outside its tests: files, sockets, threads,
+/// processes, the environment and the clock.
+const IO_NAMES: [&str; 16] = [
+    "std::fs",
+    "File::open",
+    "File::create",
+    "TcpStream",
+    "TcpListener",
+    "UdpSocket",
+    "UnixStream",
+    "UnixListener",
+    "UnixDatagram",
+    "SystemTime",
+    "Instant::now",
+    "Timestamp::now",
+    "Zoned::now",
+    "std::thread",
+    "std::process",
+    "std::env",
+];
+
+/// The I/O and clock names `source` uses outside comments and its test module, with their
+/// line numbers.
+fn impurities(source: &str) -> Vec<(usize, &'static str)> {
+    let mut found = Vec::new();
+    let mut lines = source.lines().enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        let code = line.trim_start();
+        // The test module (at the end of a file, by this code base's layout) may read the
+        // clock: tests make their own instants.
+        if code.starts_with("#[cfg(test)]")
+            && lines
+                .peek()
+                .is_some_and(|(_, next)| next.trim_start().starts_with("mod "))
+        {
+            break;
+        }
+        if code.starts_with("//") {
+            continue;
+        }
+        for name in IO_NAMES {
+            if code.contains(name) {
+                found.push((i + 1, name));
+            }
+        }
+    }
+    found
+}
+
+/// The I/O crates in `cargo tree --prefix none --format {p}`'s output (one `name version`
+/// per line), and any packet-capture crate (`pnet*`).
+fn io_dependencies(tree: &str) -> Vec<String> {
+    let mut found: Vec<String> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| IO_CRATES.contains(name) || name.starts_with("pnet"))
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn the_purity_checks_find_what_they_look_for() {
+    let source = "//! A module.\n\
+                  // std::fs in a comment is fine\n\
+                  use std::fs;\n\
+                  fn f() { let _ = std::time::SystemTime::UNIX_EPOCH; }\n\
+                  fn g(now: Timestamp) {}\n\
+                  fn h() -> Timestamp { jiff::Timestamp::now() }\n\
+                  #[cfg(test)]\n\
+                  use std::net::UdpSocket;\n\
+                  #[cfg(test)]\n\
+                  mod tests {\n\
+                  fn t() { let _ = std::time::Instant::now(); }\n\
+                  }\n";
+    assert_eq!(
+        impurities(source),
+        [
+            (3, "std::fs"),
+            (4, "SystemTime"),
+            (6, "Timestamp::now"),
+            (8, "UdpSocket")
+        ]
+    );
+    let tree = "schoolgate-gateway v0.1.0\nipnet v2.11.0\ntokio v1.48.0\npnet_datalink v0.35.0\n\
+                netlink-packet-core v0.9.0\ntokio v1.48.0\n";
+    assert_eq!(io_dependencies(tree), ["pnet_datalink", "tokio"]);
+}
+
+#[test]
+fn pure_crates_do_no_io_and_read_no_clock() {
+    let mut problems = Vec::new();
+    for krate in PURE {
+        for file in rust_files() {
+            let rel = file.strip_prefix(root()).unwrap().to_path_buf();
+            if !rel.starts_with(Path::new(krate).join("src")) {
+                continue;
+            }
+            let source = std::fs::read_to_string(&file).unwrap();
+            for (line, name) in impurities(&source) {
+                problems.push(format!("{}:{line}: {name}", rel.display()));
+            }
+        }
+        let package = format!("schoolgate-{krate}");
+        let out = cargo(&[
+            "tree", "--locked", "-p", &package, "-e", "normal", "--prefix", "none", "--format",
+            "{p}",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for dep in io_dependencies(&String::from_utf8_lossy(&out.stdout)) {
+            problems.push(format!("{package} depends on {dep}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the pure crates must do no I/O and read no clock:\n  {}",
+        problems.join("\n  ")
+    );
+}

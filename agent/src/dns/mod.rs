@@ -1,18 +1,12 @@
 //! The filtering DNS resolver.
 //!
-//! - [`plan`]: what to do with one request (pure: bytes, client, policy, `now` in).
-//! - [`cache`]: answers kept for their TTLs, in front of the upstream resolvers.
 //! - [`upstream`]: asking the upstream resolvers (hickory-resolver).
-//! - [`wire`]: cached answers in wire form, re-sent with the request's ID and question.
-//! - [`ratelimit`]: per-client token buckets.
-//! - [`tcp`]: DNS over TCP's length-prefixed framing (pure).
-//! - [`server`]: UDP and TCP listeners around the above.
+//! - [`server`]: UDP and TCP listeners around the pure parts, which are the gateway core's
+//!   (`schoolgate_gateway::dns`) and re-exported here: [`plan`] (what to do with one
+//!   request), [`question`], [`cache`] and [`wire`] (answers kept for their TTLs),
+//!   [`ratelimit`] (per-client token buckets), [`tcp`] (DNS over TCP's framing).
 
-pub mod cache;
-pub mod plan;
-pub mod question;
-pub mod ratelimit;
 pub mod server;
-pub mod tcp;
 pub mod upstream;
-pub mod wire;
+
+pub use schoolgate_gateway::dns::{cache, plan, question, ratelimit, tcp, wire};

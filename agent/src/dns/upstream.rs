@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
@@ -35,14 +35,7 @@ pub enum UpstreamError {
     },
 }
 
-/// What the upstream said: a response code, the answer records, and for an empty answer the
-/// authority records (the SOA that tells clients how long to remember the absence).
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    pub code: ResponseCode,
-    pub answers: Vec<Record>,
-    pub authorities: Vec<Record>,
-}
+pub use schoolgate_gateway::dns::cache::Resolved;
 
 /// The upstream resolvers.
 #[derive(Clone)]

@@ -6,7 +6,7 @@
 //! - [`aggregate`]: many sightings into one event; who was already seen today.
 //! - [`sink`]: the channel to a writer task and the JSON-lines file it writes.
 
-pub mod aggregate;
+pub use schoolgate_gateway::events::aggregate;
 pub mod sink;
 
 pub use schoolgate_contract::text::bounded;

@@ -1,29 +1,26 @@
 //! The gateway firewall: one nftables table the agent owns, closing the routes round the
 //! filtering resolver (other resolvers, DoT/DoQ, QUIC, remembered addresses).
 //!
-//! - [`ruleset`]: the table, built from the policy and what the agent holds (pure).
-//! - [`learned`]: addresses from DNS answers, and which the policy refuses now (pure).
-//! - [`listed`]: addresses the policy lists (resolvers, VPN endpoints, Tor relays), and which
-//!   each group is refused now (pure).
-//! - [`installed`]: what the filled sets hold, so changes are sent as small updates (pure).
 //! - [`learner`]: the thread that feeds answers in and follows the schedule.
-//! - [`ranges`]: group membership cut into disjoint address ranges (pure).
+//! - [`nflog`]: the thread bound to the NFLOG group.
 //! - [`nft`]: loading it with the `nft` tool.
+//!
+//! The planning is the gateway core's (`schoolgate_gateway::firewall`), re-exported here:
+//! [`ruleset`] (the table), [`learned`] and [`listed`] (addresses from DNS answers and from
+//! the policy's lists, and which each group is refused now), [`ranges`], [`installed`]
+//! (what the filled sets hold), [`logged`] (NFLOG's packets read), [`counters`].
 //!
 //! [`Firewall`] is the daemon's handle: it loads the table at start (keeping the quarantined
 //! devices of a table left by an earlier run), again on every policy change, and on stop
 //! leaves it (`fail_closed`) or removes it (`fail_open`).
 
-pub mod counters;
-pub mod installed;
-pub mod learned;
 pub mod learner;
-pub mod listed;
-pub mod logged;
 pub mod nflog;
 pub mod nft;
-pub mod ranges;
-pub mod ruleset;
+
+pub use schoolgate_gateway::firewall::{
+    counters, installed, learned, listed, logged, ranges, ruleset,
+};
 
 use std::collections::HashSet;
 use std::fmt::Write as _;

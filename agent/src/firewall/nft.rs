@@ -95,15 +95,4 @@ impl Nft {
     }
 }
 
-/// The objects of one kind (`"set"`, `"rule"`, …) in a listing from `nft -j`.
-pub fn listed<'a>(
-    doc: &'a serde_json::Value,
-    kind: &'a str,
-) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
-    doc.get("nftables")
-        .and_then(|v| v.as_array())
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(move |o| o.get(kind))
-}
+pub use schoolgate_gateway::firewall::counters::listed;

@@ -19,7 +19,7 @@
 //!   the oldest segments go, acknowledged or not, and an `events_dropped` event says how many
 //!   events were lost unsent.
 
-pub mod record;
+pub use schoolgate_gateway::journal::record;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

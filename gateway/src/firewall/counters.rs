@@ -14,13 +14,26 @@ pub struct Count {
     pub bytes: u64,
 }
 
+/// The objects of one kind (`"set"`, `"rule"`, …) in a listing from `nft -j`.
+pub fn listed<'a>(
+    doc: &'a serde_json::Value,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    doc.get("nftables")
+        .and_then(|v| v.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(move |o| o.get(kind))
+}
+
 /// Counters by (chain, rule comment). Rules without a comment or a counter are left out.
 pub fn read(json: &str) -> BTreeMap<(String, String), Count> {
     let mut out: BTreeMap<(String, String), Count> = BTreeMap::new();
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(json) else {
         return out;
     };
-    for rule in super::nft::listed(&doc, "rule") {
+    for rule in listed(&doc, "rule") {
         let text = |k: &str| rule.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let (Some(chain), Some(comment)) = (text("chain"), text("comment")) else {
             continue;

@@ -12,9 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RecordType};
-
-use super::upstream::Resolved;
+use hickory_proto::rr::{Name, Record, RecordType};
 
 const SHARDS: usize = 16;
 /// Answers are never kept longer than this, whatever their TTL.
@@ -112,6 +110,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     }
 }
 
+/// What the upstream said: a response code, the answer records, and for an empty answer the
+/// authority records (the SOA that tells clients how long to remember the absence).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub code: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+}
+
 /// Upstream answers by (lower-cased name, type).
 pub type AnswerCache = Cache<(Name, RecordType), Resolved>;
 
@@ -164,8 +171,8 @@ pub fn ttl_of(r: &Resolved) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::rr::RData;
     use hickory_proto::rr::rdata::A;
-    use hickory_proto::rr::{RData, Record};
 
     fn a(name: &str, ttl: u32) -> Resolved {
         let name = Name::from_ascii(name).unwrap();

@@ -1,0 +1,3 @@
+//! Events made from sightings.
+
+pub mod aggregate;

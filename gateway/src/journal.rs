@@ -1,0 +1,3 @@
+//! The journal's on-disk framing.
+
+pub mod record;
