@@ -602,8 +602,10 @@ pub async fn run(
     // What is left goes to the console if it answers soon; else it waits in the journal for
     // the next start.
     if !shippers.is_empty() {
-        let deadline = tokio::time::Instant::now() + SHIP_AT_STOP;
-        while journal.backlog() > 0 && tokio::time::Instant::now() < deadline {
+        let deadline = tokio::time::Instant::from_std(crate::clock::instant()) + SHIP_AT_STOP;
+        while journal.backlog() > 0
+            && tokio::time::Instant::from_std(crate::clock::instant()) < deadline
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = stop_shipper.send(true);

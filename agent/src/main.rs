@@ -138,7 +138,7 @@ fn release(
         device: device.to_owned(),
         reason: reason.to_owned(),
         by,
-        time: jiff::Timestamp::now(),
+        time: schoolgate_agent::clock::now(),
     };
     if let Err(e) = request_release(&dir, &request) {
         eprintln!(
@@ -147,8 +147,8 @@ fn release(
         );
         return ExitCode::from(EXIT_NOT_RELEASED);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
-    while std::time::Instant::now() < deadline {
+    let deadline = schoolgate_agent::clock::instant() + std::time::Duration::from_secs(wait);
+    while schoolgate_agent::clock::instant() < deadline {
         if matches!(named(&dir), Ok(false)) {
             println!("released {device}");
             return ExitCode::SUCCESS;
@@ -235,7 +235,8 @@ fn watch(
         // The kernel filtered already (unless asked not to).
         filter: false,
     };
-    let until = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    let until =
+        seconds.map(|s| schoolgate_agent::clock::instant() + std::time::Duration::from_secs(s));
     let filter = if unfiltered { "off" } else { "on" };
     eprintln!("watching {interface} (kernel filter {filter}); nothing is acted on");
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -225,6 +225,7 @@ impl Quarantine {
 
 /// Why the state file cannot be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     #[error("cannot read {}: {source}", path.display())]
     Read {

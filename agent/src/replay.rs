@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use schoolgate_engine::{Client, MacAddr, Policy};
-use schoolgate_inspect::capture_file::CaptureError;
+use schoolgate_inspect::capture_file::CaptureFileError;
 use schoolgate_inspect::inspector::{Config, Observation};
 
 use crate::capture::{FileFrames, Frames, Next};
@@ -46,9 +46,10 @@ pub struct Summary {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplayError {
     #[error(transparent)]
-    Capture(#[from] CaptureError),
+    Capture(#[from] CaptureFileError),
     #[error("cannot write the output: {0}")]
     Write(#[from] io::Error),
 }
@@ -128,7 +129,7 @@ pub fn observe(
     let Options { at, format, filter } = options;
     let mut pipeline = Pipeline::new(Config::default(), filter);
     loop {
-        if until.is_some_and(|u| Instant::now() >= u) {
+        if until.is_some_and(|u| crate::clock::instant() >= u) {
             break;
         }
         let frame = match frames.next()? {

@@ -46,6 +46,7 @@ pub struct Settings {
 
 /// The shipper cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShipperError {
     #[error("cannot read the console's token from {}: {source}", path.display())]
     Token {
@@ -55,8 +56,14 @@ pub enum ShipperError {
     },
     #[error("the token file {} is empty", .0.display())]
     EmptyToken(PathBuf),
-    #[error("cannot read the certificates to trust from {}: {message}", path.display())]
-    Ca { path: PathBuf, message: String },
+    #[error("cannot read the certificates to trust from {}: {source}", path.display())]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("no certificate to trust in {}", .0.display())]
+    NoCa(PathBuf),
     #[error("cannot build the HTTPS client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("cannot set up TLS: {0}")]
@@ -83,17 +90,16 @@ pub fn read_token(path: &Path) -> Result<String, ShipperError> {
 pub fn client(ca_file: &Path) -> Result<reqwest::Client, ShipperError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let ca_err = |message: String| ShipperError::Ca {
-        path: ca_file.to_owned(),
-        message,
-    };
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(ca_file)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ca_err(e.to_string()))?;
+        .map_err(|source| ShipperError::Ca {
+            path: ca_file.to_owned(),
+            source,
+        })?;
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(ca_err("no certificate in it".into()));
+        return Err(ShipperError::NoCa(ca_file.to_owned()));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)

@@ -54,10 +54,18 @@ impl FromStr for Role {
     }
 }
 
-/// A password could not be hashed (the system's randomness failed, or argon2 refused).
+/// A secret could not be made: the system's randomness failed, argon2 refused, or sealing
+/// failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot hash the password: {0}")]
-pub struct HashError(String);
+#[non_exhaustive]
+pub enum HashError {
+    #[error("the system's randomness failed")]
+    NoRandomness,
+    #[error("cannot hash the password: {0}")]
+    Argon2(argon2::password_hash::Error),
+    #[error("cannot seal a secret")]
+    Seal,
+}
 
 fn argon2() -> Argon2<'static> {
     // OWASP's first argon2id choice: 19 MiB, 2 passes, 1 lane.
@@ -67,12 +75,12 @@ fn argon2() -> Argon2<'static> {
 
 /// An argon2id hash of `password` in PHC form, with a random salt.
 pub fn hash_password(password: &str) -> Result<String, HashError> {
-    let salt = random_bytes::<16>().map_err(|()| HashError("no randomness".into()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))?;
+    let salt = random_bytes::<16>().map_err(|()| HashError::NoRandomness)?;
+    let salt = SaltString::encode_b64(&salt).map_err(HashError::Argon2)?;
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| HashError(e.to_string()))
+        .map_err(HashError::Argon2)
 }
 
 /// Whether `password` matches `hash` (a PHC string).
@@ -137,7 +145,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ()> {
 pub fn random_token() -> Result<String, HashError> {
     random_bytes::<32>()
         .map(|b| hex(&b))
-        .map_err(|()| HashError("no randomness".into()))
+        .map_err(|()| HashError::NoRandomness)
 }
 
 /// SHA-256 of a token, as hex: what is stored, so a copy of the database holds no live
@@ -188,12 +196,12 @@ impl Sealer {
     pub fn random() -> Result<Self, HashError> {
         random_bytes::<32>()
             .map(|k| Self::new(&k))
-            .map_err(|()| HashError("no randomness".into()))
+            .map_err(|()| HashError::NoRandomness)
     }
 
     /// `plain` sealed, as text.
     pub fn seal(&self, plain: &str) -> Result<String, HashError> {
-        let nonce = random_bytes::<12>().map_err(|()| HashError("no randomness".into()))?;
+        let nonce = random_bytes::<12>().map_err(|()| HashError::NoRandomness)?;
         let mut data = plain.as_bytes().to_vec();
         self.0
             .seal_in_place_append_tag(
@@ -201,7 +209,7 @@ impl Sealer {
                 ring::aead::Aad::empty(),
                 &mut data,
             )
-            .map_err(|_| HashError("cannot seal".into()))?;
+            .map_err(|_| HashError::Seal)?;
         Ok(format!("{SEALED}{}{}", hex(&nonce), hex(&data)))
     }
 
@@ -244,7 +252,7 @@ const TOTP_ISSUER: &str = "schoolgate";
 pub fn new_totp_secret() -> Result<String, HashError> {
     random_bytes::<20>()
         .map(|b| totp_rs::Secret::from(b).to_base32())
-        .map_err(|()| HashError("no randomness".into()))
+        .map_err(|()| HashError::NoRandomness)
 }
 
 fn totp(secret: &str, account: &str) -> Option<totp_rs::Totp> {

@@ -129,6 +129,7 @@ pub enum SmtpSecurity {
 
 /// The settings file could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read {}: {source}", path.display())]
     Read {
@@ -136,8 +137,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
 }
 
 impl Config {
@@ -154,15 +159,18 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        Self::parse(&text).map_err(|message| ConfigError::Parse { path, message })
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path,
+            source: Box::new(source),
+        })
     }
 
     /// Settings from YAML text; the error names line and column.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, serde_saphyr::Error> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        serde_saphyr::from_str(text)
     }
 }
 
@@ -210,7 +218,9 @@ mod tests {
 
     #[test]
     fn a_mistake_names_its_line() {
-        let e = Config::parse("session_hours: 8\nretention: { alert_days: 3 }\n").unwrap_err();
+        let e = Config::parse("session_hours: 8\nretention: { alert_days: 3 }\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("alert_days") && e.contains('2'), "{e}");
     }
 }

@@ -27,6 +27,7 @@ const PER_MESSAGE: i64 = 500;
 
 /// The mail settings cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MailError {
     #[error("smtp.{field}: {value:?} is not an e-mail address: {message}")]
     Address {

@@ -22,7 +22,8 @@ pub struct Frame<'a> {
 
 /// Why a capture could not be read (further).
 #[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
+#[non_exhaustive]
+pub enum CaptureFileError {
     #[error("not a pcap or pcapng file (first bytes {0:02x?})")]
     Format([u8; 4]),
     #[error(
@@ -40,7 +41,7 @@ pub enum CaptureError {
 /// Every frame of a pcap or pcapng capture held in `bytes`, in file order. Frames on an
 /// interface whose link type is not read are skipped; a damaged block ends the capture
 /// with an error after the frames before it.
-pub fn frames(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
+pub fn frames(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureFileError> {
     let magic: [u8; 4] = bytes
         .get(..4)
         .and_then(|m| m.try_into().ok())
@@ -51,15 +52,15 @@ pub fn frames(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
         | [0xa1, 0xb2, 0xc3, 0xd4]
         | [0x4d, 0x3c, 0xb2, 0xa1]
         | [0xa1, 0xb2, 0x3c, 0x4d] => pcap(bytes),
-        other => Err(CaptureError::Format(other)),
+        other => Err(CaptureFileError::Format(other)),
     }
 }
 
-fn pcap(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
-    let damaged = |frames, source| CaptureError::Damaged { frames, source };
+fn pcap(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureFileError> {
+    let damaged = |frames, source| CaptureFileError::Damaged { frames, source };
     let (mut rest, parser) = PcapParser::new(bytes).map_err(|e| damaged(0, e))?;
     let number = u32::from(parser.header().datalink);
-    let link = LinkType::from_number(number).ok_or(CaptureError::LinkType(number))?;
+    let link = LinkType::from_number(number).ok_or(CaptureFileError::LinkType(number))?;
     let mut out = Vec::new();
     while !rest.is_empty() {
         let (next, packet) = parser
@@ -75,8 +76,8 @@ fn pcap(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
     Ok(out)
 }
 
-fn pcapng(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureError> {
-    let damaged = |frames, source| CaptureError::Damaged { frames, source };
+fn pcapng(bytes: &[u8]) -> Result<Vec<Frame<'_>>, CaptureFileError> {
+    let damaged = |frames, source| CaptureFileError::Damaged { frames, source };
     let (mut rest, mut parser) = PcapNgParser::new(bytes).map_err(|e| damaged(0, e))?;
     let mut out = Vec::new();
     while !rest.is_empty() {
@@ -148,7 +149,7 @@ mod tests {
         let cut = &file[..file.len() - 2];
         assert!(matches!(
             super::frames(cut),
-            Err(CaptureError::Damaged { frames: 1, .. })
+            Err(CaptureFileError::Damaged { frames: 1, .. })
         ));
     }
 
@@ -172,15 +173,18 @@ mod tests {
 
     #[test]
     fn other_files_are_refused() {
-        assert!(matches!(frames(b"GIF89a"), Err(CaptureError::Format(_))));
+        assert!(matches!(
+            frames(b"GIF89a"),
+            Err(CaptureFileError::Format(_))
+        ));
         assert!(matches!(
             frames(b""),
-            Err(CaptureError::Format([0, 0, 0, 0]))
+            Err(CaptureFileError::Format([0, 0, 0, 0]))
         ));
         let mut usb = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
         usb.extend_from_slice(&[0; 8]);
         usb.extend_from_slice(&65535u32.to_le_bytes());
         usb.extend_from_slice(&189u32.to_le_bytes());
-        assert!(matches!(frames(&usb), Err(CaptureError::LinkType(189))));
+        assert!(matches!(frames(&usb), Err(CaptureFileError::LinkType(189))));
     }
 }

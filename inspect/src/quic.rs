@@ -89,6 +89,7 @@ impl Version {
 /// Why a datagram's Initial could not be read. Each is an ordinary outcome on the wire
 /// (other QUIC versions, server packets, lost first packets), never a fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum QuicError {
     #[error("not a QUIC long-header packet")]
     NotLongHeader,

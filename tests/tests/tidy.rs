@@ -298,6 +298,20 @@ const IO_NAMES: [&str; 16] = [
 /// The I/O and clock names `source` uses outside comments and its test module, with their
 /// line numbers.
 fn impurities(source: &str) -> Vec<(usize, &'static str)> {
+    uses(source, &IO_NAMES)
+}
+
+/// Reads of the clock, which the agent makes only in `clock.rs`.
+const CLOCK_READS: [&str; 5] = [
+    "SystemTime::now",
+    "Instant::now",
+    "Timestamp::now",
+    "Zoned::now",
+    "Utc::now",
+];
+
+/// The `names` `source` uses outside comments and its test module, with their line numbers.
+fn uses(source: &str, names: &[&'static str]) -> Vec<(usize, &'static str)> {
     let mut found = Vec::new();
     let mut lines = source.lines().enumerate().peekable();
     while let Some((i, line)) = lines.next() {
@@ -314,7 +328,7 @@ fn impurities(source: &str) -> Vec<(usize, &'static str)> {
         if code.starts_with("//") {
             continue;
         }
-        for name in IO_NAMES {
+        for &name in names {
             if code.contains(name) {
                 found.push((i + 1, name));
             }
@@ -363,6 +377,26 @@ fn the_purity_checks_find_what_they_look_for() {
     let tree = "schoolgate-gateway v0.1.0\nipnet v2.11.0\ntokio v1.48.0\npnet_datalink v0.35.0\n\
                 netlink-packet-core v0.9.0\ntokio v1.48.0\n";
     assert_eq!(io_dependencies(tree), ["pnet_datalink", "tokio"]);
+}
+
+#[test]
+fn the_agent_reads_the_clock_only_in_clock_rs() {
+    let mut reads = Vec::new();
+    for file in rust_files() {
+        let rel = file.strip_prefix(root()).unwrap().to_path_buf();
+        if !rel.starts_with("agent/src") || rel == Path::new("agent/src/clock.rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file).unwrap();
+        for (line, name) in uses(&source, &CLOCK_READS) {
+            reads.push(format!("{}:{line}: {name}", rel.display()));
+        }
+    }
+    assert!(
+        reads.is_empty(),
+        "the agent reads the clock through `clock::now` or `clock::instant` only:\n  {}",
+        reads.join("\n  ")
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::os::fd::IntoRawFd;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use pnet_datalink::{Channel, Config, DataLinkReceiver, DataLinkSender, NetworkInterface};
 use schoolgate_inspect::filter::{self, Framing};
@@ -26,7 +26,8 @@ const WAIT: Duration = Duration::from_millis(200);
 
 /// Why capture cannot start.
 #[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
+#[non_exhaustive]
+pub enum LiveCaptureError {
     #[error("no network interface named {0:?}")]
     NoInterface(String),
     #[error("interface {0:?} has no MAC address (capture needs an Ethernet interface)")]
@@ -76,16 +77,16 @@ impl Sender {
 }
 
 /// Opens capture on `interface`, with the kernel filter attached unless `unfiltered`.
-pub fn open(interface: &str, unfiltered: bool) -> Result<(Live, Sender), CaptureError> {
+pub fn open(interface: &str, unfiltered: bool) -> Result<(Live, Sender), LiveCaptureError> {
     let iface: NetworkInterface = pnet_datalink::interfaces()
         .into_iter()
         .find(|i| i.name == interface)
-        .ok_or_else(|| CaptureError::NoInterface(interface.to_owned()))?;
+        .ok_or_else(|| LiveCaptureError::NoInterface(interface.to_owned()))?;
     let mac = iface
         .mac
         .map(|m| m.octets())
-        .ok_or_else(|| CaptureError::NoMac(interface.to_owned()))?;
-    let socket_err = |source| CaptureError::Socket {
+        .ok_or_else(|| LiveCaptureError::NoMac(interface.to_owned()))?;
+    let socket_err = |source| LiveCaptureError::Socket {
         interface: interface.to_owned(),
         source,
     };
@@ -117,7 +118,7 @@ pub fn open(interface: &str, unfiltered: bool) -> Result<(Live, Sender), Capture
     };
     match pnet_datalink::channel(&iface, config) {
         Ok(Channel::Ethernet(tx, rx)) => Ok((Live { rx }, Sender { tx, mac })),
-        Ok(_) => Err(CaptureError::Channel(interface.to_owned())),
+        Ok(_) => Err(LiveCaptureError::Channel(interface.to_owned())),
         Err(source) => Err(socket_err(source)),
     }
 }
@@ -126,9 +127,7 @@ impl Frames for Live {
     fn next(&mut self) -> io::Result<Next<'_>> {
         match self.rx.next() {
             Ok(data) => {
-                let time = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default();
+                let time = crate::clock::since_epoch();
                 Ok(Next::Frame(Frame {
                     time,
                     link: LinkType::Ethernet,

@@ -41,7 +41,7 @@ pub struct FileFrames<'a> {
 }
 
 impl<'a> FileFrames<'a> {
-    pub fn new(bytes: &'a [u8]) -> Result<Self, capture_file::CaptureError> {
+    pub fn new(bytes: &'a [u8]) -> Result<Self, capture_file::CaptureFileError> {
         Ok(Self {
             frames: capture_file::frames(bytes)?.into_iter(),
             current: None,

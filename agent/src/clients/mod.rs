@@ -59,7 +59,7 @@ impl Directory {
         let d = Arc::new(Self {
             neighbours: RwLock::new(foldhash::HashMap::default()),
             last_dump: AtomicI64::new(-1),
-            started: Instant::now(),
+            started: crate::clock::instant(),
             netlink,
             leases: ArcSwap::from_pointee(HashMap::new()),
             lease_files,
@@ -76,7 +76,7 @@ impl Directory {
         let ip = ip.to_canonical();
         let mut mac = self.neighbour(ip);
         if mac.is_none() && self.netlink {
-            let at = Instant::now();
+            let at = crate::clock::instant();
             let interval = if self.first_miss(ip, at) {
                 FIRST_MISS_REFRESH
             } else {
@@ -202,7 +202,7 @@ impl Directory {
         loop {
             tick.tick().await;
             let d = Arc::clone(&self);
-            if d.refresh_due(interval / 2, Instant::now()) {
+            if d.refresh_due(interval / 2, crate::clock::instant()) {
                 let _ = tokio::task::spawn_blocking(move || d.refresh_neighbours()).await;
             }
         }

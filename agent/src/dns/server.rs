@@ -249,7 +249,7 @@ pub struct Clock {
 impl Clock {
     pub fn now() -> Self {
         Self {
-            instant: Instant::now(),
+            instant: crate::clock::instant(),
             now: crate::clock::now(),
         }
     }
@@ -322,7 +322,7 @@ pub enum Step {
 impl Resolver {
     fn answer_cached(&self, bytes: &[u8], ask: Ask) -> Step {
         let metrics = &self.shared.metrics;
-        let now = Instant::now();
+        let now = crate::clock::instant();
         let key = WireKey::of(&ask);
         if let Some(key) = &key
             && let Some((template, age)) = self.wire.get(key.bytes(), now)
@@ -358,9 +358,9 @@ impl Resolver {
     pub async fn ask_upstream(&self, ask: Ask) -> Option<Vec<u8>> {
         let metrics = &self.shared.metrics;
         let rtype = ask.request.qtype();
-        let started = Instant::now();
+        let started = crate::clock::instant();
         let result = self.upstream.resolve(ask.name.clone(), rtype).await;
-        let done = Instant::now();
+        let done = crate::clock::instant();
         metrics
             .upstream_latency
             .observe(done.duration_since(started).as_secs_f64());

@@ -103,7 +103,7 @@ impl Learner {
     /// often, and a message per blocked query (a futex wake each) cost the blocked path a
     /// quarter of its rate (docs/PERFORMANCE.md).
     pub fn blocked(&self, name: &str) {
-        let now = std::time::Instant::now();
+        let now = crate::clock::instant();
         let fresh = SENT.with_borrow_mut(|sent| sent.first(name, now));
         if fresh {
             self.send(Message::Blocked(name.into()));

@@ -10,6 +10,7 @@ use super::ruleset::{FAMILY, TABLE};
 
 /// Why `nft` failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NftError {
     #[error("cannot run `{program}`: {source}")]
     Spawn {

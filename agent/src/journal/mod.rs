@@ -186,7 +186,7 @@ impl Journal {
                 next_seq,
                 acked,
                 unsynced: false,
-                last_sync: Instant::now(),
+                last_sync: crate::clock::instant(),
                 torn: false,
                 unreported,
             })),
@@ -442,7 +442,7 @@ impl Inner {
             file.sync_data().map_err(err("sync", &seg.path))?;
         }
         self.unsynced = false;
-        self.last_sync = Instant::now();
+        self.last_sync = crate::clock::instant();
         Ok(())
     }
 

@@ -46,6 +46,7 @@ pub struct Db {
 
 /// A database error and what was being done.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DbError {
     #[error("database URL {0:?} is neither sqlite:// nor postgres://")]
     Url(String),

@@ -302,35 +302,35 @@ pub fn tls_config(
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Pem {
+        .map_err(|source| TlsError::Pem {
             path: cert.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Pem {
         path: key.to_owned(),
-        message: e.to_string(),
+        source,
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
 /// The console's certificate or key cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {source}", path.display())]
     Pem {
         path: std::path::PathBuf,
-        message: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
     },
     #[error("TLS: {0}")]
-    Config(String),
+    Config(#[from] rustls::Error),
 }
 
 #[cfg(test)]
