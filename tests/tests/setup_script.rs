@@ -26,6 +26,25 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `scripts/setup` run after `mounts` (shell commands) in a mount namespace of its own
+/// (and a network namespace with nothing in it, with `no_network`), so what the mounts
+/// change is seen by that run alone; the status it exits with is asserted to be `status`,
+/// and its output is returned.
+fn setup_after(mounts: &str, no_network: bool, status: i32) -> String {
+    let mut unshare = Command::new("unshare");
+    unshare.arg("-m");
+    if no_network {
+        unshare.arg("-n");
+    }
+    let out = unshare
+        .args(["--propagation", "private", "sh", "-c"])
+        .arg(format!("{mounts} && exec bash {}", setup().display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(status), "{}", text(&out));
+    text(&out)
+}
+
 fn skip_without_root() -> bool {
     if is_root() {
         return false;
@@ -64,22 +83,16 @@ fn setup_refuses_a_system_it_does_not_support() {
         "ID=ubuntu\nVERSION_ID=\"24.04\"\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\n",
     )
     .unwrap();
-    // The fake release file is bound over the real one in a mount namespace of this
-    // command's own: the machine's stays as it is.
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "mount --bind {} /etc/os-release && exec bash {}",
-            fake.display(),
-            setup().display()
-        ))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // The fake release file is bound over the real one for that run only: the machine's
+    // stays as it is.
+    let out = setup_after(
+        &format!("mount --bind {} /etc/os-release", fake.display()),
+        false,
+        2,
+    );
     assert!(
-        text(&out).contains("needs Debian 12 or 13; this is Ubuntu 24.04 LTS"),
-        "{}",
-        text(&out)
+        out.contains("needs Debian 12 or 13; this is Ubuntu 24.04 LTS"),
+        "{out}"
     );
 }
 
@@ -131,22 +144,19 @@ fn setup_says_when_it_cannot_download() {
     );
     let copy = dir.path().join("status");
     std::fs::write(&copy, without.join("\n\n")).unwrap();
-    let out = Command::new("unshare")
-        .args(["-m", "-n", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
+    let out = setup_after(
+        &format!(
             "mount --bind -o ro {} /var/lib/dpkg/status \
              && mount -t tmpfs none /var/lib/apt/lists && mkdir /var/lib/apt/lists/partial \
-             && mount -t tmpfs none /var/cache/apt/archives && mkdir /var/cache/apt/archives/partial \
-             && exec bash {}",
-            copy.display(),
-            setup().display()
-        ))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+             && mount -t tmpfs none /var/cache/apt/archives \
+             && mkdir /var/cache/apt/archives/partial",
+            copy.display()
+        ),
+        true,
+        3,
+    );
     assert!(
-        text(&out).contains("cannot install microsocks from the Debian package mirrors"),
-        "{}",
-        text(&out)
+        out.contains("cannot install microsocks from the Debian package mirrors"),
+        "{out}"
     );
 }
