@@ -33,6 +33,7 @@ pub mod dns;
 pub mod events;
 pub mod firewall;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod inspection;
 pub mod journal;

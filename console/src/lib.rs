@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod files;
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod mail;
 pub mod web;

@@ -22,6 +22,7 @@ pub mod device;
 pub mod domain;
 pub mod explain;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod instant;
 pub mod policy;

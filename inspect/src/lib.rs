@@ -15,6 +15,7 @@ pub mod dns;
 pub mod filter;
 pub mod flow;
 #[doc(hidden)]
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod gquic;
 pub mod http;
