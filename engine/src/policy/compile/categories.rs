@@ -1,0 +1,212 @@
+//! Categories and their list files, and the targets (categories and domains) rules name.
+
+use super::*;
+
+impl Compiler<'_> {
+    pub(super) fn categories(
+        &mut self,
+        raw: &Ordered<S<crate::policy::raw::RawCategory>>,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+    ) -> HashMap<String, TargetId> {
+        let mut names = HashMap::new();
+        for (key, c) in &raw.0 {
+            let reserved = [(
+                ALL,
+                "`all` means every group; a category cannot take that name",
+            )];
+            if !self.key_name(key, &reserved) {
+                continue;
+            }
+            let id = TargetId(u32::try_from(targets.len()).unwrap_or(u32::MAX));
+            let mut n_domains = 0usize;
+            for d in &c.value.domains {
+                match parse_entry(&d.value) {
+                    Ok(entry) => {
+                        n_domains += usize::from(matches!(entry, Listed::Domain(_)));
+                        index.insert_entry(entry, id);
+                    }
+                    Err(source) => self.error(d, ErrorKind::Domain { source }),
+                }
+            }
+            for list in &c.value.lists {
+                n_domains += self.list(list, id, index);
+            }
+            let technique = c.value.technique.as_ref().and_then(|t| {
+                let found = Technique::from_name(t.value.trim());
+                if found.is_none() {
+                    self.error(
+                        t,
+                        ErrorKind::Technique {
+                            name: t.value.clone(),
+                        },
+                    );
+                }
+                found
+            });
+            if c.value.lists.is_empty() && c.value.domains.is_empty() {
+                self.error(
+                    c,
+                    ErrorKind::Empty {
+                        what: "category",
+                        name: key.value.clone(),
+                        needs: "lists or domains",
+                    },
+                );
+            }
+            let label = c
+                .value
+                .label
+                .clone()
+                .unwrap_or_else(|| humanise(&key.value));
+            targets.push(Target::Category {
+                name: key.value.clone(),
+                label,
+                description: c.value.description.clone(),
+                n_domains,
+                technique,
+            });
+            names.insert(key.value.clone(), id);
+        }
+        names
+    }
+
+    /// Reads one list file (domains, addresses and networks) into the index; returns how many
+    /// domains it listed.
+    pub(super) fn list(
+        &mut self,
+        list: &S<String>,
+        id: TargetId,
+        index: &mut DomainIndex,
+    ) -> usize {
+        let path = self.base.join(list.value.trim());
+        let text = match self.lists.read_list(&path) {
+            Ok(text) => text,
+            Err(source) => {
+                self.error(list, ErrorKind::ReadList { path, source });
+                return 0;
+            }
+        };
+        let list_file: Arc<str> = path.display().to_string().into();
+        // A rough count of lines, to size the index once rather than grow it many times.
+        index.reserve(text.len() / 16);
+        let mut n = 0;
+        let mut n_errors = 0;
+        // The `[name]` section the lines are in: the app or tool their entries belong to.
+        let mut section: Option<Box<str>> = None;
+        for (i, line) in text.lines().enumerate() {
+            let content = line.split('#').next().unwrap_or("");
+            let trimmed = content.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            let parsed = match trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                Some(name) if is_section_name(name) => {
+                    section = Some(name.into());
+                    continue;
+                }
+                Some(name) => Err(ErrorKind::Section {
+                    name: name.to_owned(),
+                }),
+                None => parse_entry(trimmed).map_err(|source| ErrorKind::Domain { source }),
+            };
+            match parsed {
+                Ok(entry) => {
+                    n += usize::from(matches!(entry, Listed::Domain(_)));
+                    if let Some(app) = &section {
+                        index.set_app(&entry, app.clone());
+                    }
+                    index.insert_entry(entry, id);
+                }
+                Err(kind) => {
+                    n_errors += 1;
+                    if n_errors <= MAX_ERRORS_PER_LIST {
+                        let column = content.len() - content.trim_start().len() + 1;
+                        let at = Location {
+                            file: list_file.clone(),
+                            line: i as u64 + 1,
+                            column: column as u64,
+                        };
+                        self.errors.push(PolicyError { at, kind });
+                    }
+                }
+            }
+        }
+        if n_errors > MAX_ERRORS_PER_LIST {
+            self.error(
+                list,
+                ErrorKind::TooManyListErrors {
+                    path: list_file.to_string(),
+                    n_more: n_errors - MAX_ERRORS_PER_LIST,
+                },
+            );
+        }
+        n
+    }
+
+    /// Resolves `allow:`/`block:` entries: category names, or domains and addresses gathered
+    /// into one inline target for this entry.
+    pub(super) fn targets(
+        &mut self,
+        list: &[S<String>],
+        names: &Names,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+    ) -> Vec<TargetId> {
+        let mut out = Vec::new();
+        let mut inline: Vec<Listed> = Vec::new();
+        for item in list {
+            let value = item.value.trim();
+            if let Some(id) = names.categories.get(value) {
+                if !out.contains(id) {
+                    out.push(*id);
+                }
+                continue;
+            }
+            let entry = parse_entry(value);
+            let looks_like_category =
+                !value.contains('.') && !matches!(entry, Ok(Listed::Address(..)));
+            match entry {
+                Ok(entry) if !looks_like_category => inline.push(entry),
+                result => {
+                    let known = one_of(&names.categories, None);
+                    let kind = match result {
+                        Err(source) if !looks_like_category => ErrorKind::Target {
+                            value: value.to_owned(),
+                            categories: known,
+                            source,
+                        },
+                        _ => ErrorKind::Unknown {
+                            what: "category",
+                            name: value.to_owned(),
+                            expected: format!("{known}, or a domain such as youtube.com"),
+                        },
+                    };
+                    self.error(item, kind);
+                }
+            }
+        }
+        if !inline.is_empty() {
+            let id = TargetId(u32::try_from(targets.len()).unwrap_or(u32::MAX));
+            let mut domains = Vec::with_capacity(inline.len());
+            for entry in inline {
+                domains.push(match &entry {
+                    Listed::Domain(d) => d.clone(),
+                    Listed::Address(_, text) => text.clone(),
+                });
+                index.insert_entry(entry, id);
+            }
+            targets.push(Target::Domains { domains });
+            out.push(id);
+        }
+        out
+    }
+}
+
+/// A list section's name: what reports call the app or tool (`instagram`, `psiphon`).
+fn is_section_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}

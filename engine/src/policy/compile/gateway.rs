@@ -1,0 +1,206 @@
+//! The `gateway:` section: listen addresses, upstreams, the block page, the console, the
+//! firewall and inspection settings.
+
+use super::*;
+
+impl Compiler<'_> {
+    pub(super) fn socket_addr(&mut self, s: &S<String>) -> Option<SocketAddr> {
+        let parsed = s.value.trim().parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            self.error(
+                s,
+                ErrorKind::SocketAddr {
+                    value: s.value.clone(),
+                },
+            );
+        }
+        parsed
+    }
+
+    pub(super) fn gateway(&mut self, raw: &S<RawGateway>) -> Option<Gateway> {
+        let g = &raw.value;
+        let errors_before = self.errors.len();
+        let mut lan_interfaces = Vec::new();
+        for i in &g.lan_interfaces {
+            if is_interface_name(i.value.trim()) {
+                lan_interfaces.push(i.value.trim().to_owned());
+            } else {
+                self.error(
+                    i,
+                    ErrorKind::Interface {
+                        value: i.value.clone(),
+                    },
+                );
+            }
+        }
+        let mut dns = Dns {
+            listen: Vec::new(),
+            upstreams: Vec::new(),
+            block_response: BlockResponse::Sinkhole,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            defences: Defences::default(),
+        };
+        let mut block_response_at = None;
+        if let Some(d) = &g.dns {
+            dns.listen = d
+                .listen
+                .iter()
+                .filter_map(|a| self.socket_addr(a))
+                .collect();
+            for u in &d.upstreams {
+                match parse_upstream(&u.value) {
+                    Some(addr) => dns.upstreams.push(addr),
+                    None => self.error(
+                        u,
+                        ErrorKind::Upstream {
+                            value: u.value.clone(),
+                        },
+                    ),
+                }
+            }
+            if let Some(b) = &d.block_response {
+                match b.value.trim() {
+                    "sinkhole" => dns.block_response = BlockResponse::Sinkhole,
+                    "nxdomain" => dns.block_response = BlockResponse::Nxdomain,
+                    _ => self.error(
+                        b,
+                        ErrorKind::BlockResponse {
+                            value: b.value.clone(),
+                        },
+                    ),
+                }
+                block_response_at = Some(self.at(b));
+            }
+            if let Some(r) = &d.rate_limit {
+                if r.value == 0 {
+                    self.error(r, ErrorKind::RateLimit { value: r.value });
+                }
+                dns.rate_limit = r.value;
+            }
+            if let Some(x) = &d.defences {
+                dns.defences = Defences {
+                    firefox_canary: !x.danger_allow_firefox_doh,
+                    private_relay: !x.danger_allow_private_relay,
+                    ddr: !x.danger_allow_ddr,
+                    strip_ech: !x.danger_keep_ech,
+                };
+            }
+        }
+        let block_page = g.block_page.as_ref().and_then(|b| {
+            let listen = self.socket_addr(&b.listen)?;
+            let listen_v6 = match &b.listen_v6 {
+                Some(v6) => match self.socket_addr(v6) {
+                    Some(a) if a.is_ipv6() => Some(a),
+                    Some(_) => {
+                        self.error(
+                            v6,
+                            ErrorKind::NotIpv6 {
+                                value: v6.value.clone(),
+                            },
+                        );
+                        None
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            Some(BlockPage { listen, listen_v6 })
+        });
+        if dns.block_response == BlockResponse::Sinkhole && g.block_page.is_none() {
+            let at = block_response_at.unwrap_or_else(|| self.at(raw));
+            self.errors.push(PolicyError {
+                at,
+                kind: ErrorKind::SinkholeWithoutBlockPage,
+            });
+        }
+        let metrics = g.metrics.as_ref().and_then(|m| self.socket_addr(&m.listen));
+        let console = g.console.as_ref().and_then(|c| {
+            let url = c.url.value.trim();
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() > "https://".len();
+            if !ok {
+                self.error(
+                    &c.url,
+                    ErrorKind::Url {
+                        value: c.url.value.clone(),
+                    },
+                );
+                return None;
+            }
+            Some(Console {
+                url: url.to_owned(),
+                token_file: PathBuf::from(c.token_file.value.trim()),
+                ca_file: c.ca_file.as_ref().map(|f| PathBuf::from(f.value.trim())),
+                name: c.name.as_ref().map(|n| n.value.trim().to_owned()),
+            })
+        });
+        let state_dir = g.state_dir.as_ref().map_or_else(
+            || PathBuf::from(DEFAULT_STATE_DIR),
+            |d| PathBuf::from(d.value.trim()),
+        );
+        let mut dhcp_leases = Vec::new();
+        for l in &g.dhcp_leases {
+            let format = match l.value.format.value.trim() {
+                "dnsmasq" => LeaseFormat::Dnsmasq,
+                "kea" => LeaseFormat::Kea,
+                _ => {
+                    self.error(
+                        &l.value.format,
+                        ErrorKind::Choice {
+                            what: "lease file format",
+                            value: l.value.format.value.clone(),
+                            expected: "dnsmasq or kea",
+                        },
+                    );
+                    continue;
+                }
+            };
+            dhcp_leases.push(LeaseFile {
+                path: self.base.join(l.value.path.value.trim()),
+                format,
+            });
+        }
+        let mut firewall = Firewall::default();
+        if let Some(f) = &g.firewall {
+            if let Some(enabled) = f.value.enabled {
+                firewall.enabled = enabled;
+            }
+            if let Some(o) = &f.value.on_stop {
+                match o.value.trim() {
+                    "fail_closed" => firewall.on_stop = OnStop::FailClosed,
+                    "fail_open" => firewall.on_stop = OnStop::FailOpen,
+                    _ => self.error(
+                        o,
+                        ErrorKind::Choice {
+                            what: "firewall on_stop",
+                            value: o.value.clone(),
+                            expected: "fail_closed or fail_open",
+                        },
+                    ),
+                }
+            }
+            if firewall.enabled && lan_interfaces.is_empty() {
+                self.errors.push(PolicyError {
+                    at: self.at(f),
+                    kind: ErrorKind::FirewallWithoutLan,
+                });
+            }
+        }
+        let inspection = g
+            .inspection
+            .as_ref()
+            .and_then(|i| i.enabled)
+            .unwrap_or(true);
+        (self.errors.len() == errors_before).then_some(Gateway {
+            inspection,
+            lan_interfaces,
+            dns,
+            block_page,
+            metrics,
+            state_dir,
+            console,
+            dhcp_leases,
+            firewall,
+        })
+    }
+}
