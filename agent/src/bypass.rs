@@ -8,7 +8,8 @@ use schoolgate_engine::policy::Response;
 
 use crate::events::{Event, Kind, Severity, Technique, bounded};
 use crate::firewall::Firewall;
-use crate::firewall::logged::DnsAttempt;
+use crate::firewall::logged::{self, DnsAttempt, Logged};
+use crate::firewall::ruleset::EXTERNAL_DNS_LOG;
 use crate::quarantine::Record;
 use crate::shared::Shared;
 use tracing::{info, warn};
@@ -27,6 +28,15 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// The attempt a packet the firewall logged shows, if it shows one: DNS the `dns`
+    /// chain logged before redirecting it to the school's resolver.
+    pub fn from_logged(p: &Logged) -> Option<Self> {
+        if p.prefix != EXTERNAL_DNS_LOG {
+            return None;
+        }
+        logged::dns_attempt(&p.packet).map(|a| Self::external_dns(&a))
+    }
+
     /// DNS sent to an outside resolver (and answered by the school's instead).
     pub fn external_dns(a: &DnsAttempt) -> Self {
         let transport = if a.tcp { "TCP" } else { "UDP" };

@@ -30,7 +30,7 @@ use crate::events::aggregate::Aggregator;
 use crate::events::sink::write_all;
 use crate::events::{Event, Events, Kind, Severity, bounded};
 use crate::firewall::nft::{Nft, NftError};
-use crate::firewall::{self, Firewall, learner, logged, nflog};
+use crate::firewall::{self, Firewall, learner, nflog};
 use crate::journal::{self, Journal};
 use crate::metrics::Metrics;
 use crate::reload::{LivePolicy, Outcome};
@@ -328,23 +328,8 @@ pub async fn run(
                 .unwrap_or_else(|| PathBuf::from(crate::shipper::SYSTEM_CA)),
         };
         let client = crate::shipper::client(&settings.ca_file)?;
-        let status: crate::shipper::Status = {
-            let (live, metrics) = (Arc::clone(&live), Arc::clone(&metrics));
-            Arc::new(move || {
-                let mut s = schoolgate_contract::status::AgentStatus::default();
-                s.policy = Some(format!("{:016x}", live.fingerprint()));
-                s.policy_rejected = metrics
-                    .reloads
-                    .get_or_create(&crate::metrics::ReloadLabels {
-                        outcome: "rejected",
-                    })
-                    .get();
-                s.events_dropped = metrics.events_dropped.get();
-                s.events_lost_to_damage = lost_to_damage;
-                s.upstream_errors = metrics.upstream_errors.get();
-                s
-            })
-        };
+        let status =
+            crate::shipper::status_of(Arc::clone(&live), Arc::clone(&metrics), lost_to_damage);
         info!(console = %settings.url, agent = %settings.name, "sending events to the console");
         shippers.push(tokio::spawn(crate::shipper::ship(
             journal.clone(),
@@ -429,10 +414,8 @@ pub async fn run(
     if let (Some(fw), Some(f)) = (&firewall, &config.firewall) {
         let (sh, fw2) = (Arc::clone(&shared), Arc::clone(fw));
         match nflog::Listener::start(f.settings.log_group, move |p| {
-            if p.prefix == "external_dns"
-                && let Some(a) = logged::dns_attempt(&p.packet)
-            {
-                bypass::respond(&sh, Some(&fw2), Attempt::external_dns(&a));
+            if let Some(a) = Attempt::from_logged(&p) {
+                bypass::respond(&sh, Some(&fw2), a);
             }
         }) {
             Ok(l) => nflog = Some(l),

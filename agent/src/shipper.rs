@@ -21,7 +21,9 @@ use schoolgate_contract::wire::batch_body;
 use tracing::{debug, info, warn};
 
 use crate::journal::Journal;
+use crate::metrics::Metrics;
 use crate::quarantine::{Request, request_release};
+use crate::reload::LivePolicy;
 
 /// Records per batch at most.
 pub const BATCH_RECORDS: usize = 1000;
@@ -116,6 +118,25 @@ pub fn client(ca_file: &Path) -> Result<reqwest::Client, ShipperError> {
 /// What the agent says of its health with each batch (the backlog and version are filled in
 /// here).
 pub type Status = Arc<dyn Fn() -> AgentStatus + Send + Sync>;
+
+/// The agent's health as each batch reports it: the policy in force, and the counters of
+/// rejected edits, lost events (`lost_to_damage` found at start) and upstream errors.
+pub fn status_of(live: Arc<LivePolicy>, metrics: Arc<Metrics>, lost_to_damage: u64) -> Status {
+    Arc::new(move || {
+        let mut s = AgentStatus::default();
+        s.policy = Some(format!("{:016x}", live.fingerprint()));
+        s.policy_rejected = metrics
+            .reloads
+            .get_or_create(&crate::metrics::ReloadLabels {
+                outcome: "rejected",
+            })
+            .get();
+        s.events_dropped = metrics.events_dropped.get();
+        s.events_lost_to_damage = lost_to_damage;
+        s.upstream_errors = metrics.upstream_errors.get();
+        s
+    })
+}
 
 /// A batch's body: the records spliced in as they are.
 fn body(name: &str, records: &[(u64, Vec<u8>)], backlog: u64, mut status: AgentStatus) -> Vec<u8> {

@@ -55,6 +55,10 @@ pub struct Settings {
 
 /// The NFLOG group the agent listens on unless told otherwise.
 pub const LOG_GROUP: u16 = 4041;
+/// The prefix the `dns` chain logs DNS to outside resolvers with: the agent reads such a
+/// logged packet as an `external_dns` attempt.
+pub const EXTERNAL_DNS_LOG: &str = "external_dns";
+
 /// Most DNS packets to outside resolvers logged per second, for the whole LAN: enough to see
 /// every device that tries, bounded whatever a device sends.
 pub const LOG_RATE: u32 = 100;
@@ -247,7 +251,7 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     let mut dns = vec![
         "type nat hook prerouting priority dstnat; policy accept;".to_owned(),
         format!(
-            "iifname {lan} meta l4proto {{ tcp, udp }} th dport 53 fib daddr type != local limit rate {LOG_RATE}/second burst {burst} packets counter log prefix \"external_dns\" group {group} snaplen {snaplen} comment \"external_dns_logged\"",
+            "iifname {lan} meta l4proto {{ tcp, udp }} th dport 53 fib daddr type != local limit rate {LOG_RATE}/second burst {burst} packets counter log prefix \"{EXTERNAL_DNS_LOG}\" group {group} snaplen {snaplen} comment \"external_dns_logged\"",
             burst = LOG_RATE * 2,
             group = settings.log_group,
             snaplen = super::logged::SNAPLEN,
