@@ -1,13 +1,17 @@
 //! The daemon: settings from the policy's `gateway:` section with command-line overrides, and
 //! the services started from them until told to stop.
 //!
-//! Start order: state directory and events file (so every later step can report), metrics,
-//! who-is-who (neighbour table, DHCP leases), the policy watch, DNS, the block page, the
-//! metrics endpoint. Stop order: services first, then the pending aggregated events are
-//! flushed and `agent_stopped` is written last.
+//! [`run`] starts each service with a function of its own and stops them in the reverse
+//! order: reporting (the journal, its writer and the shippers, so every later step can
+//! report), who-is-who (neighbour table, DHCP leases), the firewall (with the quarantines put
+//! back), NFLOG, release requests, inspection, the policy watch, the firewall's learner, DNS,
+//! the block page, metrics, the event ticker. Reporting stops last: the pending aggregated
+//! events are flushed and `agent_stopped` is written last.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,7 +22,7 @@ use schoolgate_engine::policy::gateway::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::blockpage;
 use crate::bypass::{self, Attempt};
@@ -278,18 +282,150 @@ async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
         })
 }
 
+/// What stops one started service: run once, in the reverse of the start order.
+type Stop = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// The services started so far, each with what stops it.
+#[derive(Default)]
+struct Running(Vec<(&'static str, Stop)>);
+
+impl Running {
+    /// Records that `name` runs, and how it stops.
+    fn started<F>(&mut self, name: &'static str, stop: impl FnOnce() -> F + Send + 'static)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.0.push((name, Box::new(move || Box::pin(stop()))));
+    }
+
+    /// Stops every service, the last started first.
+    async fn stop(self) {
+        for (name, stop) in self.0.into_iter().rev() {
+            debug!(service = name, "stopping");
+            stop().await;
+        }
+    }
+}
+
+/// Waits for a thread to end without holding up the runtime.
+async fn join<T: Send + 'static>(thread: std::thread::JoinHandle<T>) {
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+}
+
+/// Stops a task (it ends at its next await point).
+async fn abort(task: tokio::task::JoinHandle<()>) {
+    task.abort();
+    let _ = task.await;
+}
+
 /// Runs the services until told to stop. `on_ready` hears the bound addresses.
+///
+/// Each service is started by its own function below, in the order listed here, and
+/// stopped in the reverse order: a later service may use an earlier one until it stops.
+/// If one cannot start, those already started are stopped before the error is returned.
 pub async fn run(
     live: Arc<LivePolicy>,
     config: Config,
     on_ready: impl FnOnce(&Ready),
     mut control: mpsc::UnboundedReceiver<Control>,
 ) -> Result<(), DaemonError> {
-    let state_err = |source| DaemonError::StateDir {
+    let mut running = Running::default();
+    let started = start(&live, &config, &mut running).await;
+    let (shared, firewall, ready) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            running.stop().await;
+            return Err(e);
+        }
+    };
+    on_ready(&ready);
+    while let Some(c) = control.recv().await {
+        match c {
+            Control::Reload => {
+                info!("reloading the policy");
+                after_reload(&shared, firewall.as_deref(), &live.reload());
+            }
+            Control::Stop => break,
+        }
+    }
+    info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+/// Starts every service, in order; the shared services, the firewall and the bound
+/// addresses.
+async fn start(
+    live: &Arc<LivePolicy>,
+    config: &Config,
+    running: &mut Running,
+) -> Result<(Arc<Shared>, Option<Arc<Firewall>>, Ready), DaemonError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
         path: config.state_dir.clone(),
         source,
+    })?;
+    let (events, metrics) = start_reporting(live, config, running)?;
+    let directory = start_clients(config, running)?;
+    let (learner, learned) = match config.firewall {
+        Some(_) => {
+            let (l, rx) = learner::channel();
+            (Some(l), Some(rx))
+        }
+        None => (None, None),
     };
-    std::fs::create_dir_all(&config.state_dir).map_err(state_err)?;
+    let shared = Arc::new(Shared {
+        live: Arc::clone(live),
+        directory,
+        events: Arc::clone(&events),
+        metrics: Arc::clone(&metrics),
+        learner: learner.clone(),
+        quarantine: Arc::default(),
+        state_dir: config.state_dir.clone(),
+    });
+    let firewall = start_firewall(live, config, &shared, running)?;
+    start_nflog(config, &shared, firewall.as_ref(), running);
+    start_releases(config, &shared, firewall.as_ref(), running)?;
+    start_inspection(config, &shared, firewall.as_ref(), running)?;
+    start_policy_watch(live, &shared, firewall.as_ref(), running)?;
+    let upstream = Upstream::new(&config.upstreams)?;
+    if let (Some(fw), Some(l), Some(rx)) = (&firewall, &learner, learned) {
+        let learning = learner::spawn(
+            Arc::clone(fw),
+            Arc::clone(live),
+            l,
+            rx,
+            upstream.clone(),
+            tokio::runtime::Handle::current(),
+        )
+        .map_err(DaemonError::Thread)?;
+        running.started("firewall learner", move || async move {
+            let _ = tokio::task::spawn_blocking(move || learning.stop()).await;
+        });
+    }
+    let mut ready = Ready::default();
+    start_dns(config, &shared, upstream, &mut ready, running).await?;
+    start_block_page(config, &shared, &mut ready, running).await?;
+    start_metrics(config, &metrics, firewall.as_ref(), &mut ready, running).await?;
+    let ticking = Arc::clone(&events);
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            ticking.tick(crate::clock::now());
+        }
+    });
+    running.started("event ticker", move || abort(ticker));
+    Ok((shared, firewall, ready))
+}
+
+/// Reporting: the journal, its writer, `agent_started` and the damage found at start, and
+/// the shippers to the console. Stopped last: the pending events are flushed,
+/// `agent_stopped` is written, and what is left goes to the console if it answers soon.
+fn start_reporting(
+    live: &Arc<LivePolicy>,
+    config: &Config,
+    running: &mut Running,
+) -> Result<(Arc<Events>, Arc<Metrics>), DaemonError> {
     let (journal, found) = Journal::open(&config.state_dir, config.journal, crate::clock::now())?;
     let metrics = Arc::new(Metrics::new());
     let (events, rx) = Events::new(Aggregator::default(), metrics.events_dropped.clone());
@@ -317,7 +453,10 @@ pub async fn run(
     }
     let (stop_shipper, shipper_stop) = tokio::sync::watch::channel(false);
     let mut shippers = Vec::new();
-    if let Some(c) = &config.console {
+    let shipping = (|| -> Result<(), DaemonError> {
+        let Some(c) = &config.console else {
+            return Ok(());
+        };
         let settings = crate::shipper::Settings {
             url: c.url.clone(),
             name: c.name.clone().unwrap_or_else(host_name),
@@ -329,7 +468,7 @@ pub async fn run(
         };
         let client = crate::shipper::client(&settings.ca_file)?;
         let status =
-            crate::shipper::status_of(Arc::clone(&live), Arc::clone(&metrics), lost_to_damage);
+            crate::shipper::status_of(Arc::clone(live), Arc::clone(&metrics), lost_to_damage);
         info!(console = %settings.url, agent = %settings.name, "sending events to the console");
         shippers.push(tokio::spawn(crate::shipper::ship(
             journal.clone(),
@@ -344,49 +483,79 @@ pub async fn run(
             config.state_dir.clone(),
             shipper_stop,
         )));
-    }
-
-    let directory = Directory::new(config.neighbours, config.lease_files.clone());
-    let (learner, learned) = match config.firewall {
-        Some(_) => {
-            let (l, rx) = learner::channel();
-            (Some(l), Some(rx))
+        Ok(())
+    })();
+    let stopping = Arc::clone(&events);
+    running.started("reporting", move || async move {
+        stopping.flush();
+        stopping.emit(Event::new(
+            Kind::AgentStopped,
+            crate::clock::now(),
+            Severity::Info,
+        ));
+        let _ = stop_writer.send(());
+        let _ = writer.await;
+        // What is left goes to the console if it answers soon; else it waits in the
+        // journal for the next start.
+        if !shippers.is_empty() {
+            let deadline = crate::clock::instant() + SHIP_AT_STOP;
+            while journal.backlog() > 0 && crate::clock::instant() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = stop_shipper.send(true);
+            for s in shippers {
+                let _ = s.await;
+            }
         }
-        None => (None, None),
-    };
-    let shared = Arc::new(Shared {
-        live: Arc::clone(&live),
-        directory: Arc::clone(&directory),
-        events: Arc::clone(&events),
-        metrics: Arc::clone(&metrics),
-        learner: learner.clone(),
-        quarantine: Arc::default(),
-        state_dir: config.state_dir.clone(),
     });
-    let mut tasks = tokio::task::JoinSet::new();
+    shipping?;
+    Ok((events, metrics))
+}
+
+/// Who is asking: the neighbour table followed and read again every minute, and the DHCP
+/// lease files watched.
+fn start_clients(config: &Config, running: &mut Running) -> Result<Arc<Directory>, DaemonError> {
+    let directory = Directory::new(config.neighbours, config.lease_files.clone());
     directory.follow_changes();
-    tasks.spawn(Arc::clone(&directory).keep_fresh(NEIGHBOUR_REFRESH));
-    let _lease_watch = if config.lease_files.is_empty() {
-        None
-    } else {
+    let refresh = tokio::spawn(Arc::clone(&directory).keep_fresh(NEIGHBOUR_REFRESH));
+    running.started("neighbour refresh", move || abort(refresh));
+    if !config.lease_files.is_empty() {
         let (d1, d2) = (Arc::clone(&directory), Arc::clone(&directory));
-        Some(watch_files(
+        let watch = watch_files(
             "lease-watch",
             DEBOUNCE,
             move || d1.lease_paths(),
             move || d2.read_leases(),
-        )?)
-    };
+        )?;
+        running.started("lease watch", move || async move { drop(watch) });
+    }
+    Ok(directory)
+}
+
+/// The firewall's table, loaded at start, with the quarantines the state file and an earlier
+/// run's table hold put back. On stop the table stays or goes as `on_stop` says.
+fn start_firewall(
+    live: &Arc<LivePolicy>,
+    config: &Config,
+    shared: &Arc<Shared>,
+    running: &mut Running,
+) -> Result<Option<Arc<Firewall>>, DaemonError> {
     let firewall = match &config.firewall {
         Some(f) => {
-            let fw = Firewall::start(
+            let fw = Arc::new(Firewall::start(
                 f.nft.clone(),
                 f.settings.clone(),
                 f.on_stop,
                 &live.current(),
                 crate::clock::now(),
-            )?;
-            Some(Arc::new(fw))
+            )?);
+            let stopping = Arc::clone(&fw);
+            running.started("firewall", move || async move {
+                if let Err(e) = stopping.stop() {
+                    warn!(error = %e, "firewall stop");
+                }
+            });
+            Some(fw)
         }
         None => None,
     };
@@ -410,32 +579,65 @@ pub async fn run(
             }
         }
     }
-    let mut nflog = None;
-    if let (Some(fw), Some(f)) = (&firewall, &config.firewall) {
-        let (sh, fw2) = (Arc::clone(&shared), Arc::clone(fw));
-        match nflog::Listener::start(f.settings.log_group, move |p| {
-            if let Some(a) = Attempt::from_logged(&p) {
-                bypass::respond(&sh, Some(&fw2), a);
-            }
-        }) {
-            Ok(l) => nflog = Some(l),
-            Err(e) => warn!(
-                group = f.settings.log_group,
-                error = %e,
-                "cannot listen for logged packets: DNS sent to outside resolvers is still redirected, but not reported"
-            ),
+    Ok(firewall)
+}
+
+/// The packets the table logs, each judged as a bypass attempt (DNS to outside resolvers).
+/// Another program holding the NFLOG group is no reason not to start.
+fn start_nflog(
+    config: &Config,
+    shared: &Arc<Shared>,
+    firewall: Option<&Arc<Firewall>>,
+    running: &mut Running,
+) {
+    let (Some(fw), Some(f)) = (firewall, &config.firewall) else {
+        return;
+    };
+    let (sh, fw) = (Arc::clone(shared), Arc::clone(fw));
+    match nflog::Listener::start(f.settings.log_group, move |p| {
+        if let Some(a) = Attempt::from_logged(&p) {
+            bypass::respond(&sh, Some(&fw), a);
         }
+    }) {
+        Ok(l) => running.started("nflog", move || async move {
+            let _ = tokio::task::spawn_blocking(move || l.stop()).await;
+        }),
+        Err(e) => warn!(
+            group = f.settings.log_group,
+            error = %e,
+            "cannot listen for logged packets: DNS sent to outside resolvers is still redirected, but not reported"
+        ),
     }
-    bypass::apply_releases(&shared, firewall.as_deref());
-    let (sh, fw) = (Arc::clone(&shared), firewall.clone());
+}
+
+/// Release requests (`schoolgate-agent release`, the console's commands): those waiting are
+/// applied now, and the file is watched for more.
+fn start_releases(
+    config: &Config,
+    shared: &Arc<Shared>,
+    firewall: Option<&Arc<Firewall>>,
+    running: &mut Running,
+) -> Result<(), DaemonError> {
+    bypass::apply_releases(shared, firewall.map(|f| &**f));
+    let (sh, fw) = (Arc::clone(shared), firewall.cloned());
     let requests = config.state_dir.join(crate::quarantine::REQUESTS_FILE);
-    let _release_watch = watch_files(
+    let watch = watch_files(
         "release-watch",
         DEBOUNCE,
         move || vec![requests.clone()],
         move || bypass::apply_releases(&sh, fw.as_deref()),
     )?;
-    let inspect_stop = Arc::new(AtomicBool::new(false));
+    running.started("release watch", move || async move { drop(watch) });
+    Ok(())
+}
+
+/// Packet inspection: a thread per LAN interface it can open.
+fn start_inspection(
+    config: &Config,
+    shared: &Arc<Shared>,
+    firewall: Option<&Arc<Firewall>>,
+    running: &mut Running,
+) -> Result<(), DaemonError> {
     let mut captures = Vec::new();
     for name in &config.inspect {
         match crate::capture::live::open(name, false) {
@@ -445,37 +647,48 @@ pub async fn run(
             }
         }
     }
-    let inspect_threads = crate::inspection::spawn(
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = crate::inspection::spawn(
         captures,
-        Arc::clone(&shared),
-        firewall.clone(),
-        Arc::clone(&inspect_stop),
+        Arc::clone(shared),
+        firewall.cloned(),
+        Arc::clone(&stop),
     )
     .map_err(DaemonError::Thread)?;
+    running.started("inspection", move || async move {
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            join(t).await;
+        }
+    });
+    Ok(())
+}
 
-    let watcher = Arc::clone(&shared);
-    let watched_fw = firewall.clone();
-    let _policy_watch = live.watch(DEBOUNCE, move |o| {
-        after_reload(&watcher, watched_fw.as_deref(), o);
+/// The policy file watched: each save reloaded, reported, and a new table loaded.
+fn start_policy_watch(
+    live: &Arc<LivePolicy>,
+    shared: &Arc<Shared>,
+    firewall: Option<&Arc<Firewall>>,
+    running: &mut Running,
+) -> Result<(), DaemonError> {
+    let (watcher, fw) = (Arc::clone(shared), firewall.cloned());
+    let watch = live.watch(DEBOUNCE, move |o| {
+        after_reload(&watcher, fw.as_deref(), o);
     })?;
+    running.started("policy watch", move || async move { drop(watch) });
+    Ok(())
+}
 
-    let upstream = Upstream::new(&config.upstreams)?;
-    let learning = match (&firewall, &learner, learned) {
-        (Some(fw), Some(l), Some(rx)) => Some(
-            learner::spawn(
-                Arc::clone(fw),
-                Arc::clone(&live),
-                l,
-                rx,
-                upstream.clone(),
-                tokio::runtime::Handle::current(),
-            )
-            .map_err(DaemonError::Thread)?,
-        ),
-        _ => None,
-    };
+/// The resolver: UDP on one thread per core for each listen address, TCP on tasks.
+async fn start_dns(
+    config: &Config,
+    shared: &Arc<Shared>,
+    upstream: Upstream,
+    ready: &mut Ready,
+    running: &mut Running,
+) -> Result<(), DaemonError> {
     let resolver = Arc::new(Resolver::new(
-        Arc::clone(&shared),
+        Arc::clone(shared),
         config.resolver,
         upstream,
         config.rate_limit,
@@ -487,115 +700,95 @@ pub async fn run(
             addr: format!("{:?}", config.dns_listen),
             source,
         })?;
-    let mut ready = Ready::default();
-    let udp_stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let mut udp_threads = Vec::new();
-    for (addr, udp, tcp) in sockets {
+    let mut tcp_tasks = Vec::new();
+    let mut failed = None;
+    'listen: for (addr, udp, tcp) in sockets {
         info!(%addr, "dns listening (udp, tcp)");
         ready.dns.push(addr);
         for (i, socket) in udp.into_iter().enumerate() {
-            let (resolver, stop) = (Arc::clone(&resolver), Arc::clone(&udp_stop));
+            let (resolver, stop) = (Arc::clone(&resolver), Arc::clone(&stop));
             let runtime = tokio::runtime::Handle::current();
-            let thread = std::thread::Builder::new()
+            match std::thread::Builder::new()
                 .name(format!("dns-udp-{i}"))
                 .spawn(move || serve_udp(socket, resolver, runtime, stop))
-                .map_err(|source| DaemonError::Bind {
-                    addr: addr.to_string(),
-                    source,
-                })?;
-            udp_threads.push(thread);
+            {
+                Ok(t) => udp_threads.push(t),
+                Err(source) => {
+                    failed = Some(DaemonError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    });
+                    break 'listen;
+                }
+            }
         }
-        tasks.spawn(serve_tcp(tcp, Arc::clone(&resolver)));
+        tcp_tasks.push(tokio::spawn(serve_tcp(tcp, Arc::clone(&resolver))));
     }
+    running.started("dns", move || async move {
+        for t in tcp_tasks {
+            abort(t).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in udp_threads {
+            join(t).await;
+        }
+    });
+    failed.map_or(Ok(()), Err)
+}
+
+/// The block page on each of its addresses, and the listener on port 443 beside it that
+/// resets HTTPS to blocked names at once.
+async fn start_block_page(
+    config: &Config,
+    shared: &Arc<Shared>,
+    ready: &mut Ready,
+    running: &mut Running,
+) -> Result<(), DaemonError> {
     for addr in &config.block_page {
         let listener = bind_tcp(*addr).await?;
         let bound = listener.local_addr().unwrap_or(*addr);
         info!(addr = %bound, "block page listening");
         ready.block_page.push(bound);
-        tasks.spawn(blockpage::serve(listener, Arc::clone(&shared)));
+        let page = tokio::spawn(blockpage::serve(listener, Arc::clone(shared)));
+        running.started("block page", move || abort(page));
         // Nothing else should hold 443 on the sinkhole address; if something does, HTTPS to
         // blocked names reaches it instead, so say so.
         let tls = SocketAddr::new(addr.ip(), blockpage::HTTPS_PORT);
         match TcpListener::bind(tls).await {
             Ok(l) => {
-                tasks.spawn(blockpage::reset_tls(l, Arc::clone(&shared)));
+                let resets = tokio::spawn(blockpage::reset_tls(l, Arc::clone(shared)));
+                running.started("block page resets", move || abort(resets));
             }
             Err(e) => {
                 warn!(addr = %tls, error = %e, "cannot listen for HTTPS to blocked names; the kernel's own reset applies only if the port is closed")
             }
         }
     }
-    if let Some(addr) = config.metrics {
-        let listener = bind_tcp(addr).await?;
-        ready.metrics = listener.local_addr().ok();
-        info!(addr = ?ready.metrics, "metrics listening");
-        tasks.spawn(serve_metrics(
-            listener,
-            Arc::clone(&metrics),
-            firewall.clone(),
-        ));
-    }
-    let ticking = Arc::clone(&events);
-    tasks.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            ticking.tick(crate::clock::now());
-        }
-    });
-    on_ready(&ready);
-    while let Some(c) = control.recv().await {
-        match c {
-            Control::Reload => {
-                info!("reloading the policy");
-                after_reload(&shared, firewall.as_deref(), &live.reload());
-            }
-            Control::Stop => break,
-        }
-    }
-    info!("stopping");
-    inspect_stop.store(true, Ordering::Relaxed);
-    for t in inspect_threads {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
-    udp_stop.store(true, Ordering::Relaxed);
-    for t in udp_threads {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
-    tasks.shutdown().await;
-    if let Some(l) = learning {
-        let _ = tokio::task::spawn_blocking(move || l.stop()).await;
-    }
-    if let Some(l) = nflog {
-        let _ = tokio::task::spawn_blocking(move || l.stop()).await;
-    }
-    if let Some(fw) = &firewall
-        && let Err(e) = fw.stop()
-    {
-        warn!(error = %e, "firewall stop");
-    }
-    events.flush();
-    events.emit(Event::new(
-        Kind::AgentStopped,
-        crate::clock::now(),
-        Severity::Info,
+    Ok(())
+}
+
+/// `/metrics`, where `metrics.listen` asks for it.
+async fn start_metrics(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    firewall: Option<&Arc<Firewall>>,
+    ready: &mut Ready,
+    running: &mut Running,
+) -> Result<(), DaemonError> {
+    let Some(addr) = config.metrics else {
+        return Ok(());
+    };
+    let listener = bind_tcp(addr).await?;
+    ready.metrics = listener.local_addr().ok();
+    info!(addr = ?ready.metrics, "metrics listening");
+    let server = tokio::spawn(serve_metrics(
+        listener,
+        Arc::clone(metrics),
+        firewall.cloned(),
     ));
-    let _ = stop_writer.send(());
-    let _ = writer.await;
-    // What is left goes to the console if it answers soon; else it waits in the journal for
-    // the next start.
-    if !shippers.is_empty() {
-        let deadline = tokio::time::Instant::from_std(crate::clock::instant()) + SHIP_AT_STOP;
-        while journal.backlog() > 0
-            && tokio::time::Instant::from_std(crate::clock::instant()) < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = stop_shipper.send(true);
-        for s in shippers {
-            let _ = s.await;
-        }
-    }
+    running.started("metrics", move || abort(server));
     Ok(())
 }
 
