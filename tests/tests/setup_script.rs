@@ -8,6 +8,7 @@
     clippy::print_stderr
 )]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -62,9 +63,16 @@ fn setup_refuses_a_user_who_is_not_root() {
     if skip_without_root() {
         return;
     }
+    // A copy the other user can read: the checkout may be where only root can (under
+    // /root, say, which is 0700 on a new Debian).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join("setup");
+    std::fs::copy(setup(), &copy).unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"])
-        .arg(setup())
+        .arg(&copy)
+        .current_dir(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
