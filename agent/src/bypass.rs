@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use jiff::Timestamp;
+use schoolgate_engine::Policy;
 use schoolgate_engine::policy::Response;
 
 use crate::events::{Event, Kind, Severity, Technique, bounded};
@@ -11,7 +13,7 @@ use crate::firewall::Firewall;
 use crate::firewall::logged::{self, DnsAttempt, Logged};
 use crate::firewall::ruleset::EXTERNAL_DNS_LOG;
 use crate::quarantine::Record;
-use crate::shared::Shared;
+use crate::shared::{Shared, Who};
 use tracing::{info, warn};
 
 /// One attempt, as a detector saw it.
@@ -68,8 +70,21 @@ pub fn respond(shared: &Shared, firewall: Option<&Firewall>, attempt: Attempt) {
         return;
     }
     let who = shared.who(&policy, attempt.client, now);
+    respond_as(shared, firewall, &policy, &who, now, attempt);
+}
+
+/// [`respond`] for a sender the detector has already worked out (`who`, under `policy` at
+/// `now`), as inspection has.
+pub fn respond_as(
+    shared: &Shared,
+    firewall: Option<&Firewall>,
+    policy: &Policy,
+    who: &Who,
+    now: Timestamp,
+    attempt: Attempt,
+) {
     let response = policy.bypass_response(who.identity.group);
-    let (device, group) = shared.describe(&policy, &who, now);
+    let (device, group) = shared.describe(policy, who, now);
     let mut e = Event::new(
         Kind::BypassAttempt,
         now,

@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 use crate::bypass::{self, Attempt};
 use crate::capture::live::{Live, Sender};
 use crate::capture::{Frame, Frames, Next};
-use crate::events::{Event, Kind, Severity, bounded};
+use crate::events::bounded;
 use crate::firewall::Firewall;
 use crate::shared::Shared;
 
@@ -209,20 +209,23 @@ pub fn act(
             if quarantined {
                 return;
             }
-            let mut e = Event::new(Kind::Blocked, now, Severity::Low);
-            (e.device, e.group) = shared.describe(&policy, &who, now);
-            e.name = obs.name.as_deref().map(bounded);
-            e.rule = verdict.decision.rule_name(&policy).map(str::to_owned);
-            e.category = verdict.decision.category(&policy).map(str::to_owned);
-            e.destination = Some(obs.server.to_string());
-            e.evidence = Some(bounded(&format!("{}; connection {done}", obs.evidence)));
-            shared.events.sighting(e);
+            let seen = crate::act::Blocked {
+                name: obs.name.as_deref().map(bounded),
+                rule: verdict.decision.rule_name(&policy).map(str::to_owned),
+                category: verdict.decision.category(&policy).map(str::to_owned),
+                destination: Some(obs.server.to_string()),
+                evidence: bounded(&format!("{}; connection {done}", obs.evidence)),
+            };
+            crate::act::blocked(shared, &policy, &who, now, seen);
         }
         Action::Quarantine | Action::Alert | Action::Log => {
             if let Some(technique) = verdict.technique {
-                bypass::respond(
+                bypass::respond_as(
                     shared,
                     firewall,
+                    &policy,
+                    &who,
+                    now,
                     Attempt {
                         client: ip,
                         technique,

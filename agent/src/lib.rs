@@ -23,6 +23,7 @@
 //! - [`shipper`]: the journal sent to the console over HTTPS; the console's commands taken.
 //! - [`metrics`]: Prometheus counters and their text form.
 
+pub mod act;
 pub mod blockpage;
 pub mod bypass;
 pub mod capture;

@@ -27,7 +27,7 @@ use super::ratelimit::SharedLimiter;
 use super::tcp::{self, Next, Reassembly};
 use super::upstream::{Resolved, Upstream, UpstreamError};
 use super::wire::Template;
-use crate::events::{Event, Kind, Severity, Ticket};
+use crate::events::Ticket;
 use crate::metrics::RuleLabels;
 use crate::shared::{Shared, Who};
 
@@ -131,19 +131,21 @@ impl Resolver {
                             })
                             .inc();
                         debug!(client = %ip, name = %b.name, rule, "blocked");
-                        let mut e = Event::new(Kind::Blocked, now, Severity::Low);
-                        (e.device, e.group) = self.shared.describe(&policy, &who, now);
                         // Devices may hold its addresses from before: the firewall
                         // refuses them once it knows them.
                         if let (Some(l), Some(_)) = (&self.shared.learner, &b.rule) {
                             l.blocked(&b.name);
                         }
-                        e.name = Some(b.name);
-                        e.rule = b.rule;
-                        e.category = b.category;
-                        e.evidence = Some("DNS query".to_owned());
+                        let seen = crate::act::Blocked {
+                            name: Some(b.name),
+                            rule: b.rule,
+                            category: b.category,
+                            destination: None,
+                            evidence: "DNS query".to_owned(),
+                        };
                         // A first sighting is journaled before its answer leaves.
-                        if let Some(ticket) = self.shared.events.sighting(e)
+                        if let Some(ticket) =
+                            crate::act::blocked(&self.shared, &policy, &who, now, seen)
                             && !self.shared.events.settled(ticket)
                         {
                             return Step::AfterJournal(bytes, ticket);
