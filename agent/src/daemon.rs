@@ -426,6 +426,24 @@ fn start_reporting(
     config: &Config,
     running: &mut Running,
 ) -> Result<(Arc<Events>, Arc<Metrics>), DaemonError> {
+    // The console's settings are checked before anything is journaled, so an agent that
+    // cannot reach its console does not start at all.
+    let console = match &config.console {
+        Some(c) => {
+            let settings = crate::shipper::Settings {
+                url: c.url.clone(),
+                name: c.name.clone().unwrap_or_else(host_name),
+                token: crate::shipper::read_token(&c.token_file)?,
+                ca_file: c
+                    .ca_file
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(crate::shipper::SYSTEM_CA)),
+            };
+            let client = crate::shipper::client(&settings.ca_file)?;
+            Some((settings, client))
+        }
+        None => None,
+    };
     let (journal, found) = Journal::open(&config.state_dir, config.journal, crate::clock::now())?;
     let metrics = Arc::new(Metrics::new());
     let (events, rx) = Events::new(Aggregator::default(), metrics.events_dropped.clone());
@@ -453,20 +471,7 @@ fn start_reporting(
     }
     let (stop_shipper, shipper_stop) = tokio::sync::watch::channel(false);
     let mut shippers = Vec::new();
-    let shipping = (|| -> Result<(), DaemonError> {
-        let Some(c) = &config.console else {
-            return Ok(());
-        };
-        let settings = crate::shipper::Settings {
-            url: c.url.clone(),
-            name: c.name.clone().unwrap_or_else(host_name),
-            token: crate::shipper::read_token(&c.token_file)?,
-            ca_file: c
-                .ca_file
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(crate::shipper::SYSTEM_CA)),
-        };
-        let client = crate::shipper::client(&settings.ca_file)?;
+    if let Some((settings, client)) = console {
         let status =
             crate::shipper::status_of(Arc::clone(live), Arc::clone(&metrics), lost_to_damage);
         info!(console = %settings.url, agent = %settings.name, "sending events to the console");
@@ -483,8 +488,7 @@ fn start_reporting(
             config.state_dir.clone(),
             shipper_stop,
         )));
-        Ok(())
-    })();
+    }
     let stopping = Arc::clone(&events);
     running.started("reporting", move || async move {
         stopping.flush();
@@ -508,7 +512,6 @@ fn start_reporting(
             }
         }
     });
-    shipping?;
     Ok((events, metrics))
 }
 

@@ -131,9 +131,9 @@ pub enum BatchError {
 pub fn batch_body<'a>(
     agent: &str,
     status: &crate::status::AgentStatus,
-    events: impl ExactSizeIterator<Item = &'a [u8]>,
+    events: impl Iterator<Item = &'a [u8]> + Clone,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.len() * 512 + 512);
+    let mut out = Vec::with_capacity(events.clone().map(|e| e.len() + 1).sum::<usize>() + 512);
     out.extend_from_slice(b"{\"agent\":");
     out.extend_from_slice(
         serde_json::to_string(agent)

@@ -298,12 +298,6 @@ const IO_NAMES: [&str; 16] = [
     "std::env",
 ];
 
-/// The I/O and clock names `source` uses outside comments and its test module, with their
-/// line numbers.
-fn impurities(source: &str) -> Vec<(usize, &'static str)> {
-    uses(source, &IO_NAMES)
-}
-
 /// Reads of the clock, which the agent makes only in `clock.rs`.
 const CLOCK_READS: [&str; 5] = [
     "SystemTime::now",
@@ -369,7 +363,7 @@ fn the_purity_checks_find_what_they_look_for() {
                   fn t() { let _ = std::time::Instant::now(); }\n\
                   }\n";
     assert_eq!(
-        impurities(source),
+        uses(source, &IO_NAMES),
         [
             (3, "std::fs"),
             (4, "SystemTime"),
@@ -405,14 +399,15 @@ fn the_agent_reads_the_clock_only_in_clock_rs() {
 #[test]
 fn pure_crates_do_no_io_and_read_no_clock() {
     let mut problems = Vec::new();
+    let files = rust_files();
     for krate in PURE {
-        for file in rust_files() {
+        for file in &files {
             let rel = file.strip_prefix(root()).unwrap().to_path_buf();
             if !rel.starts_with(Path::new(krate).join("src")) {
                 continue;
             }
-            let source = std::fs::read_to_string(&file).unwrap();
-            for (line, name) in impurities(&source) {
+            let source = std::fs::read_to_string(file).unwrap();
+            for (line, name) in uses(&source, &IO_NAMES) {
                 problems.push(format!("{}:{line}: {name}", rel.display()));
             }
         }

@@ -177,7 +177,7 @@ pub(crate) async fn note_quarantine(
         .device
         .ip
         .map(|ip| ip.to_string())
-        .or(e.device.mac.map(|mac| mac.to_string()))
+        .or_else(|| e.device.mac.map(|mac| mac.to_string()))
     else {
         return Ok(());
     };

@@ -85,8 +85,8 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
         )
             .into_response();
     }
-    let now = now_ms();
-    let received = jiff::Timestamp::from_millisecond(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let received = super::now();
+    let now = received.as_millisecond();
     let events: Vec<_> = batch.events.into_iter().map(|e| e.at(received)).collect();
     let new = match app.db.ingest(&name, &events, now).await {
         Ok(n) => n,

@@ -543,9 +543,14 @@ pub fn day_start(date: &str) -> Option<i64> {
         .map(|z| z.timestamp().as_millisecond())
 }
 
+/// The time now.
+pub fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
 /// The time now, in milliseconds since the epoch.
 pub fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
+    now().as_millisecond()
 }
 
 /// `ms` as local-looking UTC text for pages (`2026-11-24 10:02:03`).

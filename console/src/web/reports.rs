@@ -189,10 +189,14 @@ fn health(agent: Agent, now: i64) -> Health {
         .status
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok());
-    let dash = || "—".to_owned();
-    let (backlog, version, policy, errors) = match &status {
-        Some(s) => {
-            let errors = [
+    let shown = |v: Option<String>| {
+        v.filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "—".to_owned())
+    };
+    let errors = status
+        .as_ref()
+        .map(|s| {
+            [
                 ("policy rejected", s.policy_rejected),
                 ("events dropped", s.events_dropped),
                 ("events lost to damage", s.events_lost_to_damage),
@@ -202,26 +206,15 @@ fn health(agent: Agent, now: i64) -> Health {
             .filter(|(_, n)| *n > 0)
             .map(|(what, n)| format!("{what} {n}"))
             .collect::<Vec<_>>()
-            .join(", ");
-            (
-                s.backlog.to_string(),
-                if s.version.is_empty() {
-                    dash()
-                } else {
-                    s.version.clone()
-                },
-                s.policy.clone().unwrap_or_else(dash),
-                errors,
-            )
-        }
-        None => (dash(), dash(), dash(), String::new()),
-    };
+            .join(", ")
+        })
+        .unwrap_or_default();
     Health {
         seen: agent.last_seen_ms.map_or("never".to_owned(), when),
         late: agent.last_seen_ms.is_none_or(|t| now - t > LATE_MS),
-        backlog,
-        version,
-        policy,
+        backlog: shown(status.as_ref().map(|s| s.backlog.to_string())),
+        version: shown(status.as_ref().map(|s| s.version.clone())),
+        policy: shown(status.and_then(|s| s.policy)),
         errors: if errors.is_empty() {
             "none".into()
         } else {
