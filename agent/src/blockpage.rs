@@ -21,7 +21,7 @@ use schoolgate_engine::{Action, Decision, Policy, Reason, decide_as};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::events::bounded;
+use crate::report::events::bounded;
 use crate::shared::Shared;
 
 /// The port browsers use for HTTPS; blocked names' HTTPS is reset here.

@@ -24,22 +24,24 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::act::quarantine::Quarantine;
+use crate::act::{self, Actor, Attempt};
 use crate::blockpage;
-use crate::bypass::{self, Attempt};
 use crate::clients::Directory;
-use crate::dns::plan::Settings;
 use crate::dns::server::{Resolver, bind, serve_tcp, serve_udp};
-use crate::dns::upstream::{Upstream, UpstreamError};
-use crate::events::aggregate::Aggregator;
-use crate::events::sink::write_all;
-use crate::events::{Event, Events, Kind, Severity, bounded};
+use crate::firewall::learner::{self, Learner};
 use crate::firewall::nft::{Nft, NftError};
-use crate::firewall::{self, Firewall, learner, nflog};
-use crate::journal::{self, Journal};
-use crate::metrics::Metrics;
-use crate::reload::{LivePolicy, Outcome};
+use crate::firewall::{Firewall, nflog};
+use crate::reload::{self, LivePolicy};
+use crate::report::events::{Event, Events, Kind, Severity, bounded};
+use crate::report::journal::{self, Journal};
+use crate::report::metrics::Metrics;
+use crate::report::writer::write_all;
 use crate::shared::Shared;
+use crate::upstream::{Upstream, UpstreamError};
 use crate::watch::watch_files;
+use schoolgate_gateway::dns::plan::Settings;
+use schoolgate_gateway::events::aggregate::Aggregator;
 
 /// How soon after the last change to a watched file it is read again.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -88,7 +90,7 @@ pub struct Config {
 /// What the firewall needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct FirewallConfig {
-    pub settings: firewall::ruleset::Settings,
+    pub settings: schoolgate_gateway::firewall::ruleset::Settings,
     pub on_stop: OnStop,
     pub nft: Nft,
 }
@@ -116,7 +118,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
     #[error("cannot send events to the console: {0}")]
-    Shipper(#[from] crate::shipper::ShipperError),
+    Shipper(#[from] crate::report::shipper::ShipperError),
     #[error("cannot watch files: {0}")]
     Watch(#[from] notify::Error),
     #[error(
@@ -187,7 +189,7 @@ impl Config {
                     return Err(DaemonError::FirewallWithoutLan);
                 }
                 Some(FirewallConfig {
-                    settings: firewall::ruleset::Settings::new(
+                    settings: schoolgate_gateway::firewall::ruleset::Settings::new(
                         g.lan_interfaces.clone(),
                         &dns_listen,
                     ),
@@ -229,46 +231,55 @@ impl Config {
     }
 }
 
-/// Counts and reports one reload.
-fn record_reload(shared: &Shared, outcome: &Outcome) {
-    let now = crate::clock::now();
-    match outcome {
-        Outcome::Applied(_) => {
-            shared.metrics.reload("applied");
-            shared
-                .events
-                .emit(Event::new(Kind::PolicyReloaded, now, Severity::Info));
-        }
-        Outcome::Unchanged => shared.metrics.reload("unchanged"),
-        Outcome::Restored => {
-            shared.metrics.reload("restored");
-            let mut event = Event::new(Kind::PolicyReloaded, now, Severity::Info);
-            event.evidence = Some(
-                "the policy file was restored to the policy in force after a rejected edit"
-                    .to_owned(),
-            );
-            shared.events.emit(event);
-        }
-        Outcome::Rejected(e) => {
-            shared.metrics.reload("rejected");
-            let mut event = Event::new(Kind::PolicyRejected, now, Severity::Medium);
-            event.evidence = Some(bounded(&e.to_string().replace('\n', "; ")));
-            shared.events.emit(event);
-        }
-    }
+/// What a reload leads to, whether the file watch or SIGHUP asked for it.
+#[derive(Clone)]
+struct Reloads {
+    events: Arc<Events>,
+    metrics: Arc<Metrics>,
+    firewall: Option<Arc<Firewall>>,
+    learner: Option<Learner>,
 }
 
-/// Everything a reload leads to, whether the file watch or SIGHUP asked for it: counted and
-/// reported, and a new policy's firewall table loaded (on failure the old table stays).
-fn after_reload(shared: &Shared, firewall: Option<&Firewall>, outcome: &Outcome) {
-    record_reload(shared, outcome);
-    if let (Outcome::Applied(policy), Some(fw)) = (outcome, firewall) {
-        if let Err(e) = fw.apply(policy, crate::clock::now()) {
-            warn!(error = %e, "cannot load the firewall table for the new policy; the previous one stays");
+impl Reloads {
+    /// Counts and reports one reload, and loads a new policy's firewall table (on failure
+    /// the old table stays).
+    fn after(&self, outcome: &reload::Outcome) {
+        self.record(outcome);
+        if let (reload::Outcome::Applied(policy), Some(fw)) = (outcome, &self.firewall) {
+            if let Err(e) = fw.apply(policy, crate::clock::now()) {
+                warn!(error = %e, "cannot load the firewall table for the new policy; the previous one stays");
+            }
+            // The schedule the firewall follows may have changed.
+            if let Some(l) = &self.learner {
+                l.reloaded();
+            }
         }
-        // The schedule the firewall follows may have changed.
-        if let Some(l) = &shared.learner {
-            l.reloaded();
+    }
+
+    fn record(&self, outcome: &reload::Outcome) {
+        let now = crate::clock::now();
+        match outcome {
+            reload::Outcome::Applied(_) => {
+                self.metrics.reload("applied");
+                self.events
+                    .emit(Event::new(Kind::PolicyReloaded, now, Severity::Info));
+            }
+            reload::Outcome::Unchanged => self.metrics.reload("unchanged"),
+            reload::Outcome::Restored => {
+                self.metrics.reload("restored");
+                let mut event = Event::new(Kind::PolicyReloaded, now, Severity::Info);
+                event.evidence = Some(
+                    "the policy file was restored to the policy in force after a rejected edit"
+                        .to_owned(),
+                );
+                self.events.emit(event);
+            }
+            reload::Outcome::Rejected(e) => {
+                self.metrics.reload("rejected");
+                let mut event = Event::new(Kind::PolicyRejected, now, Severity::Medium);
+                event.evidence = Some(bounded(&e.to_string().replace('\n', "; ")));
+                self.events.emit(event);
+            }
         }
     }
 }
@@ -331,7 +342,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let mut running = Running::default();
     let started = start(&live, &config, &mut running).await;
-    let (shared, firewall, ready) = match started {
+    let (reloads, ready) = match started {
         Ok(s) => s,
         Err(e) => {
             running.stop().await;
@@ -343,7 +354,7 @@ pub async fn run(
         match c {
             Control::Reload => {
                 info!("reloading the policy");
-                after_reload(&shared, firewall.as_deref(), &live.reload());
+                reloads.after(&live.reload());
             }
             Control::Stop => break,
         }
@@ -353,19 +364,33 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts every service, in order; the shared services, the firewall and the bound
-/// addresses.
+/// Starts every service, in order; what a reload leads to, and the bound addresses.
 async fn start(
     live: &Arc<LivePolicy>,
     config: &Config,
     running: &mut Running,
-) -> Result<(Arc<Shared>, Option<Arc<Firewall>>, Ready), DaemonError> {
+) -> Result<(Reloads, Ready), DaemonError> {
     std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
         path: config.state_dir.clone(),
         source,
     })?;
     let (events, metrics) = start_reporting(live, config, running)?;
     let directory = start_clients(config, running)?;
+    let quarantine = Arc::new(Quarantine::default());
+    let firewall = start_firewall(live, config, &quarantine, running)?;
+    let actor = Arc::new(Actor::new(
+        Arc::clone(&events),
+        Arc::clone(&directory),
+        Arc::clone(&quarantine),
+        firewall.clone(),
+        config.state_dir.clone(),
+    ));
+    let shared = Arc::new(Shared {
+        live: Arc::clone(live),
+        directory,
+        metrics: Arc::clone(&metrics),
+        quarantine,
+    });
     let (learner, learned) = match config.firewall {
         Some(_) => {
             let (l, rx) = learner::channel();
@@ -373,20 +398,16 @@ async fn start(
         }
         None => (None, None),
     };
-    let shared = Arc::new(Shared {
-        live: Arc::clone(live),
-        directory,
+    let reloads = Reloads {
         events: Arc::clone(&events),
         metrics: Arc::clone(&metrics),
+        firewall: firewall.clone(),
         learner: learner.clone(),
-        quarantine: Arc::default(),
-        state_dir: config.state_dir.clone(),
-    });
-    let firewall = start_firewall(live, config, &shared, running)?;
-    start_nflog(config, &shared, firewall.as_ref(), running);
-    start_releases(config, &shared, firewall.as_ref(), running)?;
-    start_inspection(config, &shared, firewall.as_ref(), running)?;
-    start_policy_watch(live, &shared, firewall.as_ref(), running)?;
+    };
+    start_nflog(config, &shared, &actor, running);
+    start_releases(config, &shared, &actor, running)?;
+    start_inspection(config, &shared, &actor, running)?;
+    start_policy_watch(live, &reloads, running)?;
     let upstream = Upstream::new(&config.upstreams)?;
     if let (Some(fw), Some(l), Some(rx)) = (&firewall, &learner, learned) {
         let learning = learner::spawn(
@@ -403,7 +424,10 @@ async fn start(
         });
     }
     let mut ready = Ready::default();
-    start_dns(config, &shared, upstream, &mut ready, running).await?;
+    start_dns(
+        config, &shared, &actor, learner, upstream, &mut ready, running,
+    )
+    .await?;
     start_block_page(config, &shared, &mut ready, running).await?;
     start_metrics(config, &metrics, firewall.as_ref(), &mut ready, running).await?;
     let ticking = Arc::clone(&events);
@@ -415,7 +439,7 @@ async fn start(
         }
     });
     running.started("event ticker", move || abort(ticker));
-    Ok((shared, firewall, ready))
+    Ok((reloads, ready))
 }
 
 /// Reporting: the journal, its writer, `agent_started` and the damage found at start, and
@@ -430,16 +454,16 @@ fn start_reporting(
     // cannot reach its console does not start at all.
     let console = match &config.console {
         Some(c) => {
-            let settings = crate::shipper::Settings {
+            let settings = crate::report::shipper::Settings {
                 url: c.url.clone(),
                 name: c.name.clone().unwrap_or_else(host_name),
-                token: crate::shipper::read_token(&c.token_file)?,
+                token: crate::report::shipper::read_token(&c.token_file)?,
                 ca_file: c
                     .ca_file
                     .clone()
-                    .unwrap_or_else(|| PathBuf::from(crate::shipper::SYSTEM_CA)),
+                    .unwrap_or_else(|| PathBuf::from(crate::report::shipper::SYSTEM_CA)),
             };
-            let client = crate::shipper::client(&settings.ca_file)?;
+            let client = crate::report::shipper::client(&settings.ca_file)?;
             Some((settings, client))
         }
         None => None,
@@ -472,17 +496,20 @@ fn start_reporting(
     let (stop_shipper, shipper_stop) = tokio::sync::watch::channel(false);
     let mut shippers = Vec::new();
     if let Some((settings, client)) = console {
-        let status =
-            crate::shipper::status_of(Arc::clone(live), Arc::clone(&metrics), lost_to_damage);
+        let status = crate::report::shipper::status_of(
+            Arc::clone(live),
+            Arc::clone(&metrics),
+            lost_to_damage,
+        );
         info!(console = %settings.url, agent = %settings.name, "sending events to the console");
-        shippers.push(tokio::spawn(crate::shipper::ship(
+        shippers.push(tokio::spawn(crate::report::shipper::ship(
             journal.clone(),
             settings.clone(),
             client.clone(),
             status,
             shipper_stop.clone(),
         )));
-        shippers.push(tokio::spawn(crate::shipper::take_commands(
+        shippers.push(tokio::spawn(crate::act::commands::take_commands(
             settings,
             client,
             config.state_dir.clone(),
@@ -540,7 +567,7 @@ fn start_clients(config: &Config, running: &mut Running) -> Result<Arc<Directory
 fn start_firewall(
     live: &Arc<LivePolicy>,
     config: &Config,
-    shared: &Arc<Shared>,
+    quarantine: &Quarantine,
     running: &mut Running,
 ) -> Result<Option<Arc<Firewall>>, DaemonError> {
     let firewall = match &config.firewall {
@@ -565,7 +592,7 @@ fn start_firewall(
     // Quarantines from the state file hold even if the table was lost (a reboot). They are
     // read first: their records name the device and what it did, where the table holds
     // bare addresses and MACs, which only add devices the file does not know.
-    match shared.quarantine.load(&config.state_dir) {
+    match quarantine.load(&config.state_dir) {
         Ok(0) => {}
         Ok(n) => info!(devices = n, "quarantine list read"),
         Err(e) => {
@@ -573,10 +600,8 @@ fn start_firewall(
         }
     }
     if let Some(fw) = &firewall {
-        shared
-            .quarantine
-            .extend(&fw.quarantined(), crate::clock::now());
-        for r in shared.quarantine.records() {
+        quarantine.extend(&fw.quarantined(), crate::clock::now());
+        for r in quarantine.records() {
             if let Err(e) = fw.quarantine(r.ip, r.mac) {
                 warn!(error = %e, "cannot restore a quarantine in the firewall");
             }
@@ -587,19 +612,14 @@ fn start_firewall(
 
 /// The packets the table logs, each judged as a bypass attempt (DNS to outside resolvers).
 /// Another program holding the NFLOG group is no reason not to start.
-fn start_nflog(
-    config: &Config,
-    shared: &Arc<Shared>,
-    firewall: Option<&Arc<Firewall>>,
-    running: &mut Running,
-) {
-    let (Some(fw), Some(f)) = (firewall, &config.firewall) else {
+fn start_nflog(config: &Config, shared: &Arc<Shared>, actor: &Arc<Actor>, running: &mut Running) {
+    let Some(f) = &config.firewall else {
         return;
     };
-    let (sh, fw) = (Arc::clone(shared), Arc::clone(fw));
+    let (sh, actor) = (Arc::clone(shared), Arc::clone(actor));
     match nflog::Listener::start(f.settings.log_group, move |p| {
         if let Some(a) = Attempt::from_logged(&p) {
-            bypass::respond(&sh, Some(&fw), a);
+            attempt_seen(&sh, &actor, a);
         }
     }) {
         Ok(l) => running.started("nflog", move || async move {
@@ -613,22 +633,41 @@ fn start_nflog(
     }
 }
 
+/// An attempt the firewall's log showed, handed to the actor with its sender. Only the
+/// school's own devices are judged; anything else on the LAN is not ours to confine.
+fn attempt_seen(shared: &Shared, actor: &Actor, attempt: Attempt) {
+    let policy = shared.live.current();
+    if !policy.serves(attempt.client) {
+        return;
+    }
+    let now = crate::clock::now();
+    let who = shared.who(&policy, attempt.client, now);
+    actor.act(&policy, &who, now, act::Outcome::Attempt(attempt));
+}
+
 /// Release requests (`schoolgate-agent release`, the console's commands): those waiting are
 /// applied now, and the file is watched for more.
 fn start_releases(
     config: &Config,
     shared: &Arc<Shared>,
-    firewall: Option<&Arc<Firewall>>,
+    actor: &Arc<Actor>,
     running: &mut Running,
 ) -> Result<(), DaemonError> {
-    bypass::apply_releases(shared, firewall.map(|f| &**f));
-    let (sh, fw) = (Arc::clone(shared), firewall.cloned());
-    let requests = config.state_dir.join(crate::quarantine::REQUESTS_FILE);
+    let apply = {
+        let (shared, actor) = (Arc::clone(shared), Arc::clone(actor));
+        move || {
+            let policy = shared.live.current();
+            let now = crate::clock::now();
+            actor.apply_releases(&policy, now, |ip| shared.who(&policy, ip, now));
+        }
+    };
+    apply();
+    let requests = config.state_dir.join(crate::act::quarantine::REQUESTS_FILE);
     let watch = watch_files(
         "release-watch",
         DEBOUNCE,
         move || vec![requests.clone()],
-        move || bypass::apply_releases(&sh, fw.as_deref()),
+        apply,
     )?;
     running.started("release watch", move || async move { drop(watch) });
     Ok(())
@@ -638,7 +677,7 @@ fn start_releases(
 fn start_inspection(
     config: &Config,
     shared: &Arc<Shared>,
-    firewall: Option<&Arc<Firewall>>,
+    actor: &Arc<Actor>,
     running: &mut Running,
 ) -> Result<(), DaemonError> {
     let mut captures = Vec::new();
@@ -654,7 +693,7 @@ fn start_inspection(
     let threads = crate::inspection::spawn(
         captures,
         Arc::clone(shared),
-        firewall.cloned(),
+        Arc::clone(actor),
         Arc::clone(&stop),
     )
     .map_err(DaemonError::Thread)?;
@@ -670,14 +709,11 @@ fn start_inspection(
 /// The policy file watched: each save reloaded, reported, and a new table loaded.
 fn start_policy_watch(
     live: &Arc<LivePolicy>,
-    shared: &Arc<Shared>,
-    firewall: Option<&Arc<Firewall>>,
+    reloads: &Reloads,
     running: &mut Running,
 ) -> Result<(), DaemonError> {
-    let (watcher, fw) = (Arc::clone(shared), firewall.cloned());
-    let watch = live.watch(DEBOUNCE, move |o| {
-        after_reload(&watcher, fw.as_deref(), o);
-    })?;
+    let reloads = reloads.clone();
+    let watch = live.watch(DEBOUNCE, move |o| reloads.after(o))?;
     running.started("policy watch", move || async move { drop(watch) });
     Ok(())
 }
@@ -686,12 +722,16 @@ fn start_policy_watch(
 async fn start_dns(
     config: &Config,
     shared: &Arc<Shared>,
+    actor: &Arc<Actor>,
+    learner: Option<Learner>,
     upstream: Upstream,
     ready: &mut Ready,
     running: &mut Running,
 ) -> Result<(), DaemonError> {
     let resolver = Arc::new(Resolver::new(
         Arc::clone(shared),
+        Arc::clone(actor),
+        learner,
         config.resolver,
         upstream,
         config.rate_limit,

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use jiff::Timestamp;
 use schoolgate_engine::{Client, Policy};
 
-use crate::dns::plan::{Plan, Request, Settings, answer, plan};
+use schoolgate_gateway::dns::plan::{Plan, Request, Settings, answer, plan};
 
 /// A small policy with every kind of rule the planner reads, built once.
 #[allow(
@@ -68,7 +68,7 @@ pub fn dns_request(data: &[u8]) {
     reason = "a disagreement is the bug this fuzz target looks for"
 )]
 pub fn question_agrees(data: &[u8]) {
-    if let Some(d) = crate::dns::question::disagreement(data) {
+    if let Some(d) = schoolgate_gateway::dns::question::disagreement(data) {
         panic!("{d:?}");
     }
 }
@@ -86,7 +86,7 @@ fn build(request: &Request, strip_ech: bool) {
 /// A cached answer re-sent for arbitrary request bytes (the wire cache's path), and arbitrary
 /// bytes read as a response template. Must never panic.
 pub fn wire_answer(data: &[u8]) {
-    use crate::dns::wire::Template;
+    use schoolgate_gateway::dns::wire::Template;
     static T: OnceLock<Option<Template>> = OnceLock::new();
     let template = T.get_or_init(|| {
         let name = hickory_proto::rr::Name::from_ascii("www.example.com.").ok()?;
@@ -113,7 +113,7 @@ pub fn wire_answer(data: &[u8]) {
 /// Netlink datagrams as the NFLOG socket receives them, and the packets in them: reading
 /// them never panics.
 pub fn nflog_datagram(data: &[u8]) {
-    use crate::firewall::logged::{dns_attempt, packets};
+    use schoolgate_gateway::firewall::logged::{dns_attempt, packets};
     for p in packets(data) {
         let _ = dns_attempt(&p.packet);
     }
@@ -140,7 +140,7 @@ pub fn leases_and_neighbours(data: &[u8]) {
     reason = "an assertion a fuzzer reports as a crash: what scan found does not hold"
 )]
 pub fn journal_segment(data: &[u8]) {
-    use crate::journal::record::{encode, scan};
+    use schoolgate_gateway::journal::record::{encode, scan};
     let (found, _damage) = scan(data);
     let mut again = Vec::new();
     for f in &found {
@@ -164,7 +164,7 @@ pub fn journal_segment(data: &[u8]) {
     reason = "a message that does not come out as framed is the bug this target looks for"
 )]
 pub fn dns_tcp_stream(data: &[u8]) {
-    use crate::dns::tcp::{Next, Reassembly, frame};
+    use schoolgate_gateway::dns::tcp::{Next, Reassembly, frame};
     let Some((&piece, stream)) = data.split_first() else {
         return;
     };

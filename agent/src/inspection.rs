@@ -1,43 +1,31 @@
 //! Packet inspection in the daemon: frames from a [`Frames`] source through the kernel
-//! filter (where it is not the kernel's already), the [`Inspector`] and [`judge`], and then
-//! what the verdict asks for:
-//! - a bypass attempt: [`bypass::respond`] (event, and quarantine where the group's
-//!   `bypass.response` says so);
-//! - a connection to a name blocked for that device now: a `blocked` event with the evidence,
-//!   and the connection ended — TCP by a reset to each end, QUIC by refusing the flow in the
-//!   firewall for [`QUIC_BLOCK`] (the browser falls back to TCP, which is reset).
+//! filter (where it is not the kernel's already), the [`Inspector`] and [`judge`], and the
+//! outcome handed to the actor ([`Actor::act`]): a bypass attempt, or a connection to a name
+//! blocked for that device now, ended first by the [`Enforcer`].
 //!
 //! DNS questions are left to those that already answer for them: the resolver reports the
 //! names asked of it, and the firewall reports DNS sent elsewhere (inspection reports
 //! external DNS only when there is no firewall). DNS tunnels are inspection's own.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use schoolgate_engine::Technique;
+use schoolgate_engine::{Policy, Technique};
 use schoolgate_inspect::filter::{self, Framing, Insn};
-use schoolgate_inspect::inspector::{Carrier, Config, Inspector, NameSource, Observation};
-use schoolgate_inspect::judge::{Action, judge};
+use schoolgate_inspect::inspector::{Config, Inspector, NameSource, Observation};
+use schoolgate_inspect::judge::{Action, Verdict, judge};
 use schoolgate_inspect::packet::{self, LinkType};
-use schoolgate_inspect::reset::resets;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::{debug, info, warn};
 
-use crate::bypass::{self, Attempt};
+use crate::act::enforce::Enforcer;
+use crate::act::{Actor, Attempt, Blocked, Outcome};
 use crate::capture::live::{Live, Sender};
 use crate::capture::{Frame, Frames, Next};
-use crate::events::bounded;
-use crate::firewall::Firewall;
+use crate::report::events::bounded;
 use crate::shared::Shared;
-
-/// How long a QUIC flow to a blocked name stays refused.
-pub const QUIC_BLOCK: Duration = Duration::from_secs(120);
-/// `IPPROTO_RAW`: a raw socket whose packets carry their own IP header.
-const IPPROTO_RAW: i32 = 255;
 
 /// Frames to observations: the filter (when asked for), then the inspector.
 #[derive(Debug)]
@@ -91,151 +79,84 @@ impl Pipeline {
     }
 }
 
-/// How the daemon ends connections inspection judged blocked.
-#[derive(Debug)]
-pub struct Enforcer {
-    /// The LAN interface's sender: resets to devices.
-    lan: Option<Sender>,
-    /// Raw IP sockets: resets to servers, routed by the gateway's own stack.
-    raw_v4: Option<Socket>,
-    raw_v6: Option<Socket>,
-    firewall: Option<Arc<Firewall>>,
-}
-
-impl Enforcer {
-    pub fn new(lan: Option<Sender>, firewall: Option<Arc<Firewall>>) -> Self {
-        let raw = |domain| {
-            Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_RAW)))
-                .map_err(|e| warn!(error = %e, "cannot open a raw socket: resets reach devices but not servers"))
-                .ok()
-        };
-        Self {
-            lan,
-            raw_v4: raw(Domain::IPV4),
-            raw_v6: raw(Domain::IPV6),
-            firewall,
-        }
-    }
-
-    /// Ends the connection of `obs`. Returns what was done, in words for the event.
-    fn end(&mut self, obs: &Observation) -> &'static str {
-        match obs.carrier {
-            Carrier::Tcp => {
-                let Some(mac) = self.lan.as_ref().map(|s| s.mac) else {
-                    return "not reset (no capture sender)";
-                };
-                let Some(r) = resets(obs, mac) else {
-                    return "not reset (sequence numbers unknown)";
-                };
-                let mut done = false;
-                if let (Some(frame), Some(lan)) = (&r.to_client, &mut self.lan) {
-                    match lan.send(frame) {
-                        Ok(()) => done = true,
-                        Err(e) => warn!(error = %e, "cannot send a reset to the device"),
-                    }
-                }
-                let raw = if obs.server.is_ipv4() {
-                    &self.raw_v4
-                } else {
-                    &self.raw_v6
-                };
-                if let Some(raw) = raw {
-                    let to = SockAddr::from(SocketAddr::new(obs.server.ip(), 0));
-                    match raw.send_to(&r.to_server, &to) {
-                        Ok(_) => done = true,
-                        Err(e) => warn!(error = %e, "cannot send a reset to the server"),
-                    }
-                }
-                if done { "reset" } else { "reset failed" }
-            }
-            Carrier::Quic | Carrier::Udp => match &self.firewall {
-                Some(fw) => match fw.block_quic(obs.client.ip(), obs.server, QUIC_BLOCK) {
-                    Ok(()) => "refused for 2 minutes",
-                    Err(e) => {
-                        warn!(error = %e, "cannot refuse a QUIC flow");
-                        "refusal failed"
-                    }
-                },
-                None => "not refused (no firewall)",
-            },
-            _ => "not ended",
-        }
-    }
-}
-
-/// Judges one observation and does what the verdict asks.
-pub fn act(
-    shared: &Shared,
-    firewall: Option<&Firewall>,
-    enforcer: &mut Enforcer,
-    obs: &Observation,
-) {
+/// What inspection makes of one observation, handed to the actor: the sender worked out
+/// once, the verdict judged, a blocked connection ended by `enforcer`.
+pub fn act(shared: &Shared, actor: &Actor, enforcer: &mut Enforcer, obs: &Observation) {
     let policy = shared.live.current();
     let ip: IpAddr = obs.client.ip();
-    // Only the school's own devices are judged.
-    if !policy.serves(ip) {
+    if !ours(&policy, actor.has_firewall(), obs) {
         return;
-    }
-    // Sinkholed names lead to the block page, so a connection to it names a blocked site
-    // (HTTP Host, TLS server name): the block page answers it, inspection must not reset it.
-    let block_page = policy.gateway().and_then(|g| g.block_page.as_ref());
-    if block_page.is_some_and(|b| b.is_at(obs.server.ip())) {
-        return;
-    }
-    if obs.name_source == Some(NameSource::Dns) {
-        let ours = match obs.technique {
-            // The resolver answers DNS; what it cannot see in a question is a tunnel, or a
-            // DNSCrypt client's first step.
-            Some(Technique::DnsTunnel | Technique::Dnscrypt) => true,
-            Some(Technique::ExternalDns) => firewall.is_none(),
-            _ => false,
-        };
-        if !ours {
-            return;
-        }
     }
     let now = crate::clock::now();
     let who = shared.who(&policy, ip, now);
     let quarantined = shared.quarantine.contains(&who.client);
     let verdict = judge(&policy, &who.client, obs, now, quarantined);
     shared.metrics.inspected(verdict.action.as_str());
+    if let Some(outcome) = outcome(&policy, obs, &verdict, quarantined, enforcer) {
+        actor.act(&policy, &who, now, outcome);
+    }
+}
+
+/// Whether `obs` is inspection's to judge: only the school's own devices are; the block
+/// page's own connections are not; and DNS is left to those that answer for it.
+fn ours(policy: &Policy, firewall: bool, obs: &Observation) -> bool {
+    if !policy.serves(obs.client.ip()) {
+        return false;
+    }
+    // Sinkholed names lead to the block page, so a connection to it names a blocked site
+    // (HTTP Host, TLS server name): the block page answers it, inspection must not reset it.
+    let block_page = policy.gateway().and_then(|g| g.block_page.as_ref());
+    if block_page.is_some_and(|b| b.is_at(obs.server.ip())) {
+        return false;
+    }
+    if obs.name_source == Some(NameSource::Dns) {
+        return match obs.technique {
+            // The resolver answers DNS; what it cannot see in a question is a tunnel, or a
+            // DNSCrypt client's first step.
+            Some(Technique::DnsTunnel | Technique::Dnscrypt) => true,
+            Some(Technique::ExternalDns) => !firewall,
+            _ => false,
+        };
+    }
+    true
+}
+
+/// The outcome of a verdict: a blocked connection (ended first, so the evidence says how),
+/// or a bypass attempt.
+fn outcome(
+    policy: &Policy,
+    obs: &Observation,
+    verdict: &Verdict<'_>,
+    quarantined: bool,
+    enforcer: &mut Enforcer,
+) -> Option<Outcome> {
     match verdict.action {
-        Action::Allow => {}
+        Action::Allow => None,
         Action::Block => {
             let done = enforcer.end(obs);
             debug!(client = %obs.client, server = %obs.server, name = ?obs.name, done, "blocked connection");
             // A quarantined device's connections are the firewall's to refuse; reporting
             // each would bury the attempt that put it there.
             if quarantined {
-                return;
+                return None;
             }
-            let seen = crate::act::Blocked {
+            Some(Outcome::Blocked(Blocked {
                 name: obs.name.as_deref().map(bounded),
-                rule: verdict.decision.rule_name(&policy).map(str::to_owned),
-                category: verdict.decision.category(&policy).map(str::to_owned),
+                rule: verdict.decision.rule_name(policy).map(str::to_owned),
+                category: verdict.decision.category(policy).map(str::to_owned),
                 destination: Some(obs.server.to_string()),
                 evidence: bounded(&format!("{}; connection {done}", obs.evidence)),
-            };
-            crate::act::blocked(shared, &policy, &who, now, seen);
+            }))
         }
-        Action::Quarantine | Action::Alert | Action::Log => {
-            if let Some(technique) = verdict.technique {
-                bypass::respond_as(
-                    shared,
-                    firewall,
-                    &policy,
-                    &who,
-                    now,
-                    Attempt {
-                        client: ip,
-                        technique,
-                        destination: obs.server.to_string(),
-                        name: obs.name.clone(),
-                        evidence: obs.evidence.clone(),
-                    },
-                );
-            }
-        }
+        Action::Quarantine | Action::Alert | Action::Log => verdict.technique.map(|technique| {
+            Outcome::Attempt(Attempt {
+                client: obs.client.ip(),
+                technique,
+                destination: obs.server.to_string(),
+                name: obs.name.clone(),
+                evidence: obs.evidence.clone(),
+            })
+        }),
     }
 }
 
@@ -243,7 +164,7 @@ pub fn act(
 pub fn run(
     mut source: impl Frames,
     shared: &Shared,
-    firewall: Option<&Firewall>,
+    actor: &Actor,
     mut enforcer: Enforcer,
     filter: bool,
     stop: &AtomicBool,
@@ -257,7 +178,7 @@ pub fn run(
         };
         shared.metrics.captured.inc();
         for obs in pipeline.frame(frame).drain(..) {
-            act(shared, firewall, &mut enforcer, &obs);
+            act(shared, actor, &mut enforcer, &obs);
         }
     }
     Ok(())
@@ -267,18 +188,18 @@ pub fn run(
 pub fn spawn(
     captures: Vec<(String, Live, Sender)>,
     shared: Arc<Shared>,
-    firewall: Option<Arc<Firewall>>,
+    actor: Arc<Actor>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for (name, live, sender) in captures {
-        let (shared, firewall, stop) = (Arc::clone(&shared), firewall.clone(), Arc::clone(&stop));
+        let (shared, actor, stop) = (Arc::clone(&shared), Arc::clone(&actor), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name(format!("inspect-{name}"))
             .spawn(move || {
                 info!(interface = %name, "inspecting");
-                let enforcer = Enforcer::new(Some(sender), firewall.clone());
-                if let Err(e) = run(live, &shared, firewall.as_deref(), enforcer, false, &stop) {
+                let enforcer = Enforcer::new(Some(sender), actor.firewall_handle());
+                if let Err(e) = run(live, &shared, &actor, enforcer, false, &stop) {
                     warn!(interface = %name, error = %e, "capture stopped");
                 }
             })?;

@@ -76,7 +76,7 @@ fn events(policy: &Path, state_dir: Option<std::path::PathBuf>) -> ExitCode {
     let Some(dir) = state_dir_of(policy, state_dir) else {
         return ExitCode::from(EXIT_BAD_INPUT);
     };
-    match schoolgate_agent::journal::read_dir(&dir) {
+    match schoolgate_agent::report::journal::read_dir(&dir) {
         Ok(records) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for r in records {
@@ -107,7 +107,7 @@ fn release(
     state_dir: Option<std::path::PathBuf>,
     wait: u64,
 ) -> ExitCode {
-    use schoolgate_agent::quarantine::{Request, read_state, request_release};
+    use schoolgate_agent::act::quarantine::{Request, read_state, request_release};
     if reason.trim().is_empty() {
         eprintln!("error: --reason must say why the device is released");
         return ExitCode::from(EXIT_BAD_INPUT);
@@ -122,7 +122,8 @@ fn release(
         Ok(false) => {
             eprintln!(
                 "error: {device} is not quarantined (see {})",
-                dir.join(schoolgate_agent::quarantine::STATE_FILE).display()
+                dir.join(schoolgate_agent::act::quarantine::STATE_FILE)
+                    .display()
             );
             return ExitCode::from(EXIT_NOT_RELEASED);
         }
@@ -157,7 +158,7 @@ fn release(
     }
     eprintln!(
         "error: the agent did not apply the release within {wait} s; it stays queued in {} and is applied when the agent runs",
-        dir.join(schoolgate_agent::quarantine::REQUESTS_FILE)
+        dir.join(schoolgate_agent::act::quarantine::REQUESTS_FILE)
             .display()
     );
     ExitCode::from(EXIT_NOT_RELEASED)
@@ -256,8 +257,8 @@ fn watch(
 }
 
 fn print_ruleset(path: &Path, at: Option<&str>) -> ExitCode {
-    use schoolgate_agent::firewall::listed;
-    use schoolgate_agent::firewall::ruleset::{self, Settings, State};
+    use schoolgate_gateway::firewall::listed;
+    use schoolgate_gateway::firewall::ruleset::{self, Settings, State};
     let Some(policy) = load_or_report(path) else {
         return ExitCode::from(EXIT_BAD_INPUT);
     };

@@ -431,3 +431,249 @@ fn pure_crates_do_no_io_and_read_no_clock() {
         problems.join("\n  ")
     );
 }
+
+/// The agent's top-level modules by layer: a module may import only modules of a lower layer
+/// (and its own). The stages a request passes through import the stages they hand it to
+/// (the resolver and inspection hand outcomes to the actor, the actor to the firewall and
+/// to reporting), and the sources they read (the live policy, who is who, capture) sit
+/// below them all. ARCHITECTURE.md explains each layer.
+const AGENT_LAYERS: [(&str, u8); 21] = [
+    ("clock", 0),
+    ("recent", 0),
+    ("watch", 0),
+    ("policy_file", 0),
+    ("upstream", 0),
+    ("reload", 1),
+    ("capture", 2),
+    ("clients", 2),
+    ("report", 3),
+    ("firewall", 4),
+    ("act", 5),
+    ("shared", 6),
+    ("dns", 7),
+    ("inspection", 7),
+    ("blockpage", 7),
+    ("replay", 8),
+    ("daemon", 9),
+    ("fuzz", 9),
+    ("lib", 9),
+    ("main", 9),
+    ("cli", 9),
+];
+
+/// The top-level module `rel` (a path under `src/`) belongs to.
+fn top_module(rel: &Path) -> String {
+    let first = rel
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    first.unwrap_or_default().trim_end_matches(".rs").to_owned()
+}
+
+/// The top-level modules of this crate `source` imports (`crate::name`), outside comments
+/// and its test module, with the line of each.
+fn crate_imports(source: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut lines = source.lines().enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        let code = line.trim_start();
+        if code.starts_with("#[cfg(test)]")
+            && lines
+                .peek()
+                .is_some_and(|(_, next)| next.trim_start().starts_with("mod "))
+        {
+            break;
+        }
+        if code.starts_with("//") {
+            continue;
+        }
+        for (at, _) in code.match_indices("crate::") {
+            // `schoolgate_crate::` and the like are other crates.
+            let before = code[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let name: String = code[at + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.push((i + 1, name));
+            }
+        }
+    }
+    found
+}
+
+/// The imports in `files` (path under `src/`, source) that go to a layer that is not lower,
+/// or name a module `layers` does not place.
+fn layer_violations(files: &[(PathBuf, String)], layers: &[(&str, u8)]) -> Vec<String> {
+    let layer = |m: &str| layers.iter().find(|(n, _)| *n == m).map(|(_, l)| *l);
+    let mut problems = Vec::new();
+    for (rel, source) in files {
+        let from = top_module(rel);
+        let Some(from_layer) = layer(&from) else {
+            problems.push(format!("{}: module `{from}` has no layer", rel.display()));
+            continue;
+        };
+        for (line, to) in crate_imports(source) {
+            if to == from {
+                continue;
+            }
+            match layer(&to) {
+                Some(l) if l < from_layer => {}
+                Some(l) => problems.push(format!(
+                    "{}:{line}: `{from}` (layer {from_layer}) imports `{to}` (layer {l})",
+                    rel.display()
+                )),
+                None => problems.push(format!(
+                    "{}:{line}: `{from}` imports `{to}`, which has no layer",
+                    rel.display()
+                )),
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_layer_check_finds_what_it_looks_for() {
+    let files = [
+        (
+            PathBuf::from("act/mod.rs"),
+            "//! Act.\nuse crate::report::events::Event;\n// crate::dns in a comment\n\
+             use schoolgate_crate::dns;\nuse crate::dns::server::Resolver;\n"
+                .to_owned(),
+        ),
+        (
+            PathBuf::from("report/events.rs"),
+            "//! Events.\nuse crate::report::journal;\n#[cfg(test)]\nmod tests {\n\
+             use crate::act::Actor;\n}\n"
+                .to_owned(),
+        ),
+        (PathBuf::from("new.rs"), "//! New.\n".to_owned()),
+    ];
+    let layers = [("report", 3), ("act", 5), ("dns", 7)];
+    assert_eq!(
+        layer_violations(&files, &layers),
+        [
+            "act/mod.rs:5: `act` (layer 5) imports `dns` (layer 7)",
+            "new.rs: module `new` has no layer",
+        ]
+    );
+}
+
+#[test]
+fn the_agents_modules_import_only_lower_layers() {
+    let src = root().join("agent/src");
+    let files: Vec<(PathBuf, String)> = rust_files()
+        .into_iter()
+        .filter_map(|f| {
+            let rel = f.strip_prefix(&src).ok()?.to_path_buf();
+            Some((rel, std::fs::read_to_string(&f).unwrap()))
+        })
+        .collect();
+    assert!(files.len() > 30, "the agent's sources were not found");
+    let problems = layer_violations(&files, &AGENT_LAYERS);
+    assert!(
+        problems.is_empty(),
+        "a module imports one at its own layer or above (see ARCHITECTURE.md):\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// The files of one folder that import each other (`super::name`) round a circle, if any:
+/// the circle's files in order.
+fn sibling_circle(files: &[(String, String)]) -> Option<Vec<String>> {
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let edges: Vec<Vec<usize>> = files
+        .iter()
+        .map(|(_, source)| {
+            let mut to: Vec<usize> = names
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| {
+                    source.lines().any(|l| {
+                        let code = l.trim_start();
+                        !code.starts_with("//") && code.contains(&format!("super::{n}"))
+                    })
+                })
+                .map(|(i, _)| i)
+                .collect();
+            to.sort_unstable();
+            to
+        })
+        .collect();
+    // Depth-first search; a file met again while on the path closes a circle.
+    fn visit(at: usize, edges: &[Vec<usize>], state: &mut [u8], path: &mut Vec<usize>) -> bool {
+        state[at] = 1;
+        path.push(at);
+        for &next in &edges[at] {
+            if state[next] == 1 {
+                let start = path.iter().position(|&p| p == next).unwrap_or(0);
+                path.drain(..start);
+                return true;
+            }
+            if state[next] == 0 && visit(next, edges, state, path) {
+                return true;
+            }
+        }
+        path.pop();
+        state[at] = 2;
+        false
+    }
+    let mut state = vec![0u8; files.len()];
+    for start in 0..files.len() {
+        let mut path = Vec::new();
+        if state[start] == 0 && visit(start, &edges, &mut state, &mut path) {
+            return Some(path.into_iter().map(|i| names[i].to_owned()).collect());
+        }
+    }
+    None
+}
+
+#[test]
+fn the_circle_check_finds_a_circle() {
+    let file = |n: &str, s: &str| (n.to_owned(), s.to_owned());
+    let circle = [
+        file("ruleset", "use super::listed::Listed;\n"),
+        file("listed", "use super::learned::scopes;\n"),
+        file("learned", "use super::ruleset::group_ids;\n"),
+        file("ranges", "// super::ruleset in a comment\n"),
+    ];
+    assert_eq!(
+        sibling_circle(&circle),
+        Some(vec!["ruleset".into(), "listed".into(), "learned".into()])
+    );
+    assert_eq!(sibling_circle(&circle[..2]), None);
+}
+
+#[test]
+fn the_folders_files_import_no_circle() {
+    for folder in [
+        "gateway/src/firewall",
+        "gateway/src/dns",
+        "agent/src/act",
+        "agent/src/report",
+    ] {
+        let dir = root().join(folder);
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("mod.rs") {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                let source = std::fs::read_to_string(&path).unwrap();
+                // The test module may use what it likes.
+                let code = source.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+                files.push((name, code.to_owned()));
+            }
+        }
+        files.sort();
+        assert!(files.len() > 1, "{folder} was not read");
+        assert_eq!(
+            sibling_circle(&files),
+            None,
+            "files of {folder} import each other round a circle"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use schoolgate_engine::MacAddr;
 use schoolgate_engine::policy::gateway::LeaseFormat;
 
-use crate::events::bounded;
+use schoolgate_contract::text::bounded;
 
 /// One lease.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The resolver's sockets: UDP and TCP on every listen address, IPv4 and IPv6.
 //!
-//! Each request is rate-limited per client, planned by [`plan`](super::plan::plan) against the
+//! Each request is rate-limited per client, planned by [`plan`](schoolgate_gateway::dns::plan::plan) against the
 //! policy in force, and answered directly or after asking the upstream resolvers.
 
 use std::io::{IoSlice, IoSliceMut};
@@ -20,16 +20,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use super::cache::{self, AnswerCache, Cache};
-use super::plan::{Plan, Request, Route, Settings, answer, plan, route};
-use super::question::Question;
-use super::ratelimit::SharedLimiter;
-use super::tcp::{self, Next, Reassembly};
-use super::upstream::{Resolved, Upstream, UpstreamError};
-use super::wire::Template;
-use crate::events::Ticket;
-use crate::metrics::RuleLabels;
-use crate::shared::{Shared, Who};
+use crate::act::{self, Actor, Outcome, Who};
+use crate::firewall::learner::Learner;
+use crate::report::events::Ticket;
+use crate::report::metrics::RuleLabels;
+use crate::shared::Shared;
+use crate::upstream::{Resolved, Upstream, UpstreamError};
+use schoolgate_gateway::dns::cache::{self, AnswerCache, Cache};
+use schoolgate_gateway::dns::plan::{Plan, Request, Route, Settings, answer, plan, route};
+use schoolgate_gateway::dns::question::Question;
+use schoolgate_gateway::dns::ratelimit::SharedLimiter;
+use schoolgate_gateway::dns::tcp::{self, Next, Reassembly};
+use schoolgate_gateway::dns::wire::Template;
 
 /// A UDP answer without EDNS may be at most this long (RFC 1035).
 const UDP_PLAIN_MAX: usize = 512;
@@ -47,6 +49,10 @@ pub const CACHE_CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub struct Resolver {
     pub shared: Arc<Shared>,
+    /// Where what the resolver saw goes (blocked names, presence).
+    pub actor: Arc<Actor>,
+    /// Where answers go so the firewall learns their addresses; `None` without a firewall.
+    pub learner: Option<Learner>,
     pub settings: Settings,
     pub upstream: Upstream,
     pub cache: AnswerCache,
@@ -58,12 +64,16 @@ pub struct Resolver {
 impl Resolver {
     pub fn new(
         shared: Arc<Shared>,
+        actor: Arc<Actor>,
+        learner: Option<Learner>,
         settings: Settings,
         upstream: Upstream,
         rate_limit: u32,
     ) -> Self {
         Self {
             shared,
+            actor,
+            learner,
             settings,
             upstream,
             cache: AnswerCache::new(CACHE_CAPACITY),
@@ -83,7 +93,7 @@ impl Resolver {
                 Some(reply)
             }
             Step::AfterJournal(reply, ticket) => {
-                if !self.shared.events.journaled(ticket).await {
+                if !self.actor.events().journaled(ticket).await {
                     self.shared.metrics.answers_before_journal.inc();
                 }
                 Some(reply)
@@ -105,8 +115,14 @@ impl Resolver {
         }
         let policy = self.shared.live.current();
         let who = self.shared.who(&policy, ip, now);
-        self.shared
-            .note_presence(&policy, &who, now, "asked the school's DNS");
+        self.actor.act(
+            &policy,
+            &who,
+            now,
+            Outcome::Presence {
+                how: "asked the school's DNS",
+            },
+        );
         if let Some((out, how)) = self.kept_answer(bytes, &policy, &who, now, instant) {
             return Step::Kept(out, how);
         }
@@ -133,20 +149,19 @@ impl Resolver {
                         debug!(client = %ip, name = %b.name, rule, "blocked");
                         // Devices may hold its addresses from before: the firewall
                         // refuses them once it knows them.
-                        if let (Some(l), Some(_)) = (&self.shared.learner, &b.rule) {
+                        if let (Some(l), Some(_)) = (&self.learner, &b.rule) {
                             l.blocked(&b.name);
                         }
-                        let seen = crate::act::Blocked {
+                        let seen = Outcome::Blocked(act::Blocked {
                             name: Some(b.name),
                             rule: b.rule,
                             category: b.category,
                             destination: None,
                             evidence: "DNS query".to_owned(),
-                        };
+                        });
                         // A first sighting is journaled before its answer leaves.
-                        if let Some(ticket) =
-                            crate::act::blocked(&self.shared, &policy, &who, now, seen)
-                            && !self.shared.events.settled(ticket)
+                        if let Some(ticket) = self.actor.act(&policy, &who, now, seen)
+                            && !self.actor.events().settled(ticket)
                         {
                             return Step::AfterJournal(bytes, ticket);
                         }
@@ -280,7 +295,7 @@ impl Tally {
         }
     }
 
-    fn flush(&mut self, metrics: &crate::metrics::Metrics) {
+    fn flush(&mut self, metrics: &crate::report::metrics::Metrics) {
         let hits = self.forwarded + self.safe_search;
         if hits > 0 {
             metrics.cache_hits.inc_by(hits);
@@ -315,7 +330,7 @@ pub enum Step {
     /// Send this answer, kept from an earlier one; the caller counts it ([`Kept`]).
     Kept(Vec<u8>, Kept),
     /// Send this once the event with this ticket (the sighting of a blocked name) is in the
-    /// journal, or [`JOURNAL_WAIT`](crate::events::JOURNAL_WAIT) has passed.
+    /// journal, or [`JOURNAL_WAIT`](crate::report::events::JOURNAL_WAIT) has passed.
     AfterJournal(Vec<u8>, Ticket),
     /// Ask upstream first: [`Resolver::ask_upstream`].
     Upstream(Box<Ask>),
@@ -368,7 +383,7 @@ impl Resolver {
             .observe(done.duration_since(started).as_secs_f64());
         match &result {
             Ok(r) => {
-                if let Some(l) = &self.shared.learner {
+                if let Some(l) = &self.learner {
                     if ask.quarantined {
                         l.answered_for_quarantine(&ask.name, &r.answers).await;
                     } else {
@@ -530,7 +545,7 @@ pub fn serve_udp(
         }
         if let Some(ticket) = journal.take() {
             // One wait for the whole batch: the writer takes its events together.
-            let events = &resolver.shared.events;
+            let events = resolver.actor.events();
             if !events.settled(ticket) && !runtime.block_on(events.journaled(ticket)) {
                 resolver.shared.metrics.answers_before_journal.inc();
             }

@@ -21,9 +21,9 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tracing::{debug, warn};
 
 use super::Firewall;
-use crate::dns::upstream::Upstream;
 use crate::recent::Recent;
 use crate::reload::LivePolicy;
+use crate::upstream::Upstream;
 
 /// Longest a quarantined device's answer waits for its addresses to reach the firewall.
 pub const QUARANTINE_WAIT: Duration = Duration::from_millis(250);

@@ -5,10 +5,10 @@
 //! - [`nflog`]: the thread bound to the NFLOG group.
 //! - [`nft`]: loading it with the `nft` tool.
 //!
-//! The planning is the gateway core's (`schoolgate_gateway::firewall`), re-exported here:
-//! [`ruleset`] (the table), [`learned`] and [`listed`] (addresses from DNS answers and from
-//! the policy's lists, and which each group is refused now), [`ranges`], [`installed`]
-//! (what the filled sets hold), [`logged`] (NFLOG's packets read), [`counters`].
+//! The planning is the gateway core's (`schoolgate_gateway::firewall`): the table, the
+//! addresses learned from DNS answers and from the policy's lists and which each group is
+//! refused now, the ranges, what the filled sets hold, NFLOG's packets read, the counters.
+//! This module only carries its plans out.
 //!
 //! [`Firewall`] is the daemon's handle: it loads the table at start (keeping the quarantined
 //! devices of a table left by an earlier run), again on every policy change, and on stop
@@ -17,10 +17,6 @@
 pub mod learner;
 pub mod nflog;
 pub mod nft;
-
-pub use schoolgate_gateway::firewall::{
-    counters, installed, learned, listed, logged, ranges, ruleset,
-};
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -32,11 +28,12 @@ use schoolgate_engine::policy::gateway::OnStop;
 use schoolgate_engine::{MacAddr, Policy};
 use tracing::{debug, info, warn};
 
-use self::installed::Installed;
-use self::learned::Learned;
-use self::listed::Listed;
 use self::nft::{Nft, NftError};
-use self::ruleset::{Quarantined, Settings, State};
+use schoolgate_gateway::firewall::counters;
+use schoolgate_gateway::firewall::installed::Installed;
+use schoolgate_gateway::firewall::learned::Learned;
+use schoolgate_gateway::firewall::listed::{self, Listed};
+use schoolgate_gateway::firewall::ruleset::{self, Quarantined, Settings, State};
 
 /// A name the resolver answered, and each address with its TTL in seconds.
 pub type Answer = (Box<str>, Vec<(IpAddr, u32)>);
@@ -327,7 +324,7 @@ pub fn quarantined_in(json: &str) -> Quarantined {
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(json) else {
         return out;
     };
-    for set in nft::listed(&doc, "set") {
+    for set in schoolgate_gateway::firewall::counters::listed(&doc, "set") {
         let name = set.get("name").and_then(|n| n.as_str()).unwrap_or_default();
         let elems = set
             .get("elem")

@@ -1,5 +1,5 @@
 //! Listening to the packets the table logs (NFLOG over netlink), on a thread of its own.
-//! What they mean is read by [`super::logged`].
+//! What they mean is read by [`schoolgate_gateway::firewall::logged`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 use tracing::{debug, warn};
 
-use super::logged::{Logged, SNAPLEN, packets};
+use schoolgate_gateway::firewall::logged::{Logged, SNAPLEN, packets};
 
 /// How often a waiting thread looks whether it should stop.
 const POLL: Duration = Duration::from_millis(250);

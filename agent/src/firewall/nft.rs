@@ -1,12 +1,12 @@
 //! Loading the table into the kernel with the `nft` tool: one transaction per load, read from
-//! standard input. The text comes from [`ruleset`](super::ruleset) and never holds anything a
+//! standard input. The text comes from [`ruleset`](schoolgate_gateway::firewall::ruleset) and never holds anything a
 //! device sent.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::ruleset::{FAMILY, TABLE};
+use schoolgate_gateway::firewall::ruleset::{FAMILY, TABLE};
 
 /// Why `nft` failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,5 +95,3 @@ impl Nft {
         }
     }
 }
-
-pub use schoolgate_gateway::firewall::counters::listed;

@@ -9,10 +9,12 @@ use hickory_proto::rr::rdata::HTTPS;
 use hickory_proto::rr::rdata::svcb::{Alpn, SVCB, SvcParamKey, SvcParamValue};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use jiff::Timestamp;
-use schoolgate_agent::dns::plan::{EDE_BLOCKED, Plan, Settings, answer, ede_of, plan, remove_ech};
 use schoolgate_engine::instant::parse_instant;
 use schoolgate_engine::policy::gateway::{BlockResponse, Defences};
 use schoolgate_engine::{Client, MacAddr, Policy};
+use schoolgate_gateway::dns::plan::{
+    EDE_BLOCKED, Plan, Settings, answer, ede_of, plan, remove_ech,
+};
 
 use super::repo;
 

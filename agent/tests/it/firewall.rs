@@ -8,10 +8,10 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use schoolgate_agent::firewall::listed;
-use schoolgate_agent::firewall::ruleset::{self, Changes, Filled, Quarantined, Settings, State};
 use schoolgate_engine::Policy;
 use schoolgate_engine::policy::GroupId;
+use schoolgate_gateway::firewall::listed;
+use schoolgate_gateway::firewall::ruleset::{self, Changes, Filled, Quarantined, Settings, State};
 
 use super::repo;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use schoolgate_agent::dns::plan::{EDE_BLOCKED, ede_of};
+use schoolgate_gateway::dns::plan::{EDE_BLOCKED, ede_of};
 
 /// A resolver that answers every A query with 192.0.2.7, except `nx.example`: NXDOMAIN.
 struct FakeUpstream {

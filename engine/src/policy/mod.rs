@@ -319,6 +319,11 @@ impl Policy {
         &self.groups
     }
 
+    /// Every group's id, in policy order.
+    pub fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        (0..self.groups.len()).filter_map(|i| u32::try_from(i).ok().map(GroupId))
+    }
+
     pub fn group(&self, id: GroupId) -> Option<&Group> {
         self.groups.get(id.index())
     }

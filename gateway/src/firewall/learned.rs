@@ -228,10 +228,7 @@ impl Learned {
 
 /// Every group, then `None` (devices in no group): the order [`Verdicts`] holds them in.
 pub(super) fn scopes(policy: &Policy) -> Vec<Scope> {
-    super::ruleset::group_ids(policy)
-        .map(Some)
-        .chain([None])
-        .collect()
+    policy.group_ids().map(Some).chain([None]).collect()
 }
 
 /// One name's decision in every scope, read once per evaluation.

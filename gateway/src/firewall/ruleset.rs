@@ -124,7 +124,8 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         .iter()
         .filter_map(|d| Some((d.ip?, d.group)))
         .collect();
-    let networks: Vec<(ipnet::IpNet, GroupId)> = group_ids(policy)
+    let networks: Vec<(ipnet::IpNet, GroupId)> = policy
+        .group_ids()
         .flat_map(|g| {
             policy
                 .group(g)
@@ -350,11 +351,6 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     }
     let _ = writeln!(o, "}}");
     out
-}
-
-/// Every group's id, in policy order.
-pub(super) fn group_ids(policy: &Policy) -> impl Iterator<Item = GroupId> + '_ {
-    (0..policy.groups().len()).filter_map(|i| u32::try_from(i).ok().map(GroupId))
 }
 
 /// Addresses with milliseconds left, split by family, as timed set elements.

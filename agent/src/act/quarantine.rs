@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use schoolgate_engine::{Client, MacAddr};
 use serde::{Deserialize, Serialize};
 
-use crate::firewall::ruleset::Quarantined;
+use schoolgate_gateway::firewall::ruleset::Quarantined;
 
 /// The quarantine list in the state directory.
 pub const STATE_FILE: &str = "quarantine.json";
@@ -258,8 +258,8 @@ pub fn read_state(dir: &Path) -> Result<Vec<Record>, StateError> {
 /// several commands never interleave).
 pub fn request_release(dir: &Path, request: &Request) -> io::Result<()> {
     let mut bounded = request.clone();
-    bounded.device = crate::events::bounded(&bounded.device);
-    bounded.reason = crate::events::bounded(&bounded.reason);
+    bounded.device = crate::report::events::bounded(&bounded.device);
+    bounded.reason = crate::report::events::bounded(&bounded.reason);
     let mut line = serde_json::to_vec(&bounded).map_err(io::Error::from)?;
     line.push(b'\n');
     let mut f = std::fs::OpenOptions::new()

@@ -1,48 +1,15 @@
-//! Where events go: [`Events`] is what the services call; a writer task hands them in batches
-//! to a [`Sink`], the journal in the daemon.
-//!
-//! The services never block on the disk: events pass through a bounded channel, and if the
-//! writer falls that far behind the newest are counted as dropped rather than blocking DNS.
-//! Each event queued gets a [`Ticket`], its place in the queue; the writer advances a
-//! watermark past every event it has written (or counted lost). A blocked DNS answer waits
-//! on its sighting's ticket, at most [`JOURNAL_WAIT`], so an answer a pupil's device receives
-//! is in the journal (the kernel's page cache: a killed agent loses nothing of it) unless the
-//! disk was slower than that, which `dns_answers_before_journal` counts.
-//! Every event lost, there or to a write that failed (a full disk), is counted in
-//! [`Drops`]: in the `events_dropped` metric (which each batch's status carries to the
-//! console) and in one `events_dropped` event written as soon as writing works again.
+//! The writer task: events from the queue ([`Events`](crate::report::events::Events)) to a
+//! [`Sink`] in batches, the journal in the daemon; losses counted and reported in the next
+//! batch, and the queue's watermark moved past every event written.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use jiff::Timestamp;
-use prometheus_client::metrics::counter::Counter;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::aggregate::{Aggregator, Presence};
-use crate::journal::{Journal, JournalError, SYNC_EVERY, Unwritten};
-use schoolgate_contract::{Event, Kind, Severity};
-
-/// Events in flight between the services and the writer.
-const QUEUE: usize = 65_536;
-
-/// The longest a blocked answer waits for its sighting to be written. The writer normally
-/// takes tens of microseconds; this bounds what a stalled disk can do to DNS.
-pub const JOURNAL_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// An event's place in the queue (the first event queued is 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ticket(u64);
-
-/// The writer's side of the watermark and the losses, from [`Events::writer`].
-#[derive(Debug, Clone)]
-pub struct Progress {
-    drops: Arc<Drops>,
-    /// How many queued events have been written or counted lost.
-    settled: Arc<watch::Sender<u64>>,
-}
+use crate::report::events::queue::{Drops, Progress};
+use crate::report::journal::{Journal, JournalError, SYNC_EVERY, Unwritten};
+use schoolgate_contract::Event;
 
 /// Somewhere events are kept.
 pub trait Sink: Send + 'static {
@@ -73,178 +40,6 @@ impl Sink for Journal {
 
 fn io_error(e: JournalError) -> io::Error {
     io::Error::new(e.source.kind(), e)
-}
-
-/// Events lost before reaching the journal: counted at once, reported in an event later.
-#[derive(Debug, Default)]
-pub struct Drops {
-    /// Every event lost (the `events_dropped` metric).
-    counter: Counter,
-    /// Lost and not yet reported in an `events_dropped` event.
-    unreported: AtomicU64,
-    /// The unreported count the sink last kept (see [`Sink::keep_unreported`]).
-    kept: AtomicU64,
-}
-
-impl Drops {
-    pub fn new(counter: Counter) -> Self {
-        Self {
-            counter,
-            unreported: AtomicU64::new(0),
-            kept: AtomicU64::new(0),
-        }
-    }
-
-    /// `n` events an earlier run lost and had not reported: reported with the next batch.
-    pub fn carry(&self, n: u64) {
-        if n > 0 {
-            self.counter.inc_by(n);
-            self.unreported.fetch_add(n, Ordering::Relaxed);
-            self.kept.store(n, Ordering::Relaxed);
-        }
-    }
-
-    /// `n` events were lost.
-    pub fn lost(&self, n: u64) {
-        self.counter.inc_by(n);
-        self.unreported.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The losses not yet reported, as the event that reports them (taken: put back with
-    /// [`Drops::unreport`] if it cannot be written).
-    fn report(&self, now: Timestamp) -> Option<(u64, Event)> {
-        let n = self.unreported.swap(0, Ordering::Relaxed);
-        if n == 0 {
-            return None;
-        }
-        let mut e = Event::new(Kind::EventsDropped, now, Severity::Medium);
-        e.count = schoolgate_contract::text::count(n);
-        e.evidence = Some(format!(
-            "{n} event(s) could not be written to the journal (the disk was full or failing, \
-             or the writer fell behind) and are lost"
-        ));
-        Some((n, e))
-    }
-
-    fn unreport(&self, n: u64) {
-        self.unreported.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Every event lost so far.
-    pub fn total(&self) -> u64 {
-        self.counter.get()
-    }
-}
-
-/// The services' side: record, aggregate, and pass on.
-#[derive(Debug)]
-pub struct Events {
-    tx: mpsc::Sender<Event>,
-    /// How many events have been queued. Taken with the send so that the channel's order is
-    /// the tickets' order.
-    queued: Mutex<u64>,
-    settled: Arc<watch::Sender<u64>>,
-    aggregator: Mutex<Aggregator>,
-    presence: Mutex<Presence>,
-    drops: Arc<Drops>,
-}
-
-impl Events {
-    /// Events and the receiving end that [`write_all`] drains. `dropped` counts events lost
-    /// (the writer fell behind, or could not write).
-    pub fn new(aggregator: Aggregator, dropped: Counter) -> (Self, mpsc::Receiver<Event>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let events = Self {
-            tx,
-            queued: Mutex::new(0),
-            settled: Arc::new(watch::Sender::new(0)),
-            aggregator: Mutex::new(aggregator),
-            presence: Mutex::new(Presence::default()),
-            drops: Arc::new(Drops::new(dropped)),
-        };
-        (events, rx)
-    }
-
-    /// Losses an earlier run had not reported (see [`Drops::carry`]).
-    pub fn carry_losses(&self, n: u64) {
-        self.drops.carry(n);
-    }
-
-    /// Where losses are counted and progress is told, for [`write_all`].
-    pub fn writer(&self) -> Progress {
-        Progress {
-            drops: Arc::clone(&self.drops),
-            settled: Arc::clone(&self.settled),
-        }
-    }
-
-    /// Passes an event on now; its ticket, unless it was lost (counted) for want of room.
-    pub fn emit(&self, event: Event) -> Option<Ticket> {
-        let mut queued = lock(&self.queued);
-        if self.tx.try_send(event).is_err() {
-            drop(queued);
-            self.drops.lost(1);
-            return None;
-        }
-        *queued += 1;
-        Some(Ticket(*queued))
-    }
-
-    /// Adds a sighting to be aggregated (see [`Aggregator`]); a first sighting is passed on
-    /// at once, and its ticket returned.
-    pub fn sighting(&self, event: Event) -> Option<Ticket> {
-        let now = lock(&self.aggregator).add(event);
-        now.into_iter().filter_map(|e| self.emit(e)).max()
-    }
-
-    /// Whether the event with `ticket` has been written (or counted lost).
-    pub fn settled(&self, ticket: Ticket) -> bool {
-        *self.settled.borrow() >= ticket.0
-    }
-
-    /// Waits until the event with `ticket` has been written (or counted lost), at most
-    /// [`JOURNAL_WAIT`]; `false` if it had not been by then.
-    pub async fn journaled(&self, ticket: Ticket) -> bool {
-        if self.settled(ticket) {
-            return true;
-        }
-        let mut rx = self.settled.subscribe();
-        matches!(
-            tokio::time::timeout(JOURNAL_WAIT, rx.wait_for(|&n| n >= ticket.0)).await,
-            Ok(Ok(_))
-        )
-    }
-
-    /// Whether this device should be reported present today (see [`Presence`]).
-    pub fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
-        lock(&self.presence)
-    }
-
-    /// Passes on the follow-ups whose window has closed, and the running ones' counts so far
-    /// (see [`Aggregator::checkpoint`]).
-    pub fn tick(&self, now: Timestamp) {
-        let due = {
-            let mut a = lock(&self.aggregator);
-            let mut due = a.due(now);
-            due.extend(a.checkpoint());
-            due
-        };
-        for e in due {
-            self.emit(e);
-        }
-    }
-
-    /// Passes on everything still being aggregated, at shutdown.
-    pub fn flush(&self) {
-        let all = lock(&self.aggregator).drain();
-        for e in all {
-            self.emit(e);
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Writes events to `sink` in batches until every sender is gone or `stop` fires; on `stop`,
@@ -303,8 +98,7 @@ pub async fn write_all(
 /// changes, so that an agent killed before it can report a loss reports it when it starts.
 fn write_reporting(sink: &mut impl Sink, batch: &mut Vec<Event>, drops: &Drops) {
     write_batch(sink, batch, drops);
-    let unreported = drops.unreported.load(Ordering::Relaxed);
-    if drops.kept.swap(unreported, Ordering::Relaxed) != unreported {
+    if let Some(unreported) = drops.unreported_changed() {
         sink.keep_unreported(unreported);
     }
 }
@@ -334,13 +128,18 @@ fn write_batch(sink: &mut impl Sink, batch: &mut Vec<Event>, drops: &Drops) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::events::Events;
+    use jiff::Timestamp;
+    use prometheus_client::metrics::counter::Counter;
+    use schoolgate_contract::{Kind, Severity};
+    use schoolgate_gateway::events::aggregate::Aggregator;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn events_reach_the_file_once_aggregated() {
         let dir = tempfile::tempdir().unwrap();
         let t0 = Timestamp::from_second(1_790_000_000).unwrap();
         let (journal, _) =
-            Journal::open(dir.path(), crate::journal::Limits::default(), t0).unwrap();
+            Journal::open(dir.path(), crate::report::journal::Limits::default(), t0).unwrap();
         let (events, rx) = Events::new(Aggregator::default(), Counter::default());
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let writer = tokio::spawn(write_all(rx, journal, events.writer(), stopped));
@@ -359,7 +158,7 @@ mod tests {
         stop.send(()).unwrap();
         writer.await.unwrap();
         drop(events);
-        let lines: Vec<serde_json::Value> = crate::journal::read_dir(dir.path())
+        let lines: Vec<serde_json::Value> = crate::report::journal::read_dir(dir.path())
             .unwrap()
             .iter()
             .map(|l| serde_json::from_slice(l).unwrap())
@@ -383,7 +182,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(
             dir.path(),
-            crate::journal::Limits::default(),
+            crate::report::journal::Limits::default(),
             crate::clock::now(),
         )
         .unwrap();
@@ -397,7 +196,7 @@ mod tests {
             assert!(last < Some(ticket), "tickets in queue order");
             last = Some(ticket);
             assert!(events.journaled(ticket).await);
-            let lines = crate::journal::read_dir(dir.path()).unwrap();
+            let lines = crate::report::journal::read_dir(dir.path()).unwrap();
             assert!(
                 lines
                     .iter()
@@ -438,7 +237,8 @@ mod tests {
         assert!(!events.journaled(ticket).await);
         let waited = start.elapsed();
         assert!(
-            waited >= JOURNAL_WAIT && waited < JOURNAL_WAIT * 2,
+            waited >= crate::report::events::JOURNAL_WAIT
+                && waited < crate::report::events::JOURNAL_WAIT * 2,
             "{waited:?}"
         );
         stop.send(()).unwrap();

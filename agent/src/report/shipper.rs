@@ -1,14 +1,12 @@
-//! The shipper: sends the journal to the console over HTTPS and takes the console's commands.
+//! The shipper: sends the journal to the console over HTTPS.
 //!
 //! - Events: batches of up to [`BATCH_RECORDS`] records from the journal's cursor are
 //!   `POST`ed to `/api/v1/events` with the agent's bearer token. The cursor moves only when
 //!   the console answers 200 (it has stored them); anything else is retried with backoff
 //!   from 1 s doubling to [`MAX_BACKOFF`]. The console ignores ids it already holds, so a
 //!   batch sent again after a crash or a lost answer is never stored twice.
-//! - Commands: every [`POLL`] the agent asks `/api/v1/commands` for its pending commands. A
-//!   release becomes a release request in the state directory, which the daemon applies as
-//!   it does `schoolgate-agent release` (recording who and why in the `released` event),
-//!   and is then reported done.
+//! - The console's commands are taken with the same settings and client by
+//!   `act::commands`; while idle, that poll is how the console hears the agent is alive.
 //!
 //! The records are sent as the journal holds them (JSON), never parsed again.
 
@@ -16,14 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use schoolgate_contract::status::{AgentStatus, Answer, Commands, RELEASE};
+use schoolgate_contract::status::{AgentStatus, Answer};
 use schoolgate_contract::wire::batch_body;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use crate::journal::Journal;
-use crate::metrics::Metrics;
-use crate::quarantine::{Request, request_release};
 use crate::reload::LivePolicy;
+use crate::report::journal::Journal;
+use crate::report::metrics::Metrics;
 
 /// Records per batch at most.
 pub const BATCH_RECORDS: usize = 1000;
@@ -127,7 +124,7 @@ pub fn status_of(live: Arc<LivePolicy>, metrics: Arc<Metrics>, lost_to_damage: u
         s.policy = Some(format!("{:016x}", live.fingerprint()));
         s.policy_rejected = metrics
             .reloads
-            .get_or_create(&crate::metrics::ReloadLabels {
+            .get_or_create(&crate::report::metrics::ReloadLabels {
                 outcome: "rejected",
             })
             .get();
@@ -195,7 +192,7 @@ pub async fn ship(
                 let text = res.text().await.unwrap_or_default();
                 Err(format!(
                     "console answered {status}: {}",
-                    crate::events::bounded(&text)
+                    crate::report::events::bounded(&text)
                 ))
             }
             Err(e) => Err(e.to_string()),
@@ -226,78 +223,6 @@ pub async fn ship(
             }
         }
     }
-}
-
-/// Asks the console for commands every [`POLL`] until `stop` fires.
-pub async fn take_commands(
-    settings: Settings,
-    client: reqwest::Client,
-    state_dir: PathBuf,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let base = settings.url.trim_end_matches('/').to_owned();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        if let Err(e) = poll_once(&base, &settings.token, &client, &state_dir).await {
-            debug!(error = %e, "cannot ask the console for commands");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            _ = stop.changed() => {}
-        }
-    }
-}
-
-async fn poll_once(
-    base: &str,
-    token: &str,
-    client: &reqwest::Client,
-    state_dir: &Path,
-) -> Result<(), String> {
-    let res = client
-        .get(format!("{base}/api/v1/commands"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !res.status().is_success() {
-        return Err(format!("console answered {}", res.status()));
-    }
-    let list: Commands = res.json().await.map_err(|e| e.to_string())?;
-    for c in list.commands {
-        if c.kind != RELEASE {
-            warn!(kind = %crate::events::bounded(&c.kind), "the console sent a command this agent does not know");
-            continue;
-        }
-        let request = Request {
-            device: c.device,
-            reason: c.reason,
-            by: format!("{} (console)", c.by),
-            time: crate::clock::now(),
-        };
-        let dir = state_dir.to_owned();
-        tokio::task::spawn_blocking(move || request_release(&dir, &request))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        info!(command = c.id, "release asked for by the console");
-        let done = client
-            .post(format!("{base}/api/v1/commands/{}/done", c.id))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !done.status().is_success() {
-            return Err(format!(
-                "console answered {} to command {}",
-                done.status(),
-                c.id
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

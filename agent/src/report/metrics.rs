@@ -58,7 +58,7 @@ pub struct Metrics {
     pub tls_resets: Counter,
     pub events_dropped: Counter,
     /// Blocked answers sent before their sighting was in the journal (the writer took longer
-    /// than [`crate::events::JOURNAL_WAIT`]).
+    /// than [`crate::report::events::JOURNAL_WAIT`]).
     pub answers_before_journal: Counter,
     /// Frames the capture sockets handed up (after the kernel filter).
     pub captured: Counter,

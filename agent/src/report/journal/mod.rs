@@ -2,7 +2,7 @@
 //! the shipper sends from here to the console.
 //!
 //! - `state_dir/journal/` holds segment files named by the sequence number of their first
-//!   record (`0000000000000001.seg`), each a run of checksummed records ([`record`]).
+//!   record (`0000000000000001.seg`), each a run of checksummed records (`schoolgate_gateway::journal::record`).
 //! - Records are written as each batch arrives (so a killed agent loses nothing it wrote),
 //!   and made durable with `fdatasync` at most [`SYNC_EVERY`] apart, and at every segment
 //!   change and at stop (so a power cut loses at most that much).
@@ -19,7 +19,7 @@
 //!   the oldest segments go, acknowledged or not, and an `events_dropped` event says how many
 //!   events were lost unsent.
 
-pub use schoolgate_gateway::journal::record;
+use schoolgate_gateway::journal::record;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::events::{Event, Kind, Severity};
+use schoolgate_contract::{Event, Kind, Severity};
 
 /// The journal's directory in the state directory.
 pub const DIR_NAME: &str = "journal";
@@ -827,13 +827,11 @@ mod tests {
         const CHILD: &str = "SCHOOLGATE_JOURNAL_FSIZE_CHILD";
         let Ok(dir) = std::env::var(CHILD) else {
             let dir = tempfile::tempdir().unwrap();
+            // This test's name as the harness knows it: the module path without the crate.
+            let (_, module) = module_path!().split_once("::").unwrap();
+            let name = format!("{module}::a_torn_write_then_a_roll_loses_nothing_unreported");
             let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "journal::tests::a_torn_write_then_a_roll_loses_nothing_unreported",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+                .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
                 .env(CHILD, dir.path())
                 .output()
                 .unwrap();

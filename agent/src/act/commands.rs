@@ -1,0 +1,101 @@
+//! The console's commands: every [`POLL`] the agent asks `/api/v1/commands` for its pending
+//! commands. A release becomes a release request in the state directory, which the daemon
+//! applies as it does `schoolgate-agent release` (recording who and why in the `released`
+//! event), and is then reported done.
+
+use std::path::{Path, PathBuf};
+
+use schoolgate_contract::status::{Commands, RELEASE};
+use tracing::{debug, info, warn};
+
+use super::quarantine::{Request, request_release};
+use crate::report::events::bounded;
+use crate::report::shipper::{POLL, Settings};
+
+/// Why one round of asking for commands ended early (tried again after [`POLL`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    #[error("cannot reach the console: {0}")]
+    Request(#[from] reqwest::Error),
+    #[error("the console answered {status}{}", command.map(|c| format!(" to command {c}")).unwrap_or_default())]
+    Refused {
+        status: reqwest::StatusCode,
+        command: Option<i64>,
+    },
+    #[error("cannot write the release request: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("the release request's writer stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Asks the console for commands every [`POLL`] until `stop` fires.
+pub async fn take_commands(
+    settings: Settings,
+    client: reqwest::Client,
+    state_dir: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let base = settings.url.trim_end_matches('/').to_owned();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = poll_once(&base, &settings.token, &client, &state_dir).await {
+            debug!(error = %e, "cannot ask the console for commands");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+async fn poll_once(
+    base: &str,
+    token: &str,
+    client: &reqwest::Client,
+    state_dir: &Path,
+) -> Result<(), CommandError> {
+    let res = client
+        .get(format!("{base}/api/v1/commands"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    if !res.status().is_success() {
+        return Err(CommandError::Refused {
+            status: res.status(),
+            command: None,
+        });
+    }
+    let list: Commands = res.json().await?;
+    for c in list.commands {
+        if c.kind != RELEASE {
+            warn!(kind = %bounded(&c.kind), "the console sent a command this agent does not know");
+            continue;
+        }
+        let request = Request {
+            device: c.device,
+            reason: c.reason,
+            by: format!("{} (console)", c.by),
+            time: crate::clock::now(),
+        };
+        let dir = state_dir.to_owned();
+        tokio::task::spawn_blocking(move || request_release(&dir, &request))
+            .await?
+            .map_err(CommandError::Write)?;
+        info!(command = c.id, "release asked for by the console");
+        let done = client
+            .post(format!("{base}/api/v1/commands/{}/done", c.id))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if !done.status().is_success() {
+            return Err(CommandError::Refused {
+                status: done.status(),
+                command: Some(c.id),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Act: what the agent does about what its detectors saw.
+//!
+//! The resolver, inspection and the firewall's log each work out who sent what they saw
+//! ([`Who`], once) and hand [`Actor::act`] an [`Outcome`]: a name or connection a rule
+//! blocked, a bypass attempt, a device seen present. The actor is the one place that turns
+//! an outcome into events, quarantine and firewall changes.
+//!
+//! - [`attempt`]: a bypass attempt, and the firewall's logged packets that show one.
+//! - [`commands`]: the console's commands taken (releases).
+//! - [`quarantine`]: devices confined after a bypass attempt, and the release requests.
+//! - [`release`]: release requests applied (list, state file, firewall, event).
+//! - [`enforce`]: ending a connection inspection judged blocked (resets, QUIC refusal).
+
+pub mod attempt;
+pub mod commands;
+pub mod enforce;
+pub mod quarantine;
+pub mod release;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use schoolgate_engine::Policy;
+use schoolgate_engine::policy::Response;
+use tracing::{info, warn};
+
+use schoolgate_engine::Client;
+use schoolgate_engine::policy::Identity;
+
+use crate::clients::Directory;
+use crate::firewall::Firewall;
+use crate::report::events::{DeviceInfo, Event, Events, Kind, Severity, Ticket, bounded};
+pub use attempt::Attempt;
+use quarantine::{Quarantine, Record};
+
+/// A request's sender, as the policy sees it (worked out once, by the detector).
+#[derive(Debug, Clone, Copy)]
+pub struct Who {
+    pub client: Client,
+    pub identity: Identity,
+}
+
+/// What a detector saw, for the actor.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A name or connection a rule blocked.
+    Blocked(Blocked),
+    /// A bypass attempt.
+    Attempt(Attempt),
+    /// The device was seen (`how`, in words); reported once a day for groups with
+    /// `report_presence`, while that schedule is in force.
+    Presence { how: &'static str },
+}
+
+/// A name or connection a rule blocked, as the resolver or inspection saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Blocked {
+    /// The name asked for or seen (bounded by the caller).
+    pub name: Option<String>,
+    pub rule: Option<String>,
+    pub category: Option<String>,
+    /// Where the device was trying to reach, for a connection.
+    pub destination: Option<String>,
+    /// What was seen, in plain words.
+    pub evidence: String,
+}
+
+/// The one place outcomes become events, quarantines and firewall changes.
+#[derive(Debug)]
+pub struct Actor {
+    events: Arc<Events>,
+    /// Names for devices the policy does not list (DHCP host names).
+    directory: Arc<Directory>,
+    quarantine: Arc<Quarantine>,
+    firewall: Option<Arc<Firewall>>,
+    /// Where the quarantine list is kept.
+    state_dir: PathBuf,
+}
+
+impl Actor {
+    pub fn new(
+        events: Arc<Events>,
+        directory: Arc<Directory>,
+        quarantine: Arc<Quarantine>,
+        firewall: Option<Arc<Firewall>>,
+        state_dir: PathBuf,
+    ) -> Self {
+        Self {
+            events,
+            directory,
+            quarantine,
+            firewall,
+            state_dir,
+        }
+    }
+
+    /// The events queue, for those that wait on a ticket.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Whether a firewall carries out quarantines and refusals.
+    pub fn has_firewall(&self) -> bool {
+        self.firewall.is_some()
+    }
+
+    /// The firewall, for an [`enforce::Enforcer`] to refuse flows with.
+    pub fn firewall_handle(&self) -> Option<Arc<Firewall>> {
+        self.firewall.clone()
+    }
+
+    /// Does what `outcome`, seen from `who` under `policy` at `now`, calls for. The ticket
+    /// of a first sighting, which the resolver waits on before it answers.
+    pub fn act(
+        &self,
+        policy: &Policy,
+        who: &Who,
+        now: Timestamp,
+        outcome: Outcome,
+    ) -> Option<Ticket> {
+        match outcome {
+            Outcome::Blocked(b) => self.blocked(policy, who, now, b),
+            Outcome::Attempt(a) => {
+                self.attempt(policy, who, now, a);
+                None
+            }
+            Outcome::Presence { how } => {
+                self.presence(policy, who, now, how);
+                None
+            }
+        }
+    }
+
+    /// Reports a blocked name or connection: a first sighting goes to the journal at once,
+    /// repeats are counted.
+    fn blocked(&self, policy: &Policy, who: &Who, now: Timestamp, b: Blocked) -> Option<Ticket> {
+        let mut e = Event::new(Kind::Blocked, now, Severity::Low);
+        (e.device, e.group) = self.describe(policy, who, now);
+        e.name = b.name;
+        e.rule = b.rule;
+        e.category = b.category;
+        e.destination = b.destination;
+        e.evidence = Some(b.evidence);
+        self.events.sighting(e)
+    }
+
+    /// Reports a bypass attempt and applies the policy's `bypass.response` for the device's
+    /// group: `quarantine` confines the device at once, in the resolver and the firewall.
+    fn attempt(&self, policy: &Policy, who: &Who, now: Timestamp, attempt: Attempt) {
+        let response = policy.bypass_response(who.identity.group);
+        let (device, group) = self.describe(policy, who, now);
+        let mut e = Event::new(
+            Kind::BypassAttempt,
+            now,
+            match response {
+                Response::Log => Severity::Low,
+                Response::Alert | Response::Quarantine => Severity::High,
+            },
+        );
+        e.device = device.clone();
+        e.group = group.clone();
+        e.technique = Some(attempt.technique);
+        e.destination = Some(bounded(&attempt.destination));
+        e.name = attempt.name.as_deref().map(bounded);
+        e.evidence = Some(bounded(&attempt.evidence));
+        self.events.sighting(e);
+        let record = Record {
+            ip: who.client.ip,
+            mac: who.client.mac,
+            device: device.name.clone(),
+            since: now,
+            technique: Some(attempt.technique.as_str().to_owned()),
+        };
+        if response != Response::Quarantine || !self.quarantine.add_record(record) {
+            return;
+        }
+        if let Err(err) = self.quarantine.save(&self.state_dir) {
+            warn!(error = %err, "cannot write the quarantine list; the quarantine holds until the agent stops");
+        }
+        info!(client = %attempt.client, technique = ?attempt.technique, "device quarantined");
+        if let Some(fw) = &self.firewall
+            && let Err(err) = fw.quarantine(who.client.ip, who.client.mac)
+        {
+            warn!(error = %err, "cannot add the device to the firewall's quarantine");
+        }
+        let mut q = Event::new(Kind::Quarantined, now, Severity::High);
+        q.device = device;
+        q.group = group;
+        q.technique = Some(attempt.technique);
+        q.evidence = Some(bounded(&format!(
+            "confined to the quarantine_allow names after: {}",
+            attempt.evidence
+        )));
+        self.events.emit(q);
+    }
+
+    /// Reports a device of a group with `report_presence` the first time it is seen on a
+    /// day that group's schedule is in force.
+    fn presence(&self, policy: &Policy, who: &Who, now: Timestamp, how: &str) {
+        let Some(group) = who.identity.group.and_then(|g| policy.group(g)) else {
+            return;
+        };
+        let Some(schedule) = group.report_presence.and_then(|s| policy.schedule(s)) else {
+            return;
+        };
+        // Only devices the resolver serves are on the school's networks.
+        let served = who.client.ip.is_some_and(|ip| policy.serves(ip));
+        if !served || !schedule.state(now.as_second()).active {
+            return;
+        }
+        let today = now.to_zoned(policy.timezone().clone()).date();
+        if !self
+            .events
+            .presence()
+            .first_today(who.client.mac, who.client.ip, today)
+        {
+            return;
+        }
+        let mut e = Event::new(Kind::Presence, now, Severity::Low);
+        (e.device, e.group) = self.describe(policy, who, now);
+        e.evidence = Some(format!("{how} {}", schedule.label));
+        self.events.emit(e);
+    }
+
+    /// The device as events name it (the policy's device entry, else the lease's host name),
+    /// and its group's name.
+    fn describe(&self, policy: &Policy, who: &Who, now: Timestamp) -> (DeviceInfo, Option<String>) {
+        let entry = who.identity.device.and_then(|d| policy.device(d));
+        let name = match entry {
+            Some(d) => Some(d.name.clone()),
+            None => who
+                .client
+                .ip
+                .and_then(|ip| self.directory.hostname(ip, now)),
+        };
+        let device = DeviceInfo {
+            ip: who.client.ip,
+            mac: who.client.mac,
+            name,
+            owner: entry.and_then(|d| d.owner.clone()),
+        };
+        let group = who
+            .identity
+            .group
+            .and_then(|g| policy.group(g))
+            .map(|g| g.name.clone());
+        (device, group)
+    }
+}
