@@ -13,6 +13,8 @@ use tls_parser::{
 };
 use x509_parser::extensions::GeneralName;
 
+use schoolgate_wire::Reader;
+
 use crate::tls::MAX_NAME;
 
 /// The most names kept from one certificate.
@@ -40,14 +42,19 @@ pub enum Names {
 pub fn from_server(stream: &[u8]) -> Names {
     // The handshake messages, from consecutive handshake records.
     let mut handshake = Vec::new();
-    let mut rest = stream;
+    let mut records = Reader::new(stream);
     let mut complete = true;
-    while let Some(&[kind, major, _, hi, lo]) = rest.get(..5) {
-        let len = usize::from(u16::from_be_bytes([hi, lo]));
+    // Record header: type, version (major, minor), length.
+    while records.remaining() >= 5 {
+        let mut record = records.clone();
+        let (Some(kind), Some(major), Some(_minor)) = (record.u8(), record.u8(), record.u8())
+        else {
+            break;
+        };
         if kind != HANDSHAKE || major != 3 {
             break;
         }
-        let Some(body) = rest.get(5..5 + len) else {
+        let Some(body) = record.u16_prefixed() else {
             complete = false;
             break;
         };
@@ -55,7 +62,7 @@ pub fn from_server(stream: &[u8]) -> Names {
         if handshake.len() > MAX_HANDSHAKE {
             return Names::Hidden;
         }
-        rest = rest.get(5 + len..).unwrap_or_default();
+        records = record;
     }
     if handshake.is_empty() {
         return if complete && stream.len() >= 5 {
@@ -64,10 +71,16 @@ pub fn from_server(stream: &[u8]) -> Names {
             Names::Incomplete
         };
     }
-    let mut messages = handshake.as_slice();
-    while let Some(&[kind, a, b, c]) = messages.get(..4) {
-        let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
-        let Some(message) = messages.get(..4 + len) else {
+    // Handshake messages: type, 24-bit length, body; each parsed whole, header included.
+    let mut messages = Reader::new(&handshake);
+    while let Some(mut header) = messages.clone().sub(4) {
+        let (Some(kind), Some(len)) = (header.u8(), header.u24()) else {
+            break;
+        };
+        let Some(message) = usize::try_from(len)
+            .ok()
+            .and_then(|len| messages.take(4 + len))
+        else {
             return Names::Incomplete;
         };
         match (kind, parse_tls_message_handshake(message)) {
@@ -94,7 +107,6 @@ pub fn from_server(stream: &[u8]) -> Names {
             (SERVER_HELLO | CERTIFICATE, _) => return Names::Hidden,
             _ => {}
         }
-        messages = messages.get(4 + len..).unwrap_or_default();
     }
     Names::Incomplete
 }

@@ -1,12 +1,15 @@
 //! DNS queries seen on the wire: the question name of a query (UDP, or TCP after its length),
 //! and the signs of a DNS tunnel: many different long, random-looking labels under one zone.
 //!
-//! The question is read by hand rather than with a full DNS parser: only the first name is
-//! needed, it is read for every DNS packet that crosses the gateway, and a full parse of
-//! every record would cost more than the rest of inspection.
+//! The question is read in place by the DNS reader inspection shares with the resolver
+//! (`schoolgate_wire::dns`) rather than by a full DNS parser: only the first name is needed,
+//! it is read for every DNS packet that crosses the gateway, and a full parse of every record
+//! would cost more than the rest of inspection.
+
+use schoolgate_wire::Reader;
+use schoolgate_wire::dns::{Header, Name};
 
 use crate::signature::entropy;
-use crate::tls::MAX_NAME;
 
 /// A DNS query's question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,27 +21,14 @@ pub struct Query {
 
 /// The question of a DNS query message (QR bit clear, one question), if `m` is one.
 pub fn query(m: &[u8]) -> Option<Query> {
-    let header: [u8; 12] = m.get(..12)?.try_into().ok()?;
-    let flags = u16::from_be_bytes([header[2], header[3]]);
-    let qdcount = u16::from_be_bytes([header[4], header[5]]);
-    let opcode = (flags >> 11) & 0x0f;
-    if flags & 0x8000 != 0 || qdcount != 1 || opcode != 0 {
+    let mut r = Reader::new(m);
+    let header = Header::read(&mut r)?;
+    if header.is_response() || header.questions != 1 || header.opcode() != 0 {
         return None;
     }
-    let mut at = 12usize;
-    let mut name = String::new();
-    loop {
-        let len = usize::from(*m.get(at)?);
-        at += 1;
-        if len == 0 {
-            break;
-        }
-        // Compression pointers (and the reserved label types) never belong in a question.
-        if len > 63 {
-            return None;
-        }
-        let label = m.get(at..at + len)?;
-        at += len;
+    let question = Name::read(&mut r)?;
+    let mut name = String::with_capacity(question.text_len());
+    for label in question.labels() {
         if !name.is_empty() {
             name.push('.');
         }
@@ -46,11 +36,9 @@ pub fn query(m: &[u8]) -> Option<Query> {
             c @ (b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_') => char::from(c),
             _ => '?',
         }));
-        if name.len() > MAX_NAME {
-            return None;
-        }
     }
-    let qtype = u16::from_be_bytes([*m.get(at)?, *m.get(at + 1)?]);
+    // The class is not needed: a query cut after its type still says what it asks.
+    let qtype = r.u16()?;
     Some(Query { name, qtype })
 }
 

@@ -26,6 +26,8 @@
 //! QUIC, large ESP) stays in the kernel. A load beyond the end of the packet ends the program
 //! with "drop", as in the kernel; the interpreter does the same.
 
+use schoolgate_wire::Reader;
+
 /// A TCP payload shorter than this passes whatever it starts with.
 pub const TCP_SMALL: u32 = 1000;
 /// A UDP payload of at most this many bytes passes whatever it starts with.
@@ -302,14 +304,13 @@ pub fn run(program: &[Insn], frame: &[u8]) -> u32 {
     let mut mem = [0u32; 16];
     let mut pc = 0usize;
     let load = |at: u32, size: u16| -> Option<u32> {
-        let at = usize::try_from(at).ok()?;
-        let b = |i: usize| frame.get(at.checked_add(i)?).copied();
-        Some(match size {
-            W => u32::from_be_bytes([b(0)?, b(1)?, b(2)?, b(3)?]),
-            H => u32::from(u16::from_be_bytes([b(0)?, b(1)?])),
-            B => u32::from(b(0)?),
-            _ => return None,
-        })
+        let mut r = Reader::at(frame, usize::try_from(at).ok()?)?;
+        match size {
+            W => r.u32(),
+            H => r.u16().map(u32::from),
+            B => r.u8().map(u32::from),
+            _ => None,
+        }
     };
     while let Some(i) = program.get(pc) {
         pc += 1;

@@ -7,6 +7,8 @@
 //! version and flags, so the message is looked for in the first bytes of the packet rather
 //! than reached by parsing every header variant.
 
+use schoolgate_wire::Reader;
+
 use crate::tls::MAX_NAME;
 
 /// How far into the packet the `CHLO` tag may start: the longest public header (flags,
@@ -28,7 +30,7 @@ pub fn version(datagram: &[u8]) -> Option<[u8; 4]> {
     } else {
         return None;
     };
-    let v: [u8; 4] = datagram.get(at..at + 4)?.try_into().ok()?;
+    let v: [u8; 4] = Reader::at(datagram, at)?.array()?;
     (v[0] == b'Q' && v[1..].iter().all(u8::is_ascii_digit)).then_some(v)
 }
 
@@ -37,19 +39,20 @@ pub fn sni(datagram: &[u8]) -> Option<String> {
     version(datagram)?;
     let window = datagram.get(..datagram.len().min(SEARCH + 4))?;
     let start = window.windows(4).position(|w| w == b"CHLO")?;
-    let msg = datagram.get(start..)?;
-    let count = usize::from(u16::from_le_bytes([*msg.get(4)?, *msg.get(5)?]));
+    // CHLO, the number of entries (little-endian, as all of gQUIC's crypto messages), two
+    // bytes of padding, the tag table (tag, end offset), and the values it points into.
+    let mut msg = Reader::at(datagram, start + 4)?;
+    let count = usize::from(msg.u16_le()?);
     if count == 0 || count > MAX_ENTRIES {
         return None;
     }
-    let table = msg.get(8..8 + count * 8)?;
-    let values = msg.get(8 + count * 8..)?;
+    msg.skip(2)?;
+    let mut table = msg.sub(count * 8)?;
+    let values = msg.rest();
     let mut prev = 0usize;
-    for entry in table.chunks_exact(8) {
-        let entry: [u8; 8] = entry.try_into().ok()?;
-        let end = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
-        let end = usize::try_from(end).ok()?;
-        if entry.starts_with(b"SNI\0") {
+    while let Some(tag) = table.array::<4>() {
+        let end = usize::try_from(table.u32_le()?).ok()?;
+        if &tag == b"SNI\0" {
             let raw = values.get(prev..end)?;
             if raw.is_empty() || raw.len() > MAX_NAME {
                 return None;

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+use schoolgate_wire::Reader;
 
 /// How a capture's frames start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +91,12 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
         LinkType::RawIp => LaxSlicedPacket::from_ip(frame).ok()?,
         LinkType::LinuxSll => {
             // 16-byte header; the protocol (an EtherType) is its last two bytes.
-            let proto = u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?]);
-            LaxSlicedPacket::from_ether_type(proto.into(), frame.get(16..)?)
+            let mut r = Reader::at(frame, 14)?;
+            let proto = r.u16()?;
+            LaxSlicedPacket::from_ether_type(proto.into(), r.rest())
         }
         LinkType::Null => {
-            let family: [u8; 4] = frame.get(..4)?.try_into().ok()?;
+            let family: [u8; 4] = Reader::new(frame).array()?;
             let le = u32::from_le_bytes(family);
             let be = u32::from_be_bytes(family);
             // AF_INET is 2 everywhere; AF_INET6 is 24, 28 or 30 depending on the BSD.
@@ -159,14 +161,8 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
             },
             _ => Transport::Other { protocol },
         },
-        _ if protocol == 50 && !payload.fragmented => match payload
-            .payload
-            .get(..4)
-            .and_then(|s| <[u8; 4]>::try_from(s).ok())
-        {
-            Some(spi) => Transport::Esp {
-                spi: u32::from_be_bytes(spi),
-            },
+        _ if protocol == 50 && !payload.fragmented => match Reader::new(payload.payload).u32() {
+            Some(spi) => Transport::Esp { spi },
             None => Transport::Other { protocol },
         },
         _ => Transport::Other { protocol },

@@ -15,6 +15,8 @@ use ring::aead::quic::{AES_128, HeaderProtectionKey};
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
 
+use schoolgate_wire::Reader;
+
 use crate::tls::MAX_HELLO;
 
 /// The QUIC versions whose Initial packets can be read: the salt and labels they use.
@@ -157,16 +159,15 @@ impl Keys {
     }
 }
 
-/// A variable-length integer (RFC 9000 §16) at the start of `b`, and the bytes after it.
-fn varint(b: &[u8]) -> Option<(u64, &[u8])> {
-    let first = *b.first()?;
-    let len = 1usize << (first >> 6);
-    let bytes = b.get(..len)?;
-    let mut v = u64::from(first & 0x3f);
-    for byte in bytes.iter().skip(1) {
-        v = v << 8 | u64::from(*byte);
-    }
-    Some((v, b.get(len..)?))
+/// A variable-length integer (RFC 9000 §16): the first byte's two high bits give its
+/// length (1, 2, 4 or 8 bytes). Read whole or not at all.
+fn varint(r: &mut Reader<'_>) -> Option<u64> {
+    let len = 1usize << (r.peek()? >> 6);
+    let (first, rest) = r.take(len)?.split_first()?;
+    Some(
+        rest.iter()
+            .fold(u64::from(first & 0x3f), |v, b| v << 8 | u64::from(*b)),
+    )
 }
 
 /// What one datagram's client Initial packets held.
@@ -215,30 +216,26 @@ pub fn client_initial(datagram: &[u8], first_dcid: Option<&[u8]>) -> Result<Init
 
 /// One long-header packet at the start of `b`: its Initial contents and its length.
 fn packet(b: &[u8], first_dcid: Option<&[u8]>) -> Result<(Initial, usize), QuicError> {
-    let first = *b.first().ok_or(QuicError::Truncated)?;
+    let mut r = Reader::new(b);
+    let first = r.u8().ok_or(QuicError::Truncated)?;
     if first & 0x80 == 0 {
         return Err(QuicError::NotLongHeader);
     }
-    let wire: [u8; 4] = b
-        .get(1..5)
-        .and_then(|w| w.try_into().ok())
-        .ok_or(QuicError::Truncated)?;
-    let wire = u32::from_be_bytes(wire);
+    let wire = r.u32().ok_or(QuicError::Truncated)?;
     let version = Version::from_wire(wire).ok_or(QuicError::UnknownVersion(wire))?;
     let kind = (first >> 4) & 0b11;
     if kind != version.initial_type() {
         return Err(QuicError::NotInitial(kind));
     }
-    let rest = b.get(5..).ok_or(QuicError::Truncated)?;
-    let (dcid, rest) = connection_id(rest)?;
-    let (_scid, rest) = connection_id(rest)?;
-    let (token_len, rest) = varint(rest).ok_or(QuicError::Truncated)?;
-    let rest = usize::try_from(token_len)
+    let dcid = connection_id(&mut r)?;
+    let _scid = connection_id(&mut r)?;
+    let token_len = varint(&mut r).ok_or(QuicError::Truncated)?;
+    usize::try_from(token_len)
         .ok()
-        .and_then(|n| rest.get(n..))
+        .and_then(|n| r.skip(n))
         .ok_or(QuicError::Truncated)?;
-    let (length, rest) = varint(rest).ok_or(QuicError::Truncated)?;
-    let pn_offset = b.len() - rest.len();
+    let length = varint(&mut r).ok_or(QuicError::Truncated)?;
+    let pn_offset = r.position();
     let end = usize::try_from(length)
         .ok()
         .and_then(|l| pn_offset.checked_add(l))
@@ -299,60 +296,55 @@ fn packet(b: &[u8], first_dcid: Option<&[u8]>) -> Result<(Initial, usize), QuicE
     ))
 }
 
-fn connection_id(b: &[u8]) -> Result<(&[u8], &[u8]), QuicError> {
-    let (len, rest) = b.split_first().ok_or(QuicError::Truncated)?;
-    let len = usize::from(*len);
+fn connection_id<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], QuicError> {
+    let len = usize::from(r.peek().ok_or(QuicError::Truncated)?);
     if len > MAX_CID {
         return Err(QuicError::ConnectionId(len));
     }
-    let id = rest.get(..len).ok_or(QuicError::Truncated)?;
-    Ok((id, rest.get(len..).ok_or(QuicError::Truncated)?))
+    r.u8_prefixed().ok_or(QuicError::Truncated)
 }
 
 /// The CRYPTO frames of a decrypted Initial payload. An Initial may hold only PADDING,
 /// PING, ACK, CRYPTO and CONNECTION_CLOSE (RFC 9000 §12.4); reading stops at anything else.
-fn crypto_frames(mut p: &[u8]) -> Vec<(u64, Vec<u8>)> {
+fn crypto_frames(p: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
-    while let Some((kind, rest)) = varint(p) {
-        p = match kind {
-            0x00 | 0x01 => rest,
-            0x02 | 0x03 => match skip_ack(rest, kind == 0x03) {
-                Some(r) => r,
-                None => break,
-            },
-            0x06 => {
-                let Some((offset, r)) = varint(rest) else {
-                    break;
-                };
-                let Some((len, r)) = varint(r) else { break };
-                let Some(data) = usize::try_from(len).ok().and_then(|l| r.get(..l)) else {
-                    break;
-                };
-                out.push((offset, data.to_vec()));
-                r.get(data.len()..).unwrap_or_default()
-            }
-            _ => break,
+    let mut r = Reader::new(p);
+    while let Some(kind) = varint(&mut r) {
+        let read = match kind {
+            0x00 | 0x01 => Some(()),
+            0x02 | 0x03 => skip_ack(&mut r, kind == 0x03),
+            0x06 => crypto_frame(&mut r).map(|frame| out.push(frame)),
+            _ => None,
         };
+        if read.is_none() {
+            break;
+        }
     }
     out
 }
 
-fn skip_ack(b: &[u8], ecn: bool) -> Option<&[u8]> {
-    let (_largest, b) = varint(b)?;
-    let (_delay, b) = varint(b)?;
-    let (ranges, b) = varint(b)?;
-    let (_first, mut b) = varint(b)?;
+/// A CRYPTO frame's offset and data.
+fn crypto_frame(r: &mut Reader<'_>) -> Option<(u64, Vec<u8>)> {
+    let offset = varint(r)?;
+    let len = usize::try_from(varint(r)?).ok()?;
+    Some((offset, r.take(len)?.to_vec()))
+}
+
+fn skip_ack(r: &mut Reader<'_>, ecn: bool) -> Option<()> {
+    let _largest = varint(r)?;
+    let _delay = varint(r)?;
+    let ranges = varint(r)?;
+    let _first = varint(r)?;
     for _ in 0..ranges.min(256) {
-        let (_gap, r) = varint(b)?;
-        let (_len, r) = varint(r)?;
-        b = r;
+        let _gap = varint(r)?;
+        let _len = varint(r)?;
     }
     if ecn {
         for _ in 0..3 {
-            b = varint(b)?.1;
+            varint(r)?;
         }
     }
-    Some(b)
+    Some(())
 }
 
 /// The CRYPTO stream of a connection's Initials, put back in order from pieces that may

@@ -7,6 +7,8 @@
 //! fit: the reply echoes the client's session ID, or picks one of the offered methods. Random
 //! traffic almost never does both.
 
+use schoolgate_wire::Reader;
+
 /// WireGuard handshake messages (the whitepaper, §5.4): type in the first byte, three zero
 /// bytes, fixed lengths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +106,8 @@ impl OpenVpnSide {
         if self.other {
             return false;
         }
-        let (Some(&first), Some(id)) = (p.first(), p.get(1..9)) else {
+        let mut r = Reader::new(p);
+        let (Some(first), Some(id)) = (r.u8(), r.array::<8>()) else {
             self.other |= self.session.is_none();
             return false;
         };
@@ -125,7 +128,8 @@ impl OpenVpnSide {
 
 /// The session ID of an OpenVPN hard reset from either side (key ID 0), if `p` is one.
 pub fn openvpn_reset(p: &[u8]) -> Option<[u8; 8]> {
-    let first = *p.first()?;
+    let mut r = Reader::new(p);
+    let first = r.u8()?;
     let reset = matches!(
         first >> 3,
         OVPN_HARD_RESET_CLIENT_V1
@@ -137,18 +141,17 @@ pub fn openvpn_reset(p: &[u8]) -> Option<[u8; 8]> {
     if !reset || first & 0x07 != 0 || p.len() < 14 {
         return None;
     }
-    p.get(1..9)?.try_into().ok()
+    r.array()
 }
 
 /// [`OpenVpnSide`] over one direction of a TCP stream (length-framed packets).
 pub fn openvpn_tcp_side(stream: &[u8]) -> bool {
     let mut side = OpenVpnSide::default();
-    let mut rest = stream;
-    while let Some(p) = openvpn_tcp_packet(rest) {
+    let mut r = Reader::new(stream);
+    while let Some(p) = r.u16_prefixed() {
         if side.push(p) {
             return true;
         }
-        rest = rest.get(2 + p.len()..).unwrap_or_default();
     }
     false
 }
@@ -156,8 +159,7 @@ pub fn openvpn_tcp_side(stream: &[u8]) -> bool {
 /// OpenVPN over TCP: each packet is preceded by its length; this is the packet, if the
 /// length fits what arrived.
 pub fn openvpn_tcp_packet(stream: &[u8]) -> Option<&[u8]> {
-    let len = usize::from(u16::from_be_bytes([*stream.first()?, *stream.get(1)?]));
-    stream.get(2..2 + len)
+    Reader::new(stream).u16_prefixed()
 }
 
 /// Whether `p` is the first message of an IKE exchange (RFC 7296 §3.1; RFC 2408 for IKEv1):
@@ -165,23 +167,51 @@ pub fn openvpn_tcp_packet(stream: &[u8]) -> Option<&[u8]> {
 /// length that matches the datagram. On port 4500, `p` starts after the four-byte non-ESP
 /// marker.
 pub fn ike_initiation(p: &[u8]) -> bool {
-    let Some(h) = p.get(..28).and_then(|h| <&[u8; 28]>::try_from(h).ok()) else {
+    let Some(h) = IkeHeader::read(p) else {
         return false;
     };
-    let (initiator, rest) = h.split_at(8);
-    let responder = rest.get(..8).unwrap_or_default();
-    let version = h[17];
-    let exchange = h[18];
-    let length = u32::from_be_bytes([h[24], h[25], h[26], h[27]]);
-    let known = match version {
-        0x20 => exchange == 34,            // IKEv2 IKE_SA_INIT
-        0x10 => matches!(exchange, 2 | 4), // IKEv1 Main or Aggressive Mode
+    let known = match h.version {
+        0x20 => h.exchange == 34,            // IKEv2 IKE_SA_INIT
+        0x10 => matches!(h.exchange, 2 | 4), // IKEv1 Main or Aggressive Mode
         _ => false,
     };
-    known
-        && initiator.iter().any(|b| *b != 0)
-        && responder.iter().all(|b| *b == 0)
-        && usize::try_from(length).is_ok_and(|l| l == p.len())
+    known && h.initiator != [0; 8] && h.responder == [0; 8] && h.length_is(p)
+}
+
+/// The fixed IKE header (RFC 7296 §3.1): SPIs, next payload, version, exchange type, flags,
+/// message ID, length.
+struct IkeHeader {
+    initiator: [u8; 8],
+    responder: [u8; 8],
+    version: u8,
+    exchange: u8,
+    length: u32,
+}
+
+impl IkeHeader {
+    fn read(p: &[u8]) -> Option<Self> {
+        let mut r = Reader::new(p);
+        let initiator = r.array()?;
+        let responder = r.array()?;
+        let _next_payload = r.u8()?;
+        let version = r.u8()?;
+        let exchange = r.u8()?;
+        let _flags = r.u8()?;
+        let _message_id = r.u32()?;
+        let length = r.u32()?;
+        Some(Self {
+            initiator,
+            responder,
+            version,
+            exchange,
+            length,
+        })
+    }
+
+    /// Whether the header's length is the datagram's.
+    fn length_is(&self, p: &[u8]) -> bool {
+        usize::try_from(self.length).is_ok_and(|l| l == p.len())
+    }
 }
 
 /// Whether `p` is any IKE message (RFC 7296 §3.1; RFC 2408 for IKEv1): a known version and
@@ -189,22 +219,15 @@ pub fn ike_initiation(p: &[u8]) -> bool {
 /// NAT-traversal port, where an exchange already under way (IKE_AUTH, rekeys) shows the
 /// same header as its start.
 pub fn ike_message(p: &[u8]) -> bool {
-    let Some(h) = p.get(..28) else {
+    let Some(h) = IkeHeader::read(p) else {
         return false;
     };
-    let (initiator, version, exchange) = (h.get(..8), h.get(17), h.get(18));
-    let length = h
-        .get(24..28)
-        .and_then(|l| <[u8; 4]>::try_from(l).ok())
-        .map(u32::from_be_bytes);
-    let known = match (version, exchange) {
-        (Some(0x20), Some(e)) => (34..=37).contains(e),
-        (Some(0x10), Some(e)) => matches!(e, 1..=5 | 32),
+    let known = match h.version {
+        0x20 => (34..=37).contains(&h.exchange),
+        0x10 => matches!(h.exchange, 1..=5 | 32),
         _ => false,
     };
-    known
-        && initiator.is_some_and(|i| i.iter().any(|b| *b != 0))
-        && length.and_then(|l| usize::try_from(l).ok()) == Some(p.len())
+    known && h.initiator != [0; 8] && h.length_is(p)
 }
 
 /// Whether a datagram to UDP port 4500 (IPsec NAT traversal, RFC 3948) is one of its two

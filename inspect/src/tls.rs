@@ -18,6 +18,8 @@
 
 use std::fmt::Write as _;
 
+use schoolgate_wire::Reader;
+
 use tls_parser::{
     TlsExtension, TlsExtensionType, TlsMessage, TlsMessageHandshake, TlsVersion,
     parse_tls_client_hello_extensions, parse_tls_message_handshake,
@@ -88,18 +90,22 @@ pub enum Parsed {
 /// several records (as post-quantum key shares make it) is joined first.
 pub fn from_records(stream: &[u8]) -> Parsed {
     let mut handshake: Vec<u8> = Vec::new();
-    let mut at = 0usize;
+    let mut records = Reader::new(stream);
     loop {
-        let rest = stream.get(at..).unwrap_or_default();
+        let at = records.position();
         // Record header: type 22 (handshake), version 3.x, length.
-        match rest {
-            [0x16, 3, _, hi, lo, ..] => {
-                let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-                let Some(body) = rest.get(5..5 + len) else {
+        match records.rest() {
+            [0x16, 3, _, _, _, ..] => {
+                let mut record = records.clone();
+                let (_, Some(len)) = (record.skip(3), record.u16()) else {
+                    return Parsed::NotHello;
+                };
+                let len = usize::from(len);
+                let Some(body) = record.take(len) else {
                     return Parsed::Incomplete { need: at + 5 + len };
                 };
                 handshake.extend_from_slice(body);
-                at += 5 + len;
+                records = record;
             }
             [] | [0x16] | [0x16, 3] | [0x16, 3, _] | [0x16, 3, _, _] => {
                 return Parsed::Incomplete { need: at + 5 };

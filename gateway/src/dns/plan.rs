@@ -22,6 +22,8 @@ use jiff::Timestamp;
 use schoolgate_engine::policy::Identity;
 use schoolgate_engine::policy::gateway::{BlockResponse, Defences};
 use schoolgate_engine::{Action, Client, Decision, Policy, Reason};
+use schoolgate_wire::Reader;
+use schoolgate_wire::dns::Header;
 
 /// The EDNS option code of an Extended DNS Error (RFC 8914).
 pub const EDE_OPTION: u16 = 15;
@@ -355,15 +357,13 @@ fn error(request: &Message, code: ResponseCode) -> Message {
 
 /// FORMERR for a request whose header can be read but whose body cannot; nothing for less.
 fn formerr_from_header(bytes: &[u8]) -> Plan {
-    let (Some(&hi), Some(&lo), Some(&flags)) = (bytes.first(), bytes.get(1), bytes.get(2)) else {
+    let Some(header) = Header::read(&mut Reader::new(bytes)) else {
         return Plan::Drop;
     };
-    let is_query = flags & 0x80 == 0;
-    if !is_query || bytes.len() < 12 {
+    if header.is_response() {
         return Plan::Drop;
     }
-    let id = u16::from_be_bytes([hi, lo]);
-    let mut m = Message::response(id, OpCode::Query);
+    let mut m = Message::response(header.id, OpCode::Query);
     m.metadata.response_code = ResponseCode::FormErr;
     reply(m, None)
 }
@@ -408,8 +408,9 @@ pub fn ede_of(message: &Message) -> Option<(u16, String)> {
         .option(EdnsCode::Unknown(EDE_OPTION))?
     {
         EdnsOption::Unknown(_, payload) => {
-            let info = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]);
-            let text = String::from_utf8_lossy(payload.get(2..)?).into_owned();
+            let mut r = Reader::new(payload);
+            let info = r.u16()?;
+            let text = String::from_utf8_lossy(r.rest()).into_owned();
             Some((info, text))
         }
         _ => None,

@@ -7,11 +7,16 @@
 //! this reader may say "not mine" freely, but what it accepts it must read exactly as the
 //! full decoder would.
 //!
-//! Bytes come from pupils' devices: nothing here indexes without a check or panics.
+//! The bytes are walked by the DNS reader the resolver shares with inspection
+//! (`schoolgate_wire::dns`); the rules above are this reader's own. Bytes come from pupils'
+//! devices: nothing here indexes without a check or panics.
 
 use schoolgate_engine::domain::MAX_NAME_LEN;
+use schoolgate_wire::Reader;
+use schoolgate_wire::dns::{self, Header};
 
-const HEADER: usize = 12;
+#[cfg(test)]
+const HEADER: usize = dns::HEADER_LEN;
 const OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 
@@ -35,45 +40,31 @@ impl Question {
 
     /// Reads `bytes` if it is a standard query of the common shape; `None` otherwise.
     pub fn parse(bytes: &[u8]) -> Option<Self> {
-        let header = bytes.get(..HEADER)?;
-        let flags = u16::from_be_bytes([*header.get(2)?, *header.get(3)?]);
+        let mut r = Reader::new(bytes);
+        let header = Header::read(&mut r)?;
         // QR = 0 (a query), OPCODE = 0 (QUERY), TC = 0; the other bits are echoed or ignored.
-        if flags & 0xfa00 != 0 {
+        if header.flags & 0xfa00 != 0 {
             return None;
         }
-        let count = |at: usize| Some(u16::from_be_bytes([*header.get(at)?, *header.get(at + 1)?]));
-        if count(4)? != 1 || count(6)? != 0 || count(8)? != 0 {
+        if header.questions != 1 || header.answers != 0 || header.authorities != 0 {
             return None;
         }
-        let additional = count(10)?;
-        if additional > 1 {
+        if header.additionals > 1 {
             return None;
         }
-
+        let question = dns::Question::read(&mut r)?;
+        if question.qclass != CLASS_IN || question.name.is_root() {
+            return None;
+        }
         let mut q = Self {
             name: [0; MAX_NAME_LEN],
             len: 0,
-            qtype: 0,
+            qtype: question.qtype,
             edns: false,
         };
-        let mut at = HEADER;
         let mut len = 0usize;
-        loop {
-            let label = usize::from(*bytes.get(at)?);
-            at += 1;
-            if label == 0 {
-                break;
-            }
-            // 64..=255: compression pointers and reserved kinds; the full decoder reads those.
-            if label > 63 {
-                return None;
-            }
-            let text = bytes.get(at..at + label)?;
-            at += label;
+        for text in question.name.labels() {
             let dot = usize::from(len > 0);
-            if len + dot + label > MAX_NAME_LEN {
-                return None;
-            }
             if dot == 1 {
                 *q.name.get_mut(len)? = b'.';
             }
@@ -81,7 +72,7 @@ impl Question {
             if text.first() == Some(&b'-') {
                 return None;
             }
-            let out = q.name.get_mut(len + dot..len + dot + label)?;
+            let out = q.name.get_mut(len + dot..len + dot + text.len())?;
             for (o, &c) in out.iter_mut().zip(text) {
                 // Anything the presentation form would escape is the full decoder's.
                 if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
@@ -89,50 +80,40 @@ impl Question {
                 }
                 *o = c.to_ascii_lowercase();
             }
-            len += dot + label;
-        }
-        if len == 0 {
-            return None;
+            len += dot + text.len();
         }
         q.len = u8::try_from(len).ok()?;
-        q.qtype = u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]);
-        let class = u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]);
-        if class != CLASS_IN {
-            return None;
-        }
-        at += 4;
-
-        if additional == 1 {
-            at = read_opt(bytes, at)?;
+        if header.additionals == 1 {
+            read_opt(&mut r)?;
             q.edns = true;
         }
-        (at == bytes.len()).then_some(q)
+        r.is_empty().then_some(q)
     }
 }
 
-/// Reads an OPT record at `at` (root owner, EDNS version 0, options well formed) and returns
-/// where it ends.
-fn read_opt(bytes: &[u8], at: usize) -> Option<usize> {
-    let fixed = bytes.get(at..at + 11)?;
-    let [owner, t0, t1, _, _, _, version, _, _, l0, l1] = <[u8; 11]>::try_from(fixed).ok()?;
-    if owner != 0 || u16::from_be_bytes([t0, t1]) != OPT || version != 0 {
+/// Reads an OPT record (root owner, EDNS version 0, options well formed).
+fn read_opt(r: &mut Reader<'_>) -> Option<()> {
+    let owner = r.u8()?;
+    let rtype = r.u16()?;
+    // The class (the UDP payload size) and the extended RCODE.
+    r.skip(3)?;
+    let version = r.u8()?;
+    // The flags (DO).
+    r.skip(2)?;
+    if owner != 0 || rtype != OPT || version != 0 {
         return None;
     }
-    let rdlen = usize::from(u16::from_be_bytes([l0, l1]));
-    let start = at + 11;
-    let options = bytes.get(start..start + rdlen)?;
-    let mut i = 0;
-    while i < options.len() {
-        let code = u16::from_be_bytes([*options.get(i)?, *options.get(i + 1)?]);
+    let mut options = Reader::new(r.u16_prefixed()?);
+    while !options.is_empty() {
+        let code = options.u16()?;
         // The options the full decoder reads into structures (NSID, DAU, client subnet) may
         // be refused there; leave them to it.
         if matches!(code, 3 | 5 | 8) {
             return None;
         }
-        let len = u16::from_be_bytes([*options.get(i + 2)?, *options.get(i + 3)?]);
-        i += 4 + usize::from(len);
+        options.u16_prefixed()?;
     }
-    (i == options.len()).then_some(start + rdlen)
+    Some(())
 }
 
 /// How the in-place reader and hickory's full decoder read one request differently.

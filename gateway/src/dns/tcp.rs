@@ -2,6 +2,8 @@
 //! preceded by its length in two bytes, and a client may send several before reading any
 //! answer. Pure: the server's reader pushes what arrives and takes whole messages out.
 
+use schoolgate_wire::Reader;
+
 /// The bytes a client has sent and the server has not yet taken as messages.
 #[derive(Debug, Default)]
 pub struct Reassembly {
@@ -34,20 +36,22 @@ impl Reassembly {
 
     /// The next message, if the stream holds all of it.
     pub fn take(&mut self) -> Next<'_> {
-        let rest = self.buf.get(self.taken..).unwrap_or_default();
-        let Some((len, body)) = rest.split_first_chunk::<2>() else {
-            return Next::Need(2 - rest.len());
+        let Some(mut r) = Reader::at(&self.buf, self.taken) else {
+            return Next::Need(2);
         };
-        let len = usize::from(u16::from_be_bytes(*len));
+        let Some(len) = r.u16() else {
+            return Next::Need(2 - r.remaining());
+        };
+        let len = usize::from(len);
         if len == 0 {
             return Next::Empty;
         }
-        match body.get(..len) {
+        match r.take(len) {
             Some(message) => {
                 self.taken += 2 + len;
                 Next::Message(message)
             }
-            None => Next::Need(len - body.len()),
+            None => Next::Need(len - r.remaining()),
         }
     }
 

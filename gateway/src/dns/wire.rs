@@ -7,6 +7,9 @@
 //! template's before copying it in. Neither panics on any input.
 
 /// A response with the positions of its TTLs.
+use schoolgate_wire::Reader;
+use schoolgate_wire::dns::{self, Header};
+
 #[derive(Debug, Clone)]
 pub struct Template {
     bytes: Vec<u8>,
@@ -16,56 +19,40 @@ pub struct Template {
     ttls: Vec<usize>,
 }
 
-const HEADER: usize = 12;
+const HEADER: usize = dns::HEADER_LEN;
 const OPT: u16 = 41;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-/// The offset after the name starting at `at` (labels, ending in a root label or a pointer).
-fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let len = *b.get(at)?;
-        match len & 0xc0 {
-            0x00 if len == 0 => return Some(at + 1),
-            0x00 => at += 1 + usize::from(len),
-            0xc0 => return Some(at + 2),
-            _ => return None,
-        }
-    }
-}
 
 /// The end of a one-question question section starting at the header's end, if the message
 /// has exactly one question.
 fn question_end(b: &[u8]) -> Option<usize> {
-    if u16_at(b, 4)? != 1 {
+    let mut r = Reader::new(b);
+    if Header::read(&mut r)?.questions != 1 {
         return None;
     }
-    let end = skip_name(b, HEADER)? + 4;
-    (end <= b.len()).then_some(end)
+    dns::skip_name(&mut r)?;
+    r.skip(4)?;
+    Some(r.position())
 }
 
 impl Template {
     /// Reads `bytes` (a response with one question) and finds its TTLs.
     pub fn new(bytes: Vec<u8>) -> Option<Self> {
         let question_end = question_end(&bytes)?;
-        let n_records = [6, 8, 10]
-            .iter()
-            .map(|&at| u16_at(&bytes, at).map(usize::from))
-            .sum::<Option<usize>>()?;
+        let header = Header::read(&mut Reader::new(&bytes))?;
+        let n_records = usize::from(header.answers)
+            + usize::from(header.authorities)
+            + usize::from(header.additionals);
         let mut ttls = Vec::with_capacity(n_records);
-        let mut at = question_end;
+        let mut r = Reader::at(&bytes, question_end)?;
         for _ in 0..n_records {
-            at = skip_name(&bytes, at)?;
-            let rtype = u16_at(&bytes, at)?;
-            let rdlength = usize::from(u16_at(&bytes, at + 8)?);
+            dns::skip_name(&mut r)?;
+            let at = r.position();
+            let rtype = r.u16()?;
+            // Class and TTL, then the data.
+            r.skip(6)?;
+            r.u16_prefixed()?;
             if rtype != OPT {
                 ttls.push(at + 4);
-            }
-            at += 10 + rdlength;
-            if at > bytes.len() {
-                return None;
             }
         }
         Some(Self {
@@ -93,7 +80,7 @@ impl Template {
         *flags = (*flags & !0x01) | rd;
         for &at in &self.ttls {
             let ttl = out.get_mut(at..at + 4)?;
-            let old = u32::from_be_bytes(<[u8; 4]>::try_from(&*ttl).ok()?);
+            let old = Reader::new(ttl).u32()?;
             ttl.copy_from_slice(&old.saturating_sub(age).max(1).to_be_bytes());
         }
         Some(out)

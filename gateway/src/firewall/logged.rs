@@ -13,6 +13,7 @@ use hickory_proto::op::Message;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_netfilter::nflog::{PacketNla, ULogMessage};
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
+use schoolgate_wire::Reader;
 
 /// Bytes of each packet copied to the agent: enough for the headers and a DNS question.
 pub const SNAPLEN: u32 = 512;
@@ -34,26 +35,22 @@ pub struct Logged {
 /// not read as a logged packet is skipped.
 pub fn packets(datagram: &[u8]) -> Vec<Logged> {
     let mut out = Vec::new();
-    let mut rest = datagram;
-    while rest.len() >= 16 {
-        let len = rest
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, |b| u32::from_ne_bytes(b) as usize);
-        if len < 16 || len > rest.len() {
+    let mut rest = Reader::new(datagram);
+    while rest.remaining() >= 16 {
+        // The netlink header (length, type, flags, sequence, port) is in host order.
+        let mut header = rest.clone();
+        let len = header.array().map_or(0, |b| u32::from_ne_bytes(b) as usize);
+        let kind = header.array().map(u16::from_ne_bytes);
+        let Some(one) = (len >= 16).then(|| rest.take(len)).flatten() else {
+            break;
+        };
+        // Messages are padded to 4 bytes (the last one may not be).
+        let pad = ((4 - len % 4) % 4).min(rest.remaining());
+        if rest.skip(pad).is_none() {
             break;
         }
-        let (one, tail) = rest.split_at(len);
-        // Messages are padded to 4 bytes.
-        rest = tail
-            .get(tail.len().min((4 - len % 4) % 4)..)
-            .unwrap_or_default();
         // Only logged packets are handed to the decoder: it is not written for whatever
         // else a datagram could claim to be (its nf_tables decoder panics on some input).
-        let kind = one
-            .get(4..6)
-            .and_then(|b| b.try_into().ok())
-            .map(u16::from_ne_bytes);
         if kind != Some(ULOG_PACKET) {
             continue;
         }
@@ -99,12 +96,13 @@ pub struct DnsAttempt {
 /// Reads a logged DNS packet. `None` if it is not an IPv4/IPv6 UDP or TCP packet to port 53.
 pub fn dns_attempt(packet: &[u8]) -> Option<DnsAttempt> {
     let (src, dst, proto, l4) = ip(packet)?;
-    let dport = u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]);
+    let mut transport = Reader::at(l4, 2)?;
+    let dport = transport.u16()?;
     if dport != 53 {
         return None;
     }
     let (tcp, name) = match proto {
-        17 => (false, l4.get(8..).and_then(question)),
+        17 => (false, Reader::at(l4, 8).and_then(|r| question(r.rest()))),
         6 => (true, None),
         _ => return None,
     };
@@ -119,26 +117,34 @@ pub fn dns_attempt(packet: &[u8]) -> Option<DnsAttempt> {
 /// Source, destination, transport protocol and transport bytes of an IP packet. IPv6
 /// extension headers are not followed (DNS packets do not carry them).
 fn ip(p: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
-    match p.first()? >> 4 {
+    let first = Reader::new(p).u8()?;
+    match first >> 4 {
         4 => {
-            let ihl = usize::from(p.first()? & 0x0f) * 4;
-            let src: [u8; 4] = p.get(12..16)?.try_into().ok()?;
-            let dst: [u8; 4] = p.get(16..20)?.try_into().ok()?;
+            let ihl = usize::from(first & 0x0f) * 4;
+            let mut r = Reader::at(p, 9)?;
+            let protocol = r.u8()?;
+            r.skip(2)?;
+            let src: [u8; 4] = r.array()?;
+            let dst: [u8; 4] = r.array()?;
+            let l4 = Reader::at(p, ihl.max(20))?.rest();
             Some((
                 Ipv4Addr::from(src).into(),
                 Ipv4Addr::from(dst).into(),
-                *p.get(9)?,
-                p.get(ihl.max(20)..)?,
+                protocol,
+                l4,
             ))
         }
         6 => {
-            let src: [u8; 16] = p.get(8..24)?.try_into().ok()?;
-            let dst: [u8; 16] = p.get(24..40)?.try_into().ok()?;
+            let mut r = Reader::at(p, 6)?;
+            let next_header = r.u8()?;
+            r.skip(1)?;
+            let src: [u8; 16] = r.array()?;
+            let dst: [u8; 16] = r.array()?;
             Some((
                 Ipv6Addr::from(src).into(),
                 Ipv6Addr::from(dst).into(),
-                *p.get(6)?,
-                p.get(40..)?,
+                next_header,
+                r.rest(),
             ))
         }
         _ => None,

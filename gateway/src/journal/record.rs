@@ -6,6 +6,8 @@
 //! one. After damage, [`scan`] looks for the next place a whole good record starts (the magic,
 //! a sane length and a matching CRC), so one bad record does not cost the ones behind it.
 
+use schoolgate_wire::Reader;
+
 /// Marks the start of every record ("SG").
 pub const MAGIC: [u8; 2] = *b"SG";
 /// Bytes before the payload.
@@ -101,21 +103,21 @@ pub fn scan(bytes: &[u8]) -> (Vec<Found>, Vec<Damage>) {
 
 /// The record starting at `at`, or why there is none.
 fn read_at(bytes: &[u8], at: usize) -> Result<Found, Why> {
-    let header = bytes.get(at..at + HEADER).ok_or(Why::Truncated)?;
-    let (magic, rest) = header.split_at(2);
-    if magic != MAGIC {
+    let mut r = Reader::at(bytes, at).ok_or(Why::Truncated)?;
+    let mut header = r.sub(HEADER).ok_or(Why::Truncated)?;
+    if header.array() != Some(MAGIC) {
         return Err(Why::BadMagic);
     }
-    let (len, rest) = rest.split_at(4);
-    let (crc, seq) = rest.split_at(4);
-    let len = u32::from_le_bytes(len.try_into().map_err(|_| Why::Truncated)?) as usize;
-    let crc = u32::from_le_bytes(crc.try_into().map_err(|_| Why::Truncated)?);
-    let seq = u64::from_le_bytes(seq.try_into().map_err(|_| Why::Truncated)?);
+    let (Some(len), Some(crc), Some(seq)) = (header.u32_le(), header.u32_le(), header.u64_le())
+    else {
+        return Err(Why::Truncated);
+    };
+    let len = usize::try_from(len).map_err(|_| Why::BadLength)?;
     if len > MAX_PAYLOAD {
         return Err(Why::BadLength);
     }
-    let start = at + HEADER;
-    let payload = bytes.get(start..start + len).ok_or(Why::Truncated)?;
+    let start = r.position();
+    let payload = r.take(len).ok_or(Why::Truncated)?;
     if checksum(seq, payload) != crc {
         return Err(Why::BadChecksum);
     }
