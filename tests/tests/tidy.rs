@@ -319,27 +319,35 @@ const CLOCK_READS: [&str; 5] = [
     "Utc::now",
 ];
 
-/// The `names` `source` uses outside comments and its test module, with their line numbers.
-fn uses(source: &str, names: &[&'static str]) -> Vec<(usize, &'static str)> {
-    let mut found = Vec::new();
+/// The lines of `source` that are code, with their numbers: comments are left out, and so
+/// is the test module (at the end of a file, by this code base's layout), where tests may
+/// read the clock and import what they like.
+fn code_lines(source: &str) -> Vec<(usize, &str)> {
+    let mut code = Vec::new();
     let mut lines = source.lines().enumerate().peekable();
     while let Some((i, line)) = lines.next() {
-        let code = line.trim_start();
-        // The test module (at the end of a file, by this code base's layout) may read the
-        // clock: tests make their own instants.
-        if code.starts_with("#[cfg(test)]")
+        let line = line.trim_start();
+        if line.starts_with("#[cfg(test)]")
             && lines
                 .peek()
                 .is_some_and(|(_, next)| next.trim_start().starts_with("mod "))
         {
             break;
         }
-        if code.starts_with("//") {
-            continue;
+        if !line.starts_with("//") {
+            code.push((i + 1, line));
         }
+    }
+    code
+}
+
+/// The `names` `source` uses outside comments and its test module, with their line numbers.
+fn uses(source: &str, names: &[&'static str]) -> Vec<(usize, &'static str)> {
+    let mut found = Vec::new();
+    for (line, code) in code_lines(source) {
         for &name in names {
             if code.contains(name) {
-                found.push((i + 1, name));
+                found.push((line, name));
             }
         }
     }
@@ -486,19 +494,7 @@ fn top_module(rel: &Path) -> String {
 /// and its test module, with the line of each.
 fn crate_imports(source: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
-    let mut lines = source.lines().enumerate().peekable();
-    while let Some((i, line)) = lines.next() {
-        let code = line.trim_start();
-        if code.starts_with("#[cfg(test)]")
-            && lines
-                .peek()
-                .is_some_and(|(_, next)| next.trim_start().starts_with("mod "))
-        {
-            break;
-        }
-        if code.starts_with("//") {
-            continue;
-        }
+    for (line, code) in code_lines(source) {
         for (at, _) in code.match_indices("crate::") {
             // `schoolgate_crate::` and the like are other crates.
             let before = code[..at].chars().next_back();
@@ -510,7 +506,7 @@ fn crate_imports(source: &str) -> Vec<(usize, String)> {
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
             if !name.is_empty() {
-                found.push((i + 1, name));
+                found.push((line, name));
             }
         }
     }
