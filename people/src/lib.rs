@@ -1,0 +1,16 @@
+//! People, for a policy that speaks of pupils, staff and classes: who exists and in which
+//! directory groups ([`directory`], [`person`]), read from a school's roster export
+//! ([`roster`]).
+//!
+//! Pure: bytes in, people out. The agent reads the files, watches them and keeps the last
+//! good directory; nothing here touches a file, a socket or the clock.
+
+pub mod directory;
+#[doc(hidden)]
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
+pub mod person;
+pub mod roster;
+
+pub use directory::Directory;
+pub use person::{Person, Role, Username};
