@@ -177,6 +177,14 @@ pub(crate) struct ExplainArgs {
     /// Decide as if the device were quarantined after a bypass attempt.
     #[arg(long)]
     pub(crate) quarantined: bool,
+    /// Decide as if this person were signed in on the device (their username, as the roster
+    /// has it or as a sign-in sends it: `SCHOOL\alice` and `alice@school.example` are
+    /// `alice`).
+    #[arg(long, requires = "roster")]
+    pub(crate) user: Option<String>,
+    /// The school's roster export (CSV) that `--user` is looked up in.
+    #[arg(long)]
+    pub(crate) roster: Option<PathBuf>,
     /// Print one JSON object instead of a sentence.
     #[arg(long)]
     pub(crate) json: bool,

@@ -11,7 +11,7 @@ use clap::Parser;
 use jiff::ToSpan;
 use schoolgate_agent::policy_file::{self, LoadError};
 use schoolgate_engine::instant::parse_instant;
-use schoolgate_engine::{Client, Policy, decide, explain};
+use schoolgate_engine::{Client, PersonView, Policy, decide, explain};
 
 use std::sync::Arc;
 
@@ -465,17 +465,64 @@ fn explain_cmd(args: &ExplainArgs) -> ExitCode {
         return ExitCode::from(EXIT_BAD_INPUT);
     };
     let client = Client::new(args.client, args.mac);
-    let decision = decide(&policy, &client, &args.domain, now, args.quarantined);
+    let directory = match &args.roster {
+        Some(path) => match read_roster(path) {
+            Some(d) => Some(d),
+            None => return ExitCode::from(EXIT_BAD_INPUT),
+        },
+        None => None,
+    };
+    let person = match (&args.user, &directory) {
+        (Some(user), Some(directory)) => match directory.find(user) {
+            Some(p) => Some(p),
+            None => {
+                eprintln!(
+                    "error: --user `{user}` is not in the roster ({} people)",
+                    directory.len()
+                );
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+        _ => None,
+    };
+    let view = person.map(|p| PersonView {
+        username: p.username.as_str(),
+        class: p.class.as_deref(),
+        groups: &p.groups,
+    });
+    let view = view.as_ref();
+    let decision = decide(&policy, &client, view, &args.domain, now, args.quarantined);
     if args.json {
         println!(
             "{}",
-            explain::to_json(&policy, &decision, &client, &args.domain, now)
+            explain::to_json(&policy, &decision, &client, view, &args.domain, now)
         );
     } else {
         println!(
             "{}",
-            explain::sentence(&policy, &decision, &client, &args.domain, now)
+            explain::sentence(&policy, &decision, &client, view, &args.domain, now)
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The roster at `path`, or `None` with every error printed as `path:line:column: …`.
+fn read_roster(path: &Path) -> Option<schoolgate_people::Directory> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read the roster {}: {e}", path.display());
+            return None;
+        }
+    };
+    match schoolgate_people::roster::parse(&bytes) {
+        Ok(d) => Some(d),
+        Err(errors) => {
+            for e in errors {
+                let column = e.column.map(|c| format!(":{c}")).unwrap_or_default();
+                eprintln!("{}:{}{column}: {}", path.display(), e.line, e.kind);
+            }
+            None
+        }
+    }
 }

@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
             black_box(decide(
                 &policy,
                 &pupil,
+                None,
                 black_box(&listed[i]),
                 school_day,
                 false,
@@ -60,6 +61,7 @@ fn bench(c: &mut Criterion) {
             black_box(decide(
                 &policy,
                 &pupil,
+                None,
                 black_box(&unlisted[i]),
                 school_day,
                 false,
@@ -72,6 +74,7 @@ fn bench(c: &mut Criterion) {
             black_box(decide(
                 &policy,
                 &staff,
+                None,
                 black_box(&listed[i]),
                 school_day,
                 false,
@@ -83,6 +86,7 @@ fn bench(c: &mut Criterion) {
             black_box(decide(
                 &policy,
                 &pupil,
+                None,
                 black_box("www.youtube.com"),
                 exception,
                 false,

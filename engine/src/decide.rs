@@ -18,6 +18,7 @@ use smallvec::SmallVec;
 use crate::address::address_literal;
 use crate::device::Client;
 use crate::domain::{Matches, QueryName, TargetId};
+use crate::person::PersonView;
 use crate::policy::{Action, ExceptionId, Identity, Policy, RuleId};
 
 /// What decided.
@@ -65,17 +66,23 @@ impl Decision<'_> {
     }
 }
 
-/// Decides whether `client` may reach `name` at `now`. `name` may be anything a device sent:
-/// it is normalised here, and a name that cannot be a domain matches no list. A name that is
-/// an address (`192.0.2.1`, `[2001:db8::1]`) matches the listed addresses and networks.
+/// Decides whether `client`, with `person` signed in on it (if anyone is), may reach `name`
+/// at `now`. `name` may be anything a device sent: it is normalised here, and a name that
+/// cannot be a domain matches no list. A name that is an address (`192.0.2.1`,
+/// `[2001:db8::1]`) matches the listed addresses and networks.
+///
+/// A rule decides when it names the device's group or the person's: rules are read in file
+/// order, so a rule for a device group placed first holds whoever signs in.
 pub fn decide<'p>(
     policy: &'p Policy,
     client: &Client,
+    person: Option<&PersonView<'_>>,
     name: &str,
     now: Timestamp,
     quarantined: bool,
 ) -> Decision<'p> {
-    let identity = policy.identify(client);
+    let mut identity = policy.identify(client);
+    identity.person = person.map(|p| policy.identify_person(p));
     decide_as(policy, client, identity, name, now, quarantined)
 }
 
@@ -151,11 +158,11 @@ impl<'p> Relevant<'p> {
             }
         }
         let mut rules = SmallVec::new();
-        for id in policy.rules_for(identity.group) {
-            if let Some(rule) = policy.rule(*id)
+        for id in policy.rules_for_identity(&identity) {
+            if let Some(rule) = policy.rule(id)
                 && let Some(m) = best_match(&rule.targets, matches)
             {
-                rules.push((*id, m));
+                rules.push((id, m));
                 // A rule in force at every moment hides every rule after it.
                 if policy.schedule(rule.when).is_some_and(|s| s.is_always()) {
                     break;

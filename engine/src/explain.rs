@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::decide::{Decision, Matched, Reason};
 use crate::device::Client;
+use crate::person::PersonView;
 use crate::policy::{Action, Policy, Target};
 
 /// One sentence: what was decided, by what, and until when.
@@ -16,6 +17,7 @@ pub fn sentence(
     policy: &Policy,
     d: &Decision<'_>,
     client: &Client,
+    person: Option<&PersonView<'_>>,
     name: &str,
     now: Timestamp,
 ) -> String {
@@ -23,7 +25,7 @@ pub fn sentence(
         Action::Allow => "Allowed",
         Action::Block => "Blocked",
     };
-    let who = subject(policy, d, client);
+    let who = subject(policy, d, client, person);
     let body = match d.reason {
         Reason::Quarantine => {
             let allowed: Vec<String> = policy
@@ -73,7 +75,24 @@ pub fn sentence(
             let matched = d
                 .matched
                 .map_or_else(String::new, |m| format!(", matched {}", m.domain));
-            format!("{who} {verb} {what}{when} (rule “{rname}”{matched})")
+            // With someone signed in, say whose group the rule spoke of.
+            let through = match (person, rule) {
+                (Some(p), Some(r)) => {
+                    let (whose, group) = if r.groups.contains(d.identity.group) {
+                        ("the device's group".to_owned(), d.identity.group)
+                    } else {
+                        let group = d.identity.person.and_then(|i| i.group);
+                        (format!("{}'s group", clean_name(p.username)), group)
+                    };
+                    group
+                        .and_then(|g| policy.group(g))
+                        .map_or_else(String::new, |g| {
+                            format!("; it names {whose}, {}", g.name.replace('_', " "))
+                        })
+                }
+                _ => String::new(),
+            };
+            format!("{who} {verb} {what}{when} (rule “{rname}”{matched}{through})")
         }
         Reason::NoRule if d.until.is_some() => {
             format!(
@@ -97,6 +116,7 @@ pub fn to_json(
     policy: &Policy,
     d: &Decision<'_>,
     client: &Client,
+    person: Option<&PersonView<'_>>,
     name: &str,
     now: Timestamp,
 ) -> Value {
@@ -131,7 +151,16 @@ pub fn to_json(
             "name": device.map(|d| d.name.clone()),
             "owner": device.and_then(|d| d.owner.clone()),
         },
-        "reason": sentence(policy, d, client, name, now),
+        "person": person.map(|p| json!({
+            "username": clean_name(p.username),
+            "group": d
+                .identity
+                .person
+                .and_then(|i| i.group)
+                .and_then(|g| policy.group(g))
+                .map(|g| g.name.clone()),
+        })),
+        "reason": sentence(policy, d, client, person, name, now),
     })
 }
 
@@ -157,7 +186,26 @@ fn when_phrase(policy: &Policy, t: Timestamp, now: Timestamp) -> String {
     }
 }
 
-fn subject(policy: &Policy, d: &Decision<'_>, client: &Client) -> String {
+fn subject(
+    policy: &Policy,
+    d: &Decision<'_>,
+    client: &Client,
+    person: Option<&PersonView<'_>>,
+) -> String {
+    let device = device_subject(policy, d, client);
+    let Some(p) = person else {
+        return device;
+    };
+    let group = d
+        .identity
+        .person
+        .and_then(|i| i.group)
+        .and_then(|g| policy.group(g))
+        .map_or_else(|| "in no group".to_owned(), |g| g.name.replace('_', " "));
+    format!("{} ({group}) on {device}", clean_name(p.username))
+}
+
+fn device_subject(policy: &Policy, d: &Decision<'_>, client: &Client) -> String {
     let group = d
         .identity
         .group

@@ -41,8 +41,8 @@ pub fn policy_yaml(data: &[u8]) {
                 text.lines().next().unwrap_or(""),
             ] {
                 for quarantined in [false, true] {
-                    let d = decide(&policy, client, name, now, quarantined);
-                    let _ = explain::sentence(&policy, &d, client, name, now);
+                    let d = decide(&policy, client, None, name, now, quarantined);
+                    let _ = explain::sentence(&policy, &d, client, None, name, now);
                 }
             }
         }

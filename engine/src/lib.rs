@@ -9,6 +9,7 @@
 //! - [`address`]: listed addresses and networks, matched like domains.
 //! - [`calendar`], [`schedule`]: terms and closures; schedules compiled into instants.
 //! - [`device`]: client addresses and MACs.
+//! - [`person`]: the person signed in on a device, as the decision reads them.
 //! - [`decide`](mod@decide): the decision function.
 //! - [`classify`](mod@classify): what a name or address is (category, app, technique).
 //! - [`explain`]: decisions as a sentence or JSON.
@@ -25,6 +26,7 @@ pub mod explain;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod instant;
+pub mod person;
 pub mod policy;
 pub mod schedule;
 pub mod technique;
@@ -33,5 +35,6 @@ pub mod text;
 pub use classify::{Classified, classify};
 pub use decide::{Decision, Matched, Reason, decide, decide_as};
 pub use device::{Client, MacAddr};
+pub use person::PersonView;
 pub use policy::{Action, ListSource, Policy, PolicyError, PolicyErrors};
 pub use technique::Technique;

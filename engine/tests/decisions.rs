@@ -99,7 +99,7 @@ fn run(policy: &Policy, cases: &[Case]) {
             parse_instant(c.at, policy.timezone()).unwrap_or_else(|| panic!("bad time {}", c.at));
         let mac = c.mac.map(|m| m.parse::<MacAddr>().unwrap());
         let client = Client::new(c.ip.parse().unwrap(), mac);
-        let d = decide(policy, &client, c.name, now, c.quarantined);
+        let d = decide(policy, &client, None, c.name, now, c.quarantined);
         let by = match d.reason {
             Reason::NoRule => "-".to_owned(),
             Reason::Quarantine => "quarantine".to_owned(),
@@ -130,7 +130,7 @@ fn run(policy: &Policy, cases: &[Case]) {
                 c.at,
                 got,
                 want,
-                explain::sentence(policy, &d, &client, c.name, now)
+                explain::sentence(policy, &d, &client, None, c.name, now)
             ));
         }
     }
@@ -299,12 +299,12 @@ fn explanations_read_as_sentences_and_json() {
     let policy = repo_policy();
     let now = parse_instant("2026-11-24T10:00", policy.timezone()).unwrap();
     let client = Client::new(PUPIL.parse().unwrap(), None);
-    let d = decide(&policy, &client, "www.facebook.com", now, false);
+    let d = decide(&policy, &client, None, "www.facebook.com", now, false);
     assert_eq!(
-        explain::sentence(&policy, &d, &client, "www.facebook.com", now),
+        explain::sentence(&policy, &d, &client, None, "www.facebook.com", now),
         "Blocked: pupils may not use social networking in the school day (rule “Pupils keep off social networking in the school day”, matched facebook.com), until 15:30 today."
     );
-    let json = explain::to_json(&policy, &d, &client, "www.facebook.com", now);
+    let json = explain::to_json(&policy, &d, &client, None, "www.facebook.com", now);
     assert_eq!(json["action"], "block");
     assert_eq!(json["group"], "pupils");
     assert_eq!(json["rule"], PUPILS_SD);
@@ -333,16 +333,16 @@ fn explanations_read_as_sentences_and_json() {
 
     // Summer time shows the +01:00 offset.
     let summer = parse_instant("2027-06-08T10:00", policy.timezone()).unwrap();
-    let d = decide(&policy, &client, "www.facebook.com", summer, false);
+    let d = decide(&policy, &client, None, "www.facebook.com", summer, false);
     assert_eq!(
-        explain::to_json(&policy, &d, &client, "x", summer)["until"],
+        explain::to_json(&policy, &d, &client, None, "x", summer)["until"],
         "2027-06-08T15:30:00+01:00"
     );
 
     // Hostile names are bounded and escaped in the text.
     let nasty = format!("{}\u{1b}[31m.evil\n", "a".repeat(400));
-    let d = decide(&policy, &client, &nasty, now, false);
-    let s = explain::sentence(&policy, &d, &client, &nasty, now);
+    let d = decide(&policy, &client, None, &nasty, now, false);
+    let s = explain::sentence(&policy, &d, &client, None, &nasty, now);
     assert!(!s.contains('\u{1b}') && !s.contains('\n'), "{s}");
     assert!(s.len() < 600, "{}", s.len());
 }

@@ -342,12 +342,20 @@ fn the_specified_shape_loads_and_decides() {
     .unwrap_or_else(|e| panic!("{e}"));
     let pupil = Client::new("10.10.3.7".parse().unwrap(), None);
     let at = |t: &str| parse_instant(t, p.timezone()).unwrap();
-    let d = decide(&p, &pupil, "www.youtube.com", at("2026-11-24T13:30"), false);
+    let d = decide(
+        &p,
+        &pupil,
+        None,
+        "www.youtube.com",
+        at("2026-11-24T13:30"),
+        false,
+    );
     assert_eq!(d.action, Action::Allow);
     assert_eq!(d.until, Some(at("2026-11-24T14:00")));
     let d = decide(
         &p,
         &pupil,
+        None,
         "www.facebook.com",
         at("2026-11-24T10:00"),
         false,
@@ -543,7 +551,7 @@ fn listed_addresses_and_networks_decide_like_domains() {
     let school = at("2026-11-24T10:00");
     let evening = at("2026-11-24T19:00");
     let decided = |name: &str, now| {
-        let d = decide(&p, &pupil, name, now, false);
+        let d = decide(&p, &pupil, None, name, now, false);
         (d.action, d.matched.map(|m| m.domain.to_owned()))
     };
     assert_eq!(

@@ -121,9 +121,9 @@ proptest! {
     #[test]
     fn decisions_hold_until_until(which in 0usize..2, client in client(), name in name(), now in instant(), quarantined in any::<bool>(), frac in 0.0f64..1.0) {
         let policy = &policies()[which];
-        let d = decide(policy, &client, &name, now, quarantined);
+        let d = decide(policy, &client, None, &name, now, quarantined);
         // Deterministic.
-        prop_assert_eq!(d, decide(policy, &client, &name, now, quarantined));
+        prop_assert_eq!(d, decide(policy, &client, None, &name, now, quarantined));
         match d.until {
             Some(until) => {
                 prop_assert!(until > now, "until {} is not after now {}", until, now);
@@ -133,18 +133,18 @@ proptest! {
                 let last = until - SignedDuration::from_nanos(1);
                 for t in [inside, last] {
                     if t >= now && t < until {
-                        let later = decide(policy, &client, &name, t, quarantined);
+                        let later = decide(policy, &client, None, &name, t, quarantined);
                         prop_assert_eq!(key(&later), key(&d), "changed at {} before until {}", t, until);
                     }
                 }
                 // Changed at until.
-                let at = decide(policy, &client, &name, until, quarantined);
+                let at = decide(policy, &client, None, &name, until, quarantined);
                 prop_assert_ne!((at.action, at.reason), (d.action, d.reason), "no change at until {}", until);
             }
             None => {
                 let years = SignedDuration::from_hours(24 * 365 * 3);
                 let later = now + SignedDuration::from_secs_f64(years.as_secs_f64() * frac);
-                prop_assert_eq!(key(&decide(policy, &client, &name, later, quarantined)), key(&d));
+                prop_assert_eq!(key(&decide(policy, &client, None, &name, later, quarantined)), key(&d));
             }
         }
     }
@@ -153,7 +153,7 @@ proptest! {
     fn any_text_as_a_name_is_decided_without_panicking(name in "\\PC{0,300}", now in instant()) {
         let policy = &policies()[0];
         let client = Client::new(IpAddr::V4(Ipv4Addr::new(10, 10, 1, 1)), None);
-        let d = decide(policy, &client, &name, now, false);
+        let d = decide(policy, &client, None, &name, now, false);
         prop_assert!(d.until.is_none_or(|u| u > now));
     }
 }

@@ -85,11 +85,11 @@ pub fn judge<'p>(
     };
     let technique = obs.technique.or(listed.map(|t| refine(t, obs)));
     let target = name.unwrap_or(&server);
-    let mut decision = decide(policy, client, target, now, quarantined);
+    let mut decision = decide(policy, client, None, target, now, quarantined);
     // A name that decides nothing may still be on a listed address (a Tor relay with a
     // random SNI): the address decides then.
     if obs.name.is_some() && decision.matched.is_none() && by_address != Classified::default() {
-        decision = decide(policy, client, &server, now, quarantined);
+        decision = decide(policy, client, None, &server, now, quarantined);
     }
     let action = match technique {
         Some(_) => match policy.bypass_response(decision.identity.group) {

@@ -56,7 +56,8 @@ fn architecture_code_map_names_every_module() {
     let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
     let mut missing = Vec::new();
     for krate in [
-        "engine", "inspect", "contract", "gateway", "wire", "agent", "console", "lab", "demo",
+        "engine", "inspect", "contract", "gateway", "wire", "people", "agent", "console", "lab",
+        "demo",
     ] {
         // Every module, folders' files included.
         let mut dirs = vec![root().join(krate).join("src")];
@@ -267,7 +268,7 @@ fn bench_scripts_pass_the_agent_only_flags_it_has() {
 }
 
 /// The crates that hold no I/O and read no clock: bytes, policies and `now` in, values out.
-const PURE: [&str; 5] = ["engine", "inspect", "contract", "gateway", "wire"];
+const PURE: [&str; 6] = ["engine", "inspect", "contract", "gateway", "wire", "people"];
 
 /// Crates that do I/O (sockets, files watched, netlink sockets, packet capture, databases,
 /// mail): a pure crate may not depend on one, directly or through another crate. The

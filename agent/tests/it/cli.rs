@@ -286,3 +286,105 @@ fn print_ruleset_shows_the_table_with_listed_addresses_at_a_time() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
     assert!(text(&bad.stderr).contains("--at `tea time`"));
 }
+
+#[test]
+fn explain_as_a_person_from_the_roster() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        r#"version: 1
+school: { name: S, timezone: Europe/London }
+calendar: { terms: [{ name: T, from: 2026-09-03, to: 2026-12-18 }] }
+schedules:
+  lunch: { days: [mon, tue, wed, thu, fri], times: ["12:00-13:00"], term_time: true }
+categories:
+  social: { domains: [facebook.com] }
+groups:
+  school_computers: { networks: [10.10.4.0/24] }
+  staff: { directory: [Staff] }
+rules:
+  - { name: School computers never, groups: [school_computers], block: [social] }
+  - { name: Staff at lunch, groups: [staff], allow: [social], when: lunch }
+  - { name: Nobody else, groups: [all], block: [social] }
+"#,
+    )
+    .unwrap();
+    let roster = dir.path().join("roster.csv");
+    std::fs::write(
+        &roster,
+        "Username,Role,Forename,Surname\ngrace.o,Teacher,Grace,Okafor\namira.k,Pupil,Amira,Khan\n",
+    )
+    .unwrap();
+    let (p, r) = (policy.to_str().unwrap(), roster.to_str().unwrap());
+    let base = [
+        "--policy",
+        p,
+        "--domain",
+        "facebook.com",
+        "--at",
+        "2026-11-24T12:30",
+    ];
+    let ask = |client: &str, user: &str| {
+        explain_json(
+            &[
+                &base[..],
+                &["--client", client, "--roster", r, "--user", user],
+            ]
+            .concat(),
+        )
+    };
+    let on_laptop = ask("192.168.1.5", "SCHOOL\\Grace.O");
+    assert_eq!(on_laptop["action"], "allow", "{on_laptop}");
+    assert_eq!(on_laptop["person"]["group"], "staff");
+    assert!(
+        on_laptop["reason"]
+            .as_str()
+            .unwrap()
+            .contains("it names grace.o's group, staff"),
+        "{on_laptop}"
+    );
+    assert_eq!(ask("10.10.4.9", "grace.o")["action"], "block");
+    assert_eq!(ask("192.168.1.5", "amira.k")["action"], "block");
+    // Unknown people, a broken roster, and --user without --roster are refused.
+    let out = agent(
+        &[
+            &["explain"],
+            &base[..],
+            &["--client", "10.0.0.1", "--roster", r, "--user", "nobody"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`nobody` is not in the roster (2 people)"));
+    std::fs::write(&roster, "Username,Role\ngrace.o,governor\n").unwrap();
+    let out = agent(
+        &[
+            &["explain"],
+            &base[..],
+            &["--client", "10.0.0.1", "--roster", r, "--user", "grace.o"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{r}:2:2: the role \"governor\" is neither pupil nor staff"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = agent(
+        &[
+            &["explain"],
+            &base[..],
+            &["--client", "10.0.0.1", "--user", "grace.o"],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap refuses --user without --roster"
+    );
+}

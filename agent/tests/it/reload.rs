@@ -31,7 +31,7 @@ fn school() -> tempfile::TempDir {
 fn pupil_may_reach(live: &LivePolicy, name: &str) -> bool {
     let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
     let client = Client::new("10.10.3.7".parse().unwrap(), None);
-    decide(&live.current(), &client, name, now, false).action == Action::Allow
+    decide(&live.current(), &client, None, name, now, false).action == Action::Allow
 }
 
 /// Writes `text` as an editor that saves by rename does: a new file, renamed over the old.

@@ -21,8 +21,8 @@ use super::gateway::{
 };
 use super::raw::{Ordered, RawGateway, RawPolicy, S};
 use super::{
-    Action, Audience, Bypass, Device, DeviceId, Exception, Group, GroupId, Groups, ListSource,
-    Policy, Quic, Response, Rule, RuleId, ScheduleId, Target,
+    Action, Audience, Bypass, ClassId, Device, DeviceId, Exception, Group, GroupId, Groups,
+    ListSource, Policy, Quic, Response, Rule, RuleId, ScheduleId, Target, UserId,
 };
 use crate::calendar::{Calendar, DateSpan};
 use crate::device::MacAddr;
@@ -170,7 +170,11 @@ impl<'a> Compiler<'a> {
             devices: device_names,
         };
         let rules = self.rules(&raw, &names, &mut index, &mut targets);
-        let exceptions = self.exceptions(&raw, &names, &tz, &mut index, &mut targets);
+        let rules::Exceptions {
+            exceptions,
+            classes,
+            people,
+        } = self.exceptions(&raw, &names, &tz, &mut index, &mut targets);
         let bypass = self.bypass(&raw, &names, groups.len(), &mut index, &mut targets);
         let gateway = raw.gateway.as_ref().and_then(|g| self.gateway(g));
 
@@ -197,6 +201,12 @@ impl<'a> Compiler<'a> {
             }
         }
         let default_group = names.groups.get(DEFAULT_GROUP).copied();
+        let person_groups = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.has_people())
+            .map(|(i, _)| GroupId(u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
         Policy {
             source: self.file.clone(),
             school_name: raw.school.name.value.trim().to_owned(),
@@ -214,6 +224,9 @@ impl<'a> Compiler<'a> {
             default_group,
             rules,
             rules_by_group,
+            person_groups,
+            classes,
+            people,
             exceptions,
             bypass,
             gateway,

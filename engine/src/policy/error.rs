@@ -163,6 +163,12 @@ pub enum ErrorKind {
         value: String,
         expected: &'static str,
     },
+    #[error(
+        "`{value}` is not a directory group or class name (1 to 128 bytes, no control characters)"
+    )]
+    DirectoryName { value: String },
+    #[error("`{value}` is not a username (1 to 128 bytes, no spaces or control characters)")]
+    Username { value: String },
     #[error("`{value}` is not an interface name")]
     Interface { value: String },
     #[error(

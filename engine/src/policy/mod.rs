@@ -25,6 +25,7 @@ use jiff::tz::TimeZone;
 use crate::calendar::Calendar;
 use crate::device::{Client, MacAddr};
 use crate::domain::{DomainIndex, TargetId};
+use crate::person::PersonView;
 use crate::schedule::Schedule;
 use crate::technique::Technique;
 
@@ -75,6 +76,14 @@ id_type!(
 id_type!(
     /// A schedule; 0 is the built-in `always`.
     ScheduleId
+);
+id_type!(
+    /// A class (registration group) an exception names, by position among those named.
+    ClassId
+);
+id_type!(
+    /// A person an exception names, by position among those named.
+    UserId
 );
 
 /// Whether a name may be reached.
@@ -128,6 +137,17 @@ pub struct Group {
     /// Whether the firewall rejects QUIC (UDP 443) from this group; `None`: the default,
     /// blocked when the group is filtered ([`Policy::blocks_quic`]).
     pub quic: Option<Quic>,
+    /// The directory groups whose members are this group's people, as written.
+    pub directory: Vec<String>,
+    /// The usernames of this group's people, lower-cased.
+    pub users: Vec<String>,
+}
+
+impl Group {
+    /// Whether the group speaks of people (`directory` or `users`), not only of devices.
+    pub fn has_people(&self) -> bool {
+        !self.directory.is_empty() || !self.users.is_empty()
+    }
 }
 
 /// A group's `quic:` setting.
@@ -207,6 +227,10 @@ pub struct Exception {
     pub groups: Vec<GroupId>,
     pub devices: Vec<DeviceId>,
     pub networks: Vec<IpNet>,
+    /// Classes whose signed-in pupils it covers.
+    pub classes: Vec<ClassId>,
+    /// People it covers, wherever they sign in.
+    pub people: Vec<UserId>,
     pub targets: Vec<TargetId>,
     /// In force for `[from, to)`.
     pub from: Timestamp,
@@ -216,9 +240,14 @@ pub struct Exception {
 }
 
 impl Exception {
-    /// Whether this exception speaks of the device (by group, device entry or network).
+    /// Whether this exception speaks of the request: of the device (by its group, device
+    /// entry or network) or of the person signed in on it (by their group, class or name).
     pub fn covers(&self, who: &Identity, client: &Client) -> bool {
+        let person = who.person.unwrap_or_default();
         who.group.is_some_and(|g| self.groups.contains(&g))
+            || person.group.is_some_and(|g| self.groups.contains(&g))
+            || person.class.is_some_and(|c| self.classes.contains(&c))
+            || person.user.is_some_and(|u| self.people.contains(&u))
             || who.device.is_some_and(|d| self.devices.contains(&d))
             || client
                 .ip
@@ -238,8 +267,48 @@ pub struct Bypass {
 /// How the policy sees a client: its device entry, if any, and its group, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
+    /// The device's group.
     pub group: Option<GroupId>,
     pub device: Option<DeviceId>,
+    /// The person signed in on the device, where one is known.
+    pub person: Option<PersonIdentity>,
+}
+
+/// A person as the policy sees them: their group (the first group in the file naming them or
+/// one of their directory groups), and their class and username where an exception names
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PersonIdentity {
+    pub group: Option<GroupId>,
+    pub class: Option<ClassId>,
+    pub user: Option<UserId>,
+}
+
+/// Two sorted rule lists read as one, in order, each rule once.
+#[derive(Debug, Clone)]
+pub(crate) struct MergedRules<'p> {
+    a: &'p [RuleId],
+    b: &'p [RuleId],
+}
+
+impl Iterator for MergedRules<'_> {
+    type Item = RuleId;
+
+    fn next(&mut self) -> Option<RuleId> {
+        let (a, b) = (self.a.first().copied(), self.b.first().copied());
+        let next = match (a, b) {
+            (Some(x), Some(y)) => x.min(y),
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => return None,
+        };
+        if a == Some(next) {
+            self.a = self.a.get(1..).unwrap_or_default();
+        }
+        if b == Some(next) {
+            self.b = self.b.get(1..).unwrap_or_default();
+        }
+        Some(next)
+    }
 }
 
 /// A validated policy. See the module documentation.
@@ -264,6 +333,12 @@ pub struct Policy {
     /// For each group, the rules that speak of it in order; the extra last entry is for
     /// devices in no group (the `all` rules).
     pub(crate) rules_by_group: Vec<Vec<RuleId>>,
+    /// The groups with `directory` or `users`, in file order.
+    pub(crate) person_groups: Vec<GroupId>,
+    /// The classes exceptions name (`ClassId` indexes this), as written.
+    pub(crate) classes: Vec<String>,
+    /// The people exceptions name (`UserId` indexes this), lower-cased.
+    pub(crate) people: Vec<String>,
     pub(crate) exceptions: Vec<Exception>,
     pub(crate) bypass: Bypass,
     pub(crate) gateway: Option<Gateway>,
@@ -434,7 +509,55 @@ impl Policy {
                 .map(|(_, g)| *g)
                 .or(self.default_group),
         };
-        Identity { group, device }
+        Identity {
+            group,
+            device,
+            person: None,
+        }
+    }
+
+    /// How the policy sees `person`: the first group (in file order) whose `users` names them
+    /// or whose `directory` names one of their directory groups, and their class and username
+    /// if an exception names them. Nothing is allocated.
+    pub fn identify_person(&self, person: &PersonView<'_>) -> PersonIdentity {
+        let group = self.person_groups.iter().copied().find(|g| {
+            self.group(*g).is_some_and(|g| {
+                g.users
+                    .iter()
+                    .any(|u| u.eq_ignore_ascii_case(person.username))
+                    || g.directory
+                        .iter()
+                        .any(|d| person.groups.iter().any(|p| p.eq_ignore_ascii_case(d)))
+            })
+        });
+        let class = person.class.and_then(|c| {
+            let i = self
+                .classes
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(c))?;
+            u32::try_from(i).ok().map(ClassId)
+        });
+        let user = self
+            .people
+            .iter()
+            .position(|u| u.eq_ignore_ascii_case(person.username))
+            .and_then(|i| u32::try_from(i).ok().map(UserId));
+        PersonIdentity { group, class, user }
+    }
+
+    /// The class an exception names, as written there.
+    pub fn class_name(&self, id: ClassId) -> Option<&str> {
+        self.classes.get(id.index()).map(String::as_str)
+    }
+
+    /// The username an exception names, lower-cased.
+    pub fn username(&self, id: UserId) -> Option<&str> {
+        self.people.get(id.index()).map(String::as_str)
+    }
+
+    /// The groups that speak of people, in file order.
+    pub fn person_groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.person_groups.iter().copied()
     }
 
     /// Whether `ip` is inside a group's network or a device entry: the resolver answers only
@@ -448,5 +571,18 @@ impl Policy {
     pub(crate) fn rules_for(&self, group: Option<GroupId>) -> &[RuleId] {
         let i = group.map_or(self.groups.len(), |g| g.index());
         self.rules_by_group.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// The rules that speak of the request's device group or of its person's group, in file
+    /// order, each once: a rule matches when it names either.
+    pub(crate) fn rules_for_identity(&self, who: &Identity) -> MergedRules<'_> {
+        let person = who
+            .person
+            .and_then(|p| p.group)
+            .filter(|g| Some(*g) != who.group);
+        MergedRules {
+            a: self.rules_for(who.group),
+            b: person.map_or(&[][..], |g| self.rules_for(Some(g))),
+        }
     }
 }

@@ -162,6 +162,12 @@ pub(crate) struct RawGroup {
     /// blocking rule, so their browsers fall back to TCP where the name is visible.
     #[serde(default)]
     pub quic: Option<S<String>>,
+    /// Directory groups whose members are this group's people (`Pupils`, `Year 6`, `6B`).
+    #[serde(default)]
+    pub directory: Vec<S<String>>,
+    /// Usernames of this group's people, besides the directory groups'.
+    #[serde(default)]
+    pub users: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +207,12 @@ pub(crate) struct RawException {
     pub devices: Vec<S<String>>,
     #[serde(default)]
     pub networks: Vec<S<String>>,
+    /// Classes (registration groups) whose signed-in pupils the exception covers.
+    #[serde(default)]
+    pub classes: Vec<S<String>>,
+    /// Usernames of the people it covers, wherever they sign in.
+    #[serde(default)]
+    pub people: Vec<S<String>>,
     pub allow: Vec<S<String>>,
     pub from: S<String>,
     pub to: S<String>,

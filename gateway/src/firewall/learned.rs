@@ -250,6 +250,7 @@ impl Verdicts {
                 let who = Identity {
                     group,
                     device: None,
+                    person: None,
                 };
                 let d = decide_as(policy, &nobody, who, name, now, false);
                 let until = d.until.map(|t| t.as_millisecond());
@@ -263,6 +264,7 @@ impl Verdicts {
             Identity {
                 group: None,
                 device: None,
+                person: None,
             },
             name,
             now,

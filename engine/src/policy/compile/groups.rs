@@ -76,6 +76,18 @@ impl Compiler<'_> {
                     None
                 }
             });
+            let directory = g
+                .value
+                .directory
+                .iter()
+                .filter_map(|d| self.directory_group(d))
+                .collect();
+            let users = g
+                .value
+                .users
+                .iter()
+                .filter_map(|u| self.username(u))
+                .collect();
             groups.push(Group {
                 name: key.value.clone(),
                 description: g.value.description.clone(),
@@ -84,6 +96,8 @@ impl Compiler<'_> {
                 report_presence,
                 audience,
                 quic,
+                directory,
+                users,
             });
             names.insert(key.value.clone(), gid);
             for n in &g.value.networks {
@@ -286,3 +300,42 @@ fn duplicate_device(
         other_group,
     }
 }
+
+impl Compiler<'_> {
+    /// A directory group's name as written (trimmed); empty or over-long names are errors.
+    pub(super) fn directory_group(&mut self, name: &S<String>) -> Option<String> {
+        let text = name.value.trim();
+        if text.is_empty() || text.len() > MAX_PERSON_TEXT || text.chars().any(char::is_control) {
+            self.error(
+                name,
+                ErrorKind::DirectoryName {
+                    value: name.value.clone(),
+                },
+            );
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    /// A username, lower-cased; one with spaces or control characters, empty or over-long is
+    /// an error.
+    pub(super) fn username(&mut self, name: &S<String>) -> Option<String> {
+        let text = name.value.trim();
+        if text.is_empty()
+            || text.len() > MAX_PERSON_TEXT
+            || text.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            self.error(
+                name,
+                ErrorKind::Username {
+                    value: name.value.clone(),
+                },
+            );
+            return None;
+        }
+        Some(text.to_lowercase())
+    }
+}
+
+/// The longest username, directory group or class name a policy may give, in bytes.
+const MAX_PERSON_TEXT: usize = 128;

@@ -108,8 +108,8 @@ impl Compiler<'_> {
         tz: &TimeZone,
         index: &mut DomainIndex,
         targets: &mut Vec<Target>,
-    ) -> Vec<Exception> {
-        let mut out = Vec::new();
+    ) -> Exceptions {
+        let mut out = Exceptions::default();
         let mut seen = HashMap::new();
         for e in &raw.exceptions {
             let v = &e.value;
@@ -144,13 +144,34 @@ impl Compiler<'_> {
                 }
             }
             let networks: Vec<IpNet> = v.networks.iter().filter_map(|n| self.network(n)).collect();
-            if v.groups.is_empty() && v.devices.is_empty() && v.networks.is_empty() {
+            let classes = v
+                .classes
+                .iter()
+                .filter_map(|c| self.directory_group(c))
+                .map(|c| {
+                    ClassId(intern(&mut out.classes, c, |a, b| {
+                        a.eq_ignore_ascii_case(b)
+                    }))
+                })
+                .collect();
+            let people = v
+                .people
+                .iter()
+                .filter_map(|u| self.username(u))
+                .map(|u| UserId(intern(&mut out.people, u, |a, b| a == b)))
+                .collect();
+            if v.groups.is_empty()
+                && v.devices.is_empty()
+                && v.networks.is_empty()
+                && v.classes.is_empty()
+                && v.people.is_empty()
+            {
                 self.error(
                     e,
                     ErrorKind::Empty {
                         what: "exception",
                         name: name.clone(),
-                        needs: "groups, devices or networks",
+                        needs: "groups, devices, networks, classes or people",
                     },
                 );
             }
@@ -191,11 +212,13 @@ impl Compiler<'_> {
                 );
                 continue;
             }
-            out.push(Exception {
+            out.exceptions.push(Exception {
                 name,
                 groups,
                 devices,
                 networks,
+                classes,
+                people,
                 targets: ex_targets,
                 from,
                 to,
@@ -205,7 +228,30 @@ impl Compiler<'_> {
         }
         out
     }
+}
 
+/// The exceptions, and the classes and people they name (each once, the exceptions'
+/// `ClassId`s and `UserId`s index them).
+#[derive(Debug, Default)]
+pub(super) struct Exceptions {
+    pub exceptions: Vec<Exception>,
+    pub classes: Vec<String>,
+    pub people: Vec<String>,
+}
+
+/// The position of `value` in `list` (by `same`), added at the end if it is not there.
+fn intern(list: &mut Vec<String>, value: String, same: impl Fn(&str, &str) -> bool) -> u32 {
+    let i = match list.iter().position(|v| same(v, &value)) {
+        Some(i) => i,
+        None => {
+            list.push(value);
+            list.len() - 1
+        }
+    };
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+impl Compiler<'_> {
     pub(super) fn bypass(
         &mut self,
         raw: &RawPolicy,
