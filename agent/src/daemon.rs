@@ -32,6 +32,7 @@ use crate::dns::server::{Resolver, bind, serve_tcp, serve_udp};
 use crate::firewall::learner::{self, Learner};
 use crate::firewall::nft::{Nft, NftError};
 use crate::firewall::{Firewall, nflog};
+use crate::people::{self, LivePeople};
 use crate::reload::{self, LivePolicy};
 use crate::report::events::{Event, Events, Kind, Severity, bounded};
 use crate::report::journal::{self, Journal};
@@ -85,6 +86,8 @@ pub struct Config {
     pub journal: journal::Limits,
     /// Where events are sent, if anywhere.
     pub console: Option<schoolgate_engine::policy::gateway::Console>,
+    /// The school's roster export, if the policy names one.
+    pub roster: Option<PathBuf>,
 }
 
 /// What the firewall needs from the configuration.
@@ -227,6 +230,7 @@ impl Config {
                 },
             ),
             console: gateway.and_then(|g| g.console.clone()),
+            roster: gateway.and_then(|g| g.roster.clone()),
         })
     }
 }
@@ -375,6 +379,7 @@ async fn start(
         source,
     })?;
     let (events, metrics) = start_reporting(live, config, running)?;
+    start_people(config, &events, running)?;
     let directory = start_clients(config, running)?;
     let quarantine = Arc::new(Quarantine::default());
     let firewall = start_firewall(live, config, &quarantine, running)?;
@@ -540,6 +545,44 @@ fn start_reporting(
         }
     });
     Ok((events, metrics))
+}
+
+/// The directory of pupils and staff: the roster read now and on every change, each read
+/// reported (`directory_loaded` with how many, `directory_rejected` with every bad line).
+fn start_people(
+    config: &Config,
+    events: &Arc<Events>,
+    running: &mut Running,
+) -> Result<Arc<LivePeople>, DaemonError> {
+    let people = LivePeople::new(config.roster.clone());
+    let report = {
+        let events = Arc::clone(events);
+        move |outcome: &people::Outcome| {
+            let now = crate::clock::now();
+            let event = match outcome {
+                people::Outcome::Loaded(n) => {
+                    let mut e = Event::new(Kind::DirectoryLoaded, now, Severity::Info);
+                    e.count = schoolgate_contract::text::count(*n as u64);
+                    e
+                }
+                people::Outcome::Rejected(error) => {
+                    let mut e = Event::new(Kind::DirectoryRejected, now, Severity::Medium);
+                    e.evidence = Some(bounded(&error.to_string().replace('\n', "; ")));
+                    e
+                }
+                _ => return,
+            };
+            events.emit(event);
+        }
+    };
+    if let Some(outcome) = people.reload() {
+        report(&outcome);
+    }
+    if let Some(watch) = people.watch(DEBOUNCE, report) {
+        let watch = watch?;
+        running.started("roster watch", move || async move { drop(watch) });
+    }
+    Ok(people)
 }
 
 /// Who is asking: the neighbour table followed and read again every minute, and the DHCP

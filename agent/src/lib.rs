@@ -18,7 +18,8 @@
 //!   metrics).
 //!
 //! Around them: [`daemon`] (settings from policy and flags, and the services started from
-//! them), [`reload`] and [`policy_file`] (the live policy, its files watched), [`upstream`]
+//! them), [`reload`] and [`policy_file`] (the live policy, its files watched), [`people`]
+//! (the directory of pupils and staff from the roster, watched), [`upstream`]
 //! (the upstream resolvers, asked by the resolver and the firewall's learner), [`clock`]
 //! (the time, read in one place), [`recent`] ("at most once per window" memory), [`watch`]
 //! (watching files through their directories).
@@ -35,6 +36,7 @@ pub mod firewall;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod inspection;
+pub mod people;
 pub mod policy_file;
 pub mod recent;
 pub mod reload;

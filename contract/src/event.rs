@@ -34,6 +34,11 @@ pub enum Kind {
     EventsDropped,
     /// Damaged bytes in the journal were skipped (where and how many in the evidence).
     JournalDamaged,
+    /// The directory of people was read (how many in `count`).
+    DirectoryLoaded,
+    /// The directory could not be read (why, with lines and columns, in the evidence); the
+    /// last good directory stays.
+    DirectoryRejected,
 }
 
 pub use schoolgate_engine::Technique;
@@ -45,7 +50,7 @@ pub struct UnknownKind(pub String);
 
 impl Kind {
     /// Every kind, in the order above.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Blocked,
         Self::Presence,
         Self::BypassAttempt,
@@ -57,6 +62,8 @@ impl Kind {
         Self::AgentStopped,
         Self::EventsDropped,
         Self::JournalDamaged,
+        Self::DirectoryLoaded,
+        Self::DirectoryRejected,
     ];
 
     /// The kind's name on the wire and in the console's store (`bypass_attempt`).
@@ -73,6 +80,8 @@ impl Kind {
             Self::AgentStopped => "agent_stopped",
             Self::EventsDropped => "events_dropped",
             Self::JournalDamaged => "journal_damaged",
+            Self::DirectoryLoaded => "directory_loaded",
+            Self::DirectoryRejected => "directory_rejected",
         }
     }
 }

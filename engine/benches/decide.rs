@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
-use schoolgate_engine::{Client, decide};
+use schoolgate_engine::{Client, PersonView, decide};
 
 #[path = "support/synthetic.rs"]
 mod synthetic;
@@ -75,6 +75,47 @@ fn bench(c: &mut Criterion) {
                 &policy,
                 &staff,
                 None,
+                black_box(&listed[i]),
+                school_day,
+                false,
+            ))
+        })
+    });
+    // Someone signed in: the person's group is found as well (no allocation), and the two
+    // groups' rules are read together.
+    let amira_groups = vec!["Pupils".to_owned(), "Year 6".to_owned(), "6B".to_owned()];
+    let amira = PersonView {
+        username: "amira.k",
+        class: Some("6B"),
+        groups: &amira_groups,
+    };
+    let grace_groups = vec!["Staff".to_owned()];
+    let grace = PersonView {
+        username: "grace.o",
+        class: None,
+        groups: &grace_groups,
+    };
+    let ict = Client::new("10.30.4.21".parse().unwrap(), None);
+    g.bench_function("pupil signed in, listed, blocked", |b| {
+        b.iter(|| {
+            i = (i + 1) % listed.len();
+            black_box(decide(
+                &policy,
+                &pupil,
+                Some(black_box(&amira)),
+                black_box(&listed[i]),
+                school_day,
+                false,
+            ))
+        })
+    });
+    g.bench_function("staff signed in at a school computer, listed", |b| {
+        b.iter(|| {
+            i = (i + 1) % listed.len();
+            black_box(decide(
+                &policy,
+                &ict,
+                Some(black_box(&grace)),
                 black_box(&listed[i]),
                 school_day,
                 false,

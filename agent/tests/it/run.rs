@@ -417,3 +417,79 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
     );
     assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
 }
+
+/// The journal's events of `kind`, as `schoolgate-agent events` prints them.
+fn journaled(
+    policy: &std::path::Path,
+    state: &std::path::Path,
+    kind: &str,
+) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
+        .args(["events", "--policy", policy.to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+#[test]
+fn the_daemon_reads_the_roster_and_reports_each_read() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let roster = dir.path().join("roster.csv");
+    let state = dir.path().join("state");
+    std::fs::write(&roster, "Username,Role\namira.k,Pupil\ngrace.o,Teacher\n").unwrap();
+    // The roster's path is relative to the policy's directory.
+    std::fs::write(&policy, policy_text(true) + "  roster: roster.csv\n").unwrap();
+    let server: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
+        .args(["run", "--policy", policy.to_str().unwrap()])
+        .args(["--dns-listen", &server.to_string()])
+        .args(["--upstream", &upstream.addr.to_string()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["--no-firewall", "--no-inspection"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    assert!(
+        eventually(10, || !journaled(&policy, &state, "directory_loaded")
+            .is_empty()),
+        "the roster was never reported read"
+    );
+    assert_eq!(
+        journaled(&policy, &state, "directory_loaded")[0]["count"],
+        2
+    );
+    // A bad line: refused with its line and column, and reported.
+    std::fs::write(&roster, "Username,Role\namira.k,Pupil\ngrace.o,governor\n").unwrap();
+    assert!(
+        eventually(10, || !journaled(&policy, &state, "directory_rejected")
+            .is_empty()),
+        "the bad roster was never reported"
+    );
+    let rejected = &journaled(&policy, &state, "directory_rejected")[0];
+    let evidence = rejected["evidence"].as_str().unwrap();
+    assert!(
+        evidence.ends_with("roster.csv:3:2: the role \"governor\" is neither pupil nor staff (pupil, student, learner; staff, teacher, employee)"),
+        "{evidence}"
+    );
+    assert_eq!(rejected["severity"], "medium");
+    // Put right: read again.
+    std::fs::write(
+        &roster,
+        "Username,Role\namira.k,Pupil\ngrace.o,Teacher\nben.t,pupil\n",
+    )
+    .unwrap();
+    assert!(
+        eventually(10, || journaled(&policy, &state, "directory_loaded")
+            .iter()
+            .any(|e| e["count"] == 3)),
+        "the mended roster was never read"
+    );
+}

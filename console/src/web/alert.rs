@@ -78,6 +78,9 @@ pub fn plain_words(e: &Stored) -> String {
         Kind::PolicyRejected => "An edit to the filtering policy was refused, so the last good \
                               policy stays in force."
             .to_owned(),
+        Kind::DirectoryRejected => "The school's list of pupils and staff could not be read, so \
+                                 the last good list stays in use."
+            .to_owned(),
         other => format!("{device}: {other}."),
     }
 }

@@ -58,11 +58,14 @@ groups:
   school_computers: { devices: [{ mac: "52:54:00:12:34:56", name: ICT-Suite-01 }], networks: [10.30.0.0/16] }
   pupils: { networks: [10.10.0.0/16, "fd00:10::/64"] }
   staff:  { networks: [10.20.0.0/16] }
+  year_6: { directory: ["Year 6"] }
+  staff_people: { directory: [Staff], users: [head.teacher] }
 rules:
   - { name: VLE always reachable, groups: [all], allow: [vle] }
   - { name: School computers never reach social networking, groups: [school_computers], block: [social_networking], when: always }
   - { name: Pupils keep off social networking in the school day, groups: [pupils], block: [social_networking], when: school_day }
-  - { name: No personal social networking in lessons, groups: [staff], block: [social_networking], when: lessons }
+  - { name: No personal social networking in lessons, groups: [staff, staff_people], block: [social_networking], when: lessons }
+  - { name: Year 6 keep off video in the school day, groups: [year_6], block: [youtube.com], when: school_day }
 exceptions:
   - { name: Year 6 media lesson, groups: [pupils], allow: [youtube.com], from: 2026-11-24T13:00, to: 2026-11-24T14:00, approved_by: Head of Computing }
 bypass:

@@ -24,6 +24,9 @@ pub struct Gateway {
     /// DHCP lease files read for device names and MACs; relative paths are resolved against
     /// the policy file's directory.
     pub dhcp_leases: Vec<LeaseFile>,
+    /// The school's roster export (CSV), watched and read again on change; a relative path
+    /// is resolved against the policy file's directory.
+    pub roster: Option<PathBuf>,
     pub firewall: Firewall,
     /// Whether the agent watches the LAN interfaces' traffic (`gateway.inspection.enabled`,
     /// default true).

@@ -248,6 +248,9 @@ pub(crate) struct RawGateway {
     /// DHCP lease files that name devices and give their MACs.
     #[serde(default)]
     pub dhcp_leases: Vec<S<RawLeases>>,
+    /// The school's roster export: who the pupils and staff are.
+    #[serde(default)]
+    pub roster: Option<S<String>>,
     #[serde(default)]
     pub firewall: Option<S<RawFirewall>>,
     #[serde(default)]

@@ -160,6 +160,7 @@ impl Compiler<'_> {
                 format,
             });
         }
+        let roster = g.roster.as_ref().map(|r| self.base.join(r.value.trim()));
         let mut firewall = Firewall::default();
         if let Some(f) = &g.firewall {
             if let Some(enabled) = f.value.enabled {
@@ -200,6 +201,7 @@ impl Compiler<'_> {
             state_dir,
             console,
             dhcp_leases,
+            roster,
             firewall,
         })
     }

@@ -1,0 +1,211 @@
+//! The directory of people in force, from the school's roster export (`gateway.roster`), and
+//! its reload.
+//!
+//! Like the policy, the directory sits behind an [`ArcSwap`]: readers take the current one
+//! without locking, and a reload swaps in a directory read completely. A roster that cannot be
+//! read, or has a bad line, changes nothing: the errors (each with its line and column) are
+//! returned for the `directory_rejected` event and the last good directory stays. Without a
+//! roster, or before the first good read, the directory is empty and every decision is the
+//! device's alone.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use schoolgate_people::Directory;
+use schoolgate_people::roster::{self, RosterError};
+use tracing::{info, warn};
+
+use crate::watch::{Watch, watch_files};
+
+/// What a read of the roster did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A new directory is in use, of this many people.
+    Loaded(usize),
+    /// The file says what the directory in use says.
+    Unchanged,
+    /// The roster could not be read or has bad lines; the last good directory stays.
+    Rejected(RosterFileError),
+}
+
+/// Why a roster file was not used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RosterFileError {
+    #[error("cannot read the roster {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", lines(path, errors))]
+    Invalid {
+        path: PathBuf,
+        errors: Vec<RosterError>,
+    },
+}
+
+/// Each error as `path:line[:column]: what`, one per line.
+fn lines(path: &Path, errors: &[RosterError]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            let column = e.column.map(|c| format!(":{c}")).unwrap_or_default();
+            format!("{}:{}{column}: {}", path.display(), e.line, e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The directory in use, and where it is read from.
+#[derive(Debug)]
+pub struct LivePeople {
+    path: Option<PathBuf>,
+    current: ArcSwap<Directory>,
+    /// A hash of the bytes the directory in use was read from.
+    read: Mutex<Option<u64>>,
+}
+
+impl LivePeople {
+    /// An empty directory, to be read from `path` (if any) by [`LivePeople::reload`].
+    pub fn new(path: Option<PathBuf>) -> Arc<Self> {
+        Arc::new(Self {
+            path,
+            current: ArcSwap::from_pointee(Directory::default()),
+            read: Mutex::new(None),
+        })
+    }
+
+    /// The directory in use now.
+    pub fn current(&self) -> Arc<Directory> {
+        self.current.load_full()
+    }
+
+    /// Reads the roster again and uses it if it reads cleanly and says something new.
+    /// `None` without a roster.
+    pub fn reload(&self) -> Option<Outcome> {
+        let path = self.path.as_ref()?;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(source) => {
+                warn!(path = %path.display(), error = %source, "cannot read the roster; the last good directory stays");
+                let path = path.clone();
+                return Some(Outcome::Rejected(RosterFileError::Read { path, source }));
+            }
+        };
+        let mut hasher = DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        let hash = hasher.finish();
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        if *read == Some(hash) {
+            return Some(Outcome::Unchanged);
+        }
+        match roster::parse(&bytes) {
+            Ok(directory) => {
+                let n = directory.len();
+                self.current.store(Arc::new(directory));
+                *read = Some(hash);
+                info!(path = %path.display(), people = n, "roster read");
+                Some(Outcome::Loaded(n))
+            }
+            Err(errors) => {
+                let error = RosterFileError::Invalid {
+                    path: path.clone(),
+                    errors,
+                };
+                warn!(path = %path.display(), "roster rejected; the last good directory stays");
+                for line in error.to_string().lines() {
+                    warn!("{line}");
+                }
+                Some(Outcome::Rejected(error))
+            }
+        }
+    }
+
+    /// Watches the roster and reads it again after each change, `debounce` after the last
+    /// event of a burst; `on_outcome` hears every read. `None` without a roster. Watching
+    /// stops when the returned [`Watch`] is dropped.
+    pub fn watch(
+        self: &Arc<Self>,
+        debounce: Duration,
+        mut on_outcome: impl FnMut(&Outcome) + Send + 'static,
+    ) -> Option<Result<Watch, notify::Error>> {
+        let path = self.path.clone()?;
+        let reading = Arc::clone(self);
+        Some(watch_files(
+            "roster-watch",
+            debounce,
+            move || vec![path.clone()],
+            move || {
+                if let Some(outcome) = reading.reload() {
+                    on_outcome(&outcome);
+                }
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn a_bad_roster_leaves_the_last_good_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roster.csv");
+        let live = LivePeople::new(Some(path.clone()));
+        assert!(matches!(
+            live.reload(),
+            Some(Outcome::Rejected(RosterFileError::Read { .. }))
+        ));
+        assert!(live.current().is_empty());
+        std::fs::write(&path, "username,role\namira.k,pupil\ngrace.o,staff\n").unwrap();
+        assert!(matches!(live.reload(), Some(Outcome::Loaded(2))));
+        assert!(matches!(live.reload(), Some(Outcome::Unchanged)));
+        std::fs::write(&path, "username,role\namira.k,pupil\ngrace.o,governor\n").unwrap();
+        match live.reload() {
+            Some(Outcome::Rejected(e)) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "{}:3:2: the role \"governor\" is neither pupil nor staff (pupil, student, learner; staff, teacher, employee)",
+                    path.display()
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            live.current().find("grace.o").is_some(),
+            "the last good one stays"
+        );
+        assert!(LivePeople::new(None).reload().is_none());
+    }
+
+    #[test]
+    fn a_saved_roster_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roster.csv");
+        std::fs::write(&path, "username,role\namira.k,pupil\n").unwrap();
+        let live = LivePeople::new(Some(path.clone()));
+        live.reload();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _watch = live
+            .watch(Duration::from_millis(50), move |o| {
+                let _ = tx.send(matches!(o, Outcome::Loaded(_)));
+            })
+            .unwrap()
+            .unwrap();
+        // Saved as editors save: a new file renamed over the old.
+        let next = dir.path().join("roster.csv.new");
+        std::fs::write(&next, "username,role\namira.k,pupil\nben.t,pupil\n").unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        let loaded = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(loaded);
+        assert_eq!(live.current().len(), 2);
+    }
+}
