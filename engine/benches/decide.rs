@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
-use schoolgate_engine::{Client, PersonView, decide};
+use schoolgate_engine::{Client, PersonView, decide, decide_as};
 
 #[path = "support/synthetic.rs"]
 mod synthetic;
@@ -103,6 +103,22 @@ fn bench(c: &mut Criterion) {
                 &policy,
                 &pupil,
                 Some(black_box(&amira)),
+                black_box(&listed[i]),
+                school_day,
+                false,
+            ))
+        })
+    });
+    // As the agent decides: the person identified once, at sign-in.
+    let mut kept = policy.identify(&pupil);
+    kept.person = Some(policy.identify_person(&amira));
+    g.bench_function("pupil signed in, identity kept, listed, blocked", |b| {
+        b.iter(|| {
+            i = (i + 1) % listed.len();
+            black_box(decide_as(
+                &policy,
+                &pupil,
+                black_box(kept),
                 black_box(&listed[i]),
                 school_day,
                 false,
