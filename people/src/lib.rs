@@ -1,6 +1,6 @@
 //! People, for a policy that speaks of pupils, staff and classes: who exists and in which
 //! directory groups ([`directory`], [`person`]), read from a school's roster export
-//! ([`roster`]).
+//! ([`roster`]), and who is signed in where, as Wi-Fi controllers report it ([`radius`]).
 //!
 //! Pure: bytes in, people out. The agent reads the files, watches them and keeps the last
 //! good directory; nothing here touches a file, a socket or the clock.
@@ -10,6 +10,7 @@ pub mod directory;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod person;
+pub mod radius;
 pub mod roster;
 
 pub use directory::Directory;
