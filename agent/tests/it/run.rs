@@ -444,8 +444,15 @@ fn the_daemon_reads_the_roster_and_reports_each_read() {
     let roster = dir.path().join("roster.csv");
     let state = dir.path().join("state");
     std::fs::write(&roster, "Username,Role\namira.k,Pupil\ngrace.o,Teacher\n").unwrap();
-    // The roster's path is relative to the policy's directory.
-    std::fs::write(&policy, policy_text(true) + "  roster: roster.csv\n").unwrap();
+    // The roster's path is relative to the policy's directory. No block page: its fixed
+    // address is the other daemon test's.
+    std::fs::write(
+        &policy,
+        "version: 1\nschool: { name: Loopback School, timezone: Europe/London }\n\
+         groups:\n  pupils: { directory: [Pupils] }\n\
+         gateway:\n  dns: { block_response: nxdomain }\n  roster: roster.csv\n",
+    )
+    .unwrap();
     let server: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
         .args(["run", "--policy", policy.to_str().unwrap()])
@@ -458,7 +465,7 @@ fn the_daemon_reads_the_roster_and_reports_each_read() {
         .unwrap();
     let _daemon = Daemon(child);
     assert!(
-        eventually(10, || !journaled(&policy, &state, "directory_loaded")
+        eventually(20, || !journaled(&policy, &state, "directory_loaded")
             .is_empty()),
         "the roster was never reported read"
     );
@@ -466,10 +473,16 @@ fn the_daemon_reads_the_roster_and_reports_each_read() {
         journaled(&policy, &state, "directory_loaded")[0]["count"],
         2
     );
-    // A bad line: refused with its line and column, and reported.
-    std::fs::write(&roster, "Username,Role\namira.k,Pupil\ngrace.o,governor\n").unwrap();
+    // A bad line: refused with its line and column, and reported. Each new export is written
+    // beside the roster and renamed over it, as MIS exports and editors save.
+    let save = |text: &str| {
+        let next = dir.path().join("roster.csv.new");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &roster).unwrap();
+    };
+    save("Username,Role\namira.k,Pupil\ngrace.o,governor\n");
     assert!(
-        eventually(10, || !journaled(&policy, &state, "directory_rejected")
+        eventually(20, || !journaled(&policy, &state, "directory_rejected")
             .is_empty()),
         "the bad roster was never reported"
     );
@@ -481,13 +494,9 @@ fn the_daemon_reads_the_roster_and_reports_each_read() {
     );
     assert_eq!(rejected["severity"], "medium");
     // Put right: read again.
-    std::fs::write(
-        &roster,
-        "Username,Role\namira.k,Pupil\ngrace.o,Teacher\nben.t,pupil\n",
-    )
-    .unwrap();
+    save("Username,Role\namira.k,Pupil\ngrace.o,Teacher\nben.t,pupil\n");
     assert!(
-        eventually(10, || journaled(&policy, &state, "directory_loaded")
+        eventually(20, || journaled(&policy, &state, "directory_loaded")
             .iter()
             .any(|e| e["count"] == 3)),
         "the mended roster was never read"
