@@ -508,20 +508,15 @@ fn explain_cmd(args: &ExplainArgs) -> ExitCode {
 
 /// The roster at `path`, or `None` with every error printed as `path:line:column: …`.
 fn read_roster(path: &Path) -> Option<schoolgate_people::Directory> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: cannot read the roster {}: {e}", path.display());
-            return None;
-        }
-    };
-    match schoolgate_people::roster::parse(&bytes) {
+    use schoolgate_agent::people::{self, RosterFileError};
+    match people::load(path) {
         Ok(d) => Some(d),
-        Err(errors) => {
-            for e in errors {
-                let column = e.column.map(|c| format!(":{c}")).unwrap_or_default();
-                eprintln!("{}:{}{column}: {}", path.display(), e.line, e.kind);
-            }
+        Err(e @ RosterFileError::Read { .. }) => {
+            eprintln!("error: {e}");
+            None
+        }
+        Err(e) => {
+            eprintln!("{e}");
             None
         }
     }

@@ -61,6 +61,25 @@ fn lines(path: &Path, errors: &[RosterError]) -> String {
         .join("\n")
 }
 
+/// Reads the roster at `path`, for `explain --user` and for [`LivePeople::reload`].
+pub fn load(path: &Path) -> Result<Directory, RosterFileError> {
+    parse(path, &read(path)?)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, RosterFileError> {
+    std::fs::read(path).map_err(|source| RosterFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Directory, RosterFileError> {
+    roster::parse(bytes).map_err(|errors| RosterFileError::Invalid {
+        path: path.to_path_buf(),
+        errors,
+    })
+}
+
 /// The directory in use, and where it is read from.
 #[derive(Debug)]
 pub struct LivePeople {
@@ -89,12 +108,11 @@ impl LivePeople {
     /// `None` without a roster.
     pub fn reload(&self) -> Option<Outcome> {
         let path = self.path.as_ref()?;
-        let bytes = match std::fs::read(path) {
+        let bytes = match read(path) {
             Ok(b) => b,
-            Err(source) => {
-                warn!(path = %path.display(), error = %source, "cannot read the roster; the last good directory stays");
-                let path = path.clone();
-                return Some(Outcome::Rejected(RosterFileError::Read { path, source }));
+            Err(error) => {
+                warn!(error = %error, "the last good directory stays");
+                return Some(Outcome::Rejected(error));
             }
         };
         let mut hasher = DefaultHasher::new();
@@ -104,7 +122,7 @@ impl LivePeople {
         if *read == Some(hash) {
             return Some(Outcome::Unchanged);
         }
-        match roster::parse(&bytes) {
+        match parse(path, &bytes) {
             Ok(directory) => {
                 let n = directory.len();
                 self.current.store(Arc::new(directory));
@@ -112,11 +130,7 @@ impl LivePeople {
                 info!(path = %path.display(), people = n, "roster read");
                 Some(Outcome::Loaded(n))
             }
-            Err(errors) => {
-                let error = RosterFileError::Invalid {
-                    path: path.clone(),
-                    errors,
-                };
+            Err(error) => {
                 warn!(path = %path.display(), "roster rejected; the last good directory stays");
                 for line in error.to_string().lines() {
                     warn!("{line}");
