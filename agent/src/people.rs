@@ -9,6 +9,7 @@
 //! device's alone.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +43,8 @@ pub enum RosterFileError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the roster {} is larger than {} MiB: not a roster", path.display(), roster::MAX_BYTES >> 20)]
+    TooLarge { path: PathBuf },
     #[error("{}", lines(path, errors))]
     Invalid {
         path: PathBuf,
@@ -66,11 +69,22 @@ pub fn load(path: &Path) -> Result<Directory, RosterFileError> {
     parse(path, &read(path)?)
 }
 
+/// The file's bytes, at most [`roster::MAX_BYTES`] of them.
 fn read(path: &Path) -> Result<Vec<u8>, RosterFileError> {
-    std::fs::read(path).map_err(|source| RosterFileError::Read {
+    let failed = |source| RosterFileError::Read {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(roster::MAX_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    if bytes.len() as u64 > roster::MAX_BYTES {
+        return Err(RosterFileError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(bytes)
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Directory, RosterFileError> {
@@ -197,6 +211,16 @@ mod tests {
             live.current().find("grace.o").is_some(),
             "the last good one stays"
         );
+        // A file past the bound is not read whole (a sparse file: no disk used).
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(roster::MAX_BYTES + 1)
+            .unwrap();
+        assert!(matches!(
+            live.reload(),
+            Some(Outcome::Rejected(RosterFileError::TooLarge { .. }))
+        ));
+        assert!(live.current().find("grace.o").is_some());
         assert!(LivePeople::new(None).reload().is_none());
     }
 

@@ -25,6 +25,9 @@ use crate::person::{MAX_GROUPS, MAX_TEXT, Person, Role, Username, UsernameError}
 
 /// The most people one roster may hold (a large secondary school has about 2,500).
 pub const MAX_PEOPLE: usize = 100_000;
+/// The largest roster file read, in bytes: room for [`MAX_PEOPLE`] lines of any export's
+/// width; anything larger is not a roster.
+pub const MAX_BYTES: u64 = 64 << 20;
 /// Errors reported from one file at most; the rest are counted in the last one.
 const MAX_ERRORS: usize = 100;
 /// The longest bad value quoted back in an error, in bytes (cut on a character).
