@@ -557,15 +557,15 @@ fn start_people(
     let people = LivePeople::new(config.roster.clone());
     let report = {
         let events = Arc::clone(events);
-        move |outcome: &people::Outcome| {
+        move |outcome: &people::RosterRead| {
             let now = crate::clock::now();
             let event = match outcome {
-                people::Outcome::Loaded(n) => {
+                people::RosterRead::Loaded(n) => {
                     let mut e = Event::new(Kind::DirectoryLoaded, now, Severity::Info);
                     e.count = schoolgate_contract::text::count(*n as u64);
                     e
                 }
-                people::Outcome::Rejected(error) => {
+                people::RosterRead::Rejected(error) => {
                     let mut e = Event::new(Kind::DirectoryRejected, now, Severity::Medium);
                     e.evidence = Some(bounded(&error.to_string().replace('\n', "; ")));
                     e

@@ -24,7 +24,7 @@ use crate::watch::{Watch, watch_files};
 /// What a read of the roster did.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum RosterRead {
     /// A new directory is in use, of this many people.
     Loaded(usize),
     /// The file says what the directory in use says.
@@ -120,13 +120,13 @@ impl LivePeople {
 
     /// Reads the roster again and uses it if it reads cleanly and says something new.
     /// `None` without a roster.
-    pub fn reload(&self) -> Option<Outcome> {
+    pub fn reload(&self) -> Option<RosterRead> {
         let path = self.path.as_ref()?;
         let bytes = match read(path) {
             Ok(b) => b,
             Err(error) => {
                 warn!(error = %error, "the last good directory stays");
-                return Some(Outcome::Rejected(error));
+                return Some(RosterRead::Rejected(error));
             }
         };
         let mut hasher = DefaultHasher::new();
@@ -134,7 +134,7 @@ impl LivePeople {
         let hash = hasher.finish();
         let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
         if *read == Some(hash) {
-            return Some(Outcome::Unchanged);
+            return Some(RosterRead::Unchanged);
         }
         match parse(path, &bytes) {
             Ok(directory) => {
@@ -142,14 +142,14 @@ impl LivePeople {
                 self.current.store(Arc::new(directory));
                 *read = Some(hash);
                 info!(path = %path.display(), people = n, "roster read");
-                Some(Outcome::Loaded(n))
+                Some(RosterRead::Loaded(n))
             }
             Err(error) => {
                 warn!(path = %path.display(), "roster rejected; the last good directory stays");
                 for line in error.to_string().lines() {
                     warn!("{line}");
                 }
-                Some(Outcome::Rejected(error))
+                Some(RosterRead::Rejected(error))
             }
         }
     }
@@ -160,7 +160,7 @@ impl LivePeople {
     pub fn watch(
         self: &Arc<Self>,
         debounce: Duration,
-        mut on_outcome: impl FnMut(&Outcome) + Send + 'static,
+        mut on_outcome: impl FnMut(&RosterRead) + Send + 'static,
     ) -> Option<Result<Watch, notify::Error>> {
         let path = self.path.clone()?;
         let reading = Arc::clone(self);
@@ -190,15 +190,15 @@ mod tests {
         let live = LivePeople::new(Some(path.clone()));
         assert!(matches!(
             live.reload(),
-            Some(Outcome::Rejected(RosterFileError::Read { .. }))
+            Some(RosterRead::Rejected(RosterFileError::Read { .. }))
         ));
         assert!(live.current().is_empty());
         std::fs::write(&path, "username,role\namira.k,pupil\ngrace.o,staff\n").unwrap();
-        assert!(matches!(live.reload(), Some(Outcome::Loaded(2))));
-        assert!(matches!(live.reload(), Some(Outcome::Unchanged)));
+        assert!(matches!(live.reload(), Some(RosterRead::Loaded(2))));
+        assert!(matches!(live.reload(), Some(RosterRead::Unchanged)));
         std::fs::write(&path, "username,role\namira.k,pupil\ngrace.o,governor\n").unwrap();
         match live.reload() {
-            Some(Outcome::Rejected(e)) => assert_eq!(
+            Some(RosterRead::Rejected(e)) => assert_eq!(
                 e.to_string(),
                 format!(
                     "{}:3:2: the role \"governor\" is neither pupil nor staff (pupil, student, learner; staff, teacher, employee)",
@@ -218,7 +218,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             live.reload(),
-            Some(Outcome::Rejected(RosterFileError::TooLarge { .. }))
+            Some(RosterRead::Rejected(RosterFileError::TooLarge { .. }))
         ));
         assert!(live.current().find("grace.o").is_some());
         assert!(LivePeople::new(None).reload().is_none());
@@ -234,7 +234,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let _watch = live
             .watch(Duration::from_millis(50), move |o| {
-                let _ = tx.send(matches!(o, Outcome::Loaded(_)));
+                let _ = tx.send(matches!(o, RosterRead::Loaded(_)));
             })
             .unwrap()
             .unwrap();
