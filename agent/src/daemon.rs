@@ -88,6 +88,8 @@ pub struct Config {
     pub console: Option<schoolgate_engine::policy::gateway::Console>,
     /// The school's roster export, if the policy names one.
     pub roster: Option<PathBuf>,
+    /// The school's LDAP or Active Directory, if the policy names one.
+    pub ldap: Option<schoolgate_engine::policy::gateway::Ldap>,
 }
 
 /// What the firewall needs from the configuration.
@@ -231,6 +233,7 @@ impl Config {
             ),
             console: gateway.and_then(|g| g.console.clone()),
             roster: gateway.and_then(|g| g.roster.clone()),
+            ldap: gateway.and_then(|g| g.ldap.clone()),
         })
     }
 }
@@ -242,6 +245,8 @@ struct Reloads {
     metrics: Arc<Metrics>,
     firewall: Option<Arc<Firewall>>,
     learner: Option<Learner>,
+    /// Wakes the LDAP reader, when there is one: SIGHUP reads the directory at once too.
+    read_directory: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Reloads {
@@ -359,6 +364,9 @@ pub async fn run(
             Control::Reload => {
                 info!("reloading the policy");
                 reloads.after(&live.reload());
+                if let Some(read) = &reloads.read_directory {
+                    read.notify_one();
+                }
             }
             Control::Stop => break,
         }
@@ -379,7 +387,7 @@ async fn start(
         source,
     })?;
     let (events, metrics) = start_reporting(live, config, running)?;
-    start_people(config, &events, running)?;
+    let (_people, read_directory) = start_people(config, &events, running)?;
     let directory = start_clients(config, running)?;
     let quarantine = Arc::new(Quarantine::default());
     let firewall = start_firewall(live, config, &quarantine, running)?;
@@ -408,6 +416,7 @@ async fn start(
         metrics: Arc::clone(&metrics),
         firewall: firewall.clone(),
         learner: learner.clone(),
+        read_directory,
     };
     start_nflog(config, &shared, &actor, running);
     start_releases(config, &shared, &actor, running)?;
@@ -547,29 +556,21 @@ fn start_reporting(
     Ok((events, metrics))
 }
 
-/// The directory of pupils and staff: the roster read now and on every change, each read
-/// reported (`directory_loaded` with how many, `directory_rejected` with every bad line).
+/// The directory of pupils and staff: the roster read now and on every change, and LDAP now
+/// and every `sync_minutes`; each read reported (`directory_loaded` with how many and from
+/// where, `directory_rejected` with why). With LDAP, also what wakes its reader.
 fn start_people(
     config: &Config,
     events: &Arc<Events>,
     running: &mut Running,
-) -> Result<Arc<LivePeople>, DaemonError> {
+) -> Result<(Arc<LivePeople>, Option<Arc<tokio::sync::Notify>>), DaemonError> {
     let people = LivePeople::new(config.roster.clone());
     let report = {
         let events = Arc::clone(events);
         move |outcome: &people::RosterRead| {
-            let now = crate::clock::now();
             let event = match outcome {
-                people::RosterRead::Loaded(n) => {
-                    let mut e = Event::new(Kind::DirectoryLoaded, now, Severity::Info);
-                    e.count = schoolgate_contract::text::count(*n as u64);
-                    e
-                }
-                people::RosterRead::Rejected(error) => {
-                    let mut e = Event::new(Kind::DirectoryRejected, now, Severity::Medium);
-                    e.evidence = Some(bounded(&error.to_string().replace('\n', "; ")));
-                    e
-                }
+                people::RosterRead::Loaded(n) => directory_loaded(*n, "roster".to_owned()),
+                people::RosterRead::Rejected(error) => directory_rejected(&error.to_string()),
                 _ => return,
             };
             events.emit(event);
@@ -582,7 +583,77 @@ fn start_people(
         let watch = watch?;
         running.started("roster watch", move || async move { drop(watch) });
     }
-    Ok(people)
+    let mut read_now = None;
+    if let Some(ldap) = config.ldap.clone() {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let sync = tokio::spawn(keep_ldap(
+            ldap,
+            Arc::clone(&people),
+            Arc::clone(events),
+            Arc::clone(&wake),
+        ));
+        running.started("LDAP reader", move || abort(sync));
+        read_now = Some(wake);
+    }
+    Ok((people, read_now))
+}
+
+/// Reads the directory server now, every `sync_minutes` and whenever `wake` says, using each
+/// good read.
+async fn keep_ldap(
+    config: schoolgate_engine::policy::gateway::Ldap,
+    people: Arc<LivePeople>,
+    events: Arc<Events>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    let every = Duration::from_secs(u64::from(config.sync_minutes) * 60);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = wake.notified() => {}
+        }
+        let event = match people::ldap::read(&config).await {
+            Ok(read) => {
+                let n = read.directory.len();
+                let skipped = read.skipped.total();
+                info!(url = %config.url, people = n, skipped, "directory read");
+                people.use_ldap(read.directory);
+                let from = if skipped == 0 {
+                    format!("ldap {}", config.url)
+                } else {
+                    format!(
+                        "ldap {}; {skipped} entries were not pupils or staff",
+                        config.url
+                    )
+                };
+                directory_loaded(n, from)
+            }
+            Err(error) => {
+                warn!(error = %error, "directory read failed; the last good directory stays");
+                directory_rejected(&error.to_string())
+            }
+        };
+        events.emit(event);
+    }
+}
+
+fn directory_loaded(people: usize, from: String) -> Event {
+    let mut e = Event::new(Kind::DirectoryLoaded, crate::clock::now(), Severity::Info);
+    e.count = schoolgate_contract::text::count(people as u64);
+    e.evidence = Some(bounded(&from));
+    e
+}
+
+fn directory_rejected(why: &str) -> Event {
+    let mut e = Event::new(
+        Kind::DirectoryRejected,
+        crate::clock::now(),
+        Severity::Medium,
+    );
+    e.evidence = Some(bounded(&why.replace('\n', "; ")));
+    e
 }
 
 /// Who is asking: the neighbour table followed and read again every minute, and the DHCP

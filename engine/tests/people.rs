@@ -213,6 +213,81 @@ fn people_in_the_policy_are_checked_where_they_are_written() {
     );
 }
 
+const LDAP: &str = r#"version: 1
+school: { name: Test School, timezone: Europe/London }
+gateway:
+  dns: { block_response: nxdomain }
+  ldap:
+    url: ldaps://dc1.school.example
+    bind_dn: "CN=schoolgate,OU=Service,DC=school,DC=example"
+    password_file: secrets/ldap.password
+    base_dn: "DC=school,DC=example"
+    pupils: ["OU=Pupils,DC=school,DC=example"]
+    staff: [Staff]
+"#;
+
+#[test]
+fn an_ldap_section_reads_with_active_directorys_defaults() {
+    let p = policy(LDAP);
+    let ldap = p.gateway().unwrap().ldap.as_ref().unwrap();
+    assert_eq!(ldap.url, "ldaps://dc1.school.example");
+    assert!(!ldap.start_tls);
+    assert_eq!(
+        ldap.password_file,
+        Path::new("/school/secrets/ldap.password")
+    );
+    assert_eq!(
+        (ldap.username.as_str(), ldap.display_name.as_str()),
+        ("sAMAccountName", "displayName")
+    );
+    assert_eq!(ldap.groups_base_dn, "DC=school,DC=example");
+    assert_eq!(ldap.filter, "(objectClass=person)");
+    assert_eq!(ldap.sync_minutes, 15);
+    assert_eq!(ldap.pupils, ["OU=Pupils,DC=school,DC=example"]);
+}
+
+#[test]
+fn an_ldap_section_that_would_leak_the_password_or_find_nobody_is_refused() {
+    let yaml = LDAP
+        .replace("ldaps://dc1", "ldap://dc1")
+        .replace("    staff: [Staff]\n", "    sync_minutes: 0\n")
+        .replace("    pupils: [\"OU=Pupils,DC=school,DC=example\"]\n", "");
+    let errors: Vec<String> =
+        match Policy::from_yaml(&yaml, Path::new("/school/policy.yaml"), &lists(&[])) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        };
+    assert_eq!(
+        errors,
+        [
+            "/school/policy.yaml:6:10: `ldap://dc1.school.example` without `start_tls: true` would send the bind password in clear (use ldaps:// or StartTLS)",
+            "/school/policy.yaml:6:5: `gateway.ldap` needs `pupils` or `staff`: the groups or units whose members they are",
+            "/school/policy.yaml:10:19: sync every 0 minutes is not between 1 and 1440",
+        ]
+    );
+    let fine = LDAP.replace("ldaps://dc1", "ldap://dc1").replace(
+        "    staff: [Staff]\n",
+        "    staff: [Staff]\n    start_tls: true\n",
+    );
+    assert!(
+        policy(&fine)
+            .gateway()
+            .unwrap()
+            .ldap
+            .as_ref()
+            .unwrap()
+            .start_tls
+    );
+    let not_a_url = LDAP.replace("ldaps://dc1.school.example", "https://dc1");
+    let e =
+        Policy::from_yaml(&not_a_url, Path::new("/school/policy.yaml"), &lists(&[])).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("`https://dc1` is not a directory server URL"),
+        "{e}"
+    );
+}
+
 /// A policy without people: any person, or none, is decided the same as before.
 const NO_PEOPLE: &str = r#"version: 1
 school: { name: Test School, timezone: Europe/London }

@@ -48,6 +48,29 @@ impl Directory {
             .and_then(|&i| self.people.get(i))
     }
 
+    /// Everyone in `first` and everyone in `second` whose username `first` does not have:
+    /// for a school that reads staff from LDAP and pupils, with their classes, from its
+    /// roster, where the roster (`first`) wins for anyone in both.
+    pub fn merged(first: &Self, second: &Self) -> Self {
+        let mut people = first.people.clone();
+        people.extend(
+            second
+                .people
+                .iter()
+                .filter(|p| !first.by_username.contains_key(&p.username))
+                .cloned(),
+        );
+        let by_username = people
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.username.clone(), i))
+            .collect();
+        Self {
+            people,
+            by_username,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.people.len()
     }
@@ -91,5 +114,20 @@ mod tests {
         assert!(d.find("nobody").is_none());
         assert!(d.find("").is_none());
         assert!(Directory::new(vec![person("a"), person("A")]).is_err());
+    }
+
+    #[test]
+    fn a_merge_keeps_the_first_sources_person() {
+        let mut amira = person("amira.k");
+        amira.class = Some("6B".into());
+        let roster = Directory::new(vec![amira]).unwrap();
+        let mut staff = person("grace.o");
+        staff.role = Role::Staff;
+        let ldap = Directory::new(vec![person("amira.k"), staff]).unwrap();
+        let both = Directory::merged(&roster, &ldap);
+        assert_eq!(both.len(), 2);
+        assert_eq!(both.find("amira.k").unwrap().class.as_deref(), Some("6B"));
+        assert_eq!(both.find("grace.o").unwrap().role, Role::Staff);
+        assert_eq!(Directory::merged(&Directory::default(), &ldap).len(), 2);
     }
 }

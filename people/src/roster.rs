@@ -370,7 +370,7 @@ fn row(
 
 /// The directory group a year names: `6` and `Y6` are `Year 6`, `R` is `Reception`; any
 /// other text is the group's name as given.
-fn year_group(year: &str) -> String {
+pub(crate) fn year_group(year: &str) -> String {
     let digits = year
         .strip_prefix(['Y', 'y'])
         .unwrap_or(year)

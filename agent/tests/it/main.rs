@@ -1,5 +1,5 @@
 //! The agent's integration tests, in one binary: the command line, the resolver's request
-//! planner, and hot reload.
+//! planner, hot reload, the daemon, and the directory read from a real slapd.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,10 +9,12 @@
 )]
 
 mod cli;
+mod directory;
 mod dns_plan;
 mod firewall;
 mod reload;
 mod run;
+mod slapd;
 
 use std::path::{Path, PathBuf};
 

@@ -13,15 +13,15 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use schoolgate_gateway::dns::plan::{EDE_BLOCKED, ede_of};
 
 /// A resolver that answers every A query with 192.0.2.7, except `nx.example`: NXDOMAIN.
-struct FakeUpstream {
-    addr: SocketAddr,
+pub(crate) struct FakeUpstream {
+    pub(crate) addr: SocketAddr,
     stop: Arc<AtomicBool>,
     /// Queries received.
     asked: Arc<AtomicUsize>,
 }
 
 impl FakeUpstream {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -68,7 +68,7 @@ impl Drop for FakeUpstream {
 }
 
 /// The daemon as a child process, killed if the test fails before stopping it.
-struct Daemon(Child);
+pub(crate) struct Daemon(pub(crate) Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -77,7 +77,7 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     // Free for UDP and TCP at the moment of asking; good enough on loopback.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = udp.local_addr().unwrap().port();
@@ -184,7 +184,7 @@ fn a_record(m: &Message) -> Option<String> {
 }
 
 /// Polls until `f` is true or `secs` pass.
-fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if f() {
@@ -419,7 +419,7 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
 }
 
 /// The journal's events of `kind`, as `schoolgate-agent events` prints them.
-fn journaled(
+pub(crate) fn journaled(
     policy: &std::path::Path,
     state: &std::path::Path,
     kind: &str,

@@ -177,6 +177,18 @@ pub enum ErrorKind {
     FirewallWithoutLan,
     #[error("`{value}` is not a URL (expected https://host[:port])")]
     Url { value: String },
+    #[error(
+        "`{value}` is not a directory server URL (expected ldaps://host[:port], or ldap://host[:port] with start_tls: true)"
+    )]
+    LdapUrl { value: String },
+    #[error(
+        "`{value}` without `start_tls: true` would send the bind password in clear (use ldaps:// or StartTLS)"
+    )]
+    LdapInClear { value: String },
+    #[error("`gateway.ldap` needs `pupils` or `staff`: the groups or units whose members they are")]
+    LdapNoRoles,
+    #[error("sync every {value} minutes is not between 1 and 1440")]
+    SyncMinutes { value: u32 },
     #[error("{n_more} more errors in `{path}` not shown")]
     TooManyListErrors { path: String, n_more: usize },
 }

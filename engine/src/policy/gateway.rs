@@ -27,10 +27,49 @@ pub struct Gateway {
     /// The school's roster export (CSV), watched and read again on change; a relative path
     /// is resolved against the policy file's directory.
     pub roster: Option<PathBuf>,
+    /// The school's LDAP or Active Directory, read on start and every `sync_every`.
+    pub ldap: Option<Ldap>,
     pub firewall: Firewall,
     /// Whether the agent watches the LAN interfaces' traffic (`gateway.inspection.enabled`,
     /// default true).
     pub inspection: bool,
+}
+
+/// Minutes between reads of an LDAP directory when the policy does not say.
+pub const DEFAULT_LDAP_SYNC_MINUTES: u32 = 15;
+/// What a user search reads when the policy gives no filter: people. (Active Directory also
+/// files computers as people; they are in no role's groups and are skipped. A filter naming
+/// an attribute or class the server does not know selects nothing on OpenLDAP, so the default
+/// names only what both know.)
+pub const DEFAULT_LDAP_FILTER: &str = "(objectClass=person)";
+/// What a group search reads when the policy gives no filter.
+pub const DEFAULT_LDAP_GROUPS_FILTER: &str = "(|(objectClass=group)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))";
+
+/// The directory server: `gateway.ldap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ldap {
+    /// `ldaps://…` or `ldap://…` (then always with StartTLS: a bind password never travels
+    /// in clear).
+    pub url: String,
+    pub start_tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub password_file: PathBuf,
+    pub base_dn: String,
+    pub filter: String,
+    pub groups_base_dn: String,
+    pub groups_filter: String,
+    /// The attribute holding the username: `sAMAccountName` unless the policy says.
+    pub username: String,
+    /// `displayName` unless the policy says.
+    pub display_name: String,
+    pub class: Option<String>,
+    pub year: Option<String>,
+    /// Group names or unit DNs whose members are pupils.
+    pub pupils: Vec<String>,
+    /// Group names or unit DNs whose members are staff.
+    pub staff: Vec<String>,
+    pub sync_minutes: u32,
 }
 
 /// The agent's nftables table: `gateway.firewall`.

@@ -251,10 +251,59 @@ pub(crate) struct RawGateway {
     /// The school's roster export: who the pupils and staff are.
     #[serde(default)]
     pub roster: Option<S<String>>,
+    /// The school's LDAP or Active Directory: who the pupils and staff are.
+    #[serde(default)]
+    pub ldap: Option<S<RawLdap>>,
     #[serde(default)]
     pub firewall: Option<S<RawFirewall>>,
     #[serde(default)]
     pub inspection: Option<RawInspection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLdap {
+    /// `ldaps://host[:port]`, or `ldap://host[:port]` with `start_tls: true`.
+    pub url: S<String>,
+    #[serde(default)]
+    pub start_tls: bool,
+    /// PEM certificates to trust for the directory server; else the system's.
+    #[serde(default)]
+    pub ca_file: Option<S<String>>,
+    pub bind_dn: S<String>,
+    /// A file holding the bind account's password (its first line).
+    pub password_file: S<String>,
+    pub base_dn: S<String>,
+    #[serde(default)]
+    pub filter: Option<S<String>>,
+    #[serde(default)]
+    pub groups_base_dn: Option<S<String>>,
+    #[serde(default)]
+    pub groups_filter: Option<S<String>>,
+    #[serde(default)]
+    pub attributes: Option<RawLdapAttributes>,
+    /// Groups (by name) or units (by DN) whose members are pupils.
+    #[serde(default)]
+    pub pupils: Vec<S<String>>,
+    /// Groups or units whose members are staff.
+    #[serde(default)]
+    pub staff: Vec<S<String>>,
+    /// Minutes between reads of the directory.
+    #[serde(default)]
+    pub sync_minutes: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLdapAttributes {
+    #[serde(default)]
+    pub username: Option<S<String>>,
+    #[serde(default)]
+    pub display_name: Option<S<String>>,
+    #[serde(default)]
+    pub class: Option<S<String>>,
+    #[serde(default)]
+    pub year: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

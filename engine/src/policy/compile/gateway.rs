@@ -161,6 +161,7 @@ impl Compiler<'_> {
             });
         }
         let roster = g.roster.as_ref().map(|r| self.base.join(r.value.trim()));
+        let ldap = g.ldap.as_ref().and_then(|l| self.ldap(l));
         let mut firewall = Firewall::default();
         if let Some(f) = &g.firewall {
             if let Some(enabled) = f.value.enabled {
@@ -202,7 +203,81 @@ impl Compiler<'_> {
             console,
             dhcp_leases,
             roster,
+            ldap,
             firewall,
         })
+    }
+
+    fn ldap(&mut self, raw: &S<RawLdap>) -> Option<Ldap> {
+        let l = &raw.value;
+        let errors_before = self.errors.len();
+        let url = l.url.value.trim();
+        let host = url
+            .strip_prefix("ldaps://")
+            .or_else(|| url.strip_prefix("ldap://"))
+            .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace));
+        if host.is_none() {
+            self.error(
+                &l.url,
+                ErrorKind::LdapUrl {
+                    value: l.url.value.clone(),
+                },
+            );
+        } else if url.starts_with("ldap://") && !l.start_tls {
+            self.error(
+                &l.url,
+                ErrorKind::LdapInClear {
+                    value: l.url.value.clone(),
+                },
+            );
+        }
+        if l.pupils.is_empty() && l.staff.is_empty() {
+            self.errors.push(PolicyError {
+                at: self.at(raw),
+                kind: ErrorKind::LdapNoRoles,
+            });
+        }
+        let sync_minutes = match &l.sync_minutes {
+            Some(m) if !(1..=1440).contains(&m.value) => {
+                self.error(m, ErrorKind::SyncMinutes { value: m.value });
+                DEFAULT_LDAP_SYNC_MINUTES
+            }
+            Some(m) => m.value,
+            None => DEFAULT_LDAP_SYNC_MINUTES,
+        };
+        let text = |s: &S<String>| s.value.trim().to_owned();
+        let attribute = |a: Option<&S<String>>, default: &str| {
+            a.map_or_else(|| default.to_owned(), |a| a.value.trim().to_owned())
+        };
+        let attrs = l.attributes.as_ref();
+        let base_dn = text(&l.base_dn);
+        let ldap = Ldap {
+            url: url.to_owned(),
+            start_tls: l.start_tls,
+            ca_file: l.ca_file.as_ref().map(|f| self.base.join(f.value.trim())),
+            bind_dn: text(&l.bind_dn),
+            password_file: self.base.join(l.password_file.value.trim()),
+            filter: l
+                .filter
+                .as_ref()
+                .map_or_else(|| DEFAULT_LDAP_FILTER.to_owned(), text),
+            groups_base_dn: l
+                .groups_base_dn
+                .as_ref()
+                .map_or_else(|| base_dn.clone(), text),
+            groups_filter: l
+                .groups_filter
+                .as_ref()
+                .map_or_else(|| DEFAULT_LDAP_GROUPS_FILTER.to_owned(), text),
+            base_dn,
+            username: attribute(attrs.and_then(|a| a.username.as_ref()), "sAMAccountName"),
+            display_name: attribute(attrs.and_then(|a| a.display_name.as_ref()), "displayName"),
+            class: attrs.and_then(|a| a.class.as_ref()).map(text),
+            year: attrs.and_then(|a| a.year.as_ref()).map(text),
+            pupils: l.pupils.iter().map(text).collect(),
+            staff: l.staff.iter().map(text).collect(),
+            sync_minutes,
+        };
+        (self.errors.len() == errors_before).then_some(ldap)
     }
 }

@@ -1,24 +1,27 @@
-//! The directory of people in force, from the school's roster export (`gateway.roster`), and
-//! its reload.
+//! The directory of people in force, from the school's roster export (`gateway.roster`,
+//! [`roster`]) and its LDAP or Active Directory (`gateway.ldap`, [`ldap`]), and its reloads.
 //!
 //! Like the policy, the directory sits behind an [`ArcSwap`]: readers take the current one
-//! without locking, and a reload swaps in a directory read completely. A roster that cannot be
-//! read, or has a bad line, changes nothing: the errors (each with its line and column) are
-//! returned for the `directory_rejected` event and the last good directory stays. Without a
-//! roster, or before the first good read, the directory is empty and every decision is the
-//! device's alone.
+//! without locking, and a read swaps in a directory read completely. A roster that cannot be
+//! read or has a bad line, or an LDAP read that fails, changes nothing: the error is returned
+//! for the `directory_rejected` event and the last good copy of that source stays. With both
+//! sources, the directory is everyone in either, the roster's entry winning for anyone in
+//! both (it carries the class). Without a source, or before the first good read, the
+//! directory is empty and every decision is the device's alone.
+
+pub mod ldap;
+pub mod roster;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use schoolgate_people::Directory;
-use schoolgate_people::roster::{self, RosterError};
 use tracing::{info, warn};
 
+pub use self::roster::{RosterFileError, load};
 use crate::watch::{Watch, watch_files};
 
 /// What a read of the roster did.
@@ -33,83 +36,42 @@ pub enum RosterRead {
     Rejected(RosterFileError),
 }
 
-/// Why a roster file was not used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RosterFileError {
-    #[error("cannot read the roster {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the roster {} is larger than {} MiB: not a roster", path.display(), roster::MAX_BYTES >> 20)]
-    TooLarge { path: PathBuf },
-    #[error("{}", lines(path, errors))]
-    Invalid {
-        path: PathBuf,
-        errors: Vec<RosterError>,
-    },
-}
-
-/// Each error as `path:line[:column]: what`, one per line.
-fn lines(path: &Path, errors: &[RosterError]) -> String {
-    errors
-        .iter()
-        .map(|e| {
-            let column = e.column.map(|c| format!(":{c}")).unwrap_or_default();
-            format!("{}:{}{column}: {}", path.display(), e.line, e.kind)
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Reads the roster at `path`, for `explain --user` and for [`LivePeople::reload`].
-pub fn load(path: &Path) -> Result<Directory, RosterFileError> {
-    parse(path, &read(path)?)
-}
-
-/// The file's bytes, at most [`roster::MAX_BYTES`] of them.
-fn read(path: &Path) -> Result<Vec<u8>, RosterFileError> {
-    let failed = |source| RosterFileError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(roster::MAX_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(failed)?;
-    if bytes.len() as u64 > roster::MAX_BYTES {
-        return Err(RosterFileError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(bytes)
-}
-
-fn parse(path: &Path, bytes: &[u8]) -> Result<Directory, RosterFileError> {
-    roster::parse(bytes).map_err(|errors| RosterFileError::Invalid {
-        path: path.to_path_buf(),
-        errors,
-    })
-}
-
 /// The directory in use, and where it is read from.
 #[derive(Debug)]
 pub struct LivePeople {
     path: Option<PathBuf>,
     current: ArcSwap<Directory>,
-    /// A hash of the bytes the directory in use was read from.
-    read: Mutex<Option<u64>>,
+    sources: Mutex<Sources>,
+}
+
+/// The last good read of each source.
+#[derive(Debug, Default)]
+struct Sources {
+    /// The roster's directory, with a hash of the bytes it was read from.
+    roster: Option<(u64, Arc<Directory>)>,
+    ldap: Option<Arc<Directory>>,
+}
+
+impl Sources {
+    fn merged(&self) -> Directory {
+        let empty = Directory::default();
+        let roster = self.roster.as_ref().map_or(&empty, |(_, d)| d);
+        match &self.ldap {
+            Some(ldap) if roster.is_empty() => ldap.as_ref().clone(),
+            Some(ldap) => Directory::merged(roster, ldap),
+            None => roster.clone(),
+        }
+    }
 }
 
 impl LivePeople {
-    /// An empty directory, to be read from `path` (if any) by [`LivePeople::reload`].
+    /// An empty directory, to be read from the roster at `path` (if any) by
+    /// [`LivePeople::reload`] and from LDAP by [`LivePeople::use_ldap`].
     pub fn new(path: Option<PathBuf>) -> Arc<Self> {
         Arc::new(Self {
             path,
             current: ArcSwap::from_pointee(Directory::default()),
-            read: Mutex::new(None),
+            sources: Mutex::new(Sources::default()),
         })
     }
 
@@ -118,11 +80,15 @@ impl LivePeople {
         self.current.load_full()
     }
 
+    fn sources(&self) -> std::sync::MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Reads the roster again and uses it if it reads cleanly and says something new.
     /// `None` without a roster.
     pub fn reload(&self) -> Option<RosterRead> {
         let path = self.path.as_ref()?;
-        let bytes = match read(path) {
+        let bytes = match roster::read(path) {
             Ok(b) => b,
             Err(error) => {
                 warn!(error = %error, "the last good directory stays");
@@ -132,15 +98,15 @@ impl LivePeople {
         let mut hasher = DefaultHasher::new();
         bytes.hash(&mut hasher);
         let hash = hasher.finish();
-        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
-        if *read == Some(hash) {
+        let mut sources = self.sources();
+        if sources.roster.as_ref().is_some_and(|(h, _)| *h == hash) {
             return Some(RosterRead::Unchanged);
         }
-        match parse(path, &bytes) {
+        match roster::parse(path, &bytes) {
             Ok(directory) => {
                 let n = directory.len();
-                self.current.store(Arc::new(directory));
-                *read = Some(hash);
+                sources.roster = Some((hash, Arc::new(directory)));
+                self.current.store(Arc::new(sources.merged()));
                 info!(path = %path.display(), people = n, "roster read");
                 Some(RosterRead::Loaded(n))
             }
@@ -152,6 +118,13 @@ impl LivePeople {
                 Some(RosterRead::Rejected(error))
             }
         }
+    }
+
+    /// Uses what a good LDAP read found, beside the roster's people.
+    pub fn use_ldap(&self, directory: Directory) {
+        let mut sources = self.sources();
+        sources.ldap = Some(Arc::new(directory));
+        self.current.store(Arc::new(sources.merged()));
     }
 
     /// Watches the roster and reads it again after each change, `debounce` after the last
@@ -214,7 +187,7 @@ mod tests {
         // A file past the bound is not read whole (a sparse file: no disk used).
         std::fs::File::create(&path)
             .unwrap()
-            .set_len(roster::MAX_BYTES + 1)
+            .set_len(schoolgate_people::roster::MAX_BYTES + 1)
             .unwrap();
         assert!(matches!(
             live.reload(),
@@ -222,6 +195,44 @@ mod tests {
         ));
         assert!(live.current().find("grace.o").is_some());
         assert!(LivePeople::new(None).reload().is_none());
+    }
+
+    #[test]
+    fn the_roster_and_ldap_are_one_directory_the_rosters_entry_winning() {
+        use schoolgate_people::{Person, Role, Username};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roster.csv");
+        std::fs::write(&path, "username,role,class\namira.k,pupil,6C\n").unwrap();
+        let live = LivePeople::new(Some(path.clone()));
+        let person = |name: &str, role: Role| Person {
+            username: Username::new(name).unwrap(),
+            display_name: name.to_owned(),
+            role,
+            class: None,
+            groups: vec![role.group().to_owned()],
+        };
+        live.use_ldap(
+            Directory::new(vec![
+                person("amira.k", Role::Pupil),
+                person("grace.o", Role::Staff),
+            ])
+            .unwrap(),
+        );
+        assert_eq!(live.current().len(), 2);
+        assert_eq!(live.current().find("amira.k").unwrap().class, None);
+        live.reload();
+        let d = live.current();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.find("amira.k").unwrap().class.as_deref(), Some("6C"));
+        assert!(d.find("grace.o").is_some());
+        // A bad roster keeps both the last good roster and the directory's people.
+        std::fs::write(&path, "username,role\namira.k,governor\n").unwrap();
+        live.reload();
+        assert_eq!(
+            live.current().find("amira.k").unwrap().class.as_deref(),
+            Some("6C")
+        );
+        assert_eq!(live.current().len(), 2);
     }
 
     #[test]
