@@ -13,6 +13,7 @@ pub mod ldap;
 pub mod person;
 pub mod radius;
 pub mod roster;
+pub mod sessions;
 
 pub use directory::Directory;
 pub use person::{Person, Role, Username};

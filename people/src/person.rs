@@ -57,6 +57,20 @@ impl Username {
     }
 }
 
+impl serde::Serialize for Username {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// Read back by the same rules as any other username: a saved file is input too.
+impl<'de> serde::Deserialize<'de> for Username {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::new(&text).map_err(|why| serde::de::Error::custom(format!("username {why}")))
+    }
+}
+
 impl std::fmt::Display for Username {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
