@@ -51,7 +51,15 @@ pub fn dns_request(data: &[u8]) {
         let Ok(ip) = ip.parse() else { continue };
         let client = Client::new(ip, None);
         for quarantined in [false, true] {
-            match plan(data, &client, quarantined, policy, &settings, now) {
+            match plan(
+                data,
+                &client,
+                policy.identify(&client),
+                quarantined,
+                policy,
+                &settings,
+                now,
+            ) {
                 Plan::Forward { request, strip_ech } => build(&request, strip_ech),
                 Plan::Rewrite { request, .. } => build(&request, false),
                 Plan::Reply { .. } | Plan::Drop => {}

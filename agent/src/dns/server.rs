@@ -130,6 +130,7 @@ impl Resolver {
         match plan(
             bytes,
             &who.client,
+            who.identity,
             quarantined,
             &policy,
             &self.settings,

@@ -57,7 +57,15 @@ const SCHOOL_DAY: &str = "2026-11-24T10:00";
 
 /// What `plan` does when `client` asks `name`/`qtype` with EDNS at local time `t`.
 fn ask(p: &Policy, s: &Settings, client: &Client, name: &str, qtype: RecordType, t: &str) -> Plan {
-    plan(&query(name, qtype, true), client, false, p, s, at(p, t))
+    plan(
+        &query(name, qtype, true),
+        client,
+        p.identify(client),
+        false,
+        p,
+        s,
+        at(p, t),
+    )
 }
 
 /// Runs `plan` for `ip` asking `name`/`qtype` at `t` and returns the reply, parsed.
@@ -190,6 +198,7 @@ fn blocked_names_are_sinkholed_with_an_extended_error_naming_the_rule() {
     let Plan::Reply { bytes, .. } = plan(
         &query("instagram.com", RecordType::A, false),
         &client,
+        p.identify(&client),
         false,
         &p,
         &s,
@@ -203,6 +212,7 @@ fn blocked_names_are_sinkholed_with_an_extended_error_naming_the_rule() {
     let Plan::Reply { bytes, blocked } = plan(
         &query("www.bbc.co.uk", RecordType::A, true),
         &client,
+        p.identify(&client),
         true,
         &p,
         &s,
@@ -498,7 +508,7 @@ fn malformed_requests_get_formerr_or_nothing() {
     let s = settings(&p);
     let client = Client::new(PUPIL.parse().unwrap(), None);
     let now = at(&p, SCHOOL_DAY);
-    let run = |bytes: &[u8]| plan(bytes, &client, false, &p, &s, now);
+    let run = |bytes: &[u8]| plan(bytes, &client, p.identify(&client), false, &p, &s, now);
     let code = |plan: Plan| match plan {
         Plan::Reply { bytes, .. } => {
             Some(Message::from_vec(&bytes).unwrap().metadata.response_code)

@@ -89,10 +89,13 @@ pub enum Plan {
     Drop,
 }
 
-/// Decides what to do with `bytes` from `client` at `now`.
+/// Decides what to do with `bytes` from `client` at `now`; `identity` is who the policy
+/// says the client is (its device group and the person signed in there), worked out once by
+/// the caller.
 pub fn plan(
     bytes: &[u8],
     client: &Client,
+    identity: Identity,
     quarantined: bool,
     policy: &Policy,
     settings: &Settings,
@@ -125,7 +128,6 @@ pub fn plan(
         name,
     };
 
-    let identity = policy.identify(client);
     let route = route(
         &request.name,
         request.qtype(),
