@@ -32,6 +32,7 @@ use crate::dns::server::{Resolver, bind, serve_tcp, serve_udp};
 use crate::firewall::learner::{self, Learner};
 use crate::firewall::nft::{Nft, NftError};
 use crate::firewall::{Firewall, nflog};
+use crate::people::sessions::LiveSessions;
 use crate::people::{self, LivePeople};
 use crate::reload::{self, LivePolicy};
 use crate::report::events::{Event, Events, Kind, Severity, bounded};
@@ -90,6 +91,10 @@ pub struct Config {
     pub roster: Option<PathBuf>,
     /// The school's LDAP or Active Directory, if the policy names one.
     pub ldap: Option<schoolgate_engine::policy::gateway::Ldap>,
+    /// The RADIUS accounting listener, if the policy has one.
+    pub radius: Option<schoolgate_engine::policy::gateway::Radius>,
+    /// Minutes a sign-in lasts without word from its reporter.
+    pub session_idle_minutes: u32,
 }
 
 /// What the firewall needs from the configuration.
@@ -134,6 +139,8 @@ pub enum DaemonError {
     Firewall(#[from] NftError),
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Radius(#[from] people::radius::RadiusStartError),
 }
 
 /// What the daemon is told while it runs.
@@ -234,6 +241,11 @@ impl Config {
             console: gateway.and_then(|g| g.console.clone()),
             roster: gateway.and_then(|g| g.roster.clone()),
             ldap: gateway.and_then(|g| g.ldap.clone()),
+            radius: gateway.and_then(|g| g.radius.clone()),
+            session_idle_minutes: gateway.map_or(
+                schoolgate_engine::policy::gateway::DEFAULT_SESSION_IDLE_MINUTES,
+                |g| g.session_idle_minutes,
+            ),
         })
     }
 }
@@ -247,6 +259,8 @@ struct Reloads {
     learner: Option<Learner>,
     /// Wakes the LDAP reader, when there is one: SIGHUP reads the directory at once too.
     read_directory: Option<Arc<tokio::sync::Notify>>,
+    /// Who is signed in where: identified again under a new policy.
+    sessions: Arc<LiveSessions>,
 }
 
 impl Reloads {
@@ -254,6 +268,9 @@ impl Reloads {
     /// the old table stays).
     fn after(&self, outcome: &reload::Outcome) {
         self.record(outcome);
+        if let reload::Outcome::Applied(policy) = outcome {
+            self.sessions.rebuild(policy);
+        }
         if let (reload::Outcome::Applied(policy), Some(fw)) = (outcome, &self.firewall) {
             if let Err(e) = fw.apply(policy, crate::clock::now()) {
                 warn!(error = %e, "cannot load the firewall table for the new policy; the previous one stays");
@@ -387,7 +404,7 @@ async fn start(
         source,
     })?;
     let (events, metrics) = start_reporting(live, config, running)?;
-    let (_people, read_directory) = start_people(config, &events, running)?;
+    let (sessions, read_directory) = start_people(live, config, &events, &metrics, running).await?;
     let directory = start_clients(config, running)?;
     let quarantine = Arc::new(Quarantine::default());
     let firewall = start_firewall(live, config, &quarantine, running)?;
@@ -403,6 +420,7 @@ async fn start(
         directory,
         metrics: Arc::clone(&metrics),
         quarantine,
+        sessions: Arc::clone(&sessions),
     });
     let (learner, learned) = match config.firewall {
         Some(_) => {
@@ -417,6 +435,7 @@ async fn start(
         firewall: firewall.clone(),
         learner: learner.clone(),
         read_directory,
+        sessions,
     };
     start_nflog(config, &shared, &actor, running);
     start_releases(config, &shared, &actor, running)?;
@@ -558,18 +577,27 @@ fn start_reporting(
 
 /// The directory of pupils and staff: the roster read now and on every change, and LDAP now
 /// and every `sync_minutes`; each read reported (`directory_loaded` with how many and from
-/// where, `directory_rejected` with why). With LDAP, also what wakes its reader.
-fn start_people(
+/// where, `directory_rejected` with why). Then who is signed in where: the sessions kept in
+/// the state directory, the RADIUS listener, and a ticker that ends idle sessions and keeps
+/// them. Returns the sessions and, with LDAP, what wakes its reader.
+async fn start_people(
+    live: &Arc<LivePolicy>,
     config: &Config,
     events: &Arc<Events>,
+    metrics: &Arc<Metrics>,
     running: &mut Running,
-) -> Result<(Arc<LivePeople>, Option<Arc<tokio::sync::Notify>>), DaemonError> {
+) -> Result<(Arc<LiveSessions>, Option<Arc<tokio::sync::Notify>>), DaemonError> {
     let people = LivePeople::new(config.roster.clone());
+    let sessions = LiveSessions::new(Some(&config.state_dir), Arc::clone(&people));
     let report = {
         let events = Arc::clone(events);
+        let (sessions, live) = (Arc::clone(&sessions), Arc::clone(live));
         move |outcome: &people::RosterRead| {
             let event = match outcome {
-                people::RosterRead::Loaded(n) => directory_loaded(*n, "roster".to_owned()),
+                people::RosterRead::Loaded(n) => {
+                    sessions.rebuild(&live.current());
+                    directory_loaded(*n, "roster".to_owned())
+                }
                 people::RosterRead::Rejected(error) => directory_rejected(&error.to_string()),
                 _ => return,
             };
@@ -579,6 +607,7 @@ fn start_people(
     if let Some(outcome) = people.reload() {
         report(&outcome);
     }
+    sessions.rebuild(&live.current());
     if let Some(watch) = people.watch(DEBOUNCE, report) {
         let watch = watch?;
         running.started("roster watch", move || async move { drop(watch) });
@@ -588,6 +617,8 @@ fn start_people(
         let wake = Arc::new(tokio::sync::Notify::new());
         let sync = tokio::spawn(keep_ldap(
             ldap,
+            Arc::clone(&sessions),
+            Arc::clone(live),
             Arc::clone(&people),
             Arc::clone(events),
             Arc::clone(&wake),
@@ -595,13 +626,53 @@ fn start_people(
         running.started("LDAP reader", move || abort(sync));
         read_now = Some(wake);
     }
-    Ok((people, read_now))
+    if let Some(radius) = &config.radius {
+        let listener = people::radius::Listener::new(
+            radius,
+            Arc::clone(&sessions),
+            Arc::clone(live),
+            Arc::clone(metrics),
+        )?;
+        for addr in &radius.listen {
+            let socket = people::radius::Listener::bind(*addr).await?;
+            info!(addr = %addr, "RADIUS accounting listening");
+            let task = tokio::spawn(Arc::clone(&listener).serve(socket));
+            running.started("RADIUS listener", move || abort(task));
+        }
+    }
+    let idle = jiff::SignedDuration::from_mins(i64::from(config.session_idle_minutes));
+    let (keeping, live, metrics) = (Arc::clone(&sessions), Arc::clone(live), Arc::clone(metrics));
+    let keeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut seconds = 0u64;
+        loop {
+            tick.tick().await;
+            seconds += 1;
+            if seconds.is_multiple_of(60) {
+                let ended = keeping.expire(&live.current(), crate::clock::now(), idle);
+                metrics.sessions_ended(&ended);
+            }
+            metrics
+                .sessions
+                .set(i64::try_from(keeping.len()).unwrap_or(i64::MAX));
+            keeping.save();
+        }
+    });
+    let saving = Arc::clone(&sessions);
+    running.started("session keeper", move || async move {
+        keeper.abort();
+        let _ = keeper.await;
+        saving.save();
+    });
+    Ok((sessions, read_now))
 }
 
 /// Reads the directory server now, every `sync_minutes` and whenever `wake` says, using each
 /// good read.
 async fn keep_ldap(
     config: schoolgate_engine::policy::gateway::Ldap,
+    sessions: Arc<LiveSessions>,
+    live: Arc<LivePolicy>,
     people: Arc<LivePeople>,
     events: Arc<Events>,
     wake: Arc<tokio::sync::Notify>,
@@ -620,6 +691,7 @@ async fn keep_ldap(
                 let skipped = read.skipped.total();
                 info!(url = %config.url, people = n, skipped, "directory read");
                 people.use_ldap(read.directory);
+                sessions.rebuild(&live.current());
                 let from = if skipped == 0 {
                     format!("ldap {}", config.url)
                 } else {

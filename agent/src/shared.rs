@@ -11,6 +11,7 @@ use schoolgate_engine::{Client, Policy};
 use crate::act::Who;
 use crate::act::quarantine::Quarantine;
 use crate::clients::Directory;
+use crate::people::sessions::LiveSessions;
 use crate::reload::LivePolicy;
 use crate::report::metrics::Metrics;
 
@@ -21,16 +22,18 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Devices confined after a bypass attempt.
     pub quarantine: Arc<Quarantine>,
+    /// Who is signed in where.
+    pub sessions: Arc<LiveSessions>,
 }
 
 impl Shared {
     /// Who sent a request from `ip`: its MAC (neighbour table or lease), its device entry and
-    /// group. Cheap: nothing is allocated; the names events carry are the actor's to find.
+    /// group, and the person signed in there. Cheap: nothing is allocated; the names events
+    /// carry are the actor's to find.
     pub fn who(&self, policy: &Policy, ip: IpAddr, now: Timestamp) -> Who {
         let client = Client::new(ip, self.directory.mac(ip, now));
-        Who {
-            client,
-            identity: policy.identify(&client),
-        }
+        let mut identity = policy.identify(&client);
+        identity.person = self.sessions.person_at(policy, ip);
+        Who { client, identity }
     }
 }

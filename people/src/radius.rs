@@ -20,7 +20,8 @@ const ACCOUNTING_REQUEST: u8 = 4;
 /// Accounting-Response.
 const ACCOUNTING_RESPONSE: u8 = 5;
 /// The header: code, identifier, length, authenticator.
-const HEADER: usize = 20;
+/// The bytes of a RADIUS header: code, identifier, length, authenticator.
+pub const HEADER: usize = 20;
 /// The longest packet RFC 2865 §3 allows.
 pub const MAX_PACKET: usize = 4096;
 

@@ -10,7 +10,9 @@
 //! directory is empty and every decision is the device's alone.
 
 pub mod ldap;
+pub mod radius;
 pub mod roster;
+pub mod sessions;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;

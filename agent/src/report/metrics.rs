@@ -31,6 +31,20 @@ pub struct ReloadLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RadiusLabels {
+    /// What became of a RADIUS packet: `signed_in`, `unknown_user`, `signed_out`,
+    /// `restarted`, `repeat`; or why it was refused: `unknown_client`, `bad_authenticator`,
+    /// `malformed`, `not_accounting`, `bad_user`, `no_user`, `no_address`, `full`.
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionEndLabels {
+    /// `signed_out`, `idle`, `address_taken`, `lease_moved`, `reporter_restarted`.
+    pub why: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InspectedLabels {
     /// What inspection did: `allow`, `block`, `quarantine`, `alert` or `log`.
     pub action: &'static str,
@@ -63,6 +77,10 @@ pub struct Metrics {
     /// Frames the capture sockets handed up (after the kernel filter).
     pub captured: Counter,
     pub inspected: Family<InspectedLabels, Counter>,
+    pub radius: Family<RadiusLabels, Counter>,
+    pub sessions_ended: Family<SessionEndLabels, Counter>,
+    /// People signed in now.
+    pub sessions: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -155,6 +173,20 @@ impl Metrics {
             "Flows and DNS questions inspection judged, by what it did",
             inspected.clone(),
         );
+        let radius = Family::<RadiusLabels, Counter>::default();
+        registry.register(
+            "radius_packets",
+            "RADIUS accounting packets by what became of them",
+            radius.clone(),
+        );
+        let sessions_ended = Family::<SessionEndLabels, Counter>::default();
+        registry.register(
+            "sessions_ended",
+            "Sign-in sessions ended, by why",
+            sessions_ended.clone(),
+        );
+        let sessions = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register("sessions", "People signed in now", sessions.clone());
         let result = |result| queries.get_or_create(&QueryLabels { result }).clone();
         Self {
             queries_blocked: result("blocked"),
@@ -177,6 +209,24 @@ impl Metrics {
             answers_before_journal,
             captured,
             inspected,
+            radius,
+            sessions_ended,
+            sessions,
+        }
+    }
+
+    pub fn radius(&self, result: &'static str) {
+        self.radius.get_or_create(&RadiusLabels { result }).inc();
+    }
+
+    /// Counts the sessions `changes` ended.
+    pub fn sessions_ended(&self, changes: &[schoolgate_people::sessions::Change]) {
+        for c in changes {
+            if let schoolgate_people::sessions::Change::Ended(_, why) = c {
+                self.sessions_ended
+                    .get_or_create(&SessionEndLabels { why: why.as_str() })
+                    .inc();
+            }
         }
     }
 

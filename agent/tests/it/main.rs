@@ -14,6 +14,7 @@ mod dns_plan;
 mod firewall;
 mod reload;
 mod run;
+mod signed_in;
 mod slapd;
 
 use std::path::{Path, PathBuf};

@@ -117,7 +117,7 @@ fn query(name: &str, qtype: RecordType) -> Message {
     m
 }
 
-fn ask_udp(server: SocketAddr, name: &str) -> Option<Message> {
+pub(crate) fn ask_udp(server: SocketAddr, name: &str) -> Option<Message> {
     send_udp(server, &query(name, RecordType::A))
 }
 

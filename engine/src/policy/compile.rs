@@ -17,10 +17,11 @@ use jiff::tz::{TimeZone, TimeZoneDatabase};
 use super::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use super::gateway::{
     BlockPage, BlockResponse, Console, DEFAULT_LDAP_FILTER, DEFAULT_LDAP_GROUPS_FILTER,
-    DEFAULT_LDAP_SYNC_MINUTES, DEFAULT_RATE_LIMIT, DEFAULT_STATE_DIR, Defences, Dns, Firewall,
-    Gateway, Ldap, LeaseFile, LeaseFormat, OnStop, is_interface_name, parse_upstream,
+    DEFAULT_LDAP_SYNC_MINUTES, DEFAULT_RATE_LIMIT, DEFAULT_SESSION_IDLE_MINUTES, DEFAULT_STATE_DIR,
+    Defences, Dns, Firewall, Gateway, Ldap, LeaseFile, LeaseFormat, OnStop, Radius, RadiusClient,
+    is_interface_name, parse_upstream,
 };
-use super::raw::{Ordered, RawGateway, RawLdap, RawPolicy, S};
+use super::raw::{Ordered, RawGateway, RawLdap, RawPolicy, RawRadius, S};
 use super::{
     Action, Audience, Bypass, ClassId, Device, DeviceId, Exception, Group, GroupId, Groups,
     ListSource, Policy, Quic, Response, Rule, RuleId, ScheduleId, Target, UserId,

@@ -189,6 +189,12 @@ pub enum ErrorKind {
     LdapNoRoles,
     #[error("sync every {value} minutes is not between 1 and 1440")]
     SyncMinutes { value: u32 },
+    #[error("an idle time of {value} minutes is not between 5 and 10080 (a week)")]
+    IdleMinutes { value: u32 },
+    #[error("`{value}` is not an address or network (expected e.g. 10.0.0.5 or 10.0.0.0/24)")]
+    RadiusClient { value: String },
+    #[error("`gateway.radius` needs `listen` and at least one of `clients`")]
+    RadiusEmpty,
     #[error("{n_more} more errors in `{path}` not shown")]
     TooManyListErrors { path: String, n_more: usize },
 }

@@ -29,6 +29,10 @@ pub struct Gateway {
     pub roster: Option<PathBuf>,
     /// The school's LDAP or Active Directory, read on start and every `sync_every`.
     pub ldap: Option<Ldap>,
+    /// RADIUS accounting: who is signed in where.
+    pub radius: Option<Radius>,
+    /// Minutes a sign-in lasts without word from its reporter.
+    pub session_idle_minutes: u32,
     pub firewall: Firewall,
     /// Whether the agent watches the LAN interfaces' traffic (`gateway.inspection.enabled`,
     /// default true).
@@ -44,6 +48,24 @@ pub const DEFAULT_LDAP_SYNC_MINUTES: u32 = 15;
 pub const DEFAULT_LDAP_FILTER: &str = "(objectClass=person)";
 /// What a group search reads when the policy gives no filter.
 pub const DEFAULT_LDAP_GROUPS_FILTER: &str = "(|(objectClass=group)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))";
+
+/// Minutes a sign-in lasts without word (an interim update, a repeated logon) when the
+/// policy does not say: a school day, so a lost logoff does not outlive the day.
+pub const DEFAULT_SESSION_IDLE_MINUTES: u32 = 480;
+
+/// The RADIUS accounting listener: `gateway.radius`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Radius {
+    pub listen: Vec<SocketAddr>,
+    pub clients: Vec<RadiusClient>,
+}
+
+/// A controller allowed to report sign-ins, and its shared secret's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RadiusClient {
+    pub network: ipnet::IpNet,
+    pub secret_file: PathBuf,
+}
 
 /// The directory server: `gateway.ldap`.
 #[derive(Debug, Clone, PartialEq, Eq)]

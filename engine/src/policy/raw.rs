@@ -254,6 +254,12 @@ pub(crate) struct RawGateway {
     /// The school's LDAP or Active Directory: who the pupils and staff are.
     #[serde(default)]
     pub ldap: Option<S<RawLdap>>,
+    /// RADIUS accounting from Wi-Fi controllers and switches: who is signed in where.
+    #[serde(default)]
+    pub radius: Option<S<RawRadius>>,
+    /// How long a sign-in lasts without word from its reporter.
+    #[serde(default)]
+    pub sessions: Option<RawSessions>,
     #[serde(default)]
     pub firewall: Option<S<RawFirewall>>,
     #[serde(default)]
@@ -291,6 +297,30 @@ pub(crate) struct RawLdap {
     /// Minutes between reads of the directory.
     #[serde(default)]
     pub sync_minutes: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRadius {
+    /// Where accounting requests are received (UDP; 1813 is the standard port).
+    pub listen: Vec<S<String>>,
+    pub clients: Vec<S<RawRadiusClient>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRadiusClient {
+    /// The controller's address, or a network of them.
+    pub address: S<String>,
+    /// A file holding the shared secret (its first line).
+    pub secret_file: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSessions {
+    #[serde(default)]
+    pub idle_minutes: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

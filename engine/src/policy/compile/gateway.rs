@@ -162,6 +162,15 @@ impl Compiler<'_> {
         }
         let roster = g.roster.as_ref().map(|r| self.base.join(r.value.trim()));
         let ldap = g.ldap.as_ref().and_then(|l| self.ldap(l));
+        let radius = g.radius.as_ref().and_then(|r| self.radius(r));
+        let session_idle_minutes = match g.sessions.as_ref().and_then(|s| s.idle_minutes.as_ref()) {
+            Some(m) if !(5..=10_080).contains(&m.value) => {
+                self.error(m, ErrorKind::IdleMinutes { value: m.value });
+                DEFAULT_SESSION_IDLE_MINUTES
+            }
+            Some(m) => m.value,
+            None => DEFAULT_SESSION_IDLE_MINUTES,
+        };
         let mut firewall = Firewall::default();
         if let Some(f) = &g.firewall {
             if let Some(enabled) = f.value.enabled {
@@ -204,8 +213,47 @@ impl Compiler<'_> {
             dhcp_leases,
             roster,
             ldap,
+            radius,
+            session_idle_minutes,
             firewall,
         })
+    }
+
+    fn radius(&mut self, raw: &S<RawRadius>) -> Option<Radius> {
+        let r = &raw.value;
+        let errors_before = self.errors.len();
+        if r.listen.is_empty() || r.clients.is_empty() {
+            self.errors.push(PolicyError {
+                at: self.at(raw),
+                kind: ErrorKind::RadiusEmpty,
+            });
+        }
+        let listen = r
+            .listen
+            .iter()
+            .filter_map(|a| self.socket_addr(a))
+            .collect();
+        let mut clients = Vec::new();
+        for c in &r.clients {
+            let text = c.value.address.value.trim();
+            let network = text
+                .parse::<ipnet::IpNet>()
+                .ok()
+                .or_else(|| text.parse::<IpAddr>().ok().map(ipnet::IpNet::from));
+            match network {
+                Some(network) => clients.push(RadiusClient {
+                    network: network.trunc(),
+                    secret_file: self.base.join(c.value.secret_file.value.trim()),
+                }),
+                None => self.error(
+                    &c.value.address,
+                    ErrorKind::RadiusClient {
+                        value: c.value.address.value.clone(),
+                    },
+                ),
+            }
+        }
+        (self.errors.len() == errors_before).then_some(Radius { listen, clients })
     }
 
     fn ldap(&mut self, raw: &S<RawLdap>) -> Option<Ldap> {

@@ -1,0 +1,323 @@
+//! `LiveSessions`: who is signed in where, kept in the state directory, and the lookup the
+//! resolver, the firewall and inspection make for every request: the person at an address,
+//! as the policy sees them.
+//!
+//! Changes (a sign-in, a sign-out, an expiry) take a lock on the sessions; the lookup takes
+//! none. After each change, and after each new policy or directory, an index from address to
+//! the person's [`PersonIdentity`] is built for the policy in force and swapped in, so a
+//! request costs one atomic load and one hash lookup, with nothing allocated. A request under
+//! a policy the index was not built for (a reload in between) is worked out on the spot.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use jiff::{SignedDuration, Timestamp};
+use schoolgate_engine::Policy;
+use schoolgate_engine::person::PersonView;
+use schoolgate_engine::policy::PersonIdentity;
+use schoolgate_people::sessions::{Change, Session, Sessions, SignIn};
+use schoolgate_people::{Directory, Username};
+use tracing::warn;
+
+use super::LivePeople;
+
+/// The file the sessions are kept in, in the state directory.
+pub const FILE: &str = "sessions.json";
+
+/// The person signed in at an address, as the index holds them.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub username: Username,
+    /// `None` when the directory does not know the username: no person is attached.
+    pub person: Option<PersonIdentity>,
+}
+
+#[derive(Debug)]
+struct Index {
+    /// The policy the identities were worked out for.
+    policy: Option<Arc<Policy>>,
+    by_address: HashMap<IpAddr, SignedIn, foldhash::fast::RandomState>,
+}
+
+/// The sessions in force.
+#[derive(Debug)]
+pub struct LiveSessions {
+    sessions: Mutex<Sessions>,
+    people: Arc<LivePeople>,
+    index: ArcSwap<Index>,
+    /// Where they are kept; `None` keeps them in memory only.
+    path: Option<PathBuf>,
+    /// Changed since the last save.
+    unsaved: AtomicBool,
+}
+
+impl LiveSessions {
+    /// The sessions an earlier run kept in `state_dir` (none if there is no file or it cannot
+    /// be read: signing in again puts them back).
+    pub fn new(state_dir: Option<&Path>, people: Arc<LivePeople>) -> Arc<Self> {
+        let path = state_dir.map(|d| d.join(FILE));
+        let saved = path.as_deref().map(read).unwrap_or_default();
+        Arc::new(Self {
+            sessions: Mutex::new(Sessions::from_saved(saved)),
+            people,
+            index: ArcSwap::from_pointee(Index {
+                policy: None,
+                by_address: HashMap::default(),
+            }),
+            path,
+            unsaved: AtomicBool::new(false),
+        })
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The person signed in at `ip`, as `policy` sees them. Allocation-free when the index
+    /// was built for `policy`.
+    pub fn person_at(&self, policy: &Policy, ip: IpAddr) -> Option<PersonIdentity> {
+        let index = self.index.load();
+        let built_for = index.policy.as_ref().map(Arc::as_ptr);
+        if built_for == Some(std::ptr::from_ref(policy)) {
+            return index.by_address.get(&ip.to_canonical())?.person;
+        }
+        // The policy changed since the index was built: work it out here.
+        let username = self.sessions().at(ip)?.username.clone();
+        let directory = self.people.current();
+        identify(policy, &directory, &username)
+    }
+
+    /// The username signed in at `ip`, for events.
+    pub fn username_at(&self, ip: IpAddr) -> Option<Username> {
+        if let Some(s) = self.index.load().by_address.get(&ip.to_canonical()) {
+            return Some(s.username.clone());
+        }
+        self.sessions().at(ip).map(|s| s.username.clone())
+    }
+
+    /// The username a sign-in's `raw` name stands for, and whether the directory knows it:
+    /// the directory's own spelling when it finds the person (`SCHOOL\ben.t` and
+    /// `ben.t@school.example` are both `ben.t`), else the name without domain or realm, so a
+    /// sign-out spelled differently from its sign-in still finds it.
+    pub fn username(&self, raw: &str) -> Option<(Username, bool)> {
+        if let Some(p) = self.people.current().find(raw) {
+            return Some((p.username.clone(), true));
+        }
+        Username::new(Username::bare(raw)).ok().map(|u| (u, false))
+    }
+
+    /// Every session, for the status and the console.
+    pub fn all(&self) -> Vec<Session> {
+        self.sessions().all().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A sign-in; the index is rebuilt for `policy` when someone new is signed in somewhere.
+    pub fn sign_in(&self, policy: &Arc<Policy>, sign_in: SignIn, now: Timestamp) -> Vec<Change> {
+        self.change(policy, |s| s.sign_in(sign_in, now))
+    }
+
+    pub fn sign_out(
+        &self,
+        policy: &Arc<Policy>,
+        username: &Username,
+        addresses: &[IpAddr],
+        source: &str,
+    ) -> Vec<Change> {
+        self.change(policy, |s| s.sign_out(username, addresses, source))
+    }
+
+    pub fn reporter_restarted(&self, policy: &Arc<Policy>, source: &str) -> Vec<Change> {
+        self.change(policy, |s| s.reporter_restarted(source))
+    }
+
+    pub fn expire(
+        &self,
+        policy: &Arc<Policy>,
+        now: Timestamp,
+        idle: SignedDuration,
+    ) -> Vec<Change> {
+        self.change(policy, |s| s.expire(now, idle))
+    }
+
+    pub fn lease(&self, policy: &Arc<Policy>, address: IpAddr, mac: [u8; 6]) -> Vec<Change> {
+        self.change(policy, |s| s.lease(address, mac).into_iter().collect())
+    }
+
+    fn change(
+        &self,
+        policy: &Arc<Policy>,
+        f: impl FnOnce(&mut Sessions) -> Vec<Change>,
+    ) -> Vec<Change> {
+        let mut sessions = self.sessions();
+        let changes = f(&mut sessions);
+        if changes.is_empty() {
+            return changes;
+        }
+        self.unsaved.store(true, Ordering::Relaxed);
+        // An interim update changes who is where for no one.
+        let moved = changes.iter().any(|c| !matches!(c, Change::Renewed(_)));
+        if moved {
+            self.index
+                .store(Arc::new(build(policy, &self.people.current(), &sessions)));
+        }
+        changes
+    }
+
+    /// Works out everyone's identity again, for a new policy or a new directory.
+    pub fn rebuild(&self, policy: &Arc<Policy>) {
+        let sessions = self.sessions();
+        self.index
+            .store(Arc::new(build(policy, &self.people.current(), &sessions)));
+    }
+
+    /// Writes the sessions to the state directory if they changed since the last save.
+    pub fn save(&self) {
+        let Some(path) = &self.path else { return };
+        if !self.unsaved.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let all = self.all();
+        if let Err(e) = write(path, &all) {
+            self.unsaved.store(true, Ordering::Relaxed);
+            warn!(path = %path.display(), error = %e, "cannot keep the sessions");
+        }
+    }
+}
+
+fn build(policy: &Arc<Policy>, directory: &Directory, sessions: &Sessions) -> Index {
+    let by_address = sessions
+        .all()
+        .map(|s| {
+            let signed = SignedIn {
+                username: s.username.clone(),
+                person: identify(policy, directory, &s.username),
+            };
+            (s.address, signed)
+        })
+        .collect();
+    Index {
+        policy: Some(Arc::clone(policy)),
+        by_address,
+    }
+}
+
+/// The person `username` names in `directory`, as `policy` sees them.
+fn identify(policy: &Policy, directory: &Directory, username: &Username) -> Option<PersonIdentity> {
+    let person = directory.find(username.as_str())?;
+    Some(policy.identify_person(&PersonView {
+        username: person.username.as_str(),
+        class: person.class.as_deref(),
+        groups: &person.groups,
+    }))
+}
+
+fn read(path: &Path) -> Vec<Session> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            warn!(path = %path.display(), error = %e, "the kept sessions cannot be read; starting with none");
+            Vec::new()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "the kept sessions cannot be read; starting with none");
+            Vec::new()
+        }
+    }
+}
+
+/// Written beside and renamed over, so a crash leaves the old file or the new, readable only
+/// by the agent's user (who is signed in where is personal data).
+fn write(path: &Path, sessions: &[Session]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let json = serde_json::to_vec(sessions).map_err(std::io::Error::other)?;
+    let next = path.with_extension("json.new");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&next)?;
+    file.write_all(&json)?;
+    file.sync_data()?;
+    std::fs::rename(&next, path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const POLICY: &str = "version: 1
+school: { name: Test School, timezone: Europe/London }
+groups:
+  pupils: { directory: [Pupils] }
+  staff: { directory: [Staff] }
+";
+
+    fn policy() -> Arc<Policy> {
+        let no_lists =
+            |_: &Path| -> std::io::Result<String> { Err(std::io::ErrorKind::NotFound.into()) };
+        Arc::new(
+            Policy::from_yaml(POLICY, Path::new("/school/policy.yaml"), &no_lists)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    #[test]
+    fn the_person_at_an_address_follows_sign_ins_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let roster = dir.path().join("roster.csv");
+        std::fs::write(&roster, "username,role\namira.k,pupil\ngrace.o,staff\n").unwrap();
+        let people = LivePeople::new(Some(roster));
+        people.reload();
+        let live = LiveSessions::new(Some(dir.path()), Arc::clone(&people));
+        let p = policy();
+        let pc: IpAddr = "10.10.4.21".parse().unwrap();
+        assert_eq!(live.person_at(&p, pc), None);
+        let now = Timestamp::from_second(1_796_000_000).unwrap();
+        let sign_in = |name: &str| SignIn {
+            username: Username::new(name).unwrap(),
+            addresses: vec![pc],
+            mac: None,
+            source: "radius wlc1".into(),
+            id: None,
+        };
+        live.sign_in(&p, sign_in("amira.k"), now);
+        let pupils = p
+            .group_ids()
+            .find(|g| p.group(*g).unwrap().name == "pupils");
+        assert_eq!(live.person_at(&p, pc).unwrap().group, pupils);
+        // Someone the directory does not know: signed in, but no person attached.
+        live.sign_in(&p, sign_in("stranger"), now);
+        assert_eq!(live.person_at(&p, pc), None);
+        assert_eq!(live.username_at(pc).unwrap().as_str(), "stranger");
+        live.sign_in(&p, sign_in("grace.o"), now);
+        let staff = p.group_ids().find(|g| p.group(*g).unwrap().name == "staff");
+        assert_eq!(live.person_at(&p, pc).unwrap().group, staff);
+        // Under a policy the index was not built for, worked out on the spot.
+        let q = policy();
+        assert_eq!(live.person_at(&q, pc).unwrap().group, staff);
+        live.save();
+        let again = LiveSessions::new(Some(dir.path()), people);
+        again.rebuild(&p);
+        assert_eq!(again.person_at(&p, pc).unwrap().group, staff);
+        assert_eq!(again.len(), 1);
+        // A damaged file is not fatal.
+        std::fs::write(dir.path().join(FILE), "{not json").unwrap();
+        assert!(LiveSessions::new(Some(dir.path()), LivePeople::new(None)).is_empty());
+    }
+}

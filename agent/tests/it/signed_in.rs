@@ -1,0 +1,256 @@
+//! Decisions that know the person, on loopback: the daemon with a roster and a RADIUS
+//! listener, sign-ins sent by FreeRADIUS's own radclient as a Wi-Fi controller sends them, and
+//! DNS asked from the signed-in address. One shared school computer (127.0.0.1): a pupil of
+//! 6A, then a pupil of 6B (whose class an exception opens video for), then a member of staff;
+//! the school computers' rule holds for all of them. Forged and malformed accounting is
+//! refused and counted, and attaches no one.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use hickory_proto::op::ResponseCode;
+
+use crate::run::{Daemon, FakeUpstream, ask_udp as ask, eventually, free_port};
+
+const SECRET: &str = "wlc-secret-1";
+
+/// Sends one accounting request with radclient; whether it was answered.
+fn radclient(port: u16, secret: &str, attributes: &str) -> bool {
+    let mut child = Command::new("radclient")
+        .args(["-D", "/usr/share/freeradius", "-r", "1", "-t", "1", "-x"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["acct", secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run radclient ({e}): run scripts/setup, which installs freeradius-utils")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(attributes.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Accounting-Response")
+}
+
+fn accounting(status: &str, user: &str) -> String {
+    format!(
+        "Acct-Status-Type = {status}\nUser-Name = \"{user}\"\nFramed-IP-Address = 127.0.0.1\n\
+         Calling-Station-Id = \"02-00-00-00-00-21\"\nAcct-Session-Id = \"{user}-1\"\n\
+         NAS-Identifier = \"wlc1\"\n"
+    )
+}
+
+fn metrics(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).unwrap();
+    text
+}
+
+fn counted(metrics: &str, line: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_shared_pc_is_decided_for_whoever_is_signed_in_and_forgeries_attach_no_one() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        dir.path().join("roster.csv"),
+        "Username,Role,Class\namira.k,Pupil,6B\nben.t,Pupil,6A\ngrace.o,Teacher,\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("wlc.secret"), format!("{SECRET}\n")).unwrap();
+    let radius_port = free_port();
+    // Rules first-match in file order; a rule matches the device's group or the person's.
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1
+school: {{ name: Loopback School, timezone: Europe/London }}
+categories:
+  social: {{ domains: [facebook.com] }}
+  video: {{ domains: [youtube.com] }}
+groups:
+  school_computers: {{ networks: [127.0.0.0/8] }}
+  pupils: {{ directory: [Pupils] }}
+  staff: {{ directory: [Staff] }}
+rules:
+  - {{ name: School computers never reach social networking, groups: [school_computers], block: [social] }}
+  - {{ name: Pupils no video, groups: [pupils], block: [video] }}
+exceptions:
+  - {{ name: 6B film club, classes: [6B], allow: [video], from: 2000-01-01T00:00, to: 2099-01-01T00:00, approved_by: Head }}
+gateway:
+  dns: {{ block_response: nxdomain }}
+  roster: roster.csv
+  radius:
+    listen: [\"127.0.0.1:{radius_port}\"]
+    clients: [{{ address: 127.0.0.0/8, secret_file: wlc.secret }}]
+"
+        ),
+    )
+    .unwrap();
+    let dns: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics_at = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
+        .args(["run", "--policy", policy.to_str().unwrap()])
+        .args(["--dns-listen", &dns.to_string()])
+        .args(["--upstream", &upstream.addr.to_string()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["--metrics-listen", &metrics_at])
+        .args(["--no-firewall", "--no-inspection"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    let blocked =
+        |name: &str| ask(dns, name).map(|m| m.metadata.response_code == ResponseCode::NXDomain);
+    assert!(
+        eventually(20, || blocked("youtube.com").is_some()),
+        "the daemon never answered"
+    );
+    // No one signed in: the device's rules only.
+    assert_eq!(blocked("facebook.com"), Some(true));
+    assert_eq!(blocked("youtube.com"), Some(false));
+
+    // Ben (6A) signs in: pupils' rules too.
+    assert!(radclient(
+        radius_port,
+        SECRET,
+        &accounting("Start", "SCHOOL\\ben.t")
+    ));
+    assert_eq!(blocked("youtube.com"), Some(true));
+    assert_eq!(blocked("facebook.com"), Some(true));
+
+    // A forged Stop (wrong secret) is not answered and changes nothing.
+    assert!(!radclient(
+        radius_port,
+        "guessed",
+        &accounting("Stop", "ben.t")
+    ));
+    assert_eq!(blocked("youtube.com"), Some(true));
+    // Nor does a forged Start for someone else.
+    assert!(!radclient(
+        radius_port,
+        "guessed",
+        &accounting("Start", "grace.o")
+    ));
+    assert_eq!(blocked("youtube.com"), Some(true));
+
+    // Ben signs out and Amira (6B) signs in: her class's exception opens video; the school
+    // computers' rule still holds.
+    assert!(radclient(radius_port, SECRET, &accounting("Stop", "ben.t")));
+    assert_eq!(blocked("youtube.com"), Some(false));
+    assert!(radclient(
+        radius_port,
+        SECRET,
+        &accounting("Start", "amira.k@school.example")
+    ));
+    assert_eq!(blocked("youtube.com"), Some(false));
+    assert_eq!(blocked("facebook.com"), Some(true));
+
+    // Grace (staff) signs in at the same address before Amira's Stop: she is at the keyboard.
+    assert!(radclient(
+        radius_port,
+        SECRET,
+        &accounting("Start", "grace.o")
+    ));
+    assert_eq!(blocked("youtube.com"), Some(false));
+    assert_eq!(
+        blocked("facebook.com"),
+        Some(true),
+        "the school computers' rule holds for staff too"
+    );
+    // Amira's late Stop does not sign Grace out.
+    assert!(radclient(
+        radius_port,
+        SECRET,
+        &accounting("Stop", "amira.k")
+    ));
+    assert!(radclient(
+        radius_port,
+        SECRET,
+        &accounting("Start", "ben.t")
+    ));
+    assert_eq!(blocked("youtube.com"), Some(true), "ben took the address");
+
+    // A controller that did not hear our answer sends the same request again: answered again
+    // with the same answer, applied once.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let interim = schoolgate_people::radius::request(
+        77,
+        &[
+            (40, &3u32.to_be_bytes()),
+            (1, b"ben.t"),
+            (8, &[127, 0, 0, 1]),
+        ],
+        SECRET.as_bytes(),
+    );
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        socket
+            .send_to(&interim, ("127.0.0.1", radius_port))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = socket.recv_from(&mut buf).unwrap();
+        answers.push(buf[..n].to_vec());
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0][0], 5, "an Accounting-Response");
+    // Garbage to the RADIUS port: refused and counted, never answered.
+    for junk in [&b"\x04"[..], &[4u8; 20][..], &[0xff; 300][..]] {
+        socket.send_to(junk, ("127.0.0.1", radius_port)).unwrap();
+    }
+    let refused = |m: &str| {
+        counted(m, "schoolgate_radius_packets_total{result=\"malformed\"}")
+            + counted(
+                m,
+                "schoolgate_radius_packets_total{result=\"not_accounting\"}",
+            )
+    };
+    assert!(
+        eventually(5, || refused(&metrics(&metrics_at)) == 3),
+        "{}",
+        metrics(&metrics_at)
+    );
+    let m = metrics(&metrics_at);
+    // radclient may send a forged request more than once; each is refused.
+    assert!(
+        counted(
+            &m,
+            "schoolgate_radius_packets_total{result=\"bad_authenticator\"}"
+        ) >= 2,
+        "{m}"
+    );
+    // Four starts and the interim update (its repeat is counted apart).
+    assert_eq!(
+        counted(&m, "schoolgate_radius_packets_total{result=\"signed_in\"}"),
+        5,
+        "{m}"
+    );
+    assert_eq!(
+        counted(&m, "schoolgate_sessions_ended_total{why=\"address_taken\"}"),
+        2,
+        "{m}"
+    );
+    assert_eq!(counted(&m, "schoolgate_sessions"), 1, "{m}");
+    assert_eq!(
+        counted(&m, "schoolgate_radius_packets_total{result=\"repeat\"}"),
+        1,
+        "{m}"
+    );
+}
