@@ -408,13 +408,16 @@ async fn start(
     let directory = start_clients(config, running)?;
     let quarantine = Arc::new(Quarantine::default());
     let firewall = start_firewall(live, config, &quarantine, running)?;
-    let actor = Arc::new(Actor::new(
-        Arc::clone(&events),
-        Arc::clone(&directory),
-        Arc::clone(&quarantine),
-        firewall.clone(),
-        config.state_dir.clone(),
-    ));
+    let actor = Arc::new(
+        Actor::new(
+            Arc::clone(&events),
+            Arc::clone(&directory),
+            Arc::clone(&quarantine),
+            firewall.clone(),
+            config.state_dir.clone(),
+        )
+        .with_sessions(Arc::clone(&sessions)),
+    );
     let shared = Arc::new(Shared {
         live: Arc::clone(live),
         directory,

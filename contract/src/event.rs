@@ -171,6 +171,22 @@ fn mac_text<S: serde::Serializer>(mac: &Option<MacAddr>, s: S) -> Result<S::Ok, 
     }
 }
 
+/// The person signed in on the device, where one is known: who the DSL reads first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct PersonInfo {
+    /// As the school's directory spells it.
+    pub username: String,
+    /// The name staff see ("Amira Khan").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The policy group the person is in (`pupils`, `staff`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A pupil's class ("6B").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+}
+
 /// One event. `time` is when it was first seen; an aggregated event also says how many times
 /// (`count`) and when last (`last`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -180,6 +196,9 @@ pub struct Event {
     pub time: Timestamp,
     pub kind: Kind,
     pub device: DeviceInfo,
+    /// Who was signed in on the device (added in 0.2: an older agent's events have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<PersonInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// The name asked for or seen.
@@ -227,6 +246,7 @@ impl Event {
             time,
             kind,
             device: DeviceInfo::default(),
+            person: None,
             group: None,
             name: None,
             rule: None,

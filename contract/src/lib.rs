@@ -10,5 +10,5 @@ pub mod status;
 pub mod text;
 pub mod wire;
 
-pub use event::{DeviceInfo, Event, Kind, Severity, UnknownKind, UnknownSeverity};
+pub use event::{DeviceInfo, Event, Kind, PersonInfo, Severity, UnknownKind, UnknownSeverity};
 pub use schoolgate_engine::Technique;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::event::{DeviceInfo, Event, Kind, Severity};
+use crate::event::{DeviceInfo, Event, Kind, PersonInfo, Severity};
 use crate::text::{
     MAX_BATCH, MAX_COUNT, MAX_EVIDENCE, MAX_NAME, MAX_SKEW_MS, MAX_TECHNIQUE, bounded_to,
 };
@@ -281,6 +281,16 @@ fn read_event(m: &mut Map<String, Value>) -> Result<Received, Refused> {
             });
         }
     };
+    let person = match m.remove("person") {
+        Some(Value::Object(mut p)) => Some(person(&mut p)?),
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(Refused::WrongType {
+                field: "person",
+                expected: "an object",
+            });
+        }
+    };
     let count = match m.remove("count") {
         None | Some(Value::Null) => 1,
         Some(Value::Number(n)) => n
@@ -329,6 +339,7 @@ fn read_event(m: &mut Map<String, Value>) -> Result<Received, Refused> {
             time,
             kind,
             device,
+            person,
             group,
             name,
             rule,
@@ -365,6 +376,17 @@ fn device(d: &mut Map<String, Value>) -> Result<DeviceInfo, Refused> {
         mac,
         name: text(d, "device.name", "name", MAX_NAME)?,
         owner: text(d, "device.owner", "owner", MAX_NAME)?,
+    })
+}
+
+fn person(p: &mut Map<String, Value>) -> Result<PersonInfo, Refused> {
+    let username = text(p, "person.username", "username", MAX_NAME)?
+        .ok_or(Refused::Missing("person.username"))?;
+    Ok(PersonInfo {
+        username,
+        display_name: text(p, "person.display_name", "display_name", MAX_NAME)?,
+        group: text(p, "person.group", "group", MAX_NAME)?,
+        class: text(p, "person.class", "class", MAX_NAME)?,
     })
 }
 
@@ -410,6 +432,38 @@ mod tests {
         assert!(e.is_alert());
         let e = r;
         assert_eq!(e.extra.as_deref(), Some(r#"{"future_field":{"x":1}}"#));
+    }
+
+    #[test]
+    fn the_person_is_read_when_sent_and_an_older_agents_event_has_none() {
+        let mut with = example();
+        with["person"] = serde_json::json!({
+            "username": "amira.k", "display_name": "Amira Khan", "group": "pupils", "class": "6B"
+        });
+        let e = parse_event(with.clone()).unwrap().event;
+        let p = e.person.as_ref().unwrap();
+        assert_eq!(
+            (
+                p.username.as_str(),
+                p.display_name.as_deref(),
+                p.class.as_deref()
+            ),
+            ("amira.k", Some("Amira Khan"), Some("6B"))
+        );
+        // What the agent writes, the console reads back the same.
+        let again = parse_event(serde_json::to_value(&e).unwrap())
+            .unwrap()
+            .event;
+        assert_eq!(again, e);
+        assert_eq!(parse_event(example()).unwrap().event.person, None);
+        // A person without a username, or not an object, is refused.
+        with["person"] = serde_json::json!({"display_name": "x"});
+        assert!(matches!(
+            parse_event(with.clone()),
+            Err((_, Refused::Missing("person.username")))
+        ));
+        with["person"] = "amira.k".into();
+        assert!(parse_event(with).is_err());
     }
 
     #[test]

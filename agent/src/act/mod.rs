@@ -30,9 +30,11 @@ use schoolgate_engine::policy::Identity;
 
 use crate::clients::Directory;
 use crate::firewall::Firewall;
+use crate::people::sessions::LiveSessions;
 use crate::report::events::{DeviceInfo, Event, Events, Kind, Severity, Ticket, bounded};
 pub use attempt::Attempt;
 use quarantine::{Quarantine, Record};
+use schoolgate_contract::PersonInfo;
 
 /// A request's sender, as the policy sees it (worked out once, by the detector).
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +79,8 @@ pub struct Actor {
     firewall: Option<Arc<Firewall>>,
     /// Where the quarantine list is kept.
     state_dir: PathBuf,
+    /// Who is signed in where, to name the person in events.
+    sessions: Option<Arc<LiveSessions>>,
 }
 
 impl Actor {
@@ -93,7 +97,15 @@ impl Actor {
             quarantine,
             firewall,
             state_dir,
+            sessions: None,
         }
+    }
+
+    /// Names the person signed in on a device in its events.
+    #[must_use]
+    pub fn with_sessions(mut self, sessions: Arc<LiveSessions>) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// The events queue, for those that wait on a ticket.
@@ -138,6 +150,7 @@ impl Actor {
     fn blocked(&self, policy: &Policy, who: &Who, now: Timestamp, b: Blocked) -> Option<Ticket> {
         let mut e = Event::new(Kind::Blocked, now, Severity::Low);
         (e.device, e.group) = self.describe(policy, who, now);
+        e.person = self.person(policy, who);
         e.name = b.name;
         e.rule = b.rule;
         e.category = b.category;
@@ -161,6 +174,8 @@ impl Actor {
         );
         e.device = device.clone();
         e.group = group.clone();
+        let person = self.person(policy, who);
+        e.person = person.clone();
         e.technique = Some(attempt.technique);
         e.destination = Some(bounded(&attempt.destination));
         e.name = attempt.name.as_deref().map(bounded);
@@ -188,6 +203,7 @@ impl Actor {
         let mut q = Event::new(Kind::Quarantined, now, Severity::High);
         q.device = device;
         q.group = group;
+        q.person = person;
         q.technique = Some(attempt.technique);
         q.evidence = Some(bounded(&format!(
             "confined to the quarantine_allow names after: {}",
@@ -220,8 +236,27 @@ impl Actor {
         }
         let mut e = Event::new(Kind::Presence, now, Severity::Low);
         (e.device, e.group) = self.describe(policy, who, now);
+        e.person = self.person(policy, who);
         e.evidence = Some(format!("{how} {}", schedule.label));
         self.events.emit(e);
+    }
+
+    /// The person signed in on the device, as events name them: the username, and from the
+    /// directory their name and class; their group as the policy placed them.
+    fn person(&self, policy: &Policy, who: &Who) -> Option<PersonInfo> {
+        let (username, person) = self.sessions.as_ref()?.person_info(who.client.ip?)?;
+        let group = who
+            .identity
+            .person
+            .and_then(|p| p.group)
+            .and_then(|g| policy.group(g))
+            .map(|g| g.name.clone());
+        Some(PersonInfo {
+            username: username.to_string(),
+            display_name: person.as_ref().map(|p| bounded(&p.display_name)),
+            group,
+            class: person.and_then(|p| p.class),
+        })
     }
 
     /// The device as events name it (the policy's device entry, else the lease's host name),

@@ -110,6 +110,14 @@ impl LiveSessions {
         Username::new(Username::bare(raw)).ok().map(|u| (u, false))
     }
 
+    /// Who is signed in at `ip`, for events: their username, and the directory's entry for
+    /// them when it has one.
+    pub fn person_info(&self, ip: IpAddr) -> Option<(Username, Option<schoolgate_people::Person>)> {
+        let username = self.username_at(ip)?;
+        let person = self.people.current().find(username.as_str()).cloned();
+        Some((username, person))
+    }
+
     /// Every session, for the status and the console.
     pub fn all(&self) -> Vec<Session> {
         self.sessions().all().cloned().collect()

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use hickory_proto::op::ResponseCode;
 
-use crate::run::{Daemon, FakeUpstream, ask_udp as ask, eventually, free_port};
+use crate::run::{Daemon, FakeUpstream, ask_udp as ask, eventually, free_port, journaled};
 
 const SECRET: &str = "wlc-secret-1";
 
@@ -133,6 +133,20 @@ gateway:
     assert_eq!(blocked("youtube.com"), Some(true));
     assert_eq!(blocked("facebook.com"), Some(true));
 
+    // The blocked event names Ben beside the device; the policy's group is the person's.
+    let named = |name: &str, user: &str| {
+        journaled(&policy, &state, "blocked")
+            .into_iter()
+            .find(|e| e["name"] == name && e["person"]["username"] == user)
+    };
+    assert!(eventually(10, || named("youtube.com", "ben.t").is_some()));
+    let e = named("youtube.com", "ben.t").unwrap();
+    assert_eq!(e["person"]["display_name"], "ben.t");
+    assert_eq!(e["person"]["class"], "6A");
+    assert_eq!(e["person"]["group"], "pupils");
+    assert_eq!(e["device"]["ip"], "127.0.0.1");
+    assert_eq!(e["rule"], "Pupils no video");
+
     // A forged Stop (wrong secret) is not answered and changes nothing.
     assert!(!radclient(
         radius_port,
@@ -172,6 +186,10 @@ gateway:
         Some(true),
         "the school computers' rule holds for staff too"
     );
+    assert!(eventually(10, || named("facebook.com", "grace.o").is_some()));
+    let e = named("facebook.com", "grace.o").unwrap();
+    assert_eq!(e["person"]["group"], "staff");
+    assert_eq!(e["rule"], "School computers never reach social networking");
     // Amira's late Stop does not sign Grace out.
     assert!(radclient(
         radius_port,

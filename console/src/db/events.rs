@@ -31,6 +31,11 @@ pub struct Stored {
     pub device_mac: Option<String>,
     pub device_name: Option<String>,
     pub device_owner: Option<String>,
+    /// Who was signed in on the device, where the agent knew.
+    pub person_username: Option<String>,
+    pub person_name: Option<String>,
+    pub person_group: Option<String>,
+    pub person_class: Option<String>,
     pub group: Option<String>,
     pub name: Option<String>,
     pub rule: Option<String>,
@@ -48,8 +53,8 @@ pub struct Stored {
 macro_rules! columns {
     () => {
         "id, agent, time_ms, kind, severity, alert, device_ip, device_mac, device_name, \
-         device_owner, grp, name, rule, category, technique, destination, evidence, count, \
-         status, outcome, action_taken"
+         device_owner, person_username, person_name, person_group, person_class, grp, name, \
+         rule, category, technique, destination, evidence, count, status, outcome, action_taken"
     };
 }
 
@@ -71,6 +76,10 @@ pub(crate) fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
         device_mac: row.try_get("device_mac")?,
         device_name: row.try_get("device_name")?,
         device_owner: row.try_get("device_owner")?,
+        person_username: row.try_get("person_username")?,
+        person_name: row.try_get("person_name")?,
+        person_group: row.try_get("person_group")?,
+        person_class: row.try_get("person_class")?,
         group: row.try_get("grp")?,
         name: row.try_get("name")?,
         rule: row.try_get("rule")?,
@@ -100,7 +109,8 @@ impl Db {
         for chunk in events.chunks(rows_per_insert(self.backend)) {
             let mut q = Statement::new(
                 "INSERT INTO events (id, agent, time_ms, kind, severity, alert, device_ip, \
-                 device_mac, device_name, device_owner, grp, name, rule, category, technique, \
+                 device_mac, device_name, device_owner, person_username, person_name, \
+                 person_group, person_class, grp, name, rule, category, technique, \
                  destination, evidence, count, last_ms, extra, received_ms, status, mailed, \
                  agent_time_ms) \
                  VALUES ",
@@ -127,6 +137,14 @@ impl Db {
                     .bind(e.device.name.clone())
                     .push(", ")
                     .bind(e.device.owner.clone())
+                    .push(", ")
+                    .bind(e.person.as_ref().map(|p| p.username.clone()))
+                    .push(", ")
+                    .bind(e.person.as_ref().and_then(|p| p.display_name.clone()))
+                    .push(", ")
+                    .bind(e.person.as_ref().and_then(|p| p.group.clone()))
+                    .push(", ")
+                    .bind(e.person.as_ref().and_then(|p| p.class.clone()))
                     .push(", ")
                     .bind(e.group.clone())
                     .push(", ")
@@ -353,6 +371,10 @@ pub(crate) mod tests {
             device_mac: Some("52:54:00:aa:bb:cc".into()),
             device_name: Some("Y6-iPad-12".into()),
             device_owner: Some("Jo Bloggs".into()),
+            person_username: Some("amira.k".into()),
+            person_name: Some("Amira Khan".into()),
+            person_group: Some("pupils".into()),
+            person_class: Some("6B".into()),
             group: Some("pupils".into()),
             name: Some("vpn.example".into()),
             rule: None,

@@ -37,7 +37,7 @@ pub const OUTCOMES: [&str; 6] = [
 
 /// The event's meaning in a sentence a safeguarding lead reads without a glossary.
 pub fn plain_words(e: &Stored) -> String {
-    let device = device_label(e);
+    let device = who_label(e);
     let name = e.name.as_deref().unwrap_or("a site");
     match e.kind {
         Kind::BypassAttempt => {
@@ -82,6 +82,26 @@ pub fn plain_words(e: &Stored) -> String {
                                  the last good list stays in use."
             .to_owned(),
         other => format!("{device}: {other}."),
+    }
+}
+
+/// Who did it: "Amira Khan (6B) on Y6-iPad-12 (10.10.3.7)" where a person was signed in on
+/// the device, the person first; else the device alone.
+pub fn who_label(e: &Stored) -> String {
+    let Some(person) = e.person_name.as_deref().or(e.person_username.as_deref()) else {
+        return device_label(e);
+    };
+    let class = e
+        .person_class
+        .as_deref()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default();
+    let addr = e.device_ip.as_deref().or(e.device_mac.as_deref());
+    match (e.device_name.as_deref(), addr) {
+        (Some(n), Some(a)) => format!("{person}{class} on {n} ({a})"),
+        (Some(n), None) => format!("{person}{class} on {n}"),
+        (None, Some(a)) => format!("{person}{class} at {a}"),
+        (None, None) => format!("{person}{class}"),
     }
 }
 
@@ -359,18 +379,39 @@ mod tests {
     use super::*;
     use crate::db::events::tests::example;
 
+    /// The example without the person an agent from before 0.2 could not name.
+    fn device_only(kind: &str) -> Stored {
+        let mut e = example(kind);
+        e.person_username = None;
+        e.person_name = None;
+        e.person_class = None;
+        e.person_group = None;
+        e
+    }
+
     #[test]
-    fn evidence_reads_as_plain_words() {
+    fn evidence_reads_as_plain_words_the_person_first() {
         assert_eq!(
             plain_words(&example("bypass_attempt")),
+            "Amira Khan (6B) on Y6-iPad-12 (10.10.3.7) tried to get round the school's filter \
+             using a VPN (OpenVPN), which tunnels past the school's filter."
+        );
+        assert_eq!(
+            plain_words(&device_only("bypass_attempt")),
             "Y6-iPad-12 (10.10.3.7) tried to get round the school's filter using a VPN \
              (OpenVPN), which tunnels past the school's filter."
         );
-        let mut unknown = example("bypass_attempt");
+        let mut unnamed = example("quarantined");
+        unnamed.person_name = None;
+        unnamed.device_name = None;
+        assert!(
+            plain_words(&unnamed).starts_with("amira.k (6B) at 10.10.3.7 was put in quarantine")
+        );
+        let mut unknown = device_only("bypass_attempt");
         unknown.technique = Some("teleport".into());
         unknown.device_name = None;
         assert!(plain_words(&unknown).starts_with("The device at 10.10.3.7 tried"));
-        let mut blocked = example("blocked");
+        let mut blocked = device_only("blocked");
         blocked.count = 3;
         assert_eq!(
             plain_words(&blocked),

@@ -455,6 +455,52 @@ async fn names_from_devices_render_as_text() {
 }
 
 #[tokio::test]
+async fn alerts_name_the_person_first_and_the_device_second() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let mut v =
+            serde_json::to_value(&alert("bypass_attempt", "vpn.example", "10.10.4.21").event)
+                .unwrap();
+        v["person"] = serde_json::json!({
+            "username": "amira.k", "display_name": "Amira <i>Khan</i>", "group": "pupils", "class": "6B"
+        });
+        let e = parse_event(v).unwrap();
+        c.app
+            .db
+            .ingest("gw1", std::slice::from_ref(&e), 1)
+            .await
+            .unwrap();
+        let dsl = c.signed_in("dsl").await;
+        let list = dsl.get("/alerts").await;
+        assert!(
+            list.body
+                .contains("<td class=\"person\">Amira &#60;i&#62;Khan&#60;/i&#62; (6B)</td>"),
+            "{}",
+            list.body
+        );
+        let page = dsl.get(&format!("/alerts/{}", e.id)).await;
+        assert!(
+            page.body.contains(
+                "Amira &#60;i&#62;Khan&#60;/i&#62; (6B) on Y6-iPad-12 (10.10.4.21) tried"
+            ),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body
+                .contains("<code>amira.k</code> · class 6B · pupils")
+        );
+        let csv = dsl.get("/alerts.csv").await;
+        assert!(
+            csv.body
+                .contains("\"amira.k\",\"Amira <i>Khan</i>\",\"6B\",\"pupils\""),
+            "{}",
+            csv.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn reports_sum_blocked_activity_and_name_no_pupil_to_governors() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;

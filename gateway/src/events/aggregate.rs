@@ -35,6 +35,8 @@ pub const MAX_PENDING: usize = 10_000;
 struct Key {
     ip: Option<IpAddr>,
     mac: Option<MacAddr>,
+    /// Who was signed in: one pupil's repeats are never counted as the next one's.
+    person: Option<String>,
     name: Option<String>,
     rule: Option<String>,
     technique: Option<Technique>,
@@ -46,6 +48,7 @@ impl Key {
         Self {
             ip: e.device.ip,
             mac: e.device.mac,
+            person: e.person.as_ref().map(|p| p.username.clone()),
             name: e.name.clone(),
             rule: e.rule.clone(),
             technique: e.technique,
