@@ -404,8 +404,9 @@ async fn start(
         source,
     })?;
     let (events, metrics) = start_reporting(live, config, running)?;
-    let (sessions, read_directory) = start_people(live, config, &events, &metrics, running).await?;
     let directory = start_clients(config, running)?;
+    let (sessions, read_directory) =
+        start_people(live, config, &events, &metrics, &directory, running).await?;
     let quarantine = Arc::new(Quarantine::default());
     let firewall = start_firewall(live, config, &quarantine, running)?;
     let actor = Arc::new(
@@ -581,13 +582,15 @@ fn start_reporting(
 /// The directory of pupils and staff: the roster read now and on every change, and LDAP now
 /// and every `sync_minutes`; each read reported (`directory_loaded` with how many and from
 /// where, `directory_rejected` with why). Then who is signed in where: the sessions kept in
-/// the state directory, the RADIUS listener, and a ticker that ends idle sessions and keeps
-/// them. Returns the sessions and, with LDAP, what wakes its reader.
+/// the state directory, the RADIUS listener, and a ticker that ends idle sessions and those
+/// whose address another device now has (`clients`: the neighbour table and leases), and
+/// keeps them. Returns the sessions and, with LDAP, what wakes its reader.
 async fn start_people(
     live: &Arc<LivePolicy>,
     config: &Config,
     events: &Arc<Events>,
     metrics: &Arc<Metrics>,
+    clients: &Arc<Directory>,
     running: &mut Running,
 ) -> Result<(Arc<LiveSessions>, Option<Arc<tokio::sync::Notify>>), DaemonError> {
     let people = LivePeople::new(config.roster.clone());
@@ -645,6 +648,7 @@ async fn start_people(
     }
     let idle = jiff::SignedDuration::from_mins(i64::from(config.session_idle_minutes));
     let (keeping, live, metrics) = (Arc::clone(&sessions), Arc::clone(live), Arc::clone(metrics));
+    let clients = Arc::clone(clients);
     let keeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut seconds = 0u64;
@@ -653,6 +657,11 @@ async fn start_people(
             seconds += 1;
             if seconds.is_multiple_of(60) {
                 let ended = keeping.expire(&live.current(), crate::clock::now(), idle);
+                metrics.sessions_ended(&ended);
+            }
+            if seconds.is_multiple_of(10) {
+                let now = crate::clock::now();
+                let ended = keeping.moved(&live.current(), |ip| clients.mac(ip, now).map(|m| m.0));
                 metrics.sessions_ended(&ended);
             }
             metrics

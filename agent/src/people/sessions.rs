@@ -159,8 +159,35 @@ impl LiveSessions {
         self.change(policy, |s| s.expire(now, idle))
     }
 
-    pub fn lease(&self, policy: &Arc<Policy>, address: IpAddr, mac: [u8; 6]) -> Vec<Change> {
-        self.change(policy, |s| s.lease(address, mac).into_iter().collect())
+    /// Ends the sessions whose address now belongs to another MAC than the one they signed
+    /// in from, as `mac_of` (the neighbour table, else the DHCP leases) says.
+    pub fn moved(
+        &self,
+        policy: &Arc<Policy>,
+        mac_of: impl Fn(IpAddr) -> Option<[u8; 6]>,
+    ) -> Vec<Change> {
+        // Asked without the lock held: a lookup may read the kernel's table.
+        let signed: Vec<(IpAddr, [u8; 6])> = self
+            .sessions()
+            .all()
+            .filter_map(|s| Some((s.address, s.mac?)))
+            .collect();
+        let moved: Vec<(IpAddr, [u8; 6])> = signed
+            .into_iter()
+            .filter_map(|(address, mac)| {
+                let now = mac_of(address)?;
+                (now != mac).then_some((address, now))
+            })
+            .collect();
+        if moved.is_empty() {
+            return Vec::new();
+        }
+        self.change(policy, |s| {
+            moved
+                .iter()
+                .filter_map(|(address, mac)| s.lease(*address, *mac))
+                .collect()
+        })
     }
 
     fn change(
@@ -324,6 +351,20 @@ groups:
         again.rebuild(&p);
         assert_eq!(again.person_at(&p, pc).unwrap().group, staff);
         assert_eq!(again.len(), 1);
+        // Another device has the address now: Grace signed in from 02:..:21, the table says
+        // 02:..:99.
+        live.sign_in(
+            &p,
+            SignIn {
+                mac: Some([2, 0, 0, 0, 0, 0x21]),
+                ..sign_in("grace.o")
+            },
+            now,
+        );
+        assert!(live.moved(&p, |_| Some([2, 0, 0, 0, 0, 0x21])).is_empty());
+        assert!(live.moved(&p, |_| None).is_empty());
+        assert_eq!(live.moved(&p, |_| Some([2, 0, 0, 0, 0, 0x99])).len(), 1);
+        assert_eq!(live.person_at(&p, pc), None);
         // A damaged file is not fatal.
         std::fs::write(dir.path().join(FILE), "{not json").unwrap();
         assert!(LiveSessions::new(Some(dir.path()), LivePeople::new(None)).is_empty());
