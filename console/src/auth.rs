@@ -312,21 +312,8 @@ pub struct Refusal {
     pub audit: bool,
 }
 
-/// The key an address is throttled by: an IPv4 address itself, an IPv6 address's /64 (one
-/// host usually holds a whole /64, so single addresses would give it millions of keys).
-pub fn address_key(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let [a, b, c, d, ..] = v6.segments();
-                let prefix = std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0);
-                format!("{prefix}/64")
-            }
-        },
-    }
-}
+/// The key an address is throttled by (an IPv6 address's /64), as connections are counted.
+pub use schoolgate_serve::address_key;
 
 /// Recent attempts of one key.
 #[derive(Debug, Default)]

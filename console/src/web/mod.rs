@@ -24,7 +24,7 @@ pub mod login;
 pub mod reports;
 pub mod server;
 
-pub use server::{Limits, TlsError, serve, tls_config};
+pub use schoolgate_serve::{Limits, Peer, TlsError, serve, tls_config};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -167,7 +167,7 @@ pub fn router(app: Shared) -> Router {
             security_headers,
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), forwarded))
-        .layer(middleware::from_fn(server::catch_panic))
+        .layer(middleware::from_fn(schoolgate_serve::catch_panic))
         .with_state(app)
 }
 
@@ -267,10 +267,6 @@ async fn style() -> impl IntoResponse {
         include_str!("../../static/console.css"),
     )
 }
-
-/// The address a request came from.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
 
 /// The value of cookie `name` in the request's headers.
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
