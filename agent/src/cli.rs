@@ -88,6 +88,17 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Make a token for a source of sign-ins (a domain's logon script, a sign-in relay): the
+    /// token goes to the source, once; the line printed after it goes in
+    /// `gateway.sign_in.tokens_file`, which keeps only the token's hash.
+    SignInToken {
+        /// The source's name, as sessions and metrics name it (`logon-script`).
+        name: String,
+        /// The source may sign people in at addresses other than the one it connects from
+        /// (a server reporting for many devices).
+        #[arg(long)]
+        relay: bool,
+    },
     /// Print the events kept in the journal, oldest first, one JSON object per line (those
     /// the console has acknowledged are deleted as it does).
     Events {

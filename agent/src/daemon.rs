@@ -95,6 +95,8 @@ pub struct Config {
     pub radius: Option<schoolgate_engine::policy::gateway::Radius>,
     /// Minutes a sign-in lasts without word from its reporter.
     pub session_idle_minutes: u32,
+    /// The HTTPS sign-in endpoint, if the policy has one.
+    pub sign_in: Option<schoolgate_engine::policy::gateway::SignInEndpoint>,
 }
 
 /// What the firewall needs from the configuration.
@@ -141,6 +143,8 @@ pub enum DaemonError {
     Thread(#[source] std::io::Error),
     #[error(transparent)]
     Radius(#[from] people::radius::RadiusStartError),
+    #[error(transparent)]
+    SignIn(#[from] people::sign_in::TokensError),
 }
 
 /// What the daemon is told while it runs.
@@ -242,6 +246,7 @@ impl Config {
             roster: gateway.and_then(|g| g.roster.clone()),
             ldap: gateway.and_then(|g| g.ldap.clone()),
             radius: gateway.and_then(|g| g.radius.clone()),
+            sign_in: gateway.and_then(|g| g.sign_in.clone()),
             session_idle_minutes: gateway.map_or(
                 schoolgate_engine::policy::gateway::DEFAULT_SESSION_IDLE_MINUTES,
                 |g| g.session_idle_minutes,
@@ -646,6 +651,9 @@ async fn start_people(
             running.started("RADIUS listener", move || abort(task));
         }
     }
+    if let Some(s) = &config.sign_in {
+        start_sign_in(s, &sessions, live, metrics, running).await?;
+    }
     let idle = jiff::SignedDuration::from_mins(i64::from(config.session_idle_minutes));
     let (keeping, live, metrics) = (Arc::clone(&sessions), Arc::clone(live), Arc::clone(metrics));
     let clients = Arc::clone(clients);
@@ -677,6 +685,49 @@ async fn start_people(
         saving.save();
     });
     Ok((sessions, read_now))
+}
+
+/// The sign-in endpoint for logon scripts, over HTTPS on each `listen` address.
+async fn start_sign_in(
+    config: &schoolgate_engine::policy::gateway::SignInEndpoint,
+    sessions: &Arc<LiveSessions>,
+    live: &Arc<LivePolicy>,
+    metrics: &Arc<Metrics>,
+    running: &mut Running,
+) -> Result<(), DaemonError> {
+    use people::sign_in::{Endpoint, TokensError, read_tokens, router};
+    let endpoint = Arc::new(Endpoint {
+        sources: read_tokens(&config.tokens_file)?,
+        sessions: Arc::clone(sessions),
+        live: Arc::clone(live),
+        metrics: Arc::clone(metrics),
+    });
+    let tls = schoolgate_serve::tls_config(&config.cert_file, &config.key_file)
+        .map_err(TokensError::Tls)?;
+    let limits = schoolgate_serve::Limits {
+        connections: 256,
+        per_address: 8,
+        ..schoolgate_serve::Limits::default()
+    };
+    for addr in &config.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TokensError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        info!(addr = %addr, "sign-in endpoint listening");
+        let task = tokio::spawn(schoolgate_serve::serve(
+            listener,
+            router(Arc::clone(&endpoint)),
+            Some(Arc::clone(&tls)),
+            limits,
+            Arc::from([]),
+            std::future::pending(),
+        ));
+        running.started("sign-in endpoint", move || abort(task));
+    }
+    Ok(())
 }
 
 /// Reads the directory server now, every `sync_minutes` and whenever `wake` says, using each

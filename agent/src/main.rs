@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             wait,
         } => release(&device, &reason, &policy, state_dir, wait),
         Command::Events { policy, state_dir } => events(&policy, state_dir),
+        Command::SignInToken { name, relay } => sign_in_token(&name, relay),
         Command::Replay {
             file,
             policy,
@@ -353,6 +354,19 @@ fn run(args: &RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a new sign-in token and its tokens-file line.
+fn sign_in_token(name: &str, relay: bool) -> ExitCode {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        eprintln!("error: a source's name is one word: `{name}` is not");
+        return ExitCode::from(2);
+    }
+    let (token, line) = schoolgate_agent::people::sign_in::new_token(name, relay);
+    println!("{token}");
+    println!("# add to gateway.sign_in.tokens_file:");
+    println!("{line}");
+    ExitCode::SUCCESS
 }
 
 fn init_logging(json: bool) {

@@ -13,6 +13,7 @@ pub mod ldap;
 pub mod radius;
 pub mod roster;
 pub mod sessions;
+pub mod sign_in;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;

@@ -78,6 +78,7 @@ pub struct Metrics {
     pub captured: Counter,
     pub inspected: Family<InspectedLabels, Counter>,
     pub radius: Family<RadiusLabels, Counter>,
+    pub sign_ins: Family<RadiusLabels, Counter>,
     pub sessions_ended: Family<SessionEndLabels, Counter>,
     /// People signed in now.
     pub sessions: prometheus_client::metrics::gauge::Gauge,
@@ -179,6 +180,13 @@ impl Metrics {
             "RADIUS accounting packets by what became of them",
             radius.clone(),
         );
+        let sign_ins = Family::<RadiusLabels, Counter>::default();
+        registry.register(
+            "sign_in_requests",
+            "Sign-in endpoint requests by what became of them (signed_in, unknown_user, \
+             signed_out; bad_token, malformed, not_own_address, bad_user, too_large, full)",
+            sign_ins.clone(),
+        );
         let sessions_ended = Family::<SessionEndLabels, Counter>::default();
         registry.register(
             "sessions_ended",
@@ -210,9 +218,14 @@ impl Metrics {
             captured,
             inspected,
             radius,
+            sign_ins,
             sessions_ended,
             sessions,
         }
+    }
+
+    pub fn sign_in(&self, result: &'static str) {
+        self.sign_ins.get_or_create(&RadiusLabels { result }).inc();
     }
 
     pub fn radius(&self, result: &'static str) {

@@ -272,3 +272,161 @@ gateway:
         "{m}"
     );
 }
+
+/// Posts a report to the sign-in endpoint with curl, from `source`; the HTTP status.
+fn report(port: u16, ca: &std::path::Path, token: &str, source: &str, body: &str) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .args(["--interface", source, "--cacert"])
+        .arg(ca)
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
+        .arg(format!("https://127.0.0.1:{port}/api/v1/sign-in"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_logon_script_signs_people_in_at_its_own_address_only() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        dir.path().join("roster.csv"),
+        "Username,Role,Class\namira.k,Pupil,6B\ngrace.o,Teacher,\n",
+    )
+    .unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("sign-in.crt"), made.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("sign-in.key"),
+        made.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let token_out = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
+        .args(["sign-in-token", "logon-script"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(token_out.stdout).unwrap();
+    let mut lines = printed.lines();
+    let token = lines.next().unwrap().to_owned();
+    let line = lines.last().unwrap();
+    assert!(!line.contains(&token), "the file keeps the hash only");
+    std::fs::write(dir.path().join("sign-in.tokens"), format!("{line}\n")).unwrap();
+    let port = free_port();
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1
+school: {{ name: Loopback School, timezone: Europe/London }}
+categories:
+  video: {{ domains: [youtube.com] }}
+groups:
+  library: {{ networks: [127.0.0.0/8] }}
+  pupils: {{ directory: [Pupils] }}
+rules:
+  - {{ name: Pupils no video, groups: [pupils], block: [video] }}
+gateway:
+  dns: {{ block_response: nxdomain }}
+  roster: roster.csv
+  sign_in:
+    listen: [\"127.0.0.1:{port}\"]
+    cert_file: sign-in.crt
+    key_file: sign-in.key
+    tokens_file: sign-in.tokens
+"
+        ),
+    )
+    .unwrap();
+    let dns: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
+        .args(["run", "--policy", policy.to_str().unwrap()])
+        .args(["--dns-listen", &dns.to_string()])
+        .args(["--upstream", &upstream.addr.to_string()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["--no-firewall", "--no-inspection"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    // DNS is asked from 127.0.0.1; reports come from there or from 127.0.0.2.
+    let blocked =
+        |name: &str| ask(dns, name).map(|m| m.metadata.response_code == ResponseCode::NXDomain);
+    let ca = dir.path().join("sign-in.crt");
+    let logon = r#"{"user": "SCHOOL\\amira.k", "event": "logon", "mac": "02:00:00:00:00:21", "host": "ICT-03"}"#;
+    assert!(eventually(20, || blocked("youtube.com").is_some()));
+    assert_eq!(blocked("youtube.com"), Some(false), "no one signed in");
+    assert!(
+        eventually(20, || report(port, &ca, &token, "127.0.0.1", logon) == 204),
+        "the endpoint never took a logon"
+    );
+    assert_eq!(blocked("youtube.com"), Some(true), "Amira is signed in");
+
+    // A wrong token: refused before anything is read, nothing attached.
+    let logoff = r#"{"user": "amira.k", "event": "logoff"}"#;
+    assert_eq!(report(port, &ca, "sgs_guessed", "127.0.0.1", logoff), 401);
+    assert_eq!(blocked("youtube.com"), Some(true));
+    // Another machine cannot sign someone in, or out, at this address.
+    let elsewhere = r#"{"user": "grace.o", "event": "logon", "address": "127.0.0.1"}"#;
+    assert_eq!(report(port, &ca, &token, "127.0.0.2", elsewhere), 403);
+    assert_eq!(report(port, &ca, &token, "127.0.0.1", "{not json"), 400);
+    assert_eq!(
+        report(
+            port,
+            &ca,
+            &token,
+            "127.0.0.1",
+            r#"{"user": "a b", "event": "logon"}"#
+        ),
+        400
+    );
+    assert_eq!(blocked("youtube.com"), Some(true));
+    // The logoff from the machine itself signs her out.
+    assert_eq!(report(port, &ca, &token, "127.0.0.1", logoff), 204);
+    assert_eq!(blocked("youtube.com"), Some(false));
+    // The shipped script for macOS and Linux signs in as the user running it.
+    let script = |event: &str| {
+        let out = Command::new(crate::repo().join("docs/sign-in/logon.sh"))
+            .arg(event)
+            .env("USER", "amira.k")
+            .env("SCHOOLGATE_GATEWAY", format!("https://127.0.0.1:{port}"))
+            .env("SCHOOLGATE_TOKEN", &token)
+            .env("SCHOOLGATE_CA", &ca)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(script("logon"), "204");
+    assert_eq!(blocked("youtube.com"), Some(true));
+    assert_eq!(script("logoff"), "204");
+    assert_eq!(blocked("youtube.com"), Some(false));
+    // The session is kept in the state directory, readable by the agent only.
+    assert!(eventually(5, || std::fs::read_to_string(
+        state.join("sessions.json")
+    )
+    .is_ok_and(|t| t == "[]")));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(state.join("sessions.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -19,7 +19,7 @@ use super::gateway::{
     BlockPage, BlockResponse, Console, DEFAULT_LDAP_FILTER, DEFAULT_LDAP_GROUPS_FILTER,
     DEFAULT_LDAP_SYNC_MINUTES, DEFAULT_RATE_LIMIT, DEFAULT_SESSION_IDLE_MINUTES, DEFAULT_STATE_DIR,
     Defences, Dns, Firewall, Gateway, Ldap, LeaseFile, LeaseFormat, OnStop, Radius, RadiusClient,
-    is_interface_name, parse_upstream,
+    SignInEndpoint, is_interface_name, parse_upstream,
 };
 use super::raw::{Ordered, RawGateway, RawLdap, RawPolicy, RawRadius, S};
 use super::{

@@ -33,6 +33,8 @@ pub struct Gateway {
     pub radius: Option<Radius>,
     /// Minutes a sign-in lasts without word from its reporter.
     pub session_idle_minutes: u32,
+    /// The HTTPS sign-in endpoint for logon scripts.
+    pub sign_in: Option<SignInEndpoint>,
     pub firewall: Firewall,
     /// Whether the agent watches the LAN interfaces' traffic (`gateway.inspection.enabled`,
     /// default true).
@@ -52,6 +54,15 @@ pub const DEFAULT_LDAP_GROUPS_FILTER: &str = "(|(objectClass=group)(objectClass=
 /// Minutes a sign-in lasts without word (an interim update, a repeated logon) when the
 /// policy does not say: a school day, so a lost logoff does not outlive the day.
 pub const DEFAULT_SESSION_IDLE_MINUTES: u32 = 480;
+
+/// The sign-in endpoint: `gateway.sign_in`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInEndpoint {
+    pub listen: Vec<SocketAddr>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub tokens_file: PathBuf,
+}
 
 /// The RADIUS accounting listener: `gateway.radius`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -260,6 +260,9 @@ pub(crate) struct RawGateway {
     /// How long a sign-in lasts without word from its reporter.
     #[serde(default)]
     pub sessions: Option<RawSessions>,
+    /// The HTTPS endpoint logon scripts and sign-in agents report to.
+    #[serde(default)]
+    pub sign_in: Option<S<RawSignIn>>,
     #[serde(default)]
     pub firewall: Option<S<RawFirewall>>,
     #[serde(default)]
@@ -314,6 +317,16 @@ pub(crate) struct RawRadiusClient {
     pub address: S<String>,
     /// A file holding the shared secret (its first line).
     pub secret_file: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSignIn {
+    pub listen: Vec<S<String>>,
+    pub cert_file: S<String>,
+    pub key_file: S<String>,
+    /// One line per source: `NAME SHA256-OF-TOKEN [relay]`.
+    pub tokens_file: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

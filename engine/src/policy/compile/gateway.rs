@@ -163,6 +163,30 @@ impl Compiler<'_> {
         let roster = g.roster.as_ref().map(|r| self.base.join(r.value.trim()));
         let ldap = g.ldap.as_ref().and_then(|l| self.ldap(l));
         let radius = g.radius.as_ref().and_then(|r| self.radius(r));
+        let sign_in = g.sign_in.as_ref().and_then(|raw| {
+            let s = &raw.value;
+            if s.listen.is_empty() {
+                self.error(
+                    raw,
+                    ErrorKind::Empty {
+                        what: "gateway.sign_in",
+                        name: "listen".to_owned(),
+                        needs: "address",
+                    },
+                );
+            }
+            let listen: Vec<SocketAddr> = s
+                .listen
+                .iter()
+                .filter_map(|a| self.socket_addr(a))
+                .collect();
+            (listen.len() == s.listen.len() && !listen.is_empty()).then(|| SignInEndpoint {
+                listen,
+                cert_file: self.base.join(s.cert_file.value.trim()),
+                key_file: self.base.join(s.key_file.value.trim()),
+                tokens_file: self.base.join(s.tokens_file.value.trim()),
+            })
+        });
         let session_idle_minutes = match g.sessions.as_ref().and_then(|s| s.idle_minutes.as_ref()) {
             Some(m) if !(5..=10_080).contains(&m.value) => {
                 self.error(m, ErrorKind::IdleMinutes { value: m.value });
@@ -215,6 +239,7 @@ impl Compiler<'_> {
             ldap,
             radius,
             session_idle_minutes,
+            sign_in,
             firewall,
         })
     }
