@@ -67,7 +67,8 @@ fn bench(c: &mut Criterion) {
                         };
                         for obs in pipeline.frame(frame).drain(..) {
                             let client = Client::new(obs.client.ip(), obs.client_mac.map(MacAddr));
-                            let v = judge(&policy, &client, &obs, now, false);
+                            let v =
+                                judge(&policy, &client, policy.identify(&client), &obs, now, false);
                             judged += u64::from(v.technique.is_some());
                         }
                     }

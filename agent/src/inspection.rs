@@ -90,7 +90,7 @@ pub fn act(shared: &Shared, actor: &Actor, enforcer: &mut Enforcer, obs: &Observ
     let now = crate::clock::now();
     let who = shared.who(&policy, ip, now);
     let quarantined = shared.quarantine.contains(&who.client);
-    let verdict = judge(&policy, &who.client, obs, now, quarantined);
+    let verdict = judge(&policy, &who.client, who.identity, obs, now, quarantined);
     shared.metrics.inspected(verdict.action.as_str());
     if let Some(outcome) = outcome(&policy, obs, &verdict, quarantined, enforcer) {
         actor.act(&policy, &who, now, outcome);

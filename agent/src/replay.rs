@@ -144,7 +144,7 @@ pub fn observe(
         for obs in pipeline.frame(frame).drain(..) {
             let now = at.unwrap_or_else(|| instant(obs.time).unwrap_or(Timestamp::UNIX_EPOCH));
             let client = Client::new(obs.client.ip(), obs.client_mac.map(MacAddr));
-            let verdict = judge(policy, &client, &obs, now, false);
+            let verdict = judge(policy, &client, policy.identify(&client), &obs, now, false);
             let line = Line::new(&obs, &verdict);
             match format {
                 Format::Json => {

@@ -8,8 +8,8 @@
 //! attempt in itself (the resolver refuses it); only a connection is.
 
 use jiff::Timestamp;
-use schoolgate_engine::policy::{Action as Decided, Response};
-use schoolgate_engine::{Classified, Client, Decision, Policy, Technique, classify, decide};
+use schoolgate_engine::policy::{Action as Decided, Identity, Response};
+use schoolgate_engine::{Classified, Client, Decision, Policy, Technique, classify, decide_as};
 
 use crate::inspector::{Carrier, NameSource, Observation};
 
@@ -49,10 +49,12 @@ pub struct Verdict<'p> {
     pub decision: Decision<'p>,
 }
 
-/// Judges `obs` for `client` at `now`.
+/// Judges `obs` for `client` at `now`; `identity` is who the policy says the client is (its
+/// device group and the person signed in there), worked out once by the caller.
 pub fn judge<'p>(
     policy: &'p Policy,
     client: &Client,
+    identity: Identity,
     obs: &Observation,
     now: Timestamp,
     quarantined: bool,
@@ -85,11 +87,11 @@ pub fn judge<'p>(
     };
     let technique = obs.technique.or(listed.map(|t| refine(t, obs)));
     let target = name.unwrap_or(&server);
-    let mut decision = decide(policy, client, None, target, now, quarantined);
+    let mut decision = decide_as(policy, client, identity, target, now, quarantined);
     // A name that decides nothing may still be on a listed address (a Tor relay with a
     // random SNI): the address decides then.
     if obs.name.is_some() && decision.matched.is_none() && by_address != Classified::default() {
-        decision = decide(policy, client, None, &server, now, quarantined);
+        decision = decide_as(policy, client, identity, &server, now, quarantined);
     }
     let action = match technique {
         Some(_) => match policy.bypass_response(decision.identity.group) {
@@ -118,5 +120,73 @@ fn refine(t: Technique, obs: &Observation) -> Technique {
         }
         (Technique::DnsOverHttps, Carrier::Udp, 53) => Technique::ExternalDns,
         _ => t,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use schoolgate_engine::PersonView;
+
+    use super::*;
+
+    #[test]
+    fn a_connection_is_judged_for_the_person_signed_in_too() {
+        let no_lists =
+            |_: &Path| -> std::io::Result<String> { Err(std::io::ErrorKind::NotFound.into()) };
+        let policy = Policy::from_yaml(
+            "version: 1
+school: { name: Test School, timezone: Europe/London }
+categories:
+  video: { domains: [youtube.com] }
+groups:
+  library: { networks: [10.0.0.0/8] }
+  pupils: { directory: [Pupils] }
+rules:
+  - { name: Pupils no video, groups: [pupils], block: [video] }
+",
+            Path::new("/school/policy.yaml"),
+            &no_lists,
+        )
+        .unwrap();
+        let obs = Observation {
+            time: Duration::ZERO,
+            client: "10.0.0.7:50000".parse().unwrap(),
+            server: "192.0.2.80:443".parse().unwrap(),
+            client_mac: None,
+            carrier: Carrier::Tcp,
+            name: Some("www.youtube.com".into()),
+            name_source: Some(NameSource::Sni),
+            also_names: Vec::new(),
+            technique: None,
+            evidence: "TLS SNI www.youtube.com".into(),
+            alpn: Vec::new(),
+            ja4: None,
+            ech: None,
+            resume: None,
+        };
+        let client = Client::new(obs.client.ip(), None);
+        let now = "2026-11-24T10:00:00Z".parse().unwrap();
+        let device_only = policy.identify(&client);
+        assert_eq!(
+            judge(&policy, &client, device_only, &obs, now, false).action,
+            Action::Allow
+        );
+        let groups = ["Pupils".to_owned()];
+        let mut signed_in = device_only;
+        signed_in.person = Some(policy.identify_person(&PersonView {
+            username: "amira.k",
+            class: None,
+            groups: &groups,
+        }));
+        let verdict = judge(&policy, &client, signed_in, &obs, now, false);
+        assert_eq!(verdict.action, Action::Block);
+        assert_eq!(
+            verdict.decision.matched.map(|m| m.domain),
+            Some("youtube.com")
+        );
     }
 }
