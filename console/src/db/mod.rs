@@ -21,6 +21,7 @@ pub mod audit;
 pub mod cases;
 pub mod commands;
 pub mod devices;
+pub mod people;
 pub mod reports;
 pub mod retention;
 

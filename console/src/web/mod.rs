@@ -6,6 +6,7 @@
 //! - [`alerts`]: the alerts list.
 //! - [`alert`]: one alert: evidence, the device's activity, triage, notes, release.
 //! - [`devices`]: devices in quarantine; one device's history.
+//! - [`people`]: finding a person; one person's history across devices.
 //! - [`audit`]: the audit log.
 //! - [`reports`]: blocked activity, the dashboard, the weekly report.
 //! - [`live`]: new alerts pushed to open pages over server-sent events.
@@ -21,6 +22,7 @@ pub mod csv;
 pub mod devices;
 pub mod live;
 pub mod login;
+pub mod people;
 pub mod reports;
 pub mod server;
 
@@ -134,6 +136,9 @@ pub fn router(app: Shared) -> Router {
         .route("/devices", get(devices::list))
         .route("/devices/{key}", get(devices::history))
         .route("/devices/{key}/history.csv", get(devices::history_csv))
+        .route("/people", get(people::search))
+        .route("/people/{username}", get(people::history))
+        .route("/people/{username}/history.csv", get(people::history_csv))
         .route("/audit", get(audit::list))
         .route("/audit.csv", get(audit::export))
         .route("/blocked", get(reports::blocked))

@@ -474,7 +474,7 @@ async fn alerts_name_the_person_first_and_the_device_second() {
         let list = dsl.get("/alerts").await;
         assert!(
             list.body
-                .contains("<td class=\"person\">Amira &#60;i&#62;Khan&#60;/i&#62; (6B)</td>"),
+                .contains("<td class=\"person\"><a href=\"/people/amira.k\">Amira &#60;i&#62;Khan&#60;/i&#62;</a> (6B)</td>"),
             "{}",
             list.body
         );
@@ -489,6 +489,35 @@ async fn alerts_name_the_person_first_and_the_device_second() {
         assert!(
             page.body
                 .contains("<code>amira.k</code> · class 6B · pupils")
+        );
+        // The person's page: found by name, every device, each view audited.
+        let mut other =
+            serde_json::to_value(&alert("blocked", "youtube.com", "10.10.4.22").event).unwrap();
+        other["person"] = serde_json::json!({"username": "amira.k", "display_name": "Amira <i>Khan</i>", "class": "6B"});
+        c.app
+            .db
+            .ingest("gw1", &[parse_event(other).unwrap()], 1)
+            .await
+            .unwrap();
+        let found = dsl.get("/people?q=khan").await;
+        assert_eq!(found.location(), "/people/amira.k");
+        let person = dsl.get("/people/amira.k").await;
+        assert_eq!(person.status, StatusCode::OK);
+        assert!(
+            person
+                .body
+                .contains("<h1>Amira &#60;i&#62;Khan&#60;/i&#62;</h1>"),
+            "{}",
+            person.body
+        );
+        assert!(person.body.contains("10.10.4.21") && person.body.contains("10.10.4.22"));
+        assert!(person.body.contains("vpn.example") && person.body.contains("youtube.com"));
+        let actions = c.audit_actions().await;
+        assert!(actions.contains(&("dsl".to_owned(), "search_people".to_owned())));
+        assert!(actions.contains(&("dsl".to_owned(), "view_person".to_owned())));
+        assert_eq!(
+            c.anonymous().get("/people/amira.k").await.location(),
+            "/login"
         );
         let csv = dsl.get("/alerts.csv").await;
         assert!(
