@@ -16,6 +16,7 @@ use common::lists;
 use jiff::Timestamp;
 use proptest::prelude::*;
 use schoolgate_engine::instant::parse_instant;
+use schoolgate_engine::policy::Response;
 use schoolgate_engine::{Action, Client, PersonView, Policy, Reason, decide, explain};
 
 /// The worked example of docs/policy.md ("People"): school computers, staff laptops, and
@@ -211,6 +212,46 @@ fn people_in_the_policy_are_checked_where_they_are_written() {
             "/school/policy.yaml:24:15: `` is not a directory group or class name (1 to 128 bytes, no control characters)",
         ]
     );
+}
+
+#[test]
+fn the_bypass_response_is_the_persons_groups_when_someone_is_signed_in() {
+    let p = policy(
+        r#"version: 1
+school: { name: Test School, timezone: Europe/London }
+groups:
+  school_computers: { networks: [10.30.0.0/16] }
+  pupils: { directory: [Pupils] }
+  staff: { directory: [Staff] }
+bypass:
+  response: { pupils: quarantine, school_computers: alert, staff: log }
+"#,
+    );
+    let client = Client::new("10.30.0.11".parse().unwrap(), None);
+    let mut identity = p.identify(&client);
+    assert_eq!(p.bypass_response_of(&identity), Response::Alert);
+    let pupils = ["Pupils".to_owned()];
+    identity.person = Some(p.identify_person(&PersonView {
+        username: "amira.k",
+        class: None,
+        groups: &pupils,
+    }));
+    assert_eq!(p.bypass_response_of(&identity), Response::Quarantine);
+    let staff = ["Staff".to_owned()];
+    identity.person = Some(p.identify_person(&PersonView {
+        username: "grace.o",
+        class: None,
+        groups: &staff,
+    }));
+    assert_eq!(p.bypass_response_of(&identity), Response::Log);
+    // Someone in no group of the policy: the device's group answers.
+    let none: [String; 0] = [];
+    identity.person = Some(p.identify_person(&PersonView {
+        username: "visitor",
+        class: None,
+        groups: &none,
+    }));
+    assert_eq!(p.bypass_response_of(&identity), Response::Alert);
 }
 
 const LDAP: &str = r#"version: 1

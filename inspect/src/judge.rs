@@ -94,7 +94,7 @@ pub fn judge<'p>(
         decision = decide_as(policy, client, identity, &server, now, quarantined);
     }
     let action = match technique {
-        Some(_) => match policy.bypass_response(decision.identity.group) {
+        Some(_) => match policy.bypass_response_of(&decision.identity) {
             Response::Quarantine => Action::Quarantine,
             Response::Alert => Action::Alert,
             Response::Log => Action::Log,

@@ -162,7 +162,7 @@ impl Actor {
     /// Reports a bypass attempt and applies the policy's `bypass.response` for the device's
     /// group: `quarantine` confines the device at once, in the resolver and the firewall.
     fn attempt(&self, policy: &Policy, who: &Who, now: Timestamp, attempt: Attempt) {
-        let response = policy.bypass_response(who.identity.group);
+        let response = policy.bypass_response_of(&who.identity);
         let (device, group) = self.describe(policy, who, now);
         let mut e = Event::new(
             Kind::BypassAttempt,

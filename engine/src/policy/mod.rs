@@ -484,6 +484,16 @@ impl Policy {
         &self.bypass
     }
 
+    /// The bypass response for a request's sender: the group of the person signed in, when
+    /// one is and a group of the policy names them (the ban follows the person: a pupil is a
+    /// pupil on any computer), else the device's group's.
+    pub fn bypass_response_of(&self, identity: &Identity) -> Response {
+        match identity.person.and_then(|p| p.group) {
+            Some(group) => self.bypass_response(Some(group)),
+            None => self.bypass_response(identity.group),
+        }
+    }
+
     /// The bypass response for a group (or for devices in no group).
     pub fn bypass_response(&self, group: Option<GroupId>) -> Response {
         group
