@@ -8,7 +8,6 @@
 //! The entries are read from the protocol's own structure without `ldap3`'s panicking
 //! conversion: a server's odd answer is an error here, never a crash.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +25,6 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Entries asked for in each page of a search (Active Directory's own limit is 1,000).
 const PAGE_SIZE: i32 = 500;
-/// The longest password file read.
-const MAX_PASSWORD_FILE: u64 = 4096;
 
 /// Why a read of the directory failed; the last good directory stays.
 #[derive(Debug, thiserror::Error)]
@@ -218,24 +215,14 @@ fn entry_of(entry: ResultEntry) -> Option<Entry> {
 
 /// The bind password: the first line of its file.
 fn password(path: &Path) -> Result<String, LdapReadError> {
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PASSWORD_FILE).read_to_string(&mut text))
+    super::first_line(path)
         .map_err(|source| LdapReadError::Password {
             path: path.to_owned(),
             source,
-        })?;
-    let line = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('\r');
-    if line.is_empty() {
-        return Err(LdapReadError::NoPassword {
+        })?
+        .ok_or_else(|| LdapReadError::NoPassword {
             path: path.to_owned(),
-        });
-    }
-    Ok(line.to_owned())
+        })
 }
 
 /// rustls with ring, trusting only the certificates in `ca`.

@@ -27,6 +27,25 @@ use tracing::{info, warn};
 pub use self::roster::{RosterFileError, load};
 use crate::watch::{Watch, watch_files};
 
+/// The longest secret file read (a password, a shared secret).
+const MAX_SECRET_FILE: u64 = 4096;
+
+/// The first line of a secret's file (a bind password, a RADIUS shared secret), without its
+/// line ending; `None` when that line is empty. Only the first 4 KiB are read.
+pub(crate) fn first_line(path: &std::path::Path) -> std::io::Result<Option<String>> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE)
+        .read_to_string(&mut text)?;
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r');
+    Ok((!line.is_empty()).then(|| line.to_owned()))
+}
+
 /// What a read of the roster did.
 #[derive(Debug)]
 #[non_exhaustive]

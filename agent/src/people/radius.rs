@@ -29,8 +29,6 @@ use crate::report::metrics::Metrics;
 const REPEAT_WINDOW: Duration = Duration::from_secs(30);
 /// Requests remembered at most, oldest forgotten first.
 const MAX_REMEMBERED: usize = 65_536;
-/// The longest shared secret file read.
-const MAX_SECRET_FILE: u64 = 4096;
 /// One log line per client and reason at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -293,23 +291,13 @@ impl Listener {
 
 /// A shared secret: the first line of its file.
 fn secret(path: &Path) -> Result<Vec<u8>, RadiusStartError> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SECRET_FILE).read_to_string(&mut text))
+    super::first_line(path)
         .map_err(|source| RadiusStartError::Secret {
             path: path.to_owned(),
             source,
-        })?;
-    let line = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('\r');
-    if line.is_empty() {
-        return Err(RadiusStartError::NoSecret {
+        })?
+        .map(String::into_bytes)
+        .ok_or_else(|| RadiusStartError::NoSecret {
             path: path.to_owned(),
-        });
-    }
-    Ok(line.as_bytes().to_vec())
+        })
 }
