@@ -3,6 +3,10 @@
 //! restarts the agent with its clock set to the scene's time (`run --clock-from`), so one
 //! run shows the morning, the lessons, lunch and the afternoon in a few minutes.
 //!
+//! Before the first scene's steps, pupils and staff sign in as the school's Wi-Fi controller
+//! reports it (RADIUS accounting, sent by FreeRADIUS's radclient on the gateway); the agent
+//! keeps the sessions across its restarts, so every alert of the day names the person.
+//!
 //! Every step is done from a device's own namespace with real tools (`curl`, `kdig`,
 //! OpenVPN) and judged by what the device got back; `schoolgate-agent explain` then says
 //! why, in the policy's words. A step that does not go as the policy says is reported and,
@@ -17,7 +21,10 @@ use schoolgate_lab::{Lab, console, eventually, workspace_bin};
 
 use crate::dsl::Session;
 
-use crate::school::{Device, ICT, IPAD, LAPTOP, PHONE, PROXY, RESOLVER, STAFF, VPN_SERVER};
+use crate::school::{
+    Device, ICT, IPAD, LAPTOP, PHONE, PROXY, RADIUS_ON_GATEWAY, RADIUS_SECRET, RESOLVER, SIGN_INS,
+    STAFF, VPN_SERVER,
+};
 
 /// The day, in the policy's time zone (Europe/London, on GMT in November).
 pub(crate) const DATE: &str = "2026-11-24";
@@ -159,6 +166,7 @@ pub(crate) fn play(
 ) -> Result<Outcome, Interrupted> {
     let mut outcome = Outcome::default();
     let mut running: Option<String> = None;
+    let mut signed_in = false;
     for scene in SCENES {
         if stop.load(Ordering::Relaxed) {
             return Err(Interrupted);
@@ -182,6 +190,10 @@ pub(crate) fn play(
             ));
             continue;
         }
+        if !signed_in {
+            signed_in = true;
+            outcome.failures.extend(sign_in(lab));
+        }
         for step in scene.steps {
             if stop.load(Ordering::Relaxed) {
                 return Err(Interrupted);
@@ -195,6 +207,39 @@ pub(crate) fn play(
         }
     }
     Ok(outcome)
+}
+
+/// Signs in [`SIGN_INS`] as a Wi-Fi controller would (RADIUS Accounting-Start with the
+/// device's address and MAC); a failure for each sign-in the agent did not answer.
+fn sign_in(lab: &Lab) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (device, user) in SIGN_INS {
+        // radclient reads `\\` in a quoted string as one backslash.
+        let request = format!(
+            "Acct-Status-Type = Start\nUser-Name = \"{}\"\nFramed-IP-Address = {}\n\
+             Calling-Station-Id = \"{}\"\nNAS-Identifier = \"wlc1\"\n",
+            user.replace('\\', "\\\\"),
+            device.host.ip,
+            device.host.mac.replace(':', "-"),
+        );
+        let script = format!(
+            "printf '%s' '{request}' | radclient -D /usr/share/freeradius -r 2 -t 2 -x {RADIUS_ON_GATEWAY} acct {RADIUS_SECRET}"
+        );
+        let out = lab.exec("gw", &["sh", "-c", &script]);
+        let answered = out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("Accounting-Response");
+        if answered {
+            println!("       ✓ {user} signed in on the {}", device.called);
+        } else {
+            println!("       ✗ {user}'s sign-in was not answered");
+            failures.push(format!(
+                "{user}'s sign-in on the {} was not answered: {}",
+                device.called,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    failures
 }
 
 /// What a browser on the device got from `http://SITE/`.

@@ -23,6 +23,8 @@ pub(crate) struct Alert {
     pub(crate) device_ip: String,
     pub(crate) device_name: String,
     pub(crate) group: String,
+    /// The person signed in on the device, as the console names them.
+    pub(crate) person: String,
 }
 
 /// A signed-in session: `curl` with a cookie jar, trusting the console's certificate.
@@ -146,6 +148,7 @@ fn read(csv: &str) -> Option<Vec<Alert>> {
     let mut lines = csv.lines().filter(|l| !l.is_empty()).map(fields);
     let header = lines.next()?;
     let col = |name: &str| header.iter().position(|h| h == name);
+    let person = col("person");
     let (id, time, kind, technique, ip, device, group) = (
         col("id")?,
         col("time (UTC)")?,
@@ -166,6 +169,7 @@ fn read(csv: &str) -> Option<Vec<Alert>> {
                 device_ip: get(&row, ip),
                 device_name: get(&row, device),
                 group: get(&row, group),
+                person: person.map(|i| get(&row, i)).unwrap_or_default(),
             })
             .collect(),
     )

@@ -32,7 +32,7 @@ use crate::cli::Cli;
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// What the demonstration's tools are, for the message when one is missing.
-const TOOLS: [&str; 9] = [
+const TOOLS: [&str; 10] = [
     "ip",
     "nft",
     "dig",
@@ -42,6 +42,7 @@ const TOOLS: [&str; 9] = [
     "openssl",
     "tinyproxy",
     "sqlite3",
+    "radclient",
 ];
 
 /// The bypass attempts the day makes, which must reach the console: (technique, device).
@@ -192,6 +193,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } else {
             format!("{} ({})", a.device_name, a.device_ip)
         };
+        // The person first, where one was signed in.
+        let device = if a.person.is_empty() {
+            device
+        } else {
+            format!("{} on {device}", a.person)
+        };
         println!(
             "  {}  {:<15} {:<15} {:<28} {}",
             a.time, a.kind, a.technique, device, a.group
@@ -205,6 +212,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         {
             failures.push(format!("no {technique} alert from {ip} at the console"));
         }
+    }
+    // The pupil signed in on the laptop is named on its alerts.
+    let laptop = school::LAPTOP.host.ip;
+    if !alerts
+        .iter()
+        .any(|a| a.device_ip == laptop && a.person == "Amira Khan")
+    {
+        failures.push(format!(
+            "no alert from {laptop} names Amira Khan, who signed in there"
+        ));
     }
 
     if cli.check {

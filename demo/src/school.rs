@@ -79,6 +79,25 @@ pub(crate) const TOPOLOGY: Topology = Topology {
     lan6: "fd00::/8",
 };
 
+/// The school's roster export, as the MIS writes it: the people the day's sign-ins name.
+pub(crate) const ROSTER: &str = "Username,Preferred Forename,Legal Surname,Role,Year,Reg Group\n\
+    amira.k,Amira,Khan,Pupil,6,6B\n\
+    cara.m,Cara,Mensah,Pupil,5,5A\n\
+    d.okafor,Dami,Okafor,Teacher,,\n";
+
+/// Who signs in where before the first lesson, as the Wi-Fi controller and the ICT suite's
+/// 802.1X report it over RADIUS; the phone and the iPad are used without a sign-in.
+pub(crate) const SIGN_INS: [(Device, &str); 3] = [
+    (LAPTOP, "amira.k"),
+    (ICT, "SCHOOL\\cara.m"),
+    (STAFF, "d.okafor"),
+];
+
+/// The RADIUS shared secret of the demonstration's controller (on the gateway's loopback).
+pub(crate) const RADIUS_SECRET: &str = "demo-wlc-secret";
+/// Where the agent takes RADIUS accounting, in the gateway's namespace.
+pub(crate) const RADIUS_ON_GATEWAY: &str = "127.0.0.1:1813";
+
 /// The "internet": the upstream resolver the policy names, and the rest of the lab's.
 pub(crate) const RESOLVER: &str = schoolgate_lab::RESOLVER;
 pub(crate) const VPN_SERVER: &str = schoolgate_lab::SITES[0];
@@ -115,7 +134,9 @@ const REPLACED: [&str; 2] = ["  state_dir:", "  console:"];
 
 /// `policy` (the text of `source`) with `gateway.state_dir` and `gateway.console` pointed
 /// into `dir`: the state in `dir/state`, the console at [`CONSOLE_ON_GATEWAY`] with the
-/// token and certificate the lab's console helper writes there.
+/// token and certificate the lab's console helper writes there; and who is who: the roster
+/// in `dir/roster.csv`, RADIUS accounting on [`RADIUS_ON_GATEWAY`] with the secret in
+/// `dir/radius.secret`, and sessions that last the school day.
 pub(crate) fn rewrite(source: &Path, policy: &str, dir: &Path) -> Result<String, PolicyError> {
     let replacements = [
         format!("  state_dir: {}", dir.join("state").display()),
@@ -125,6 +146,14 @@ pub(crate) fn rewrite(source: &Path, policy: &str, dir: &Path) -> Result<String,
             dir.join("console.crt").display()
         ),
     ];
+    let people = [
+        format!("  roster: {}", dir.join("roster.csv").display()),
+        format!(
+            "  radius: {{ listen: [\"{RADIUS_ON_GATEWAY}\"], clients: [{{ address: 127.0.0.1, secret_file: {} }}] }}",
+            dir.join("radius.secret").display()
+        ),
+        "  sessions: { idle_minutes: 720 }".to_owned(),
+    ];
     let mut out = Vec::new();
     let mut found = [0usize; 2];
     let mut in_gateway = false;
@@ -133,6 +162,11 @@ pub(crate) fn rewrite(source: &Path, policy: &str, dir: &Path) -> Result<String,
         // section.
         if line.starts_with(|c: char| !c.is_whitespace() && c != '#') {
             in_gateway = line.starts_with("gateway:");
+            if in_gateway {
+                out.push(line.to_owned());
+                out.extend(people.iter().cloned());
+                continue;
+            }
         }
         let replaced = REPLACED
             .iter()
@@ -192,6 +226,8 @@ pub(crate) fn write_policy(source: &Path, dir: &Path) -> Result<PathBuf, PolicyE
             write(&copy.join(entry.file_name()), &read(&from)?)?;
         }
     }
+    write(&dir.join("roster.csv"), ROSTER.as_bytes())?;
+    write(&dir.join("radius.secret"), RADIUS_SECRET.as_bytes())?;
     let policy = dir.join("policy.yaml");
     write(&policy, rewrite(source, &text, dir)?.as_bytes())?;
     Ok(policy)
@@ -213,6 +249,12 @@ mod tests {
         assert!(out.contains("url: \"https://127.0.0.1:8443\", token_file: /tmp/d/agent.token, ca_file: /tmp/d/console.crt"), "{out}");
         assert!(
             !out.contains("/var/lib/schoolgate") && !out.contains("/etc/t"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "gateway:\n  roster: /tmp/d/roster.csv\n  radius: { listen: [\"127.0.0.1:1813\"]"
+            ),
             "{out}"
         );
     }
