@@ -6,18 +6,18 @@
 //! a page without a certificate error, so port 443 of the same address accepts and resets at
 //! once: the browser fails fast instead of hanging.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
 use schoolgate_engine::policy::{Audience, Target};
 use schoolgate_engine::{Action, Decision, Policy, Reason, decide_as};
+use schoolgate_serve::Peer;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
@@ -144,7 +144,7 @@ fn render(policy: &Policy, decision: &Decision<'_>, host: &str, now: Timestamp) 
 
 async fn page(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
     headers: HeaderMap,
 ) -> Response {
     shared.metrics.block_page_requests.inc();
@@ -160,12 +160,27 @@ async fn page(
 }
 
 /// Serves the block page on `listener` until the task is dropped.
+///
+/// Pupils' devices reach it, so it is served with `schoolgate-serve`'s limits: a slow or idle
+/// client, or one holding many connections, cannot keep it from the rest.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let app = Router::new().fallback(page).with_state(shared);
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, service).await {
-        warn!(error = %e, "block page server");
-    }
+    let app = Router::new()
+        .fallback(page)
+        .with_state(shared)
+        .layer(axum::middleware::from_fn(schoolgate_serve::catch_panic));
+    let limits = schoolgate_serve::Limits {
+        per_address: 16,
+        ..schoolgate_serve::Limits::default()
+    };
+    schoolgate_serve::serve(
+        listener,
+        app,
+        None,
+        limits,
+        Arc::from([]),
+        std::future::pending(),
+    )
+    .await;
 }
 
 /// Accepts TLS connections to blocked names and resets each at once (RST, not FIN), so the

@@ -302,6 +302,27 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
     // Blocked names are sinkholed at the block page, with the rule named.
     let m = ask_udp(server, "www.facebook.com.").unwrap();
     assert_eq!(a_record(&m).as_deref(), Some("127.0.0.53"));
+    // The block page answers, and a device that sends half a request is cut off rather than
+    // held on to (a request head must arrive within 10 s).
+    let mut page = TcpStream::connect("127.0.0.53:80").unwrap();
+    page.write_all(b"GET / HTTP/1.1\r\nHost: www.facebook.com\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    page.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 403");
+    let mut stalled = TcpStream::connect("127.0.0.53:80").unwrap();
+    stalled.write_all(b"GET / HTTP/1.1\r\nHost: x").unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a half-sent request was held for {:?}",
+        started.elapsed()
+    );
     assert_eq!(
         ede_of(&m),
         Some((
