@@ -588,4 +588,57 @@ mod tests {
         assert!(under.matches("ou=pupils,dc=school,dc=example", &[]));
         assert!(!under.matches("cn=a,ou=expupils,dc=school,dc=example", &[]));
     }
+
+    /// An attribute value: anything, a plausible username, or the DN of the pupils' group (so
+    /// that people are made, not only refused).
+    fn value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy as _;
+        proptest::prop_oneof![
+            ".{0,200}",
+            "[a-z.]{1,10}",
+            proptest::strategy::Just("cn=a,ou=g".to_owned()).boxed(),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever a directory server sends, the mapping neither panics nor lets through a
+        /// person past the bounds: usernames valid, texts cut on characters within
+        /// `MAX_TEXT`, at most `MAX_GROUPS` groups.
+        #[test]
+        fn any_entries_map_within_bounds(
+            users in proptest::collection::vec(
+                ("[a-zA-Z=,\\\\ #+0-9é]{0,40}",
+                 proptest::collection::vec(("(uid|cn|memberOf|displayName|departmentNumber|x)", proptest::collection::vec(value(), 0..4)), 0..6)),
+                0..12),
+            groups in proptest::collection::vec(
+                ("[a-zA-Z=,\\\\ #+0-9]{0,40}",
+                 proptest::collection::vec(("(cn|member|memberUid|uniqueMember)", proptest::collection::vec(value(), 0..4)), 0..4)),
+                0..8),
+        ) {
+            let entry = |(dn, attributes): (String, Vec<(String, Vec<String>)>)| Entry { dn, attributes };
+            let users: Vec<Entry> = users.into_iter().map(entry).collect();
+            let groups: Vec<Entry> = groups.into_iter().map(entry).collect();
+            let mapping = Mapping {
+                username: "uid".into(),
+                display_name: "displayName".into(),
+                class: Some("departmentNumber".into()),
+                year: Some("x".into()),
+                pupils: vec![RoleMatch::parse("a"), RoleMatch::parse("ou=a")],
+                staff: vec![RoleMatch::parse("b")],
+            };
+            if let Ok(synced) = directory(&mapping, &users, &groups) {
+                for p in synced.directory.iter() {
+                    proptest::prop_assert!(Username::new(p.username.as_str()).is_ok());
+                    proptest::prop_assert!(p.display_name.len() <= MAX_TEXT);
+                    proptest::prop_assert!(p.class.as_ref().is_none_or(|c| c.len() <= MAX_TEXT));
+                    proptest::prop_assert!(p.groups.len() <= MAX_GROUPS);
+                    proptest::prop_assert!(p.groups.iter().all(|g| g.len() <= MAX_TEXT));
+                }
+            }
+            for u in &users {
+                let _ = normalise_dn(&u.dn);
+                let _ = first_rdn_value(&u.dn);
+            }
+        }
+    }
 }
