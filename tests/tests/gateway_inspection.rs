@@ -439,6 +439,22 @@ fn inspection_end_to_end() {
         !lab.quarantined(PUPIL.ip),
         "a blocked site is not a bypass attempt"
     );
+    // The connection is refused in the firewall too, so a device whose stack took the
+    // server's answer before the forged reset still meets a reset on its next packet.
+    let refused = |lab: &Lab| {
+        let set = lab.exec(
+            "gw",
+            &["nft", "list", "set", "inet", "schoolgate", "tcp_block_v4"],
+        );
+        let set = String::from_utf8_lossy(&set.stdout).into_owned();
+        // device . server . device's port . server's port
+        set.contains(&format!("{} . {WEB} . ", PUPIL.ip)) && set.contains(" . 443 timeout")
+    };
+    assert!(
+        eventually(5, || refused(&lab)),
+        "the blocked connection is not refused: {}",
+        lab.log("agent")
+    );
 
     for attempt in attempts(&lab) {
         let technique = match &attempt {

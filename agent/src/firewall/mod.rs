@@ -38,6 +38,21 @@ use schoolgate_gateway::firewall::ruleset::{self, Quarantined, Settings, State};
 /// A name the resolver answered, and each address with its TTL in seconds.
 pub type Answer = (Box<str>, Vec<(IpAddr, u32)>);
 
+/// A flow inspection judged blocked, to be refused for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// UDP from the device to the server's address and port.
+    Quic {
+        client: IpAddr,
+        server: std::net::SocketAddr,
+    },
+    /// One TCP connection.
+    Tcp {
+        client: std::net::SocketAddr,
+        server: std::net::SocketAddr,
+    },
+}
+
 /// The agent's table in the kernel, and what it holds.
 #[derive(Debug)]
 pub struct Firewall {
@@ -240,16 +255,18 @@ impl Firewall {
         Ok(true)
     }
 
-    /// Refuses UDP from `client` to `server` for `ttl` (a QUIC connection to a blocked
-    /// name; the browser falls back to TCP, where the name is read again and reset).
-    pub fn block_quic(
-        &self,
-        client: IpAddr,
-        server: std::net::SocketAddr,
-        ttl: std::time::Duration,
-    ) -> Result<(), NftError> {
+    /// Refuses each of `flows` for `ttl`, in one transaction: a QUIC flow's UDP is dropped
+    /// (the browser falls back to TCP, where the name is read again and reset); a TCP
+    /// connection's later packets from the device are answered by a reset.
+    pub fn block_flows(&self, flows: &[Flow], ttl: std::time::Duration) -> Result<(), NftError> {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let text = ruleset::block_quic(client, server, ms);
+        let text: String = flows
+            .iter()
+            .map(|f| match *f {
+                Flow::Quic { client, server } => ruleset::block_quic(client, server, ms),
+                Flow::Tcp { client, server } => ruleset::block_tcp(client, server, ms),
+            })
+            .collect();
         if text.is_empty() {
             return Ok(());
         }

@@ -244,6 +244,37 @@ fn learned_addresses_change_without_reloading_the_table() {
 }
 
 #[test]
+fn blocked_connections_are_refused_by_their_four_addresses_before_established_ones_pass() {
+    let p = small("  pupils: { networks: [10.10.0.0/16] }\n");
+    let sock = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+    let v4 = ruleset::block_tcp(sock("10.10.4.21:50123"), sock("198.51.100.7:443"), 120_000);
+    assert_eq!(
+        v4,
+        "add element inet schoolgate tcp_block_v4 { 10.10.4.21 . 198.51.100.7 . 50123 . 443 timeout 120000ms }\n"
+    );
+    let v6 = ruleset::block_tcp(
+        sock("[2001:db8:77::20]:50124"),
+        sock("[2001:db8:100::7]:443"),
+        120_000,
+    );
+    assert!(v6.contains("tcp_block_v6 { 2001:db8:77::20 . 2001:db8:100::7 . 50124 . 443 "));
+    // Mixed families name no connection.
+    assert_eq!(
+        ruleset::block_tcp(sock("10.10.4.21:1"), sock("[2001:db8::1]:443"), 1),
+        ""
+    );
+    let table = ruleset::build(&p, &settings(), &State::default());
+    let refused = table
+        .find("tcp sport . tcp dport @tcp_block_v4 counter reject with tcp reset")
+        .unwrap();
+    let est = table
+        .find("ct state established,related counter accept")
+        .unwrap();
+    assert!(refused < est, "a refused connection is established");
+    kernel_accepts(&format!("{table}{v4}{v6}"));
+}
+
+#[test]
 fn listed_addresses_are_refused_per_group_and_follow_the_schedule() {
     let yaml = "version: 1
 school: { name: T, timezone: Europe/London }

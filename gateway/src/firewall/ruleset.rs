@@ -220,6 +220,25 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         &[],
     );
 
+    // TCP connections inspection judged blocked: device and server, address and port. The
+    // forged resets race the server's answer, and a device whose stack already took the
+    // server's next bytes ignores a reset at the old sequence number; the firewall's own
+    // reset, made from the device's next packet, is always in sequence.
+    set(
+        o,
+        "tcp_block_v4",
+        "ipv4_addr . ipv4_addr . inet_service . inet_service",
+        "flags timeout; ",
+        &[],
+    );
+    set(
+        o,
+        "tcp_block_v6",
+        "ipv6_addr . ipv6_addr . inet_service . inet_service",
+        "flags timeout; ",
+        &[],
+    );
+
     // Addresses blocked per group.
     for &group in &scopes {
         let chain = names.scope(group);
@@ -293,6 +312,8 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         [
             "ip saddr . ip daddr . udp dport @quic_block_v4 counter drop comment \"quic_blocked\"",
             "ip6 saddr . ip6 daddr . udp dport @quic_block_v6 counter drop comment \"quic_blocked\"",
+            "ip saddr . ip daddr . tcp sport . tcp dport @tcp_block_v4 counter reject with tcp reset comment \"tcp_blocked\"",
+            "ip6 saddr . ip6 daddr . tcp sport . tcp dport @tcp_block_v6 counter reject with tcp reset comment \"tcp_blocked\"",
             "ct state established,related counter accept comment \"established\"",
             "tcp dport 853 counter reject with tcp reset comment \"dns_over_tls\"",
             "udp dport 853 counter reject with icmpx admin-prohibited comment \"dns_over_quic\"",
@@ -479,6 +500,22 @@ pub fn block_quic(client: IpAddr, server: SocketAddr, ttl_ms: u64) -> String {
     };
     format!(
         "add element {FAMILY} {TABLE} {set} {{ {c} . {s} . {} timeout {ttl_ms}ms }}\n",
+        server.port()
+    )
+}
+
+/// The transaction that refuses the TCP connection from `client` to `server` for `ttl_ms`
+/// (one inspection judged blocked), each later packet from the device answered by a reset;
+/// nothing for mixed families.
+pub fn block_tcp(client: SocketAddr, server: SocketAddr, ttl_ms: u64) -> String {
+    let (set, c, s) = match (client.ip().to_canonical(), server.ip().to_canonical()) {
+        (IpAddr::V4(c), IpAddr::V4(s)) => ("tcp_block_v4", c.to_string(), s.to_string()),
+        (IpAddr::V6(c), IpAddr::V6(s)) => ("tcp_block_v6", c.to_string(), s.to_string()),
+        _ => return String::new(),
+    };
+    format!(
+        "add element {FAMILY} {TABLE} {set} {{ {c} . {s} . {} . {} timeout {ttl_ms}ms }}\n",
+        client.port(),
         server.port()
     )
 }
