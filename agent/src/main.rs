@@ -276,7 +276,7 @@ fn print_ruleset(path: &Path, at: Option<&str>) -> ExitCode {
     }
     let settings = Settings::new(gateway.lan_interfaces.clone(), &gateway.dns.listen);
     let state = State {
-        listed: listed::enforce(&policy, now),
+        listed: listed::enforce(&policy, &Default::default(), now),
         ..State::default()
     };
     print!("{}", ruleset::build(&policy, &settings, &state));

@@ -5,5 +5,6 @@ pub mod installed;
 pub mod learned;
 pub mod listed;
 pub mod logged;
+pub mod placed;
 pub mod ranges;
 pub mod ruleset;

@@ -96,6 +96,22 @@ impl Directory {
         missed.first(&ip, now)
     }
 
+    /// Every address in the neighbour table or a current lease.
+    pub fn known(&self, now: Timestamp) -> Vec<IpAddr> {
+        let mut all: Vec<IpAddr> = self
+            .neighbours
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let leases = self.leases.load();
+        all.extend(leases.values().filter(|l| l.is_current(now)).map(|l| l.ip));
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
     /// The host name in `ip`'s current DHCP lease.
     pub fn hostname(&self, ip: IpAddr, now: Timestamp) -> Option<String> {
         self.with_lease(ip.to_canonical(), now, |l| l.hostname.clone())

@@ -24,8 +24,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use jiff::Timestamp;
+use schoolgate_engine::policy::Identity;
 use schoolgate_engine::policy::gateway::OnStop;
-use schoolgate_engine::{MacAddr, Policy};
+use schoolgate_engine::{Client, MacAddr, Policy};
 use tracing::{debug, info, warn};
 
 use self::nft::{Nft, NftError};
@@ -33,6 +34,7 @@ use schoolgate_gateway::firewall::counters;
 use schoolgate_gateway::firewall::installed::Installed;
 use schoolgate_gateway::firewall::learned::Learned;
 use schoolgate_gateway::firewall::listed::{self, Listed};
+use schoolgate_gateway::firewall::placed::Placed;
 use schoolgate_gateway::firewall::ruleset::{self, Quarantined, Settings, State};
 
 /// A name the resolver answered, and each address with its TTL in seconds.
@@ -71,6 +73,8 @@ struct Inner {
     next_change: Option<Timestamp>,
     /// What the listed sets hold.
     listed: Listed,
+    /// Addresses judged apart from their group, as the table holds them.
+    placed: Placed,
 }
 
 impl Firewall {
@@ -114,7 +118,13 @@ impl Firewall {
     /// failure the table in force stays as it was.
     pub fn apply(&self, policy: &Policy, now: Timestamp) -> Result<(), NftError> {
         let mut inner = self.inner();
-        self.load_whole(policy, &mut inner, now)?;
+        // Profiles name the old policy's groups and exceptions: until they are worked out
+        // again for this one (within a second), every address is judged as its group.
+        let placed = std::mem::take(&mut inner.placed);
+        if let Err(e) = self.load_whole(policy, &mut inner, now) {
+            inner.placed = placed;
+            return Err(e);
+        }
         info!(
             learned = inner.learned.len(),
             installed = inner.installed.len(),
@@ -130,12 +140,13 @@ impl Firewall {
         inner: &mut Inner,
         now: Timestamp,
     ) -> Result<(), NftError> {
-        let wanted = inner.learned.enforce(policy, now);
+        let wanted = inner.learned.enforce(policy, &inner.placed, now);
         let state = State {
             blocked: wanted.blocked.clone(),
+            placed: inner.placed.clone(),
             quarantined: inner.quarantined.clone(),
             quarantine_allow: wanted.quarantine_allow.clone(),
-            listed: listed::enforce(policy, now),
+            listed: listed::enforce(policy, &inner.placed, now),
         };
         self.nft
             .load(&ruleset::build(policy, &self.settings, &state))?;
@@ -164,7 +175,7 @@ impl Firewall {
         }
         let wanted = inner
             .learned
-            .enforce_on(policy, touched.iter().copied(), now);
+            .enforce_on(policy, &inner.placed, touched.iter().copied(), now);
         if let Some(t) = wanted.next_change {
             inner.next_change = Some(inner.next_change.map_or(t, |n| n.min(t)));
         }
@@ -179,8 +190,8 @@ impl Firewall {
         let now_ms = now.as_millisecond();
         inner.learned.forget_expired(now_ms);
         if inner.listed.next_change.is_some_and(|t| t <= now) {
-            let fresh = listed::enforce(policy, now);
-            let text = ruleset::relist(policy, &inner.listed, &fresh);
+            let fresh = listed::enforce(policy, &inner.placed, now);
+            let text = ruleset::relist(policy, &inner.placed, &inner.listed, &fresh);
             if !text.is_empty() {
                 debug!("changing the firewall's listed address sets");
                 if let Err(e) = self.nft.load(&text) {
@@ -190,7 +201,7 @@ impl Firewall {
             }
             inner.listed = fresh;
         }
-        let wanted = inner.learned.enforce(policy, now);
+        let wanted = inner.learned.enforce(policy, &inner.placed, now);
         inner.next_change = wanted.next_change;
         let changes = inner.installed.changes(&wanted, None, now_ms);
         self.send(policy, &changes, &mut inner, now)
@@ -220,6 +231,60 @@ impl Firewall {
                 self.load_whole(policy, inner, now)
             }
         }
+    }
+
+    /// Judges `clients` (each address with the identity found for it: device entry, group,
+    /// signed-in person) apart from their group where the decision engine would. Addresses
+    /// that only moved between existing profiles change in place; new or vanished profiles
+    /// (a kind of person signed in for the first time, an exception began or ended) reload
+    /// the table. Returns whether anything changed.
+    pub fn place(
+        &self,
+        policy: &Policy,
+        clients: impl IntoIterator<Item = (Identity, Client)>,
+        now: Timestamp,
+    ) -> Result<bool, NftError> {
+        let fresh = Placed::new(policy, clients);
+        let mut inner = self.inner();
+        if fresh == inner.placed {
+            return Ok(false);
+        }
+        if fresh.not_placed > 0 {
+            warn!(
+                addresses = fresh.not_placed,
+                "too many kinds of people and exceptions at once: some addresses are judged as their group"
+            );
+        }
+        if fresh.same_profiles(&inner.placed) {
+            let text = ruleset::replace(&inner.placed, &fresh);
+            if !text.is_empty() {
+                match self.nft.load(&text) {
+                    Ok(()) => {
+                        inner.placed = fresh;
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot move addresses between profiles; loading the whole table")
+                    }
+                }
+            }
+        }
+        let old = std::mem::replace(&mut inner.placed, fresh);
+        debug!(
+            profiles = inner.placed.profiles.len(),
+            "loading the table for new profiles"
+        );
+        if let Err(e) = self.load_whole(policy, &mut inner, now) {
+            inner.placed = old;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// How many addresses are judged apart from their group, and in how many profiles.
+    pub fn placed_counts(&self) -> (usize, usize) {
+        let inner = self.inner();
+        (inner.placed.at.len(), inner.placed.profiles.len())
     }
 
     /// Puts a device in the quarantine sets (by whatever of its address and MAC is known),
@@ -315,6 +380,16 @@ impl Firewall {
              # HELP schoolgate_firewall_learned_refused Addresses not learned because the store was full.\n\
              # TYPE schoolgate_firewall_learned_refused counter\n\
              schoolgate_firewall_learned_refused_total {dropped}\n"
+        );
+        let (placed, profiles) = self.placed_counts();
+        let _ = write!(
+            out,
+            "# HELP schoolgate_firewall_placed_addresses Addresses judged apart from their group (someone signed in, an exception naming the device or its network).\n\
+             # TYPE schoolgate_firewall_placed_addresses gauge\n\
+             schoolgate_firewall_placed_addresses {placed}\n\
+             # HELP schoolgate_firewall_profiles Profiles those addresses share, each a chain of its own.\n\
+             # TYPE schoolgate_firewall_profiles gauge\n\
+             schoolgate_firewall_profiles {profiles}\n"
         );
         out
     }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -53,6 +53,8 @@ pub struct LiveSessions {
     path: Option<PathBuf>,
     /// Changed since the last save.
     unsaved: AtomicBool,
+    /// Counts the changes to who is where, for those that follow them.
+    generation: AtomicU64,
 }
 
 impl LiveSessions {
@@ -70,6 +72,7 @@ impl LiveSessions {
             }),
             path,
             unsaved: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -206,8 +209,19 @@ impl LiveSessions {
         if moved {
             self.index
                 .store(Arc::new(build(policy, &self.people.current(), &sessions)));
+            self.generation.fetch_add(1, Ordering::Relaxed);
         }
         changes
+    }
+
+    /// A number that changes whenever who is where, or who they are, changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Every address someone is signed in at.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        self.sessions().all().map(|s| s.address).collect()
     }
 
     /// Works out everyone's identity again, for a new policy or a new directory.
@@ -215,6 +229,7 @@ impl LiveSessions {
         let sessions = self.sessions();
         self.index
             .store(Arc::new(build(policy, &self.people.current(), &sessions)));
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Writes the sessions to the state directory if they changed since the last save.

@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 
 use schoolgate_engine::Policy;
 use schoolgate_engine::policy::GroupId;
+use schoolgate_gateway::firewall::learned::Scope;
 use schoolgate_gateway::firewall::listed;
+use schoolgate_gateway::firewall::placed::Placed;
 use schoolgate_gateway::firewall::ruleset::{self, Changes, Filled, Quarantined, Settings, State};
 
 use super::repo;
@@ -79,7 +81,7 @@ fn the_shipped_policy_makes_this_table() {
     let p = shipped();
     let mut state = State::default();
     state.blocked.insert(
-        Some(group(&p, "pupils")),
+        Scope::Group(Some(group(&p, "pupils"))),
         vec![(ip("198.51.100.20"), 300), (ip("2001:db8:100::20"), 60)],
     );
     state.quarantined = Quarantined {
@@ -88,7 +90,7 @@ fn the_shipped_policy_makes_this_table() {
     };
     state.quarantine_allow = vec![(ip("198.51.100.40"), 3600)];
     let tuesday = schoolgate_engine::instant::parse_instant("2026-11-24T10:00", p.timezone());
-    state.listed = listed::enforce(&p, tuesday.unwrap());
+    state.listed = listed::enforce(&p, &Placed::default(), tuesday.unwrap());
     let text = ruleset::build(&p, &settings(), &state);
     snapshot("shipped-policy.nft", &text);
     kernel_accepts(&text);
@@ -171,7 +173,7 @@ fn learned_and_quarantine_sets_carry_their_timeouts() {
     let pupils = group(&p, "pupils");
     let mut blocked = BTreeMap::new();
     blocked.insert(
-        Some(pupils),
+        Scope::Group(Some(pupils)),
         vec![
             (ip("198.51.100.21"), 30_000),
             (ip("198.51.100.20"), 300_500),
@@ -187,6 +189,7 @@ fn learned_and_quarantine_sets_carry_their_timeouts() {
         },
         quarantine_allow: vec![],
         listed: Default::default(),
+        placed: Placed::default(),
     };
     let text = ruleset::build(&p, &settings(), &state);
     assert!(text.contains(
@@ -209,16 +212,23 @@ fn learned_addresses_change_without_reloading_the_table() {
     let pupils = group(&p, "pupils");
     let changes = Changes {
         add: vec![
-            (Filled::Blocked(Some(pupils)), ip("198.51.100.20"), 60_000),
             (
-                Filled::Blocked(Some(pupils)),
+                Filled::Blocked(Scope::Group(Some(pupils))),
+                ip("198.51.100.20"),
+                60_000,
+            ),
+            (
+                Filled::Blocked(Scope::Group(Some(pupils))),
                 ip("2001:db8:100::20"),
                 60_000,
             ),
-            (Filled::Blocked(None), ip("198.51.100.21"), 0),
+            (Filled::Blocked(Scope::Group(None)), ip("198.51.100.21"), 0),
             (Filled::QuarantineAllow, ip("198.51.100.60"), 900_000),
         ],
-        remove: vec![(Filled::Blocked(Some(pupils)), ip("198.51.100.30"))],
+        remove: vec![(
+            Filled::Blocked(Scope::Group(Some(pupils))),
+            ip("198.51.100.30"),
+        )],
     };
     assert_eq!(
         ruleset::update(&p, &changes),
@@ -274,6 +284,116 @@ fn blocked_connections_are_refused_by_their_four_addresses_before_established_on
     kernel_accepts(&format!("{table}{v4}{v6}"));
 }
 
+/// A pupil's PC, a Year 6 group from the directory, and 6B's exception for video.
+const PEOPLE: &str = "version: 1
+school: { name: T, timezone: Europe/London }
+categories: { video: { domains: [youtube.com] }, social: { domains: [facebook.com] } }
+groups:
+  pupils: { networks: [10.10.0.0/16] }
+  year6: { directory: [Year 6] }
+rules:
+  - { name: No video, groups: [pupils, year6], block: [video] }
+exceptions:
+  - { name: 6B film, classes: [6b], allow: [video], from: 2026-11-24T09:00, to: 2026-11-24T15:00, approved_by: J. Director }
+";
+
+#[test]
+fn signed_in_people_get_a_chain_of_their_own_and_move_between_them_in_place() {
+    use schoolgate_engine::{Client, PersonView};
+    use schoolgate_gateway::firewall::learned::Learned;
+    let p = Policy::from_yaml(PEOPLE, Path::new("t.yaml"), &|_: &Path| {
+        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+    })
+    .unwrap();
+    let groups = ["Year 6".to_owned()];
+    let signed_in = |addr: &str, class: &str| {
+        let c = Client::new(ip(addr), None);
+        let mut id = p.identify(&c);
+        id.person = Some(p.identify_person(&PersonView {
+            username: "pupil",
+            class: Some(class),
+            groups: &groups,
+        }));
+        (id, c)
+    };
+    let placed = Placed::new(
+        &p,
+        [signed_in("10.10.4.21", "6B"), signed_in("10.10.4.22", "6A")],
+    );
+    assert_eq!(placed.profiles.len(), 2);
+    // youtube.com's address, learned from an answer during 6B's lesson.
+    let lesson: jiff::Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+    let mut learned = Learned::default();
+    learned.learn(
+        "youtube.com",
+        [(ip("198.51.100.80"), 300)],
+        lesson.as_millisecond(),
+    );
+    let wanted = learned.enforce(&p, &placed, lesson);
+    let six_b = Scope::Placed(placed.at[&ip("10.10.4.21")]);
+    let six_a = Scope::Placed(placed.at[&ip("10.10.4.22")]);
+    let holds = |s: Scope| {
+        wanted
+            .blocked
+            .get(&s)
+            .is_some_and(|l| l.iter().any(|(a, _)| *a == ip("198.51.100.80")))
+    };
+    assert!(holds(Scope::Group(Some(group(&p, "pupils")))), "{wanted:?}");
+    assert!(holds(six_a), "6A is refused: {wanted:?}");
+    assert!(!holds(six_b), "6B may reach it in the lesson: {wanted:?}");
+
+    let state = State {
+        blocked: wanted.blocked.clone(),
+        placed: placed.clone(),
+        ..State::default()
+    };
+    let table = ruleset::build(&p, &settings(), &state);
+    let n = |a: &str| placed.at[&ip(a)];
+    assert!(table.contains(&format!(
+        "map who_v4 {{ type ipv4_addr : verdict; elements = {{ 10.10.4.21 : goto placed_{}, 10.10.4.22 : goto placed_{} }}; }}",
+        n("10.10.4.21"),
+        n("10.10.4.22")
+    )));
+    assert!(table.contains(&format!(
+        "ip daddr @blocked_placed_{}_v4 counter goto refuse",
+        n("10.10.4.22")
+    )));
+    // Signed in before the jump by group, after quarantine and established connections.
+    let who = table.find("ip saddr vmap @who_v4").unwrap();
+    assert!(table.find("goto quarantined").unwrap() < who);
+    assert!(who < table.find("ether saddr vmap @group_mac").unwrap());
+
+    // A second 6B pupil signs in, the 6A pupil signs out: addresses move, no reload.
+    let later = Placed::new(
+        &p,
+        [signed_in("10.10.4.21", "6B"), signed_in("10.10.4.23", "6b")],
+    );
+    assert!(!later.same_profiles(&placed), "6A's profile is gone");
+    let again = Placed::new(
+        &p,
+        [
+            signed_in("10.10.4.21", "6B"),
+            signed_in("10.10.4.22", "6A"),
+            signed_in("10.10.4.23", "6b"),
+        ],
+    );
+    assert!(again.same_profiles(&placed));
+    let moved = ruleset::replace(&placed, &again);
+    assert_eq!(
+        moved,
+        format!(
+            "add element inet schoolgate who_v4 {{ 10.10.4.23 : goto placed_{} }}\n",
+            n("10.10.4.21")
+        )
+    );
+    let back = ruleset::replace(&again, &placed);
+    assert_eq!(
+        back,
+        "delete element inet schoolgate who_v4 { 10.10.4.23 }\n"
+    );
+    kernel_accepts(&format!("{table}{moved}"));
+}
+
 #[test]
 fn listed_addresses_are_refused_per_group_and_follow_the_schedule() {
     let yaml = "version: 1
@@ -298,8 +418,8 @@ bypass: { quarantine_allow: [vle] }
     })
     .unwrap();
     let at = |t: &str| schoolgate_engine::instant::parse_instant(t, p.timezone()).unwrap();
-    let day = listed::enforce(&p, at("2026-11-24T10:00"));
-    let evening = listed::enforce(&p, at("2026-11-24T15:30"));
+    let day = listed::enforce(&p, &Placed::default(), at("2026-11-24T10:00"));
+    let evening = listed::enforce(&p, &Placed::default(), at("2026-11-24T15:30"));
     let state = State {
         listed: day.clone(),
         ..State::default()
@@ -317,14 +437,17 @@ bypass: { quarantine_allow: [vle] }
         assert!(text.contains(want), "{want}\nnot in\n{text}");
     }
     // At 15:30 the Tor block ends: only the sets that change are flushed and filled again.
-    let relist = ruleset::relist(&p, &day, &evening);
+    let relist = ruleset::relist(&p, &Placed::default(), &day, &evening);
     assert_eq!(
         relist,
         "flush set inet schoolgate listed_group_pupils_v4\n\
          add element inet schoolgate listed_group_pupils_v4 { 192.0.2.53 }\n\
          flush set inet schoolgate listed_group_staff_v4\n"
     );
-    assert_eq!(ruleset::relist(&p, &evening, &evening), "");
+    assert_eq!(
+        ruleset::relist(&p, &Placed::default(), &evening, &evening),
+        ""
+    );
     kernel_accepts(&format!("{text}{relist}"));
 }
 

@@ -96,6 +96,7 @@ fn elements(e: &Enforcement) -> impl Iterator<Item = (Filled, IpAddr, u64)> + '_
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use crate::firewall::learned::Scope;
     use schoolgate_engine::policy::GroupId;
 
     use super::*;
@@ -107,13 +108,13 @@ mod tests {
     fn wanting(list: &[(&str, u64)]) -> Enforcement {
         let mut e = Enforcement::default();
         e.blocked.insert(
-            Some(GroupId(0)),
+            Scope::Group(Some(GroupId(0))),
             list.iter().map(|(a, ms)| (ip(a), *ms)).collect(),
         );
         e
     }
 
-    const PUPILS: Filled = Filled::Blocked(Some(GroupId(0)));
+    const PUPILS: Filled = Filled::Blocked(Scope::Group(Some(GroupId(0))));
 
     #[test]
     fn only_what_differs_is_sent() {

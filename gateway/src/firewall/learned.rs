@@ -13,9 +13,9 @@
 //! inspection, which reads the name the device asks for in the TLS handshake, covers it.
 //!
 //! The decision for a group is the decision for a device of that group with no device entry
-//! of its own ([`decide_as`]), so exceptions naming whole groups apply here and exceptions
-//! naming single devices or networks do not (those devices still get the name from the
-//! resolver; by address they are refused like the rest of their group).
+//! of its own and no one signed in ([`decide_as`]). Addresses judged otherwise (a person
+//! signed in, an exception naming the device or its network) are placed in profiles
+//! ([`Placed`]), each a scope of its own judged the same way.
 //!
 //! Memory is bounded: at most [`MAX_ADDRESSES`] addresses and [`NAMES_PER_ADDRESS`] names
 //! each; an address that would not fit is not learned (and counted), expired ones are dropped
@@ -29,6 +29,8 @@ use jiff::Timestamp;
 use schoolgate_engine::domain::QueryName;
 use schoolgate_engine::policy::{GroupId, Identity};
 use schoolgate_engine::{Action, Client, Policy, decide_as};
+
+use super::placed::Placed;
 
 /// The shortest time an address stays after its answer, whatever the TTL: answers with a
 /// TTL of seconds are common on CDNs, and a device that kept the address keeps using it.
@@ -47,8 +49,24 @@ struct Seen {
     expires: i64,
 }
 
-/// Group or `None` (devices in no group): the scopes the firewall has one chain for.
-pub type Scope = Option<GroupId>;
+/// What the firewall has one chain and one set of address sets for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// A group's devices (`None`: devices in no group) with no entry of their own and no
+    /// one signed in.
+    Group(Option<GroupId>),
+    /// The addresses in the profile with this number ([`Placed`]).
+    Placed(u16),
+}
+
+impl From<Option<GroupId>> for Scope {
+    fn from(g: Option<GroupId>) -> Self {
+        Self::Group(g)
+    }
+}
+
+/// A scope with the identity and client it is judged as.
+pub type Judged = (Scope, Identity, Client);
 
 /// What the firewall must hold now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,20 +159,21 @@ impl Learned {
         self.by_address.is_empty()
     }
 
-    /// What the firewall must hold at `now` for every address.
-    pub fn enforce(&self, policy: &Policy, now: Timestamp) -> Enforcement {
-        self.enforce_on(policy, self.by_address.keys().copied(), now)
+    /// What the firewall must hold at `now` for every address, in every scope of `placed`.
+    pub fn enforce(&self, policy: &Policy, placed: &Placed, now: Timestamp) -> Enforcement {
+        self.enforce_on(policy, placed, self.by_address.keys().copied(), now)
     }
 
     /// What the firewall must hold at `now` for `addresses` only (those just learned).
     pub fn enforce_on(
         &self,
         policy: &Policy,
+        placed: &Placed,
         addresses: impl IntoIterator<Item = IpAddr>,
         now: Timestamp,
     ) -> Enforcement {
         let now_ms = now.as_millisecond();
-        let scopes = scopes(policy);
+        let scopes = scopes(policy, placed);
         let mut verdicts: HashMap<Arc<str>, Verdicts> = HashMap::new();
         let mut out = Enforcement::default();
         let mut next_change: Option<i64> = None;
@@ -177,7 +196,7 @@ impl Learned {
                 .iter()
                 .filter_map(|s| Some((*s, verdicts.get(&s.name)?)))
                 .collect();
-            for (i, scope) in scopes.iter().enumerate() {
+            for (i, (scope, _, _)) in scopes.iter().enumerate() {
                 let mut blocked_until: Option<i64> = None;
                 let mut allowed = false;
                 for (s, v) in &judged {
@@ -226,9 +245,21 @@ impl Learned {
     }
 }
 
-/// Every group, then `None` (devices in no group): the order [`Verdicts`] holds them in.
-pub(super) fn scopes(policy: &Policy) -> Vec<Scope> {
-    policy.group_ids().map(Some).chain([None]).collect()
+/// Every group, then `None` (devices in no group), then each placed profile: the order
+/// [`Verdicts`] holds them in.
+pub fn scopes(policy: &Policy, placed: &Placed) -> Vec<Judged> {
+    let groups = policy.group_ids().map(Some).chain([None]).map(|g| {
+        (
+            Scope::Group(g),
+            super::placed::group_identity(g),
+            Client::default(),
+        )
+    });
+    let profiles = placed.profiles.iter().enumerate().filter_map(|(i, p)| {
+        let n = u16::try_from(i).ok()?;
+        Some((Scope::Placed(n), p.identity, p.client))
+    });
+    groups.chain(profiles).collect()
 }
 
 /// One name's decision in every scope, read once per evaluation.
@@ -241,18 +272,13 @@ pub(super) struct Verdicts {
 }
 
 impl Verdicts {
-    pub(super) fn of(policy: &Policy, scopes: &[Scope], name: &str, now: Timestamp) -> Self {
+    pub(super) fn of(policy: &Policy, scopes: &[Judged], name: &str, now: Timestamp) -> Self {
         let nobody = Client::default();
         let mut next_change = None;
         let scopes = scopes
             .iter()
-            .map(|&group| {
-                let who = Identity {
-                    group,
-                    device: None,
-                    person: None,
-                };
-                let d = decide_as(policy, &nobody, who, name, now, false);
+            .map(|(_, who, client)| {
+                let d = decide_as(policy, client, *who, name, now, false);
                 let until = d.until.map(|t| t.as_millisecond());
                 next_change = earliest(next_change, until);
                 (d.action, until)
@@ -329,7 +355,7 @@ bypass:
         s.parse().unwrap()
     }
 
-    const PUPILS: Scope = Some(GroupId(0));
+    const PUPILS: Scope = Scope::Group(Some(GroupId(0)));
 
     #[test]
     fn a_blocked_name_is_refused_for_its_group_until_the_block_ends() {
@@ -342,7 +368,7 @@ bypass:
             [(ip("198.51.100.20"), 3600)],
             now.as_millisecond(),
         );
-        let e = l.enforce(&p, now);
+        let e = l.enforce(&p, &Placed::default(), now);
         assert_eq!(
             e.blocked.get(&PUPILS),
             Some(&vec![(ip("198.51.100.20"), 60_000)])
@@ -352,7 +378,7 @@ bypass:
         assert_eq!(e.next_change, Some(at("2026-11-24T15:30:00")));
         assert!(e.quarantine_allow.is_empty());
         // After the school day the address is free, until the next morning.
-        let e = l.enforce(&p, at("2026-11-24T15:30:00"));
+        let e = l.enforce(&p, &Placed::default(), at("2026-11-24T15:30:00"));
         assert!(e.blocked.is_empty());
         assert_eq!(e.next_change, Some(at("2026-11-25T08:30:00")));
     }
@@ -365,7 +391,7 @@ bypass:
         let ms = now.as_millisecond();
         l.learn("instagram.com", [(ip("198.51.100.20"), 30)], ms);
         l.learn("instagram.com", [(ip("198.51.100.21"), 600)], ms);
-        let e = l.enforce(&p, now);
+        let e = l.enforce(&p, &Placed::default(), now);
         assert_eq!(
             e.blocked[&PUPILS],
             vec![
@@ -393,10 +419,10 @@ bypass:
             ms,
         );
         l.learn("news.example", [(ip("198.51.100.40"), 600)], ms);
-        let e = l.enforce(&p, now);
+        let e = l.enforce(&p, &Placed::default(), now);
         assert_eq!(e.blocked[&PUPILS], vec![(ip("198.51.100.41"), 600_000)]);
         // Only the addresses asked about are judged.
-        let e = l.enforce_on(&p, [ip("198.51.100.40")], now);
+        let e = l.enforce_on(&p, &Placed::default(), [ip("198.51.100.40")], now);
         assert!(e.blocked.is_empty());
     }
 
@@ -410,7 +436,7 @@ bypass:
             [(ip("198.51.100.60"), 900)],
             now.as_millisecond(),
         );
-        let e = l.enforce(&p, now);
+        let e = l.enforce(&p, &Placed::default(), now);
         assert_eq!(e.quarantine_allow, vec![(ip("198.51.100.60"), 900_000)]);
         assert!(e.blocked.is_empty());
     }

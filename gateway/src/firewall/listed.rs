@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use schoolgate_engine::{Action, Policy};
 
 use super::learned::{Scope, Verdicts, earliest, scopes};
+use super::placed::Placed;
 use super::ranges::{self, Span};
 
 /// Disjoint ranges per family.
@@ -47,9 +48,9 @@ struct Judged {
     verdicts: Verdicts,
 }
 
-/// Judges every listed address and network at `now`.
-pub fn enforce(policy: &Policy, now: Timestamp) -> Listed {
-    let scopes = scopes(policy);
+/// Judges every listed address and network at `now`, in every scope of `placed`.
+pub fn enforce(policy: &Policy, placed: &Placed, now: Timestamp) -> Listed {
+    let scopes = scopes(policy, placed);
     let (mut hosts, nets): (Vec<IpNet>, Vec<IpNet>) = policy
         .listed_addresses()
         .iter()
@@ -87,7 +88,7 @@ pub fn enforce(policy: &Policy, now: Timestamp) -> Listed {
     for j in pieces.iter().chain(&singles) {
         next = earliest(next, j.verdicts.next_change);
     }
-    for (i, scope) in scopes.iter().enumerate() {
+    for (i, (scope, _, _)) in scopes.iter().enumerate() {
         let blocked = |j: &&Judged| matches!(j.verdicts.scopes.get(i), Some((Action::Block, _)));
         let spans = collect(&pieces, &singles, blocked);
         if !spans.is_empty() {
@@ -222,10 +223,10 @@ bypass: { quarantine_allow: [vle] }
     fn listed_ranges_follow_groups_schedules_and_nesting() {
         let p = policy();
         let at = |t: &str| parse_instant(t, p.timezone()).unwrap();
-        let pupils = Some(GroupId(0));
-        let staff = Some(GroupId(1));
+        let pupils = Scope::Group(Some(GroupId(0)));
+        let staff = Scope::Group(Some(GroupId(1)));
 
-        let day = enforce(&p, at("2026-11-24T10:00"));
+        let day = enforce(&p, &Placed::default(), at("2026-11-24T10:00"));
         let b = &day.blocked[&pupils];
         // The allowed VLE network is cut out of the refused resolvers' /24; 192.0.2.53 is in
         // both the /24 and listed on its own: one range.
@@ -243,13 +244,13 @@ bypass: { quarantine_allow: [vle] }
             ["198.51.100.7-198.51.100.9"]
         );
         assert!(
-            !day.blocked.contains_key(&None),
+            !day.blocked.contains_key(&Scope::Group(None)),
             "no rule speaks of devices in no group"
         );
         assert_eq!(text(&day.quarantine_allow.v4, true), ["192.0.2.128/26"]);
         assert_eq!(day.next_change, Some(at("2026-11-24T15:30")));
 
-        let evening = enforce(&p, at("2026-11-24T19:00"));
+        let evening = enforce(&p, &Placed::default(), at("2026-11-24T19:00"));
         assert_eq!(
             text(&evening.blocked[&pupils].v4, true),
             ["192.0.2.0/25", "192.0.2.192/26"]
@@ -267,9 +268,9 @@ bypass: { quarantine_allow: [vle] }
         let p =
             Policy::from_yaml(&yaml, Path::new("/p.yaml"), &|_: &Path| Ok(String::new())).unwrap();
         let now = parse_instant("2026-11-24T19:00", p.timezone()).unwrap();
-        let day = enforce(&p, now);
+        let day = enforce(&p, &Placed::default(), now);
         assert_eq!(
-            text(&day.blocked[&Some(GroupId(0))].v4, true),
+            text(&day.blocked[&Scope::Group(Some(GroupId(0)))].v4, true),
             ["192.0.2.0-192.0.2.99", "192.0.2.101-192.0.2.255"]
         );
     }

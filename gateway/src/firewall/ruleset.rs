@@ -28,7 +28,9 @@ use std::net::{IpAddr, SocketAddr};
 use schoolgate_engine::policy::GroupId;
 use schoolgate_engine::{MacAddr, Policy};
 
+use super::learned::Scope;
 use super::listed::{Listed, Spans};
+use super::placed::Placed;
 use super::ranges::{self, Piece};
 
 /// The one table the agent owns.
@@ -78,9 +80,10 @@ impl Settings {
 /// What the agent keeps in memory and puts back into each new table.
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    /// Per group (`None`: devices in no group), addresses of names blocked for it now, with
-    /// the milliseconds each stays.
-    pub blocked: BTreeMap<Option<GroupId>, Vec<(IpAddr, u64)>>,
+    /// Per scope, addresses of names blocked for it now, with the milliseconds each stays.
+    pub blocked: BTreeMap<Scope, Vec<(IpAddr, u64)>>,
+    /// Addresses judged apart from their group, and their profiles.
+    pub placed: Placed,
     /// Quarantined devices.
     pub quarantined: Quarantined,
     /// Addresses of the `quarantine_allow` names, with the milliseconds each has left.
@@ -103,7 +106,10 @@ pub fn removal() -> String {
 /// Builds the table for `policy` holding `state`.
 pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     let names = Names::new(policy);
-    let scopes = super::learned::scopes(policy);
+    let scopes: Vec<Scope> = super::learned::scopes(policy, &state.placed)
+        .into_iter()
+        .map(|(s, _, _)| s)
+        .collect();
 
     let mut out = String::new();
     let o = &mut out;
@@ -117,7 +123,7 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     let by_mac: Vec<(String, String)> = policy
         .devices()
         .iter()
-        .filter_map(|d| Some((d.mac?.to_string(), names.scope(Some(d.group)).to_owned())))
+        .filter_map(|d| Some((d.mac?.to_string(), names.scope(Scope::Group(Some(d.group))))))
         .collect();
     let device_ips: Vec<(IpAddr, GroupId)> = policy
         .devices()
@@ -142,7 +148,10 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     let verdicts = |pieces: &[Piece<GroupId>], text: fn(ranges::Span) -> String| -> Vec<String> {
         pieces
             .iter()
-            .map(|p| format!("{} : goto {}", text(p.span), names.scope(Some(p.value))))
+            .map(|p| {
+                let chain = names.scope(Scope::Group(Some(p.value)));
+                format!("{} : goto {chain}", text(p.span))
+            })
             .collect()
     };
     map(
@@ -155,6 +164,15 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
             .map(|(m, g)| format!("{m} : goto {g}"))
             .collect::<Vec<_>>(),
     );
+    // Addresses judged apart from their group: someone signed in, or an exception naming
+    // the device or its network.
+    let (mut w4, mut w6) = (Vec::new(), Vec::new());
+    for (ip, n) in &state.placed.at {
+        let e = format!("{ip} : goto {}", names.scope(Scope::Placed(*n)));
+        if ip.is_ipv4() { w4.push(e) } else { w6.push(e) }
+    }
+    map(o, "who_v4", "ipv4_addr", false, &w4);
+    map(o, "who_v6", "ipv6_addr", false, &w6);
     map(
         o,
         "group_v4",
@@ -240,11 +258,11 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     );
 
     // Addresses blocked per group.
-    for &group in &scopes {
-        let chain = names.scope(group);
+    for &scope in &scopes {
+        let chain = names.scope(scope);
         let list = state
             .blocked
-            .get(&group)
+            .get(&scope)
             .map(Vec::as_slice)
             .unwrap_or_default();
         let (b4, b6) = timed(list);
@@ -254,9 +272,9 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     }
 
     // Listed addresses and networks: refused per group, or open to quarantined devices.
-    for &group in &scopes {
-        let chain = names.scope(group);
-        let spans = state.listed.blocked.get(&group);
+    for &scope in &scopes {
+        let chain = names.scope(scope);
+        let spans = state.listed.blocked.get(&scope);
         interval_sets(o, &format!("listed_{chain}"), spans);
     }
     interval_sets(
@@ -317,6 +335,8 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
             "ct state established,related counter accept comment \"established\"",
             "tcp dport 853 counter reject with tcp reset comment \"dns_over_tls\"",
             "udp dport 853 counter reject with icmpx admin-prohibited comment \"dns_over_quic\"",
+            "meta nfproto ipv4 counter ip saddr vmap @who_v4 comment \"placed_v4\"",
+            "meta nfproto ipv6 counter ip6 saddr vmap @who_v6 comment \"placed_v6\"",
             "counter ether saddr vmap @group_mac comment \"group_by_mac\"",
             "meta nfproto ipv4 counter ip saddr vmap @group_v4 comment \"group_by_v4\"",
             "meta nfproto ipv6 counter ip6 saddr vmap @group_v6 comment \"group_by_v6\"",
@@ -325,7 +345,7 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
     );
     forward.push(format!(
         "counter goto {} comment \"default_group\"",
-        names.scope(policy.default_group())
+        names.scope(Scope::Group(policy.default_group()))
     ));
     chain(o, "forward", &forward);
     chain(
@@ -349,10 +369,19 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
         ]
         .map(str::to_owned),
     );
-    for &group in &scopes {
-        let name = names.scope(group);
+    for &scope in &scopes {
+        let name = names.scope(scope);
         let mut lines = Vec::new();
-        if group.is_some_and(|g| policy.blocks_quic(g)) {
+        let quic = |g: Option<GroupId>| g.is_some_and(|g| policy.blocks_quic(g));
+        let blocks_quic = match scope {
+            Scope::Group(g) => quic(g),
+            Scope::Placed(n) => state
+                .placed
+                .profiles
+                .get(usize::from(n))
+                .is_some_and(|p| quic(p.key.group) || quic(p.key.person_group)),
+        };
+        if blocks_quic {
             lines.push(
                 "udp dport 443 counter reject with icmpx admin-prohibited comment \"quic\""
                     .to_owned(),
@@ -368,7 +397,7 @@ pub fn build(policy: &Policy, settings: &Settings, state: &State) -> String {
                 "{ip} daddr @blocked_{name}_{family} counter goto refuse comment \"blocked_address\""
             ));
         }
-        chain(o, name, &lines);
+        chain(o, &name, &lines);
     }
     let _ = writeln!(o, "}}");
     out
@@ -421,18 +450,19 @@ fn span_texts(spans: Option<&Spans>) -> (Vec<String>, Vec<String>) {
 /// The transaction that brings the listed sets from `old` to `new` (empty if nothing changed):
 /// each set that changed is flushed and filled again, in one transaction, so no packet sees
 /// it half-filled.
-pub fn relist(policy: &Policy, old: &Listed, new: &Listed) -> String {
+pub fn relist(policy: &Policy, placed: &Placed, old: &Listed, new: &Listed) -> String {
     let names = Names::new(policy);
-    let mut pairs: Vec<(String, Option<&Spans>, Option<&Spans>)> = super::learned::scopes(policy)
-        .into_iter()
-        .map(|g| {
-            (
-                format!("listed_{}", names.scope(g)),
-                old.blocked.get(&g),
-                new.blocked.get(&g),
-            )
-        })
-        .collect();
+    let mut pairs: Vec<(String, Option<&Spans>, Option<&Spans>)> =
+        super::learned::scopes(policy, placed)
+            .into_iter()
+            .map(|(g, _, _)| {
+                (
+                    format!("listed_{}", names.scope(g)),
+                    old.blocked.get(&g),
+                    new.blocked.get(&g),
+                )
+            })
+            .collect();
     pairs.push((
         "listed_quarantine_allow".to_owned(),
         Some(&old.quarantine_allow),
@@ -520,11 +550,38 @@ pub fn block_tcp(client: SocketAddr, server: SocketAddr, ttl_ms: u64) -> String 
     )
 }
 
+/// The transaction that moves addresses between profiles, from `old` to `new`, which must
+/// have the same profiles ([`Placed::same_profiles`]); empty if nothing moved. An address
+/// whose profile changed is deleted and added again in the same transaction.
+pub fn replace(old: &Placed, new: &Placed) -> String {
+    let mut out = String::new();
+    let map_of = |ip: &IpAddr| if ip.is_ipv4() { "who_v4" } else { "who_v6" };
+    for (ip, n) in &old.at {
+        if new.at.get(ip) != Some(n) {
+            let _ = writeln!(
+                out,
+                "delete element {FAMILY} {TABLE} {} {{ {ip} }}",
+                map_of(ip)
+            );
+        }
+    }
+    for (ip, n) in &new.at {
+        if old.at.get(ip) != Some(n) {
+            let _ = writeln!(
+                out,
+                "add element {FAMILY} {TABLE} {} {{ {ip} : goto placed_{n} }}",
+                map_of(ip)
+            );
+        }
+    }
+    out
+}
+
 /// A set the agent fills while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Filled {
     /// `blocked_<scope>_v4/v6`.
-    Blocked(Option<GroupId>),
+    Blocked(Scope),
     /// `quarantine_allow_v4/v6`.
     QuarantineAllow,
 }
@@ -654,10 +711,14 @@ impl Names {
         Self { groups }
     }
 
-    /// The chain of a group, or `no_group`.
-    fn scope(&self, g: Option<GroupId>) -> &str {
-        g.and_then(|g| self.groups.get(g.0 as usize))
-            .map_or("no_group", String::as_str)
+    /// The chain of a scope: a group's, `no_group`, or `placed_<n>`.
+    fn scope(&self, scope: Scope) -> String {
+        match scope {
+            Scope::Group(g) => g
+                .and_then(|g| self.groups.get(g.0 as usize))
+                .map_or_else(|| "no_group".to_owned(), Clone::clone),
+            Scope::Placed(n) => format!("placed_{n}"),
+        }
     }
 }
 

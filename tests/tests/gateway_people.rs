@@ -1,0 +1,157 @@
+//! The person on a real gateway built from network namespaces: an exception for class 6B
+//! opens a video site to 6B's signed-in pupils at the resolver *and* at the firewall (by
+//! address, as an app that kept the address would reach it), and not to 6A. Sign-ins are
+//! sent by FreeRADIUS's own `radclient`, as a Wi-Fi controller sends accounting.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, RESOLVER, eventually};
+use schoolgate_tests::require_lab;
+
+const SECRET: &str = "wlc-secret-1";
+const RADIUS: &str = "127.0.0.1:18130";
+/// The video site: the lab's resolver answers the name with its own address.
+const VIDEO: &str = "video.198-51-100-21.ip.lab";
+const VIDEO_AT: &str = "198.51.100.21";
+
+fn policy(lab: &Lab) -> String {
+    let now = jiff::Timestamp::now();
+    let from = now - jiff::SignedDuration::from_hours(1);
+    let to = now + jiff::SignedDuration::from_hours(2);
+    let minute = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M").to_string();
+    format!(
+        r#"version: 1
+school: {{ name: Lab Primary School, timezone: UTC }}
+categories:
+  video: {{ domains: [{VIDEO}] }}
+groups:
+  pupil_pcs: {{ networks: [10.77.0.0/28] }}
+  pupils: {{ directory: [Pupils] }}
+rules:
+  - {{ name: No video for pupils, groups: [pupils], block: [video] }}
+exceptions:
+  - {{ name: 6B film project, classes: [6B], allow: [video], from: {from}, to: {to}, approved_by: J. Director }}
+gateway:
+  lan_interfaces: [lan0]
+  dns:
+    listen: ["{GATEWAY}:53"]
+    upstreams: ["{RESOLVER}"]
+    block_response: sinkhole
+  block_page: {{ listen: "{GATEWAY}:80" }}
+  state_dir: {state}
+  roster: roster.csv
+  radius:
+    listen: ["{RADIUS}"]
+    clients: [{{ address: 127.0.0.1, secret_file: wlc.secret }}]
+  metrics: {{ listen: "127.0.0.1:9153" }}
+"#,
+        from = minute(from),
+        to = minute(to),
+        state = lab.path("state").display(),
+    )
+}
+
+/// One accounting request from the gateway's own Wi-Fi controller stand-in; whether it was
+/// answered.
+fn radclient(lab: &Lab, status: &str, user: &str) -> bool {
+    let attributes = format!(
+        "Acct-Status-Type = {status}\nUser-Name = \"{user}\"\nFramed-IP-Address = {ip}\n\
+         Calling-Station-Id = \"{mac}\"\nAcct-Session-Id = \"{user}-1\"\nNAS-Identifier = \"wlc1\"\n",
+        ip = PUPIL.ip,
+        mac = PUPIL.mac.replace(':', "-"),
+    );
+    let script = format!(
+        "printf '%s' '{attributes}' | radclient -D /usr/share/freeradius -r 1 -t 2 -x {RADIUS} acct {SECRET}"
+    );
+    let out = lab.exec("gw", &["sh", "-c", &script]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Accounting-Response")
+}
+
+#[test]
+fn a_class_exception_holds_at_the_resolver_and_the_firewall_for_that_class_only() {
+    require_lab!();
+    if schoolgate_tests::lab::missing_tool(&["radclient"]).is_some() {
+        if std::env::var_os("CI").is_some() {
+            panic!("radclient is not installed (see scripts/setup)");
+        }
+        eprintln!("skipping: radclient is not installed (see scripts/setup)");
+        return;
+    }
+    let mut lab = Lab::up();
+    let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
+    let peer = peer.to_str().unwrap();
+    lab.spawn("inet", "resolver", &[peer, "dns", "198.51.100.53:53"]);
+    lab.spawn("inet", "web", &[peer, "http", "198.51.100.21:80"]);
+    std::fs::write(
+        lab.path("roster.csv"),
+        "Username,Display Name,Role,Class\namira.k,Amira Khan,Pupil,6B\nben.t,Ben Turner,Pupil,6A\n",
+    )
+    .unwrap();
+    std::fs::write(lab.path("wlc.secret"), format!("{SECRET}\n")).unwrap();
+    std::fs::write(lab.path("policy.yaml"), policy(&lab)).unwrap();
+    let policy = lab.path("policy.yaml");
+    lab.spawn_agent("agent", &policy, &["--no-inspection"]);
+    let site = format!("http://{VIDEO_AT}/");
+    let resolved = |lab: &Lab| {
+        lab.dig(PUPIL.name, GATEWAY, VIDEO, "A", &[])
+            .first("A")
+            .map(str::to_owned)
+    };
+    assert!(
+        eventually(15, || resolved(&lab).is_some()),
+        "the agent never came up: {}",
+        lab.log("agent")
+    );
+
+    // Nobody signed in: the PC's group has no rule, the site is open.
+    assert_eq!(resolved(&lab).as_deref(), Some(VIDEO_AT));
+    assert_eq!(lab.curl(PUPIL.name, &site), Some(0));
+
+    // Ben (6A) signs in: pupils' rule, at the resolver and, by address, at the firewall.
+    assert!(radclient(&lab, "Start", "ben.t"), "{}", lab.log("agent"));
+    assert!(
+        eventually(5, || resolved(&lab).as_deref() == Some(GATEWAY)),
+        "the resolver does not block video for 6A: {}",
+        lab.log("agent")
+    );
+    assert!(
+        eventually(10, || lab.curl(PUPIL.name, &site) == Some(7)),
+        "the firewall lets 6A reach the video site by address: {}",
+        lab.log("agent")
+    );
+
+    // Ben signs out, Amira (6B) signs in: the exception opens it at both.
+    assert!(radclient(&lab, "Stop", "ben.t"));
+    assert!(radclient(&lab, "Start", "amira.k"));
+    assert!(
+        eventually(5, || resolved(&lab).as_deref() == Some(VIDEO_AT)),
+        "the resolver blocks video for 6B: {}",
+        lab.log("agent")
+    );
+    assert!(
+        eventually(10, || lab.curl(PUPIL.name, &site) == Some(0)),
+        "the firewall refuses 6B the video site: {}",
+        lab.log("agent")
+    );
+    let metrics = lab.metrics();
+    assert!(
+        metrics.contains("schoolgate_firewall_placed_addresses 1\n"),
+        "{metrics}"
+    );
+
+    // Amira signs out: the PC is the PC's again.
+    assert!(radclient(&lab, "Stop", "amira.k"));
+    assert!(
+        eventually(10, || lab
+            .metrics()
+            .contains("schoolgate_firewall_placed_addresses 0\n")),
+        "{}",
+        lab.metrics()
+    );
+    assert_eq!(lab.curl(PUPIL.name, &site), Some(0));
+    lab.stop_cleanly("agent");
+}
