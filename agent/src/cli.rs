@@ -70,11 +70,16 @@ pub(crate) enum Command {
         #[arg(long)]
         unfiltered: bool,
     },
-    /// Take a device out of quarantine. The running agent applies it at once (firewall,
-    /// resolver, the state file) and records who released it and why.
+    /// Take a device out of quarantine, or lift a person's ban (with every device held for
+    /// them). The running agent applies it at once (firewall, resolver, the state file) and
+    /// records who released it and why.
     Release {
         /// The device: its IP address, MAC address or name.
-        device: String,
+        #[arg(required_unless_present = "person", conflicts_with = "person")]
+        device: Option<String>,
+        /// The person whose ban from school ICT is lifted: their username.
+        #[arg(long)]
+        person: Option<String>,
         /// Why it is released (kept in the `released` event).
         #[arg(long)]
         reason: String,

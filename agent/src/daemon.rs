@@ -447,9 +447,7 @@ async fn start(
         sessions,
     };
     start_nflog(config, &shared, &actor, running);
-    if let Some(fw) = &firewall {
-        start_placer(&shared, fw, running)?;
-    }
+    start_follower(&shared, &actor, firewall.as_ref(), running)?;
     start_releases(config, &shared, &actor, running)?;
     start_inspection(config, &shared, &actor, running)?;
     start_policy_watch(live, &reloads, running)?;
@@ -862,24 +860,28 @@ fn start_firewall(
     Ok(firewall)
 }
 
-/// How often the placer looks for a sign-in, a sign-out or a new policy.
-const PLACE_EVERY: Duration = Duration::from_secs(1);
+/// How often the follower looks for a sign-in, a sign-out or a new policy.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// How often it looks at every device on the LAN, for exceptions naming devices and networks.
-const PLACE_ALL_EVERY: u32 = 10;
+const FOLLOW_ALL_EVERY: u32 = 10;
 
-/// Keeps the firewall judging each address as the decision engine would for whoever is there:
-/// the signed-in person's groups, classes and exceptions, and the exceptions naming devices
-/// and networks (see `schoolgate_gateway::firewall::placed`).
-fn start_placer(
+/// Follows who is where, within a second of a sign-in, a sign-out or a new policy (and every
+/// 10 s for devices new on the LAN): banned people's devices are held while they are signed
+/// in and freed when they leave (the actor's `follow_bans`), and the firewall judges each
+/// address as the decision engine would for whoever is there — the signed-in person's
+/// groups, classes and exceptions, and the exceptions naming devices and networks (see
+/// `schoolgate_gateway::firewall::placed`).
+fn start_follower(
     shared: &Arc<Shared>,
-    firewall: &Arc<Firewall>,
+    actor: &Arc<Actor>,
+    firewall: Option<&Arc<Firewall>>,
     running: &mut Running,
 ) -> Result<(), DaemonError> {
-    let (shared, fw) = (Arc::clone(shared), Arc::clone(firewall));
+    let (shared, actor, fw) = (Arc::clone(shared), Arc::clone(actor), firewall.cloned());
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
-        .name("placer".into())
+        .name("follower".into())
         .spawn(move || {
             let mut seen: Option<(u64, usize)> = None;
             let mut ticks = 0u32;
@@ -888,36 +890,48 @@ fn start_placer(
                 // The policy's address says whether it changed; the sessions' generation
                 // whether anyone signed in or out.
                 let now_seen = (shared.sessions.generation(), Arc::as_ptr(&policy) as usize);
-                if seen != Some(now_seen) || ticks.is_multiple_of(PLACE_ALL_EVERY) {
-                    let now = crate::clock::now();
-                    let mut addresses = shared.sessions.addresses();
-                    addresses.extend(shared.directory.known(now));
-                    addresses.sort_unstable();
-                    addresses.dedup();
-                    let clients = addresses
-                        .into_iter()
-                        .filter(|ip| policy.serves(*ip))
-                        .map(|ip| {
-                            let who = shared.who(&policy, ip, now);
-                            (who.identity, who.client)
-                        });
-                    match fw.place(&policy, clients, now) {
-                        Ok(true) => debug!("the firewall follows who is where"),
-                        Ok(false) => {}
-                        Err(e) => warn!(error = %e, "cannot change who the firewall judges apart"),
-                    }
+                if seen != Some(now_seen) || ticks.is_multiple_of(FOLLOW_ALL_EVERY) {
+                    follow_once(&shared, &actor, fw.as_deref(), &policy);
                     seen = Some(now_seen);
                 }
                 ticks = ticks.wrapping_add(1);
-                std::thread::sleep(PLACE_EVERY);
+                std::thread::sleep(FOLLOW_EVERY);
             }
         })
         .map_err(DaemonError::Thread)?;
-    running.started("placer", move || async move {
+    running.started("follower", move || async move {
         stopping.store(true, Ordering::Relaxed);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     });
     Ok(())
+}
+
+/// One round of following who is where: bans first, then the firewall's placed addresses.
+fn follow_once(shared: &Shared, actor: &Actor, fw: Option<&Firewall>, policy: &Arc<Policy>) {
+    let now = crate::clock::now();
+    let sessions = shared.sessions.all();
+    let signed_in: Vec<(String, std::net::IpAddr)> = sessions
+        .iter()
+        .map(|s| (s.username.to_string(), s.address))
+        .collect();
+    actor.follow_bans(policy, now, &signed_in, |ip| shared.who(policy, ip, now));
+    let Some(fw) = fw else { return };
+    let mut addresses: Vec<std::net::IpAddr> = sessions.iter().map(|s| s.address).collect();
+    addresses.extend(shared.directory.known(now));
+    addresses.sort_unstable();
+    addresses.dedup();
+    let clients = addresses
+        .into_iter()
+        .filter(|ip| policy.serves(*ip))
+        .map(|ip| {
+            let who = shared.who(policy, ip, now);
+            (who.identity, who.client)
+        });
+    match fw.place(policy, clients, now) {
+        Ok(true) => debug!("the firewall follows who is where"),
+        Ok(false) => {}
+        Err(e) => warn!(error = %e, "cannot change who the firewall judges apart"),
+    }
 }
 
 /// The packets the table logs, each judged as a bypass attempt (DNS to outside resolvers).

@@ -33,11 +33,19 @@ fn main() -> ExitCode {
         Command::PrintRuleset { policy, at } => print_ruleset(&policy, at.as_deref()),
         Command::Release {
             device,
+            person,
             reason,
             policy,
             state_dir,
             wait,
-        } => release(&device, &reason, &policy, state_dir, wait),
+        } => {
+            let what = match (device, person) {
+                (_, Some(p)) => Released::Person(p),
+                (Some(d), None) => Released::Device(d),
+                (None, None) => return ExitCode::from(EXIT_BAD_INPUT),
+            };
+            release(&what, &reason, &policy, state_dir, wait)
+        }
         Command::Events { policy, state_dir } => events(&policy, state_dir),
         Command::SignInToken { name, relay } => sign_in_token(&name, relay),
         Command::Replay {
@@ -101,14 +109,20 @@ fn events(policy: &Path, state_dir: Option<std::path::PathBuf>) -> ExitCode {
     }
 }
 
+/// What a release names.
+enum Released {
+    Device(String),
+    Person(String),
+}
+
 fn release(
-    device: &str,
+    what: &Released,
     reason: &str,
     policy: &Path,
     state_dir: Option<std::path::PathBuf>,
     wait: u64,
 ) -> ExitCode {
-    use schoolgate_agent::act::quarantine::{Request, read_state, request_release};
+    use schoolgate_agent::act::quarantine::{Request, read_banned, read_state, request_release};
     if reason.trim().is_empty() {
         eprintln!("error: --reason must say why the device is released");
         return ExitCode::from(EXIT_BAD_INPUT);
@@ -116,13 +130,21 @@ fn release(
     let Some(dir) = state_dir_of(policy, state_dir) else {
         return ExitCode::from(EXIT_BAD_INPUT);
     };
-    let named =
-        |dir: &Path| read_state(dir).map(|records| records.iter().any(|r| r.named_by(device)));
+    let (device, person, shown) = match what {
+        Released::Device(d) => (d.clone(), None, d.clone()),
+        Released::Person(p) => (String::new(), Some(p.clone()), p.clone()),
+    };
+    let named = |dir: &Path| match what {
+        Released::Device(d) => read_state(dir).map(|records| records.iter().any(|r| r.named_by(d))),
+        Released::Person(p) => {
+            read_banned(dir).map(|people| people.iter().any(|b| b.username.eq_ignore_ascii_case(p)))
+        }
+    };
     match named(&dir) {
         Ok(true) => {}
         Ok(false) => {
             eprintln!(
-                "error: {device} is not quarantined (see {})",
+                "error: {shown} is not quarantined (see {})",
                 dir.join(schoolgate_agent::act::quarantine::STATE_FILE)
                     .display()
             );
@@ -137,7 +159,8 @@ fn release(
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".to_owned());
     let request = Request {
-        device: device.to_owned(),
+        device,
+        person,
         reason: reason.to_owned(),
         by,
         time: schoolgate_agent::clock::now(),
@@ -152,7 +175,7 @@ fn release(
     let deadline = schoolgate_agent::clock::instant() + std::time::Duration::from_secs(wait);
     while schoolgate_agent::clock::instant() < deadline {
         if matches!(named(&dir), Ok(false)) {
-            println!("released {device}");
+            println!("released {shown}");
             return ExitCode::SUCCESS;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

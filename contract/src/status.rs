@@ -61,6 +61,10 @@ pub struct Command {
     /// `release`: let a device out of quarantine. An agent skips kinds it does not know.
     pub kind: String,
     pub device: String,
+    /// For a release: the person whose ban is lifted, with every device held for them (an
+    /// older console sends none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
     pub reason: String,
     /// Who asked, at the console.
     pub by: String,

@@ -1,7 +1,9 @@
 //! The person on a real gateway built from network namespaces: an exception for class 6B
 //! opens a video site to 6B's signed-in pupils at the resolver *and* at the firewall (by
-//! address, as an app that kept the address would reach it), and not to 6A. Sign-ins are
-//! sent by FreeRADIUS's own `radclient`, as a Wi-Fi controller sends accounting.
+//! address, as an app that kept the address would reach it), and not to 6A; and a pupil's
+//! bypass attempt bans the pupil, not the PC: the PC is free once she signs out, the next
+//! PC she signs in to is quarantined, and lifting her ban frees it. Sign-ins are sent by
+//! FreeRADIUS's own `radclient`, as a Wi-Fi controller sends accounting.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,7 +11,7 @@
     clippy::indexing_slicing
 )]
 
-use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, RESOLVER, eventually};
+use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, RESOLVER, SCHOOL, eventually};
 use schoolgate_tests::require_lab;
 
 const SECRET: &str = "wlc-secret-1";
@@ -19,6 +21,11 @@ const VIDEO: &str = "video.198-51-100-21.ip.lab";
 const VIDEO_AT: &str = "198.51.100.21";
 
 fn policy(lab: &Lab) -> String {
+    policy_with(lab, "")
+}
+
+/// The policy, with `bypass` (a `bypass:` section) added.
+fn policy_with(lab: &Lab, bypass: &str) -> String {
     let now = jiff::Timestamp::now();
     let from = now - jiff::SignedDuration::from_hours(1);
     let to = now + jiff::SignedDuration::from_hours(2);
@@ -48,21 +55,25 @@ gateway:
     listen: ["{RADIUS}"]
     clients: [{{ address: 127.0.0.1, secret_file: wlc.secret }}]
   metrics: {{ listen: "127.0.0.1:9153" }}
-"#,
+{bypass}"#,
         from = minute(from),
         to = minute(to),
         state = lab.path("state").display(),
     )
 }
 
-/// One accounting request from the gateway's own Wi-Fi controller stand-in; whether it was
-/// answered.
+/// One accounting request from the gateway's own Wi-Fi controller stand-in, for `user` at
+/// the pupil's PC; whether it was answered.
 fn radclient(lab: &Lab, status: &str, user: &str) -> bool {
+    radclient_at(lab, status, user, &PUPIL)
+}
+
+fn radclient_at(lab: &Lab, status: &str, user: &str, host: &schoolgate_tests::lab::Host) -> bool {
     let attributes = format!(
         "Acct-Status-Type = {status}\nUser-Name = \"{user}\"\nFramed-IP-Address = {ip}\n\
          Calling-Station-Id = \"{mac}\"\nAcct-Session-Id = \"{user}-1\"\nNAS-Identifier = \"wlc1\"\n",
-        ip = PUPIL.ip,
-        mac = PUPIL.mac.replace(':', "-"),
+        ip = host.ip,
+        mac = host.mac.replace(':', "-"),
     );
     let script = format!(
         "printf '%s' '{attributes}' | radclient -D /usr/share/freeradius -r 1 -t 2 -x {RADIUS} acct {SECRET}"
@@ -71,17 +82,21 @@ fn radclient(lab: &Lab, status: &str, user: &str) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Accounting-Response")
 }
 
-#[test]
-fn a_class_exception_holds_at_the_resolver_and_the_firewall_for_that_class_only() {
-    require_lab!();
-    if schoolgate_tests::lab::missing_tool(&["radclient"]).is_some() {
-        if std::env::var_os("CI").is_some() {
-            panic!("radclient is not installed (see scripts/setup)");
-        }
-        eprintln!("skipping: radclient is not installed (see scripts/setup)");
-        return;
+/// Whether radclient is missing (and the test is to be skipped); in CI it must be there.
+#[allow(clippy::print_stderr, reason = "a skipped test says why")]
+fn no_radclient() -> bool {
+    if schoolgate_tests::lab::missing_tool(&["radclient"]).is_none() {
+        return false;
     }
-    let mut lab = Lab::up();
+    if std::env::var_os("CI").is_some() {
+        panic!("radclient is not installed (see scripts/setup)");
+    }
+    eprintln!("skipping: radclient is not installed (see scripts/setup)");
+    true
+}
+
+/// The lab with the outside resolver and web server, the roster and the RADIUS secret.
+fn school(lab: &mut Lab) {
     let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
     let peer = peer.to_str().unwrap();
     lab.spawn("inet", "resolver", &[peer, "dns", "198.51.100.53:53"]);
@@ -92,6 +107,16 @@ fn a_class_exception_holds_at_the_resolver_and_the_firewall_for_that_class_only(
     )
     .unwrap();
     std::fs::write(lab.path("wlc.secret"), format!("{SECRET}\n")).unwrap();
+}
+
+#[test]
+fn a_class_exception_holds_at_the_resolver_and_the_firewall_for_that_class_only() {
+    require_lab!();
+    if no_radclient() {
+        return;
+    }
+    let mut lab = Lab::up();
+    school(&mut lab);
     std::fs::write(lab.path("policy.yaml"), policy(&lab)).unwrap();
     let policy = lab.path("policy.yaml");
     lab.spawn_agent("agent", &policy, &["--no-inspection"]);
@@ -154,4 +179,139 @@ fn a_class_exception_holds_at_the_resolver_and_the_firewall_for_that_class_only(
     );
     assert_eq!(lab.curl(PUPIL.name, &site), Some(0));
     lab.stop_cleanly("agent");
+}
+
+#[test]
+fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
+    require_lab!();
+    if no_radclient() {
+        return;
+    }
+    let mut lab = Lab::up();
+    school(&mut lab);
+    // Pupils (the person group) are quarantined on a bypass attempt; the PCs' own group only
+    // raises an alert.
+    std::fs::write(
+        lab.path("policy.yaml"),
+        policy_with(
+            &lab,
+            "bypass:\n  response: { pupils: quarantine, pupil_pcs: alert }\n",
+        ),
+    )
+    .unwrap();
+    let policy = lab.path("policy.yaml");
+    lab.spawn_agent("agent", &policy, &["--no-inspection"]);
+    let site = format!("http://{VIDEO_AT}/");
+    assert!(
+        eventually(15, || lab.curl(PUPIL.name, &site) == Some(0)),
+        "the agent never came up: {}",
+        lab.log("agent")
+    );
+
+    // Amira signs in at the pupil's PC and asks an outside resolver: a bypass attempt.
+    assert!(radclient(&lab, "Start", "amira.k"), "{}", lab.log("agent"));
+    lab.dig(PUPIL.name, RESOLVER, "www.example.org", "A", &[]);
+    assert!(
+        eventually(5, || lab.quarantined(PUPIL.ip)),
+        "the PC was not quarantined: {}",
+        lab.log("agent")
+    );
+    assert!(
+        eventually(5, || lab.curl(PUPIL.name, &site) == Some(7)),
+        "the quarantined PC still reaches the site: {}",
+        lab.log("agent")
+    );
+    let state = std::fs::read_to_string(lab.path("state").join("quarantine.json")).unwrap();
+    assert!(
+        state.contains("\"amira.k\""),
+        "the ban is not Amira's: {state}"
+    );
+
+    // She signs out: the PC is free for the next child, and she stays banned.
+    assert!(radclient(&lab, "Stop", "amira.k"));
+    assert!(
+        eventually(5, || !lab.quarantined(PUPIL.ip)),
+        "the PC stayed quarantined after she signed out: {}",
+        lab.log("agent")
+    );
+    assert!(
+        eventually(5, || lab.curl(PUPIL.name, &site) == Some(0)),
+        "the freed PC cannot reach the site"
+    );
+
+    // She signs in at another PC: that one is quarantined, held for her.
+    assert!(radclient_at(&lab, "Start", "amira.k", &SCHOOL));
+    assert!(
+        eventually(5, || lab.quarantined(SCHOOL.ip)),
+        "the PC she signed in to next was not quarantined: {}",
+        lab.log("agent")
+    );
+    assert!(
+        eventually(5, || lab.curl(SCHOOL.name, &site) == Some(7)),
+        "the banned pupil's PC still reaches the site"
+    );
+
+    // The DSL lifts her ban: the PC she is at is freed with it.
+    let agent = schoolgate_tests::lab::workspace_bin("schoolgate-agent");
+    let out = lab.exec(
+        "gw",
+        &[
+            agent.to_str().unwrap(),
+            "release",
+            "--person",
+            "AMIRA.K",
+            "--reason",
+            "spoke with Amira and her parents",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lab.quarantined(SCHOOL.ip));
+    assert!(
+        eventually(5, || lab.curl(SCHOOL.name, &site) == Some(0)),
+        "the PC stayed refused after the ban was lifted"
+    );
+    lab.stop_cleanly("agent");
+
+    // The story, in events, each naming Amira.
+    let events = lab.events();
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind && e["person"]["username"] == "amira.k")
+            .collect()
+    };
+    assert!(!of("bypass_attempt").is_empty(), "{events:#?}");
+    let quarantined = of("quarantined");
+    assert_eq!(quarantined.len(), 2, "{events:#?}");
+    assert!(
+        quarantined[1]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("signed in while banned")
+    );
+    let released = of("released");
+    assert_eq!(
+        released.len(),
+        3,
+        "sign-out, the lifted ban, its PC: {events:#?}"
+    );
+    assert!(released.iter().any(|e| {
+        e["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("signed out: the device is free for the next person")
+    }));
+    assert!(released.iter().any(|e| {
+        e["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("ban from school ICT lifted")
+    }));
 }

@@ -76,6 +76,7 @@ async fn poll_once(
         }
         let request = Request {
             device: c.device,
+            person: c.person,
             reason: c.reason,
             by: format!("{} (console)", c.by),
             time: crate::clock::now(),

@@ -33,7 +33,7 @@ use crate::firewall::Firewall;
 use crate::people::sessions::LiveSessions;
 use crate::report::events::{DeviceInfo, Event, Events, Kind, Severity, Ticket, bounded};
 pub use attempt::Attempt;
-use quarantine::{Quarantine, Record};
+use quarantine::{Banned, Quarantine, Record};
 use schoolgate_contract::PersonInfo;
 
 /// A request's sender, as the policy sees it (worked out once, by the detector).
@@ -181,19 +181,34 @@ impl Actor {
         e.name = attempt.name.as_deref().map(bounded);
         e.evidence = Some(bounded(&attempt.evidence));
         self.events.sighting(e);
+        if response != Response::Quarantine {
+            return;
+        }
+        // The ban is the person's where someone is signed in: they are banned from school
+        // ICT, and this device is held for them while they are signed in here.
+        let username = person.as_ref().map(|p| p.username.clone());
+        let banned = username.as_ref().is_some_and(|u| {
+            self.quarantine.ban(Banned {
+                username: u.clone(),
+                since: now,
+                technique: Some(attempt.technique.as_str().to_owned()),
+            })
+        });
         let record = Record {
             ip: who.client.ip,
             mac: who.client.mac,
             device: device.name.clone(),
             since: now,
             technique: Some(attempt.technique.as_str().to_owned()),
+            person: username.clone(),
         };
-        if response != Response::Quarantine || !self.quarantine.add_record(record) {
+        if !self.quarantine.add_record(record) {
+            if banned {
+                self.save_quarantine();
+            }
             return;
         }
-        if let Err(err) = self.quarantine.save(&self.state_dir) {
-            warn!(error = %err, "cannot write the quarantine list; the quarantine holds until the agent stops");
-        }
+        self.save_quarantine();
         info!(client = %attempt.client, technique = ?attempt.technique, "device quarantined");
         if let Some(fw) = &self.firewall
             && let Err(err) = fw.quarantine(who.client.ip, who.client.mac)
@@ -205,11 +220,24 @@ impl Actor {
         q.group = group;
         q.person = person;
         q.technique = Some(attempt.technique);
+        let whose = match &username {
+            Some(u) => format!(
+                "; {u} is banned from school ICT until released, on whichever device they sign in to"
+            ),
+            None => String::new(),
+        };
         q.evidence = Some(bounded(&format!(
-            "confined to the quarantine_allow names after: {}",
+            "confined to the quarantine_allow names after: {}{whose}",
             attempt.evidence
         )));
         self.events.emit(q);
+    }
+
+    /// Writes the quarantine list (devices and people) to the state directory.
+    fn save_quarantine(&self) {
+        if let Err(err) = self.quarantine.save(&self.state_dir) {
+            warn!(error = %err, "cannot write the quarantine list; the quarantine holds until the agent stops");
+        }
     }
 
     /// Reports a device of a group with `report_presence` the first time it is seen on a
@@ -256,6 +284,22 @@ impl Actor {
             display_name: person.as_ref().map(|p| bounded(&p.display_name)),
             group,
             class: person.and_then(|p| p.class),
+        })
+    }
+
+    /// A person as events name them, from the directory, when they are not signed in.
+    fn person_named(&self, username: &str) -> Option<PersonInfo> {
+        let found = self
+            .sessions
+            .as_ref()
+            .and_then(|s| s.person_named(username));
+        Some(PersonInfo {
+            username: found
+                .as_ref()
+                .map_or_else(|| bounded(username), |p| p.username.to_string()),
+            display_name: found.as_ref().map(|p| bounded(&p.display_name)),
+            group: None,
+            class: found.and_then(|p| p.class),
         })
     }
 

@@ -1,6 +1,11 @@
-//! Devices in quarantine, as the resolver, the firewall and inspection see them: after a
-//! bypass attempt from a group whose `bypass.response` is `quarantine`, a device reaches only
-//! the gateway's DNS and the `quarantine_allow` names until staff release it.
+//! Devices and people in quarantine, as the resolver, the firewall and inspection see them:
+//! after a bypass attempt from a group whose `bypass.response` is `quarantine`, a device
+//! reaches only the gateway's DNS and the `quarantine_allow` names until staff release it.
+//!
+//! When someone was signed in at the device, the ban is theirs: the person is banned from
+//! school ICT, and a device is held *for them* — the one they tried it on, and each they
+//! sign in to next — only while they are signed in there, so the next child on that PC is
+//! not punished. A device with no known person is held for itself, as before.
 //!
 //! The resolver asks on every query, so reading is one atomic load (and nothing more while no
 //! device is quarantined); adding copies the set, which happens rarely.
@@ -41,6 +46,18 @@ struct Members {
     ips: HashSet<IpAddr>,
     macs: HashSet<MacAddr>,
     records: Vec<Record>,
+    people: Vec<Banned>,
+}
+
+/// A person banned from school ICT, as the state file keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Banned {
+    /// The username, as the directory spells it.
+    pub username: String,
+    pub since: Timestamp,
+    /// What led to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technique: Option<String>,
 }
 
 /// One quarantined device, as the state file keeps it.
@@ -57,6 +74,10 @@ pub struct Record {
     /// What put it there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub technique: Option<String>,
+    /// The banned person it is held for, while they are signed in there; `None`: held for
+    /// itself until released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 impl Record {
@@ -100,13 +121,19 @@ mod mac_text {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     devices: Vec<Record>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    people: Vec<Banned>,
 }
 
 /// A release asked for by staff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    /// The device: its address, MAC or name.
+    /// The device: its address, MAC or name (empty when `person` is named).
+    #[serde(default)]
     pub device: String,
+    /// The person whose ban is lifted, with every device held for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
     pub reason: String,
     /// Who asked (the login that ran the command, or the console user).
     pub by: String,
@@ -146,6 +173,88 @@ impl Quarantine {
         true
     }
 
+    /// Bans `banned.username` from school ICT. Returns false if they already were.
+    pub fn ban(&self, banned: Banned) -> bool {
+        if self.is_banned(&banned.username) {
+            return false;
+        }
+        self.members.rcu(|m| {
+            let mut m = Members::clone(m);
+            m.people.push(banned.clone());
+            m
+        });
+        true
+    }
+
+    /// Whether `username` is banned (usernames match without case, as the directory's do).
+    pub fn is_banned(&self, username: &str) -> bool {
+        self.members
+            .load()
+            .people
+            .iter()
+            .any(|b| b.username.eq_ignore_ascii_case(username))
+    }
+
+    /// The people banned, oldest first.
+    pub fn people(&self) -> Vec<Banned> {
+        self.members.load().people.clone()
+    }
+
+    /// Lifts `username`'s ban and takes out every device held for them; returns the ban (if
+    /// there was one) and the devices.
+    pub fn release_person(&self, username: &str) -> (Option<Banned>, Vec<Record>) {
+        let mut lifted = None;
+        let mut gone = Vec::new();
+        self.members.rcu(|m| {
+            let (out, keep_people): (Vec<Banned>, Vec<Banned>) = m
+                .people
+                .iter()
+                .cloned()
+                .partition(|b| b.username.eq_ignore_ascii_case(username));
+            lifted = out.into_iter().next();
+            let (out, keep): (Vec<Record>, Vec<Record>) =
+                m.records.iter().cloned().partition(|r| {
+                    r.person
+                        .as_deref()
+                        .is_some_and(|p| p.eq_ignore_ascii_case(username))
+                });
+            gone = out;
+            Members {
+                ips: keep.iter().filter_map(|r| r.ip).collect(),
+                macs: keep.iter().filter_map(|r| r.mac).collect(),
+                records: keep,
+                people: keep_people,
+            }
+        });
+        (lifted, gone)
+    }
+
+    /// Takes out the devices held for a person who is no longer signed in there:
+    /// `signed_in(person, ip)` says whether they still are. Returns them.
+    pub fn release_left(&self, signed_in: impl Fn(&str, IpAddr) -> bool) -> Vec<Record> {
+        let left = |r: &Record| match (&r.person, r.ip) {
+            (Some(p), Some(ip)) => !signed_in(p, ip),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !self.members.load().records.iter().any(left) {
+            return Vec::new();
+        }
+        let mut gone = Vec::new();
+        self.members.rcu(|m| {
+            let (out, keep): (Vec<Record>, Vec<Record>) =
+                m.records.iter().cloned().partition(|r| left(r));
+            gone = out;
+            Members {
+                ips: keep.iter().filter_map(|r| r.ip).collect(),
+                macs: keep.iter().filter_map(|r| r.mac).collect(),
+                records: keep,
+                people: m.people.clone(),
+            }
+        });
+        gone
+    }
+
     /// Adds every device in `list` (a table picked up from an earlier run) not held yet.
     pub fn extend(&self, list: &Quarantined, now: Timestamp) {
         for ip in &list.ips {
@@ -155,6 +264,7 @@ impl Quarantine {
                 device: None,
                 since: now,
                 technique: None,
+                person: None,
             });
         }
         for mac in &list.macs {
@@ -164,6 +274,7 @@ impl Quarantine {
                 device: None,
                 since: now,
                 technique: None,
+                person: None,
             });
         }
     }
@@ -179,6 +290,7 @@ impl Quarantine {
                 ips: keep.iter().filter_map(|r| r.ip).collect(),
                 macs: keep.iter().filter_map(|r| r.mac).collect(),
                 records: keep,
+                people: m.people.clone(),
             }
         });
         gone
@@ -203,6 +315,7 @@ impl Quarantine {
     pub fn save(&self, dir: &Path) -> io::Result<()> {
         let state = StateFile {
             devices: self.records(),
+            people: self.people(),
         };
         let text = serde_json::to_vec_pretty(&state).map_err(io::Error::from)?;
         let tmp = dir.join(format!("{STATE_FILE}.new"));
@@ -214,10 +327,13 @@ impl Quarantine {
 
     /// Reads `dir/quarantine.json` into the list. A missing file is an empty list.
     pub fn load(&self, dir: &Path) -> Result<usize, StateError> {
-        let records = read_state(dir)?;
-        let n = records.len();
-        for r in records {
+        let state = read_state_file(dir)?;
+        let n = state.devices.len();
+        for r in state.devices {
             self.add_record(r);
+        }
+        for b in state.people {
+            self.ban(b);
         }
         Ok(n)
     }
@@ -243,15 +359,22 @@ pub enum StateError {
 
 /// The records in `dir/quarantine.json` (none if it does not exist).
 pub fn read_state(dir: &Path) -> Result<Vec<Record>, StateError> {
+    read_state_file(dir).map(|s| s.devices)
+}
+
+/// The people banned in `dir/quarantine.json` (none if it does not exist).
+pub fn read_banned(dir: &Path) -> Result<Vec<Banned>, StateError> {
+    read_state_file(dir).map(|s| s.people)
+}
+
+fn read_state_file(dir: &Path) -> Result<StateFile, StateError> {
     let path = dir.join(STATE_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StateFile::default()),
         Err(source) => return Err(StateError::Read { path, source }),
     };
-    serde_json::from_slice::<StateFile>(&bytes)
-        .map(|s| s.devices)
-        .map_err(|source| StateError::Parse { path, source })
+    serde_json::from_slice::<StateFile>(&bytes).map_err(|source| StateError::Parse { path, source })
 }
 
 /// Appends a release request for the daemon (one line, written at once, so requests from
@@ -259,6 +382,10 @@ pub fn read_state(dir: &Path) -> Result<Vec<Record>, StateError> {
 pub fn request_release(dir: &Path, request: &Request) -> io::Result<()> {
     let mut bounded = request.clone();
     bounded.device = crate::report::events::bounded(&bounded.device);
+    bounded.person = bounded
+        .person
+        .as_deref()
+        .map(crate::report::events::bounded);
     bounded.reason = crate::report::events::bounded(&bounded.reason);
     let mut line = serde_json::to_vec(&bounded).map_err(io::Error::from)?;
     line.push(b'\n');
@@ -286,7 +413,11 @@ pub fn take_requests(dir: &Path) -> io::Result<(Vec<Request>, usize)> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<Request>(line) {
-            Ok(mut r) if r.device.len() <= MAX_TEXT && r.reason.len() <= MAX_TEXT => {
+            Ok(mut r)
+                if r.device.len() <= MAX_TEXT
+                    && r.reason.len() <= MAX_TEXT
+                    && r.person.as_ref().is_none_or(|p| p.len() <= MAX_TEXT) =>
+            {
                 schoolgate_engine::text::cut_to_bytes(&mut r.by, MAX_BY);
                 out.push(r)
             }
@@ -308,6 +439,7 @@ mod tests {
             device: None,
             since: Timestamp::UNIX_EPOCH,
             technique: None,
+            person: None,
         }
     }
 
@@ -338,6 +470,7 @@ mod tests {
             device: Some(name.into()),
             since: "2026-11-24T10:00:00Z".parse().unwrap(),
             technique: Some("wireguard".into()),
+            person: None,
         }
     }
 
@@ -377,10 +510,62 @@ mod tests {
     }
 
     #[test]
+    fn a_banned_persons_devices_are_held_while_they_are_there_and_freed_with_the_ban() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::default();
+        let since: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        assert!(q.ban(Banned {
+            username: "amira.k".into(),
+            since,
+            technique: Some("openvpn".into()),
+        }));
+        assert!(!q.ban(Banned {
+            username: "Amira.K".into(),
+            since,
+            technique: None,
+        }));
+        assert!(q.is_banned("AMIRA.K"));
+        let held = |ip: &str| Record {
+            person: Some("amira.k".into()),
+            ..record(ip, "52:54:00:aa:00:10", "ICT-03")
+        };
+        assert!(q.add_record(held("10.77.0.10")));
+        // A device held for itself stays whoever signs in or out.
+        q.add_record(record("10.77.0.30", "52:54:00:aa:00:30", "Y6-iPad-1"));
+        q.save(dir.path()).unwrap();
+        let again = Quarantine::default();
+        again.load(dir.path()).unwrap();
+        assert!(again.is_banned("amira.k"), "the ban outlives a restart");
+
+        // Still signed in there: held.
+        let at_ten = |p: &str, ip: IpAddr| p == "amira.k" && ip.to_string() == "10.77.0.10";
+        assert!(again.release_left(at_ten).is_empty());
+        // Signed out: the device is freed, the ban stays, the other device stays.
+        let left = again.release_left(|_, _| false);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].person.as_deref(), Some("amira.k"));
+        assert!(again.is_banned("amira.k"));
+        assert!(again.contains(&Client::new("10.77.0.30".parse().unwrap(), None)));
+
+        // Lifting the ban frees what is held for her, and nothing else.
+        assert!(again.add_record(Record {
+            person: Some("amira.k".into()),
+            ..record("10.77.0.12", "52:54:00:aa:00:12", "ICT-04")
+        }));
+        let (lifted, freed) = again.release_person("Amira.K");
+        assert_eq!(lifted.map(|b| b.technique), Some(Some("openvpn".into())));
+        assert_eq!(freed.len(), 1);
+        assert!(!again.is_banned("amira.k"));
+        assert_eq!(again.records().len(), 1);
+        assert_eq!(again.release_person("amira.k"), (None, vec![]));
+    }
+
+    #[test]
     fn requests_are_taken_once_and_bad_lines_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let r = Request {
             device: "10.77.0.10".into(),
+            person: None,
             reason: "spoke with pupil".into(),
             by: "dsl".into(),
             time: "2026-11-24T10:00:00Z".parse().unwrap(),

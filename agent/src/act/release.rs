@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use schoolgate_engine::Policy;
 use tracing::{info, warn};
 
+use super::quarantine::Record;
 use super::{Actor, Who};
 use crate::report::events::{Event, Kind, Severity, bounded};
 
@@ -31,33 +32,131 @@ impl Actor {
             );
         }
         for request in requests {
+            let why = format!(
+                "released by {} at {}: {}",
+                request.by, request.time, request.reason
+            );
+            if let Some(person) = &request.person {
+                let (lifted, released) = self.quarantine.release_person(person);
+                let Some(lifted) = lifted else {
+                    warn!(person = %bounded(person), "release asked for a person who is not banned");
+                    continue;
+                };
+                self.save_quarantine();
+                info!(person = %lifted.username, by = %request.by, "ban lifted");
+                let mut e = Event::new(Kind::Released, now, Severity::Info);
+                e.person = self.person_named(&lifted.username);
+                e.evidence = Some(bounded(&format!(
+                    "ban from school ICT lifted ({} devices freed); {why}",
+                    released.len()
+                )));
+                self.events.emit(e);
+                self.free(policy, now, &who, released, &why);
+                continue;
+            }
             let released = self.quarantine.release(&request.device);
             if released.is_empty() {
                 warn!(device = %request.device, "release asked for a device that is not quarantined");
                 continue;
             }
-            if let Err(e) = self.quarantine.save(&self.state_dir) {
-                warn!(error = %e, "cannot write the quarantine list");
+            self.save_quarantine();
+            info!(device = %request.device, by = %request.by, "device released from quarantine");
+            self.free(policy, now, &who, released, &why);
+        }
+    }
+
+    /// Takes each of `released` out of the firewall's quarantine and records a `released`
+    /// event for it, saying `why`.
+    fn free(
+        &self,
+        policy: &Policy,
+        now: Timestamp,
+        who: &impl Fn(IpAddr) -> Who,
+        released: Vec<Record>,
+        why: &str,
+    ) {
+        for r in released {
+            if let Some(fw) = &self.firewall
+                && let Err(e) = fw.release(r.ip, r.mac)
+            {
+                warn!(error = %e, "cannot take the device out of the firewall's quarantine");
             }
-            for r in released {
-                if let Some(fw) = &self.firewall
-                    && let Err(e) = fw.release(r.ip, r.mac)
-                {
-                    warn!(error = %e, "cannot take the device out of the firewall's quarantine");
-                }
-                info!(device = %request.device, by = %request.by, "device released from quarantine");
-                let mut e = Event::new(Kind::Released, now, Severity::Info);
-                if let Some(ip) = r.ip {
-                    (e.device, e.group) = self.describe(policy, &who(ip), now);
-                }
-                e.device.mac = e.device.mac.or(r.mac);
-                e.device.name = e.device.name.or(r.device);
-                e.evidence = Some(bounded(&format!(
-                    "released by {} at {}: {}",
-                    request.by, request.time, request.reason
-                )));
-                self.events.emit(e);
+            let mut e = Event::new(Kind::Released, now, Severity::Info);
+            if let Some(ip) = r.ip {
+                (e.device, e.group) = self.describe(policy, &who(ip), now);
             }
+            e.device.mac = e.device.mac.or(r.mac);
+            e.device.name = e.device.name.or(r.device);
+            e.person = r.person.as_deref().and_then(|p| self.person_named(p));
+            e.evidence = Some(bounded(why));
+            self.events.emit(e);
+        }
+    }
+
+    /// Makes the quarantine follow the banned people: a device held for someone who signed
+    /// out (or whose session ended) is freed, so the next child on it is not punished; a
+    /// device a banned person signs in to is quarantined, held for them. `signed_in` is
+    /// every session's username and address.
+    pub fn follow_bans(
+        &self,
+        policy: &Policy,
+        now: Timestamp,
+        signed_in: &[(String, IpAddr)],
+        who: impl Fn(IpAddr) -> Who,
+    ) {
+        let here = |p: &str, ip: IpAddr| {
+            signed_in
+                .iter()
+                .any(|(u, at)| *at == ip && u.eq_ignore_ascii_case(p))
+        };
+        let left = self.quarantine.release_left(here);
+        if !left.is_empty() {
+            self.save_quarantine();
+        }
+        for r in left {
+            let person = r.person.clone().unwrap_or_default();
+            info!(person = %person, "a banned person signed out: the device is free");
+            self.free(
+                policy,
+                now,
+                &who,
+                vec![r],
+                &format!("{person} signed out: the device is free for the next person; {person} stays banned"),
+            );
+        }
+        if self.quarantine.people().is_empty() {
+            return;
+        }
+        for (username, ip) in signed_in {
+            if !self.quarantine.is_banned(username) {
+                continue;
+            }
+            let w = who(*ip);
+            let held = self.quarantine.add_record(Record {
+                ip: w.client.ip,
+                mac: w.client.mac,
+                device: None,
+                since: now,
+                technique: None,
+                person: Some(username.clone()),
+            });
+            if !held {
+                continue;
+            }
+            self.save_quarantine();
+            if let Some(fw) = &self.firewall
+                && let Err(e) = fw.quarantine(w.client.ip, w.client.mac)
+            {
+                warn!(error = %e, "cannot add the device to the firewall's quarantine");
+            }
+            info!(person = %username, client = %ip, "a banned person signed in: the device is quarantined");
+            let mut q = Event::new(Kind::Quarantined, now, Severity::High);
+            (q.device, q.group) = self.describe(policy, &w, now);
+            q.person = self.person(policy, &w);
+            q.evidence = Some(bounded(&format!(
+                "{username} signed in while banned from school ICT: the device is confined to the quarantine_allow names while they are signed in"
+            )));
+            self.events.emit(q);
         }
     }
 }

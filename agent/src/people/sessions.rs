@@ -121,6 +121,11 @@ impl LiveSessions {
         Some((username, person))
     }
 
+    /// The directory's entry for `username`, if it has one.
+    pub fn person_named(&self, username: &str) -> Option<schoolgate_people::Person> {
+        self.people.current().find(username).cloned()
+    }
+
     /// Every session, for the status and the console.
     pub fn all(&self) -> Vec<Session> {
         self.sessions().all().cloned().collect()
@@ -217,11 +222,6 @@ impl LiveSessions {
     /// A number that changes whenever who is where, or who they are, changes.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
-    }
-
-    /// Every address someone is signed in at.
-    pub fn addresses(&self) -> Vec<IpAddr> {
-        self.sessions().all().map(|s| s.address).collect()
     }
 
     /// Works out everyone's identity again, for a new policy or a new directory.

@@ -46,6 +46,7 @@ impl Db {
                 id: r.try_get("id")?,
                 kind: r.try_get("kind")?,
                 device: r.try_get("device")?,
+                person: None,
                 reason: r.try_get("reason")?,
                 by: r.try_get("by_user")?,
             })
