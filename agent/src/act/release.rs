@@ -36,12 +36,12 @@ impl Actor {
                 "released by {} at {}: {}",
                 request.by, request.time, request.reason
             );
-            if let Some(person) = &request.person {
-                let (lifted, released) = self.quarantine.release_person(person);
-                let Some(lifted) = lifted else {
-                    warn!(person = %bounded(person), "release asked for a person who is not banned");
-                    continue;
-                };
+            // A person's ban first (with every device held for them), then the device named
+            // (the console names both: the person the alert shows, and the device).
+            let mut done = false;
+            if let Some(person) = &request.person
+                && let (Some(lifted), released) = self.quarantine.release_person(person)
+            {
                 self.save_quarantine();
                 info!(person = %lifted.username, by = %request.by, "ban lifted");
                 let mut e = Event::new(Kind::Released, now, Severity::Info);
@@ -52,16 +52,26 @@ impl Actor {
                 )));
                 self.events.emit(e);
                 self.free(policy, now, &who, released, &why);
-                continue;
+                done = true;
             }
-            let released = self.quarantine.release(&request.device);
-            if released.is_empty() {
-                warn!(device = %request.device, "release asked for a device that is not quarantined");
-                continue;
+            let released = if request.device.is_empty() {
+                Vec::new()
+            } else {
+                self.quarantine.release(&request.device)
+            };
+            if !released.is_empty() {
+                self.save_quarantine();
+                info!(device = %request.device, by = %request.by, "device released from quarantine");
+                self.free(policy, now, &who, released, &why);
+                done = true;
             }
-            self.save_quarantine();
-            info!(device = %request.device, by = %request.by, "device released from quarantine");
-            self.free(policy, now, &who, released, &why);
+            if !done {
+                warn!(
+                    device = %request.device,
+                    person = %request.person.as_deref().map(bounded).unwrap_or_default(),
+                    "release asked for a device or person that is not quarantined"
+                );
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! Commands waiting for agents: release a device from quarantine, with who and why. The
+//! Commands waiting for agents: release a device from quarantine (and the person whose ban
+//! it is, where the alert names one), with who and why. The
 //! agent polls for its own, carries each out, and says so; a command is handed out until
 //! it is marked done, so one lost on the way is sent again.
 
@@ -8,23 +9,26 @@ use sqlx::{Any, Row};
 use super::{Db, DbError, sql};
 
 impl Db {
-    /// Queues a release for `agent`; its id.
+    /// Queues a release for `agent` of `device` and, if named, `person`'s ban; its id.
+    #[allow(clippy::too_many_arguments, reason = "one column each")]
     pub async fn queue_release(
         &self,
         agent: &str,
         device: &str,
+        person: Option<&str>,
         reason: &str,
         by: &str,
         event_id: Option<&str>,
         now_ms: i64,
     ) -> Result<i64, DbError> {
         sqlx::query_scalar::<Any, i64>(
-            "INSERT INTO commands (agent, kind, device, reason, by_user, event_id, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO commands (agent, kind, device, person, reason, by_user, event_id, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(agent)
         .bind(RELEASE)
         .bind(device)
+        .bind(person)
         .bind(reason)
         .bind(by)
         .bind(event_id)
@@ -37,7 +41,7 @@ impl Db {
     /// The commands `agent` has not yet carried out, oldest first.
     pub async fn pending_commands(&self, agent: &str) -> Result<Vec<Command>, DbError> {
         let q = sqlx::query::<Any>(
-            "SELECT id, kind, device, reason, by_user FROM commands \
+            "SELECT id, kind, device, person, reason, by_user FROM commands \
              WHERE agent = $1 AND done_ms IS NULL ORDER BY id LIMIT 100",
         )
         .bind(agent);
@@ -46,7 +50,7 @@ impl Db {
                 id: r.try_get("id")?,
                 kind: r.try_get("kind")?,
                 device: r.try_get("device")?,
-                person: None,
+                person: r.try_get("person")?,
                 reason: r.try_get("reason")?,
                 by: r.try_get("by_user")?,
             })
@@ -77,10 +81,18 @@ mod tests {
     async fn a_release_is_handed_out_until_its_agent_says_done() {
         for (db, _dir) in testing::each().await {
             let id = db
-                .queue_release("gw1", "10.10.3.7", "spoken to", "dsl", None, 1)
+                .queue_release(
+                    "gw1",
+                    "10.10.3.7",
+                    Some("amira.k"),
+                    "spoken to",
+                    "dsl",
+                    None,
+                    1,
+                )
                 .await
                 .unwrap();
-            db.queue_release("gw2", "10.10.3.8", "other school", "dsl", None, 1)
+            db.queue_release("gw2", "10.10.3.8", None, "other school", "dsl", None, 1)
                 .await
                 .unwrap();
             let pending = db.pending_commands("gw1").await.unwrap();
@@ -93,6 +105,8 @@ mod tests {
                 ),
                 ("release", "10.10.3.7", "dsl")
             );
+            assert_eq!(pending[0].person.as_deref(), Some("amira.k"));
+            assert_eq!(db.pending_commands("gw2").await.unwrap()[0].person, None);
             // Asked again (an answer lost on the way): handed out again.
             assert_eq!(db.pending_commands("gw1").await.unwrap(), pending);
             assert!(!db.command_done("gw2", id, 2).await.unwrap(), "not gw2's");

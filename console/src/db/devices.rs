@@ -315,7 +315,7 @@ mod tests {
                 ]
             );
             assert!(now.iter().all(|q| !q.release_pending));
-            db.queue_release("gw1", "10.10.3.7", "spoken to", "dsl", None, 4_000)
+            db.queue_release("gw1", "10.10.3.7", None, "spoken to", "dsl", None, 4_000)
                 .await
                 .unwrap();
             let now = db.quarantines().await.unwrap();

@@ -335,8 +335,9 @@ pub async fn release(
     back_to(&e.id, "release")
 }
 
-/// Queues the release of `e`'s device with `reason`, in the alert's history and the audit
-/// log. The agent that reported the event is the one told.
+/// Queues the release of `e`'s device with `reason` — and, when the event names the person
+/// signed in, of that person's ban, so the DSL's release acts on the person — in the alert's
+/// history and the audit log. The agent that reported the event is the one told.
 pub async fn queue_release(
     app: &Shared,
     signed: &Signed,
@@ -352,7 +353,15 @@ pub async fn queue_release(
         .ok_or_else(|| Refused::Bad("The event names no device address.".into()))?;
     let now = now_ms();
     app.db
-        .queue_release(&e.agent, device, &reason, signed.name(), Some(&e.id), now)
+        .queue_release(
+            &e.agent,
+            device,
+            e.person_username.as_deref(),
+            &reason,
+            signed.name(),
+            Some(&e.id),
+            now,
+        )
         .await?;
     let what = format!("release from quarantine asked for: {reason}");
     app.db.add_change(&e.id, signed.name(), &what, now).await?;
