@@ -80,6 +80,13 @@ pub(crate) enum Command {
         /// The person whose ban from school ICT is lifted: their username.
         #[arg(long)]
         person: Option<String>,
+        /// Not lifted: the person may use school ICT under close supervision for this many
+        /// minutes, every name they reach recorded; a bypass attempt ends it.
+        #[arg(long, requires = "person", value_parser = clap::value_parser!(u32).range(1..=10080))]
+        supervised: Option<u32>,
+        /// After supervised use: `resume` (the ban is in force again) or `end` (lifted).
+        #[arg(long, requires = "supervised", value_enum, default_value_t = After::Resume)]
+        then: After,
         /// Why it is released (kept in the `released` event).
         #[arg(long)]
         reason: String,
@@ -204,4 +211,13 @@ pub(crate) struct ExplainArgs {
     /// Print one JSON object instead of a sentence.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// What follows supervised use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum After {
+    /// The ban is in force again.
+    Resume,
+    /// The ban is lifted.
+    End,
 }

@@ -15,6 +15,7 @@ use schoolgate_engine::{Client, PersonView, Policy, decide, explain};
 
 use std::sync::Arc;
 
+use schoolgate_agent::act::quarantine::Then;
 use schoolgate_agent::daemon::{Config, Control, Overrides, Ready};
 use schoolgate_agent::reload::LivePolicy;
 use tokio::signal::unix::{SignalKind, signal};
@@ -34,13 +35,19 @@ fn main() -> ExitCode {
         Command::Release {
             device,
             person,
+            supervised,
+            then,
             reason,
             policy,
             state_dir,
             wait,
         } => {
+            let then = match then {
+                cli::After::Resume => Then::Resume,
+                cli::After::End => Then::End,
+            };
             let what = match (device, person) {
-                (_, Some(p)) => Released::Person(p),
+                (_, Some(p)) => Released::Person(p, supervised.map(|m| (m, then))),
                 (Some(d), None) => Released::Device(d),
                 (None, None) => return ExitCode::from(EXIT_BAD_INPUT),
             };
@@ -109,10 +116,10 @@ fn events(policy: &Path, state_dir: Option<std::path::PathBuf>) -> ExitCode {
     }
 }
 
-/// What a release names.
+/// What a release names: a device, or a person (and supervised use: minutes, then what).
 enum Released {
     Device(String),
-    Person(String),
+    Person(String, Option<(u32, Then)>),
 }
 
 fn release(
@@ -130,15 +137,18 @@ fn release(
     let Some(dir) = state_dir_of(policy, state_dir) else {
         return ExitCode::from(EXIT_BAD_INPUT);
     };
-    let (device, person, shown) = match what {
-        Released::Device(d) => (d.clone(), None, d.clone()),
-        Released::Person(p) => (String::new(), Some(p.clone()), p.clone()),
+    let (device, person, supervised, shown) = match what {
+        Released::Device(d) => (d.clone(), None, None, d.clone()),
+        Released::Person(p, s) => (String::new(), Some(p.clone()), *s, p.clone()),
     };
+    // Done when the device or ban is gone, or (supervised use) the ban is supervised.
     let named = |dir: &Path| match what {
         Released::Device(d) => read_state(dir).map(|records| records.iter().any(|r| r.named_by(d))),
-        Released::Person(p) => {
-            read_banned(dir).map(|people| people.iter().any(|b| b.username.eq_ignore_ascii_case(p)))
-        }
+        Released::Person(p, s) => read_banned(dir).map(|people| {
+            people.iter().any(|b| {
+                b.username.eq_ignore_ascii_case(p) && (s.is_none() || b.supervised.is_none())
+            })
+        }),
     };
     match named(&dir) {
         Ok(true) => {}
@@ -161,6 +171,8 @@ fn release(
     let request = Request {
         device,
         person,
+        supervised_minutes: supervised.map(|(m, _)| m),
+        then: supervised.map(|(_, t)| t),
         reason: reason.to_owned(),
         by,
         time: schoolgate_agent::clock::now(),

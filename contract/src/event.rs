@@ -39,6 +39,9 @@ pub enum Kind {
     /// The directory could not be read (why, with lines and columns, in the evidence); the
     /// last good directory stays.
     DirectoryRejected,
+    /// A person in supervised use of school ICT reached a name (each name once per window,
+    /// repeats counted).
+    Supervised,
 }
 
 pub use schoolgate_engine::Technique;
@@ -50,7 +53,7 @@ pub struct UnknownKind(pub String);
 
 impl Kind {
     /// Every kind, in the order above.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Blocked,
         Self::Presence,
         Self::BypassAttempt,
@@ -64,6 +67,7 @@ impl Kind {
         Self::JournalDamaged,
         Self::DirectoryLoaded,
         Self::DirectoryRejected,
+        Self::Supervised,
     ];
 
     /// The kind's name on the wire and in the console's store (`bypass_attempt`).
@@ -82,6 +86,7 @@ impl Kind {
             Self::JournalDamaged => "journal_damaged",
             Self::DirectoryLoaded => "directory_loaded",
             Self::DirectoryRejected => "directory_rejected",
+            Self::Supervised => "supervised",
         }
     }
 }

@@ -251,11 +251,11 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
         "the banned pupil's PC still reaches the site"
     );
 
-    // The DSL lifts her ban: the PC she is at is freed with it.
+    // The DSL lets her use ICT under close supervision: the PC is freed, and every name she
+    // reaches is recorded.
     let agent = schoolgate_tests::lab::workspace_bin("schoolgate-agent");
-    let out = lab.exec(
-        "gw",
-        &[
+    let release = |lab: &Lab, extra: &[&str]| {
+        let mut args = vec![
             agent.to_str().unwrap(),
             "release",
             "--person",
@@ -264,14 +264,33 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
             "spoke with Amira and her parents",
             "--policy",
             policy.to_str().unwrap(),
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        let out = lab.exec("gw", &args);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    release(&lab, &["--supervised", "30", "--then", "resume"]);
+    assert!(!lab.quarantined(SCHOOL.ip));
     assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        eventually(5, || lab.curl(SCHOOL.name, &site) == Some(0)),
+        "the supervised pupil cannot use the PC"
     );
+    lab.dig(SCHOOL.name, GATEWAY, "homework.example.org", "A", &[]);
+    // A bypass attempt in supervised use ends it: the ban is in force again at once.
+    lab.dig(SCHOOL.name, RESOLVER, "www.example.net", "A", &[]);
+    assert!(
+        eventually(5, || lab.quarantined(SCHOOL.ip)),
+        "a bypass attempt in supervised use left the PC free: {}",
+        lab.log("agent")
+    );
+
+    // The DSL lifts her ban: the PC she is at is freed with it.
+    release(&lab, &[]);
     assert!(!lab.quarantined(SCHOOL.ip));
     assert!(
         eventually(5, || lab.curl(SCHOOL.name, &site) == Some(0)),
@@ -287,31 +306,29 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
             .filter(|e| e["kind"] == kind && e["person"]["username"] == "amira.k")
             .collect()
     };
-    assert!(!of("bypass_attempt").is_empty(), "{events:#?}");
-    let quarantined = of("quarantined");
-    assert_eq!(quarantined.len(), 2, "{events:#?}");
+    let says = |kind: &str, words: &str| {
+        of(kind)
+            .iter()
+            .any(|e| e["evidence"].as_str().unwrap_or_default().contains(words))
+    };
+    assert_eq!(of("bypass_attempt").len(), 2, "{events:#?}");
+    assert_eq!(of("quarantined").len(), 3, "{events:#?}");
+    assert!(says(
+        "quarantined",
+        "is banned from school ICT until released"
+    ));
+    assert!(says("quarantined", "signed in while banned"));
+    assert!(says("quarantined", "in supervised use, which is over"));
+    assert!(says(
+        "released",
+        "signed out: the device is free for the next person"
+    ));
+    assert!(says("released", "supervised use of school ICT until"));
+    assert!(says("released", "ban from school ICT lifted"));
     assert!(
-        quarantined[1]["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("signed in while banned")
+        of("supervised")
+            .iter()
+            .any(|e| e["name"] == "homework.example.org" && e["device"]["ip"] == SCHOOL.ip),
+        "{events:#?}"
     );
-    let released = of("released");
-    assert_eq!(
-        released.len(),
-        3,
-        "sign-out, the lifted ban, its PC: {events:#?}"
-    );
-    assert!(released.iter().any(|e| {
-        e["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("signed out: the device is free for the next person")
-    }));
-    assert!(released.iter().any(|e| {
-        e["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("ban from school ICT lifted")
-    }));
 }

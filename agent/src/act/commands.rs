@@ -77,6 +77,8 @@ async fn poll_once(
         let request = Request {
             device: c.device,
             person: c.person,
+            supervised_minutes: None,
+            then: None,
             reason: c.reason,
             by: format!("{} (console)", c.by),
             time: crate::clock::now(),

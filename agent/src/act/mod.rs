@@ -54,6 +54,8 @@ pub enum Outcome {
     /// The device was seen (`how`, in words); reported once a day for groups with
     /// `report_presence`, while that schedule is in force.
     Presence { how: &'static str },
+    /// A name asked for from where a person in supervised use is signed in.
+    Supervised { name: String },
 }
 
 /// A name or connection a rule blocked, as the resolver or inspection saw it.
@@ -142,6 +144,14 @@ impl Actor {
                 self.presence(policy, who, now, how);
                 None
             }
+            Outcome::Supervised { name } => {
+                let mut e = Event::new(Kind::Supervised, now, Severity::Info);
+                (e.device, e.group) = self.describe(policy, who, now);
+                e.person = self.person(policy, who);
+                e.name = Some(bounded(&name));
+                e.evidence = Some("DNS query in supervised use".to_owned());
+                self.events.sighting(e)
+            }
         }
     }
 
@@ -187,13 +197,19 @@ impl Actor {
         // The ban is the person's where someone is signed in: they are banned from school
         // ICT, and this device is held for them while they are signed in here.
         let username = person.as_ref().map(|p| p.username.clone());
-        let banned = username.as_ref().is_some_and(|u| {
-            self.quarantine.ban(Banned {
-                username: u.clone(),
-                since: now,
-                technique: Some(attempt.technique.as_str().to_owned()),
-            })
-        });
+        // An attempt in supervised use ends it: the ban is in force again at once.
+        let unsupervised = username
+            .as_ref()
+            .is_some_and(|u| self.quarantine.end_supervision(u));
+        let banned = unsupervised
+            || username.as_ref().is_some_and(|u| {
+                self.quarantine.ban(Banned {
+                    username: u.clone(),
+                    since: now,
+                    technique: Some(attempt.technique.as_str().to_owned()),
+                    supervised: None,
+                })
+            });
         let record = Record {
             ip: who.client.ip,
             mac: who.client.mac,
@@ -221,6 +237,9 @@ impl Actor {
         q.person = person;
         q.technique = Some(attempt.technique);
         let whose = match &username {
+            Some(u) if unsupervised => format!(
+                "; this was in supervised use, which is over: {u}'s ban from school ICT is in force again"
+            ),
             Some(u) => format!(
                 "; {u} is banned from school ICT until released, on whichever device they sign in to"
             ),

@@ -47,6 +47,38 @@ struct Members {
     macs: HashSet<MacAddr>,
     records: Vec<Record>,
     people: Vec<Banned>,
+    /// Addresses where a person in supervised use is signed in now.
+    supervised: HashSet<IpAddr>,
+}
+
+impl Members {
+    /// These members with `records` in place of theirs.
+    fn with_records(&self, records: Vec<Record>) -> Self {
+        Self {
+            ips: records.iter().filter_map(|r| r.ip).collect(),
+            macs: records.iter().filter_map(|r| r.mac).collect(),
+            records,
+            people: self.people.clone(),
+            supervised: self.supervised.clone(),
+        }
+    }
+}
+
+/// What follows a period of supervised use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Then {
+    /// The ban is in force again.
+    Resume,
+    /// The ban is lifted.
+    End,
+}
+
+/// A period in which a banned person may use school ICT under close supervision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervision {
+    pub until: Timestamp,
+    pub then: Then,
 }
 
 /// A person banned from school ICT, as the state file keeps them.
@@ -58,6 +90,9 @@ pub struct Banned {
     /// What led to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub technique: Option<String>,
+    /// Supervised use in force, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervised: Option<Supervision>,
 }
 
 /// One quarantined device, as the state file keeps it.
@@ -94,6 +129,13 @@ impl Record {
             .as_deref()
             .is_some_and(|n| n.eq_ignore_ascii_case(device))
     }
+}
+
+/// Whether `r` is held for `username`.
+fn held_for(r: &Record, username: &str) -> bool {
+    r.person
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case(username))
 }
 
 /// A MAC as text (`52:54:00:aa:bb:cc`) in the state file.
@@ -134,6 +176,12 @@ pub struct Request {
     /// The person whose ban is lifted, with every device held for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<String>,
+    /// For a person: not lifted but eased into supervised use for this long (minutes)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervised_minutes: Option<u32>,
+    /// ...and then the ban resumes or ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<Then>,
     pub reason: String,
     /// Who asked (the login that ran the command, or the console user).
     pub by: String,
@@ -212,21 +260,147 @@ impl Quarantine {
                 .cloned()
                 .partition(|b| b.username.eq_ignore_ascii_case(username));
             lifted = out.into_iter().next();
-            let (out, keep): (Vec<Record>, Vec<Record>) =
-                m.records.iter().cloned().partition(|r| {
-                    r.person
-                        .as_deref()
-                        .is_some_and(|p| p.eq_ignore_ascii_case(username))
-                });
+            let (out, keep): (Vec<Record>, Vec<Record>) = m
+                .records
+                .iter()
+                .cloned()
+                .partition(|r| held_for(r, username));
             gone = out;
-            Members {
-                ips: keep.iter().filter_map(|r| r.ip).collect(),
-                macs: keep.iter().filter_map(|r| r.mac).collect(),
-                records: keep,
-                people: keep_people,
-            }
+            let mut m = m.with_records(keep);
+            m.people = keep_people;
+            m
         });
         (lifted, gone)
+    }
+
+    /// Eases `username`'s ban into supervised use until `until`, then `then`; the devices
+    /// held for them are freed and returned. `None` if they are not banned.
+    pub fn supervise(
+        &self,
+        username: &str,
+        until: Timestamp,
+        then: Then,
+    ) -> Option<(Banned, Vec<Record>)> {
+        if !self.is_banned(username) {
+            return None;
+        }
+        let mut changed = None;
+        let mut gone = Vec::new();
+        self.members.rcu(|m| {
+            let (out, keep): (Vec<Record>, Vec<Record>) = m
+                .records
+                .iter()
+                .cloned()
+                .partition(|r| held_for(r, username));
+            gone = out;
+            let mut m = m.with_records(keep);
+            for b in &mut m.people {
+                if b.username.eq_ignore_ascii_case(username) {
+                    b.supervised = Some(Supervision { until, then });
+                    changed = Some(b.clone());
+                }
+            }
+            m
+        });
+        changed.map(|b| (b, gone))
+    }
+
+    /// Whether `username` is in supervised use at `now`.
+    pub fn is_supervised(&self, username: &str, now: Timestamp) -> bool {
+        self.members.load().people.iter().any(|b| {
+            b.username.eq_ignore_ascii_case(username)
+                && b.supervised.as_ref().is_some_and(|s| now < s.until)
+        })
+    }
+
+    /// Ends `username`'s supervised use at once (a bypass attempt while supervised): the
+    /// ban is in force again. Whether they were supervised.
+    pub fn end_supervision(&self, username: &str) -> bool {
+        let mut ended = false;
+        self.members.rcu(|m| {
+            let mut m = Members::clone(m);
+            ended = false;
+            for b in &mut m.people {
+                if b.username.eq_ignore_ascii_case(username) && b.supervised.take().is_some() {
+                    ended = true;
+                }
+            }
+            m
+        });
+        ended
+    }
+
+    /// Ends the periods of supervised use that are over at `now`: the ban resumes, or is
+    /// lifted (with the devices held for them, which are returned). Returns each person
+    /// with what followed.
+    pub fn supervision_over(&self, now: Timestamp) -> Vec<(Banned, Then, Vec<Record>)> {
+        let over = |b: &Banned| b.supervised.as_ref().is_some_and(|s| s.until <= now);
+        if !self.members.load().people.iter().any(over) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        self.members.rcu(|m| {
+            out.clear();
+            let mut people = Vec::new();
+            let mut records = m.records.clone();
+            for b in &m.people {
+                match &b.supervised {
+                    Some(s) if s.until <= now => {
+                        let (freed, keep): (Vec<Record>, Vec<Record>) = match s.then {
+                            Then::End => {
+                                records.into_iter().partition(|r| held_for(r, &b.username))
+                            }
+                            Then::Resume => (Vec::new(), records),
+                        };
+                        records = keep;
+                        out.push((b.clone(), s.then, freed));
+                        if s.then == Then::Resume {
+                            people.push(Banned {
+                                supervised: None,
+                                ..b.clone()
+                            });
+                        }
+                    }
+                    _ => people.push(b.clone()),
+                }
+            }
+            let mut m = m.with_records(records);
+            m.people = people;
+            m
+        });
+        out
+    }
+
+    /// Sets the addresses where people in supervised use are signed in now.
+    pub fn set_supervised_at(&self, ips: HashSet<IpAddr>) {
+        if self.members.load().supervised == ips {
+            return;
+        }
+        self.members.rcu(|m| {
+            let mut m = Members::clone(m);
+            m.supervised = ips.clone();
+            m
+        });
+    }
+
+    /// Adds addresses to those where people in supervised use are signed in.
+    pub fn add_supervised_at(&self, ips: impl IntoIterator<Item = IpAddr>) {
+        let ips: Vec<IpAddr> = ips.into_iter().map(|i| i.to_canonical()).collect();
+        if ips.is_empty() {
+            return;
+        }
+        self.members.rcu(|m| {
+            let mut m = Members::clone(m);
+            m.supervised.extend(ips.iter().copied());
+            m
+        });
+    }
+
+    /// Whether a person in supervised use is signed in at `ip`: one atomic load, and
+    /// nothing more while no one is supervised.
+    pub fn supervised_at(&self, ip: IpAddr) -> bool {
+        let m = self.members.load();
+        !m.supervised.is_empty() && m.supervised.contains(&ip.to_canonical())
     }
 
     /// Takes out the devices held for a person who is no longer signed in there:
@@ -245,12 +419,7 @@ impl Quarantine {
             let (out, keep): (Vec<Record>, Vec<Record>) =
                 m.records.iter().cloned().partition(|r| left(r));
             gone = out;
-            Members {
-                ips: keep.iter().filter_map(|r| r.ip).collect(),
-                macs: keep.iter().filter_map(|r| r.mac).collect(),
-                records: keep,
-                people: m.people.clone(),
-            }
+            m.with_records(keep)
         });
         gone
     }
@@ -286,12 +455,7 @@ impl Quarantine {
             let (out, keep): (Vec<Record>, Vec<Record>) =
                 m.records.iter().cloned().partition(|r| r.named_by(device));
             gone = out;
-            Members {
-                ips: keep.iter().filter_map(|r| r.ip).collect(),
-                macs: keep.iter().filter_map(|r| r.mac).collect(),
-                records: keep,
-                people: m.people.clone(),
-            }
+            m.with_records(keep)
         });
         gone
     }
@@ -518,11 +682,13 @@ mod tests {
             username: "amira.k".into(),
             since,
             technique: Some("openvpn".into()),
+            supervised: None,
         }));
         assert!(!q.ban(Banned {
             username: "Amira.K".into(),
             since,
             technique: None,
+            supervised: None,
         }));
         assert!(q.is_banned("AMIRA.K"));
         let held = |ip: &str| Record {
@@ -561,11 +727,90 @@ mod tests {
     }
 
     #[test]
+    fn supervised_use_frees_the_devices_then_the_ban_resumes_or_ends() {
+        let q = Quarantine::default();
+        let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+        for who in ["amira.k", "ben.t"] {
+            q.ban(Banned {
+                username: who.into(),
+                since: at("2026-11-24T10:00:00Z"),
+                technique: None,
+                supervised: None,
+            });
+            q.add_record(Record {
+                person: Some(who.into()),
+                ..record(
+                    if who == "amira.k" {
+                        "10.77.0.10"
+                    } else {
+                        "10.77.0.11"
+                    },
+                    if who == "amira.k" {
+                        "52:54:00:aa:00:10"
+                    } else {
+                        "52:54:00:aa:00:11"
+                    },
+                    "PC",
+                )
+            });
+        }
+        assert!(
+            q.supervise("nobody", at("2026-11-24T12:00:00Z"), Then::End)
+                .is_none()
+        );
+        let (a, freed) = q
+            .supervise("amira.k", at("2026-11-24T12:00:00Z"), Then::Resume)
+            .unwrap();
+        assert_eq!(a.username, "amira.k");
+        assert_eq!(freed.len(), 1);
+        let (_, freed) = q
+            .supervise("ben.t", at("2026-11-24T11:00:00Z"), Then::End)
+            .unwrap();
+        assert_eq!(freed.len(), 1);
+        assert!(q.records().is_empty());
+        assert!(q.is_supervised("AMIRA.K", at("2026-11-24T11:59:59Z")));
+        assert!(!q.is_supervised("amira.k", at("2026-11-24T12:00:00Z")));
+
+        // Only what is over ends: Ben's at 11:00 (ban lifted), Amira's at 12:00 (ban back).
+        assert!(q.supervision_over(at("2026-11-24T10:30:00Z")).is_empty());
+        let over = q.supervision_over(at("2026-11-24T11:00:00Z"));
+        assert_eq!(over.len(), 1);
+        assert_eq!(
+            (over[0].0.username.as_str(), over[0].1),
+            ("ben.t", Then::End)
+        );
+        assert!(!q.is_banned("ben.t"));
+        let over = q.supervision_over(at("2026-11-24T12:00:00Z"));
+        assert_eq!(
+            (over[0].0.username.as_str(), over[0].1),
+            ("amira.k", Then::Resume)
+        );
+        assert!(q.is_banned("amira.k"));
+        assert!(!q.is_supervised("amira.k", at("2026-11-24T11:00:00Z")));
+
+        // A bypass attempt in supervised use ends it at once.
+        q.supervise("amira.k", at("2026-11-24T15:00:00Z"), Then::End);
+        assert!(q.end_supervision("amira.k"));
+        assert!(!q.end_supervision("amira.k"));
+        assert!(q.is_banned("amira.k"));
+
+        // The addresses where supervised people are: one load to ask.
+        let ip: IpAddr = "10.77.0.10".parse().unwrap();
+        assert!(!q.supervised_at(ip));
+        q.add_supervised_at([ip]);
+        assert!(q.supervised_at("::ffff:10.77.0.10".parse().unwrap()));
+        q.set_supervised_at(HashSet::new());
+        assert!(!q.supervised_at(ip));
+    }
+
+    #[test]
     fn requests_are_taken_once_and_bad_lines_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let r = Request {
             device: "10.77.0.10".into(),
             person: None,
+            supervised_minutes: None,
+            then: None,
             reason: "spoke with pupil".into(),
             by: "dsl".into(),
             time: "2026-11-24T10:00:00Z".parse().unwrap(),

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use schoolgate_engine::Policy;
 use tracing::{info, warn};
 
-use super::quarantine::Record;
+use super::quarantine::{Record, Then};
 use super::{Actor, Who};
 use crate::report::events::{Event, Kind, Severity, bounded};
 
@@ -39,6 +39,31 @@ impl Actor {
             // A person's ban first (with every device held for them), then the device named
             // (the console names both: the person the alert shows, and the device).
             let mut done = false;
+            if let (Some(person), Some(minutes)) = (&request.person, request.supervised_minutes) {
+                let until = now + jiff::SignedDuration::from_mins(i64::from(minutes));
+                let then = request.then.unwrap_or(Then::Resume);
+                let Some((banned, freed)) = self.quarantine.supervise(person, until, then) else {
+                    warn!(person = %bounded(person), "supervised use asked for a person who is not banned");
+                    continue;
+                };
+                self.save_quarantine();
+                info!(person = %banned.username, by = %request.by, minutes, "supervised use");
+                let after = match then {
+                    Then::Resume => "then the ban resumes",
+                    Then::End => "then the ban ends",
+                };
+                let mut e = Event::new(Kind::Released, now, Severity::Info);
+                e.person = self.person_named(&banned.username);
+                e.evidence = Some(bounded(&format!(
+                    "supervised use of school ICT until {until} ({minutes} minutes; every name reached is recorded, a bypass attempt ends it), {after}; {why}"
+                )));
+                self.events.emit(e);
+                // Where she is signed in now, every name is recorded from this moment.
+                self.quarantine
+                    .add_supervised_at(freed.iter().filter_map(|r| r.ip));
+                self.free(policy, now, &who, freed, &why);
+                continue;
+            }
             if let Some(person) = &request.person
                 && let (Some(lifted), released) = self.quarantine.release_person(person)
             {
@@ -114,6 +139,26 @@ impl Actor {
         signed_in: &[(String, IpAddr)],
         who: impl Fn(IpAddr) -> Who,
     ) {
+        for (banned, then, freed) in self.quarantine.supervision_over(now) {
+            self.save_quarantine();
+            let u = &banned.username;
+            let (kind, what) = match then {
+                Then::Resume => (
+                    Kind::Quarantined,
+                    format!("supervised use is over: {u}'s ban from school ICT is in force again"),
+                ),
+                Then::End => (
+                    Kind::Released,
+                    format!("supervised use is over and {u}'s ban from school ICT has ended"),
+                ),
+            };
+            info!(person = %u, "supervised use is over");
+            let mut e = Event::new(kind, now, Severity::Info);
+            e.person = self.person_named(u);
+            e.evidence = Some(bounded(&what));
+            self.events.emit(e);
+            self.free(policy, now, &who, freed, &what);
+        }
         let here = |p: &str, ip: IpAddr| {
             signed_in
                 .iter()
@@ -135,10 +180,18 @@ impl Actor {
             );
         }
         if self.quarantine.people().is_empty() {
+            self.quarantine.set_supervised_at(Default::default());
             return;
         }
+        let supervised = signed_in
+            .iter()
+            .filter(|(u, _)| self.quarantine.is_supervised(u, now))
+            .map(|(_, ip)| ip.to_canonical())
+            .collect();
+        self.quarantine.set_supervised_at(supervised);
         for (username, ip) in signed_in {
-            if !self.quarantine.is_banned(username) {
+            if !self.quarantine.is_banned(username) || self.quarantine.is_supervised(username, now)
+            {
                 continue;
             }
             let w = who(*ip);

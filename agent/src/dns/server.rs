@@ -123,6 +123,14 @@ impl Resolver {
                 how: "asked the school's DNS",
             },
         );
+        // Supervised use: every name asked for is recorded (one load while nobody is).
+        if self.shared.quarantine.supervised_at(ip)
+            && let Some(q) = Question::parse(bytes)
+        {
+            let name = q.name().to_owned();
+            self.actor
+                .act(&policy, &who, now, Outcome::Supervised { name });
+        }
         if let Some((out, how)) = self.kept_answer(bytes, &policy, &who, now, instant) {
             return Step::Kept(out, how);
         }

@@ -81,6 +81,10 @@ pub fn plain_words(e: &Stored) -> String {
         Kind::DirectoryRejected => "The school's list of pupils and staff could not be read, so \
                                  the last good list stays in use."
             .to_owned(),
+        Kind::Supervised => {
+            let name = e.name.as_deref().unwrap_or("a site");
+            format!("{} reached {name} in supervised use.", who_label(e))
+        }
         other => format!("{device}: {other}."),
     }
 }
