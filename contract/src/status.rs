@@ -65,6 +65,12 @@ pub struct Command {
     /// older console sends none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<String>,
+    /// For a person: not lifted, but eased into supervised use for this many minutes...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervised_minutes: Option<u32>,
+    /// ...after which the ban resumes (`resume`) or ends (`end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
     pub reason: String,
     /// Who asked, at the console.
     pub by: String,

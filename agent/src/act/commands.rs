@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use schoolgate_contract::status::{Commands, RELEASE};
 use tracing::{debug, info, warn};
 
-use super::quarantine::{Request, request_release};
+use super::quarantine::{Request, Then, request_release};
 use crate::report::events::bounded;
 use crate::report::shipper::{POLL, Settings};
 
@@ -77,8 +77,12 @@ async fn poll_once(
         let request = Request {
             device: c.device,
             person: c.person,
-            supervised_minutes: None,
-            then: None,
+            supervised_minutes: c.supervised_minutes,
+            then: match c.then.as_deref() {
+                Some("end") => Some(Then::End),
+                Some(_) => Some(Then::Resume),
+                None => None,
+            },
             reason: c.reason,
             by: format!("{} (console)", c.by),
             time: crate::clock::now(),

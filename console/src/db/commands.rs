@@ -38,10 +38,39 @@ impl Db {
         .map_err(sql("queue a command"))
     }
 
+    /// Queues for `agent` the lifting of `person`'s ban, or with `supervised` (minutes, and
+    /// `resume` or `end` after), supervised use; its id.
+    pub async fn queue_person_release(
+        &self,
+        agent: &str,
+        person: &str,
+        supervised: Option<(u32, &str)>,
+        reason: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<i64, DbError> {
+        sqlx::query_scalar::<Any, i64>(
+            "INSERT INTO commands (agent, kind, device, person, supervised_minutes, then_what, \
+             reason, by_user, created_ms) VALUES ($1, $2, '', $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(agent)
+        .bind(RELEASE)
+        .bind(person)
+        .bind(supervised.map(|(m, _)| i64::from(m)))
+        .bind(supervised.map(|(_, t)| t))
+        .bind(reason)
+        .bind(by)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql("queue a command"))
+    }
+
     /// The commands `agent` has not yet carried out, oldest first.
     pub async fn pending_commands(&self, agent: &str) -> Result<Vec<Command>, DbError> {
         let q = sqlx::query::<Any>(
-            "SELECT id, kind, device, person, reason, by_user FROM commands \
+            "SELECT id, kind, device, person, supervised_minutes, then_what, reason, by_user \
+             FROM commands \
              WHERE agent = $1 AND done_ms IS NULL ORDER BY id LIMIT 100",
         )
         .bind(agent);
@@ -51,6 +80,10 @@ impl Db {
                 kind: r.try_get("kind")?,
                 device: r.try_get("device")?,
                 person: r.try_get("person")?,
+                supervised_minutes: r
+                    .try_get::<Option<i64>, _>("supervised_minutes")?
+                    .and_then(|m| u32::try_from(m).ok()),
+                then: r.try_get("then_what")?,
                 reason: r.try_get("reason")?,
                 by: r.try_get("by_user")?,
             })

@@ -22,7 +22,7 @@ const ACTIVITY_LIMIT: i64 = 300;
 
 /// Bounds on what the forms take (characters).
 const MAX_NOTE: usize = 10_000;
-const MAX_REASON: usize = 500;
+pub const MAX_REASON: usize = 500;
 const MAX_ACTION: usize = 1_000;
 
 /// Outcomes a resolved alert is given; the seed policies' responses, and "other".

@@ -139,6 +139,7 @@ pub fn router(app: Shared) -> Router {
         .route("/people", get(people::search))
         .route("/people/{username}", get(people::history))
         .route("/people/{username}/history.csv", get(people::history_csv))
+        .route("/people/{username}/release", post(people::release))
         .route("/audit", get(audit::list))
         .route("/audit.csv", get(audit::export))
         .route("/blocked", get(reports::blocked))

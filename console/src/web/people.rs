@@ -1,16 +1,18 @@
 //! People: find a pupil or member of staff by username or name, and one person's history
 //! across every device they signed in on, newest first, with their quarantines and alerts.
 //! Every search and every view of a person's history is audited; the case columns follow the
-//! viewer's role as everywhere else.
+//! viewer's role as everywhere else. The DSL lifts a person's ban from school ICT here, or
+//! eases it into supervised use for a while (sent to the gateway that last saw them).
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
-use super::alert::{device_label, urlencode};
+use super::alert::{MAX_REASON, device_label, field, urlencode};
 use super::alerts::{CSV_ROWS, events_csv};
 use super::csv::download;
-use super::{Answer, Frame, Row, Shared, Signed, one_page, render, see_other};
+use super::{Answer, Frame, Refused, Row, Shared, Signed, now_ms, one_page, render, see_other};
 use crate::db::people::Found;
 
 /// Events on one page of a person's history.
@@ -73,12 +75,15 @@ struct PersonPage<'a> {
     rows: Vec<Row>,
     page: i64,
     more: bool,
+    /// A release of the person's ban was just sent.
+    sent: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct HistoryParams {
     page: i64,
+    done: String,
 }
 
 pub async fn history(
@@ -125,7 +130,84 @@ pub async fn history(
         rows,
         page: page_no,
         more,
+        sent: params.done == "release",
     })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReleaseForm {
+    csrf: String,
+    reason: String,
+    /// Minutes of supervised use; empty lifts the ban.
+    #[serde(default)]
+    supervised: String,
+    /// After supervised use: `resume` or `end`.
+    #[serde(default)]
+    then: String,
+}
+
+/// Longest supervised use, in minutes: a week.
+const SUPERVISED_MAX: u32 = 7 * 24 * 60;
+
+/// Lifts a person's ban, or eases it into supervised use: a command to the gateway that
+/// last reported them, audited.
+pub async fn release(
+    State(app): State<Shared>,
+    signed: Signed,
+    Path(username): Path<String>,
+    Form(form): Form<ReleaseForm>,
+) -> Answer {
+    signed.form_ok(&form.csrf)?;
+    signed.handles_cases()?;
+    if username.is_empty() || username.len() > MAX_USERNAME {
+        return Err(Refused::NotFound("person"));
+    }
+    let reason = field(&form.reason, MAX_REASON, "reason")?
+        .ok_or_else(|| Refused::Bad("A release needs a reason. Go back and give one.".into()))?;
+    let supervised = match form.supervised.trim() {
+        "" => None,
+        minutes => {
+            let m = minutes
+                .parse::<u32>()
+                .ok()
+                .filter(|m| (1..=SUPERVISED_MAX).contains(m))
+                .ok_or_else(|| {
+                    Refused::Bad(
+                        "Supervised use is 1 to 10080 minutes. Go back and correct it.".into(),
+                    )
+                })?;
+            let then = match form.then.as_str() {
+                "end" => "end",
+                "resume" | "" => "resume",
+                _ => return Err(Refused::Bad("After supervised use: resume or end.".into())),
+            };
+            Some((m, then))
+        }
+    };
+    let latest = app.db.person_history(&username, 1, 0).await?;
+    let Some(last) = latest.first() else {
+        return Err(Refused::NotFound("person"));
+    };
+    app.db
+        .queue_person_release(
+            &last.agent,
+            &username,
+            supervised,
+            &reason,
+            signed.name(),
+            now_ms(),
+        )
+        .await?;
+    let action = if supervised.is_some() {
+        "supervise_person"
+    } else {
+        "release_person"
+    };
+    signed.audit(&app, action, Some(&username), None).await?;
+    Ok(see_other(&format!(
+        "/people/{}?done=release",
+        urlencode(&username)
+    )))
 }
 
 /// One person's history as CSV.

@@ -526,6 +526,51 @@ async fn alerts_name_the_person_first_and_the_device_second() {
             "{}",
             csv.body
         );
+
+        // The DSL eases her ban into supervised use, at the gateway that saw her.
+        assert!(person.body.contains("Ban from school ICT"));
+        let bad = dsl
+            .post(
+                "/people/amira.k/release",
+                &[("reason", "lesson"), ("supervised", "0")],
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let sent = dsl
+            .post(
+                "/people/amira.k/release",
+                &[
+                    ("reason", "ICT lesson with Mr Osei"),
+                    ("supervised", "50"),
+                    ("then", "resume"),
+                ],
+            )
+            .await;
+        assert_eq!(sent.location(), "/people/amira.k?done=release");
+        let pending = c.app.db.pending_commands("gw1").await.unwrap();
+        assert_eq!(pending.len(), 1);
+        let command = &pending[0];
+        assert_eq!(command.person.as_deref(), Some("amira.k"));
+        assert_eq!(command.supervised_minutes, Some(50));
+        assert_eq!(command.then.as_deref(), Some("resume"));
+        assert_eq!(command.device, "");
+        assert_eq!(command.by, "dsl");
+        assert!(
+            c.audit_actions()
+                .await
+                .contains(&("dsl".to_owned(), "supervise_person".to_owned()))
+        );
+        // IT staff see no such form, and cannot send one.
+        let it = c.signed_in("it").await;
+        assert!(
+            !it.get("/people/amira.k")
+                .await
+                .body
+                .contains("Ban from school ICT")
+        );
+        let refused = it.post("/people/amira.k/release", &[("reason", "x")]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(c.app.db.pending_commands("gw1").await.unwrap().len(), 1);
     }
 }
 
