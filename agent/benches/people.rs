@@ -1,5 +1,7 @@
 //! People on the hot path: a decision for a signed-in address with 10,000 people in the
-//! directory and 2,000 signed in, and RADIUS accounting taken as the listener takes it.
+//! directory and 2,000 signed in, the firewall's profiles worked out for those 2,000 (what
+//! the follower does after each sign-in), and RADIUS accounting taken as the listener
+//! takes it.
 //!
 //! `cargo bench -p schoolgate-agent --bench people`. Targets (docs/PERFORMANCE.md): the
 //! decision with the person looked up at or under 300 ns median, the lookup allocating
@@ -27,6 +29,7 @@ use schoolgate_agent::reload::LivePolicy;
 use schoolgate_agent::report::metrics::Metrics;
 use schoolgate_engine::policy::gateway::{Radius, RadiusClient};
 use schoolgate_engine::{Client, decide_as};
+use schoolgate_gateway::firewall::placed::Placed;
 use schoolgate_people::Username;
 use schoolgate_people::sessions::SignIn;
 
@@ -126,6 +129,22 @@ exceptions:
             })
         },
     );
+    // The follower's round after a sign-in: every signed-in address with its identity, into
+    // the firewall's profiles (pure; loading them into nft is not timed).
+    let clients: Vec<(schoolgate_engine::policy::Identity, Client)> = (0..SIGNED_IN)
+        .map(|i| {
+            let client = Client::new(address(i), None);
+            let mut identity = policy.identify(&client);
+            identity.person = sessions.person_at(&policy, address(i));
+            (identity, client)
+        })
+        .collect();
+    let placed = Placed::new(&policy, clients.iter().copied());
+    assert_eq!(placed.at.len(), SIGNED_IN, "everyone signed in is judged apart");
+    assert!(placed.profiles.len() >= 3, "pupils, 6B pupils and staff");
+    g.bench_function("firewall profiles for 2,000 signed in", |b| {
+        b.iter(|| black_box(Placed::new(&policy, black_box(&clients).iter().copied())))
+    });
     g.finish();
 
     let metrics = Arc::new(Metrics::new());
