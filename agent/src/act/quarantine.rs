@@ -52,6 +52,13 @@ struct Members {
 }
 
 impl Members {
+    /// These members without the records `out` picks, and those records.
+    fn taking(&self, out: impl Fn(&Record) -> bool) -> (Self, Vec<Record>) {
+        let (gone, keep): (Vec<Record>, Vec<Record>) =
+            self.records.iter().cloned().partition(|r| out(r));
+        (self.with_records(keep), gone)
+    }
+
     /// These members with `records` in place of theirs.
     fn with_records(&self, records: Vec<Record>) -> Self {
         Self {
@@ -260,13 +267,8 @@ impl Quarantine {
                 .cloned()
                 .partition(|b| b.username.eq_ignore_ascii_case(username));
             lifted = out.into_iter().next();
-            let (out, keep): (Vec<Record>, Vec<Record>) = m
-                .records
-                .iter()
-                .cloned()
-                .partition(|r| held_for(r, username));
+            let (mut m, out) = m.taking(|r| held_for(r, username));
             gone = out;
-            let mut m = m.with_records(keep);
             m.people = keep_people;
             m
         });
@@ -287,13 +289,8 @@ impl Quarantine {
         let mut changed = None;
         let mut gone = Vec::new();
         self.members.rcu(|m| {
-            let (out, keep): (Vec<Record>, Vec<Record>) = m
-                .records
-                .iter()
-                .cloned()
-                .partition(|r| held_for(r, username));
+            let (mut m, out) = m.taking(|r| held_for(r, username));
             gone = out;
-            let mut m = m.with_records(keep);
             for b in &mut m.people {
                 if b.username.eq_ignore_ascii_case(username) {
                     b.supervised = Some(Supervision { until, then });
@@ -416,10 +413,9 @@ impl Quarantine {
         }
         let mut gone = Vec::new();
         self.members.rcu(|m| {
-            let (out, keep): (Vec<Record>, Vec<Record>) =
-                m.records.iter().cloned().partition(|r| left(r));
+            let (m, out) = m.taking(left);
             gone = out;
-            m.with_records(keep)
+            m
         });
         gone
     }
@@ -452,10 +448,9 @@ impl Quarantine {
     pub fn release(&self, device: &str) -> Vec<Record> {
         let mut gone = Vec::new();
         self.members.rcu(|m| {
-            let (out, keep): (Vec<Record>, Vec<Record>) =
-                m.records.iter().cloned().partition(|r| r.named_by(device));
+            let (m, out) = m.taking(|r| r.named_by(device));
             gone = out;
-            m.with_records(keep)
+            m
         });
         gone
     }
