@@ -140,7 +140,11 @@ exceptions:
         })
         .collect();
     let placed = Placed::new(&policy, clients.iter().copied());
-    assert_eq!(placed.at.len(), SIGNED_IN, "everyone signed in is judged apart");
+    assert_eq!(
+        placed.at.len(),
+        SIGNED_IN,
+        "everyone signed in is judged apart"
+    );
     assert!(placed.profiles.len() >= 3, "pupils, 6B pupils and staff");
     g.bench_function("firewall profiles for 2,000 signed in", |b| {
         b.iter(|| black_box(Placed::new(&policy, black_box(&clients).iter().copied())))

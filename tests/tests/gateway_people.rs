@@ -1,6 +1,7 @@
 //! The person on a real gateway built from network namespaces: an exception for class 6B
 //! opens a video site to 6B's signed-in pupils at the resolver *and* at the firewall (by
-//! address, as an app that kept the address would reach it), and not to 6A; and a pupil's
+//! address, as an app that kept the address would reach it), and not to 6A, and one for a
+//! single PC opens it on that PC only; and a pupil's
 //! bypass attempt bans the pupil, not the PC: the PC is free once she signs out, the next
 //! PC she signs in to is quarantined, and lifting her ban frees it. Sign-ins are sent by
 //! FreeRADIUS's own `radclient`, as a Wi-Fi controller sends accounting.
@@ -20,29 +21,39 @@ const RADIUS: &str = "127.0.0.1:18130";
 const VIDEO: &str = "video.198-51-100-21.ip.lab";
 const VIDEO_AT: &str = "198.51.100.21";
 
-fn policy(lab: &Lab) -> String {
-    policy_with(lab, "")
-}
-
-/// The policy, with `bypass` (a `bypass:` section) added.
-fn policy_with(lab: &Lab, bypass: &str) -> String {
+/// The policy: pupils may not watch video, 6B may for a project. With `pcs`, the pupils' PCs
+/// may not either, except ICT-02 (the school host's MAC) for a club. `bypass` is a
+/// `bypass:` section.
+fn policy_with(lab: &Lab, pcs: bool, bypass: &str) -> String {
     let now = jiff::Timestamp::now();
     let from = now - jiff::SignedDuration::from_hours(1);
     let to = now + jiff::SignedDuration::from_hours(2);
     let minute = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M").to_string();
+    let (pc_rule, pc_exception) = if pcs {
+        (
+            "  - { name: No video on pupil PCs, groups: [pupil_pcs], block: [video] }\n".to_owned(),
+            format!(
+                "  - {{ name: Media club, devices: [ICT-02], allow: [video], from: {}, to: {}, approved_by: J. Director }}\n",
+                minute(from),
+                minute(to)
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
         r#"version: 1
 school: {{ name: Lab Primary School, timezone: UTC }}
 categories:
   video: {{ domains: [{VIDEO}] }}
 groups:
-  pupil_pcs: {{ networks: [10.77.0.0/28] }}
+  pupil_pcs: {{ networks: [10.77.0.0/28], devices: [{{ mac: "{ict}", name: ICT-02 }}] }}
   pupils: {{ directory: [Pupils] }}
 rules:
   - {{ name: No video for pupils, groups: [pupils], block: [video] }}
-exceptions:
+{pc_rule}exceptions:
   - {{ name: 6B film project, classes: [6B], allow: [video], from: {from}, to: {to}, approved_by: J. Director }}
-gateway:
+{pc_exception}gateway:
   lan_interfaces: [lan0]
   dns:
     listen: ["{GATEWAY}:53"]
@@ -59,6 +70,7 @@ gateway:
         from = minute(from),
         to = minute(to),
         state = lab.path("state").display(),
+        ict = SCHOOL.mac,
     )
 }
 
@@ -117,7 +129,7 @@ fn a_class_exception_holds_at_the_resolver_and_the_firewall_for_that_class_only(
     }
     let mut lab = Lab::up();
     school(&mut lab);
-    std::fs::write(lab.path("policy.yaml"), policy(&lab)).unwrap();
+    std::fs::write(lab.path("policy.yaml"), policy_with(&lab, true, "")).unwrap();
     let policy = lab.path("policy.yaml");
     lab.spawn_agent("agent", &policy, &["--no-inspection"]);
     let site = format!("http://{VIDEO_AT}/");
@@ -132,26 +144,30 @@ fn a_class_exception_holds_at_the_resolver_and_the_firewall_for_that_class_only(
         lab.log("agent")
     );
 
-    // Nobody signed in: the PC's group has no rule, the site is open.
-    assert_eq!(resolved(&lab).as_deref(), Some(VIDEO_AT));
-    assert_eq!(lab.curl(PUPIL.name, &site), Some(0));
-
-    // Ben (6A) signs in: pupils' rule, at the resolver and, by address, at the firewall.
-    assert!(radclient(&lab, "Start", "ben.t"), "{}", lab.log("agent"));
-    assert!(
-        eventually(5, || resolved(&lab).as_deref() == Some(GATEWAY)),
-        "the resolver does not block video for 6A: {}",
-        lab.log("agent")
-    );
+    // Nobody signed in: the PCs' rule, at the resolver and, by address, at the firewall
+    // (the agent looked the blocked name up itself, and refuses its address).
+    assert_eq!(resolved(&lab).as_deref(), Some(GATEWAY));
     assert!(
         eventually(10, || lab.curl(PUPIL.name, &site) == Some(7)),
-        "the firewall lets 6A reach the video site by address: {}",
+        "the firewall lets the PC reach the video site by address: {}",
         lab.log("agent")
     );
 
-    // Ben signs out, Amira (6B) signs in: the exception opens it at both.
-    assert!(radclient(&lab, "Stop", "ben.t"));
-    assert!(radclient(&lab, "Start", "amira.k"));
+    // ICT-02, which the media club's exception names: open at both, on that PC only.
+    let on_ict = |lab: &Lab| {
+        lab.dig(SCHOOL.name, GATEWAY, VIDEO, "A", &[])
+            .first("A")
+            .map(str::to_owned)
+    };
+    assert_eq!(on_ict(&lab).as_deref(), Some(VIDEO_AT));
+    assert!(
+        eventually(15, || lab.curl(SCHOOL.name, &site) == Some(0)),
+        "the firewall refuses the PC an exception names: {}",
+        lab.log("agent")
+    );
+
+    // Amira (6B) signs in at the pupil's PC: the class's exception opens it at both.
+    assert!(radclient(&lab, "Start", "amira.k"), "{}", lab.log("agent"));
     assert!(
         eventually(5, || resolved(&lab).as_deref() == Some(VIDEO_AT)),
         "the resolver blocks video for 6B: {}",
@@ -164,20 +180,35 @@ fn a_class_exception_holds_at_the_resolver_and_the_firewall_for_that_class_only(
     );
     let metrics = lab.metrics();
     assert!(
-        metrics.contains("schoolgate_firewall_placed_addresses 1\n"),
-        "{metrics}"
+        metrics.contains("schoolgate_firewall_placed_addresses 2\n"),
+        "Amira's PC and ICT-02: {metrics}"
     );
 
-    // Amira signs out: the PC is the PC's again.
+    // She signs out and Ben (6A) signs in: pupils' rule, and no exception, at both.
     assert!(radclient(&lab, "Stop", "amira.k"));
+    assert!(radclient(&lab, "Start", "ben.t"));
+    assert!(
+        eventually(5, || resolved(&lab).as_deref() == Some(GATEWAY)),
+        "the resolver does not block video for 6A: {}",
+        lab.log("agent")
+    );
+    assert!(
+        eventually(10, || lab.curl(PUPIL.name, &site) == Some(7)),
+        "the firewall lets 6A reach the video site by address: {}",
+        lab.log("agent")
+    );
+
+    // Ben signs out: the PC is its group's again; ICT-02 keeps its exception.
+    assert!(radclient(&lab, "Stop", "ben.t"));
     assert!(
         eventually(10, || lab
             .metrics()
-            .contains("schoolgate_firewall_placed_addresses 0\n")),
+            .contains("schoolgate_firewall_placed_addresses 1\n")),
         "{}",
         lab.metrics()
     );
-    assert_eq!(lab.curl(PUPIL.name, &site), Some(0));
+    assert_eq!(lab.curl(PUPIL.name, &site), Some(7));
+    assert_eq!(lab.curl(SCHOOL.name, &site), Some(0));
     lab.stop_cleanly("agent");
 }
 
@@ -195,6 +226,7 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
         lab.path("policy.yaml"),
         policy_with(
             &lab,
+            false,
             "bypass:\n  response: { pupils: quarantine, pupil_pcs: alert }\n",
         ),
     )
