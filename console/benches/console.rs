@@ -54,7 +54,7 @@ fn event(i: usize, start_ms: i64) -> Received {
         "category": if alert { serde_json::Value::Null } else { "social_networking".into() },
         "technique": if alert { ["openvpn", "dns_over_https", "tor", "wireguard"][i / ALERT_EVERY % 4].into() } else { serde_json::Value::Null },
         "evidence": "DNS query", "severity": if alert { "high" } else { "low" }, "count": 1 + i % 3,
-        "person": if device % 5 == 0 { serde_json::Value::Null } else {
+        "person": if device.is_multiple_of(5) { serde_json::Value::Null } else {
             let who = (device + 500 * (i / 200_000)) % 3_000;
             serde_json::json!({"username": format!("pupil{who}"), "display_name": format!("Pupil {who}"),
                                "group": "pupils", "class": format!("{}B", who % 7)})
