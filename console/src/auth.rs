@@ -151,13 +151,10 @@ pub fn random_token() -> Result<String, HashError> {
 /// SHA-256 of a token, as hex: what is stored, so a copy of the database holds no live
 /// session or agent token. A fast hash is enough: the tokens are 256 random bits.
 pub fn token_hash(token: &str) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
+    schoolgate_serve::secret::token_hash(token)
 }
 
-/// Bytes as lower-case hex text.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use schoolgate_serve::secret::hex;
 
 /// Whether two secrets are equal, in time that does not depend on where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {

@@ -5,6 +5,10 @@
 //! either way for [`Limits::idle`] is closed, and at most [`Limits::connections`] are open
 //! at once, [`Limits::per_address`] of them from one address (an IPv6 /64). A connection
 //! over a limit is closed at once, so the rest keep being served.
+//!
+//! [`secret`]: tokens kept as the hex of their SHA-256, for the console and the agent alike.
+
+pub mod secret;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -136,13 +136,7 @@ pub fn new_token(name: &str, relay: bool) -> (String, String) {
     (token, line)
 }
 
-fn hash(token: &str) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use schoolgate_serve::secret::{hex, token_hash as hash};
 
 /// What the endpoint needs.
 #[derive(Debug)]
