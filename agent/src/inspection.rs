@@ -89,6 +89,18 @@ pub fn act(shared: &Shared, actor: &Actor, enforcer: &mut Enforcer, obs: &Observ
     }
     let now = crate::clock::now();
     let who = shared.who(&policy, ip, now);
+    // Supervised use: the names seen on the wire are recorded too (an app that kept an
+    // address, or a resolver of its own, asks the school's DNS nothing).
+    if shared.quarantine.supervised_at(ip)
+        && let (Some(name), Some(source)) = (&obs.name, obs.name_source)
+        && source != NameSource::Dns
+    {
+        let seen = Outcome::Supervised {
+            name: name.clone(),
+            how: "name seen on the wire",
+        };
+        actor.act(&policy, &who, now, seen);
+    }
     let quarantined = shared.quarantine.contains(&who.client);
     let verdict = judge(&policy, &who.client, who.identity, obs, now, quarantined);
     shared.metrics.inspected(verdict.action.as_str());

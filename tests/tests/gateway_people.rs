@@ -3,7 +3,8 @@
 //! address, as an app that kept the address would reach it), and not to 6A, and one for a
 //! single PC opens it on that PC only; and a pupil's
 //! bypass attempt bans the pupil, not the PC: the PC is free once she signs out, the next
-//! PC she signs in to is quarantined, and lifting her ban frees it. Sign-ins are sent by
+//! PC she signs in to is quarantined, supervised use records the names she reaches (asked of
+//! the school's DNS or seen on the wire), and lifting her ban frees it. Sign-ins are sent by
 //! FreeRADIUS's own `radclient`, as a Wi-Fi controller sends accounting.
 #![allow(
     clippy::unwrap_used,
@@ -113,6 +114,8 @@ fn school(lab: &mut Lab) {
     let peer = peer.to_str().unwrap();
     lab.spawn("inet", "resolver", &[peer, "dns", "198.51.100.53:53"]);
     lab.spawn("inet", "web", &[peer, "http", "198.51.100.21:80"]);
+    // A TLS server on the same address, for names seen on the wire.
+    lab.spawn("inet", "tls", &[peer, "dot", "198.51.100.21:443"]);
     std::fs::write(
         lab.path("roster.csv"),
         "Username,Display Name,Role,Class\namira.k,Amira Khan,Pupil,6B\nben.t,Ben Turner,Pupil,6A\n",
@@ -232,7 +235,7 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
     )
     .unwrap();
     let policy = lab.path("policy.yaml");
-    lab.spawn_agent("agent", &policy, &["--no-inspection"]);
+    lab.spawn_agent("agent", &policy, &[]);
     let site = format!("http://{VIDEO_AT}/");
     assert!(
         eventually(15, || lab.curl(PUPIL.name, &site) == Some(0)),
@@ -313,6 +316,21 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
         "the supervised pupil cannot use the PC"
     );
     lab.dig(SCHOOL.name, GATEWAY, "homework.example.org", "A", &[]);
+    // A name reached by address, as an app that kept it would: seen on the wire.
+    lab.exec(
+        SCHOOL.name,
+        &[
+            "curl",
+            "-sk",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "3",
+            "--resolve",
+            &format!("club.tls.lab:443:{VIDEO_AT}"),
+            "https://club.tls.lab/",
+        ],
+    );
     // A bypass attempt in supervised use ends it: the ban is in force again at once.
     lab.dig(SCHOOL.name, RESOLVER, "www.example.net", "A", &[]);
     assert!(
@@ -357,10 +375,16 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
     ));
     assert!(says("released", "supervised use of school ICT until"));
     assert!(says("released", "ban from school ICT lifted"));
+    let supervised = of("supervised");
     assert!(
-        of("supervised")
+        supervised
             .iter()
             .any(|e| e["name"] == "homework.example.org" && e["device"]["ip"] == SCHOOL.ip),
+        "{events:#?}"
+    );
+    assert!(
+        supervised.iter().any(|e| e["name"] == "club.tls.lab"
+            && e["evidence"] == "name seen on the wire in supervised use"),
         "{events:#?}"
     );
 }

@@ -54,8 +54,9 @@ pub enum Outcome {
     /// The device was seen (`how`, in words); reported once a day for groups with
     /// `report_presence`, while that schedule is in force.
     Presence { how: &'static str },
-    /// A name asked for from where a person in supervised use is signed in.
-    Supervised { name: String },
+    /// A name reached from where a person in supervised use is signed in, and how it was
+    /// seen (in words).
+    Supervised { name: String, how: &'static str },
 }
 
 /// A name or connection a rule blocked, as the resolver or inspection saw it.
@@ -144,12 +145,12 @@ impl Actor {
                 self.presence(policy, who, now, how);
                 None
             }
-            Outcome::Supervised { name } => {
+            Outcome::Supervised { name, how } => {
                 let mut e = Event::new(Kind::Supervised, now, Severity::Info);
                 (e.device, e.group) = self.describe(policy, who, now);
                 e.person = self.person(policy, who);
                 e.name = Some(bounded(&name));
-                e.evidence = Some("DNS query in supervised use".to_owned());
+                e.evidence = Some(format!("{how} in supervised use"));
                 self.events.sighting(e)
             }
         }

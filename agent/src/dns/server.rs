@@ -128,8 +128,15 @@ impl Resolver {
             && let Some(q) = Question::parse(bytes)
         {
             let name = q.name().to_owned();
-            self.actor
-                .act(&policy, &who, now, Outcome::Supervised { name });
+            self.actor.act(
+                &policy,
+                &who,
+                now,
+                Outcome::Supervised {
+                    name,
+                    how: "DNS query",
+                },
+            );
         }
         if let Some((out, how)) = self.kept_answer(bytes, &policy, &who, now, instant) {
             return Step::Kept(out, how);
