@@ -3,7 +3,7 @@
 //! daemon, read on start and on SIGHUP beside the roster, each read reported.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use schoolgate_agent::people::ldap::{LdapReadError, read};
 use schoolgate_engine::policy::gateway::{DEFAULT_LDAP_FILTER, DEFAULT_LDAP_GROUPS_FILTER, Ldap};
@@ -138,17 +138,8 @@ fn the_daemon_reads_the_directory_beside_the_roster_and_keeps_it_through_an_outa
     )
     .unwrap();
     let server = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
-        .args(["run", "--policy", policy.to_str().unwrap()])
-        .args(["--dns-listen", &server])
-        .args(["--upstream", &upstream.addr.to_string()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["--no-firewall", "--no-inspection"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let _daemon = Daemon(child);
+    let daemon = Daemon::loopback(&policy, &server, upstream.addr, &state, &[]);
+    let pid = daemon.0.id().to_string();
     let from_ldap = |e: &serde_json::Value| {
         e["evidence"]
             .as_str()

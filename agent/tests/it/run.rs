@@ -70,6 +70,30 @@ impl Drop for FakeUpstream {
 /// The daemon as a child process, killed if the test fails before stopping it.
 pub(crate) struct Daemon(pub(crate) Child);
 
+impl Daemon {
+    /// `schoolgate-agent run` on loopback with `policy`, its resolver on `dns` forwarding to
+    /// `upstream`, state in `state`, and `extra` flags; no firewall and no inspection.
+    pub(crate) fn loopback(
+        policy: &std::path::Path,
+        dns: &str,
+        upstream: SocketAddr,
+        state: &std::path::Path,
+        extra: &[&str],
+    ) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
+            .args(["run", "--policy", policy.to_str().unwrap()])
+            .args(["--dns-listen", dns])
+            .args(["--upstream", &upstream.to_string()])
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(extra)
+            .args(["--no-firewall", "--no-inspection"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -243,25 +267,13 @@ fn the_daemon_filters_forwards_reloads_and_stops() {
     std::fs::write(&policy, policy_text(true)).unwrap();
     let port = free_port();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
-        .args([
-            "run",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--dns-listen",
-            &server.to_string(),
-        ])
-        .args([
-            "--upstream",
-            &upstream.addr.to_string(),
-            "--state-dir",
-            dir.path().join("state").to_str().unwrap(),
-        ])
-        .args(["--no-firewall", "--no-inspection"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
+    let mut daemon = Daemon::loopback(
+        &policy,
+        &server.to_string(),
+        upstream.addr,
+        &dir.path().join("state"),
+        &[],
+    );
     assert!(
         eventually(10, || ask_udp(server, "www.bbc.co.uk.").is_some()),
         "the daemon never answered"
@@ -475,16 +487,7 @@ fn the_daemon_reads_the_roster_and_reports_each_read() {
     )
     .unwrap();
     let server: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
-        .args(["run", "--policy", policy.to_str().unwrap()])
-        .args(["--dns-listen", &server.to_string()])
-        .args(["--upstream", &upstream.addr.to_string()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["--no-firewall", "--no-inspection"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
+    let _daemon = Daemon::loopback(&policy, &server.to_string(), upstream.addr, &state, &[]);
     assert!(
         eventually(20, || !journaled(&policy, &state, "directory_loaded")
             .is_empty()),

@@ -103,17 +103,13 @@ gateway:
     .unwrap();
     let dns: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let metrics_at = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
-        .args(["run", "--policy", policy.to_str().unwrap()])
-        .args(["--dns-listen", &dns.to_string()])
-        .args(["--upstream", &upstream.addr.to_string()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["--metrics-listen", &metrics_at])
-        .args(["--no-firewall", "--no-inspection"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
+    let _daemon = Daemon::loopback(
+        &policy,
+        &dns.to_string(),
+        upstream.addr,
+        &state,
+        &["--metrics-listen", &metrics_at],
+    );
     let blocked =
         |name: &str| ask(dns, name).map(|m| m.metadata.response_code == ResponseCode::NXDomain);
     assert!(
@@ -357,16 +353,7 @@ gateway:
     )
     .unwrap();
     let dns: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
-        .args(["run", "--policy", policy.to_str().unwrap()])
-        .args(["--dns-listen", &dns.to_string()])
-        .args(["--upstream", &upstream.addr.to_string()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["--no-firewall", "--no-inspection"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
+    let _daemon = Daemon::loopback(&policy, &dns.to_string(), upstream.addr, &state, &[]);
     // DNS is asked from 127.0.0.1; reports come from there or from 127.0.0.2.
     let blocked =
         |name: &str| ask(dns, name).map(|m| m.metadata.response_code == ResponseCode::NXDomain);
