@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use schoolgate_contract::status::SUPERVISED_MAX_MINUTES;
 use schoolgate_engine::MacAddr;
 
 /// Where a packaged install keeps the policy.
@@ -82,7 +83,7 @@ pub(crate) enum Command {
         person: Option<String>,
         /// Not lifted: the person may use school ICT under close supervision for this many
         /// minutes, every name they reach recorded; a bypass attempt ends it.
-        #[arg(long, requires = "person", value_parser = clap::value_parser!(u32).range(1..=10080))]
+        #[arg(long, requires = "person", value_parser = clap::value_parser!(u32).range(1..=i64::from(SUPERVISED_MAX_MINUTES)))]
         supervised: Option<u32>,
         /// After supervised use: `resume` (the ban is in force again) or `end` (lifted).
         #[arg(long, requires = "supervised", value_enum, default_value_t = After::Resume)]

@@ -76,6 +76,10 @@ pub struct Command {
     pub by: String,
 }
 
+/// The longest supervised use a release may ask for, in minutes: a week. The console, the
+/// agent's command line and the agent reading release requests all hold to it.
+pub const SUPERVISED_MAX_MINUTES: u32 = 7 * 24 * 60;
+
 /// The kind of command that releases a device.
 pub const RELEASE: &str = "release";
 

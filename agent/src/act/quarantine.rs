@@ -25,6 +25,7 @@ use jiff::Timestamp;
 use schoolgate_engine::{Client, MacAddr};
 use serde::{Deserialize, Serialize};
 
+use schoolgate_contract::status::SUPERVISED_MAX_MINUTES;
 use schoolgate_gateway::firewall::ruleset::Quarantined;
 
 /// The quarantine list in the state directory.
@@ -575,7 +576,9 @@ pub fn take_requests(dir: &Path) -> io::Result<(Vec<Request>, usize)> {
             Ok(mut r)
                 if r.device.len() <= MAX_TEXT
                     && r.reason.len() <= MAX_TEXT
-                    && r.person.as_ref().is_none_or(|p| p.len() <= MAX_TEXT) =>
+                    && r.person.as_ref().is_none_or(|p| p.len() <= MAX_TEXT)
+                    && r.supervised_minutes
+                        .is_none_or(|m| (1..=SUPERVISED_MAX_MINUTES).contains(&m)) =>
             {
                 schoolgate_engine::text::cut_to_bytes(&mut r.by, MAX_BY);
                 out.push(r)
@@ -818,8 +821,17 @@ mod tests {
             .write_all(b"not json\n")
             .unwrap();
         request_release(dir.path(), &r).unwrap();
+        // Supervised use beyond a week (or of no time) is not a request the daemon takes.
+        for minutes in [0, SUPERVISED_MAX_MINUTES + 1, u32::MAX] {
+            let too_long = Request {
+                person: Some("amira.k".into()),
+                supervised_minutes: Some(minutes),
+                ..r.clone()
+            };
+            request_release(dir.path(), &too_long).unwrap();
+        }
         let (taken, bad) = take_requests(dir.path()).unwrap();
-        assert_eq!((taken, bad), (vec![r.clone(), r.clone()], 1));
+        assert_eq!((taken, bad), (vec![r.clone(), r.clone()], 4));
         assert_eq!(take_requests(dir.path()).unwrap(), (vec![], 0));
 
         // A long login of multi-byte characters is cut on a character, not mid-way.

@@ -40,7 +40,12 @@ impl Actor {
             // (the console names both: the person the alert shows, and the device).
             let mut done = false;
             if let (Some(person), Some(minutes)) = (&request.person, request.supervised_minutes) {
-                let until = now + jiff::SignedDuration::from_mins(i64::from(minutes));
+                // Minutes are bounded when requests are read (a week at most).
+                let Ok(until) =
+                    now.checked_add(jiff::SignedDuration::from_mins(i64::from(minutes)))
+                else {
+                    continue;
+                };
                 let then = request.then.unwrap_or(Then::Resume);
                 let Some((banned, freed)) = self.quarantine.supervise(person, until, then) else {
                     warn!(person = %bounded(person), "supervised use asked for a person who is not banned");

@@ -14,6 +14,7 @@ use super::alerts::{CSV_ROWS, events_csv};
 use super::csv::download;
 use super::{Answer, Frame, Refused, Row, Shared, Signed, now_ms, one_page, render, see_other};
 use crate::db::people::Found;
+use schoolgate_contract::status::SUPERVISED_MAX_MINUTES;
 
 /// Events on one page of a person's history.
 const PAGE: i64 = 200;
@@ -146,9 +147,6 @@ pub struct ReleaseForm {
     then: String,
 }
 
-/// Longest supervised use, in minutes: a week.
-const SUPERVISED_MAX: u32 = 7 * 24 * 60;
-
 /// Lifts a person's ban, or eases it into supervised use: a command to the gateway that
 /// last reported them, audited.
 pub async fn release(
@@ -170,10 +168,12 @@ pub async fn release(
             let m = minutes
                 .parse::<u32>()
                 .ok()
-                .filter(|m| (1..=SUPERVISED_MAX).contains(m))
+                .filter(|m| (1..=SUPERVISED_MAX_MINUTES).contains(m))
                 .ok_or_else(|| {
                     Refused::Bad(
-                        "Supervised use is 1 to 10080 minutes. Go back and correct it.".into(),
+                        format!(
+                            "Supervised use is 1 to {SUPERVISED_MAX_MINUTES} minutes. Go back and correct it."
+                        ),
                     )
                 })?;
             let then = match form.then.as_str() {
