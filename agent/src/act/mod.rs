@@ -199,10 +199,10 @@ impl Actor {
         // ICT, and this device is held for them while they are signed in here.
         let username = person.as_ref().map(|p| p.username.clone());
         // An attempt in supervised use ends it: the ban is in force again at once.
-        let unsupervised = username
+        let supervision_ended = username
             .as_ref()
             .is_some_and(|u| self.quarantine.end_supervision(u));
-        let banned = unsupervised
+        let banned = supervision_ended
             || username.as_ref().is_some_and(|u| {
                 self.quarantine.ban(Banned {
                     username: u.clone(),
@@ -238,7 +238,7 @@ impl Actor {
         q.person = person;
         q.technique = Some(attempt.technique);
         let whose = match &username {
-            Some(u) if unsupervised => format!(
+            Some(u) if supervision_ended => format!(
                 "; this was in supervised use, which is over: {u}'s ban from school ICT is in force again"
             ),
             Some(u) => format!(

@@ -256,16 +256,21 @@ impl Firewall {
             );
         }
         if fresh.same_profiles(&inner.placed) {
+            // The same profiles judge the same way whichever address stands for each, so
+            // only the addresses that moved change (and nothing, if none did).
             let text = ruleset::replace(&inner.placed, &fresh);
-            if !text.is_empty() {
-                match self.nft.load(&text) {
-                    Ok(()) => {
-                        inner.placed = fresh;
-                        return Ok(true);
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot move addresses between profiles; loading the whole table")
-                    }
+            let moved = if text.is_empty() {
+                Ok(())
+            } else {
+                self.nft.load(&text)
+            };
+            match moved {
+                Ok(()) => {
+                    inner.placed = fresh;
+                    return Ok(true);
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot move addresses between profiles; loading the whole table")
                 }
             }
         }
