@@ -28,6 +28,9 @@ pub struct Config {
     /// marked `Secure` and HSTS is sent. Empty: no proxy, the connection's address is the
     /// client's.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The school's time zone (IANA name): pages, downloads and e-mail show its times, and
+    /// its days and weeks (Monday 00:00) bound the reports.
+    pub time_zone: crate::zone::Zone,
 }
 
 /// Connections open at once.
@@ -61,6 +64,7 @@ impl Default for Config {
             smtp: None,
             connections: Connections::default(),
             trusted_proxies: Vec::new(),
+            time_zone: crate::zone::Zone::default(),
         }
     }
 }
@@ -222,5 +226,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("alert_days") && e.contains('2'), "{e}");
+        let e = Config::parse("session_hours: 8\ntime_zone: Europe/Lundon\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"Europe/Lundon\"") && e.contains("line 2"),
+            "{e}"
+        );
+        assert_eq!(Config::parse("").unwrap().time_zone.name(), "Europe/London");
+        let c = Config::parse("time_zone: America/New_York\n").unwrap();
+        assert_eq!(c.time_zone.name(), "America/New_York");
     }
 }

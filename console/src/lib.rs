@@ -10,6 +10,7 @@
 //! - [`web`]: the router, pages and the agents' API.
 //! - [`fuzz`]: the agents' batch as the fuzz target and its seed tests feed it.
 //! - [`mail`]: e-mail to the safeguarding lead when high-severity alerts arrive.
+//! - [`zone`]: the school's time zone, in which every time is shown and days begin.
 
 pub mod auth;
 pub mod config;
@@ -19,3 +20,4 @@ pub mod files;
 pub mod fuzz;
 pub mod mail;
 pub mod web;
+pub mod zone;

@@ -1,9 +1,9 @@
-//! E-mail to the safeguarding lead when high-severity alerts arrive: checked every
-//! [`TICK`], so an alert is mailed within a minute of reaching the console. The message
-//! says what kind of alert it is, when, and where to open it — no pupil's name, device,
-//! address or site, since e-mail is read on phones and passes through other servers. An
-//! alert is marked mailed only once the server has taken the message; a failed send is
-//! tried again at the next tick.
+//! E-mail to the safeguarding lead when a high-risk incident starts (or an incident becomes
+//! high-risk): checked every [`TICK`], so it is mailed within a minute of reaching the
+//! console, once. The message says what kind of incident it is, when (in the school's time
+//! zone), and where to open it — no pupil's name, device, address or site, since e-mail is
+//! read on phones and passes through other servers. An incident is marked mailed only once
+//! the server has taken the message; a failed send is tried again at the next tick.
 
 use std::time::Duration;
 
@@ -14,9 +14,12 @@ use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsPar
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tracing::{info, warn};
 
+use schoolgate_contract::Kind;
+
 use crate::config::{Smtp, SmtpSecurity};
 use crate::db::Db;
-use crate::db::events::Stored;
+use crate::db::incidents::Incident;
+use crate::zone::Zone;
 
 /// How often the console looks for alerts to mail.
 pub const TICK: Duration = Duration::from_secs(15);
@@ -47,37 +50,62 @@ pub enum MailError {
     Message(#[from] lettre::error::Error),
 }
 
-/// The subject and body of the message for `alerts` (`more` others not listed).
-pub fn compose(alerts: &[Stored], public_url: Option<&str>) -> (String, String) {
-    let n = alerts.len();
-    let subject = if n == 1 {
-        "schoolgate: 1 new high-severity alert".to_owned()
+/// What incident `i` is, without who, where or which site (e-mail is read on phones and
+/// passes through other servers): "an attempt to get round the filter with a VPN app; the
+/// device was put in quarantine".
+pub fn summary(i: &Incident) -> String {
+    let words: Vec<&str> = i.techniques.iter().map(|t| t.words()).collect();
+    let what = match words.as_slice() {
+        [] => match i.kind {
+            Kind::Quarantined => "a device put in quarantine".to_owned(),
+            Kind::EventsDropped => "a gateway lost events before the console had them".to_owned(),
+            Kind::JournalDamaged => "damage in a gateway's event journal".to_owned(),
+            Kind::PolicyRejected => "an edit to the filtering policy was refused".to_owned(),
+            Kind::DirectoryRejected => "the list of pupils and staff could not be read".to_owned(),
+            other => format!("a {} alert", other.as_str().replace('_', " ")),
+        },
+        [one] => format!("an attempt to get round the filter with {one}"),
+        [rest @ .., last] => format!(
+            "attempts to get round the filter with {} and {last}",
+            rest.join(", ")
+        ),
+    };
+    if i.quarantined && !words.is_empty() {
+        format!("{what}; the device was put in quarantine")
     } else {
-        format!("schoolgate: {n} new high-severity alerts")
+        what
+    }
+}
+
+/// The subject and body of the message for `incidents`, times in `zone`.
+pub fn compose(incidents: &[Incident], public_url: Option<&str>, zone: &Zone) -> (String, String) {
+    let n = incidents.len();
+    let subject = if n == 1 {
+        "schoolgate: 1 new high-risk incident".to_owned()
+    } else {
+        format!("schoolgate: {n} new high-risk incidents")
     };
     let base = public_url.map(|u| u.trim_end_matches('/'));
     let mut body = String::from(
-        "New alerts need the safeguarding lead's attention. Open them in the console; \
+        "New incidents need the safeguarding lead's attention. Open them in the console; \
          the detail is kept there, not in e-mail.\n\n",
     );
-    for e in alerts.iter().take(LISTED) {
-        let when = jiff::Timestamp::from_millisecond(e.time_ms)
-            .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default();
-        let what = e
-            .technique
-            .as_deref()
-            .map_or(e.kind.to_string(), |t| format!("{}: {}", e.kind, t));
-        body.push_str(&format!("- {when}  {what}  (gateway {})\n", e.agent));
+    for i in incidents.iter().take(LISTED) {
+        body.push_str(&format!(
+            "- {}  {}  (gateway {})\n",
+            zone.minute(i.first_ms),
+            summary(i),
+            i.agent
+        ));
         if let Some(base) = base {
-            body.push_str(&format!("  {base}/alerts/{}\n", e.id));
+            body.push_str(&format!("  {base}/alerts/{}\n", i.id));
         }
     }
     if n > LISTED {
         body.push_str(&format!("\n…and {} more.\n", n - LISTED));
     }
     if let Some(base) = base {
-        body.push_str(&format!("\nAll alerts: {base}/alerts?status=new\n"));
+        body.push_str(&format!("\nAll new incidents: {base}/alerts?status=new\n"));
     }
     (subject, body)
 }
@@ -88,6 +116,7 @@ pub struct Mailer {
     from: Mailbox,
     to: Mailboxes,
     public_url: Option<String>,
+    zone: Zone,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -117,7 +146,7 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, MailError> {
 }
 
 impl Mailer {
-    pub fn new(smtp: &Smtp, public_url: Option<&str>) -> Result<Self, MailError> {
+    pub fn new(smtp: &Smtp, public_url: Option<&str>, zone: Zone) -> Result<Self, MailError> {
         let mut to = Mailboxes::new();
         for t in &smtp.to {
             to.push(mailbox("to", t)?);
@@ -149,12 +178,13 @@ impl Mailer {
             from,
             to,
             public_url: public_url.map(str::to_owned),
+            zone,
         })
     }
 
-    /// Sends one message for `alerts`.
-    pub async fn send(&self, alerts: &[Stored]) -> Result<(), MailError> {
-        let (subject, body) = compose(alerts, self.public_url.as_deref());
+    /// Sends one message for `incidents`.
+    pub async fn send(&self, incidents: &[Incident]) -> Result<(), MailError> {
+        let (subject, body) = compose(incidents, self.public_url.as_deref(), &self.zone);
         let message = Message::builder()
             .from(self.from.clone())
             .mailbox(lettre::message::header::To::from(self.to.clone()))
@@ -165,12 +195,12 @@ impl Mailer {
         Ok(())
     }
 
-    /// Mails whatever is due; how many alerts were mailed.
+    /// Mails whatever is due; how many incidents were mailed.
     pub async fn once(&self, db: &Db) -> Result<usize, MailError> {
         let due = match db.unmailed(PER_MESSAGE).await {
             Ok(d) => d,
             Err(e) => {
-                warn!(error = %e, "cannot read alerts to e-mail");
+                warn!(error = %e, "cannot read incidents to e-mail");
                 return Ok(0);
             }
         };
@@ -181,7 +211,7 @@ impl Mailer {
         let ids: Vec<&str> = due.iter().map(|e| e.id.as_str()).collect();
         if let Err(e) = db.mark_mailed(&ids).await {
             // They will be mailed again: better twice than not at all.
-            warn!(error = %e, "cannot mark alerts e-mailed");
+            warn!(error = %e, "cannot mark incidents e-mailed");
         }
         Ok(due.len())
     }
@@ -191,8 +221,8 @@ impl Mailer {
         loop {
             match self.once(&db).await {
                 Ok(0) => {}
-                Ok(n) => info!(alerts = n, "alerts e-mailed to the safeguarding lead"),
-                Err(e) => warn!(error = %e, "cannot e-mail alerts; trying again"),
+                Ok(n) => info!(incidents = n, "incidents e-mailed to the safeguarding lead"),
+                Err(e) => warn!(error = %e, "cannot e-mail incidents; trying again"),
             }
             tokio::select! {
                 () = tokio::time::sleep(tick) => {}
@@ -209,17 +239,48 @@ mod tests {
     use crate::db::testing;
     use crate::web::tests::alert;
 
-    #[test]
-    fn the_message_carries_no_pupil_detail() {
+    /// The example attempt and its quarantine as one incident.
+    fn incident() -> Incident {
         let e = example("bypass_attempt");
+        let e = schoolgate_contract::wire::parse_event(event_json(&e)).unwrap();
+        let mut i = Incident::open("gw1", &e);
+        i.quarantined = true;
+        i
+    }
+
+    fn event_json(e: &crate::db::events::Stored) -> serde_json::Value {
+        serde_json::json!({
+            "id": "0193abcd-0000-7000-8000-000000000000",
+            "time": "2026-06-15T08:10:03Z", "kind": "bypass_attempt", "severity": "high",
+            "device": {"ip": e.device_ip, "mac": e.device_mac, "name": e.device_name,
+                       "owner": e.device_owner},
+            "person": {"username": "amira.k", "display_name": "Amira Khan", "class": "6B"},
+            "name": e.name, "technique": "openvpn", "destination": e.destination,
+            "evidence": e.evidence, "count": 1,
+        })
+    }
+
+    #[test]
+    fn the_message_carries_no_pupil_detail_and_the_schools_time() {
+        let i = incident();
         let (subject, body) = compose(
-            std::slice::from_ref(&e),
+            std::slice::from_ref(&i),
             Some("https://console.school.example/"),
+            &Zone::default(),
         );
-        assert_eq!(subject, "schoolgate: 1 new high-severity alert");
-        assert!(body.contains("bypass_attempt: openvpn"), "{body}");
-        assert!(body.contains("https://console.school.example/alerts/0193abcd"));
+        assert_eq!(subject, "schoolgate: 1 new high-risk incident");
+        assert!(
+            body.contains(
+                "2026-06-15 09:10 BST  an attempt to get round the filter with a VPN \
+                 (OpenVPN); the device was put in quarantine  (gateway gw1)"
+            ),
+            "{body}"
+        );
+        assert!(body.contains(&format!("https://console.school.example/alerts/{}", i.id)));
         for private in [
+            "Amira",
+            "amira.k",
+            "6B",
             "10.10.3.7",
             "52:54",
             "Y6-iPad",
@@ -230,9 +291,9 @@ mod tests {
         ] {
             assert!(!body.contains(private), "{private} in {body}");
         }
-        let many = vec![e; 25];
-        let (subject, body) = compose(&many, None);
-        assert_eq!(subject, "schoolgate: 25 new high-severity alerts");
+        let many = vec![i; 25];
+        let (subject, body) = compose(&many, None, &Zone::default());
+        assert_eq!(subject, "schoolgate: 25 new high-risk incidents");
         assert!(body.contains("…and 5 more."));
     }
 
@@ -339,7 +400,12 @@ sys.stdin.read()
                 sink.port
             ))
             .unwrap();
-            let mailer = Mailer::new(&smtp, Some("https://console.school.example")).unwrap();
+            let mailer = Mailer::new(
+                &smtp,
+                Some("https://console.school.example"),
+                Zone::default(),
+            )
+            .unwrap();
             let before = sink.messages().len();
             let vpn = alert("bypass_attempt", "vpn.example", "10.10.3.7");
             let mut low = alert("blocked", "instagram.com", "10.10.3.7");
@@ -368,7 +434,7 @@ sys.stdin.read()
                 "{m}"
             );
             assert!(
-                m.contains("Subject: schoolgate: 1 new high-severity alert"),
+                m.contains("Subject: schoolgate: 1 new high-risk incident"),
                 "{m}"
             );
             assert!(m.contains(&format!("/alerts/{}", vpn.id)), "{m}");
@@ -389,7 +455,7 @@ sys.stdin.read()
                 "{{host: 127.0.0.1, port: {port}, security: none, from: c@school.example, to: [d@school.example]}}"
             ))
             .unwrap();
-            let mailer = Mailer::new(&smtp, None).unwrap();
+            let mailer = Mailer::new(&smtp, None, Zone::default()).unwrap();
             db.ingest(
                 "gw1",
                 &[alert("bypass_attempt", "x.example", "10.0.0.1")],

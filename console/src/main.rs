@@ -62,6 +62,7 @@ async fn purge_daily(
         match db.purge(&retention, now).await {
             Ok(p) => {
                 tracing::info!(
+                    incidents = p.incidents,
                     alerts = p.alerts,
                     events = p.events,
                     audit = p.audit,
@@ -75,8 +76,8 @@ async fn purge_daily(
                     action: "purge".into(),
                     target: None,
                     detail: Some(format!(
-                        "{} alerts, {} other events, {} audit entries",
-                        p.alerts, p.events, p.audit
+                        "{} resolved incidents, {} alerts, {} other events, {} audit entries",
+                        p.incidents, p.alerts, p.events, p.audit
                     )),
                     address: None,
                 };
@@ -137,8 +138,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 stopped.clone(),
             ))];
             if let Some(smtp) = &app.config.smtp {
-                let mailer = mail::Mailer::new(smtp, app.config.public_url.as_deref())
-                    .context("console.yaml's smtp settings")?;
+                let mailer = mail::Mailer::new(
+                    smtp,
+                    app.config.public_url.as_deref(),
+                    app.config.time_zone.clone(),
+                )
+                .context("console.yaml's smtp settings")?;
                 tasks.push(tokio::spawn(mailer.run(
                     app.db.clone(),
                     mail::TICK,

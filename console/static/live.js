@@ -1,4 +1,5 @@
-// New alerts, live: rows added to the top of the alerts list as the console stores them.
+// Incidents, live: a new incident is added to the top of the list as the console stores it,
+// and one the page shows is redrawn when it grows (a quarantine after the attempt).
 // Every value is set with textContent, never as HTML: names come from pupils' devices.
 "use strict";
 (function () {
@@ -8,52 +9,49 @@
   const filtered = [...params].some(([k, v]) => v !== "" && k !== "status") ||
     !["", "new"].includes(params.get("status") || "");
   const note = document.getElementById("live");
-  const seen = new Set([...body.querySelectorAll("tr[data-id]")].map((r) => r.dataset.id));
-  let waiting = 0;
+  const shown = new Map([...body.querySelectorAll("tr[data-id]")].map((r) => [r.dataset.id, r]));
+  const waiting = new Set();
   const say = (text) => { if (note) note.textContent = text; };
-  const cell = (row, text, cls) => {
-    const td = row.insertCell();
-    if (cls) td.className = cls;
-    td.textContent = text;
-    return td;
+  const span = (cls, text) => {
+    const s = document.createElement("span");
+    s.className = cls;
+    s.textContent = text;
+    return s;
   };
-  const add = (a) => {
-    const row = document.createElement("tr");
+  const draw = (row, a) => {
     row.dataset.id = a.id;
     row.className = a.severity + " fresh";
+    row.replaceChildren();
+    row.insertCell().textContent = a.when;
+    const title = row.insertCell();
+    title.className = "title";
     const link = document.createElement("a");
     link.href = "/alerts/" + encodeURIComponent(a.id);
-    link.textContent = a.when;
-    row.insertCell().appendChild(link);
-    cell(row, a.kind);
-    const device = cell(row, a.device + " ");
-    if (a.ip) { const c = document.createElement("code"); c.textContent = a.ip; device.appendChild(c); }
-    cell(row, a.owner);
-    cell(row, a.group);
-    cell(row, a.name, "name");
-    cell(row, a.technique);
-    cell(row, a.severity);
-    const s = document.createElement("span");
-    s.className = "status new";
-    s.textContent = "new";
-    row.insertCell().appendChild(s);
-    body.insertBefore(row, body.firstChild);
+    link.textContent = a.title;
+    title.appendChild(link);
+    row.insertCell().appendChild(span("risk " + a.risk, a.risk));
+    row.insertCell().textContent = String(a.events);
+    row.insertCell().appendChild(span("status " + a.status, a.status));
   };
   const source = new EventSource("/alerts/live");
   source.addEventListener("alerts", (ev) => {
     for (const a of JSON.parse(ev.data)) {
-      if (seen.has(a.id)) continue;
-      seen.add(a.id);
-      if (filtered || params.get("page")) {
-        waiting += 1;
-        say(waiting + " new alert(s) since this page was opened: reload to see them.");
+      const row = shown.get(a.id);
+      if (row) {
+        draw(row, a);
+      } else if (filtered || params.get("page")) {
+        waiting.add(a.id);
+        say(waiting.size + " new or changed incident(s) since this page was opened: reload to see them.");
       } else {
-        add(a);
-        say("Updated live: new alerts appear at the top.");
+        const fresh = document.createElement("tr");
+        draw(fresh, a);
+        body.insertBefore(fresh, body.firstChild);
+        shown.set(a.id, fresh);
+        say("Updated live: new incidents appear at the top.");
       }
     }
   });
-  source.addEventListener("reload", () => say("More alerts arrived than this page could follow: reload."));
+  source.addEventListener("reload", () => say("More incidents arrived than this page could follow: reload."));
   source.onerror = () => say("Live updates paused; they resume when the console can be reached.");
-  source.onopen = () => say("Updated live: new alerts appear at the top.");
+  source.onopen = () => say("Updated live: new incidents appear at the top.");
 })();

@@ -109,7 +109,7 @@ impl FromStr for Kind {
 }
 
 /// How urgent the event is for the safeguarding lead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,

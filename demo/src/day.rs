@@ -381,9 +381,7 @@ fn perform(
             let alert = alerts
                 .iter()
                 .find(|a| {
-                    a.kind == "bypass_attempt"
-                        && a.technique == technique
-                        && a.device_ip == who.host.ip
+                    a.technique.split(',').any(|t| t == technique) && a.device_ip == who.host.ip
                 })
                 .ok_or_else(|| format!("no {technique} alert to release the device from"))?;
             let started = Instant::now();
@@ -396,7 +394,7 @@ fn perform(
                 return Err("the gateway did not release the device within 30 s".into());
             }
             println!(
-                "       the gateway let it go {:.1} s later; the release is in the alert's history",
+                "       the gateway let it go {:.1} s later; the release is in the incident's history",
                 started.elapsed().as_secs_f64()
             );
             Ok(())

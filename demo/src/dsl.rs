@@ -1,6 +1,6 @@
 //! The console as the safeguarding lead sees it: signs in over HTTPS at the printed address
-//! (with `curl`, the login form's CSRF token and a cookie jar) and reads the alerts as the
-//! CSV download, so the demonstration checks the console a person would open.
+//! (with `curl`, the login form's CSRF token and a cookie jar) and reads the incidents as
+//! the CSV download, so the demonstration checks the console a person would open.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,16 +13,17 @@ pub(crate) enum DslError {
     Console { url: String, what: String },
 }
 
-/// One alert, the columns of `alerts.csv` the demonstration shows.
+/// One incident, the columns of `alerts.csv` the demonstration shows.
 #[derive(Debug, Clone)]
 pub(crate) struct Alert {
     pub(crate) id: String,
+    /// When it began, in the school's time zone.
     pub(crate) time: String,
-    pub(crate) kind: String,
+    /// The console's one-line title ("Amira K. (6B) used a VPN app on …").
+    pub(crate) title: String,
+    /// The techniques tried, by their names on the wire, comma-separated.
     pub(crate) technique: String,
     pub(crate) device_ip: String,
-    pub(crate) device_name: String,
-    pub(crate) group: String,
     /// The person signed in on the device, as the console names them.
     pub(crate) person: String,
 }
@@ -108,17 +109,17 @@ impl Session {
             })
     }
 
-    /// The alerts the console lists, newest first.
+    /// The incidents the console lists, the most recently active first.
     pub(crate) fn alerts(&self) -> Result<Vec<Alert>, DslError> {
         let url = format!("{}/alerts.csv", self.base);
         let csv = self.curl(&[&url])?;
         read(&csv).ok_or(DslError::Console {
             url,
-            what: "not the alerts CSV".into(),
+            what: "not the incidents CSV".into(),
         })
     }
 
-    /// Releases the device of alert `id` from quarantine, as the alert page's form does.
+    /// Releases the device of incident `id` from quarantine, as the incident page's form does.
     pub(crate) fn release(&self, id: &str, reason: &str) -> Result<(), DslError> {
         let page = format!("{}/alerts/{id}", self.base);
         let csrf = self.csrf(&page)?;
@@ -148,15 +149,14 @@ fn read(csv: &str) -> Option<Vec<Alert>> {
     let mut lines = csv.lines().filter(|l| !l.is_empty()).map(fields);
     let header = lines.next()?;
     let col = |name: &str| header.iter().position(|h| h == name);
+    // The time's header names the school's time zone: "first seen (Europe/London)".
+    let time = header.iter().position(|h| h.starts_with("first seen ("))?;
     let person = col("person");
-    let (id, time, kind, technique, ip, device, group) = (
+    let (id, title, technique, ip) = (
         col("id")?,
-        col("time (UTC)")?,
-        col("kind")?,
+        col("incident")?,
         col("technique")?,
         col("device ip")?,
-        col("device name")?,
-        col("group")?,
     );
     let get = |row: &[String], i: usize| row.get(i).cloned().unwrap_or_default();
     Some(
@@ -164,11 +164,9 @@ fn read(csv: &str) -> Option<Vec<Alert>> {
             .map(|row| Alert {
                 id: get(&row, id),
                 time: get(&row, time),
-                kind: get(&row, kind),
+                title: get(&row, title),
                 technique: get(&row, technique),
                 device_ip: get(&row, ip),
-                device_name: get(&row, device),
-                group: get(&row, group),
                 person: person.map(|i| get(&row, i)).unwrap_or_default(),
             })
             .collect(),
@@ -202,19 +200,14 @@ mod tests {
 
     #[test]
     fn reads_the_consoles_quoted_csv() {
-        let csv = "\"id\",\"time (UTC)\",\"kind\",\"technique\",\"device ip\",\"device name\",\"group\",\"evidence\"\r\n\
-                   \"7\",\"2026-11-24 09:15:03\",\"bypass_attempt\",\"openvpn\",\"10.10.4.21\",\"\",\"pupils\",\"a \"\"quoted\"\", listed thing\"\r\n";
+        let csv = "\"id\",\"first seen (Europe/London)\",\"incident\",\"technique\",\"device ip\",\"device name\",\"group\",\"how\"\r\n\
+                   \"7\",\"2026-11-24 09:15:03 +00:00\",\"10.10.4.21 used a VPN (OpenVPN)\",\"openvpn\",\"10.10.4.21\",\"\",\"pupils\",\"a \"\"quoted\"\", listed thing\"\r\n";
         let alerts = read(csv).unwrap();
         assert_eq!(alerts.len(), 1);
         let a = &alerts[0];
         assert_eq!(
-            (
-                a.kind.as_str(),
-                a.technique.as_str(),
-                a.device_ip.as_str(),
-                a.group.as_str()
-            ),
-            ("bypass_attempt", "openvpn", "10.10.4.21", "pupils")
+            (a.title.as_str(), a.technique.as_str(), a.device_ip.as_str(),),
+            ("10.10.4.21 used a VPN (OpenVPN)", "openvpn", "10.10.4.21")
         );
         assert_eq!(
             fields("\"a\"\"b\",\"c,d\"")[..],

@@ -75,6 +75,30 @@ impl Technique {
         }
     }
 
+    /// The technique's name in words, for lists and titles ("used DNS over TLS", "used a
+    /// VPN app"): short, with an article where English wants one.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::ExternalDns => "an outside DNS server",
+            Self::DnsOverTls => "DNS over TLS",
+            Self::DnsOverHttps => "DNS over HTTPS",
+            Self::DnsOverQuic => "DNS over QUIC",
+            Self::Dnscrypt => "DNSCrypt",
+            Self::Tor => "Tor",
+            Self::Openvpn => "a VPN (OpenVPN)",
+            Self::Wireguard => "a VPN (WireGuard)",
+            Self::Ipsec => "a VPN (IPsec)",
+            Self::Ssh => "an SSH tunnel",
+            Self::SocksProxy => "a proxy (SOCKS)",
+            Self::HttpProxy => "a web proxy",
+            Self::CircumventionTool => "a filter-dodging tool",
+            Self::VpnApp => "a VPN app",
+            Self::EncryptedClientHello => "a hidden site name (ECH)",
+            Self::DnsTunnel => "a DNS tunnel",
+            Self::IcmpTunnel => "a ping (ICMP) tunnel",
+        }
+    }
+
     /// The technique in words a safeguarding lead reads without a glossary.
     pub fn plain(self) -> &'static str {
         match self {
@@ -140,5 +164,18 @@ mod tests {
         assert_eq!(Technique::DnsOverHttps.as_str(), "dns_over_https");
         assert_eq!(Technique::from_name("DoH"), None);
         assert!(Technique::ALL.iter().all(|t| !t.plain().contains('_')));
+    }
+
+    #[test]
+    fn each_technique_has_its_own_words() {
+        let mut words: Vec<_> = Technique::ALL.iter().map(|t| t.words()).collect();
+        assert!(words.iter().all(|w| !w.contains('_') && !w.is_empty()));
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(
+            words.len(),
+            Technique::ALL.len(),
+            "two techniques read the same"
+        );
     }
 }

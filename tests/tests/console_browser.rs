@@ -83,13 +83,15 @@ fn missing_tools() -> Option<&'static str> {
     ])
 }
 
-/// The id of the console's alert of `technique` from `ip`, once it has arrived.
+/// The id of the console's incident holding an alert of `technique` from `ip`, once it has
+/// arrived.
 fn alert_id(lab: &Lab, technique: &str, ip: &str) -> Option<String> {
     console::query(
         lab,
         &format!(
-            "SELECT id FROM events WHERE kind = 'bypass_attempt' AND technique = '{technique}' \
-             AND device_ip = '{ip}' ORDER BY id LIMIT 1"
+            "SELECT incident FROM events WHERE kind = 'bypass_attempt' \
+             AND technique = '{technique}' AND device_ip = '{ip}' AND incident IS NOT NULL \
+             ORDER BY id LIMIT 1"
         ),
     )
     .into_iter()
@@ -208,16 +210,34 @@ async fn submit(c: &Client, action: &str, field: &str, value: &str, confirmation
 
 /// What the DSL and IT do in the browser, checked as they go.
 async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &str) {
-    // The DSL signs in and sees both alerts in the list.
+    // The DSL signs in and sees both incidents in the list, in words: the VPN attempt and
+    // the quarantine it caused are one row.
     sign_in(c, "dsl", DSL_PASSWORD).await;
     c.goto(&format!("https://{CONSOLE}/alerts")).await.unwrap();
     let list = text_of(c, "body").await;
-    for expected in ["openvpn", "dns_over_tls", "Y6-Laptop-3", "6B", "Y5-iPad-7"] {
+    for expected in [
+        "Y6-Laptop-3 used a VPN (OpenVPN)",
+        "Y5-iPad-7 used DNS over TLS",
+        "High",
+    ] {
         assert!(
             list.contains(expected),
             "{expected} not in the list:\n{list}"
         );
     }
+    let rows = c
+        .execute(
+            "return [...document.querySelectorAll('table.alerts tbody tr')]\
+               .filter(r => r.textContent.includes('Y6-Laptop-3')).length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        serde_json::json!(1),
+        "the VPN incident is one row:\n{list}"
+    );
     screenshot(c, "1-alerts").await;
 
     // The hostile server name is text on the page: no script ran, no dialog opened, and the

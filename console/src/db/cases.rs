@@ -1,6 +1,7 @@
-//! What the safeguarding lead records on an alert: its triage status (new → acknowledged →
-//! resolved, with outcome and action taken), case notes, and the history of every change
-//! with who made it and when. A change and its history line are written in one transaction.
+//! What the safeguarding lead records on an incident: its triage status (new → acknowledged
+//! → resolved, with outcome and action taken), case notes, and the history of every change
+//! with who made it and when. A change and its history line are written in one transaction;
+//! the status is copied onto the incident's alerts, so every list of events agrees.
 
 use sqlx::{Any, Row};
 
@@ -50,7 +51,7 @@ impl Triage<'_> {
 }
 
 impl Db {
-    /// Records `triage` on alert `id` by `who`; false if there is no such alert.
+    /// Records `triage` on incident `id` by `who`; false if there is no such incident.
     pub async fn triage(
         &self,
         id: &str,
@@ -60,8 +61,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await.map_err(sql("begin triage"))?;
         let done = sqlx::query::<Any>(
-            "UPDATE events SET status = $1, outcome = $2, action_taken = $3 \
-             WHERE id = $4 AND alert = 1",
+            "UPDATE incidents SET status = $1, outcome = $2, action_taken = $3 WHERE id = $4",
         )
         .bind(triage.status)
         .bind(triage.outcome)
@@ -73,12 +73,22 @@ impl Db {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        sqlx::query::<Any>(
+            "UPDATE events SET status = $1, outcome = $2, action_taken = $3 WHERE incident = $4",
+        )
+        .bind(triage.status)
+        .bind(triage.outcome)
+        .bind(triage.action_taken)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("record triage on the alerts"))?;
         record(&mut tx, id, who, &triage.describe(), now_ms).await?;
         tx.commit().await.map_err(sql("commit triage"))?;
         Ok(true)
     }
 
-    /// Adds a case note to alert `id`; false if there is no such alert.
+    /// Adds a case note to incident `id`; false if there is no such incident.
     pub async fn add_note(
         &self,
         id: &str,
@@ -89,7 +99,7 @@ impl Db {
         let mut tx = self.pool.begin().await.map_err(sql("begin a note"))?;
         let done = sqlx::query::<Any>(
             "INSERT INTO notes (event_id, author, time_ms, body) \
-             SELECT id, $1, $2, $3 FROM events WHERE id = $4 AND alert = 1",
+             SELECT id, $1, $2, $3 FROM incidents WHERE id = $4",
         )
         .bind(author)
         .bind(now_ms)
@@ -107,7 +117,7 @@ impl Db {
         Ok(true)
     }
 
-    /// Adds a line to alert `id`'s history (an action taken elsewhere, such as a release).
+    /// Adds a line to incident `id`'s history (an action taken elsewhere, such as a release).
     pub async fn add_change(
         &self,
         id: &str,

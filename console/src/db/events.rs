@@ -18,6 +18,15 @@ fn rows_per_insert(backend: Backend) -> usize {
     }
 }
 
+/// What a batch changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Events stored or superseded.
+    pub stored: u64,
+    /// Incidents started or changed, by id.
+    pub incidents: Vec<String>,
+}
+
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -47,6 +56,8 @@ pub struct Stored {
     pub status: String,
     pub outcome: Option<String>,
     pub action_taken: Option<String>,
+    /// The incident an alert is in.
+    pub incident: Option<String>,
 }
 
 /// The columns [`stored`] reads, as a literal for `concat!`.
@@ -54,7 +65,8 @@ macro_rules! columns {
     () => {
         "id, agent, time_ms, kind, severity, alert, device_ip, device_mac, device_name, \
          device_owner, person_username, person_name, person_group, person_class, grp, name, \
-         rule, category, technique, destination, evidence, count, status, outcome, action_taken"
+         rule, category, technique, destination, evidence, count, status, outcome, action_taken, \
+         incident"
     };
 }
 
@@ -91,6 +103,7 @@ pub(crate) fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
         status: row.try_get("status")?,
         outcome: row.try_get("outcome")?,
         action_taken: row.try_get("action_taken")?,
+        incident: row.try_get("incident")?,
     })
 }
 
@@ -104,8 +117,19 @@ impl Db {
         events: &[Received],
         now_ms: i64,
     ) -> Result<u64, DbError> {
+        Ok(self.ingest_batch(agent, events, now_ms).await?.stored)
+    }
+
+    /// [`Db::ingest`], saying also which incidents the batch's alerts started or changed.
+    pub async fn ingest_batch(
+        &self,
+        agent: &str,
+        events: &[Received],
+        now_ms: i64,
+    ) -> Result<Ingested, DbError> {
         let mut tx = self.pool.begin().await.map_err(sql("begin a batch"))?;
         let mut new = 0;
+        let mut incidents = Vec::new();
         for chunk in events.chunks(rows_per_insert(self.backend)) {
             let mut q = Statement::new(
                 "INSERT INTO events (id, agent, time_ms, kind, severity, alert, device_ip, \
@@ -189,6 +213,16 @@ impl Db {
                 .collect::<Result<_, _>>()
                 .map_err(sql("store events"))?;
             new += stored.len() as u64;
+            let fresh: Vec<&schoolgate_contract::Event> = chunk
+                .iter()
+                .map(|r| &r.event)
+                .filter(|e| stored.iter().any(|id| *id == e.id.to_string()))
+                .collect();
+            for id in super::incidents::assign(&mut tx, agent, &fresh).await? {
+                if !incidents.contains(&id) {
+                    incidents.push(id);
+                }
+            }
             // Only events stored now move a quarantine: an id sent again changes nothing.
             for e in chunk.iter().map(|r| &r.event) {
                 if matches!(e.kind, Kind::Quarantined | Kind::Released)
@@ -199,7 +233,10 @@ impl Db {
             }
         }
         tx.commit().await.map_err(sql("commit a batch"))?;
-        Ok(new)
+        Ok(Ingested {
+            stored: new,
+            incidents,
+        })
     }
 
     /// How many events are stored.
@@ -224,55 +261,6 @@ impl Db {
     }
 }
 
-impl Db {
-    /// High-severity alerts not yet e-mailed, oldest first, at most `limit`.
-    pub async fn unmailed(&self, limit: i64) -> Result<Vec<Stored>, DbError> {
-        let q = sqlx::query::<Any>(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM events WHERE mailed = 0 AND alert = 1 AND severity = $1 \
-             ORDER BY time_ms, id LIMIT $2"
-        ))
-        .bind(Severity::High.as_str())
-        .bind(limit);
-        self.rows(q, "read alerts to e-mail", stored).await
-    }
-
-    /// Marks alerts `ids` as e-mailed.
-    pub async fn mark_mailed(&self, ids: &[&str]) -> Result<(), DbError> {
-        for chunk in ids.chunks(rows_per_insert(self.backend)) {
-            let mut q = Statement::new("UPDATE events SET mailed = 1 WHERE id IN (");
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(*id);
-            }
-            q.push(")");
-            q.query()
-                .execute(&self.pool)
-                .await
-                .map_err(sql("mark alerts e-mailed"))?;
-        }
-        Ok(())
-    }
-}
-
-/// What the alerts list is narrowed to; every part optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default)]
-pub struct Filter {
-    pub status: Option<String>,
-    pub technique: Option<String>,
-    pub group: Option<String>,
-    /// IP address, MAC address or device name.
-    pub device: Option<String>,
-    /// From this instant (milliseconds), inclusive.
-    pub from_ms: Option<i64>,
-    /// Before this instant (milliseconds).
-    pub to_ms: Option<i64>,
-}
-
 /// Appends ` AND (the event's device is `device`)`: its IP address, MAC address (stored in
 /// lower case) or name.
 pub(crate) fn push_device(q: &mut Statement, device: &str) {
@@ -285,71 +273,10 @@ pub(crate) fn push_device(q: &mut Statement, device: &str) {
         .push(")");
 }
 
-impl Filter {
-    /// Appends ` AND …` for each part set (all but `status` when `with_status` is false).
-    fn push_where(&self, q: &mut Statement, with_status: bool) {
-        fn some(s: &Option<String>) -> Option<&str> {
-            s.as_deref().filter(|s| !s.is_empty())
-        }
-        if let (true, Some(s)) = (with_status, some(&self.status)) {
-            q.push(" AND status = ").bind(s);
-        }
-        if let Some(t) = some(&self.technique) {
-            q.push(" AND technique = ").bind(t);
-        }
-        if let Some(g) = some(&self.group) {
-            q.push(" AND grp = ").bind(g);
-        }
-        if let Some(d) = some(&self.device) {
-            push_device(q, d);
-        }
-        if let Some(f) = self.from_ms {
-            q.push(" AND time_ms >= ").bind(f);
-        }
-        if let Some(t) = self.to_ms {
-            q.push(" AND time_ms < ").bind(t);
-        }
-    }
-}
-
-impl Db {
-    /// Alerts matching `filter`, newest first.
-    pub async fn alerts(
-        &self,
-        filter: &Filter,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Vec<Stored>, DbError> {
-        let mut q = Statement::new(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM events WHERE alert = 1"
-        ));
-        filter.push_where(&mut q, true);
-        q.push(" ORDER BY time_ms DESC, id DESC LIMIT ")
-            .bind(limit)
-            .push(" OFFSET ")
-            .bind(offset);
-        self.rows(q.query(), "list alerts", stored).await
-    }
-
-    /// How many alerts match `filter` (whatever its status), by triage status.
-    pub async fn alert_counts(&self, filter: &Filter) -> Result<Vec<(String, i64)>, DbError> {
-        let mut q = Statement::new("SELECT status, COUNT(*) AS n FROM events WHERE alert = 1");
-        filter.push_where(&mut q, false);
-        q.push(" GROUP BY status");
-        self.rows(q.query(), "count alerts", |r| {
-            Ok((r.try_get("status")?, r.try_get("n")?))
-        })
-        .await
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::db::testing;
-    use schoolgate_contract::Technique;
     use schoolgate_contract::wire::parse_event;
 
     /// `ms` as a time.
@@ -386,6 +313,7 @@ pub(crate) mod tests {
             status: "new".into(),
             outcome: None,
             action_taken: None,
+            incident: Some("0193abcd".into()),
         }
     }
 
@@ -416,45 +344,6 @@ pub(crate) mod tests {
             assert_eq!(e.name.as_deref(), Some("site3.example"));
             assert_eq!(e.status, "new");
             assert!(!e.alert);
-        }
-    }
-
-    #[tokio::test]
-    async fn alerts_are_filtered_and_counted() {
-        for (db, _dir) in testing::each().await {
-            let mut batch: Vec<_> = (0..10).map(|i| event(i, "blocked")).collect();
-            for i in 10..16 {
-                let mut e = event(i, "bypass_attempt");
-                e.event.time = ms(e.event.time.as_millisecond() + i64::from(i));
-                e.event.technique = Some(if i % 2 == 0 {
-                    Technique::VpnApp
-                } else {
-                    Technique::Tor
-                });
-                batch.push(e);
-            }
-            db.ingest("gw1", &batch, 1).await.unwrap();
-            let all = db.alerts(&Filter::default(), 100, 0).await.unwrap();
-            assert_eq!(all.len(), 6);
-            assert!(
-                all.windows(2).all(|w| w[0].time_ms >= w[1].time_ms),
-                "newest first"
-            );
-            let vpn = Filter {
-                technique: Some("vpn_app".into()),
-                ..Filter::default()
-            };
-            assert_eq!(db.alerts(&vpn, 100, 0).await.unwrap().len(), 3);
-            assert_eq!(
-                db.alert_counts(&vpn).await.unwrap(),
-                [("new".to_owned(), 3)]
-            );
-            let later = Filter {
-                from_ms: Some(all[1].time_ms),
-                device: Some("10.10.3.7".into()),
-                ..Filter::default()
-            };
-            assert_eq!(db.alerts(&later, 100, 0).await.unwrap().len(), 2);
         }
     }
 

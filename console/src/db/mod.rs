@@ -7,7 +7,8 @@
 //! - [`accounts`]: users, agents and sessions.
 //! - [`audit`]: the audit log.
 //! - [`commands`]: commands waiting for agents.
-//! - [`cases`]: triage, case notes and each alert's history.
+//! - [`incidents`]: alerts gathered into incidents, the list and what is e-mailed.
+//! - [`cases`]: triage, case notes and each incident's history.
 //! - [`devices`]: a device's activity and history; devices in quarantine now.
 //! - [`retention`]: the daily purge of what is past its retention period.
 //! - [`reports`]: sums for the blocked-activity page, the dashboard and the weekly report.
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod cases;
 pub mod commands;
 pub mod devices;
+pub mod incidents;
 pub mod people;
 pub mod reports;
 pub mod retention;

@@ -142,17 +142,19 @@ impl Db {
     }
 
     /// Alerts in `w` by `column` (`status` or `outcome`), most first.
-    pub async fn alerts_by(
+    pub async fn incidents_by(
         &self,
         column: AlertColumn,
         w: Window,
     ) -> Result<Vec<(Option<String>, i64)>, DbError> {
         let mut q = Statement::new("SELECT ");
         q.push(column.as_sql())
-            .push(" AS k, COUNT(*) AS n FROM events WHERE alert = 1 AND");
-        w.push_where(&mut q);
+            .push(" AS k, COUNT(*) AS n FROM incidents WHERE first_ms >= ")
+            .bind(w.from_ms)
+            .push(" AND first_ms < ")
+            .bind(w.to_ms);
         q.push(" GROUP BY 1 ORDER BY 2 DESC, 1");
-        self.rows(q.query(), "count alerts", pair).await
+        self.rows(q.query(), "count incidents", pair).await
     }
 
     /// Events of each kind in `w`, summed.
@@ -193,7 +195,7 @@ impl Db {
     }
 }
 
-/// Alert columns the weekly report counts by.
+/// Incident columns the weekly report counts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertColumn {
     Status,
@@ -299,8 +301,9 @@ mod tests {
                     .collect::<Vec<_>>(),
                 [("10.10.3.8", 2, 0), ("10.10.3.7", 0, 10)]
             );
-            let status = db.alerts_by(AlertColumn::Status, w).await.unwrap();
-            assert_eq!(s(&status), [("new".into(), 2)]);
+            // The two attempts from one device, seconds apart, are one incident.
+            let status = db.incidents_by(AlertColumn::Status, w).await.unwrap();
+            assert_eq!(s(&status), [("new".into(), 1)]);
             let kinds = db.kinds(w).await.unwrap();
             assert_eq!(
                 s(&kinds),

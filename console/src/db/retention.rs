@@ -1,5 +1,7 @@
-//! Retention: what is older than its kind's period is deleted (alerts with their notes and
-//! history, other events, the audit log, finished commands, expired sessions).
+//! Retention: what is older than its kind's period is deleted (resolved incidents with their
+//! alerts, notes and history; other events; the audit log; finished commands; expired
+//! sessions). An open case is a record the school still needs: an incident not yet resolved
+//! is never deleted, nor its alerts, notes or history, however old.
 
 use sqlx::Any;
 
@@ -11,6 +13,7 @@ const DAY_MS: i64 = 86_400_000;
 /// How many rows a purge deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
+    pub incidents: u64,
     pub alerts: u64,
     pub events: u64,
     pub audit: u64,
@@ -24,12 +27,12 @@ impl Db {
         let before = |days: u32| now_ms - i64::from(days) * DAY_MS;
         let alerts_before = before(retention.alerts_days);
         let mut tx = self.pool.begin().await.map_err(sql("begin a purge"))?;
-        // Notes and history go with their alert; both backends are told, not left to
+        // Notes and history go with their incident; both backends are told, not left to
         // foreign-key cascades that SQLite enforces only when asked.
         for table in ["notes", "alert_history"] {
             let text = format!(
                 "DELETE FROM {table} WHERE event_id IN \
-                 (SELECT id FROM events WHERE alert = 1 AND time_ms < $1)"
+                 (SELECT id FROM incidents WHERE status = 'resolved' AND last_ms < $1)"
             );
             // `table` is one of the two names above.
             sqlx::query::<Any>(sqlx::AssertSqlSafe(text))
@@ -47,8 +50,16 @@ impl Db {
                 .map_err(sql(what))
         };
         let purged = Purged {
+            incidents: run(
+                "DELETE FROM incidents WHERE status = 'resolved' AND last_ms < $1",
+                alerts_before,
+                "purge resolved incidents",
+            )
+            .await?,
+            // What is left of an incident is an open case, or one resolved too recently.
             alerts: run(
-                "DELETE FROM events WHERE alert = 1 AND time_ms < $1",
+                "DELETE FROM events WHERE alert = 1 AND time_ms < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM incidents i WHERE i.id = events.incident)",
                 alerts_before,
                 "purge alerts",
             )
@@ -112,11 +123,15 @@ mod tests {
             };
             let old_alert = at("bypass_attempt", 400);
             let kept_alert = at("bypass_attempt", 100);
+            // Still open after 401 days: a case the school has not closed.
+            let mut open_case = at("bypass_attempt", 401);
+            open_case.event.device.ip = Some("10.0.0.2".parse().unwrap());
             db.ingest(
                 "gw1",
                 &[
                     old_alert.clone(),
                     kept_alert.clone(),
+                    open_case.clone(),
                     at("blocked", 100),
                     at("blocked", 10),
                 ],
@@ -124,6 +139,24 @@ mod tests {
             )
             .await
             .unwrap();
+            let resolved = crate::db::cases::Triage {
+                status: "resolved",
+                outcome: Some("spoken to the pupil"),
+                action_taken: None,
+            };
+            assert!(
+                db.triage(
+                    &old_alert.id.to_string(),
+                    &resolved,
+                    "dsl",
+                    now - 399 * DAY_MS
+                )
+                .await
+                .unwrap()
+            );
+            db.add_note(&open_case.id.to_string(), "dsl", "open", now - 401 * DAY_MS)
+                .await
+                .unwrap();
             db.add_note(&old_alert.id.to_string(), "dsl", "old", now - 400 * DAY_MS)
                 .await
                 .unwrap();
@@ -146,6 +179,7 @@ mod tests {
             assert_eq!(
                 purged,
                 Purged {
+                    incidents: 1,
                     alerts: 1,
                     events: 1,
                     audit: 1,
@@ -153,7 +187,17 @@ mod tests {
                     sessions: 0
                 }
             );
-            assert_eq!(db.event_count().await.unwrap(), 2);
+            assert_eq!(db.event_count().await.unwrap(), 3);
+            let open = open_case.id.to_string();
+            assert!(db.incident(&open).await.unwrap().is_some());
+            assert!(db.event(&open).await.unwrap().is_some());
+            assert_eq!(db.notes(&open).await.unwrap().len(), 1);
+            assert!(
+                db.incident(&old_alert.id.to_string())
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
             assert!(
                 db.notes(&old_alert.id.to_string())
                     .await

@@ -1,21 +1,24 @@
-//! One alert: the evidence in plain words, the device and who it belongs to, what the
-//! device did 30 minutes either side, and what the safeguarding lead records on it —
-//! triage, outcome and action taken, case notes, release from quarantine — each change in
-//! its history with who and when. Every view and action goes to the audit log; IT accounts
-//! see the technical detail but not notes, outcomes or the case history.
+//! One incident: its title and risk, who and which device, its alerts with their evidence
+//! in plain words (each raw event a click away at `/events/{id}`), what the device did 30
+//! minutes either side, and what the safeguarding lead records on it — triage, outcome and
+//! action taken, case notes, release from quarantine — each change in its history with who
+//! and when. Every view and action goes to the audit log; IT accounts see the technical
+//! detail but not notes, outcomes or the case history.
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use schoolgate_contract::{Kind, Technique};
+use schoolgate_contract::{Kind, Severity, Technique};
 use serde::Deserialize;
 
-use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render, see_other, when};
+use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render, see_other, technique_words};
 use crate::db::cases::{Change, Note, STATUSES, Triage};
 use crate::db::devices::{DeviceKey, Quarantine};
 use crate::db::events::Stored;
+use crate::db::incidents::Incident;
+use crate::zone::Zone;
 
-/// How far either side of an alert the device's activity is shown.
+/// How far either side of an incident the device's activity is shown.
 const WINDOW_MS: i64 = 30 * 60 * 1000;
 /// At most this many events of that activity.
 const ACTIVITY_LIMIT: i64 = 300;
@@ -120,22 +123,135 @@ pub fn device_label(e: &Stored) -> String {
     }
 }
 
+/// A person's name as lists show it: the first name and the last name's initial ("Amira
+/// K."), enough for the safeguarding lead to know who and no more for a passer-by.
+pub fn short_name(name: &str) -> String {
+    let mut words = name.split_whitespace();
+    let Some(first) = words.next() else {
+        return String::new();
+    };
+    // The initial is the last word's first capital (its first letter when it has none):
+    // markup or punctuation around a name from the directory is not an initial.
+    let initial = |w: &str| {
+        w.chars()
+            .find(|c| c.is_uppercase())
+            .or_else(|| w.chars().find(|c| c.is_alphabetic()))
+    };
+    match words.last().and_then(initial) {
+        Some(initial) => format!("{first} {initial}."),
+        None => first.to_owned(),
+    }
+}
+
+/// Words joined as a sentence lists them: "A", "A and B", "A, B and C".
+fn listed(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// The incident in one line: who, what, on which device, and whether the device was
+/// quarantined ("Amira K. (6B) used a VPN app on ICT-Suite-03 — quarantined").
+pub fn title(i: &Incident) -> String {
+    let person = i
+        .person_name
+        .as_deref()
+        .map(short_name)
+        .or_else(|| i.person_username.clone());
+    let device = i
+        .device_name
+        .as_deref()
+        .or(i.device_ip.as_deref())
+        .or(i.device_mac.as_deref());
+    let subject = match (&person, device) {
+        (Some(p), _) => match &i.person_class {
+            Some(c) => format!("{p} ({c})"),
+            None => p.clone(),
+        },
+        (None, Some(d)) => d.to_owned(),
+        (None, None) => format!("Gateway {}", i.agent),
+    };
+    let techniques: Vec<&str> = i.techniques.iter().map(|t| t.words()).collect();
+    let what = if techniques.is_empty() {
+        match i.kind {
+            Kind::Quarantined => "was put in quarantine".to_owned(),
+            Kind::Blocked => format!(
+                "was stopped from reaching {}",
+                i.name.as_deref().unwrap_or("a site")
+            ),
+            Kind::Supervised => format!(
+                "reached {} in supervised use",
+                i.name.as_deref().unwrap_or("a site")
+            ),
+            Kind::EventsDropped => "lost events before the console received them".to_owned(),
+            Kind::JournalDamaged => "found damage in its event journal".to_owned(),
+            Kind::PolicyRejected => "refused an edit to the filtering policy".to_owned(),
+            Kind::DirectoryRejected => "could not read the list of pupils and staff".to_owned(),
+            other => other.to_string(),
+        }
+    } else {
+        format!("used {}", listed(&techniques))
+    };
+    let on = match (&person, device) {
+        (Some(_), Some(d)) => format!(" on {d}"),
+        _ => String::new(),
+    };
+    let tail = if i.quarantined && !techniques.is_empty() {
+        " — quarantined"
+    } else {
+        ""
+    };
+    format!("{subject} {what}{on}{tail}")
+}
+
+/// The incident's risk level in a word: its highest alert's severity.
+pub fn risk(i: &Incident) -> &'static str {
+    match i.severity {
+        Severity::High => "High",
+        Severity::Medium => "Medium",
+        Severity::Low | Severity::Info => "Low",
+    }
+}
+
+/// An alert of the incident, or an event of the device's activity, as the page lists it.
 #[derive(Debug)]
 pub struct Activity {
     pub e: Stored,
     pub when: String,
-    /// This is the alert itself.
+    pub words: String,
+    pub technique: Option<&'static str>,
+    /// It is one of this incident's alerts.
     pub this: bool,
+}
+
+impl Activity {
+    fn of(e: Stored, zone: &Zone, incident: &str) -> Self {
+        Self {
+            when: zone.when(e.time_ms),
+            words: plain_words(&e),
+            technique: e.technique.as_deref().and_then(technique_words),
+            this: e.incident.as_deref() == Some(incident),
+            e,
+        }
+    }
 }
 
 #[derive(Template)]
 #[template(path = "alert.html")]
-struct AlertPage<'a> {
+struct IncidentPage<'a> {
     frame: Frame<'a>,
-    e: &'a Stored,
-    when: String,
-    words: String,
+    i: &'a Incident,
+    title: String,
+    risk: &'static str,
+    first: String,
+    last: String,
+    techniques: String,
     device: String,
+    /// The device's address or name, for its history's link.
+    device_key: Option<String>,
+    alerts: Vec<Activity>,
     activity: Vec<Activity>,
     /// Notes and history only for those who handle cases.
     notes: Vec<(String, Note)>,
@@ -153,17 +269,28 @@ pub struct Shown {
     done: String,
 }
 
+/// `/alerts/{id}`: the incident `id`; an alert in an incident is sent to its incident, and
+/// any other event to its own page.
 pub async fn show(
     State(app): State<Shared>,
     signed: Signed,
     Path(id): Path<String>,
     Query(shown): Query<Shown>,
 ) -> Answer {
-    let e = app.db.event(&id).await?.ok_or(Refused::NotFound("alert"))?;
-    signed.audit(&app, "view_alert", Some(&e.id), None).await?;
-    let activity = match DeviceKey::of(&e) {
+    let Some(i) = app.db.incident(&id).await? else {
+        return match app.db.incident_of(&id).await? {
+            Some(incident) => Ok(see_other(&format!("/alerts/{}", urlencode(&incident)))),
+            None => Ok(see_other(&format!("/events/{}", urlencode(&id)))),
+        };
+    };
+    signed.audit(&app, "view_alert", Some(&i.id), None).await?;
+    let zone = &app.config.time_zone;
+    let alerts = app.db.incident_events(&i.id).await?;
+    // The device as the latest alert names it: its activity and its quarantine.
+    let latest = alerts.last();
+    let activity = match latest.and_then(DeviceKey::of) {
         Some(key) => {
-            let (from, to) = (e.time_ms - WINDOW_MS, e.time_ms + WINDOW_MS + 1);
+            let (from, to) = (i.first_ms - WINDOW_MS, i.last_ms + WINDOW_MS + 1);
             app.db
                 .device_activity(&key, from, to, ACTIVITY_LIMIT)
                 .await?
@@ -172,39 +299,58 @@ pub async fn show(
     };
     let activity = activity
         .into_iter()
-        .map(|a| Activity {
-            when: when(a.time_ms),
-            this: a.id == e.id,
-            e: a,
-        })
+        .map(|e| Activity::of(e, zone, &i.id))
         .collect();
     let (notes, history) = if signed.role().handles_cases() {
-        let notes = app.db.notes(&e.id).await?;
-        let history = app.db.history(&e.id).await?;
+        let notes = app.db.notes(&i.id).await?;
+        let history = app.db.history(&i.id).await?;
         (
-            notes.into_iter().map(|n| (when(n.time_ms), n)).collect(),
-            history.into_iter().map(|c| (when(c.time_ms), c)).collect(),
+            notes
+                .into_iter()
+                .map(|n| (zone.when(n.time_ms), n))
+                .collect(),
+            history
+                .into_iter()
+                .map(|c| (zone.when(c.time_ms), c))
+                .collect(),
         )
     } else {
         (Vec::new(), Vec::new())
     };
-    let quarantine = app
-        .db
-        .quarantine_of(&e)
-        .await?
-        .map(|q| (when(q.event.time_ms), q));
+    let quarantine = match latest {
+        Some(e) => app
+            .db
+            .quarantine_of(e)
+            .await?
+            .map(|q| (zone.when(q.event.time_ms), q)),
+        None => None,
+    };
     let message = match shown.done.as_str() {
         "triage" => Some("Triage recorded."),
         "note" => Some("Note added."),
         "release" => Some(RELEASE_SENT),
         _ => None,
     };
-    render(&AlertPage {
-        frame: signed.frame(),
-        when: when(e.time_ms),
-        words: plain_words(&e),
-        device: device_label(&e),
-        e: &e,
+    let device = latest.map_or_else(|| "none".to_owned(), device_label);
+    let device_key = latest.and_then(|e| {
+        e.device_ip
+            .clone()
+            .or_else(|| e.device_mac.clone())
+            .or_else(|| e.device_name.clone())
+    });
+    render(&IncidentPage {
+        frame: signed.frame(&app),
+        title: title(&i),
+        risk: risk(&i),
+        first: zone.when(i.first_ms),
+        last: zone.when(i.last_ms),
+        techniques: listed(&i.techniques.iter().map(|t| t.words()).collect::<Vec<_>>()),
+        device,
+        device_key,
+        alerts: alerts
+            .into_iter()
+            .map(|e| Activity::of(e, zone, &i.id))
+            .collect(),
         activity,
         notes,
         history,
@@ -212,6 +358,32 @@ pub async fn show(
         statuses: STATUSES,
         outcomes: OUTCOMES,
         message,
+        i: &i,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+struct EventPage<'a> {
+    frame: Frame<'a>,
+    e: &'a Stored,
+    when: String,
+    words: String,
+    technique: Option<&'static str>,
+    device: String,
+}
+
+/// `/events/{id}`: one event as the gateway sent it, every field.
+pub async fn event(State(app): State<Shared>, signed: Signed, Path(id): Path<String>) -> Answer {
+    let e = app.db.event(&id).await?.ok_or(Refused::NotFound("event"))?;
+    signed.audit(&app, "view_event", Some(&e.id), None).await?;
+    render(&EventPage {
+        frame: signed.frame(&app),
+        when: app.config.time_zone.when(e.time_ms),
+        words: plain_words(&e),
+        technique: e.technique.as_deref().and_then(technique_words),
+        device: device_label(&e),
+        e: &e,
     })
 }
 
@@ -229,12 +401,12 @@ pub fn field(text: &str, max: usize, what: &str) -> Result<Option<String>, Refus
     Ok(Some(t.to_owned()).filter(|t| !t.is_empty()))
 }
 
-/// The alert `id`.
-async fn alert(app: &Shared, id: &str) -> Result<Stored, Refused> {
-    match app.db.event(id).await? {
-        Some(e) if e.alert => Ok(e),
-        _ => Err(Refused::NotFound("alert")),
-    }
+/// The incident `id`.
+async fn incident(app: &Shared, id: &str) -> Result<Incident, Refused> {
+    app.db
+        .incident(id)
+        .await?
+        .ok_or(Refused::NotFound("incident"))
 }
 
 /// The page of alert `id`, saying `done`.
@@ -271,7 +443,7 @@ pub async fn triage(
             "A resolved alert needs an outcome. Go back and choose one.".into(),
         ));
     }
-    let e = alert(&app, &id).await?;
+    let i = incident(&app, &id).await?;
     let decision = Triage {
         status,
         outcome: outcome.as_deref(),
@@ -279,17 +451,17 @@ pub async fn triage(
     };
     if !app
         .db
-        .triage(&e.id, &decision, signed.name(), now_ms())
+        .triage(&i.id, &decision, signed.name(), now_ms())
         .await?
     {
-        return Err(Refused::NotFound("alert"));
+        return Err(Refused::NotFound("incident"));
     }
     // The audit log says what changed, not the case detail (IT reads the audit log).
     let detail = format!("status {status}");
     signed
-        .audit(&app, "triage", Some(&e.id), Some(&detail))
+        .audit(&app, "triage", Some(&i.id), Some(&detail))
         .await?;
-    back_to(&e.id, "triage")
+    back_to(&i.id, "triage")
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,16 +480,16 @@ pub async fn note(
     signed.handles_cases()?;
     let body = field(&form.body, MAX_NOTE, "note")?
         .ok_or_else(|| Refused::Bad("The note is empty.".into()))?;
-    let e = alert(&app, &id).await?;
+    let i = incident(&app, &id).await?;
     if !app
         .db
-        .add_note(&e.id, signed.name(), &body, now_ms())
+        .add_note(&i.id, signed.name(), &body, now_ms())
         .await?
     {
-        return Err(Refused::NotFound("alert"));
+        return Err(Refused::NotFound("incident"));
     }
-    signed.audit(&app, "add_note", Some(&e.id), None).await?;
-    back_to(&e.id, "note")
+    signed.audit(&app, "add_note", Some(&i.id), None).await?;
+    back_to(&i.id, "note")
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,14 +506,22 @@ pub async fn release(
 ) -> Answer {
     signed.form_ok(&form.csrf)?;
     signed.handles_cases()?;
-    let e = alert(&app, &id).await?;
+    let i = incident(&app, &id).await?;
+    // The device and person as the incident's latest alert names them.
+    let e = app
+        .db
+        .incident_events(&i.id)
+        .await?
+        .pop()
+        .ok_or(Refused::NotFound("incident"))?;
     queue_release(&app, &signed, &e, &form.reason).await?;
-    back_to(&e.id, "release")
+    back_to(&i.id, "release")
 }
 
 /// Queues the release of `e`'s device with `reason` — and, when the event names the person
-/// signed in, of that person's ban, so the DSL's release acts on the person — in the alert's
-/// history and the audit log. The agent that reported the event is the one told.
+/// signed in, of that person's ban, so the DSL's release acts on the person — in the history
+/// of the incident it is in and the audit log. The agent that reported the event is the one
+/// told.
 pub async fn queue_release(
     app: &Shared,
     signed: &Signed,
@@ -356,6 +536,7 @@ pub async fn queue_release(
         .or(e.device_mac.as_deref())
         .ok_or_else(|| Refused::Bad("The event names no device address.".into()))?;
     let now = now_ms();
+    let case = e.incident.as_deref().unwrap_or(&e.id);
     app.db
         .queue_release(
             &e.agent,
@@ -363,15 +544,13 @@ pub async fn queue_release(
             e.person_username.as_deref(),
             &reason,
             signed.name(),
-            Some(&e.id),
+            Some(case),
             now,
         )
         .await?;
     let what = format!("release from quarantine asked for: {reason}");
-    app.db.add_change(&e.id, signed.name(), &what, now).await?;
-    signed
-        .audit(app, "release", Some(device), Some(&e.id))
-        .await
+    app.db.add_change(case, signed.name(), &what, now).await?;
+    signed.audit(app, "release", Some(device), Some(case)).await
 }
 
 /// `text` for a URL path segment (alert ids are UUIDs, but the path came from the browser).
@@ -430,6 +609,52 @@ mod tests {
             plain_words(&blocked),
             "Y6-iPad-12 (10.10.3.7) was stopped from reaching vpn.example (3 times)."
         );
+    }
+
+    #[test]
+    fn an_incident_reads_as_one_line_the_person_first() {
+        let e = example("bypass_attempt");
+        let received = schoolgate_contract::wire::parse_event(serde_json::json!({
+            "id": "0193abcd-0000-7000-8000-000000000000", "time": "2026-06-15T08:10:03Z",
+            "kind": "bypass_attempt", "severity": "medium", "technique": "vpn_app",
+            "device": {"ip": e.device_ip, "name": "ICT-Suite-03"},
+            "person": {"username": "amira.k", "display_name": "Amira Khan", "class": "6B"},
+        }))
+        .unwrap();
+        let mut i = Incident::open("gw1", &received);
+        assert_eq!(title(&i), "Amira K. (6B) used a VPN app on ICT-Suite-03");
+        assert_eq!(risk(&i), "Medium");
+        i.quarantined = true;
+        i.techniques.push(Technique::Tor);
+        i.severity = Severity::High;
+        assert_eq!(
+            title(&i),
+            "Amira K. (6B) used a VPN app and Tor on ICT-Suite-03 — quarantined"
+        );
+        assert_eq!(risk(&i), "High");
+        i.person_username = None;
+        i.person_name = None;
+        i.person_class = None;
+        i.techniques.clear();
+        i.kind = Kind::Quarantined;
+        assert_eq!(title(&i), "ICT-Suite-03 was put in quarantine");
+        i.device_name = None;
+        i.device_ip = None;
+        i.kind = Kind::PolicyRejected;
+        assert_eq!(
+            title(&i),
+            "Gateway gw1 refused an edit to the filtering policy"
+        );
+    }
+
+    #[test]
+    fn short_names_keep_a_first_name_and_an_initial() {
+        assert_eq!(short_name("Amira Khan"), "Amira K.");
+        assert_eq!(short_name("  Jo  de la Cruz "), "Jo C.");
+        assert_eq!(short_name("Amira <i>Khan</i>"), "Amira K.");
+        assert_eq!(short_name("Cher"), "Cher");
+        assert_eq!(short_name(""), "");
+        assert_eq!(listed(&["a", "b", "c"]), "a, b and c");
     }
 
     #[test]

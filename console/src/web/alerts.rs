@@ -1,15 +1,21 @@
-//! The alerts list: bypass attempts, quarantines and other high-severity events, newest
-//! first, narrowed by status, technique, group, device and dates, with counts by status.
+//! The incident list: one row per incident (an attempt, the quarantine it caused, repeats
+//! close behind), its title in plain words, risk and status, the most recently active
+//! first, narrowed by status, technique, group, device, person and dates (days in the
+//! school's time zone), with counts by status; and the same as CSV.
 
 use askama::Template;
 use axum::extract::{Query, State};
+use schoolgate_contract::Technique;
 use serde::Deserialize;
 
+use super::alert::{risk, title};
 use super::csv::{document, download, opt};
-use super::{Answer, Frame, Row, Shared, Signed, day_start, one_page, render, when};
-use crate::db::events::{Filter, Stored};
+use super::{Answer, Frame, Shared, Signed, one_page, render};
+use crate::db::events::Stored;
+use crate::db::incidents::{Filter, Incident};
+use crate::zone::Zone;
 
-/// Alerts on one page.
+/// Incidents on one page.
 const PAGE: i64 = 100;
 
 #[derive(Debug, Default, Deserialize)]
@@ -19,23 +25,68 @@ pub struct Params {
     technique: String,
     group: String,
     device: String,
-    /// `YYYY-MM-DD`, UTC.
+    person: String,
+    /// `YYYY-MM-DD`, in the school's time zone.
     from: String,
     to: String,
     page: i64,
 }
 
 impl Params {
-    pub fn filter(&self) -> Filter {
+    pub fn filter(&self, zone: &Zone) -> Filter {
         let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         Filter {
             status: opt(&self.status),
             technique: opt(&self.technique),
             group: opt(&self.group),
             device: opt(&self.device),
-            from_ms: day_start(&self.from),
+            person: opt(&self.person),
+            from_ms: zone.day_start(&self.from),
             // The "to" day is included.
-            to_ms: day_start(&self.to).map(|t| t + 86_400_000),
+            to_ms: zone.day_start(&self.to).map(|t| zone.add_days(t, 1)),
+        }
+    }
+
+    /// The query string of these filters (without the page), for links.
+    fn query(&self) -> String {
+        let mut q = String::new();
+        for (k, v) in [
+            ("status", &self.status),
+            ("technique", &self.technique),
+            ("group", &self.group),
+            ("device", &self.device),
+            ("person", &self.person),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            q.push_str(k);
+            q.push('=');
+            q.push_str(&super::alert::urlencode(v));
+        }
+        q
+    }
+}
+
+/// An incident as the list shows it.
+#[derive(Debug)]
+pub struct Listed {
+    pub i: Incident,
+    pub title: String,
+    pub risk: &'static str,
+    /// When it last grew.
+    pub when: String,
+}
+
+impl Listed {
+    pub fn of(i: Incident, zone: &Zone) -> Self {
+        Self {
+            title: title(&i),
+            risk: risk(&i),
+            when: zone.when(i.last_ms),
+            i,
         }
     }
 }
@@ -45,7 +96,9 @@ impl Params {
 struct AlertsPage<'a> {
     frame: Frame<'a>,
     params: &'a Params,
-    rows: Vec<Row>,
+    query: String,
+    techniques: Vec<(&'static str, &'static str)>,
+    rows: Vec<Listed>,
     counts: Vec<(String, i64)>,
     total: i64,
     page: i64,
@@ -57,16 +110,22 @@ pub async fn list(
     signed: Signed,
     Query(params): Query<Params>,
 ) -> Answer {
-    let filter = params.filter();
+    let zone = &app.config.time_zone;
+    let filter = params.filter(zone);
     let page_no = params.page.max(0);
-    let rows = app.db.alerts(&filter, PAGE + 1, page_no * PAGE).await?;
-    let counts = app.db.alert_counts(&filter).await?;
+    let rows = app.db.incidents(&filter, PAGE + 1, page_no * PAGE).await?;
+    let counts = app.db.incident_counts(&filter).await?;
     let (rows, more) = one_page(rows, PAGE);
-    let rows = rows.into_iter().map(Row::of).collect();
+    let rows = rows.into_iter().map(|i| Listed::of(i, zone)).collect();
     let total = counts.iter().map(|(_, n)| n).sum();
     render(&AlertsPage {
-        frame: signed.frame(),
+        frame: signed.frame(&app),
         params: &params,
+        query: params.query(),
+        techniques: Technique::ALL
+            .iter()
+            .map(|t| (t.as_str(), t.words()))
+            .collect(),
         rows,
         counts,
         total,
@@ -75,11 +134,82 @@ pub async fn list(
     })
 }
 
-/// Events as CSV: outcome and action taken only for those who handle cases.
-pub fn events_csv(events: &[Stored], cases: bool) -> String {
+/// Incidents as CSV: outcome and action taken only for those who handle cases.
+pub fn incidents_csv(incidents: &[Incident], zone: &Zone, cases: bool) -> String {
+    let first = format!("first seen ({})", zone.name());
+    let last = format!("last seen ({})", zone.name());
     let mut header = vec![
         "id",
-        "time (UTC)",
+        first.as_str(),
+        last.as_str(),
+        "incident",
+        "risk",
+        "status",
+        "username",
+        "person",
+        "class",
+        "device name",
+        "device ip",
+        "device mac",
+        "belongs to",
+        "group",
+        "how",
+        "technique",
+        "attempts",
+        "alerts",
+        "quarantined",
+        "gateway",
+    ];
+    if cases {
+        header.extend(["outcome", "action taken"]);
+    }
+    document(
+        &header,
+        incidents.iter().map(|i| {
+            let mut row = vec![
+                i.id.clone(),
+                zone.when_exact(i.first_ms),
+                zone.when_exact(i.last_ms),
+                title(i),
+                risk(i).to_owned(),
+                i.status.clone(),
+                opt(&i.person_username),
+                opt(&i.person_name),
+                opt(&i.person_class),
+                opt(&i.device_name),
+                opt(&i.device_ip),
+                opt(&i.device_mac),
+                opt(&i.device_owner),
+                opt(&i.group),
+                i.techniques
+                    .iter()
+                    .map(|t| t.words())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                i.techniques
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                i.attempts.to_string(),
+                i.events.to_string(),
+                if i.quarantined { "yes" } else { "no" }.to_owned(),
+                i.agent.clone(),
+            ];
+            if cases {
+                row.extend([opt(&i.outcome), opt(&i.action_taken)]);
+            }
+            row
+        }),
+    )
+}
+
+/// Events as CSV: outcome and action taken only for those who handle cases.
+pub fn events_csv(events: &[Stored], zone: &Zone, cases: bool) -> String {
+    let time = format!("time ({})", zone.name());
+    let mut header = vec![
+        "id",
+        time.as_str(),
         "gateway",
         "kind",
         "severity",
@@ -94,6 +224,7 @@ pub fn events_csv(events: &[Stored], cases: bool) -> String {
         "group",
         "name",
         "technique",
+        "how",
         "rule",
         "category",
         "destination",
@@ -108,7 +239,7 @@ pub fn events_csv(events: &[Stored], cases: bool) -> String {
         events.iter().map(|e| {
             let mut row = vec![
                 e.id.clone(),
-                when(e.time_ms),
+                zone.when_exact(e.time_ms),
                 e.agent.clone(),
                 e.kind.to_string(),
                 e.severity.to_string(),
@@ -123,6 +254,11 @@ pub fn events_csv(events: &[Stored], cases: bool) -> String {
                 opt(&e.group),
                 opt(&e.name),
                 opt(&e.technique),
+                e.technique
+                    .as_deref()
+                    .and_then(super::technique_words)
+                    .unwrap_or_default()
+                    .to_owned(),
                 opt(&e.rule),
                 opt(&e.category),
                 opt(&e.destination),
@@ -140,13 +276,14 @@ pub fn events_csv(events: &[Stored], cases: bool) -> String {
 /// Rows in one CSV download at most.
 pub const CSV_ROWS: i64 = 100_000;
 
-/// The filtered alerts list as CSV.
+/// The filtered incident list as CSV.
 pub async fn export(
     State(app): State<Shared>,
     signed: Signed,
     Query(params): Query<Params>,
 ) -> Answer {
-    let rows = app.db.alerts(&params.filter(), CSV_ROWS, 0).await?;
+    let zone = &app.config.time_zone;
+    let rows = app.db.incidents(&params.filter(zone), CSV_ROWS, 0).await?;
     signed
         .audit(
             &app,
@@ -157,6 +294,6 @@ pub async fn export(
         .await?;
     Ok(download(
         "alerts.csv",
-        events_csv(&rows, signed.role().handles_cases()),
+        incidents_csv(&rows, zone, signed.role().handles_cases()),
     ))
 }

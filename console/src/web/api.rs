@@ -88,12 +88,18 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
     let received = super::now();
     let now = received.as_millisecond();
     let events: Vec<_> = batch.events.into_iter().map(|e| e.at(received)).collect();
-    let new = match app.db.ingest(&name, &events, now).await {
+    let ingested = match app.db.ingest_batch(&name, &events, now).await {
         Ok(n) => n,
         Err(e) => return internal(&e),
     };
-    if new > 0 {
-        super::live::announce(&app.live, &events);
+    if !ingested.incidents.is_empty() {
+        match app.db.incidents_named(&ingested.incidents).await {
+            Ok(incidents) => {
+                super::live::announce(&app.live, &incidents, &app.config.time_zone);
+            }
+            // Stored all the same: the pages show them when next loaded.
+            Err(e) => tracing::warn!(error = %e, "cannot read incidents to announce"),
+        }
     }
     // A status too long to keep is replaced whole, not cut: half a JSON text is no status.
     let status = batch.status.as_ref().map(|s| {
@@ -115,7 +121,7 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
         .collect();
     Json(Answer {
         received,
-        new,
+        new: ingested.stored,
         refused,
     })
     .into_response()

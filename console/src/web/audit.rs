@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use super::csv::{document, download, opt};
-use super::{Answer, Frame, Shared, Signed, one_page, render, when};
+use super::{Answer, Frame, Shared, Signed, one_page, render};
 use crate::db::audit::Entry;
 
 /// Entries on one page.
@@ -36,9 +36,12 @@ pub async fn list(
     let page_no = params.page.max(0);
     let rows = app.db.audit_log(PAGE + 1, page_no * PAGE).await?;
     let (rows, more) = one_page(rows, PAGE);
-    let rows = rows.into_iter().map(|e| (when(e.time_ms), e)).collect();
+    let rows = rows
+        .into_iter()
+        .map(|e| (app.config.time_zone.when(e.time_ms), e))
+        .collect();
     render(&AuditPage {
-        frame: signed.frame(),
+        frame: signed.frame(&app),
         rows,
         page: page_no,
         more,
@@ -49,11 +52,12 @@ pub async fn list(
 pub async fn export(State(app): State<Shared>, signed: Signed) -> Answer {
     let rows = app.db.audit_log(super::alerts::CSV_ROWS, 0).await?;
     signed.audit(&app, "export_audit", None, None).await?;
+    let time = format!("time ({})", app.config.time_zone.name());
     let text = document(
-        &["time (UTC)", "who", "action", "on", "detail", "from"],
+        &[time.as_str(), "who", "action", "on", "detail", "from"],
         rows.iter().map(|e| {
             vec![
-                when(e.time_ms),
+                app.config.time_zone.when_exact(e.time_ms),
                 e.who.clone(),
                 e.action.clone(),
                 opt(&e.target),

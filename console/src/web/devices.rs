@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::alert::{RELEASE_SENT, device_label, queue_release, urlencode};
 use super::alerts::{CSV_ROWS, events_csv};
 use super::csv::download;
-use super::{Answer, Frame, Refused, Row, Shared, Signed, one_page, render, see_other, when};
+use super::{Answer, Frame, Refused, Row, Shared, Signed, one_page, render, see_other};
 use crate::db::devices::{DeviceKey, Quarantine};
 
 /// Events on one page of a device's history.
@@ -44,10 +44,16 @@ pub async fn list(
         .quarantines()
         .await?
         .into_iter()
-        .map(|q| (when(q.event.time_ms), device_label(&q.event), q))
+        .map(|q| {
+            (
+                app.config.time_zone.when(q.event.time_ms),
+                device_label(&q.event),
+                q,
+            )
+        })
         .collect();
     render(&DevicesPage {
-        frame: signed.frame(),
+        frame: signed.frame(&app),
         quarantines,
         message: (params.done == "release").then_some(RELEASE_SENT),
     })
@@ -105,7 +111,7 @@ pub async fn history(
     let (key, choose) = which(&app, &key, &params.agent).await?;
     if !choose.is_empty() {
         return render(&DevicePage {
-            frame: signed.frame(),
+            frame: signed.frame(&app),
             key: key.as_str(),
             agent: "",
             choose,
@@ -123,9 +129,12 @@ pub async fn history(
         .device_history(&key, PAGE + 1, page_no * PAGE)
         .await?;
     let (rows, more) = one_page(rows, PAGE);
-    let rows = rows.into_iter().map(Row::of).collect();
+    let rows = rows
+        .into_iter()
+        .map(|e| Row::of(e, &app.config.time_zone))
+        .collect();
     render(&DevicePage {
-        frame: signed.frame(),
+        frame: signed.frame(&app),
         key: key.as_str(),
         agent: key.agent().unwrap_or(""),
         choose,
@@ -178,6 +187,6 @@ pub async fn history_csv(
         .await?;
     Ok(download(
         "device-history.csv",
-        events_csv(&rows, signed.role().handles_cases()),
+        events_csv(&rows, &app.config.time_zone, signed.role().handles_cases()),
     ))
 }

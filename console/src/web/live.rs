@@ -1,7 +1,8 @@
-//! New alerts pushed to open alert pages over server-sent events. The agents' API
-//! announces each batch that stored new alerts; `/alerts/live` streams them to every signed-in
-//! page as JSON, and `/static/live.js` puts them at the top of the list with `textContent`
-//! (so a name from a device is text there too). A page that falls behind is told to reload.
+//! Incidents pushed to open incident lists over server-sent events. The agents' API
+//! announces the incidents each batch started or changed; `/alerts/live` streams them to
+//! every signed-in page as JSON, and `/static/live.js` puts a new one at the top of the list
+//! and redraws one it shows, with `textContent` (so a name from a device is text there too).
+//! A page that falls behind is told to reload.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,59 +14,51 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::{Shared, Signed, when};
-use schoolgate_contract::wire::Received;
+use super::Shared;
+use super::Signed;
+use super::alert::{risk, title};
+use crate::db::incidents::Incident;
+use crate::zone::Zone;
 
 /// Batches of alerts kept for pages that read slowly.
 pub const BACKLOG: usize = 64;
 
-/// One alert as a live page shows it: the alerts list's columns.
+/// One incident as a live page shows it: the incident list's columns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Live {
     pub id: String,
     pub when: String,
-    pub kind: String,
-    pub device: String,
-    pub ip: String,
-    pub owner: String,
-    pub group: String,
-    pub name: String,
-    pub technique: String,
+    pub title: String,
+    pub risk: String,
+    pub events: i64,
+    pub status: String,
     pub severity: String,
 }
 
 impl Live {
-    pub fn of(e: &Received) -> Self {
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    pub fn of(i: &Incident, zone: &Zone) -> Self {
         Self {
-            id: e.id.to_string(),
-            when: when(e.time.as_millisecond()),
-            kind: e.kind.to_string(),
-            device: text(&e.device.name),
-            ip: e.device.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            owner: text(&e.device.owner),
-            group: text(&e.group),
-            name: text(&e.name),
-            technique: e.technique.map(|t| t.to_string()).unwrap_or_default(),
-            severity: e.severity.to_string(),
+            id: i.id.clone(),
+            when: zone.when(i.last_ms),
+            title: title(i),
+            risk: risk(i).to_owned(),
+            events: i.events,
+            status: i.status.clone(),
+            severity: i.severity.to_string(),
         }
     }
 }
 
-/// Where the agents' API announces new alerts.
+/// Where the agents' API announces incidents started or changed.
 pub type Announcer = broadcast::Sender<Arc<Vec<Live>>>;
 
-/// Announces the alerts among `events` (a batch that stored something new). Pages drop
-/// ids they already show, so a retried batch shows nothing twice.
-pub fn announce(to: &Announcer, events: &[Received]) {
-    let alerts: Vec<Live> = events
-        .iter()
-        .filter(|e| e.is_alert())
-        .map(Live::of)
-        .collect();
-    if !alerts.is_empty() {
+/// Announces `incidents` (a batch's, started or changed). A page replaces a row it shows
+/// already, so a retried batch adds nothing twice.
+pub fn announce(to: &Announcer, incidents: &[Incident], zone: &Zone) {
+    if !incidents.is_empty() {
+        let rows = incidents.iter().map(|i| Live::of(i, zone)).collect();
         // No page listening is not an error.
-        let _ = to.send(Arc::new(alerts));
+        let _ = to.send(Arc::new(rows));
     }
 }
 

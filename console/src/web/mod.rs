@@ -3,8 +3,9 @@
 //!
 //! - [`api`]: the agents' API (events in, commands out), bearer tokens.
 //! - [`login`]: sign in and out; sessions, CSRF, throttling.
-//! - [`alerts`]: the alerts list.
-//! - [`alert`]: one alert: evidence, the device's activity, triage, notes, release.
+//! - [`alerts`]: the incident list.
+//! - [`alert`]: one incident: its alerts and evidence, the device's activity, triage, notes,
+//!   release; one raw event.
 //! - [`devices`]: devices in quarantine; one device's history.
 //! - [`people`]: finding a person; one person's history across devices.
 //! - [`audit`]: the audit log.
@@ -44,6 +45,7 @@ use crate::auth::{Role, Throttle, token_hash};
 use crate::config::Config;
 use crate::db::Db;
 use crate::db::accounts::Session;
+use crate::zone::Zone;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -133,6 +135,7 @@ pub fn router(app: Shared) -> Router {
         .route("/alerts", get(alerts::list))
         .route("/alerts.csv", get(alerts::export))
         .route("/alerts/{id}", get(alert::show))
+        .route("/events/{id}", get(alert::event))
         .route("/devices", get(devices::list))
         .route("/devices/{key}", get(devices::history))
         .route("/devices/{key}/history.csv", get(devices::history_csv))
@@ -319,8 +322,9 @@ impl Signed {
     }
 
     /// What every page's frame shows of the user.
-    pub fn frame(&self) -> Frame<'_> {
+    pub fn frame<'a>(&'a self, app: &'a App) -> Frame<'a> {
         Frame {
+            zone: app.config.time_zone.name(),
             user: &self.0.user.name,
             role: self.role().as_str(),
             csrf: &self.0.csrf,
@@ -476,6 +480,8 @@ pub struct Frame<'a> {
     pub csrf: &'a str,
     /// The user handles cases (sees notes and outcomes, triages, releases).
     pub cases: bool,
+    /// The time zone the page's times are in.
+    pub zone: &'a str,
 }
 
 /// A redirect after a form (303, so the browser follows with GET).
@@ -516,15 +522,23 @@ pub fn page(t: &impl askama::Template) -> Response {
 pub struct Row {
     pub e: crate::db::events::Stored,
     pub when: String,
+    /// The technique in words, where the event names one.
+    pub technique: Option<&'static str>,
 }
 
 impl Row {
-    pub fn of(e: crate::db::events::Stored) -> Self {
+    pub fn of(e: crate::db::events::Stored, zone: &Zone) -> Self {
         Self {
-            when: when(e.time_ms),
+            when: zone.when(e.time_ms),
+            technique: e.technique.as_deref().and_then(technique_words),
             e,
         }
     }
+}
+
+/// The technique named `name` on the wire, in words (`dns_over_tls` → "DNS over TLS").
+pub fn technique_words(name: &str) -> Option<&'static str> {
+    schoolgate_contract::Technique::from_name(name).map(schoolgate_contract::Technique::words)
 }
 
 /// A page of a list asked for with one row more than `page_len`: the page, and whether
@@ -536,15 +550,6 @@ pub fn one_page<T>(mut rows: Vec<T>, page_len: i64) -> (Vec<T>, bool) {
     (rows, more)
 }
 
-/// Midnight UTC of `date` (`YYYY-MM-DD`), in milliseconds.
-pub fn day_start(date: &str) -> Option<i64> {
-    date.trim()
-        .parse::<jiff::civil::Date>()
-        .ok()
-        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .map(|z| z.timestamp().as_millisecond())
-}
-
 /// The time now.
 pub fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
@@ -553,13 +558,6 @@ pub fn now() -> jiff::Timestamp {
 /// The time now, in milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     now().as_millisecond()
-}
-
-/// `ms` as local-looking UTC text for pages (`2026-11-24 10:02:03`).
-pub fn when(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub async fn search(
         return Ok(see_other(&format!("/people/{}", urlencode(&one.username))));
     }
     render(&PeoplePage {
-        frame: signed.frame(),
+        frame: signed.frame(&app),
         q,
         searched: !q.is_empty(),
         found,
@@ -120,9 +120,12 @@ pub async fn history(
             devices.push((key, device_label(e)));
         }
     }
-    let rows = rows.into_iter().map(Row::of).collect();
+    let rows = rows
+        .into_iter()
+        .map(|e| Row::of(e, &app.config.time_zone))
+        .collect();
     render(&PersonPage {
-        frame: signed.frame(),
+        frame: signed.frame(&app),
         username: &username,
         name,
         class,
@@ -225,6 +228,6 @@ pub async fn history_csv(
         .await?;
     Ok(download(
         "person-history.csv",
-        events_csv(&rows, signed.role().handles_cases()),
+        events_csv(&rows, &app.config.time_zone, signed.role().handles_cases()),
     ))
 }

@@ -11,10 +11,11 @@ use serde::Deserialize;
 
 use super::chart::{bars, columns};
 use super::csv::{document, download};
-use super::{Answer, Frame, Refused, Shared, Signed, day_start, now_ms, render, when};
+use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render};
 use crate::auth::Role;
 use crate::db::accounts::Agent;
 use crate::db::reports::{AlertColumn, By, HOUR_MS, TopDevice, Window};
+use crate::zone::Zone;
 
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// Rows in each breakdown of the blocked-activity page.
@@ -22,25 +23,13 @@ const BREAKDOWN: i64 = 50;
 /// An agent not heard from in this long is shown as late.
 const LATE_MS: i64 = 5 * 60 * 1000;
 
-/// `YYYY-MM-DD` of `ms`, UTC.
-fn date_of(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
-
-/// Midnight UTC at or before `ms`.
-fn floor_day(ms: i64) -> i64 {
-    ms.div_euclid(DAY_MS) * DAY_MS
-}
-
 /// Label for a key that may be missing.
 fn key_or(k: Option<String>, none: &str) -> String {
     k.unwrap_or_else(|| none.to_owned())
 }
 
-/// Per-hour sums spread over every hour of `w`, with labels (`MM-DD HH:00`).
-fn hourly(w: Window, sums: &[(i64, i64)]) -> (Vec<i64>, Vec<String>) {
+/// Per-hour sums spread over every hour of `w`, with labels (`MM-DD HH:00`, local).
+fn hourly(w: Window, sums: &[(i64, i64)], zone: &Zone) -> (Vec<i64>, Vec<String>) {
     let first = w.from_ms.div_euclid(HOUR_MS);
     let n = usize::try_from((w.to_ms - w.from_ms).div_euclid(HOUR_MS)).unwrap_or(0);
     let mut values = vec![0; n];
@@ -53,11 +42,7 @@ fn hourly(w: Window, sums: &[(i64, i64)]) -> (Vec<i64>, Vec<String>) {
         }
     }
     let labels = (0..n)
-        .map(|i| {
-            jiff::Timestamp::from_millisecond((first + i as i64) * HOUR_MS)
-                .map(|t| t.strftime("%m-%d %H:00").to_string())
-                .unwrap_or_default()
-        })
+        .map(|i| zone.hour((first + i as i64) * HOUR_MS))
         .collect();
     (values, labels)
 }
@@ -65,9 +50,9 @@ fn hourly(w: Window, sums: &[(i64, i64)]) -> (Vec<i64>, Vec<String>) {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct BlockedParams {
-    /// `YYYY-MM-DD`, UTC; default a week before `to`.
+    /// `YYYY-MM-DD`, local; default a week before `to`.
     from: String,
-    /// `YYYY-MM-DD`, UTC, included; default today.
+    /// `YYYY-MM-DD`, local, included; default today.
     to: String,
     group: String,
     /// For the CSV: which breakdown.
@@ -75,11 +60,14 @@ pub struct BlockedParams {
 }
 
 impl BlockedParams {
-    fn window(&self, now: i64) -> Window {
-        let to = day_start(&self.to).map_or(floor_day(now) + DAY_MS, |t| t + DAY_MS);
-        let from = day_start(&self.from).unwrap_or(to - 7 * DAY_MS);
+    /// Whole days in `zone`, from midnight to midnight (a day may be 23 or 25 hours).
+    fn window(&self, now: i64, zone: &Zone) -> Window {
+        let to = zone
+            .day_start(&self.to)
+            .map_or(zone.add_days(now, 1), |t| zone.add_days(t, 1));
+        let from = zone.day_start(&self.from).unwrap_or(zone.add_days(to, -7));
         // At most a year, so the hourly chart stays drawable.
-        let from = from.max(to - 366 * DAY_MS).min(to);
+        let from = from.max(zone.add_days(to, -366)).min(to);
         Window {
             from_ms: from,
             to_ms: to,
@@ -108,7 +96,8 @@ pub async fn blocked(
     signed: Signed,
     Query(params): Query<BlockedParams>,
 ) -> Answer {
-    let w = params.window(now_ms());
+    let zone = &app.config.time_zone;
+    let w = params.window(now_ms(), zone);
     let group = params.group();
     let mut breakdowns = Vec::new();
     for by in By::ALL {
@@ -127,12 +116,12 @@ pub async fn blocked(
     }
     let sums = app.db.per_hour(Kind::Blocked, w, group).await?;
     let total = sums.iter().map(|s| s.1).sum();
-    let (values, labels) = hourly(w, &sums);
+    let (values, labels) = hourly(w, &sums, zone);
     let every = (values.len() / 7).max(1);
     render(&BlockedPage {
-        frame: signed.frame(),
-        from: date_of(w.from_ms),
-        to: date_of(w.to_ms - DAY_MS),
+        frame: signed.frame(&app),
+        from: zone.date_of(w.from_ms),
+        to: zone.date_of(zone.add_days(w.to_ms, -1)),
         group: group.unwrap_or(""),
         total,
         breakdowns,
@@ -146,14 +135,16 @@ pub async fn blocked_csv(
     signed: Signed,
     Query(params): Query<BlockedParams>,
 ) -> Answer {
-    let w = params.window(now_ms());
+    let zone = &app.config.time_zone;
+    let w = params.window(now_ms(), zone);
     let group = params.group();
     let text = if params.by == "hour" {
         let sums = app.db.per_hour(Kind::Blocked, w, group).await?;
+        let hour = format!("hour ({})", zone.name());
         document(
-            &["hour (UTC)", "blocks"],
+            &[hour.as_str(), "blocks"],
             sums.into_iter()
-                .map(|(h, n)| vec![when(h * HOUR_MS), n.to_string()]),
+                .map(|(h, n)| vec![zone.when_exact(h * HOUR_MS), n.to_string()]),
         )
     } else {
         let by = By::from_name(&params.by)
@@ -184,7 +175,7 @@ pub struct Health {
     pub errors: String,
 }
 
-fn health(agent: Agent, now: i64) -> Health {
+fn health(agent: Agent, now: i64, zone: &Zone) -> Health {
     let status: Option<AgentStatus> = agent
         .status
         .as_deref()
@@ -210,7 +201,9 @@ fn health(agent: Agent, now: i64) -> Health {
         })
         .unwrap_or_default();
     Health {
-        seen: agent.last_seen_ms.map_or("never".to_owned(), when),
+        seen: agent
+            .last_seen_ms
+            .map_or("never".to_owned(), |t| zone.when(t)),
         late: agent.last_seen_ms.is_none_or(|t| now - t > LATE_MS),
         backlog: shown(status.as_ref().map(|s| s.backlog.to_string())),
         version: shown(status.as_ref().map(|s| s.version.clone())),
@@ -256,24 +249,25 @@ pub async fn dashboard(
         from_ms: to - days * DAY_MS,
         to_ms: to,
     };
+    let zone = &app.config.time_zone;
     let sums = app.db.per_hour(Kind::Blocked, w, None).await?;
-    let (values, labels) = hourly(w, &sums);
+    let (values, labels) = hourly(w, &sums, zone);
     let techniques: Vec<(String, i64)> = app
         .db
         .bypass_by_technique(w)
         .await?
         .into_iter()
-        .map(|(k, n)| (key_or(k, "(unknown)"), n))
+        .map(|(k, n)| (technique_or(k), n))
         .collect();
     let agents = app
         .db
         .agents()
         .await?
         .into_iter()
-        .map(|a| health(a, now))
+        .map(|a| health(a, now, zone))
         .collect();
     render(&DashboardPage {
-        frame: signed.frame(),
+        frame: signed.frame(&app),
         days,
         blocks_total: values.iter().sum(),
         bypass_total: techniques.iter().map(|t| t.1).sum(),
@@ -300,14 +294,20 @@ pub struct WeeklyParams {
     week: String,
 }
 
-/// The Monday-to-Monday window holding `day`, or last week's.
-fn week_of(params: &WeeklyParams, now: i64) -> Window {
-    let day = day_start(&params.week).unwrap_or(floor_day(now) - 7 * DAY_MS);
-    // 1970-01-01 was a Thursday: Monday is 3 days on from it.
-    let monday = (day - 4 * DAY_MS).div_euclid(7 * DAY_MS) * 7 * DAY_MS + 4 * DAY_MS;
-    Window {
-        from_ms: monday,
-        to_ms: monday + 7 * DAY_MS,
+/// The week (Monday 00:00 to Monday 00:00 in `zone`) holding `day`, or last week.
+fn week_of(params: &WeeklyParams, now: i64, zone: &Zone) -> Window {
+    let day = zone
+        .day_start(&params.week)
+        .unwrap_or(zone.add_days(now, -7));
+    let (from_ms, to_ms) = zone.week_of(day);
+    Window { from_ms, to_ms }
+}
+
+/// A technique's name in words, for the report's rows.
+fn technique_or(name: Option<String>) -> String {
+    match name {
+        Some(n) => super::technique_words(&n).map_or(n, str::to_owned),
+        None => "(unknown)".to_owned(),
     }
 }
 
@@ -320,26 +320,24 @@ const BLOCKS_BY_DAY: &str = "Blocks by day";
 /// The sections for `role`: outcomes only for those who handle cases (with the alerts list
 /// and the audit log, an outcome could be tied to a child).
 async fn weekly_sections(app: &Shared, w: Window, role: Role) -> Result<Sections, Refused> {
+    let zone = &app.config.time_zone;
     let named = |rows: Vec<(Option<String>, i64)>, none: &str| {
         rows.into_iter()
             .map(|(k, n)| (key_or(k, none), n))
             .collect::<Vec<_>>()
     };
     let per_hour = app.db.per_hour(Kind::Blocked, w, None).await?;
+    // Local days: the one the clocks change on is 23 or 25 hours.
     let per_day = (0..7)
         .map(|d| {
-            let start = w.from_ms + d * DAY_MS;
+            let start = zone.add_days(w.from_ms, d);
+            let end = zone.add_days(start, 1);
             let n = per_hour
                 .iter()
-                .filter(|(h, _)| (start..start + DAY_MS).contains(&(h * HOUR_MS)))
+                .filter(|(h, _)| (start..end).contains(&(h * HOUR_MS)))
                 .map(|s| s.1)
                 .sum();
-            (
-                jiff::Timestamp::from_millisecond(start)
-                    .map(|t| t.strftime("%a %Y-%m-%d").to_string())
-                    .unwrap_or_default(),
-                n,
-            )
+            (zone.day_of(start), n)
         })
         .collect();
     let mut sections = vec![
@@ -362,18 +360,23 @@ async fn weekly_sections(app: &Shared, w: Window, role: Role) -> Result<Sections
         ),
         (
             "Bypass attempts by technique",
-            named(app.db.bypass_by_technique(w).await?, "(unknown)"),
+            app.db
+                .bypass_by_technique(w)
+                .await?
+                .into_iter()
+                .map(|(k, n)| (technique_or(k), n))
+                .collect(),
         ),
         (
-            "Alerts by status",
-            named(app.db.alerts_by(AlertColumn::Status, w).await?, "(none)"),
+            "Incidents by status",
+            named(app.db.incidents_by(AlertColumn::Status, w).await?, "(none)"),
         ),
     ];
     if role.handles_cases() {
         sections.push((
-            "Alerts by outcome",
+            "Incidents by outcome",
             named(
-                app.db.alerts_by(AlertColumn::Outcome, w).await?,
+                app.db.incidents_by(AlertColumn::Outcome, w).await?,
                 "(not resolved)",
             ),
         ));
@@ -398,23 +401,26 @@ pub async fn weekly(
     signed: Signed,
     Query(params): Query<WeeklyParams>,
 ) -> Answer {
-    let w = week_of(&params, now_ms());
+    let zone = &app.config.time_zone;
+    let w = week_of(&params, now_ms(), zone);
     let sections = weekly_sections(&app, w, signed.role()).await?;
     signed
-        .audit(&app, "view_report", Some(&date_of(w.from_ms)), None)
+        .audit(&app, "view_report", Some(&zone.date_of(w.from_ms)), None)
         .await?;
     let per_day: Vec<i64> = sections
         .iter()
         .find(|s| s.0 == BLOCKS_BY_DAY)
         .map(|s| s.1.iter().map(|r| r.1).collect())
         .unwrap_or_default();
-    let labels: Vec<String> = (0..7).map(|d| date_of(w.from_ms + d * DAY_MS)).collect();
+    let labels: Vec<String> = (0..7)
+        .map(|d| zone.date_of(zone.add_days(w.from_ms, d)))
+        .collect();
     render(&WeeklyPage {
-        frame: signed.frame(),
-        from: date_of(w.from_ms),
-        to: date_of(w.to_ms - DAY_MS),
-        previous: date_of(w.from_ms - 7 * DAY_MS),
-        next: date_of(w.to_ms),
+        frame: signed.frame(&app),
+        from: zone.date_of(w.from_ms),
+        to: zone.date_of(zone.add_days(w.to_ms, -1)),
+        previous: zone.date_of(zone.add_days(w.from_ms, -7)),
+        next: zone.date_of(w.to_ms),
         chart: columns(BLOCKS_BY_DAY, &per_day, &labels, 1),
         sections,
     })
@@ -425,9 +431,10 @@ pub async fn weekly_csv(
     signed: Signed,
     Query(params): Query<WeeklyParams>,
 ) -> Answer {
-    let w = week_of(&params, now_ms());
+    let zone = &app.config.time_zone;
+    let w = week_of(&params, now_ms(), zone);
     let sections = weekly_sections(&app, w, signed.role()).await?;
-    let from = date_of(w.from_ms);
+    let from = zone.date_of(w.from_ms);
     signed
         .audit(&app, "export_report", Some(&from), None)
         .await?;
@@ -447,12 +454,15 @@ mod tests {
 
     #[test]
     fn weeks_run_monday_to_monday() {
+        let zone = Zone::default();
+        let date_of = |ms| zone.date_of(ms);
         // 2026-11-25 is a Wednesday.
         let w = week_of(
             &WeeklyParams {
                 week: "2026-11-25".into(),
             },
             0,
+            &zone,
         );
         assert_eq!(date_of(w.from_ms), "2026-11-23");
         assert_eq!(date_of(w.to_ms), "2026-11-30");
@@ -461,6 +471,7 @@ mod tests {
                 week: "2026-11-23".into(),
             },
             0,
+            &zone,
         );
         assert_eq!(monday, w);
         let sunday = week_of(
@@ -468,6 +479,7 @@ mod tests {
                 week: "2026-11-29".into(),
             },
             0,
+            &zone,
         );
         assert_eq!(sunday, w);
     }
@@ -478,7 +490,7 @@ mod tests {
             from_ms: 10 * HOUR_MS,
             to_ms: 14 * HOUR_MS,
         };
-        let (values, labels) = hourly(w, &[(11, 5), (13, 2), (99, 7)]);
+        let (values, labels) = hourly(w, &[(11, 5), (13, 2), (99, 7)], &Zone::utc());
         assert_eq!(values, [0, 5, 0, 2]);
         assert_eq!(labels[0], "01-01 10:00");
     }
@@ -492,7 +504,7 @@ mod tests {
                 r#"{"events_dropped":1999,"events_lost_to_damage":3,"upstream_errors":0}"#.into(),
             ),
         };
-        let h = health(agent, 2);
+        let h = health(agent, 2, &Zone::utc());
         assert_eq!(h.errors, "events dropped 1999, events lost to damage 3");
     }
 }

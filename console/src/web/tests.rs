@@ -430,11 +430,13 @@ async fn devices_in_quarantine_are_listed_released_and_their_history_audited() {
 async fn names_from_devices_render_as_text() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;
-        let e = alert(
+        let mut e = alert(
             "bypass_attempt",
             "<script>alert(1)</script>.example",
             "10.10.3.7",
         );
+        // The list shows the device's name, the incident page and history the site's.
+        e.event.device.name = Some("<script>alert(1)</script>-iPad".into());
         c.app
             .db
             .ingest("gw1", std::slice::from_ref(&e), 1)
@@ -444,6 +446,7 @@ async fn names_from_devices_render_as_text() {
         for path in [
             "/alerts".to_owned(),
             format!("/alerts/{}", e.id),
+            format!("/events/{}", e.id),
             "/devices/10.10.3.7".to_owned(),
         ] {
             let page = dsl.get(&path).await;
@@ -473,8 +476,10 @@ async fn alerts_name_the_person_first_and_the_device_second() {
         let dsl = c.signed_in("dsl").await;
         let list = dsl.get("/alerts").await;
         assert!(
-            list.body
-                .contains("<td class=\"person\"><a href=\"/people/amira.k\">Amira &#60;i&#62;Khan&#60;/i&#62;</a> (6B)</td>"),
+            list.body.contains(&format!(
+                "<a href=\"/alerts/{}\">Amira K. (6B) used a VPN (OpenVPN) on Y6-iPad-12</a>",
+                e.id
+            )),
             "{}",
             list.body
         );
@@ -488,7 +493,7 @@ async fn alerts_name_the_person_first_and_the_device_second() {
         );
         assert!(
             page.body
-                .contains("<code>amira.k</code> · class 6B · pupils")
+                .contains("<code>amira.k</code></a> · class 6B · pupils")
         );
         // The person's page: found by name, every device, each view audited.
         let mut other =
@@ -522,7 +527,7 @@ async fn alerts_name_the_person_first_and_the_device_second() {
         let csv = dsl.get("/alerts.csv").await;
         assert!(
             csv.body
-                .contains("\"amira.k\",\"Amira <i>Khan</i>\",\"6B\",\"pupils\""),
+                .contains("\"amira.k\",\"Amira <i>Khan</i>\",\"6B\",\"Y6-iPad-12\""),
             "{}",
             csv.body
         );
@@ -629,7 +634,11 @@ async fn reports_sum_blocked_activity_and_name_no_pupil_to_governors() {
         let dash = dsl.get("/dashboard?days=30").await;
         assert_eq!(dash.status, StatusCode::OK);
         assert!(dash.body.contains("Last 30 days"));
-        assert!(dash.body.contains(">wireguard</text>"), "{}", dash.body);
+        assert!(
+            dash.body.contains(">a VPN (WireGuard)</text>"),
+            "{}",
+            dash.body
+        );
         assert!(dash.body.contains("policy rejected 2"));
         assert!(dash.body.contains("<td>12</td>"), "backlog shown");
         assert!(dash.body.contains("Y6-iPad-12"), "top devices");
@@ -637,7 +646,7 @@ async fn reports_sum_blocked_activity_and_name_no_pupil_to_governors() {
         let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
         let week = dsl.get(&format!("/reports/weekly?week={today}")).await;
         assert_eq!(week.status, StatusCode::OK);
-        assert!(week.body.contains("wireguard"));
+        assert!(week.body.contains("a VPN (WireGuard)"));
         assert!(week.body.contains("spoken to the pupil"));
         for private in ["10.10.3", "Y6-iPad", "6B"] {
             assert!(
@@ -752,9 +761,11 @@ async fn new_alerts_stream_to_open_pages_once() {
     assert!(got.starts_with("event: alerts\n"), "{got}");
     let data = got.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
     let alerts: Vec<serde_json::Value> = serde_json::from_str(data).unwrap();
-    assert_eq!(alerts.len(), 1, "only the alert, not the blocked event");
+    assert_eq!(alerts.len(), 1, "only the incident, not the blocked event");
     assert_eq!(alerts[0]["id"], hostile.id.to_string());
-    assert_eq!(alerts[0]["name"], "<script>alert(1)</script>.example");
+    assert_eq!(alerts[0]["title"], "10.10.3.7 used a VPN (OpenVPN)");
+    assert_eq!(alerts[0]["risk"], "High");
+    assert_eq!(alerts[0]["events"], 1);
     assert_eq!(rx.try_recv().unwrap().len(), 1);
 
     // The same batch again (a retry) stores nothing new and announces nothing.
@@ -1402,7 +1413,8 @@ async fn the_live_stream_ends_with_its_session() {
     let mut stream = res.into_body().into_data_stream();
     assert_eq!(dsl.post("/logout", &[]).await.location(), "/login");
     let e = alert("bypass_attempt", "pupil-named.example", "10.10.3.7");
-    super::live::announce(&c.app.live, std::slice::from_ref(&e));
+    let i = crate::db::incidents::Incident::open("gw1", &e);
+    super::live::announce(&c.app.live, &[i], &crate::zone::Zone::default());
     let mut got = String::new();
     let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         while let Some(chunk) = stream.next().await {
