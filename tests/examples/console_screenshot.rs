@@ -1,5 +1,5 @@
 //! Takes the README's picture of the console: signs in to a running demonstration's console
-//! with headless Chromium (through a chromedriver already listening) and saves the alert list
+//! with headless Chromium (through a chromedriver already listening) and saves the incident list
 //! as a PNG.
 //!
 //! ```sh

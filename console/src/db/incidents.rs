@@ -227,6 +227,7 @@ pub(crate) async fn assign(
     events: &[&Event],
 ) -> Result<Vec<String>, DbError> {
     let mut touched = BTreeSet::new();
+    let mut resent = BTreeSet::new();
     for e in events.iter().filter(|e| e.is_alert()) {
         let id = e.id.to_string();
         let already: Option<String> =
@@ -237,6 +238,7 @@ pub(crate) async fn assign(
                 .map_err(sql("read an alert's incident"))?
                 .flatten();
         if let Some(incident) = already {
+            resent.insert(incident.clone());
             touched.insert(incident);
             continue;
         }
@@ -281,9 +283,9 @@ pub(crate) async fn assign(
             .map_err(sql("put an alert in its incident"))?;
         touched.insert(joined.id);
     }
-    for id in &touched {
-        // The sums from the events themselves: right whatever order the alerts and their
-        // running counts came in.
+    for id in &resent {
+        // A running count sent again: the sums from the events themselves, right whatever
+        // order the alerts and their counts came in. (A new alert was added to them above.)
         sqlx::query::<Any>(
             "UPDATE incidents SET \
              events = (SELECT COUNT(*) FROM events WHERE incident = $1), \
@@ -361,6 +363,10 @@ async fn update(tx: &mut sqlx::Transaction<'_, Any>, i: &Incident) -> Result<(),
         .bind(i.severity.as_str())
         .push(", severity_rank = ")
         .bind(rank(i.severity))
+        .push(", events = ")
+        .bind(i.events)
+        .push(", attempts = ")
+        .bind(i.attempts)
         .push(", techniques = ")
         .bind(i.techniques_text().as_str())
         .push(", quarantined = ")
