@@ -83,6 +83,12 @@ impl Zone {
         self.format(ms, "%Y-%m-%d %H:%M:%S %:z")
     }
 
+    /// `ms` as RFC 3339 with its offset (`2026-06-15T09:10:03+01:00`), for records other
+    /// systems read.
+    pub fn iso(&self, ms: i64) -> String {
+        self.format(ms, "%Y-%m-%dT%H:%M:%S%:z")
+    }
+
     /// `ms` to the minute with the zone's abbreviation, for e-mail (`2026-06-15 09:10 BST`).
     pub fn minute(&self, ms: i64) -> String {
         self.format(ms, "%Y-%m-%d %H:%M %Z")
@@ -168,6 +174,10 @@ mod tests {
             "2026-06-15 09:10:03 +01:00"
         );
         assert_eq!(z.minute(ms("2026-06-15T08:10:03Z")), "2026-06-15 09:10 BST");
+        assert_eq!(
+            z.iso(ms("2026-06-15T08:10:03Z")),
+            "2026-06-15T09:10:03+01:00"
+        );
         // In winter London is on UTC.
         assert_eq!(z.when(ms("2026-11-24T10:02:03Z")), "2026-11-24 10:02:03");
         assert_eq!(z.minute(ms("2026-11-24T10:02:03Z")), "2026-11-24 10:02 GMT");

@@ -6,6 +6,7 @@
 //! - [`alerts`]: the incident list.
 //! - [`alert`]: one incident: its alerts and evidence, the device's activity, triage, notes,
 //!   release; one raw event.
+//! - [`case`]: a resolved incident's record, printable and as JSON.
 //! - [`devices`]: devices in quarantine; one device's history.
 //! - [`people`]: finding a person; one person's history across devices.
 //! - [`audit`]: the audit log.
@@ -18,6 +19,7 @@ pub mod alert;
 pub mod alerts;
 pub mod api;
 pub mod audit;
+pub mod case;
 pub mod chart;
 pub mod csv;
 pub mod devices;
@@ -136,6 +138,8 @@ pub fn router(app: Shared) -> Router {
         .route("/alerts.csv", get(alerts::export))
         .route("/alerts/{id}", get(alert::show))
         .route("/events/{id}", get(alert::event))
+        .route("/alerts/{id}/record", get(case::page))
+        .route("/alerts/{id}/record.json", get(case::json))
         .route("/devices", get(devices::list))
         .route("/devices/{key}", get(devices::history))
         .route("/devices/{key}/history.csv", get(devices::history_csv))

@@ -1015,6 +1015,101 @@ async fn a_burst_of_sign_ins_hashes_a_bounded_number_at_once() {
     );
 }
 
+/// A resolved incident's record, printable and as JSON, for the school's records: the DSL's
+/// only, only once resolved, every export audited.
+#[tokio::test]
+async fn a_closed_case_is_exported_whole_for_the_schools_records() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let attempt = alert("bypass_attempt", "vpn.example", "10.10.3.7");
+        let quarantine = alert("quarantined", "vpn.example", "10.10.3.7");
+        c.app
+            .db
+            .ingest("gw1", &[attempt.clone(), quarantine], super::now_ms())
+            .await
+            .unwrap();
+        let path = format!("/alerts/{}", attempt.id);
+        let dsl = c.signed_in("dsl").await;
+        assert_eq!(
+            dsl.get(&format!("{path}/record")).await.status,
+            StatusCode::BAD_REQUEST,
+            "an open case is not exported"
+        );
+        dsl.post(&format!("{path}/notes"), &[("body", "Mum <b>phoned</b>.")])
+            .await;
+        let done = dsl
+            .post(
+                &format!("{path}/triage"),
+                &[
+                    ("status", "resolved"),
+                    ("outcome", "spoken to the pupil"),
+                    ("action_taken", "VPN app removed"),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER);
+        assert!(
+            dsl.get(&path)
+                .await
+                .body
+                .contains("/record\">Case record</a>")
+        );
+
+        let page = dsl.get(&format!("{path}/record")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        for expected in [
+            "Case record: Y6-iPad-12 used a VPN (OpenVPN) — quarantined",
+            "spoken to the pupil",
+            "VPN app removed",
+            "Mum &#60;b&#62;phoned&#60;/b&#62;.",
+            "Exported by dsl",
+        ] {
+            assert!(page.body.contains(expected), "{expected}: {}", page.body);
+        }
+        let json = dsl.get(&format!("{path}/record.json")).await;
+        assert_eq!(json.status, StatusCode::OK);
+        assert!(
+            json.headers[header::CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment; filename=\"case-")
+        );
+        let r: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+        assert_eq!(r["schema"], "schoolgate.case/1");
+        assert_eq!(r["time_zone"], "Europe/London");
+        assert_eq!(r["incident"]["outcome"], "spoken to the pupil");
+        assert_eq!(r["incident"]["quarantined"], true);
+        assert_eq!(r["incident"]["techniques"][0]["name"], "openvpn");
+        assert_eq!(r["alerts"].as_array().unwrap().len(), 2);
+        assert_eq!(r["notes"][0]["body"], "Mum <b>phoned</b>.");
+        let history = r["history"].as_array().unwrap();
+        assert!(
+            history
+                .iter()
+                .any(|h| h["what"].as_str().unwrap().starts_with("status resolved"))
+        );
+        // Times carry their offset: a record read elsewhere is not an hour out.
+        let first = r["incident"]["first_seen"].as_str().unwrap();
+        assert!(
+            first.ends_with("+00:00") || first.ends_with("+01:00"),
+            "{first}"
+        );
+
+        let it = c.signed_in("it").await;
+        assert_eq!(
+            it.get(&format!("{path}/record.json")).await.status,
+            StatusCode::FORBIDDEN
+        );
+        let exports = c
+            .audit_actions()
+            .await
+            .into_iter()
+            .filter(|(who, a)| who == "dsl" && a == "export_case")
+            .count();
+        assert_eq!(exports, 2);
+    }
+}
+
 /// Every page and download the router serves (read from its source, so a new route is
 /// walked too), opened by IT after the DSL has resolved, noted and released a case: no
 /// outcome, note, action taken or release reason appears anywhere.
@@ -1088,8 +1183,13 @@ async fn it_sees_no_case_detail_on_any_route() {
             }
             let page = it.get(&path).await;
             let agents_only = path.starts_with("/api/") && page.status == StatusCode::UNAUTHORIZED;
+            // A case record is the DSL's to export: IT is refused it.
+            let cases_only = route.contains("/record") && page.status == StatusCode::FORBIDDEN;
             assert!(
-                page.status.is_success() || page.status.is_redirection() || agents_only,
+                page.status.is_success()
+                    || page.status.is_redirection()
+                    || agents_only
+                    || cases_only,
                 "{path}: {}",
                 page.status
             );
