@@ -13,6 +13,7 @@
 //! - [`decide`](mod@decide): the decision function.
 //! - [`classify`](mod@classify): what a name or address is (category, app, technique).
 //! - [`explain`]: decisions as a sentence or JSON.
+//! - [`request`]: whether a teacher's request is one the policy lets them make.
 //! - [`technique`]: the fixed vocabulary of ways round the filter.
 
 pub mod address;
@@ -28,6 +29,7 @@ pub mod fuzz;
 pub mod instant;
 pub mod person;
 pub mod policy;
+pub mod request;
 pub mod schedule;
 pub mod technique;
 pub mod text;
@@ -36,5 +38,6 @@ pub use classify::{Classified, classify};
 pub use decide::{Decision, Matched, Reason, decide, decide_as};
 pub use device::{Client, MacAddr};
 pub use person::PersonView;
-pub use policy::{Action, ListSource, Policy, PolicyError, PolicyErrors};
+pub use policy::{Action, ListSource, Policy, PolicyError, PolicyErrors, RequestRule};
+pub use request::{Ask, AskRefused};
 pub use technique::Technique;

@@ -222,6 +222,18 @@ impl Schedule {
         }
     }
 
+    /// The window in force at `now` (from `now` to its end), else the next one: "the next
+    /// lesson". `None` for `always`, and for a schedule that never comes round again.
+    pub fn current_or_next(&self, now: i64) -> Option<(i64, i64)> {
+        let here = self.state(now);
+        if here.active {
+            return here.next_change.map(|end| (now, end));
+        }
+        let start = here.next_change?;
+        let end = self.state(start).next_change?;
+        Some((start, end))
+    }
+
     /// Every window that starts in `[from, to)`, for display and tests.
     pub fn windows_between(&self, from: i64, to: i64, calendar: &Calendar) -> Vec<Window> {
         let first = self

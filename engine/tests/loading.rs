@@ -570,3 +570,80 @@ fn listed_addresses_and_networks_decide_like_domains() {
     // A name that only looks numeric is still a name.
     assert_eq!(decided("198.51.100.8.example", evening).0, Action::Allow);
 }
+
+/// The console's approved requests arrive as a second document: each exception in it is
+/// checked as the policy's own are, a bad one is left out with its error told against that
+/// document's line, and the good ones decide as if IT had written them.
+#[test]
+fn added_exceptions_are_checked_one_by_one_against_their_own_file() {
+    use schoolgate_engine::{Action, Client, PersonView, decide};
+    let added = r#"{
+  "exceptions": [
+    {
+      "name": "Lesson video (request 7)",
+      "classes": ["6B"],
+      "allow": ["social"],
+      "from": "2026-11-24T13:00:00Z",
+      "to": "2026-11-24T14:00:00Z",
+      "approved_by": "head"
+    },
+    {
+      "name": "Bad one (request 8)",
+      "groups": ["teachers"],
+      "allow": ["social"],
+      "from": "2026-11-24T13:00:00Z",
+      "to": "2026-11-24T14:00:00Z",
+      "approved_by": "head"
+    }
+  ]
+}"#;
+    let (policy, skipped) = Policy::from_yaml_with(
+        GOOD,
+        Path::new("/school/policy.yaml"),
+        &lists(&[("/school/lists/social.txt", "instagram.com\n")]),
+        Some((
+            added,
+            Path::new("/var/lib/schoolgate/console-exceptions.json"),
+        )),
+    )
+    .unwrap();
+    assert_eq!(policy.exceptions().len(), 1);
+    assert_eq!(policy.exceptions()[0].name, "Lesson video (request 7)");
+    let skipped: Vec<String> = skipped.iter().map(|e| e.to_string()).collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].starts_with("/var/lib/schoolgate/console-exceptions.json:13:"),
+        "{skipped:?}"
+    );
+    assert!(skipped[0].contains("teachers"), "{skipped:?}");
+
+    let client = Client::new("10.10.3.7".parse().unwrap(), None);
+    let at = "2026-11-24T13:30:00Z".parse().unwrap();
+    let in_6b = PersonView {
+        username: "amira.k",
+        class: Some("6B"),
+        groups: &[],
+    };
+    let in_6a = PersonView {
+        class: Some("6A"),
+        ..in_6b
+    };
+    let open = decide(&policy, &client, Some(&in_6b), "instagram.com", at, false);
+    assert_eq!(open.action, Action::Allow, "{open:?}");
+    let shut = decide(&policy, &client, Some(&in_6a), "instagram.com", at, false);
+    assert_eq!(shut.action, Action::Block, "{shut:?}");
+
+    // A document that is not YAML adds nothing and says where it broke.
+    let (policy, skipped) = Policy::from_yaml_with(
+        GOOD,
+        Path::new("/school/policy.yaml"),
+        &lists(&[("/school/lists/social.txt", "instagram.com\n")]),
+        Some(("{ exceptions: [", Path::new("/x.json"))),
+    )
+    .unwrap();
+    assert!(policy.exceptions().is_empty());
+    assert!(
+        skipped[0].to_string().starts_with("/x.json:"),
+        "{skipped:?}"
+    );
+}

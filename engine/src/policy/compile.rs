@@ -21,10 +21,12 @@ use super::gateway::{
     Defences, Dns, Firewall, Gateway, Ldap, LeaseFile, LeaseFormat, OnStop, Radius, RadiusClient,
     SignInEndpoint, is_interface_name, parse_upstream,
 };
-use super::raw::{Ordered, RawGateway, RawLdap, RawPolicy, RawRadius, S};
+use super::raw::{
+    Ordered, RawAdded, RawException, RawGateway, RawLdap, RawPolicy, RawRadius, RawRequestRule, S,
+};
 use super::{
     Action, Audience, Bypass, ClassId, Device, DeviceId, Exception, Group, GroupId, Groups,
-    ListSource, Policy, Quic, Response, Rule, RuleId, ScheduleId, Target, UserId,
+    ListSource, Policy, Quic, RequestRule, Response, Rule, RuleId, ScheduleId, Target, UserId,
 };
 use crate::calendar::{Calendar, DateSpan};
 use crate::device::MacAddr;
@@ -37,6 +39,7 @@ mod calendar;
 mod categories;
 mod gateway;
 mod groups;
+mod requests;
 mod rules;
 
 /// The longest a term may be, in days.
@@ -57,11 +60,36 @@ pub(super) fn from_yaml(
     file: &Path,
     lists: &dyn ListSource,
 ) -> Result<Policy, PolicyErrors> {
+    from_yaml_with(text, file, lists, None).map(|(policy, _)| policy)
+}
+
+/// [`from_yaml`] with the exceptions of another document (`added`: its text and file) added
+/// to the policy's own. The policy's errors refuse it; an added exception with an error is
+/// left out, and its errors (against the added file) come back beside the policy. A whole
+/// added document that is not YAML adds nothing and is one such error.
+pub(super) fn from_yaml_with(
+    text: &str,
+    file: &Path,
+    lists: &dyn ListSource,
+    added: Option<(&str, &Path)>,
+) -> Result<(Policy, Vec<PolicyError>), PolicyErrors> {
     let file_name: Arc<str> = file.display().to_string().into();
     let raw: RawPolicy = match serde_saphyr::from_str(text) {
         Ok(raw) => raw,
         Err(e) => return Err(PolicyErrors(vec![yaml_error(&file_name, &e)])),
     };
+    let mut skipped = Vec::new();
+    let added = added.map(|(text, path)| {
+        let name: Arc<str> = path.display().to_string().into();
+        let doc = match serde_saphyr::from_str::<RawAdded>(text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                skipped.push(yaml_error(&name, &e));
+                RawAdded::default()
+            }
+        };
+        (doc.exceptions, name)
+    });
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut cx = Compiler {
         file: file_name,
@@ -69,9 +97,10 @@ pub(super) fn from_yaml(
         lists,
         errors: Vec::new(),
     };
-    let policy = cx.policy(raw);
+    let (policy, more) = cx.policy(raw, added);
+    skipped.extend(more);
     if cx.errors.is_empty() {
-        Ok(policy)
+        Ok((policy, skipped))
     } else {
         Err(PolicyErrors(cx.errors))
     }
@@ -136,7 +165,13 @@ impl<'a> Compiler<'a> {
         self.errors.push(PolicyError { at, kind });
     }
 
-    fn policy(&mut self, raw: RawPolicy) -> Policy {
+    /// The policy from `raw`, with the `added` exceptions (and their file's name) that pass;
+    /// the added ones' errors.
+    fn policy(
+        &mut self,
+        raw: RawPolicy,
+        added: Option<(Vec<S<RawException>>, Arc<str>)>,
+    ) -> (Policy, Vec<PolicyError>) {
         if raw.version.value != 1 {
             self.error(
                 &raw.version,
@@ -172,11 +207,19 @@ impl<'a> Compiler<'a> {
             devices: device_names,
         };
         let rules = self.rules(&raw, &names, &mut index, &mut targets);
+        let mut compiled = self.exceptions(&raw, &names, &tz, &mut index, &mut targets);
+        let skipped = match added {
+            Some(added) => {
+                self.added_exceptions(added, &names, &tz, &mut index, &mut targets, &mut compiled)
+            }
+            None => Vec::new(),
+        };
         let rules::Exceptions {
             exceptions,
             classes,
             people,
-        } = self.exceptions(&raw, &names, &tz, &mut index, &mut targets);
+        } = compiled;
+        let requests = self.requests(&raw.requests, &names);
         let bypass = self.bypass(&raw, &names, groups.len(), &mut index, &mut targets);
         let gateway = raw.gateway.as_ref().and_then(|g| self.gateway(g));
 
@@ -209,7 +252,7 @@ impl<'a> Compiler<'a> {
             .filter(|(_, g)| g.has_people())
             .map(|(i, _)| GroupId(u32::try_from(i).unwrap_or(u32::MAX)))
             .collect();
-        Policy {
+        let policy = Policy {
             source: self.file.clone(),
             school_name: raw.school.name.value.trim().to_owned(),
             tz_name,
@@ -230,9 +273,11 @@ impl<'a> Compiler<'a> {
             classes,
             people,
             exceptions,
+            requests,
             bypass,
             gateway,
-        }
+        };
+        (policy, skipped)
     }
 
     /// Checks a name used as a key (schedule, category, group).

@@ -191,6 +191,8 @@ pub enum ErrorKind {
     SyncMinutes { value: u32 },
     #[error("an idle time of {value} minutes is not between 5 and 10080 (a week)")]
     IdleMinutes { value: u32 },
+    #[error("a request of at most {value} minutes is not between 1 and 10080 (a week)")]
+    RequestMinutes { value: u32 },
     #[error("`{value}` is not an address or network (expected e.g. 10.0.0.5 or 10.0.0.0/24)")]
     RadiusClient { value: String },
     #[error("`gateway.radius` needs `listen` and at least one of `clients`")]

@@ -255,6 +255,25 @@ impl Exception {
     }
 }
 
+/// One kind of exception teachers may ask the console for (`requests:`): these categories,
+/// for these groups or classes (or named pupils), for at most so long. An approver still
+/// decides each request.
+#[derive(Debug, Clone)]
+pub struct RequestRule {
+    pub name: String,
+    /// The categories a request may open, and their names as written.
+    pub allow: Vec<TargetId>,
+    pub allow_names: Vec<String>,
+    pub groups: Vec<GroupId>,
+    /// Classes as written; matched without regard to case.
+    pub classes: Vec<String>,
+    /// Any class (`classes: [all]`).
+    pub any_class: bool,
+    /// Pupils may be named one by one.
+    pub people: bool,
+    pub longest_minutes: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Bypass {
     /// Indexed by group; groups not listed take [`Bypass::default_response`].
@@ -340,6 +359,8 @@ pub struct Policy {
     /// The people exceptions name (`UserId` indexes this), lower-cased.
     pub(crate) people: Vec<String>,
     pub(crate) exceptions: Vec<Exception>,
+    /// What teachers may ask for, in file order.
+    pub(crate) requests: Vec<RequestRule>,
     pub(crate) bypass: Bypass,
     pub(crate) gateway: Option<Gateway>,
 }
@@ -353,6 +374,24 @@ impl Policy {
         lists: &dyn ListSource,
     ) -> Result<Policy, PolicyErrors> {
         compile::from_yaml(text, file, lists)
+    }
+
+    /// [`Policy::from_yaml`] with the exceptions of a second document added (`added`: its
+    /// text and file name), as the agent adds the console's approved requests. The policy
+    /// file's own errors refuse it; an added exception with an error is left out and its
+    /// errors, told against the added file, come back beside the policy.
+    pub fn from_yaml_with(
+        text: &str,
+        file: &Path,
+        lists: &dyn ListSource,
+        added: Option<(&str, &Path)>,
+    ) -> Result<(Policy, Vec<PolicyError>), PolicyErrors> {
+        compile::from_yaml_with(text, file, lists, added)
+    }
+
+    /// What teachers may ask the console for, in file order.
+    pub fn request_rules(&self) -> &[RequestRule] {
+        &self.requests
     }
 
     /// The file this policy was read from, as given to [`Policy::from_yaml`].

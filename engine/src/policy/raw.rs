@@ -64,6 +64,9 @@ pub(crate) struct RawPolicy {
     pub rules: Vec<S<RawRule>>,
     #[serde(default)]
     pub exceptions: Vec<S<RawException>>,
+    /// What teachers may ask the console for.
+    #[serde(default)]
+    pub requests: Vec<S<RawRequestRule>>,
     #[serde(default)]
     pub bypass: RawBypass,
     /// How this gateway runs; absent in policies used only with `check`/`explain`.
@@ -219,6 +222,35 @@ pub(crate) struct RawException {
     pub approved_by: S<String>,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// A document of exceptions made elsewhere (the console's approved requests), added to a
+/// policy's own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdded {
+    #[serde(default)]
+    pub exceptions: Vec<S<RawException>>,
+}
+
+/// One kind of exception teachers may ask for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRequestRule {
+    pub name: S<String>,
+    /// Categories a request may open.
+    pub allow: Vec<S<String>>,
+    /// Groups a request may be for.
+    #[serde(default)]
+    pub groups: Vec<S<String>>,
+    /// Classes a request may be for (`all`: any class).
+    #[serde(default)]
+    pub classes: Vec<S<String>>,
+    /// Whether a request may name pupils one by one.
+    #[serde(default)]
+    pub people: bool,
+    /// The longest a request may last, in minutes.
+    pub longest_minutes: S<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -110,123 +110,162 @@ impl Compiler<'_> {
         targets: &mut Vec<Target>,
     ) -> Exceptions {
         let mut out = Exceptions::default();
-        let mut seen = HashMap::new();
         for e in &raw.exceptions {
-            let v = &e.value;
-            let name = v.name.value.trim().to_owned();
-            if seen.insert(name.clone(), ()).is_some() {
-                self.error(
-                    &v.name,
-                    ErrorKind::Duplicate {
-                        what: "exception",
-                        name: name.clone(),
-                    },
-                );
-            }
-            let groups = match self.group_list(&v.groups, names, false) {
-                Some(Groups::Some(ids)) => ids,
-                _ => Vec::new(),
-            };
-            let mut devices = Vec::new();
-            for d in &v.devices {
-                match names.devices.get(d.value.trim()) {
-                    Some(id) => devices.push(*id),
-                    None => {
-                        self.error(
-                            d,
-                            ErrorKind::Unknown {
-                                what: "device",
-                                name: d.value.clone(),
-                                expected: one_of(&names.devices, None),
-                            },
-                        );
-                    }
-                }
-            }
-            let networks: Vec<IpNet> = v.networks.iter().filter_map(|n| self.network(n)).collect();
-            let classes = v
-                .classes
-                .iter()
-                .filter_map(|c| self.directory_group(c))
-                .map(|c| {
-                    ClassId(intern(&mut out.classes, c, |a, b| {
-                        a.eq_ignore_ascii_case(b)
-                    }))
-                })
-                .collect();
-            let people = v
-                .people
-                .iter()
-                .filter_map(|u| self.username(u))
-                .map(|u| UserId(intern(&mut out.people, u, |a, b| a == b)))
-                .collect();
-            if v.groups.is_empty()
-                && v.devices.is_empty()
-                && v.networks.is_empty()
-                && v.classes.is_empty()
-                && v.people.is_empty()
-            {
-                self.error(
-                    e,
-                    ErrorKind::Empty {
-                        what: "exception",
-                        name: name.clone(),
-                        needs: "groups, devices, networks, classes or people",
-                    },
-                );
-            }
-            if v.allow.is_empty() {
-                self.error(
-                    e,
-                    ErrorKind::Empty {
-                        what: "exception",
-                        name: name.clone(),
-                        needs: "categories or domains to allow",
-                    },
-                );
-            }
-            let ex_targets = self.targets(&v.allow, names, index, targets);
-            let from = self.datetime(&v.from, tz);
-            let to = self.datetime(&v.to, tz);
-            if v.approved_by.value.trim().is_empty() {
-                self.error(
-                    &v.approved_by,
-                    ErrorKind::Empty {
-                        what: "exception",
-                        name: name.clone(),
-                        needs: "approver in `approved_by`",
-                    },
-                );
-            }
-            let (Some(from), Some(to)) = (from, to) else {
-                continue;
-            };
-            if from >= to {
-                self.error(
-                    &v.from,
-                    ErrorKind::Backwards {
-                        what: name,
-                        from: v.from.value.clone(),
-                        to: v.to.value.clone(),
-                    },
-                );
-                continue;
-            }
-            out.exceptions.push(Exception {
-                name,
-                groups,
-                devices,
-                networks,
-                classes,
-                people,
-                targets: ex_targets,
-                from,
-                to,
-                approved_by: v.approved_by.value.trim().to_owned(),
-                reason: v.reason.clone(),
-            });
+            self.exception(e, names, tz, index, targets, &mut out);
         }
         out
+    }
+
+    /// Exceptions from another document (the console's, approved there): each checked as
+    /// the policy's own are, with its errors told against `file`; one with an error is left
+    /// out and the rest kept, so a bad one never costs the policy or the others. The errors.
+    pub(super) fn added_exceptions(
+        &mut self,
+        (added, file): (Vec<S<RawException>>, Arc<str>),
+        names: &Names,
+        tz: &TimeZone,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+        out: &mut Exceptions,
+    ) -> Vec<PolicyError> {
+        let own = std::mem::replace(&mut self.file, file);
+        let before = std::mem::take(&mut self.errors);
+        let mut skipped = Vec::new();
+        for e in &added {
+            let kept = out.exceptions.len();
+            self.exception(e, names, tz, index, targets, out);
+            if !self.errors.is_empty() {
+                out.exceptions.truncate(kept);
+                skipped.append(&mut self.errors);
+            }
+        }
+        self.file = own;
+        self.errors = before;
+        skipped
+    }
+
+    fn exception(
+        &mut self,
+        e: &S<RawException>,
+        names: &Names,
+        tz: &TimeZone,
+        index: &mut DomainIndex,
+        targets: &mut Vec<Target>,
+        out: &mut Exceptions,
+    ) {
+        let v = &e.value;
+        let name = v.name.value.trim().to_owned();
+        if out.exceptions.iter().any(|x| x.name == name) {
+            self.error(
+                &v.name,
+                ErrorKind::Duplicate {
+                    what: "exception",
+                    name: name.clone(),
+                },
+            );
+        }
+        let groups = match self.group_list(&v.groups, names, false) {
+            Some(Groups::Some(ids)) => ids,
+            _ => Vec::new(),
+        };
+        let mut devices = Vec::new();
+        for d in &v.devices {
+            match names.devices.get(d.value.trim()) {
+                Some(id) => devices.push(*id),
+                None => {
+                    self.error(
+                        d,
+                        ErrorKind::Unknown {
+                            what: "device",
+                            name: d.value.clone(),
+                            expected: one_of(&names.devices, None),
+                        },
+                    );
+                }
+            }
+        }
+        let networks: Vec<IpNet> = v.networks.iter().filter_map(|n| self.network(n)).collect();
+        let classes = v
+            .classes
+            .iter()
+            .filter_map(|c| self.directory_group(c))
+            .map(|c| {
+                ClassId(intern(&mut out.classes, c, |a, b| {
+                    a.eq_ignore_ascii_case(b)
+                }))
+            })
+            .collect();
+        let people = v
+            .people
+            .iter()
+            .filter_map(|u| self.username(u))
+            .map(|u| UserId(intern(&mut out.people, u, |a, b| a == b)))
+            .collect();
+        if v.groups.is_empty()
+            && v.devices.is_empty()
+            && v.networks.is_empty()
+            && v.classes.is_empty()
+            && v.people.is_empty()
+        {
+            self.error(
+                e,
+                ErrorKind::Empty {
+                    what: "exception",
+                    name: name.clone(),
+                    needs: "groups, devices, networks, classes or people",
+                },
+            );
+        }
+        if v.allow.is_empty() {
+            self.error(
+                e,
+                ErrorKind::Empty {
+                    what: "exception",
+                    name: name.clone(),
+                    needs: "categories or domains to allow",
+                },
+            );
+        }
+        let ex_targets = self.targets(&v.allow, names, index, targets);
+        let from = self.datetime(&v.from, tz);
+        let to = self.datetime(&v.to, tz);
+        if v.approved_by.value.trim().is_empty() {
+            self.error(
+                &v.approved_by,
+                ErrorKind::Empty {
+                    what: "exception",
+                    name: name.clone(),
+                    needs: "approver in `approved_by`",
+                },
+            );
+        }
+        let (Some(from), Some(to)) = (from, to) else {
+            return;
+        };
+        if from >= to {
+            self.error(
+                &v.from,
+                ErrorKind::Backwards {
+                    what: name,
+                    from: v.from.value.clone(),
+                    to: v.to.value.clone(),
+                },
+            );
+            return;
+        }
+        out.exceptions.push(Exception {
+            name,
+            groups,
+            devices,
+            networks,
+            classes,
+            people,
+            targets: ex_targets,
+            from,
+            to,
+            approved_by: v.approved_by.value.trim().to_owned(),
+            reason: v.reason.clone(),
+        });
     }
 }
 
