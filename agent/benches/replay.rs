@@ -43,9 +43,12 @@ fn bench(c: &mut Criterion) {
         .filter_map(|b| capture_file::frames(b).ok())
         .collect();
     let frames: u64 = captures.iter().map(|c| c.len() as u64).sum();
-    let policy = policy_file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"))
-        .unwrap()
-        .policy;
+    let policy = policy_file::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"),
+        None,
+    )
+    .unwrap()
+    .policy;
     let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
     println!("{} files, {frames} frames", captures.len());
 

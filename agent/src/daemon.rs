@@ -408,6 +408,12 @@ async fn start(
         path: config.state_dir.clone(),
         source,
     })?;
+    // The console's granted exceptions, as kept at the last poll: in force from the start,
+    // whether the console can be reached or not.
+    let added = config.state_dir.join(crate::policy_file::ADDED_FILE);
+    if let crate::reload::Outcome::Rejected(e) = live.add_from(added) {
+        warn!(error = %e, "the granted exceptions could not be read; the policy stays as it is");
+    }
     let (events, metrics) = start_reporting(live, config, running)?;
     let directory = start_clients(config, running)?;
     let (sessions, read_directory) =
@@ -556,6 +562,7 @@ fn start_reporting(
             settings,
             client,
             config.state_dir.clone(),
+            Arc::clone(live),
             shipper_stop,
         )));
     }

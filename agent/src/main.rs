@@ -419,7 +419,7 @@ fn init_logging(json: bool) {
 }
 
 fn load_or_report(path: &Path) -> Option<Policy> {
-    match policy_file::load(path) {
+    match policy_file::load(path, None) {
         Ok(loaded) => Some(loaded.policy),
         Err(e @ LoadError::Read { .. }) => {
             eprintln!("error: {e}");

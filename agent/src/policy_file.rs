@@ -1,4 +1,6 @@
-//! Reading a policy from disk: `policy.yaml` and the list files it names.
+//! Reading a policy from disk: `policy.yaml`, the list files it names, and the exceptions the
+//! console granted (kept in the state directory as [`ADDED_FILE`], so a console outage ends
+//! none of them early).
 //!
 //! The engine parses text; this module supplies the text. It also fingerprints what it read,
 //! so a save that changes nothing does not count as a new policy.
@@ -8,7 +10,11 @@ use std::hash::{DefaultHasher, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use schoolgate_engine::{Policy, PolicyErrors};
+use schoolgate_engine::{Policy, PolicyError, PolicyErrors};
+
+/// The file in the state directory holding the console's granted exceptions, as the engine
+/// reads an added document (JSON, which is YAML).
+pub const ADDED_FILE: &str = "console-exceptions.json";
 
 /// Why a policy file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -40,18 +46,40 @@ pub struct Loaded {
     pub policy: Policy,
     /// The list files the policy read, resolved against the policy's directory.
     pub lists: Vec<PathBuf>,
-    /// A hash of the policy text and every list read, to tell real changes from touches.
+    /// A hash of the policy text, every list read and the added exceptions, to tell real
+    /// changes from touches.
     pub fingerprint: u64,
+    /// The policy file's text.
+    pub text: String,
+    /// Added exceptions left out, each with why.
+    pub skipped: Vec<PolicyError>,
 }
 
-/// Reads and validates the policy at `path`.
-pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+/// Reads and validates the policy at `path`, with the exceptions in `added` (a file that
+/// does not exist adds none).
+pub fn load(path: &Path, added: Option<&Path>) -> Result<Loaded, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let added_text = match added {
+        Some(file) => match std::fs::read_to_string(file) {
+            Ok(t) => Some((t, file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(LoadError::Read {
+                    path: file.to_path_buf(),
+                    source,
+                });
+            }
+        },
+        None => None,
+    };
     let mut hasher = DefaultHasher::new();
     hasher.write(text.as_bytes());
+    if let Some((t, _)) = &added_text {
+        hasher.write(t.as_bytes());
+    }
     let read = RefCell::new((hasher, Vec::new()));
     let reader = |list: &Path| -> io::Result<String> {
         let content = std::fs::read_to_string(list)?;
@@ -61,11 +89,19 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         read.1.push(list.to_path_buf());
         Ok(content)
     };
-    let policy = Policy::from_yaml(&text, path, &reader).map_err(LoadError::Invalid)?;
+    let (policy, skipped) = Policy::from_yaml_with(
+        &text,
+        path,
+        &reader,
+        added_text.as_ref().map(|(t, f)| (t.as_str(), *f)),
+    )
+    .map_err(LoadError::Invalid)?;
     let (hasher, lists) = read.into_inner();
     Ok(Loaded {
         policy,
         lists,
         fingerprint: hasher.finish(),
+        text,
+        skipped,
     })
 }

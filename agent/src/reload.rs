@@ -7,8 +7,8 @@
 //! A reload builds the new policy completely before swapping. If the file is unreadable or
 //! invalid, the errors are logged and returned and the last good policy stays in force.
 //!
-//! [`LivePolicy::watch`] watches the policy file and its list files (through their
-//! directories: see [`watch`](crate::watch)).
+//! [`LivePolicy::watch`] watches the policy file, its list files and the console's granted
+//! exceptions (through their directories: see [`watch`](crate::watch)).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -43,6 +43,10 @@ struct Files {
     lists: Vec<PathBuf>,
     /// The last reload was rejected.
     rejected: bool,
+    /// The console's granted exceptions, once the state directory is known.
+    added: Option<PathBuf>,
+    /// The policy file's text in force.
+    text: Arc<str>,
 }
 
 /// The policy in force, and where it comes from.
@@ -53,16 +57,25 @@ pub struct LivePolicy {
     files: Mutex<Files>,
 }
 
+/// Logs the granted exceptions left out of a policy, each with why.
+fn report_skipped(skipped: &[schoolgate_engine::PolicyError]) {
+    for e in skipped {
+        warn!(error = %e, "a granted exception does not fit the policy; it is left out");
+    }
+}
+
 impl LivePolicy {
     /// Loads the policy at `path`. Fails if it is unreadable or invalid: the agent does not
     /// start without a good policy.
     pub fn load(path: &Path) -> Result<Arc<Self>, LoadError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let loaded = policy_file::load(&path)?;
+        let loaded = policy_file::load(&path, None)?;
         let files = Files {
             fingerprint: loaded.fingerprint,
             lists: loaded.lists,
             rejected: false,
+            added: None,
+            text: loaded.text.into(),
         };
         Ok(Arc::new(Self {
             path,
@@ -88,9 +101,28 @@ impl LivePolicy {
         self.current.load_full()
     }
 
+    /// The policy file's text in force now.
+    pub fn text(&self) -> Arc<str> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(&files.text)
+    }
+
+    /// Adds the console's granted exceptions from `file` (in the state directory) to the
+    /// policy, now and at every reload.
+    pub fn add_from(&self, file: PathBuf) -> Outcome {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).added = Some(file);
+        self.reload()
+    }
+
     /// Reads the files again and swaps the new policy in if it is valid and different.
     pub fn reload(&self) -> Outcome {
-        let loaded = match policy_file::load(&self.path) {
+        let added = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .added
+            .clone();
+        let loaded = match policy_file::load(&self.path, added.as_deref()) {
             Ok(loaded) => loaded,
             Err(error) => {
                 warn!(path = %self.path.display(), n_errors = error.n_errors(), "policy rejected; the previous policy stays in force");
@@ -112,10 +144,13 @@ impl LivePolicy {
             }
             return Outcome::Unchanged;
         }
+        report_skipped(&loaded.skipped);
         *files = Files {
             fingerprint: loaded.fingerprint,
             lists: loaded.lists,
             rejected: false,
+            added,
+            text: loaded.text.into(),
         };
         let policy = Arc::new(loaded.policy);
         self.current.store(policy.clone());
@@ -123,11 +158,13 @@ impl LivePolicy {
         Outcome::Applied(policy)
     }
 
-    /// The files a change to which means a reload: the policy and its lists.
+    /// The files a change to which means a reload: the policy, its lists and the granted
+    /// exceptions.
     fn watched_files(&self) -> Vec<PathBuf> {
         let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = vec![self.path.clone()];
         out.extend(files.lists.iter().cloned());
+        out.extend(files.added.iter().cloned());
         out
     }
 

@@ -117,9 +117,12 @@ const KNOWN_GAPS: &[(&str, &str)] = &[(
 fn shipped_policy_and_categories(
     dir: &Path,
 ) -> (schoolgate_engine::Policy, HashMap<String, String>) {
-    let policy = policy_file::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"))
-        .expect("the shipped policy loads")
-        .policy;
+    let policy = policy_file::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy.yaml"),
+        None,
+    )
+    .expect("the shipped policy loads")
+    .policy;
     let manifest = std::fs::read_to_string(dir.join("MANIFEST.csv")).unwrap();
     let categories = manifest
         .lines()

@@ -16,18 +16,34 @@ pub enum Role {
     Dsl,
     /// IT staff: agents, policy status, technical detail; not case notes.
     It,
+    /// A teacher: asks for exceptions for their classes and sees their own requests; no
+    /// alerts, incidents, pupils' histories or reports.
+    Teacher,
+    /// A Director or other member of staff who decides teachers' requests (as the DSL may,
+    /// per `console.yaml`); sees the requests, nothing of pupils' activity.
+    Approver,
 }
 
 impl Role {
+    pub const ALL: [Self; 4] = [Self::Dsl, Self::It, Self::Teacher, Self::Approver];
+
     /// Whether this role reads case notes and outcomes, triages alerts and releases devices.
     pub fn handles_cases(self) -> bool {
         self == Self::Dsl
+    }
+
+    /// Whether this role sees what the gateways recorded: incidents, devices, people,
+    /// reports, the audit log. Teachers and approvers see only requests.
+    pub fn sees_records(self) -> bool {
+        matches!(self, Self::Dsl | Self::It)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Dsl => "dsl",
             Self::It => "it",
+            Self::Teacher => "teacher",
+            Self::Approver => "approver",
         }
     }
 }
@@ -38,9 +54,9 @@ impl fmt::Display for Role {
     }
 }
 
-/// A role that is not `dsl` or `it`.
+/// A role that is not one of [`Role::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("role {0:?} is not dsl or it")]
+#[error("role {0:?} is not dsl, it, teacher or approver")]
 pub struct BadRole(pub String);
 
 impl FromStr for Role {
@@ -49,8 +65,17 @@ impl FromStr for Role {
         match s {
             "dsl" => Ok(Self::Dsl),
             "it" => Ok(Self::It),
+            "teacher" => Ok(Self::Teacher),
+            "approver" => Ok(Self::Approver),
             other => Err(BadRole(other.to_owned())),
         }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 

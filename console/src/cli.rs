@@ -58,7 +58,8 @@ pub(crate) enum UserCommand {
     /// Add a user, or set an existing user's role and password (which ends their sessions).
     Add {
         name: String,
-        /// `dsl` (the safeguarding lead: everything, case notes included) or `it`.
+        /// `dsl` (the safeguarding lead: everything, case notes included), `it`, `teacher`
+        /// (asks for exceptions; sees only their own requests) or `approver` (decides them).
         #[arg(long)]
         role: String,
         /// Read the password from this file's first line instead of asking.
@@ -76,7 +77,7 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         store: Store,
     },
-    /// Set a user's role (`dsl` or `it`); ends their sessions.
+    /// Set a user's role (`dsl`, `it`, `teacher` or `approver`); ends their sessions.
     Role {
         name: String,
         role: String,

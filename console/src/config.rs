@@ -31,6 +31,8 @@ pub struct Config {
     /// The school's time zone (IANA name): pages, downloads and e-mail show its times, and
     /// its days and weeks (Monday 00:00) bound the reports.
     pub time_zone: crate::zone::Zone,
+    /// The roles whose accounts decide teachers' requests for exceptions (never their own).
+    pub request_approvers: Vec<crate::auth::Role>,
 }
 
 /// Connections open at once.
@@ -65,6 +67,7 @@ impl Default for Config {
             connections: Connections::default(),
             trusted_proxies: Vec::new(),
             time_zone: crate::zone::Zone::default(),
+            request_approvers: vec![crate::auth::Role::Approver, crate::auth::Role::Dsl],
         }
     }
 }

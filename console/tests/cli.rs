@@ -48,7 +48,10 @@ fn users_and_agents_are_added_with_only_hashes_kept() {
         dir.path(),
     );
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("\"governor\" is not dsl or it"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("\"governor\" is not dsl, it, teacher or approver")
+    );
     std::fs::write(&pw, "short\n").unwrap();
     let short = console(
         &[

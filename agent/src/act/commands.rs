@@ -1,14 +1,17 @@
 //! The console's commands: every [`POLL`] the agent asks `/api/v1/commands` for its pending
-//! commands. A release becomes a release request in the state directory, which the daemon
+//! commands (and, through [`granted`](super::granted), for its granted exceptions). A release becomes a release request in the state directory, which the daemon
 //! applies as it does `schoolgate-agent release` (recording who and why in the `released`
 //! event), and is then reported done.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use schoolgate_contract::status::{Commands, RELEASE};
 use tracing::{debug, info, warn};
 
 use super::quarantine::{Request, Then, request_release};
+use crate::policy_file::ADDED_FILE;
+use crate::reload::LivePolicy;
 use crate::report::events::bounded;
 use crate::report::shipper::{POLL, Settings};
 
@@ -29,20 +32,33 @@ pub enum CommandError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// Asks the console for commands every [`POLL`] until `stop` fires.
+/// Asks the console for commands and granted exceptions every [`POLL`], and sends it each
+/// new policy's text, until `stop` fires.
 pub async fn take_commands(
     settings: Settings,
     client: reqwest::Client,
     state_dir: PathBuf,
+    live: Arc<LivePolicy>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let base = settings.url.trim_end_matches('/').to_owned();
+    let added = state_dir.join(ADDED_FILE);
+    let mut sent = None;
     loop {
         if *stop.borrow() {
             return;
         }
         if let Err(e) = poll_once(&base, &settings.token, &client, &state_dir).await {
             debug!(error = %e, "cannot ask the console for commands");
+        }
+        match super::granted::send_policy(&base, &settings.token, &client, &live, sent).await {
+            Ok(s) => sent = s,
+            Err(e) => debug!(error = %e, "cannot send the policy to the console"),
+        }
+        if let Err(e) =
+            super::granted::sync_once(&base, &settings.token, &client, &live, &added).await
+        {
+            debug!(error = %e, "cannot ask the console for granted exceptions");
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}

@@ -9,6 +9,7 @@
 //! - [`commands`]: commands waiting for agents.
 //! - [`incidents`]: alerts gathered into incidents, the list and what is e-mailed.
 //! - [`cases`]: triage, case notes and each incident's history.
+//! - [`requests`]: teachers' requests for exceptions; the policy each agent has in force.
 //! - [`devices`]: a device's activity and history; devices in quarantine now.
 //! - [`retention`]: the daily purge of what is past its retention period.
 //! - [`reports`]: sums for the blocked-activity page, the dashboard and the weekly report.
@@ -25,6 +26,7 @@ pub mod devices;
 pub mod incidents;
 pub mod people;
 pub mod reports;
+pub mod requests;
 pub mod retention;
 
 use std::path::Path;

@@ -7,6 +7,10 @@
 //!   duplicates; invalid events are refused with a reason and the rest stored.
 //! - `GET /api/v1/commands`: the agent's pending commands (`{"commands": [...]}`).
 //! - `POST /api/v1/commands/{id}/done`: the agent carried one out.
+//! - `GET /api/v1/exceptions`: the agent's granted exceptions in force or to come
+//!   (`{"exceptions": [...]}`, [`GrantedList`]).
+//! - `POST /api/v1/policy`: the policy file the agent has in force (`{"fingerprint",
+//!   "text"}`, at most [`MAX_POLICY_TEXT`] bytes of text), kept when it changed.
 
 use axum::Json;
 use axum::body::Body;
@@ -17,6 +21,7 @@ use serde_json::json;
 
 use super::{Shared, internal, now_ms};
 use crate::auth::token_hash;
+use schoolgate_contract::granted::{Granted, GrantedList, MAX_POLICY_TEXT, PolicyText};
 use schoolgate_contract::status::{Answer, Commands};
 use schoolgate_contract::wire::parse_batch;
 
@@ -157,6 +162,93 @@ pub async fn command_done(
             Json(json!({"error": "no such pending command"})),
         )
             .into_response(),
+        Err(e) => internal(&e),
+    }
+}
+
+/// The name an exception is sent under: unique (the request's number) and readable in the
+/// gateway's explanations ("youtube for 6B (request 12)").
+pub fn granted_name(r: &crate::db::requests::ExceptionRequest) -> String {
+    let whom: Vec<&str> = r
+        .classes
+        .iter()
+        .chain(&r.groups)
+        .chain(&r.people)
+        .map(String::as_str)
+        .collect();
+    format!(
+        "{} for {} (request {})",
+        r.allow.join(", "),
+        whom.join(", "),
+        r.id
+    )
+}
+
+pub async fn exceptions(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let name = match agent(&app, &headers).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let granted = match app.db.granted(&name, now_ms()).await {
+        Ok(g) => g,
+        Err(e) => return internal(&e),
+    };
+    let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap_or_default();
+    let exceptions = granted
+        .iter()
+        .map(|r| Granted {
+            id: r.id,
+            name: granted_name(r),
+            allow: r.allow.clone(),
+            groups: r.groups.clone(),
+            classes: r.classes.clone(),
+            people: r.people.clone(),
+            from: time(r.from_ms),
+            to: time(r.to_ms),
+            requested_by: r.requested_by.clone(),
+            approved_by: r.decided_by.clone().unwrap_or_default(),
+            reason: r.reason.clone(),
+        })
+        .collect();
+    Json(GrantedList { exceptions }).into_response()
+}
+
+pub async fn policy(State(app): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    let name = match agent(&app, &headers).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    // The text, JSON-escaped, and a little for the envelope.
+    let Ok(body) = axum::body::to_bytes(body, 2 * MAX_POLICY_TEXT + 1024).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({"error": format!("a policy is at most {MAX_POLICY_TEXT} bytes")})),
+        )
+            .into_response();
+    };
+    let policy: PolicyText = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("not a policy: {e}")})),
+            )
+                .into_response();
+        }
+    };
+    if policy.text.len() > MAX_POLICY_TEXT || policy.fingerprint.len() > 64 {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({"error": format!("a policy is at most {MAX_POLICY_TEXT} bytes")})),
+        )
+            .into_response();
+    }
+    match app
+        .db
+        .put_policy(&name, &policy.fingerprint, &policy.text, now_ms())
+        .await
+    {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => internal(&e),
     }
 }

@@ -237,7 +237,13 @@ pub async fn submit(
     {
         return internal(&e);
     }
-    let mut res = Redirect::to("/alerts").into_response();
+    // Each role lands where its work is.
+    let home = if user.role.sees_records() {
+        "/alerts"
+    } else {
+        "/requests"
+    };
+    let mut res = Redirect::to(home).into_response();
     let cookies = [
         set_cookie(&app, SESSION_COOKIE, &token, None),
         set_cookie(&app, LOGIN_COOKIE, "", Some(0)),

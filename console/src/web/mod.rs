@@ -11,6 +11,7 @@
 //! - [`people`]: finding a person; one person's history across devices.
 //! - [`audit`]: the audit log.
 //! - [`reports`]: blocked activity, the dashboard, the weekly report.
+//! - [`requests`]: teachers' requests for exceptions, and their approval.
 //! - [`live`]: new alerts pushed to open pages over server-sent events.
 //! - [`chart`]: SVG charts drawn on the server; [`csv`]: CSV downloads.
 //! - [`server`]: connections: TLS, time limits, how many at once.
@@ -27,6 +28,7 @@ pub mod live;
 pub mod login;
 pub mod people;
 pub mod reports;
+pub mod requests;
 pub mod server;
 
 pub use schoolgate_serve::{Limits, Peer, TlsError, serve, tls_config};
@@ -68,6 +70,8 @@ pub struct App {
     pub sealer: crate::auth::Sealer,
     /// New alerts, announced to open pages.
     pub live: live::Announcer,
+    /// Agents' policies compiled for checking requests, by their text (the last few).
+    pub policies: Mutex<Vec<(Arc<str>, Arc<schoolgate_engine::Policy>)>>,
 }
 
 pub type Shared = Arc<App>;
@@ -94,6 +98,7 @@ impl App {
             sealer: crate::auth::Sealer::random()
                 .unwrap_or_else(|_| crate::auth::Sealer::new(&[0; 32])),
             live: tokio::sync::broadcast::channel(live::BACKLOG).0,
+            policies: Mutex::default(),
         }
     }
 
@@ -156,7 +161,7 @@ pub fn router(app: Shared) -> Router {
         .route("/reports/weekly.csv", get(reports::weekly_csv))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), page_reads));
     Router::new()
-        .route("/", get(|| async { Redirect::to("/alerts") }))
+        .route("/", get(home))
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/alerts/live", get(live::stream))
@@ -165,11 +170,17 @@ pub fn router(app: Shared) -> Router {
         .route("/alerts/{id}/notes", post(alert::note))
         .route("/alerts/{id}/release", post(alert::release))
         .route("/devices/release", post(devices::release))
+        .route("/requests", get(requests::page).post(requests::ask))
+        .route("/requests/{id}/approve", post(requests::approve))
+        .route("/requests/{id}/decline", post(requests::decline))
+        .route("/requests/{id}/revoke", post(requests::revoke))
         .route("/static/console.css", get(style))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/events", post(api::events))
         .route("/api/v1/commands", get(api::commands))
         .route("/api/v1/commands/{id}/done", post(api::command_done))
+        .route("/api/v1/exceptions", get(api::exceptions))
+        .route("/api/v1/policy", post(api::policy))
         .merge(pages)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
@@ -333,6 +344,7 @@ impl Signed {
             role: self.role().as_str(),
             csrf: &self.0.csrf,
             cases: self.role().handles_cases(),
+            records: self.role().sees_records(),
         }
     }
 
@@ -484,6 +496,8 @@ pub struct Frame<'a> {
     pub csrf: &'a str,
     /// The user handles cases (sees notes and outcomes, triages, releases).
     pub cases: bool,
+    /// The user sees what the gateways recorded (not a teacher's or approver's account).
+    pub records: bool,
     /// The time zone the page's times are in.
     pub zone: &'a str,
 }
@@ -503,11 +517,32 @@ impl FromRequestParts<Shared> for Signed {
         };
         let idle_ms = app.config.session_idle_ms();
         match app.db.session(&token_hash(token), now_ms(), idle_ms).await {
-            Ok(Some(s)) => Ok(Self(s, peer)),
+            Ok(Some(s)) if s.user.role.sees_records() || open_to_all(parts.uri.path()) => {
+                Ok(Self(s, peer))
+            }
+            // A teacher or approver sent anywhere else goes to the requests, where their work is.
+            Ok(Some(_)) if parts.uri.path() == "/" => {
+                Err(Redirect::to("/requests").into_response())
+            }
+            Ok(Some(_)) => Err(Refused::Forbidden(
+                "Your account can open the requests only. Ask the safeguarding lead or IT.",
+            )
+            .into_response()),
             Ok(None) => Err(Redirect::to("/login").into_response()),
             Err(e) => Err(internal(&e)),
         }
     }
+}
+
+/// `/`: the incidents for the DSL and IT; a teacher or approver is sent to the requests.
+async fn home(_: Signed) -> Redirect {
+    Redirect::to("/alerts")
+}
+
+/// Whether every role may open `path`: the requests and signing out. Everything else (what
+/// the gateways recorded about pupils and staff) is for the DSL's and IT's roles only.
+pub fn open_to_all(path: &str) -> bool {
+    path == "/requests" || path.starts_with("/requests/") || path == "/logout"
 }
 
 /// A 500 that says nothing of the cause to the browser; the cause goes to the log.

@@ -121,6 +121,15 @@ impl Console {
         };
         db.put_user("dsl", Role::Dsl, &cheap, 1).await.unwrap();
         db.put_user("it", Role::It, &cheap, 1).await.unwrap();
+        db.put_user("mr.osei", Role::Teacher, &cheap, 1)
+            .await
+            .unwrap();
+        db.put_user("ms.ade", Role::Teacher, &cheap, 1)
+            .await
+            .unwrap();
+        db.put_user("head", Role::Approver, &cheap, 1)
+            .await
+            .unwrap();
         Self {
             app: Arc::new(App::new(db, config, tls)),
         }
@@ -1608,5 +1617,218 @@ async fn one_address_behind_two_gateways_is_two_devices() {
                 .body
                 .contains("x.example")
         );
+    }
+}
+
+/// The policy a gateway sends: YouTube for any class for two hours, social networking for
+/// Year 6 only.
+const REQUESTS_POLICY: &str = r#"version: 1
+school: { name: Test, timezone: Europe/London }
+schedules:
+  lessons: { days: [mon, tue, wed, thu, fri], times: ["09:00-10:00", "13:00-15:00"] }
+categories:
+  youtube: { label: YouTube, domains: [youtube.com] }
+  social_networking: { label: social networking, domains: [instagram.com] }
+groups:
+  pupils: { networks: [10.10.0.0/16] }
+requests:
+  - { name: Lesson video, allow: [youtube], groups: [pupils], classes: [all], longest_minutes: 120 }
+  - { name: Year 6 media, allow: [social_networking], classes: [6A, 6B], longest_minutes: 60 }
+"#;
+
+/// A teacher asks, an approver decides, the gateway is sent what was approved until it is
+/// revoked; a teacher sees their own requests and nothing of pupils; every step audited.
+#[tokio::test]
+async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let token = crate::auth::random_token().unwrap();
+        c.app
+            .db
+            .add_agent("gw1", &token_hash(&token), 1)
+            .await
+            .unwrap();
+        let api = |method: &str, path: &str, body: String| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let teacher = c.signed_in("mr.osei").await;
+        // Before the gateway has sent its policy, nothing can be asked for.
+        let early = teacher.get("/requests").await;
+        assert!(
+            early.body.contains("has not sent its policy"),
+            "{}",
+            early.body
+        );
+        let sent = router(Arc::clone(&c.app))
+            .oneshot(api(
+                "POST",
+                "/api/v1/policy",
+                serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY}).to_string(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), StatusCode::NO_CONTENT);
+
+        // A teacher's account opens the requests, and nothing of what pupils did.
+        assert_eq!(teacher.get("/").await.location(), "/requests");
+        for path in [
+            "/alerts",
+            "/people/amira.k",
+            "/devices",
+            "/dashboard",
+            "/audit",
+        ] {
+            assert_eq!(
+                teacher.get(path).await.status,
+                StatusCode::FORBIDDEN,
+                "{path}"
+            );
+        }
+        let page = teacher.get("/requests").await;
+        assert!(
+            page.body
+                .contains("<option value=\"youtube\">YouTube</option>"),
+            "{}",
+            page.body
+        );
+        assert!(
+            !page.body.contains("href=\"/alerts\""),
+            "no incidents in a teacher's menu"
+        );
+
+        // Social networking for Year 3 is not the teacher's to ask for: refused, saying why.
+        let refused = teacher
+            .post(
+                "/requests",
+                &[
+                    ("agent", "gw1"),
+                    ("allow", "social_networking"),
+                    ("classes", "3A"),
+                    ("when", "now"),
+                    ("minutes", "30"),
+                    ("reason", "Unit 3"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.body.contains("class 3A"), "{}", refused.body);
+        let asked = teacher
+            .post(
+                "/requests",
+                &[
+                    ("agent", "gw1"),
+                    ("allow", "youtube"),
+                    ("classes", "6B"),
+                    ("when", "now"),
+                    ("minutes", "45"),
+                    ("reason", "Evaluating video adverts"),
+                ],
+            )
+            .await;
+        assert_eq!(asked.location(), "/requests?done=asked");
+        let other = c.signed_in("ms.ade").await;
+        let lesson = other
+            .post(
+                "/requests",
+                &[
+                    ("agent", "gw1"),
+                    ("allow", "youtube"),
+                    ("groups", "pupils"),
+                    ("when", "lesson"),
+                    ("schedule", "lessons"),
+                    ("reason", "Assembly video"),
+                ],
+            )
+            .await;
+        assert_eq!(lesson.location(), "/requests?done=asked");
+        // Each teacher sees their own only.
+        let mine = teacher.get("/requests").await.body;
+        assert!(mine.contains("Evaluating video adverts") && !mine.contains("Assembly video"));
+
+        // Nothing reaches the gateway until it is approved.
+        let granted = |c: &Console| {
+            let app = Arc::clone(&c.app);
+            let req = api("GET", "/api/v1/exceptions", String::new());
+            async move {
+                let res = router(app).oneshot(req).await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap()["exceptions"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            }
+        };
+        assert!(granted(&c).await.is_empty());
+        let requests = c.app.db.requests(Some("mr.osei"), 10).await.unwrap();
+        let id = requests[0].id;
+        // A teacher does not approve, even another's.
+        let by_teacher = other.post(&format!("/requests/{id}/approve"), &[]).await;
+        assert_eq!(by_teacher.status, StatusCode::FORBIDDEN);
+        let head = c.signed_in("head").await;
+        let waiting = head.get("/requests").await.body;
+        assert!(
+            waiting.contains("Waiting for your decision")
+                && waiting.contains("Evaluating video adverts")
+        );
+        let approved = head
+            .post(&format!("/requests/{id}/approve"), &[("note", "Fine")])
+            .await;
+        assert_eq!(approved.location(), "/requests?done=approved");
+        let again = head.post(&format!("/requests/{id}/decline"), &[]).await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST, "decided once");
+        let sent = granted(&c).await;
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["classes"], serde_json::json!(["6B"]));
+        assert_eq!(sent[0]["allow"], serde_json::json!(["youtube"]));
+        assert_eq!(sent[0]["approved_by"], "head");
+        assert_eq!(sent[0]["name"], format!("youtube for 6B (request {id})"));
+        let (from, to) = (
+            sent[0]["from"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap(),
+            sent[0]["to"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap(),
+        );
+        assert_eq!(to.as_second() - from.as_second(), 45 * 60);
+
+        // The teacher withdraws it: the gateway is sent it no more.
+        let revoked = teacher.post(&format!("/requests/{id}/revoke"), &[]).await;
+        assert_eq!(revoked.location(), "/requests?done=revoked");
+        assert!(granted(&c).await.is_empty());
+        // Another teacher cannot revoke what is not theirs.
+        let theirs = c.app.db.requests(Some("ms.ade"), 10).await.unwrap()[0].id;
+        assert_eq!(
+            teacher
+                .post(&format!("/requests/{theirs}/revoke"), &[])
+                .await
+                .status,
+            StatusCode::FORBIDDEN
+        );
+
+        let actions = c.audit_actions().await;
+        for (who, what) in [
+            ("mr.osei", "request_exception"),
+            ("head", "approve_request"),
+            ("mr.osei", "revoke_request"),
+        ] {
+            assert!(
+                actions.contains(&(who.to_owned(), what.to_owned())),
+                "{who} {what} not audited: {actions:?}"
+            );
+        }
     }
 }

@@ -466,6 +466,11 @@ impl Policy {
         self.exceptions.get(id.index())
     }
 
+    /// Every category and inline domain list, `TargetId` indexing them.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
     pub fn target(&self, id: TargetId) -> Option<&Target> {
         self.targets.get(id.0 as usize)
     }

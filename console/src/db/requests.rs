@@ -1,0 +1,331 @@
+//! Teachers' requests for exceptions and what became of them, and the policy text each
+//! agent has in force (which the requests are checked against).
+//!
+//! A request moves from `requested` to `approved` or `declined`; an approved or waiting one
+//! may be `revoked`. Every change is conditional on the status it moves from, so two
+//! approvers deciding at once cannot both win, and a revoked request cannot be approved.
+
+use sqlx::{Any, Row};
+
+use super::{Db, DbError, sql};
+
+pub const REQUESTED: &str = "requested";
+pub const APPROVED: &str = "approved";
+pub const DECLINED: &str = "declined";
+pub const REVOKED: &str = "revoked";
+
+/// A request as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionRequest {
+    pub id: i64,
+    /// The gateway (school) it is for.
+    pub agent: String,
+    pub requested_by: String,
+    /// Category names.
+    pub allow: Vec<String>,
+    pub groups: Vec<String>,
+    pub classes: Vec<String>,
+    /// Usernames.
+    pub people: Vec<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub reason: String,
+    pub status: String,
+    pub created_ms: i64,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+    pub decision_note: Option<String>,
+}
+
+/// A request as a teacher makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest<'a> {
+    pub agent: &'a str,
+    pub requested_by: &'a str,
+    pub allow: &'a [String],
+    pub groups: &'a [String],
+    pub classes: &'a [String],
+    pub people: &'a [String],
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub reason: &'a str,
+}
+
+const COLUMNS: &str = "id, agent, requested_by, allow, groups_for, classes, people, from_ms, \
+     to_ms, reason, status, created_ms, decided_by, decided_ms, decision_note";
+
+fn lines(text: String) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn request(row: &sqlx::any::AnyRow) -> Result<ExceptionRequest, sqlx::Error> {
+    Ok(ExceptionRequest {
+        id: row.try_get("id")?,
+        agent: row.try_get("agent")?,
+        requested_by: row.try_get("requested_by")?,
+        allow: lines(row.try_get("allow")?),
+        groups: lines(row.try_get("groups_for")?),
+        classes: lines(row.try_get("classes")?),
+        people: lines(row.try_get("people")?),
+        from_ms: row.try_get("from_ms")?,
+        to_ms: row.try_get("to_ms")?,
+        reason: row.try_get("reason")?,
+        status: row.try_get("status")?,
+        created_ms: row.try_get("created_ms")?,
+        decided_by: row.try_get("decided_by")?,
+        decided_ms: row.try_get("decided_ms")?,
+        decision_note: row.try_get("decision_note")?,
+    })
+}
+
+impl Db {
+    /// Stores a new request, waiting for a decision; its number.
+    pub async fn add_request(&self, r: &NewRequest<'_>, now_ms: i64) -> Result<i64, DbError> {
+        sqlx::query_scalar::<Any, i64>(
+            "INSERT INTO exception_requests (agent, requested_by, allow, groups_for, classes, \
+             people, from_ms, to_ms, reason, status, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(r.agent)
+        .bind(r.requested_by)
+        .bind(r.allow.join("\n"))
+        .bind(r.groups.join("\n"))
+        .bind(r.classes.join("\n"))
+        .bind(r.people.join("\n"))
+        .bind(r.from_ms)
+        .bind(r.to_ms)
+        .bind(r.reason)
+        .bind(REQUESTED)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql("store a request"))
+    }
+
+    /// Request `id`.
+    pub async fn request(&self, id: i64) -> Result<Option<ExceptionRequest>, DbError> {
+        let q = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM exception_requests WHERE id = $1"
+        )))
+        .bind(id);
+        Ok(self
+            .rows(q, "read a request", request)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Requests, newest first, at most `limit`: only `by`'s when given.
+    pub async fn requests(
+        &self,
+        by: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ExceptionRequest>, DbError> {
+        let q = match by {
+            Some(user) => sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM exception_requests WHERE requested_by = $1 \
+                 ORDER BY id DESC LIMIT $2"
+            )))
+            .bind(user)
+            .bind(limit),
+            None => sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM exception_requests ORDER BY id DESC LIMIT $1"
+            )))
+            .bind(limit),
+        };
+        self.rows(q, "list requests", request).await
+    }
+
+    /// Moves request `id` from status `from` to `to`, as `who` decides at `now_ms` with
+    /// `note`; false when it is no longer in `from` (someone decided first, or it was
+    /// revoked) or is over.
+    pub async fn decide_request(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        who: &str,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>(
+            "UPDATE exception_requests SET status = $1, decided_by = $2, decided_ms = $3, \
+             decision_note = $4 WHERE id = $5 AND status = $6 AND to_ms > $3",
+        )
+        .bind(to)
+        .bind(who)
+        .bind(now_ms)
+        .bind(note)
+        .bind(id)
+        .bind(from)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("decide a request"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `agent`'s approved requests not over at `now_ms`: what it is to apply.
+    pub async fn granted(
+        &self,
+        agent: &str,
+        now_ms: i64,
+    ) -> Result<Vec<ExceptionRequest>, DbError> {
+        let q = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM exception_requests \
+             WHERE agent = $1 AND status = $2 AND to_ms > $3 ORDER BY id"
+        )))
+        .bind(agent)
+        .bind(APPROVED)
+        .bind(now_ms);
+        self.rows(q, "read granted requests", request).await
+    }
+
+    /// Keeps `text` as `agent`'s policy in force, unless it is the one kept last; whether
+    /// it was new.
+    pub async fn put_policy(
+        &self,
+        agent: &str,
+        fingerprint: &str,
+        text: &str,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        if self
+            .policy_of(agent)
+            .await?
+            .is_some_and(|p| p.fingerprint == fingerprint && p.text == text)
+        {
+            return Ok(false);
+        }
+        sqlx::query::<Any>(
+            "INSERT INTO policies (agent, fingerprint, text, received_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(agent)
+        .bind(fingerprint)
+        .bind(text)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("keep a policy"))?;
+        Ok(true)
+    }
+
+    /// The policy `agent` sent last.
+    pub async fn policy_of(&self, agent: &str) -> Result<Option<AgentPolicy>, DbError> {
+        let q = sqlx::query::<Any>(
+            "SELECT agent, fingerprint, text, received_ms FROM policies WHERE agent = $1 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(agent);
+        let rows = self
+            .rows(q, "read a policy", |r| {
+                Ok(AgentPolicy {
+                    agent: r.try_get("agent")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                    text: r.try_get("text")?,
+                    received_ms: r.try_get("received_ms")?,
+                })
+            })
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+}
+
+/// The policy file an agent has in force, as it sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPolicy {
+    pub agent: String,
+    pub fingerprint: String,
+    pub text: String,
+    pub received_ms: i64,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::db::testing;
+
+    #[tokio::test]
+    async fn a_request_is_decided_once_and_granted_until_it_ends() {
+        for (db, _dir) in testing::each().await {
+            let six_b = vec!["6B".to_owned()];
+            let youtube = vec!["youtube".to_owned()];
+            let new = NewRequest {
+                agent: "gw1",
+                requested_by: "mr.osei",
+                allow: &youtube,
+                groups: &[],
+                classes: &six_b,
+                people: &[],
+                from_ms: 1_000,
+                to_ms: 5_000,
+                reason: "Media unit",
+            };
+            let id = db.add_request(&new, 10).await.unwrap();
+            let other = db
+                .add_request(
+                    &NewRequest {
+                        requested_by: "ms.ade",
+                        ..new.clone()
+                    },
+                    11,
+                )
+                .await
+                .unwrap();
+            assert_eq!(db.requests(Some("mr.osei"), 10).await.unwrap().len(), 1);
+            assert_eq!(db.requests(None, 10).await.unwrap().len(), 2);
+            assert!(db.granted("gw1", 100).await.unwrap().is_empty());
+
+            assert!(
+                db.decide_request(id, REQUESTED, APPROVED, "head", None, 100)
+                    .await
+                    .unwrap()
+            );
+            // Decided already: a second approver's decline changes nothing.
+            assert!(
+                !db.decide_request(id, REQUESTED, DECLINED, "dsl", Some("no"), 101)
+                    .await
+                    .unwrap()
+            );
+            let granted = db.granted("gw1", 100).await.unwrap();
+            assert_eq!(granted.len(), 1);
+            assert_eq!(granted[0].classes, six_b);
+            assert_eq!(granted[0].decided_by.as_deref(), Some("head"));
+            assert!(db.granted("gw2", 100).await.unwrap().is_empty());
+            // Over: nothing to apply, and nothing to decide.
+            assert!(db.granted("gw1", 5_000).await.unwrap().is_empty());
+            assert!(
+                !db.decide_request(other, REQUESTED, APPROVED, "head", None, 6_000)
+                    .await
+                    .unwrap()
+            );
+            // Revoked: the agent is sent it no more.
+            assert!(
+                db.decide_request(id, APPROVED, REVOKED, "head", Some("lesson moved"), 200)
+                    .await
+                    .unwrap()
+            );
+            assert!(db.granted("gw1", 300).await.unwrap().is_empty());
+            assert_eq!(db.request(id).await.unwrap().unwrap().status, REVOKED);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_policy_is_kept_once_per_change() {
+        for (db, _dir) in testing::each().await {
+            assert!(db.policy_of("gw1").await.unwrap().is_none());
+            assert!(db.put_policy("gw1", "00aa", "version: 1", 1).await.unwrap());
+            assert!(!db.put_policy("gw1", "00aa", "version: 1", 2).await.unwrap());
+            assert!(
+                db.put_policy("gw1", "00bb", "version: 1 # b", 3)
+                    .await
+                    .unwrap()
+            );
+            let p = db.policy_of("gw1").await.unwrap().unwrap();
+            assert_eq!((p.fingerprint.as_str(), p.received_ms), ("00bb", 3));
+        }
+    }
+}
