@@ -142,3 +142,107 @@ gateway:
         ca = lab.path("console.crt").display(),
     )
 }
+
+/// A person signed in to the console, as a browser would be: `curl` in the lab namespace
+/// `ns` with a cookie jar, trusting the console's certificate, sending each form's CSRF token.
+#[derive(Debug)]
+pub struct Session {
+    ns: &'static str,
+    base: String,
+    jar: std::path::PathBuf,
+    ca: std::path::PathBuf,
+}
+
+/// What the console answered a request: status, `Location`, body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub location: String,
+    pub body: String,
+}
+
+impl Session {
+    /// Signs `user` in with `password` at `base` (`https://10.77.0.1:8443`) from `ns`.
+    pub fn sign_in(lab: &Lab, ns: &'static str, base: &str, user: &str, password: &str) -> Self {
+        let s = Self {
+            ns,
+            base: base.trim_end_matches('/').to_owned(),
+            jar: lab.path(&format!("{user}.cookies")),
+            ca: lab.path("console.crt"),
+        };
+        let login = s.get(lab, "/login");
+        let csrf = csrf_of(&login.body);
+        let done = s.send(
+            lab,
+            "/login",
+            &[("csrf", &csrf), ("username", user), ("password", password)],
+        );
+        assert_eq!(done.status, 303, "signing in as {user}: {done:?}");
+        s
+    }
+
+    fn curl(&self, lab: &Lab, args: &[&str]) -> Answer {
+        let mut cmd: Vec<&str> = vec![
+            "curl",
+            "-s",
+            "--max-time",
+            "10",
+            "--cacert",
+            self.ca.to_str().unwrap_or_default(),
+            "-b",
+            self.jar.to_str().unwrap_or_default(),
+            "-c",
+            self.jar.to_str().unwrap_or_default(),
+            "-w",
+            "\n%{http_code} %{redirect_url}",
+        ];
+        cmd.extend_from_slice(args);
+        let out = lab.exec(self.ns, &cmd);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let (status, location) = tail.split_once(' ').unwrap_or((tail, ""));
+        Answer {
+            status: status.trim().parse().unwrap_or(0),
+            location: location
+                .trim()
+                .strip_prefix(&self.base)
+                .unwrap_or(location.trim())
+                .to_owned(),
+            body: body.to_owned(),
+        }
+    }
+
+    /// `GET path`.
+    pub fn get(&self, lab: &Lab, path: &str) -> Answer {
+        self.curl(lab, &[&format!("{}{path}", self.base)])
+    }
+
+    fn send(&self, lab: &Lab, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let encoded: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args: Vec<&str> = Vec::new();
+        for f in &encoded {
+            args.push("--data-urlencode");
+            args.push(f);
+        }
+        let url = format!("{}{path}", self.base);
+        args.push(&url);
+        self.curl(lab, &args)
+    }
+
+    /// `POST path` with `fields` and the CSRF token of the first form on `page`.
+    pub fn post(&self, lab: &Lab, page: &str, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let csrf = csrf_of(&self.get(lab, page).body);
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.send(lab, path, &all)
+    }
+}
+
+/// The CSRF token of the first form in `page`.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -388,3 +388,140 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
         "{events:#?}"
     );
 }
+
+/// The console in the lab: a teacher asks for the video site for 6B for a minute, the
+/// approver approves, and the real agent (which fetches what was approved, checks it against
+/// the policy's `requests:` and reloads) opens it to Amira (6B) and not to Ben (6A), at the
+/// resolver and the firewall; at the minute's end it lapses by itself.
+#[test]
+fn a_teachers_approved_request_opens_the_site_for_the_class_until_it_ends() {
+    use schoolgate_tests::console;
+    require_lab!();
+    if no_radclient() {
+        return;
+    }
+    const CONSOLE: &str = "10.77.0.1:8443";
+    let mut lab = Lab::up();
+    school(&mut lab);
+    console::prepare(&lab, &[GATEWAY]);
+    console::add_user(&lab, "mr.osei", "teacher", "teacher pass phrase");
+    console::add_user(&lab, "head", "approver", "approver pass phrase");
+    console::start(&mut lab, "console", CONSOLE);
+    let policy = format!(
+        r#"version: 1
+school: {{ name: Lab Primary School, timezone: UTC }}
+categories:
+  video: {{ label: online video, domains: [{VIDEO}] }}
+groups:
+  pupil_pcs: {{ networks: [10.77.0.0/28] }}
+  pupils: {{ directory: [Pupils] }}
+rules:
+  - {{ name: No video for pupils, groups: [pupils], block: [video] }}
+requests:
+  - {{ name: Lesson video, allow: [video], classes: [all], longest_minutes: 60 }}
+gateway:
+  lan_interfaces: [lan0]
+  dns:
+    listen: ["{GATEWAY}:53"]
+    upstreams: ["{RESOLVER}"]
+    block_response: sinkhole
+  block_page: {{ listen: "{GATEWAY}:80" }}
+  state_dir: {state}
+  roster: roster.csv
+  radius:
+    listen: ["{RADIUS}"]
+    clients: [{{ address: 127.0.0.1, secret_file: wlc.secret }}]
+  console: {{ url: "https://{CONSOLE}", token_file: {token}, ca_file: {ca}, name: gw1 }}
+"#,
+        state = lab.path("state").display(),
+        token = lab.path("agent.token").display(),
+        ca = lab.path("console.crt").display(),
+    );
+    std::fs::write(lab.path("policy.yaml"), policy).unwrap();
+    let policy = lab.path("policy.yaml");
+    lab.spawn_agent("agent", &policy, &["--no-inspection"]);
+    assert!(
+        eventually(20, || console::query(&lab, "SELECT count(*) FROM policies")
+            == ["1"]),
+        "the agent did not send its policy to the console: {}",
+        lab.log("agent")
+    );
+    assert!(radclient(&lab, "Start", "amira.k"), "{}", lab.log("agent"));
+    assert!(radclient_at(&lab, "Start", "ben.t", &SCHOOL));
+    let site = format!("http://{VIDEO_AT}/");
+    let answer = |lab: &Lab, host: &str| {
+        lab.dig(host, GATEWAY, VIDEO, "A", &[])
+            .first("A")
+            .map(str::to_owned)
+    };
+    assert!(
+        eventually(10, || answer(&lab, PUPIL.name).as_deref() == Some(GATEWAY)),
+        "video is open to 6B before any request: {}",
+        lab.log("agent")
+    );
+
+    // The teacher asks; the approver approves.
+    let base = format!("https://{CONSOLE}");
+    let teacher = console::Session::sign_in(&lab, "gw", &base, "mr.osei", "teacher pass phrase");
+    let asked = teacher.post(
+        &lab,
+        "/requests",
+        "/requests",
+        &[
+            ("agent", "gw1"),
+            ("allow", "video"),
+            ("classes", "6B"),
+            ("when", "now"),
+            ("minutes", "1"),
+            ("reason", "Film project: evaluating trailers"),
+        ],
+    );
+    assert_eq!(asked.location, "/requests?done=asked", "{asked:?}");
+    let id = console::query(&lab, "SELECT id FROM exception_requests")
+        .first()
+        .cloned()
+        .unwrap();
+    // Not yet approved: still shut.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(answer(&lab, PUPIL.name).as_deref(), Some(GATEWAY));
+    let head = console::Session::sign_in(&lab, "gw", &base, "head", "approver pass phrase");
+    let approved = head.post(
+        &lab,
+        "/requests",
+        &format!("/requests/{id}/approve"),
+        &[("note", "Yes")],
+    );
+    assert_eq!(approved.location, "/requests?done=approved", "{approved:?}");
+
+    // Within seconds: open to Amira (6B) at the resolver and the firewall, not to Ben (6A).
+    assert!(
+        eventually(20, || answer(&lab, PUPIL.name).as_deref() == Some(VIDEO_AT)),
+        "the approved request did not open video to 6B: {}",
+        lab.log("agent")
+    );
+    assert!(
+        eventually(10, || lab.curl(PUPIL.name, &site) == Some(0)),
+        "the firewall refuses 6B the video site: {}",
+        lab.log("agent")
+    );
+    assert_eq!(answer(&lab, SCHOOL.name).as_deref(), Some(GATEWAY));
+    assert!(
+        std::fs::read_to_string(lab.path("state/console-exceptions.json"))
+            .unwrap()
+            .contains("\"classes\": [\n        \"6B\""),
+        "the agent keeps its copy"
+    );
+
+    // A minute after it was asked for, it lapses by itself.
+    assert!(
+        eventually(75, || answer(&lab, PUPIL.name).as_deref() == Some(GATEWAY)),
+        "the exception did not lapse at its end: {}",
+        lab.log("agent")
+    );
+    assert!(
+        eventually(15, || lab.curl(PUPIL.name, &site) == Some(7)),
+        "the firewall still lets 6B reach the video site: {}",
+        lab.log("agent")
+    );
+    lab.stop_cleanly("agent");
+}
