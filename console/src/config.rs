@@ -33,6 +33,70 @@ pub struct Config {
     pub time_zone: crate::zone::Zone,
     /// The roles whose accounts decide teachers' requests for exceptions (never their own).
     pub request_approvers: Vec<crate::auth::Role>,
+    /// Reports e-mailed each week (through `smtp`).
+    pub reports: Reports,
+}
+
+/// The weekly reports e-mailed, each at its own local day and time.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reports {
+    /// The weekly summary for the safeguarding lead: the weekly report with outcomes.
+    pub weekly: Option<Scheduled>,
+    /// The governors' version: sums only, no outcomes.
+    pub governors: Option<Scheduled>,
+}
+
+/// When and to whom a weekly report goes: it covers the last whole week (Monday 00:00 to
+/// Monday 00:00, the school's time) before it is sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scheduled {
+    pub to: Vec<String>,
+    /// `monday` … `sunday`.
+    pub day: Day,
+    /// `HH:MM`, the school's time.
+    pub time: ClockTime,
+}
+
+/// A day of the week, by its English name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Day(pub jiff::civil::Weekday);
+
+impl<'de> Deserialize<'de> for Day {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use jiff::civil::Weekday;
+        let name = String::deserialize(d)?;
+        let day = match name.trim().to_ascii_lowercase().as_str() {
+            "monday" | "mon" => Weekday::Monday,
+            "tuesday" | "tue" => Weekday::Tuesday,
+            "wednesday" | "wed" => Weekday::Wednesday,
+            "thursday" | "thu" => Weekday::Thursday,
+            "friday" | "fri" => Weekday::Friday,
+            "saturday" | "sat" => Weekday::Saturday,
+            "sunday" | "sun" => Weekday::Sunday,
+            _ => {
+                return Err(serde::de::Error::custom(format!(
+                    "{name:?} is not a day of the week (monday … sunday)"
+                )));
+            }
+        };
+        Ok(Self(day))
+    }
+}
+
+/// A time of day, `HH:MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockTime(pub jiff::civil::Time);
+
+impl<'de> Deserialize<'de> for ClockTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim()
+            .parse::<jiff::civil::Time>()
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a time (HH:MM)")))
+    }
 }
 
 /// Connections open at once.
@@ -68,6 +132,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             time_zone: crate::zone::Zone::default(),
             request_approvers: vec![crate::auth::Role::Approver, crate::auth::Role::Dsl],
+            reports: Reports::default(),
         }
     }
 }

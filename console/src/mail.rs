@@ -48,6 +48,8 @@ pub enum MailError {
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("cannot build the message: {0}")]
     Message(#[from] lettre::error::Error),
+    #[error("cannot sum the week for the report: {0}")]
+    Report(String),
 }
 
 /// What incident `i` is, without who, where or which site (e-mail is read on phones and
@@ -110,6 +112,76 @@ pub fn compose(incidents: &[Incident], public_url: Option<&str>, zone: &Zone) ->
     (subject, body)
 }
 
+/// A weekly report e-mailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// The safeguarding lead's weekly summary: the weekly report with outcomes.
+    Weekly,
+    /// The governors' version: sums only.
+    Governors,
+}
+
+impl Report {
+    /// Its name where it is recorded as sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Weekly => "weekly",
+            Self::Governors => "governors",
+        }
+    }
+
+    /// Whose copy of the weekly report it is: outcomes only in the DSL's.
+    fn role(self) -> crate::auth::Role {
+        match self {
+            Self::Weekly => crate::auth::Role::Dsl,
+            Self::Governors => crate::auth::Role::It,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Weekly => "weekly summary",
+            Self::Governors => "weekly report for governors",
+        }
+    }
+}
+
+/// The message for `report` of the week `[from_ms, to_ms)` with `sections` (names no pupil,
+/// device or site: sums only, as the weekly report page).
+pub fn compose_report(
+    report: Report,
+    sections: &crate::web::reports::Sections,
+    (from_ms, to_ms): (i64, i64),
+    zone: &Zone,
+    public_url: Option<&str>,
+) -> (String, String) {
+    let from = zone.date_of(from_ms);
+    let to = zone.date_of(zone.add_days(to_ms, -1));
+    let subject = format!("schoolgate: {}, {from} to {to}", report.title());
+    let mut body = format!(
+        "The {} of what the school's gateways recorded, Monday {from} to Sunday {to} \
+         ({} time). Sums only: no pupil, device or site is named.\n",
+        report.title(),
+        zone.name()
+    );
+    for (title, rows) in sections {
+        body.push_str(&format!("\n{title}\n"));
+        if rows.is_empty() {
+            body.push_str("  none\n");
+        }
+        for (k, n) in rows {
+            body.push_str(&format!("  {k}: {n}\n"));
+        }
+    }
+    if let (Some(base), Report::Weekly) = (public_url, report) {
+        body.push_str(&format!(
+            "\nThe report in the console: {}/reports/weekly?week={from}\n",
+            base.trim_end_matches('/')
+        ));
+    }
+    (subject, body)
+}
+
 /// A configured mail server and where to send.
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -117,6 +189,8 @@ pub struct Mailer {
     to: Mailboxes,
     public_url: Option<String>,
     zone: Zone,
+    /// The weekly reports: which, to whom, on which day at what time.
+    reports: Vec<(Report, Mailboxes, jiff::civil::Weekday, jiff::civil::Time)>,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -179,7 +253,80 @@ impl Mailer {
             to,
             public_url: public_url.map(str::to_owned),
             zone,
+            reports: Vec::new(),
         })
+    }
+
+    /// This mailer, also sending the weekly `reports`.
+    pub fn with_reports(mut self, reports: &crate::config::Reports) -> Result<Self, MailError> {
+        for (report, scheduled) in [
+            (Report::Weekly, &reports.weekly),
+            (Report::Governors, &reports.governors),
+        ] {
+            let Some(s) = scheduled else { continue };
+            let mut to = Mailboxes::new();
+            for t in &s.to {
+                to.push(mailbox("reports.to", t)?);
+            }
+            self.reports.push((report, to, s.day.0, s.time.0));
+        }
+        Ok(self)
+    }
+
+    /// Sends each weekly report that is due at `now_ms` and not yet sent for its week;
+    /// how many were sent. A report is claimed in the database before it is sent (so it goes
+    /// once, whichever console sends it) and the claim given up if the send fails.
+    pub async fn reports_once(&self, db: &Db, now_ms: i64) -> Result<usize, MailError> {
+        let mut sent = 0;
+        for (report, to, day, time) in &self.reports {
+            let Some(due) = self.zone.last_at(*day, *time, now_ms) else {
+                continue;
+            };
+            let week = self.zone.week_before(due);
+            match db.claim_report(report.as_str(), week.0, now_ms).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    warn!(error = %e, "cannot tell whether a report was sent");
+                    continue;
+                }
+            }
+            let w = crate::db::reports::Window {
+                from_ms: week.0,
+                to_ms: week.1,
+            };
+            let result = async {
+                let sections =
+                    crate::web::reports::weekly_sections(db, &self.zone, w, report.role())
+                        .await
+                        .map_err(|e| MailError::Report(e.to_string()))?;
+                let (subject, body) = compose_report(
+                    *report,
+                    &sections,
+                    week,
+                    &self.zone,
+                    self.public_url.as_deref(),
+                );
+                let message = Message::builder()
+                    .from(self.from.clone())
+                    .mailbox(lettre::message::header::To::from(to.clone()))
+                    .subject(subject)
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(body)?;
+                self.transport.send(message).await?;
+                Ok::<(), MailError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                if let Err(undo) = db.unclaim_report(report.as_str(), week.0).await {
+                    warn!(error = %undo, "cannot give up a report's claim; it will not be sent again");
+                }
+                return Err(e);
+            }
+            info!(report = report.as_str(), week = %self.zone.date_of(week.0), "weekly report e-mailed");
+            sent += 1;
+        }
+        Ok(sent)
     }
 
     /// Sends one message for `incidents`.
@@ -216,13 +363,16 @@ impl Mailer {
         Ok(due.len())
     }
 
-    /// Mails due alerts every `tick` until `stop` turns true.
+    /// Mails due alerts and weekly reports every `tick` until `stop` turns true.
     pub async fn run(self, db: Db, tick: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             match self.once(&db).await {
                 Ok(0) => {}
                 Ok(n) => info!(incidents = n, "incidents e-mailed to the safeguarding lead"),
                 Err(e) => warn!(error = %e, "cannot e-mail incidents; trying again"),
+            }
+            if let Err(e) = self.reports_once(&db, crate::web::now_ms()).await {
+                warn!(error = %e, "cannot e-mail a weekly report; trying again");
             }
             tokio::select! {
                 () = tokio::time::sleep(tick) => {}
@@ -375,9 +525,35 @@ sys.stdin.read()
             files.sort();
             files
                 .iter()
-                .map(|p| std::fs::read_to_string(p).unwrap())
+                .map(|p| unquote(&std::fs::read_to_string(p).unwrap()))
                 .collect()
         }
+    }
+
+    /// A message with its quoted-printable body read back (RFC 2045 §6.7: soft line breaks
+    /// joined, `=XX` decoded), as a mail reader shows it.
+    fn unquote(message: &str) -> String {
+        let joined = message.replace("=\r\n", "").replace("=\n", "");
+        let bytes = joined.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'=', Some(b)) => {
+                    out.push(b);
+                    i += 3;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     impl Drop for Sink {
@@ -440,6 +616,95 @@ sys.stdin.read()
             assert!(m.contains(&format!("/alerts/{}", vpn.id)), "{m}");
             assert!(!m.contains("instagram") && !m.contains("10.10.3.7"), "{m}");
             assert!(db.unmailed(10).await.unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn weekly_reports_go_once_a_week_the_governors_without_outcomes() {
+        let Some(python) = sink_python() else {
+            return;
+        };
+        let sink = Sink::start(&python);
+        for (db, _dir) in testing::each().await {
+            let zone = Zone::default();
+            let now = crate::web::now_ms();
+            // Due since midnight today (the school's time), each covering last week.
+            let today = zone.zoned_day(now);
+            let config: crate::config::Config = serde_saphyr::from_str(&format!(
+                "smtp: {{host: 127.0.0.1, port: {}, security: none, from: console@school.example, \
+                 to: [dsl@school.example]}}\n\
+                 reports:\n  weekly: {{ to: [dsl@school.example], day: {today}, time: \"00:00\" }}\n  \
+                 governors: {{ to: [clerk@school.example], day: {today}, time: \"00:00\" }}\n",
+                sink.port
+            ))
+            .unwrap();
+            let mailer = Mailer::new(
+                config.smtp.as_ref().unwrap(),
+                Some("https://console.school.example"),
+                zone.clone(),
+            )
+            .unwrap()
+            .with_reports(&config.reports)
+            .unwrap();
+            // Last week, a resolved bypass attempt.
+            let due = zone
+                .last_at(
+                    config.reports.weekly.as_ref().unwrap().day.0,
+                    jiff::civil::time(0, 0, 0, 0),
+                    now,
+                )
+                .unwrap();
+            let (from, _) = zone.week_before(due);
+            let mut vpn = alert("bypass_attempt", "vpn.example", "10.10.3.7");
+            vpn.event.time = crate::db::events::tests::ms(from + 3_600_000);
+            db.ingest("gw1", std::slice::from_ref(&vpn), now)
+                .await
+                .unwrap();
+            let done = crate::db::cases::Triage {
+                status: "resolved",
+                outcome: Some("spoken to the pupil"),
+                action_taken: None,
+            };
+            assert!(
+                db.triage(&vpn.id.to_string(), &done, "dsl", now)
+                    .await
+                    .unwrap()
+            );
+
+            let before = sink.messages().len();
+            assert_eq!(mailer.reports_once(&db, now).await.unwrap(), 2);
+            // Sent for this week: nothing more, however often asked (or by another console).
+            assert_eq!(mailer.reports_once(&db, now + 60_000).await.unwrap(), 0);
+            let mut got = Vec::new();
+            let started = std::time::Instant::now();
+            while got.len() < before + 2 {
+                assert!(started.elapsed() < Duration::from_secs(20), "{got:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                got = sink.messages();
+            }
+            let new = &got[before..];
+            let weekly = new.iter().find(|m| m.contains("To: dsl@")).unwrap();
+            let governors = new.iter().find(|m| m.contains("To: clerk@")).unwrap();
+            let monday = zone.date_of(from);
+            assert!(
+                weekly.contains(&format!("Subject: schoolgate: weekly summary, {monday} to")),
+                "{weekly}"
+            );
+            assert!(weekly.contains("a VPN (OpenVPN): 1"), "{weekly}");
+            assert!(weekly.contains("spoken to the pupil: 1"), "{weekly}");
+            assert!(
+                weekly.contains(&format!("/reports/weekly?week={monday}")),
+                "{weekly}"
+            );
+            assert!(
+                governors.contains("weekly report for governors"),
+                "{governors}"
+            );
+            assert!(governors.contains("a VPN (OpenVPN): 1"), "{governors}");
+            assert!(!governors.contains("spoken to the pupil"), "{governors}");
+            for m in [weekly, governors] {
+                assert!(!m.contains("10.10.3.7") && !m.contains("Y6-iPad"), "{m}");
+            }
         }
     }
 

@@ -126,6 +126,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "TOTP secrets sealed with the data directory's key"
                 );
             }
+            let reports = &config.reports;
+            if config.smtp.is_none() && (reports.weekly.is_some() || reports.governors.is_some()) {
+                anyhow::bail!("console.yaml: `reports` are e-mailed: they need `smtp` settings");
+            }
             let app = Arc::new(App::new(db, config, tls.is_some()).with_sealer(sealer));
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(address = %local, "console listening");
@@ -143,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     app.config.public_url.as_deref(),
                     app.config.time_zone.clone(),
                 )
+                .and_then(|m| m.with_reports(&app.config.reports))
                 .context("console.yaml's smtp settings")?;
                 tasks.push(tokio::spawn(mailer.run(
                     app.db.clone(),

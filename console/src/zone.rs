@@ -99,6 +99,19 @@ impl Zone {
         self.format(ms, "%m-%d %H:00")
     }
 
+    /// `ms`'s day of the week, as `console.yaml` names it (`monday`).
+    pub fn zoned_day(&self, ms: i64) -> &'static str {
+        match self.zoned(ms).map(|z| z.weekday()) {
+            Some(Weekday::Monday) => "monday",
+            Some(Weekday::Tuesday) => "tuesday",
+            Some(Weekday::Wednesday) => "wednesday",
+            Some(Weekday::Thursday) => "thursday",
+            Some(Weekday::Friday) => "friday",
+            Some(Weekday::Saturday) => "saturday",
+            Some(Weekday::Sunday) | None => "sunday",
+        }
+    }
+
     /// `ms`'s date (`2026-06-15`).
     pub fn date_of(&self, ms: i64) -> String {
         self.format(ms, "%Y-%m-%d")
@@ -134,6 +147,24 @@ impl Zone {
             .and_then(|z| z.date().checked_add(days.days()).ok())
             .and_then(|d| self.start_of(d))
             .unwrap_or(ms)
+    }
+
+    /// The last instant at or before `now_ms` that was `day` at `time` here (a time the
+    /// clocks skip is taken as the first instant after it).
+    pub fn last_at(&self, day: Weekday, time: jiff::civil::Time, now_ms: i64) -> Option<i64> {
+        let today = self.zoned(now_ms)?.date();
+        (0..=7)
+            .filter_map(|back| today.checked_sub(i64::from(back).days()).ok())
+            .filter(|d| d.weekday() == day)
+            .filter_map(|d| d.to_datetime(time).to_zoned(self.tz.clone()).ok())
+            .map(|z| z.timestamp().as_millisecond())
+            .find(|t| *t <= now_ms)
+    }
+
+    /// The last whole week (Monday 00:00 to Monday 00:00 here) ending at or before `ms`.
+    pub fn week_before(&self, ms: i64) -> (i64, i64) {
+        let (monday, _) = self.week_of(ms);
+        (self.add_days(monday, -7), monday)
     }
 
     /// Monday 00:00 of the week holding `ms`, and the Monday after.
@@ -213,6 +244,28 @@ mod tests {
         let (from, to) = z.week_of(ms("2026-10-22T12:00:00Z"));
         assert_eq!(to - from, (7 * 24 + 1) * 3_600_000);
         assert_eq!(z.day_of(from), "Mon 2026-10-19");
+    }
+
+    #[test]
+    fn a_weekly_send_time_is_found_in_local_time() {
+        let z = london();
+        let monday_0730 = jiff::civil::time(7, 30, 0, 0);
+        // Wednesday 10 June 2026: the last Monday 07:30 BST was 8 June, 06:30 UTC.
+        let now = ms("2026-06-10T12:00:00Z");
+        let due = z.last_at(Weekday::Monday, monday_0730, now).unwrap();
+        assert_eq!(due, ms("2026-06-08T06:30:00Z"));
+        // It covers the week before: Monday 1 June 00:00 BST to Monday 8 June.
+        assert_eq!(
+            z.week_before(due),
+            (ms("2026-05-31T23:00:00Z"), ms("2026-06-07T23:00:00Z"))
+        );
+        // On Monday at 07:29 the last one is a week earlier; at 07:30, today's.
+        let just_before = ms("2026-06-08T06:29:00Z");
+        assert_eq!(
+            z.last_at(Weekday::Monday, monday_0730, just_before),
+            Some(ms("2026-06-01T06:30:00Z"))
+        );
+        assert_eq!(z.last_at(Weekday::Monday, monday_0730, due), Some(due));
     }
 
     #[test]

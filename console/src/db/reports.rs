@@ -4,9 +4,9 @@
 //! folds repeats of one block into one event with a count) over a window of time.
 
 use schoolgate_contract::Kind;
-use sqlx::Row;
+use sqlx::{Any, Row};
 
-use super::{Db, DbError, Statement};
+use super::{Db, DbError, Statement, sql};
 
 /// One hour, in milliseconds.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -192,6 +192,51 @@ impl Db {
             })
         })
         .await
+    }
+}
+
+impl Db {
+    /// Claims the sending of `report` for the week starting `week_ms`: true for the one
+    /// caller that claims it first, false once claimed (by this console or another).
+    pub async fn claim_report(
+        &self,
+        report: &str,
+        week_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let claimed = sqlx::query_scalar::<Any, i64>(
+            "SELECT COUNT(*) FROM reports_sent WHERE report = $1 AND week_ms = $2",
+        )
+        .bind(report)
+        .bind(week_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql("read the reports sent"))?;
+        if claimed > 0 {
+            return Ok(false);
+        }
+        let done = sqlx::query::<Any>(
+            "INSERT INTO reports_sent (report, week_ms, sent_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (report, week_ms) DO NOTHING",
+        )
+        .bind(report)
+        .bind(week_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("claim a report"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up a claim whose message could not be sent, so the next try sends it.
+    pub async fn unclaim_report(&self, report: &str, week_ms: i64) -> Result<(), DbError> {
+        sqlx::query::<Any>("DELETE FROM reports_sent WHERE report = $1 AND week_ms = $2")
+            .bind(report)
+            .bind(week_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("give up a report's claim"))?;
+        Ok(())
     }
 }
 

@@ -312,21 +312,25 @@ fn technique_or(name: Option<String>) -> String {
 }
 
 /// The weekly report's sections: a title and (label, figure) rows.
-type Sections = Vec<(&'static str, Vec<(String, i64)>)>;
+pub type Sections = Vec<(&'static str, Vec<(String, i64)>)>;
 
 /// The weekly report's section the page also draws as a chart.
 const BLOCKS_BY_DAY: &str = "Blocks by day";
 
 /// The sections for `role`: outcomes only for those who handle cases (with the alerts list
 /// and the audit log, an outcome could be tied to a child).
-async fn weekly_sections(app: &Shared, w: Window, role: Role) -> Result<Sections, Refused> {
-    let zone = &app.config.time_zone;
+pub async fn weekly_sections(
+    db: &crate::db::Db,
+    zone: &Zone,
+    w: Window,
+    role: Role,
+) -> Result<Sections, crate::db::DbError> {
     let named = |rows: Vec<(Option<String>, i64)>, none: &str| {
         rows.into_iter()
             .map(|(k, n)| (key_or(k, none), n))
             .collect::<Vec<_>>()
     };
-    let per_hour = app.db.per_hour(Kind::Blocked, w, None).await?;
+    let per_hour = db.per_hour(Kind::Blocked, w, None).await?;
     // Local days: the one the clocks change on is 23 or 25 hours.
     let per_day = (0..7)
         .map(|d| {
@@ -341,27 +345,26 @@ async fn weekly_sections(app: &Shared, w: Window, role: Role) -> Result<Sections
         })
         .collect();
     let mut sections = vec![
-        ("Events by kind", named(app.db.kinds(w).await?, "(none)")),
+        ("Events by kind", named(db.kinds(w).await?, "(none)")),
         (BLOCKS_BY_DAY, per_day),
         (
             "Blocks by group",
-            named(app.db.blocked_by(By::Group, w, None, 100).await?, "(none)"),
+            named(db.blocked_by(By::Group, w, None, 100).await?, "(none)"),
         ),
         (
             "Blocks by category",
             named(
-                app.db.blocked_by(By::Category, w, None, 100).await?,
+                db.blocked_by(By::Category, w, None, 100).await?,
                 "(no category)",
             ),
         ),
         (
             "Most blocked names",
-            named(app.db.blocked_by(By::Name, w, None, 10).await?, "(none)"),
+            named(db.blocked_by(By::Name, w, None, 10).await?, "(none)"),
         ),
         (
             "Bypass attempts by technique",
-            app.db
-                .bypass_by_technique(w)
+            db.bypass_by_technique(w)
                 .await?
                 .into_iter()
                 .map(|(k, n)| (technique_or(k), n))
@@ -369,14 +372,14 @@ async fn weekly_sections(app: &Shared, w: Window, role: Role) -> Result<Sections
         ),
         (
             "Incidents by status",
-            named(app.db.incidents_by(AlertColumn::Status, w).await?, "(none)"),
+            named(db.incidents_by(AlertColumn::Status, w).await?, "(none)"),
         ),
     ];
     if role.handles_cases() {
         sections.push((
             "Incidents by outcome",
             named(
-                app.db.incidents_by(AlertColumn::Outcome, w).await?,
+                db.incidents_by(AlertColumn::Outcome, w).await?,
                 "(not resolved)",
             ),
         ));
@@ -403,7 +406,7 @@ pub async fn weekly(
 ) -> Answer {
     let zone = &app.config.time_zone;
     let w = week_of(&params, now_ms(), zone);
-    let sections = weekly_sections(&app, w, signed.role()).await?;
+    let sections = weekly_sections(&app.db, zone, w, signed.role()).await?;
     signed
         .audit(&app, "view_report", Some(&zone.date_of(w.from_ms)), None)
         .await?;
@@ -433,7 +436,7 @@ pub async fn weekly_csv(
 ) -> Answer {
     let zone = &app.config.time_zone;
     let w = week_of(&params, now_ms(), zone);
-    let sections = weekly_sections(&app, w, signed.role()).await?;
+    let sections = weekly_sections(&app.db, zone, w, signed.role()).await?;
     let from = zone.date_of(w.from_ms);
     signed
         .audit(&app, "export_report", Some(&from), None)
