@@ -35,6 +35,8 @@ pub struct Config {
     pub request_approvers: Vec<crate::auth::Role>,
     /// Reports e-mailed each week (through `smtp`).
     pub reports: Reports,
+    /// Threshold rules: many events of a kind for one person or device become an incident.
+    pub thresholds: Vec<crate::thresholds::Threshold>,
 }
 
 /// The weekly reports e-mailed, each at its own local day and time.
@@ -133,6 +135,7 @@ impl Default for Config {
             time_zone: crate::zone::Zone::default(),
             request_approvers: vec![crate::auth::Role::Approver, crate::auth::Role::Dsl],
             reports: Reports::default(),
+            thresholds: Vec::new(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`web`]: the router, pages and the agents' API.
 //! - [`fuzz`]: the agents' batch as the fuzz target and its seed tests feed it.
 //! - [`mail`]: e-mail to the safeguarding lead when high-severity alerts arrive.
+//! - [`thresholds`]: threshold rules: many events of a kind become an incident.
 //! - [`zone`]: the school's time zone, in which every time is shown and days begin.
 
 pub mod auth;
@@ -19,5 +20,6 @@ pub mod files;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod mail;
+pub mod thresholds;
 pub mod web;
 pub mod zone;

@@ -56,6 +56,10 @@ pub enum MailError {
 /// passes through other servers): "an attempt to get round the filter with a VPN app; the
 /// device was put in quarantine".
 pub fn summary(i: &Incident) -> String {
+    if let Some(rule) = &i.rule {
+        // The rule's name is IT's words in `console.yaml`, not a pupil's.
+        return format!("a threshold was crossed: {rule}");
+    }
     let words: Vec<&str> = i.techniques.iter().map(|t| t.words()).collect();
     let what = match words.as_slice() {
         [] => match i.kind {

@@ -25,6 +25,8 @@ pub struct Ingested {
     pub stored: u64,
     /// Incidents started or changed, by id.
     pub incidents: Vec<String>,
+    /// The ids of the events stored or superseded.
+    pub fresh: Vec<String>,
 }
 
 /// An event as stored.
@@ -130,6 +132,7 @@ impl Db {
         let mut tx = self.pool.begin().await.map_err(sql("begin a batch"))?;
         let mut new = 0;
         let mut incidents = Vec::new();
+        let mut fresh_ids = Vec::new();
         for chunk in events.chunks(rows_per_insert(self.backend)) {
             let mut q = Statement::new(
                 "INSERT INTO events (id, agent, time_ms, kind, severity, alert, device_ip, \
@@ -218,6 +221,7 @@ impl Db {
                 .map(|r| &r.event)
                 .filter(|e| stored.iter().any(|id| *id == e.id.to_string()))
                 .collect();
+            fresh_ids.extend(fresh.iter().map(|e| e.id.to_string()));
             for id in super::incidents::assign(&mut tx, agent, &fresh).await? {
                 if !incidents.contains(&id) {
                     incidents.push(id);
@@ -236,6 +240,7 @@ impl Db {
         Ok(Ingested {
             stored: new,
             incidents,
+            fresh: fresh_ids,
         })
     }
 

@@ -13,6 +13,7 @@ use schoolgate_contract::{Event, Kind, Severity, Technique};
 use sqlx::{Any, Row};
 
 use super::{Backend, Db, DbError, Statement, sql};
+use crate::thresholds::Threshold;
 
 /// How close in time an alert must be to an open incident to join it.
 pub const WINDOW_MS: i64 = 30 * 60 * 1000;
@@ -51,6 +52,10 @@ pub struct Incident {
     pub status: String,
     pub outcome: Option<String>,
     pub action_taken: Option<String>,
+    /// The threshold rule that raised it, for a threshold incident.
+    pub rule: Option<String>,
+    /// For a threshold incident: how many times its events counted.
+    pub times: i64,
 }
 
 /// Who an alert is about, which decides the incident it joins.
@@ -107,6 +112,8 @@ impl Incident {
             status: "new".to_owned(),
             outcome: None,
             action_taken: None,
+            rule: None,
+            times: 0,
         };
         i.absorb(e);
         i
@@ -175,7 +182,8 @@ impl Incident {
 /// The columns [`incident`] reads.
 const COLUMNS: &str = "id, agent, subject, kind, first_ms, last_ms, severity, events, attempts, \
      techniques, quarantined, person_username, person_name, person_class, person_group, \
-     device_ip, device_mac, device_name, device_owner, grp, name, status, outcome, action_taken";
+     device_ip, device_mac, device_name, device_owner, grp, name, status, outcome, action_taken, \
+     rule, times";
 
 fn incident(row: &sqlx::any::AnyRow) -> Result<Incident, sqlx::Error> {
     let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
@@ -215,6 +223,8 @@ fn incident(row: &sqlx::any::AnyRow) -> Result<Incident, sqlx::Error> {
         status: row.try_get("status")?,
         outcome: row.try_get("outcome")?,
         action_taken: row.try_get("action_taken")?,
+        rule: row.try_get("rule")?,
+        times: row.try_get("times")?,
     })
 }
 
@@ -307,7 +317,7 @@ async fn insert(tx: &mut sqlx::Transaction<'_, Any>, i: &Incident) -> Result<(),
         "INSERT INTO incidents (id, agent, subject, kind, first_ms, last_ms, severity, \
          severity_rank, events, attempts, techniques, quarantined, person_username, person_name, \
          person_class, person_group, device_ip, device_mac, device_name, device_owner, grp, name, \
-         status) VALUES (",
+         status, rule) VALUES (",
     );
     q.bind(i.id.as_str())
         .push(", ")
@@ -346,7 +356,10 @@ async fn insert(tx: &mut sqlx::Transaction<'_, Any>, i: &Incident) -> Result<(),
     ] {
         q.push(", ").bind(v.clone());
     }
-    q.push(", 'new')");
+    q.push(", 'new', ").bind(i.rule.clone());
+    // An id taken already (a batch sent again after its incident was resolved) starts
+    // nothing new.
+    q.push(") ON CONFLICT (id) DO NOTHING");
     q.query()
         .execute(&mut **tx)
         .await
@@ -392,6 +405,124 @@ async fn update(tx: &mut sqlx::Transaction<'_, Any>, i: &Incident) -> Result<(),
         .await
         .map_err(sql("add to an incident"))?;
     Ok(())
+}
+
+/// Appends ` AND (the events `rule` counts about `e`'s subject)`: the agent, kind, category,
+/// group, and the person (or the device where nobody was signed in).
+fn push_counted(q: &mut Statement, agent: &str, rule: &Threshold, e: &Event) {
+    q.push(" agent = ")
+        .bind(agent)
+        .push(" AND kind = ")
+        .bind(rule.kind.as_str());
+    if let Some(c) = &rule.category {
+        q.push(" AND category = ").bind(c.as_str());
+    }
+    if let Some(g) = &rule.group {
+        q.push(" AND (grp = ")
+            .bind(g.as_str())
+            .push(" OR person_group = ")
+            .bind(g.as_str())
+            .push(" OR LOWER(person_class) = ")
+            .bind(g.to_lowercase().as_str())
+            .push(")");
+    }
+    match &e.person {
+        Some(p) => {
+            q.push(" AND person_username = ").bind(p.username.as_str());
+        }
+        None => {
+            let device = e
+                .device
+                .ip
+                .map(|ip| ip.to_string())
+                .or_else(|| e.device.mac.map(|m| m.to_string()))
+                .or_else(|| e.device.name.clone())
+                .unwrap_or_default();
+            super::events::push_device(q, &device);
+        }
+    }
+}
+
+impl Db {
+    /// Counts what threshold `rule` counts about event `e` (from `agent`, just stored) in the
+    /// rule's window up to `e`; once the window holds `rule.count`, the events are an
+    /// incident (started with `e`'s id, or the open one for the same rule and subject
+    /// growing). The incident's id when there is one.
+    pub async fn threshold_hit(
+        &self,
+        agent: &str,
+        rule: &Threshold,
+        e: &Event,
+    ) -> Result<Option<String>, DbError> {
+        let t = e.time.as_millisecond();
+        let from = t.saturating_sub(rule.window_ms());
+        // PostgreSQL sums a BIGINT column as NUMERIC: cast back.
+        let mut q =
+            Statement::new("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM events WHERE");
+        push_counted(&mut q, agent, rule, e);
+        q.push(" AND time_ms > ")
+            .bind(from)
+            .push(" AND time_ms <= ")
+            .bind(t);
+        let n: i64 = q
+            .query()
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .map_err(sql("count a threshold's events"))?;
+        if n < i64::from(rule.count) {
+            return Ok(None);
+        }
+        let th_subject = format!("threshold:{}:{}", rule.name, subject(e));
+        let mut tx = self.pool.begin().await.map_err(sql("begin a threshold"))?;
+        let open: Option<String> = sqlx::query_scalar::<Any, String>(
+            "SELECT id FROM incidents WHERE agent = $1 AND subject = $2 \
+             AND status <> 'resolved' AND last_ms >= $3 ORDER BY last_ms DESC LIMIT 1",
+        )
+        .bind(agent)
+        .bind(&th_subject)
+        .bind(from)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(sql("find a threshold's incident"))?;
+        let id = match open {
+            Some(id) => id,
+            None => {
+                let mut i = Incident::open(agent, e);
+                i.subject = th_subject;
+                i.severity = rule.risk;
+                i.rule = Some(rule.name.clone());
+                insert(&mut tx, &i).await?;
+                i.id
+            }
+        };
+        let mut link = Statement::new("UPDATE events SET incident = ");
+        link.bind(id.as_str()).push(" WHERE");
+        push_counted(&mut link, agent, rule, e);
+        link.push(" AND time_ms > ")
+            .bind(from)
+            .push(" AND time_ms <= ")
+            .bind(t)
+            .push(" AND incident IS NULL");
+        link.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("link a threshold's events"))?;
+        sqlx::query::<Any>(
+            "UPDATE incidents SET \
+             events = (SELECT COUNT(*) FROM events WHERE incident = $1), \
+             times = (SELECT COALESCE(SUM(count), 0) FROM events WHERE incident = $1), \
+             first_ms = (SELECT MIN(time_ms) FROM events WHERE incident = $1), \
+             last_ms = (SELECT MAX(COALESCE(last_ms, time_ms)) FROM events WHERE incident = $1) \
+             WHERE id = $1",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("sum a threshold's incident"))?;
+        tx.commit().await.map_err(sql("commit a threshold"))?;
+        Ok(Some(id))
+    }
 }
 
 /// What the incident list is narrowed to; every part optional.

@@ -64,8 +64,10 @@ impl Db {
                 "purge alerts",
             )
             .await?,
+            // Events a threshold incident holds as its evidence stay while it does.
             events: run(
-                "DELETE FROM events WHERE alert = 0 AND time_ms < $1",
+                "DELETE FROM events WHERE alert = 0 AND time_ms < $1 AND (incident IS NULL \
+                 OR NOT EXISTS (SELECT 1 FROM incidents i WHERE i.id = events.incident))",
                 before(retention.blocked_days),
                 "purge events",
             )

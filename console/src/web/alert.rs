@@ -173,6 +173,18 @@ pub fn title(i: &Incident) -> String {
         (None, Some(d)) => d.to_owned(),
         (None, None) => format!("Gateway {}", i.agent),
     };
+    if let Some(rule) = &i.rule {
+        let on = match (&person, device) {
+            (Some(_), Some(d)) => format!(" on {d}"),
+            _ => String::new(),
+        };
+        let times = if i.times == 1 {
+            "once".to_owned()
+        } else {
+            format!("{} times", i.times)
+        };
+        return format!("{subject}: {rule} ({times}){on}");
+    }
     let techniques: Vec<&str> = i.techniques.iter().map(|t| t.words()).collect();
     let what = if techniques.is_empty() {
         match i.kind {

@@ -97,8 +97,14 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
         Ok(n) => n,
         Err(e) => return internal(&e),
     };
-    if !ingested.incidents.is_empty() {
-        match app.db.incidents_named(&ingested.incidents).await {
+    let mut touched = ingested.incidents.clone();
+    for id in thresholds(&app, &name, &events, &ingested.fresh).await {
+        if !touched.contains(&id) {
+            touched.push(id);
+        }
+    }
+    if !touched.is_empty() {
+        match app.db.incidents_named(&touched).await {
             Ok(incidents) => {
                 super::live::announce(&app.live, &incidents, &app.config.time_zone);
             }
@@ -251,4 +257,45 @@ pub async fn policy(State(app): State<Shared>, headers: HeaderMap, body: Body) -
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => internal(&e),
     }
+}
+
+/// Runs `console.yaml`'s threshold rules over the events of a batch just stored (`fresh`):
+/// the incidents they started or grew. A rule with `during` needs the agent's policy; without
+/// one it counts nothing yet.
+async fn thresholds(
+    app: &Shared,
+    agent: &str,
+    events: &[schoolgate_contract::wire::Received],
+    fresh: &[String],
+) -> Vec<String> {
+    let rules = &app.config.thresholds;
+    let mut out = Vec::new();
+    if rules.is_empty() {
+        return out;
+    }
+    let mut policy = None;
+    for e in events.iter().filter(|e| fresh.contains(&e.id.to_string())) {
+        for rule in rules.iter().filter(|r| r.matches(e)) {
+            if let Some(schedule) = &rule.during {
+                if policy.is_none() {
+                    policy = Some(super::requests::policy_of(app, agent).await.ok());
+                }
+                let at = e.time.as_second();
+                let inside = policy.as_ref().and_then(Option::as_ref).is_some_and(|p| {
+                    p.schedules()
+                        .iter()
+                        .any(|s| s.name == *schedule && s.state(at).active)
+                });
+                if !inside {
+                    continue;
+                }
+            }
+            match app.db.threshold_hit(agent, rule, e).await {
+                Ok(Some(id)) if !out.contains(&id) => out.push(id),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, rule = %rule.name, "cannot count a threshold"),
+            }
+        }
+    }
+    out
 }

@@ -1832,3 +1832,116 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
         }
     }
 }
+
+/// Threshold rules in `console.yaml`: three blocks of social networking within ten minutes
+/// are an incident with those blocks as its evidence, and more join it; a member of staff
+/// blocked from it counts only in lesson time (the gateway's own schedule).
+#[tokio::test]
+async fn many_small_events_cross_a_threshold_and_become_one_incident() {
+    for (db, _dir) in testing::each().await {
+        let config: Config = serde_saphyr::from_str(
+            "thresholds:\n\
+             - { name: Blocked from social networking again and again, kind: blocked, \
+                 category: social_networking, count: 3, minutes: 10, risk: high }\n\
+             - { name: Staff on social networking in lesson time, kind: blocked, \
+                 category: social_networking, group: staff, during: lessons, count: 1, \
+                 minutes: 60, risk: low }\n",
+        )
+        .unwrap();
+        let c = Console::with(db, config, true).await;
+        let token = crate::auth::random_token().unwrap();
+        c.app
+            .db
+            .add_agent("gw1", &token_hash(&token), 1)
+            .await
+            .unwrap();
+        let post = |path: &str, body: serde_json::Value| {
+            let req = Request::post(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let app = Arc::clone(&c.app);
+            async move { router(app).oneshot(req).await.unwrap().status() }
+        };
+        let sent = post(
+            "/api/v1/policy",
+            serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY}),
+        )
+        .await;
+        assert_eq!(sent, StatusCode::NO_CONTENT);
+        // Tuesday 1 December 2026 (London is on UTC).
+        let blocked = |minute: u32, who: serde_json::Value, hour: u32| {
+            serde_json::json!({
+                "id": uuid::Uuid::now_v7().to_string(),
+                "time": format!("2026-12-01T{hour:02}:{minute:02}:00Z"), "kind": "blocked",
+                "severity": "low", "device": {"ip": "10.10.3.7", "name": "Y6-iPad-12"},
+                "group": "pupils", "name": "www.instagram.com",
+                "category": "social_networking", "person": who,
+            })
+        };
+        let amira = serde_json::json!({"username": "amira.k", "display_name": "Amira Khan",
+                                       "class": "6B", "group": "pupils"});
+        let batch =
+            |events: Vec<serde_json::Value>| serde_json::json!({"agent": "gw1", "events": events});
+        assert_eq!(
+            post(
+                "/api/v1/events",
+                batch(vec![
+                    blocked(0, amira.clone(), 11),
+                    blocked(1, amira.clone(), 11)
+                ])
+            )
+            .await,
+            StatusCode::OK
+        );
+        let every = crate::db::incidents::Filter::default();
+        let all = || c.app.db.incidents(&every, 10, 0);
+        assert!(all().await.unwrap().is_empty(), "two are not yet three");
+        post("/api/v1/events", batch(vec![blocked(2, amira.clone(), 11)])).await;
+        let found = all().await.unwrap();
+        assert_eq!(found.len(), 1);
+        let i = &found[0];
+        assert_eq!((i.events, i.times), (3, 3));
+        assert_eq!(i.severity, Severity::High);
+        assert_eq!(
+            super::alert::title(i),
+            "Amira K. (6B): Blocked from social networking again and again (3 times) on Y6-iPad-12"
+        );
+        // Its evidence is the blocks themselves; the next one joins it.
+        post("/api/v1/events", batch(vec![blocked(3, amira.clone(), 11)])).await;
+        let found = all().await.unwrap();
+        assert_eq!((found.len(), found[0].times), (1, 4));
+        let dsl = c.signed_in("dsl").await;
+        let page = dsl.get(&format!("/alerts/{}", found[0].id)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.body.matches("www.instagram.com").count() >= 4,
+            "{}",
+            page.body
+        );
+        assert_eq!(
+            c.app.db.unmailed(10).await.unwrap().len(),
+            1,
+            "high risk: e-mailed"
+        );
+
+        // Staff: only in lesson time.
+        let head = serde_json::json!({"username": "head", "group": "staff"});
+        post("/api/v1/events", batch(vec![blocked(30, head.clone(), 19)])).await;
+        assert_eq!(
+            all().await.unwrap().len(),
+            1,
+            "after school is not lesson time"
+        );
+        post("/api/v1/events", batch(vec![blocked(30, head, 9)])).await;
+        let found = all().await.unwrap();
+        assert_eq!(found.len(), 2);
+        assert!(
+            found.iter().any(|i| i.rule.as_deref()
+                == Some("Staff on social networking in lesson time")
+                && i.severity == Severity::Low),
+            "{found:?}"
+        );
+    }
+}
