@@ -414,10 +414,13 @@ async fn start(
     if let crate::reload::Outcome::Rejected(e) = live.add_from(added) {
         warn!(error = %e, "the granted exceptions could not be read; the policy stays as it is");
     }
-    let (events, metrics) = start_reporting(live, config, running)?;
+    // The console's questions are answered from the directory, read after reporting starts.
+    let asked = Arc::new(std::sync::OnceLock::new());
+    let (events, metrics) = start_reporting(live, config, &asked, running)?;
     let directory = start_clients(config, running)?;
     let (sessions, read_directory) =
         start_people(live, config, &events, &metrics, &directory, running).await?;
+    let _ = asked.set(Arc::clone(&sessions));
     let quarantine = Arc::new(Quarantine::default());
     let firewall = start_firewall(live, config, &quarantine, running)?;
     let actor = Arc::new(
@@ -497,6 +500,7 @@ async fn start(
 fn start_reporting(
     live: &Arc<LivePolicy>,
     config: &Config,
+    asked: &Arc<std::sync::OnceLock<Arc<LiveSessions>>>,
     running: &mut Running,
 ) -> Result<(Arc<Events>, Arc<Metrics>), DaemonError> {
     // The console's settings are checked before anything is journaled, so an agent that
@@ -563,6 +567,7 @@ fn start_reporting(
             client,
             config.state_dir.clone(),
             Arc::clone(live),
+            Arc::clone(asked),
             shipper_stop,
         )));
     }

@@ -122,6 +122,21 @@ impl Zone {
         self.format(ms, "%a %Y-%m-%d")
     }
 
+    /// A local date and time as a browser's `datetime-local` field sends it
+    /// (`2026-06-15T09:10`), here; a time the clocks skip is the first instant after it.
+    pub fn local(&self, text: &str) -> Option<i64> {
+        let civil = text.trim().parse::<jiff::civil::DateTime>().ok()?;
+        civil
+            .to_zoned(self.tz.clone())
+            .ok()
+            .map(|z| z.timestamp().as_millisecond())
+    }
+
+    /// `ms` as a `datetime-local` field shows it (`2026-06-15T09:10`).
+    pub fn field(&self, ms: i64) -> String {
+        self.format(ms, "%Y-%m-%dT%H:%M")
+    }
+
     fn start_of(&self, date: Date) -> Option<i64> {
         date.to_zoned(self.tz.clone())
             .and_then(|z| z.start_of_day())

@@ -74,6 +74,41 @@ pub struct Command {
     pub reason: String,
     /// Who asked, at the console.
     pub by: String,
+    /// For `explain`: what to explain (an older console sends none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Question>,
+}
+
+/// The kind of command that asks the agent to explain a decision.
+pub const EXPLAIN: &str = "explain";
+
+/// What the console asks an agent to explain: what its policy decides for this device (and
+/// this person signed in on it) and this site at this time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    /// The console's number for the explanation, which the answer is sent to.
+    pub id: i64,
+    /// The device's IP address.
+    pub client: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// A username, as the gateway's directory has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// The site's name.
+    pub name: String,
+    pub at: jiff::Timestamp,
+}
+
+/// The longest explanation sentence an agent sends, in bytes.
+pub const MAX_SENTENCE: usize = 4096;
+
+/// The agent's answer (`POST /api/v1/explanations/{id}`): the decision in the words the
+/// command line uses, and as JSON (the rule, the category, until when).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub sentence: String,
+    pub decision: serde_json::Value,
 }
 
 /// The longest supervised use a release may ask for, in minutes: a week. The console, the

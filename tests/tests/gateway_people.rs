@@ -406,6 +406,7 @@ fn a_teachers_approved_request_opens_the_site_for_the_class_until_it_ends() {
     console::prepare(&lab, &[GATEWAY]);
     console::add_user(&lab, "mr.osei", "teacher", "teacher pass phrase");
     console::add_user(&lab, "head", "approver", "approver pass phrase");
+    console::add_user(&lab, "it", "it", "technician pass phrase");
     console::start(&mut lab, "console", CONSOLE);
     let policy = format!(
         r#"version: 1
@@ -510,6 +511,45 @@ gateway:
             .unwrap()
             .contains("\"classes\": [\n        \"6B\""),
         "the agent keeps its copy"
+    );
+
+    // IT asks the gateway why, in the browser: the answer is the gateway's own decision, in
+    // the command line's words, for the person the directory knows.
+    let it = console::Session::sign_in(&lab, "gw", &base, "it", "technician pass phrase");
+    let explain = |person: &str| {
+        let asked = it.post(
+            &lab,
+            "/explain",
+            "/explain",
+            &[
+                ("agent", "gw1"),
+                ("client", PUPIL.ip),
+                ("person", person),
+                ("name", VIDEO),
+                ("at", ""),
+            ],
+        );
+        assert!(asked.location.starts_with("/explain/"), "{asked:?}");
+        let mut page = String::new();
+        assert!(
+            eventually(20, || {
+                page = it.get(&lab, &asked.location).body;
+                page.contains("class=\"words answer\"")
+            }),
+            "no answer from the gateway: {page}\n{}",
+            lab.log("agent")
+        );
+        page
+    };
+    let amira = explain("amira.k");
+    assert!(
+        amira.contains("Allowed:") && amira.contains(&format!("request {id}")),
+        "{amira}"
+    );
+    let ben = explain("ben.t");
+    assert!(
+        ben.contains("Blocked:") && ben.contains("No video for pupils"),
+        "{ben}"
     );
 
     // A minute after it was asked for, it lapses by itself.

@@ -4,12 +4,13 @@
 //! event), and is then reported done.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use schoolgate_contract::status::{Commands, RELEASE};
+use schoolgate_contract::status::{Commands, EXPLAIN, RELEASE};
 use tracing::{debug, info, warn};
 
 use super::quarantine::{Request, Then, request_release};
+use crate::people::sessions::LiveSessions;
 use crate::policy_file::ADDED_FILE;
 use crate::reload::LivePolicy;
 use crate::report::events::bounded;
@@ -39,6 +40,7 @@ pub async fn take_commands(
     client: reqwest::Client,
     state_dir: PathBuf,
     live: Arc<LivePolicy>,
+    people: Arc<OnceLock<Arc<LiveSessions>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let base = settings.url.trim_end_matches('/').to_owned();
@@ -48,7 +50,11 @@ pub async fn take_commands(
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = poll_once(&base, &settings.token, &client, &state_dir).await {
+        let asked = Asked {
+            live: &live,
+            people: people.get().map(Arc::as_ref),
+        };
+        if let Err(e) = poll_once(&base, &settings.token, &client, &state_dir, &asked).await {
             debug!(error = %e, "cannot ask the console for commands");
         }
         match super::granted::send_policy(&base, &settings.token, &client, &live, sent).await {
@@ -67,11 +73,18 @@ pub async fn take_commands(
     }
 }
 
+/// What a question is answered from: the policy in force and the directory, once read.
+struct Asked<'a> {
+    live: &'a LivePolicy,
+    people: Option<&'a LiveSessions>,
+}
+
 async fn poll_once(
     base: &str,
     token: &str,
     client: &reqwest::Client,
     state_dir: &Path,
+    asked: &Asked<'_>,
 ) -> Result<(), CommandError> {
     let res = client
         .get(format!("{base}/api/v1/commands"))
@@ -86,6 +99,25 @@ async fn poll_once(
     }
     let list: Commands = res.json().await?;
     for c in list.commands {
+        if let (EXPLAIN, Some(q)) = (c.kind.as_str(), &c.explain) {
+            let answer = super::explain::answer(&asked.live.current(), asked.people, q);
+            let sent = client
+                .post(format!("{base}/api/v1/explanations/{}", q.id))
+                .bearer_auth(token)
+                .json(&answer)
+                .send()
+                .await?;
+            // 404: answered already (a command sent again); done all the same.
+            if !sent.status().is_success() && sent.status() != reqwest::StatusCode::NOT_FOUND {
+                return Err(CommandError::Refused {
+                    status: sent.status(),
+                    command: Some(c.id),
+                });
+            }
+            info!(command = c.id, "question from the console answered");
+            done(base, token, client, c.id).await?;
+            continue;
+        }
         if c.kind != RELEASE {
             warn!(kind = %bounded(&c.kind), "the console sent a command this agent does not know");
             continue;
@@ -108,17 +140,28 @@ async fn poll_once(
             .await?
             .map_err(CommandError::Write)?;
         info!(command = c.id, "release asked for by the console");
-        let done = client
-            .post(format!("{base}/api/v1/commands/{}/done", c.id))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        if !done.status().is_success() {
-            return Err(CommandError::Refused {
-                status: done.status(),
-                command: Some(c.id),
-            });
-        }
+        done(base, token, client, c.id).await?;
+    }
+    Ok(())
+}
+
+/// Tells the console command `id` is done.
+async fn done(
+    base: &str,
+    token: &str,
+    client: &reqwest::Client,
+    id: i64,
+) -> Result<(), CommandError> {
+    let done = client
+        .post(format!("{base}/api/v1/commands/{id}/done"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    if !done.status().is_success() {
+        return Err(CommandError::Refused {
+            status: done.status(),
+            command: Some(id),
+        });
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //!
 //! - [`attempt`]: a bypass attempt, and the firewall's logged packets that show one.
 //! - [`commands`]: the console's commands taken (releases).
+//! - [`explain`]: the console's questions answered as `schoolgate-agent explain` answers.
 //! - [`granted`]: the console's granted exceptions kept for the policy; the policy text sent.
 //! - [`quarantine`]: devices confined after a bypass attempt, and the release requests.
 //! - [`release`]: release requests applied (list, state file, firewall, event).
@@ -15,6 +16,7 @@
 pub mod attempt;
 pub mod commands;
 pub mod enforce;
+pub mod explain;
 pub mod granted;
 pub mod quarantine;
 pub mod release;

@@ -69,8 +69,8 @@ impl Db {
     /// The commands `agent` has not yet carried out, oldest first.
     pub async fn pending_commands(&self, agent: &str) -> Result<Vec<Command>, DbError> {
         let q = sqlx::query::<Any>(
-            "SELECT id, kind, device, person, supervised_minutes, then_what, reason, by_user \
-             FROM commands \
+            "SELECT id, kind, device, person, supervised_minutes, then_what, reason, by_user, \
+             question FROM commands \
              WHERE agent = $1 AND done_ms IS NULL ORDER BY id LIMIT 100",
         )
         .bind(agent);
@@ -86,6 +86,10 @@ impl Db {
                 then: r.try_get("then_what")?,
                 reason: r.try_get("reason")?,
                 by: r.try_get("by_user")?,
+                // Written by this console from a `Question`: one it cannot read is left out.
+                explain: r
+                    .try_get::<Option<String>, _>("question")?
+                    .and_then(|q| serde_json::from_str(&q).ok()),
             })
         })
         .await

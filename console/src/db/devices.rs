@@ -141,7 +141,8 @@ impl Db {
             "SELECT ",
             columns!(),
             ", (SELECT COUNT(*) FROM commands c WHERE c.agent = z.agent_name \
-               AND c.done_ms IS NULL AND (c.device = q.device_ip OR c.device = q.device_mac)) \
+               AND c.kind = 'release' AND c.done_ms IS NULL \
+               AND (c.device = q.device_ip OR c.device = q.device_mac)) \
                AS pending \
              FROM quarantines z JOIN events q ON q.id = z.event_id WHERE z.active = 1"
         ));

@@ -9,6 +9,7 @@
 //! - [`commands`]: commands waiting for agents.
 //! - [`incidents`]: alerts gathered into incidents, the list and what is e-mailed.
 //! - [`cases`]: triage, case notes and each incident's history.
+//! - [`explanations`]: questions for a gateway's decision, and its answers.
 //! - [`requests`]: teachers' requests for exceptions; the policy each agent has in force.
 //! - [`devices`]: a device's activity and history; devices in quarantine now.
 //! - [`retention`]: the daily purge of what is past its retention period.
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod cases;
 pub mod commands;
 pub mod devices;
+pub mod explanations;
 pub mod incidents;
 pub mod people;
 pub mod reports;

@@ -9,6 +9,8 @@
 //! - `POST /api/v1/commands/{id}/done`: the agent carried one out.
 //! - `GET /api/v1/exceptions`: the agent's granted exceptions in force or to come
 //!   (`{"exceptions": [...]}`, [`GrantedList`]).
+//! - `POST /api/v1/explanations/{id}`: the agent's answer to a question the console asked
+//!   it (an `explain` command), [`Explanation`].
 //! - `POST /api/v1/policy`: the policy file the agent has in force (`{"fingerprint",
 //!   "text"}`, at most [`MAX_POLICY_TEXT`] bytes of text), kept when it changed.
 
@@ -22,7 +24,7 @@ use serde_json::json;
 use super::{Shared, internal, now_ms};
 use crate::auth::token_hash;
 use schoolgate_contract::granted::{Granted, GrantedList, MAX_POLICY_TEXT, PolicyText};
-use schoolgate_contract::status::{Answer, Commands};
+use schoolgate_contract::status::{Answer, Commands, Explanation, MAX_SENTENCE};
 use schoolgate_contract::wire::parse_batch;
 
 /// The agent the bearer token belongs to, or the 401 to answer.
@@ -298,4 +300,45 @@ async fn thresholds(
         }
     }
     out
+}
+
+pub async fn explanation(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let name = match agent(&app, &headers).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let answer: Explanation = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("not an explanation: {e}")})),
+            )
+                .into_response();
+        }
+    };
+    // Bounded and cleaned as an event's text is: it is shown on a page.
+    let sentence = schoolgate_contract::text::bounded_to(&answer.sentence, MAX_SENTENCE);
+    let decision = answer.decision.to_string();
+    match app
+        .db
+        .answer_explanation(&name, id, &sentence, &decision, now_ms())
+        .await
+    {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such question waiting for this agent"})),
+        )
+            .into_response(),
+        Err(e) => internal(&e),
+    }
 }

@@ -11,6 +11,7 @@
 //! - [`people`]: finding a person; one person's history across devices.
 //! - [`audit`]: the audit log.
 //! - [`reports`]: blocked activity, the dashboard, the weekly report.
+//! - [`explain`]: asking a gateway why a site is blocked or allowed, in the browser.
 //! - [`requests`]: teachers' requests for exceptions, and their approval.
 //! - [`live`]: new alerts pushed to open pages over server-sent events.
 //! - [`chart`]: SVG charts drawn on the server; [`csv`]: CSV downloads.
@@ -24,6 +25,7 @@ pub mod case;
 pub mod chart;
 pub mod csv;
 pub mod devices;
+pub mod explain;
 pub mod live;
 pub mod login;
 pub mod people;
@@ -181,6 +183,9 @@ pub fn router(app: Shared) -> Router {
         .route("/api/v1/commands/{id}/done", post(api::command_done))
         .route("/api/v1/exceptions", get(api::exceptions))
         .route("/api/v1/policy", post(api::policy))
+        .route("/api/v1/explanations/{id}", post(api::explanation))
+        .route("/explain", get(explain::page).post(explain::ask))
+        .route("/explain/{id}", get(explain::answer))
         .merge(pages)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),

@@ -1165,6 +1165,23 @@ async fn it_sees_no_case_detail_on_any_route() {
         assert!(dsl.get(&path).await.body.contains("XYZZY-NOTE"));
 
         let it = c.signed_in("it").await;
+        let question = c
+            .app
+            .db
+            .ask_explanation(
+                &crate::db::explanations::Ask {
+                    agent: "gw1",
+                    asked_by: "it",
+                    client: "10.10.3.7",
+                    mac: None,
+                    person: None,
+                    name: "vpn.example",
+                    at_ms: super::now_ms(),
+                },
+                super::now_ms(),
+            )
+            .await
+            .unwrap();
         let source = include_str!("mod.rs");
         let routes: Vec<&str> = source
             .split(".route(\"")
@@ -1184,6 +1201,9 @@ async fn it_sees_no_case_detail_on_any_route() {
                 continue;
             }
             let mut path = route.replace("{id}", &id).replace("{key}", "10.10.3.7");
+            if route == "/explain/{id}" {
+                path = format!("/explain/{question}");
+            }
             if path.starts_with("/reports/weekly") {
                 path = format!("{path}?week={today}");
             }
