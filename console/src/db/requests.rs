@@ -233,6 +233,31 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The policies `agent` sent, newest first, at most `limit` (their text left out).
+    pub async fn policy_history(
+        &self,
+        agent: &str,
+        limit: i64,
+    ) -> Result<Vec<AgentPolicy>, DbError> {
+        let q = sqlx::query::<Any>(
+            "SELECT agent, fingerprint, received_ms FROM policies WHERE agent = $1 \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(agent)
+        .bind(limit);
+        self.rows(q, "read the policies' history", |r| {
+            Ok(AgentPolicy {
+                agent: r.try_get("agent")?,
+                fingerprint: r.try_get("fingerprint")?,
+                text: String::new(),
+                received_ms: r.try_get("received_ms")?,
+            })
+        })
+        .await
+    }
+}
+
 /// The policy file an agent has in force, as it sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentPolicy {

@@ -9,6 +9,7 @@
 //! - [`case`]: a resolved incident's record, printable and as JSON.
 //! - [`devices`]: devices in quarantine; one device's history.
 //! - [`people`]: finding a person; one person's history across devices.
+//! - [`policy`]: the policy in force on each gateway, read-only, with its week grid.
 //! - [`audit`]: the audit log.
 //! - [`reports`]: blocked activity, the dashboard, the weekly report.
 //! - [`explain`]: asking a gateway why a site is blocked or allowed, in the browser.
@@ -29,6 +30,7 @@ pub mod explain;
 pub mod live;
 pub mod login;
 pub mod people;
+pub mod policy;
 pub mod reports;
 pub mod requests;
 pub mod server;
@@ -154,6 +156,7 @@ pub fn router(app: Shared) -> Router {
         .route("/people/{username}", get(people::history))
         .route("/people/{username}/history.csv", get(people::history_csv))
         .route("/people/{username}/release", post(people::release))
+        .route("/policy", get(policy::page))
         .route("/audit", get(audit::list))
         .route("/audit.csv", get(audit::export))
         .route("/blocked", get(reports::blocked))

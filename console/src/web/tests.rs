@@ -1965,3 +1965,69 @@ async fn many_small_events_cross_a_threshold_and_become_one_incident() {
         );
     }
 }
+
+/// IT reads the policy a gateway applied: its groups, a week's grid of when each group's
+/// rules apply (term time and days in the school's time), the exceptions in force and to
+/// come, and its history; a teacher cannot.
+#[tokio::test]
+async fn the_policy_in_force_is_shown_with_its_week() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let token = crate::auth::random_token().unwrap();
+        c.app
+            .db
+            .add_agent("gw1", &token_hash(&token), 1)
+            .await
+            .unwrap();
+        let text = REQUESTS_POLICY.replace(
+            "requests:",
+            "rules:\n  - { name: Pupils off social in lessons, groups: [pupils], block: [social_networking], when: lessons }\nrequests:",
+        );
+        c.app.db.put_policy("gw1", "00aa", &text, 1).await.unwrap();
+        let now = super::now_ms();
+        let six_b = vec!["6B".to_owned()];
+        let youtube = vec!["youtube".to_owned()];
+        let id = c
+            .app
+            .db
+            .add_request(
+                &crate::db::requests::NewRequest {
+                    agent: "gw1",
+                    requested_by: "mr.osei",
+                    allow: &youtube,
+                    groups: &[],
+                    classes: &six_b,
+                    people: &[],
+                    from_ms: now,
+                    to_ms: now + 3_600_000,
+                    reason: "Media unit",
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        c.app
+            .db
+            .decide_request(id, "requested", "approved", "head", None, now)
+            .await
+            .unwrap();
+        let it = c.signed_in("it").await;
+        // The week of Tuesday 1 December 2026.
+        let page = it.get("/policy?week=2026-12-01").await;
+        assert_eq!(page.status, StatusCode::OK);
+        for expected in [
+            "<code>00aa</code>",
+            "<h3>pupils</h3>",
+            "Pupils off social in lessons",
+            "blocks social networking",
+            "<th>Tue 2026-12-01</th>",
+            "<td>09:00–10:00, 13:00–15:00</td>",
+            "<td>—</td>",
+            &format!("youtube for 6B (request {id})"),
+        ] {
+            assert!(page.body.contains(expected), "{expected}: {}", page.body);
+        }
+        let teacher = c.signed_in("mr.osei").await;
+        assert_eq!(teacher.get("/policy").await.status, StatusCode::FORBIDDEN);
+    }
+}
