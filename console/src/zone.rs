@@ -94,6 +94,20 @@ impl Zone {
         self.format(ms, "%Y-%m-%d %H:%M %Z")
     }
 
+    /// From `from_ms` to `to_ms` to the minute, the date once when it is one day
+    /// (`2026-06-15 09:10 to 10:10`; `2026-06-15 09:10` when they are the same minute).
+    pub fn span(&self, from_ms: i64, to_ms: i64) -> String {
+        let from = self.format(from_ms, "%Y-%m-%d %H:%M");
+        let to = self.format(to_ms, "%Y-%m-%d %H:%M");
+        if from == to {
+            return from;
+        }
+        match (from.split_once(' '), to.split_once(' ')) {
+            (Some((d1, _)), Some((d2, t2))) if d1 == d2 => format!("{from} to {t2}"),
+            _ => format!("{from} to {to}"),
+        }
+    }
+
     /// `ms`'s hour (`06-15 09:00`), for charts.
     pub fn hour(&self, ms: i64) -> String {
         self.format(ms, "%m-%d %H:00")

@@ -7,7 +7,9 @@
 //! ships both alerts to the console on the gateway. The DSL signs in, sees the alerts, finds
 //! the hostile name shown as text (no script ran, no dialog opened), acknowledges the VPN
 //! alert, writes a note and releases the quarantine; the pupil reaches the VLE again. An IT
-//! account opens the same alert and sees no note. Screenshots go to `target/browser/`.
+//! account opens the same alert and sees no note, reads the policy in force and asks the
+//! gateway why a site is blocked (its answer shown); a teacher asks for an exception and an
+//! approver approves it. Screenshots go to `target/browser/`.
 //!
 //! The test process is in the root namespace and chromedriver on the staff laptop's
 //! loopback: `lab-peer relay` joins them through a Unix socket, which is a file and so
@@ -36,6 +38,8 @@ const HOSTILE: &str = "<script>alert(1)</script>.example";
 const NOTE: &str = "Spoke to the pupil with their class teacher; VPN app removed from the laptop.";
 const DSL_PASSWORD: &str = "correct horse battery staple";
 const IT_PASSWORD: &str = "a different long passphrase";
+const TEACHER_PASSWORD: &str = "a teachers long passphrase";
+const APPROVER_PASSWORD: &str = "a directors long passphrase";
 
 fn policy(lab: &Lab) -> String {
     format!(
@@ -51,9 +55,13 @@ groups:
       - {{ mac: "{pupil_mac}", name: Y6-Laptop-3, owner: 6B }}
       - {{ mac: "{school_mac}", name: Y5-iPad-7, owner: 5A }}
   staff: {{ networks: [10.77.0.16/28] }}
+schedules:
+  lessons: {{ days: [mon, tue, wed, thu, fri, sat, sun], times: ["00:00-23:59"], label: in lesson time }}
 rules:
   - {{ name: VLE always, groups: [all], allow: [vle] }}
   - {{ name: Pupils off social, groups: [pupils], block: [social_networking] }}
+requests:
+  - {{ name: Media lesson, allow: [social_networking], groups: [pupils], classes: [all], longest_minutes: 60 }}
 bypass:
   response: {{ pupils: quarantine, staff: alert }}
 gateway:
@@ -329,6 +337,84 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
     assert!(!source.contains("Spoke to the pupil"), "IT sees the note");
     assert!(!text.contains("Case notes"), "{text}");
     screenshot(c, "5-it-view").await;
+
+    // IT reads the policy in force and asks the gateway why a site is blocked.
+    c.goto(&format!("https://{CONSOLE}/policy")).await.unwrap();
+    let text = text_of(c, "body").await;
+    assert!(text.contains("Pupils off social"), "{text}");
+    screenshot(c, "6-policy").await;
+    c.goto(&format!("https://{CONSOLE}/explain")).await.unwrap();
+    element(c, "input[name=client]")
+        .await
+        .send_keys(PUPIL.ip)
+        .await
+        .unwrap();
+    element(c, "input[name=name]")
+        .await
+        .send_keys("www.instagram.com")
+        .await
+        .unwrap();
+    click(c, "form[action='/explain'] button").await;
+    let mut answer = String::new();
+    for _ in 0..100 {
+        if let Ok(p) = c.find(Locator::Css("p.answer")).await {
+            answer = p.text().await.unwrap_or_default();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        answer.starts_with("Blocked:") && answer.contains("Pupils off social"),
+        "the gateway's answer: {answer:?}"
+    );
+    screenshot(c, "7-explain").await;
+    sign_out(c).await;
+
+    // A teacher asks for social networking for 6B for this lesson; the approver approves.
+    sign_in(c, "mr.osei", TEACHER_PASSWORD).await;
+    let text = text_of(c, "body").await;
+    assert!(
+        text.contains("Ask for an exception") && !text.contains("Incidents"),
+        "{text}"
+    );
+    element(c, "input[name=classes]")
+        .await
+        .send_keys("6B")
+        .await
+        .unwrap();
+    element(c, "textarea[name=reason]")
+        .await
+        .send_keys("Media unit: how adverts target children")
+        .await
+        .unwrap();
+    // From now, for the hour the form offers (the next "lesson" here would be all day).
+    click(c, "input[name=when][value=now]").await;
+    click(c, "form[action='/requests'] button").await;
+    if c.find(Locator::Css("p.done")).await.is_err() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let answer = text_of(c, "body").await;
+    assert!(answer.contains("Request sent"), "{answer}");
+    assert_eq!(
+        text_of(c, "p.done").await,
+        "Request sent: an approver will decide it."
+    );
+    screenshot(c, "8-teacher-request").await;
+    sign_out(c).await;
+    sign_in(c, "head", APPROVER_PASSWORD).await;
+    let waiting = text_of(c, "section.waiting").await;
+    assert!(
+        waiting.contains("Media unit") && waiting.contains("class 6B"),
+        "{waiting}"
+    );
+    screenshot(c, "9-approver").await;
+    click(c, "form.decide[action$='/approve'] button").await;
+    wait_for(c, "p.done").await;
+    assert_eq!(
+        text_of(c, "p.done").await,
+        "Approved: the gateway applies it within seconds."
+    );
+    sign_out(c).await;
 }
 
 #[test]
@@ -360,6 +446,8 @@ fn the_dsl_handles_a_vpn_alert_in_a_browser() {
     console::prepare(&lab, &[GATEWAY]);
     console::add_user(&lab, "dsl", "dsl", DSL_PASSWORD);
     console::add_user(&lab, "it", "it", IT_PASSWORD);
+    console::add_user(&lab, "mr.osei", "teacher", TEACHER_PASSWORD);
+    console::add_user(&lab, "head", "approver", APPROVER_PASSWORD);
     console::start(&mut lab, "console", CONSOLE);
     let policy_file = lab.path("policy.yaml");
     std::fs::write(&policy_file, policy(&lab)).unwrap();

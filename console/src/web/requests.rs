@@ -79,8 +79,8 @@ pub struct Listed {
     pub r: ExceptionRequest,
     pub what: String,
     pub whom: String,
-    pub from: String,
-    pub to: String,
+    /// "2026-12-04 13:00 to 14:00".
+    pub when: String,
     pub decided: String,
     /// Still to come or under way.
     pub live: bool,
@@ -174,7 +174,7 @@ pub async fn page(
     let shown = |r: ExceptionRequest| {
         let live = r.to_ms > now;
         let decided = match (&r.decided_by, r.decided_ms) {
-            (Some(by), Some(at)) => format!("{by}, {}", zone.when(at)),
+            (Some(by), Some(at)) => format!("{by}, {}", zone.span(at, at)),
             _ => String::new(),
         };
         Listed {
@@ -185,8 +185,7 @@ pub async fn page(
                 .collect::<Vec<_>>()
                 .join(", "),
             whom: whom(&r),
-            from: zone.when(r.from_ms),
-            to: zone.when(r.to_ms),
+            when: zone.span(r.from_ms, r.to_ms),
             decided,
             may_decide: approver
                 && live
