@@ -22,10 +22,18 @@ pub enum Role {
     /// A Director or other member of staff who decides teachers' requests (as the DSL may,
     /// per `console.yaml`); sees the requests, nothing of pupils' activity.
     Approver,
+    /// IT's lead: what IT sees, and the accounts page (users and agents).
+    Admin,
 }
 
 impl Role {
-    pub const ALL: [Self; 4] = [Self::Dsl, Self::It, Self::Teacher, Self::Approver];
+    pub const ALL: [Self; 5] = [
+        Self::Dsl,
+        Self::It,
+        Self::Teacher,
+        Self::Approver,
+        Self::Admin,
+    ];
 
     /// Whether this role reads case notes and outcomes, triages alerts and releases devices.
     pub fn handles_cases(self) -> bool {
@@ -35,7 +43,7 @@ impl Role {
     /// Whether this role sees what the gateways recorded: incidents, devices, people,
     /// reports, the audit log. Teachers and approvers see only requests.
     pub fn sees_records(self) -> bool {
-        matches!(self, Self::Dsl | Self::It)
+        matches!(self, Self::Dsl | Self::It | Self::Admin)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +52,7 @@ impl Role {
             Self::It => "it",
             Self::Teacher => "teacher",
             Self::Approver => "approver",
+            Self::Admin => "admin",
         }
     }
 }
@@ -56,7 +65,7 @@ impl fmt::Display for Role {
 
 /// A role that is not one of [`Role::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("role {0:?} is not dsl, it, teacher or approver")]
+#[error("role {0:?} is not dsl, it, teacher, approver or admin")]
 pub struct BadRole(pub String);
 
 impl FromStr for Role {
@@ -67,6 +76,7 @@ impl FromStr for Role {
             "it" => Ok(Self::It),
             "teacher" => Ok(Self::Teacher),
             "approver" => Ok(Self::Approver),
+            "admin" => Ok(Self::Admin),
             other => Err(BadRole(other.to_owned())),
         }
     }

@@ -59,7 +59,8 @@ pub(crate) enum UserCommand {
     Add {
         name: String,
         /// `dsl` (the safeguarding lead: everything, case notes included), `it`, `teacher`
-        /// (asks for exceptions; sees only their own requests) or `approver` (decides them).
+        /// (asks for exceptions; sees only their own requests), `approver` (decides them) or
+        /// `admin` (what IT sees, and the accounts page).
         #[arg(long)]
         role: String,
         /// Read the password from this file's first line instead of asking.
@@ -77,7 +78,7 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         store: Store,
     },
-    /// Set a user's role (`dsl`, `it`, `teacher` or `approver`); ends their sessions.
+    /// Set a user's role (`dsl`, `it`, `teacher`, `approver` or `admin`); ends their sessions.
     Role {
         name: String,
         role: String,

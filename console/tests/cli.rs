@@ -50,7 +50,7 @@ fn users_and_agents_are_added_with_only_hashes_kept() {
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr)
-            .contains("\"governor\" is not dsl, it, teacher or approver")
+            .contains("\"governor\" is not dsl, it, teacher, approver or admin")
     );
     std::fs::write(&pw, "short\n").unwrap();
     let short = console(

@@ -1,6 +1,7 @@
 //! The console's HTTP side: the router, the security headers every response carries, who is
 //! signed in, and serving over TLS (or plain HTTP behind a proxy).
 //!
+//! - [`accounts`]: users and agents, for the admin role.
 //! - [`api`]: the agents' API (events in, commands out), bearer tokens.
 //! - [`login`]: sign in and out; sessions, CSRF, throttling.
 //! - [`alerts`]: the incident list.
@@ -18,6 +19,7 @@
 //! - [`chart`]: SVG charts drawn on the server; [`csv`]: CSV downloads.
 //! - [`server`]: connections: TLS, time limits, how many at once.
 
+pub mod accounts;
 pub mod alert;
 pub mod alerts;
 pub mod api;
@@ -176,6 +178,9 @@ pub fn router(app: Shared) -> Router {
         .route("/alerts/{id}/release", post(alert::release))
         .route("/devices/release", post(devices::release))
         .route("/requests", get(requests::page).post(requests::ask))
+        .route("/accounts", get(accounts::page))
+        .route("/accounts/users", post(accounts::user))
+        .route("/accounts/agents/{action}", post(accounts::agent))
         .route("/requests/{id}/approve", post(requests::approve))
         .route("/requests/{id}/decline", post(requests::decline))
         .route("/requests/{id}/revoke", post(requests::revoke))
@@ -353,6 +358,7 @@ impl Signed {
             csrf: &self.0.csrf,
             cases: self.role().handles_cases(),
             records: self.role().sees_records(),
+            admin: self.role() == crate::auth::Role::Admin,
         }
     }
 
@@ -506,6 +512,8 @@ pub struct Frame<'a> {
     pub cases: bool,
     /// The user sees what the gateways recorded (not a teacher's or approver's account).
     pub records: bool,
+    /// The user manages accounts.
+    pub admin: bool,
     /// The time zone the page's times are in.
     pub zone: &'a str,
 }

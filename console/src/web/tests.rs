@@ -130,6 +130,7 @@ impl Console {
         db.put_user("head", Role::Approver, &cheap, 1)
             .await
             .unwrap();
+        db.put_user("root", Role::Admin, &cheap, 1).await.unwrap();
         Self {
             app: Arc::new(App::new(db, config, tls)),
         }
@@ -1213,7 +1214,9 @@ async fn it_sees_no_case_detail_on_any_route() {
             let page = it.get(&path).await;
             let agents_only = path.starts_with("/api/") && page.status == StatusCode::UNAUTHORIZED;
             // A case record is the DSL's to export: IT is refused it.
-            let cases_only = route.contains("/record") && page.status == StatusCode::FORBIDDEN;
+            // The accounts page is the admin's.
+            let cases_only = (route.contains("/record") || route == "/accounts")
+                && page.status == StatusCode::FORBIDDEN;
             assert!(
                 page.status.is_success()
                     || page.status.is_redirection()
@@ -2029,5 +2032,108 @@ async fn the_policy_in_force_is_shown_with_its_week() {
         }
         let teacher = c.signed_in("mr.osei").await;
         assert_eq!(teacher.get("/policy").await.status, StatusCode::FORBIDDEN);
+    }
+}
+
+/// The admin manages users and agents in the browser as the command line does: each change
+/// ends the user's sessions and is audited; an agent's token is shown once and works; nobody
+/// else opens the page, and the admin cannot lock themselves out.
+#[tokio::test]
+async fn the_admin_manages_accounts_and_agents() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let root = c.signed_in("root").await;
+        let it = c.signed_in("it").await;
+        assert_eq!(it.get("/accounts").await.status, StatusCode::FORBIDDEN);
+        let page = root.get("/accounts").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("mr.osei") && page.body.contains(">teacher<"));
+
+        let weak = root
+            .post(
+                "/accounts/users",
+                &[
+                    ("action", "add"),
+                    ("name", "ms.new"),
+                    ("role", "teacher"),
+                    ("password", "password1234"),
+                ],
+            )
+            .await;
+        assert_eq!(weak.status, StatusCode::BAD_REQUEST, "a guessable password");
+        let added = root
+            .post(
+                "/accounts/users",
+                &[
+                    ("action", "add"),
+                    ("name", "ms.new"),
+                    ("role", "teacher"),
+                    ("password", "plum orchard viaduct 1987!"),
+                ],
+            )
+            .await;
+        assert_eq!(added.location(), "/accounts?done=user_add");
+        let user = c.app.db.user_by_name("ms.new").await.unwrap().unwrap();
+        assert_eq!(user.role, Role::Teacher);
+
+        // A new role ends IT's session at once.
+        assert_eq!(it.get("/alerts").await.status, StatusCode::OK);
+        let role = root
+            .post(
+                "/accounts/users",
+                &[("action", "role"), ("name", "it"), ("role", "dsl")],
+            )
+            .await;
+        assert_eq!(role.location(), "/accounts?done=user_role");
+        assert_eq!(it.get("/alerts").await.location(), "/login");
+        for action in ["remove", "disable", "role"] {
+            let own = root
+                .post(
+                    "/accounts/users",
+                    &[("action", action), ("name", "root"), ("role", "it")],
+                )
+                .await;
+            assert_eq!(
+                own.status,
+                StatusCode::FORBIDDEN,
+                "{action} of one's own account"
+            );
+        }
+
+        // A new agent: its token shown once, and it works at once; revoked, it does not.
+        let agent = root
+            .post("/accounts/agents/add", &[("name", "gw-annex")])
+            .await;
+        assert_eq!(agent.status, StatusCode::OK);
+        let token = agent
+            .body
+            .split("<code>sga_")
+            .nth(1)
+            .and_then(|t| t.split("</code>").next())
+            .map(|t| format!("sga_{t}"))
+            .unwrap();
+        let ask = |token: String| {
+            let app = Arc::clone(&c.app);
+            async move {
+                let req = Request::get("/api/v1/exceptions")
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .unwrap();
+                router(app).oneshot(req).await.unwrap().status()
+            }
+        };
+        assert_eq!(ask(token.clone()).await, StatusCode::OK);
+        let revoked = root
+            .post("/accounts/agents/revoke", &[("name", "gw-annex")])
+            .await;
+        assert_eq!(revoked.location(), "/accounts?done=agent_revoke");
+        assert_eq!(ask(token).await, StatusCode::UNAUTHORIZED);
+        let actions = c.audit_actions().await;
+        for a in ["user_add", "user_role", "agent_add", "agent_revoke"] {
+            assert!(
+                actions.contains(&("root".to_owned(), a.to_owned())),
+                "{a}: {actions:?}"
+            );
+        }
     }
 }

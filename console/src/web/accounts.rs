@@ -1,0 +1,272 @@
+//! Accounts, for the `admin` role: the console's users (role, code required, disabled,
+//! sessions open) and agents, changed here as `schoolgate-console user …` and `agent …`
+//! change them — add, set role, set a password, disable or enable, end sessions, remove; add,
+//! rotate or revoke an agent, its token shown once. Every change ends the user's sessions
+//! and goes to the audit log under the same names as the command line's. An admin does not
+//! remove, disable or change the role of their own account, so the console keeps one.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+
+use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render, see_other};
+use crate::auth::{Role, check_password, hash_password, random_token, token_hash};
+use crate::db::accounts::{Account, Agent};
+
+#[derive(Template)]
+#[template(path = "accounts.html")]
+struct AccountsPage<'a> {
+    frame: Frame<'a>,
+    accounts: Vec<Account>,
+    agents: Vec<(Agent, String)>,
+    roles: [&'static str; 5],
+    message: Option<String>,
+    /// A new agent token, shown this once.
+    token: Option<(String, String)>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Shown {
+    done: String,
+}
+
+/// Refuses anyone but an admin.
+fn admin(signed: &Signed) -> Result<(), Refused> {
+    if signed.role() == Role::Admin {
+        Ok(())
+    } else {
+        Err(Refused::Forbidden(
+            "Only an admin's account manages accounts.",
+        ))
+    }
+}
+
+async fn page_with(
+    app: &Shared,
+    signed: &Signed,
+    message: Option<String>,
+    token: Option<(String, String)>,
+) -> Answer {
+    admin(signed)?;
+    let zone = &app.config.time_zone;
+    let agents = app
+        .db
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| {
+            let seen = a.last_seen_ms.map_or("never".to_owned(), |t| zone.when(t));
+            (a, seen)
+        })
+        .collect();
+    render(&AccountsPage {
+        frame: signed.frame(app),
+        accounts: app.db.accounts(now_ms()).await?,
+        agents,
+        roles: Role::ALL.map(Role::as_str),
+        message,
+        token,
+    })
+}
+
+pub async fn page(State(app): State<Shared>, signed: Signed, Query(shown): Query<Shown>) -> Answer {
+    let message = match shown.done.as_str() {
+        "" => None,
+        // A fixed word from this module's own redirects, shown as text.
+        done => Some(format!("Done: {}.", done.replace('_', " "))),
+    };
+    page_with(&app, &signed, message, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserForm {
+    csrf: String,
+    /// `add`, `role`, `password`, `disable`, `enable`, `logout`, `remove`.
+    action: String,
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// A user name as the command line takes it: 1 to 64 printable characters.
+fn user_name(name: &str) -> Result<String, Refused> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(Refused::Bad(
+            "A user name is 1 to 64 printable characters.".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+async fn hashed(password: String, name: &str) -> Result<String, Refused> {
+    check_password(&password, name).map_err(|e| Refused::Bad(format!("{e}.")))?;
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|_| Refused::Internal)?
+        .map_err(|_| Refused::Internal)
+}
+
+pub async fn user(State(app): State<Shared>, signed: Signed, Form(form): Form<UserForm>) -> Answer {
+    signed.form_ok(&form.csrf)?;
+    admin(&signed)?;
+    let name = user_name(&form.name)?;
+    let own = name == signed.name();
+    let missing = || Refused::Bad(format!("There is no user {name:?}."));
+    let (action, detail) = match form.action.as_str() {
+        "add" => {
+            let role: Role = form
+                .role
+                .parse()
+                .map_err(|e| Refused::Bad(format!("{e}.")))?;
+            if app.db.user_by_name(&name).await?.is_some() {
+                return Err(Refused::Bad(format!("There is already a user {name:?}.")));
+            }
+            let hash = hashed(form.password.clone(), &name).await?;
+            app.db.put_user(&name, role, &hash, now_ms()).await?;
+            ("user_add", Some(format!("role {role}")))
+        }
+        "role" => {
+            let role: Role = form
+                .role
+                .parse()
+                .map_err(|e| Refused::Bad(format!("{e}.")))?;
+            if own {
+                return Err(Refused::Forbidden(
+                    "An admin does not change their own role.",
+                ));
+            }
+            if !app.db.set_role(&name, role).await? {
+                return Err(missing());
+            }
+            ("user_role", Some(format!("role {role}")))
+        }
+        "password" => {
+            let hash = hashed(form.password.clone(), &name).await?;
+            if !app.db.set_password(&name, &hash).await? {
+                return Err(missing());
+            }
+            ("user_password", None)
+        }
+        what @ ("disable" | "enable") => {
+            if own {
+                return Err(Refused::Forbidden(
+                    "An admin does not disable their own account.",
+                ));
+            }
+            if !app.db.set_disabled(&name, what == "disable").await? {
+                return Err(missing());
+            }
+            (
+                if what == "disable" {
+                    "user_disable"
+                } else {
+                    "user_enable"
+                },
+                None,
+            )
+        }
+        "logout" => ("user_logout", None),
+        "remove" => {
+            if own {
+                return Err(Refused::Forbidden(
+                    "An admin does not remove their own account.",
+                ));
+            }
+            if !app.db.remove_user(&name).await? {
+                return Err(missing());
+            }
+            ("user_remove", None)
+        }
+        _ => return Err(Refused::Bad("Unknown action.".into())),
+    };
+    // Any change ends the user's sessions: a new role or password takes effect at once.
+    app.db.end_sessions_of(&name).await?;
+    signed
+        .audit(&app, action, Some(&name), detail.as_deref())
+        .await?;
+    Ok(see_other(&format!("/accounts?done={action}")))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AgentForm {
+    csrf: String,
+    name: String,
+}
+
+/// An agent name as the command line takes it.
+fn agent_name(name: &str) -> Result<String, Refused> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(Refused::Bad(
+            "An agent name is 1 to 64 letters, digits, '-', '_' or '.'.".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// `/accounts/agents/{add|rotate|revoke}`.
+pub async fn agent(
+    State(app): State<Shared>,
+    signed: Signed,
+    Path(action): Path<String>,
+    Form(form): Form<AgentForm>,
+) -> Answer {
+    signed.form_ok(&form.csrf)?;
+    admin(&signed)?;
+    let name = agent_name(&form.name)?;
+    let now = now_ms();
+    match action.as_str() {
+        "add" | "rotate" => {
+            let token = format!("sga_{}", random_token().map_err(|_| Refused::Internal)?);
+            let done = if action == "add" {
+                app.db.add_agent(&name, &token_hash(&token), now).await?
+            } else {
+                app.db.set_agent_token(&name, &token_hash(&token)).await?
+            };
+            if !done {
+                return Err(Refused::Bad(if action == "add" {
+                    format!("There is already an agent called {name:?}.")
+                } else {
+                    format!("There is no agent {name:?}.")
+                }));
+            }
+            let audited = if action == "add" {
+                "agent_add"
+            } else {
+                "agent_rotate"
+            };
+            signed.audit(&app, audited, Some(&name), None).await?;
+            // Shown on this answer only: the console keeps its hash, not the token.
+            page_with(
+                &app,
+                &signed,
+                Some(format!(
+                    "Agent {name}'s new token is below: put it in the file its policy's \
+                     gateway.console.token_file names. It is shown this once."
+                )),
+                Some((name, token)),
+            )
+            .await
+        }
+        "revoke" => {
+            if !app.db.revoke_agent(&name, now).await? {
+                return Err(Refused::Bad(format!("There is no agent {name:?}.")));
+            }
+            signed
+                .audit(&app, "agent_revoke", Some(&name), None)
+                .await?;
+            Ok(see_other("/accounts?done=agent_revoke"))
+        }
+        _ => Err(Refused::NotFound("action")),
+    }
+}
