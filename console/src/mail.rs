@@ -348,7 +348,7 @@ impl Mailer {
 
     /// Mails whatever is due; how many incidents were mailed.
     pub async fn once(&self, db: &Db) -> Result<usize, MailError> {
-        let due = match db.unmailed(PER_MESSAGE).await {
+        let due = match db.claim_unmailed(PER_MESSAGE, crate::web::now_ms()).await {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "cannot read incidents to e-mail");
@@ -358,12 +358,13 @@ impl Mailer {
         if due.is_empty() {
             return Ok(0);
         }
-        self.send(&due).await?;
         let ids: Vec<&str> = due.iter().map(|e| e.id.as_str()).collect();
-        if let Err(e) = db.mark_mailed(&ids).await {
-            // They will be mailed again: better twice than not at all.
+        let sent = self.send(&due).await;
+        if let Err(e) = db.mark_mailed(&ids, sent.is_ok()).await {
+            // Claimed and not marked: another tick (or console) takes the claim over later.
             warn!(error = %e, "cannot mark incidents e-mailed");
         }
+        sent?;
         Ok(due.len())
     }
 
@@ -734,6 +735,57 @@ sys.stdin.read()
             .unwrap();
             assert!(mailer.once(&db).await.is_err());
             assert_eq!(db.unmailed(10).await.unwrap().len(), 1);
+        }
+    }
+
+    /// Two consoles on one database, mailing at once: each incident goes in one message.
+    #[tokio::test]
+    async fn consoles_sharing_a_database_mail_each_incident_once() {
+        let Some(python) = sink_python() else {
+            return;
+        };
+        let sink = Sink::start(&python);
+        for (db, _dir) in testing::each().await {
+            let smtp: Smtp = serde_saphyr::from_str(&format!(
+                "{{host: 127.0.0.1, port: {}, security: none, from: console@school.example, \
+                 to: [dsl@school.example]}}",
+                sink.port
+            ))
+            .unwrap();
+            let one = Mailer::new(&smtp, None, Zone::default()).unwrap();
+            let two = Mailer::new(&smtp, None, Zone::default()).unwrap();
+            let before = sink.messages().len();
+            let alerts: Vec<_> = (0..6)
+                .map(|i| alert("bypass_attempt", "vpn.example", &format!("10.10.3.{i}")))
+                .collect();
+            db.ingest("gw1", &alerts, 1).await.unwrap();
+            let (a, b) = tokio::join!(one.once(&db), two.once(&db));
+            assert_eq!(a.unwrap() + b.unwrap(), 6);
+            assert_eq!(
+                one.once(&db).await.unwrap() + two.once(&db).await.unwrap(),
+                0
+            );
+            let started = std::time::Instant::now();
+            let mut got = sink.messages();
+            while got.len() == before {
+                assert!(started.elapsed() < Duration::from_secs(20));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                got = sink.messages();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let text = sink.messages()[before..].join("\n");
+            for a in &alerts {
+                assert_eq!(
+                    text.matches(&format!("/alerts/{}", a.id)).count(),
+                    0,
+                    "no public URL"
+                );
+            }
+            assert_eq!(
+                text.matches("an attempt to get round the filter").count(),
+                6,
+                "{text}"
+            );
         }
     }
 }

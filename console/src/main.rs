@@ -155,6 +155,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     stopped,
                 )));
             }
+            // On PostgreSQL, the incidents every console stores are announced on this one.
+            let following = web::live::follow(Arc::clone(&app));
             let router = web::router(Arc::clone(&app));
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -172,6 +174,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await;
             stop.send(true).ok();
+            if let Some(f) = following {
+                f.abort();
+            }
             for t in tasks {
                 t.await.ok();
             }

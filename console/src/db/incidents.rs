@@ -667,7 +667,27 @@ impl Db {
             .await
     }
 
-    /// High-risk incidents not yet e-mailed, oldest first, at most `limit`.
+    /// Claims high-risk incidents not yet e-mailed (oldest first, at most `limit`) for
+    /// this console to mail, and gives them; a claim older than [`CLAIM_MS`] (a console that
+    /// stopped mid-send) is taken over. Consoles sharing a database claim disjoint sets, so
+    /// each incident is mailed once. `mailed`: 0 not yet, 1 mailed, else the claim's time.
+    pub async fn claim_unmailed(&self, limit: i64, now_ms: i64) -> Result<Vec<Incident>, DbError> {
+        let q = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
+            "UPDATE incidents SET mailed = $1 WHERE id IN (SELECT id FROM incidents \
+             WHERE severity_rank >= $2 AND (mailed = 0 OR (mailed > 1 AND mailed < $3)) \
+             ORDER BY first_ms, id LIMIT $4) \
+             AND (mailed = 0 OR (mailed > 1 AND mailed < $3)) RETURNING {COLUMNS}"
+        )))
+        .bind(now_ms.max(2))
+        .bind(rank(Severity::High))
+        .bind(now_ms.saturating_sub(CLAIM_MS))
+        .bind(limit);
+        let mut claimed = self.rows(q, "claim incidents to e-mail", incident).await?;
+        claimed.sort_by(|a, b| (a.first_ms, &a.id).cmp(&(b.first_ms, &b.id)));
+        Ok(claimed)
+    }
+
+    /// High-risk incidents not yet e-mailed (nor claimed), oldest first, at most `limit`.
     pub async fn unmailed(&self, limit: i64) -> Result<Vec<Incident>, DbError> {
         let q = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM incidents WHERE mailed = 0 AND severity_rank >= $1 \
@@ -678,10 +698,12 @@ impl Db {
         self.rows(q, "read incidents to e-mail", incident).await
     }
 
-    /// Marks incidents `ids` as e-mailed.
-    pub async fn mark_mailed(&self, ids: &[&str]) -> Result<(), DbError> {
+    /// Marks incidents `ids` as e-mailed (`true`) or gives up their claim (`false`, the send
+    /// failed: the next tick tries again).
+    pub async fn mark_mailed(&self, ids: &[&str], mailed: bool) -> Result<(), DbError> {
         for chunk in ids.chunks(100) {
-            let mut q = Statement::new("UPDATE incidents SET mailed = 1 WHERE id IN (");
+            let mut q = Statement::new("UPDATE incidents SET mailed = ");
+            q.bind(i64::from(mailed)).push(" WHERE id IN (");
             for (i, id) in chunk.iter().enumerate() {
                 if i > 0 {
                     q.push(", ");
@@ -697,6 +719,9 @@ impl Db {
         Ok(())
     }
 }
+
+/// How long a console's claim to mail an incident holds before another takes it over.
+pub const CLAIM_MS: i64 = 5 * 60 * 1000;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]

@@ -45,10 +45,47 @@ pub enum Backend {
 }
 
 /// The database.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// The URL it was opened with, for PostgreSQL's notifications (never printed: it may
+    /// hold a password).
+    url: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The PostgreSQL channel on which the incidents each batch started or changed are told to
+/// every console sharing the database.
+pub const INCIDENTS_CHANNEL: &str = "schoolgate_incidents";
+
+impl Db {
+    /// The URL to listen on, when the database is PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        (self.backend == Backend::Postgres).then_some(&*self.url)
+    }
+
+    /// Tells every console listening (PostgreSQL) that incidents `ids` started or changed.
+    pub async fn notify_incidents(&self, ids: &[String]) -> Result<(), DbError> {
+        // A notification's payload is at most 8000 bytes: 100 ids of 36 characters fit.
+        for chunk in ids.chunks(100) {
+            let payload = serde_json::to_string(chunk).unwrap_or_default();
+            sqlx::query::<sqlx::Any>("SELECT pg_notify($1, $2)")
+                .bind(INCIDENTS_CHANNEL)
+                .bind(payload)
+                .execute(&self.pool)
+                .await
+                .map_err(sql("tell the other consoles"))?;
+        }
+        Ok(())
+    }
 }
 
 /// A database error and what was being done.
@@ -232,7 +269,11 @@ impl Db {
             Backend::Sqlite => SQLITE.run(&pool).await?,
             Backend::Postgres => POSTGRES.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 }
 

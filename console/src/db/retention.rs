@@ -10,6 +10,9 @@ use crate::config::Retention;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The advisory lock a purge holds on PostgreSQL ("sgpurge" in ASCII).
+const PURGE_LOCK: i64 = 0x0073_6770_7572_6765;
+
 /// How many rows a purge deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -27,6 +30,19 @@ impl Db {
         let before = |days: u32| now_ms - i64::from(days) * DAY_MS;
         let alerts_before = before(retention.alerts_days);
         let mut tx = self.pool.begin().await.map_err(sql("begin a purge"))?;
+        // Consoles sharing a PostgreSQL database purge one at a time: the others find the
+        // lock taken and leave it to the one that holds it (it is released at commit).
+        if self.backend == super::Backend::Postgres {
+            let mine: bool =
+                sqlx::query_scalar::<Any, bool>("SELECT pg_try_advisory_xact_lock($1)")
+                    .bind(PURGE_LOCK)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(sql("take the purge's lock"))?;
+            if !mine {
+                return Ok(Purged::default());
+            }
+        }
         // Notes and history go with their incident; both backends are told, not left to
         // foreign-key cascades that SQLite enforces only when asked.
         for table in ["notes", "alert_history"] {
@@ -218,6 +234,36 @@ mod tests {
             assert_eq!(
                 db.purge(&Retention::default(), now).await.unwrap(),
                 Purged::default()
+            );
+        }
+    }
+
+    /// On PostgreSQL, a purge while another console's holds the lock leaves it to that one.
+    #[tokio::test]
+    async fn consoles_sharing_postgresql_purge_one_at_a_time() {
+        for (db, _dir) in testing::each().await {
+            if db.backend != crate::db::Backend::Postgres {
+                continue;
+            }
+            let now = 1_000 * DAY_MS;
+            let mut old = alert("blocked", "x.example", "10.0.0.1");
+            old.severity = schoolgate_contract::Severity::Low;
+            old.time = crate::db::events::tests::ms(now - 400 * DAY_MS);
+            db.ingest("gw1", &[old], 1).await.unwrap();
+            let mut other = db.pool.begin().await.unwrap();
+            sqlx::query::<Any>("SELECT pg_advisory_xact_lock($1)")
+                .bind(PURGE_LOCK)
+                .execute(&mut *other)
+                .await
+                .unwrap();
+            assert_eq!(
+                db.purge(&Retention::default(), now).await.unwrap(),
+                Purged::default()
+            );
+            other.commit().await.unwrap();
+            assert_eq!(
+                db.purge(&Retention::default(), now).await.unwrap().events,
+                1
             );
         }
     }

@@ -105,7 +105,12 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
             touched.push(id);
         }
     }
-    if !touched.is_empty() {
+    if !touched.is_empty() && app.db.postgres_url().is_some() {
+        // Every console sharing the database hears it, this one too (`live::follow`).
+        if let Err(e) = app.db.notify_incidents(&touched).await {
+            tracing::warn!(error = %e, "cannot tell the other consoles of new incidents");
+        }
+    } else if !touched.is_empty() {
         match app.db.incidents_named(&touched).await {
             Ok(incidents) => {
                 super::live::announce(&app.live, &incidents, &app.config.time_zone);

@@ -62,6 +62,40 @@ pub fn announce(to: &Announcer, incidents: &[Incident], zone: &Zone) {
     }
 }
 
+/// Announces on this console the incidents other consoles (and this one) tell of through
+/// PostgreSQL (`LISTEN`), so a page open on any console sharing the database sees what any
+/// of them stored; listening again after a lost connection. `None` on SQLite, where one
+/// console announces what it stores itself.
+pub fn follow(app: Shared) -> Option<tokio::task::JoinHandle<()>> {
+    let url = app.db.postgres_url()?.to_owned();
+    Some(tokio::spawn(async move {
+        loop {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(crate::db::INCIDENTS_CHANNEL).await {
+                        tracing::warn!(error = %e, "cannot listen for other consoles' incidents");
+                    } else {
+                        while let Ok(n) = listener.recv().await {
+                            let ids: Vec<String> =
+                                serde_json::from_str(n.payload()).unwrap_or_default();
+                            match app.db.incidents_named(&ids).await {
+                                Ok(incidents) => {
+                                    announce(&app.live, &incidents, &app.config.time_zone)
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot read incidents to announce")
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot listen for other consoles' incidents"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    }))
+}
+
 /// How often an open stream re-checks its session when no alert comes.
 pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
 

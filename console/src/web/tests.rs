@@ -2137,3 +2137,71 @@ async fn the_admin_manages_accounts_and_agents() {
         }
     }
 }
+
+/// Two consoles behind a load balancer share one PostgreSQL database: an incident one of
+/// them stores is announced live on the other (and on itself) through `LISTEN`/`NOTIFY`.
+#[tokio::test]
+async fn an_incident_stored_by_one_console_appears_live_on_another() {
+    for (db, _dir) in testing::each().await {
+        if db.postgres_url().is_none() {
+            continue;
+        }
+        let one = Console::new(db.clone()).await;
+        let two = Arc::new(App::new(db, Config::default(), true));
+        let token = crate::auth::random_token().unwrap();
+        one.app
+            .db
+            .add_agent("gw1", &token_hash(&token), 1)
+            .await
+            .unwrap();
+        let listening = [
+            super::live::follow(Arc::clone(&one.app)).unwrap(),
+            super::live::follow(Arc::clone(&two)).unwrap(),
+        ];
+        let mut on_two = two.live.subscribe();
+        let mut on_one = one.app.live.subscribe();
+        // The listeners take a moment to connect: send until one hears, at most 10 s.
+        let started = std::time::Instant::now();
+        let mut n = 0;
+        let heard = loop {
+            // A device of its own each time: an incident of its own.
+            n += 1;
+            let e = alert("bypass_attempt", "vpn.example", &format!("10.10.3.{n}"));
+            let body = serde_json::json!({"agent": "gw1", "events": [
+                serde_json::to_value(&e.event).unwrap()
+            ]});
+            let req = Request::post("/api/v1/events")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let res = router(Arc::clone(&one.app)).oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            match tokio::time::timeout(std::time::Duration::from_millis(500), on_two.recv()).await {
+                Ok(Ok(batch)) => break (batch, e),
+                _ => assert!(
+                    started.elapsed().as_secs() < 10,
+                    "the other console heard nothing"
+                ),
+            }
+        };
+        let (batch, e) = heard;
+        assert!(
+            batch
+                .iter()
+                .any(|l| l.title == "Y6-iPad-12 used a VPN (OpenVPN)"),
+            "{batch:?}"
+        );
+        // The console that stored it announces it once, through the same channel.
+        let mut mine = Vec::new();
+        while let Ok(Ok(b)) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), on_one.recv()).await
+        {
+            mine.extend(b.iter().map(|l| l.id.clone()));
+        }
+        assert_eq!(mine.iter().filter(|id| **id == e.id.to_string()).count(), 1);
+        for l in listening {
+            l.abort();
+        }
+    }
+}
