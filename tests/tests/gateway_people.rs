@@ -389,10 +389,11 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
     );
 }
 
-/// The console in the lab: a teacher asks for the video site for 6B for a minute, the
+/// The console in the lab: a teacher asks for the video site for 6B for two minutes, the
 /// approver approves, and the real agent (which fetches what was approved, checks it against
 /// the policy's `requests:` and reloads) opens it to Amira (6B) and not to Ben (6A), at the
-/// resolver and the firewall; at the minute's end it lapses by itself.
+/// resolver and the firewall; IT asks the gateway why; the console goes down and the agent
+/// restarts, and the exception holds from the agent's own copy; at its end it lapses.
 #[test]
 fn a_teachers_approved_request_opens_the_site_for_the_class_until_it_ends() {
     use schoolgate_tests::console;
@@ -473,7 +474,7 @@ gateway:
             ("allow", "video"),
             ("classes", "6B"),
             ("when", "now"),
-            ("minutes", "1"),
+            ("minutes", "2"),
             ("reason", "Film project: evaluating trailers"),
         ],
     );
@@ -552,16 +553,32 @@ gateway:
         "{ben}"
     );
 
-    // A minute after it was asked for, it lapses by itself.
+    // The console goes down and the gateway restarts: the lesson's exception holds, from
+    // the gateway's own copy.
+    lab.signal("console", "KILL");
+    lab.stop_cleanly("agent");
+    lab.spawn_agent("agent-again", &policy, &["--no-inspection"]);
     assert!(
-        eventually(75, || answer(&lab, PUPIL.name).as_deref() == Some(GATEWAY)),
+        radclient(&lab, "Start", "amira.k"),
+        "{}",
+        lab.log("agent-again")
+    );
+    assert!(
+        eventually(20, || answer(&lab, PUPIL.name).as_deref() == Some(VIDEO_AT)),
+        "the exception did not outlive the console's outage: {}",
+        lab.log("agent-again")
+    );
+
+    // Two minutes after it was asked for, it lapses by itself.
+    assert!(
+        eventually(140, || answer(&lab, PUPIL.name).as_deref() == Some(GATEWAY)),
         "the exception did not lapse at its end: {}",
         lab.log("agent")
     );
     assert!(
         eventually(15, || lab.curl(PUPIL.name, &site) == Some(7)),
         "the firewall still lets 6B reach the video site: {}",
-        lab.log("agent")
+        lab.log("agent-again")
     );
-    lab.stop_cleanly("agent");
+    lab.stop_cleanly("agent-again");
 }
