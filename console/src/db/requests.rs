@@ -215,13 +215,14 @@ impl Db {
     /// The policy `agent` sent last.
     pub async fn policy_of(&self, agent: &str) -> Result<Option<AgentPolicy>, DbError> {
         let q = sqlx::query::<Any>(
-            "SELECT agent, fingerprint, text, received_ms FROM policies WHERE agent = $1 \
+            "SELECT id, agent, fingerprint, text, received_ms FROM policies WHERE agent = $1 \
              ORDER BY id DESC LIMIT 1",
         )
         .bind(agent);
         let rows = self
             .rows(q, "read a policy", |r| {
                 Ok(AgentPolicy {
+                    id: r.try_get("id")?,
                     agent: r.try_get("agent")?,
                     fingerprint: r.try_get("fingerprint")?,
                     text: r.try_get("text")?,
@@ -241,13 +242,14 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<AgentPolicy>, DbError> {
         let q = sqlx::query::<Any>(
-            "SELECT agent, fingerprint, received_ms FROM policies WHERE agent = $1 \
+            "SELECT id, agent, fingerprint, received_ms FROM policies WHERE agent = $1 \
              ORDER BY id DESC LIMIT $2",
         )
         .bind(agent)
         .bind(limit);
         self.rows(q, "read the policies' history", |r| {
             Ok(AgentPolicy {
+                id: r.try_get("id")?,
                 agent: r.try_get("agent")?,
                 fingerprint: r.try_get("fingerprint")?,
                 text: String::new(),
@@ -256,11 +258,52 @@ impl Db {
         })
         .await
     }
+
+    /// Policy `id` as its agent sent it, and the one the same agent sent before it.
+    pub async fn policy_change(
+        &self,
+        id: i64,
+    ) -> Result<Option<(AgentPolicy, Option<AgentPolicy>)>, DbError> {
+        let read = |r: &sqlx::any::AnyRow| {
+            Ok(AgentPolicy {
+                id: r.try_get("id")?,
+                agent: r.try_get("agent")?,
+                fingerprint: r.try_get("fingerprint")?,
+                text: r.try_get("text")?,
+                received_ms: r.try_get("received_ms")?,
+            })
+        };
+        let q = sqlx::query::<Any>(
+            "SELECT id, agent, fingerprint, text, received_ms FROM policies WHERE id = $1",
+        )
+        .bind(id);
+        let Some(this) = self
+            .rows(q, "read a policy", read)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let q = sqlx::query::<Any>(
+            "SELECT id, agent, fingerprint, text, received_ms FROM policies \
+             WHERE agent = $1 AND id < $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(this.agent.clone())
+        .bind(id);
+        let before = self
+            .rows(q, "read a policy", read)
+            .await?
+            .into_iter()
+            .next();
+        Ok(Some((this, before)))
+    }
 }
 
 /// The policy file an agent has in force, as it sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentPolicy {
+    pub id: i64,
     pub agent: String,
     pub fingerprint: String,
     pub text: String,

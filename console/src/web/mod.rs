@@ -159,6 +159,7 @@ pub fn router(app: Shared) -> Router {
         .route("/people/{username}/history.csv", get(people::history_csv))
         .route("/people/{username}/release", post(people::release))
         .route("/policy", get(policy::page))
+        .route("/policy/changes/{id}", get(policy::change))
         .route("/audit", get(audit::list))
         .route("/audit.csv", get(audit::export))
         .route("/blocked", get(reports::blocked))

@@ -60,7 +60,7 @@ struct PolicyPage<'a> {
     next: String,
     groups: Vec<GroupRow>,
     exceptions: Vec<ExceptionRow>,
-    history: Vec<(String, String)>,
+    history: Vec<(i64, String, String)>,
     text: String,
 }
 
@@ -242,7 +242,7 @@ pub async fn page(
         .policy_history(&agent, HISTORY)
         .await?
         .into_iter()
-        .map(|p| (zone.when(p.received_ms), p.fingerprint))
+        .map(|p| (p.id, zone.when(p.received_ms), p.fingerprint))
         .collect();
     render(&PolicyPage {
         frame: signed.frame(&app),
@@ -258,5 +258,72 @@ pub async fn page(
         history,
         text: sent.as_ref().map(|s| s.text.clone()).unwrap_or_default(),
         sent: sent.map(|s| (s.fingerprint, zone.when(s.received_ms))),
+    })
+}
+
+/// A line of a change: `+` added, `-` removed, ` ` kept.
+#[derive(Debug)]
+pub struct Line {
+    pub sign: char,
+    pub text: String,
+}
+
+#[derive(Template)]
+#[template(path = "policy_change.html")]
+struct ChangePage<'a> {
+    frame: Frame<'a>,
+    agent: String,
+    fingerprint: String,
+    when: String,
+    before: Option<(String, String)>,
+    lines: Vec<Line>,
+}
+
+/// Lines of unchanged text kept around each change.
+const CONTEXT: usize = 3;
+
+/// `/policy/changes/{id}`: what policy `id` changed from the one its gateway applied before,
+/// line by line (the whole file when it is the first).
+pub async fn change(
+    State(app): State<Shared>,
+    signed: Signed,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Answer {
+    let zone = &app.config.time_zone;
+    let (this, before) = app
+        .db
+        .policy_change(id)
+        .await?
+        .ok_or(super::Refused::NotFound("policy"))?;
+    let old = before.as_ref().map(|b| b.text.as_str()).unwrap_or_default();
+    let diff = similar::TextDiff::from_lines(old, &this.text);
+    let mut lines = Vec::new();
+    for (i, group) in diff.grouped_ops(CONTEXT).iter().enumerate() {
+        if i > 0 {
+            lines.push(Line {
+                sign: '…',
+                text: String::new(),
+            });
+        }
+        for op in group {
+            for change in diff.iter_changes(op) {
+                lines.push(Line {
+                    sign: match change.tag() {
+                        similar::ChangeTag::Insert => '+',
+                        similar::ChangeTag::Delete => '-',
+                        similar::ChangeTag::Equal => ' ',
+                    },
+                    text: change.value().trim_end_matches('\n').to_owned(),
+                });
+            }
+        }
+    }
+    render(&ChangePage {
+        frame: signed.frame(&app),
+        agent: this.agent,
+        fingerprint: this.fingerprint,
+        when: zone.when(this.received_ms),
+        before: before.map(|b| (b.fingerprint, zone.when(b.received_ms))),
+        lines,
     })
 }

@@ -1183,6 +1183,12 @@ async fn it_sees_no_case_detail_on_any_route() {
             )
             .await
             .unwrap();
+        c.app
+            .db
+            .put_policy("gw1", "00aa", REQUESTS_POLICY, 1)
+            .await
+            .unwrap();
+        let policy = c.app.db.policy_of("gw1").await.unwrap().unwrap().id;
         let source = include_str!("mod.rs");
         let routes: Vec<&str> = source
             .split(".route(\"")
@@ -1204,6 +1210,9 @@ async fn it_sees_no_case_detail_on_any_route() {
             let mut path = route.replace("{id}", &id).replace("{key}", "10.10.3.7");
             if route == "/explain/{id}" {
                 path = format!("/explain/{question}");
+            }
+            if route == "/policy/changes/{id}" {
+                path = format!("/policy/changes/{policy}");
             }
             if path.starts_with("/reports/weekly") {
                 path = format!("{path}?week={today}");
@@ -2032,6 +2041,41 @@ async fn the_policy_in_force_is_shown_with_its_week() {
         }
         let teacher = c.signed_in("mr.osei").await;
         assert_eq!(teacher.get("/policy").await.status, StatusCode::FORBIDDEN);
+
+        // IT edits the file; the gateway sends it; the change reads line by line.
+        let edited = text.replace("longest_minutes: 120", "longest_minutes: 90");
+        c.app
+            .db
+            .put_policy("gw1", "00bb", &edited, 2)
+            .await
+            .unwrap();
+        let newest = c.app.db.policy_of("gw1").await.unwrap().unwrap().id;
+        let page = it.get("/policy").await;
+        assert!(
+            page.body.contains(&format!("/policy/changes/{newest}")),
+            "{}",
+            page.body
+        );
+        let change = it.get(&format!("/policy/changes/{newest}")).await;
+        assert_eq!(change.status, StatusCode::OK);
+        assert!(
+            change.body.contains("against <code>00aa</code>"),
+            "{}",
+            change.body
+        );
+        assert!(
+            change.body.contains("<span class=\"removed\">- ")
+                && change.body.contains("longest_minutes: 120")
+                && change.body.contains("<span class=\"added\">+ "),
+            "{}",
+            change.body
+        );
+        assert_eq!(
+            change.body.matches("class=\"added\"").count(),
+            1,
+            "{}",
+            change.body
+        );
     }
 }
 
