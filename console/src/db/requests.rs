@@ -219,17 +219,7 @@ impl Db {
              ORDER BY id DESC LIMIT 1",
         )
         .bind(agent);
-        let rows = self
-            .rows(q, "read a policy", |r| {
-                Ok(AgentPolicy {
-                    id: r.try_get("id")?,
-                    agent: r.try_get("agent")?,
-                    fingerprint: r.try_get("fingerprint")?,
-                    text: r.try_get("text")?,
-                    received_ms: r.try_get("received_ms")?,
-                })
-            })
-            .await?;
+        let rows = self.rows(q, "read a policy", agent_policy).await?;
         Ok(rows.into_iter().next())
     }
 }
@@ -242,21 +232,13 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<AgentPolicy>, DbError> {
         let q = sqlx::query::<Any>(
-            "SELECT id, agent, fingerprint, received_ms FROM policies WHERE agent = $1 \
-             ORDER BY id DESC LIMIT $2",
+            "SELECT id, agent, fingerprint, '' AS text, received_ms FROM policies \
+             WHERE agent = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(agent)
         .bind(limit);
-        self.rows(q, "read the policies' history", |r| {
-            Ok(AgentPolicy {
-                id: r.try_get("id")?,
-                agent: r.try_get("agent")?,
-                fingerprint: r.try_get("fingerprint")?,
-                text: String::new(),
-                received_ms: r.try_get("received_ms")?,
-            })
-        })
-        .await
+        self.rows(q, "read the policies' history", agent_policy)
+            .await
     }
 
     /// Policy `id` as its agent sent it, and the one the same agent sent before it.
@@ -264,15 +246,7 @@ impl Db {
         &self,
         id: i64,
     ) -> Result<Option<(AgentPolicy, Option<AgentPolicy>)>, DbError> {
-        let read = |r: &sqlx::any::AnyRow| {
-            Ok(AgentPolicy {
-                id: r.try_get("id")?,
-                agent: r.try_get("agent")?,
-                fingerprint: r.try_get("fingerprint")?,
-                text: r.try_get("text")?,
-                received_ms: r.try_get("received_ms")?,
-            })
-        };
+        let read = agent_policy;
         let q = sqlx::query::<Any>(
             "SELECT id, agent, fingerprint, text, received_ms FROM policies WHERE id = $1",
         )
@@ -298,6 +272,16 @@ impl Db {
             .next();
         Ok(Some((this, before)))
     }
+}
+
+fn agent_policy(r: &sqlx::any::AnyRow) -> Result<AgentPolicy, sqlx::Error> {
+    Ok(AgentPolicy {
+        id: r.try_get("id")?,
+        agent: r.try_get("agent")?,
+        fingerprint: r.try_get("fingerprint")?,
+        text: r.try_get("text")?,
+        received_ms: r.try_get("received_ms")?,
+    })
 }
 
 /// The policy file an agent has in force, as it sent it.

@@ -223,6 +223,25 @@ pub async fn page(
     })
 }
 
+/// Whether `policy` lets a request for these categories, groups, classes and pupils be made
+/// for `[from_ms, to_ms)` (its length in whole minutes, rounded up).
+fn may_ask(
+    policy: &Policy,
+    (allow, groups, classes, people): (&[String], &[String], &[String], &[String]),
+    (from_ms, to_ms): (i64, i64),
+) -> Result<(), schoolgate_engine::AskRefused> {
+    let minutes = u32::try_from((to_ms - from_ms + 59_999) / 60_000).unwrap_or(u32::MAX);
+    policy
+        .may_ask(&Ask {
+            allow,
+            groups,
+            classes,
+            people: people.len(),
+            minutes,
+        })
+        .map(|_| ())
+}
+
 /// "6B, pupils, amira.k": whom a request is for.
 fn whom(r: &ExceptionRequest) -> String {
     r.classes
@@ -311,16 +330,12 @@ pub async fn ask(State(app): State<Shared>, signed: Signed, Form(form): Form<Ask
         }
         _ => return Err(Refused::Bad("Choose now or the next lesson.".into())),
     };
-    let minutes = u32::try_from((to_ms - from_ms + 59_999) / 60_000).unwrap_or(u32::MAX);
-    policy
-        .may_ask(&Ask {
-            allow: &allow,
-            groups: &groups,
-            classes: &classes,
-            people: people.len(),
-            minutes,
-        })
-        .map_err(|why| Refused::Bad(format!("This cannot be asked for: {why}.")))?;
+    may_ask(
+        &policy,
+        (&allow, &groups, &classes, &people),
+        (from_ms, to_ms),
+    )
+    .map_err(|why| Refused::Bad(format!("This cannot be asked for: {why}.")))?;
     let id = app
         .db
         .add_request(
@@ -386,16 +401,12 @@ async fn decide(
     if to == APPROVED {
         // The policy may have changed since it was asked for: IT's word is the last.
         let policy = policy_of(app, &r.agent).await?;
-        let minutes = u32::try_from((r.to_ms - r.from_ms + 59_999) / 60_000).unwrap_or(u32::MAX);
-        policy
-            .may_ask(&Ask {
-                allow: &r.allow,
-                groups: &r.groups,
-                classes: &r.classes,
-                people: r.people.len(),
-                minutes,
-            })
-            .map_err(|why| Refused::Bad(format!("The policy no longer allows it: {why}.")))?;
+        may_ask(
+            &policy,
+            (&r.allow, &r.groups, &r.classes, &r.people),
+            (r.from_ms, r.to_ms),
+        )
+        .map_err(|why| Refused::Bad(format!("The policy no longer allows it: {why}.")))?;
     }
     let note = field(&form.note, MAX_REASON, "note")?;
     if !app

@@ -164,6 +164,30 @@ impl Console {
         }
     }
 
+    /// `method path` on the agents' API as the agent with `token`, with `body` (JSON): the
+    /// status and the answer's body.
+    pub(crate) async fn api(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let res = router(Arc::clone(&self.app)).oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
     pub(crate) async fn audit_actions(&self) -> Vec<(String, String)> {
         let mut log = self.app.db.audit_log(1000, 0).await.unwrap();
         log.reverse();
@@ -1680,15 +1704,6 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
             .add_agent("gw1", &token_hash(&token), 1)
             .await
             .unwrap();
-        let api = |method: &str, path: &str, body: String| {
-            Request::builder()
-                .method(method)
-                .uri(path)
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body))
-                .unwrap()
-        };
         let teacher = c.signed_in("mr.osei").await;
         // Before the gateway has sent its policy, nothing can be asked for.
         let early = teacher.get("/requests").await;
@@ -1697,15 +1712,11 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
             "{}",
             early.body
         );
-        let sent = router(Arc::clone(&c.app))
-            .oneshot(api(
-                "POST",
-                "/api/v1/policy",
-                serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY}).to_string(),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(sent.status(), StatusCode::NO_CONTENT);
+        let policy = serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY});
+        let (sent, _) = c
+            .api(&token, "POST", "/api/v1/policy", &policy.to_string())
+            .await;
+        assert_eq!(sent, StatusCode::NO_CONTENT);
 
         // A teacher's account opens the requests, and nothing of what pupils did.
         assert_eq!(teacher.get("/").await.location(), "/requests");
@@ -1784,22 +1795,18 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
         assert!(mine.contains("Evaluating video adverts") && !mine.contains("Assembly video"));
 
         // Nothing reaches the gateway until it is approved.
-        let granted = |c: &Console| {
-            let app = Arc::clone(&c.app);
-            let req = api("GET", "/api/v1/exceptions", String::new());
+        let granted = || {
+            let (c, token) = (&c, token.clone());
             async move {
-                let res = router(app).oneshot(req).await.unwrap();
-                assert_eq!(res.status(), StatusCode::OK);
-                let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-                    .await
-                    .unwrap();
-                serde_json::from_slice::<serde_json::Value>(&body).unwrap()["exceptions"]
+                let (status, body) = c.api(&token, "GET", "/api/v1/exceptions", "").await;
+                assert_eq!(status, StatusCode::OK);
+                serde_json::from_str::<serde_json::Value>(&body).unwrap()["exceptions"]
                     .as_array()
                     .unwrap()
                     .clone()
             }
         };
-        assert!(granted(&c).await.is_empty());
+        assert!(granted().await.is_empty());
         let requests = c.app.db.requests(Some("mr.osei"), 10).await.unwrap();
         let id = requests[0].id;
         // A teacher does not approve, even another's.
@@ -1817,7 +1824,7 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
         assert_eq!(approved.location(), "/requests?done=approved");
         let again = head.post(&format!("/requests/{id}/decline"), &[]).await;
         assert_eq!(again.status, StatusCode::BAD_REQUEST, "decided once");
-        let sent = granted(&c).await;
+        let sent = granted().await;
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0]["classes"], serde_json::json!(["6B"]));
         assert_eq!(sent[0]["allow"], serde_json::json!(["youtube"]));
@@ -1840,7 +1847,7 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
         // The teacher withdraws it: the gateway is sent it no more.
         let revoked = teacher.post(&format!("/requests/{id}/revoke"), &[]).await;
         assert_eq!(revoked.location(), "/requests?done=revoked");
-        assert!(granted(&c).await.is_empty());
+        assert!(granted().await.is_empty());
         // Another teacher cannot revoke what is not theirs.
         let theirs = c.app.db.requests(Some("ms.ade"), 10).await.unwrap()[0].id;
         assert_eq!(
@@ -1887,14 +1894,10 @@ async fn many_small_events_cross_a_threshold_and_become_one_incident() {
             .add_agent("gw1", &token_hash(&token), 1)
             .await
             .unwrap();
-        let post = |path: &str, body: serde_json::Value| {
-            let req = Request::post(path)
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap();
-            let app = Arc::clone(&c.app);
-            async move { router(app).oneshot(req).await.unwrap().status() }
+        let post = |path: &'static str, body: serde_json::Value| {
+            let token = token.clone();
+            let c = &c;
+            async move { c.api(&token, "POST", path, &body.to_string()).await.0 }
         };
         let sent = post(
             "/api/v1/policy",
@@ -2157,14 +2160,8 @@ async fn the_admin_manages_accounts_and_agents() {
             .map(|t| format!("sga_{t}"))
             .unwrap();
         let ask = |token: String| {
-            let app = Arc::clone(&c.app);
-            async move {
-                let req = Request::get("/api/v1/exceptions")
-                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                    .body(Body::empty())
-                    .unwrap();
-                router(app).oneshot(req).await.unwrap().status()
-            }
+            let c = &c;
+            async move { c.api(&token, "GET", "/api/v1/exceptions", "").await.0 }
         };
         assert_eq!(ask(token.clone()).await, StatusCode::OK);
         let revoked = root
