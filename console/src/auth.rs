@@ -123,6 +123,59 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// A name the command line or the accounts page was given that cannot be one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadName {
+    #[error("{0:?} is not a user name: a user name is 1 to 64 printable characters")]
+    User(String),
+    #[error(
+        "{0:?} is not an agent name: an agent name is 1 to 64 letters, digits, '-', '_' or '.'"
+    )]
+    Agent(String),
+}
+
+/// A user name as typed, trimmed: 1 to 64 printable characters.
+pub fn user_name(name: &str) -> Result<String, BadName> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(BadName::User(name.to_owned()));
+    }
+    Ok(name.to_owned())
+}
+
+/// An agent name as typed, trimmed: 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn agent_name(name: &str) -> Result<String, BadName> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(BadName::Agent(name.to_owned()));
+    }
+    Ok(name.to_owned())
+}
+
+/// Why a new password was not hashed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewPassword {
+    #[error(transparent)]
+    Weak(#[from] WeakPassword),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error("the hashing task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// `password` checked for `user` and hashed, off the async threads (argon2 takes a while).
+pub async fn hash_new_password(password: String, user: &str) -> Result<String, NewPassword> {
+    check_password(&password, user)?;
+    Ok(tokio::task::spawn_blocking(move || hash_password(&password)).await??)
+}
+
 /// Why a password is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

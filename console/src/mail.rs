@@ -634,7 +634,8 @@ sys.stdin.read()
             let zone = Zone::default();
             let now = crate::web::now_ms();
             // Due since midnight today (the school's time), each covering last week.
-            let today = zone.zoned_day(now);
+            // "Fri 2026-12-04" → "fri", as console.yaml may name a day.
+            let today = zone.day_of(now).get(..3).unwrap_or_default().to_lowercase();
             let config: crate::config::Config = serde_saphyr::from_str(&format!(
                 "smtp: {{host: 127.0.0.1, port: {}, security: none, from: console@school.example, \
                  to: [dsl@school.example]}}\n\

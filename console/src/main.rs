@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use schoolgate_console::auth::{Role, check_password, hash_password, random_token, token_hash};
+use schoolgate_console::auth::{Role, agent_name, random_token, token_hash, user_name};
 use schoolgate_console::config::Config;
 use schoolgate_console::db::{Db, sqlite_url};
 use schoolgate_console::mail;
@@ -206,15 +206,6 @@ async fn audit(db: &Db, action: &str, target: &str, detail: Option<String>) -> a
     Ok(())
 }
 
-/// A user name as typed: 1 to 64 printable characters.
-fn user_name(name: &str) -> anyhow::Result<String> {
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        bail!("a user name is 1 to 64 printable characters");
-    }
-    Ok(name)
-}
-
 /// A new password for `name`, from a file's first line or asked for, checked and hashed.
 async fn new_password(name: &str, file: Option<&std::path::Path>) -> anyhow::Result<String> {
     let password = match file {
@@ -226,8 +217,7 @@ async fn new_password(name: &str, file: Option<&std::path::Path>) -> anyhow::Res
             .to_owned(),
         None => prompt_password()?,
     };
-    check_password(&password, name)?;
-    Ok(tokio::task::spawn_blocking(move || hash_password(&password)).await??)
+    Ok(schoolgate_console::auth::hash_new_password(password, name).await?)
 }
 
 /// Ends `name`'s sessions after a change to their account, and says so.
@@ -403,15 +393,7 @@ fn show_token(what: &str, name: &str, token: &str) {
 async fn agent(command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::Add { name, store } => {
-            let name = name.trim().to_owned();
-            if name.is_empty()
-                || name.len() > 64
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                bail!("an agent name is 1 to 64 letters, digits, '-', '_' or '.'");
-            }
+            let name = agent_name(&name)?;
             let db = open(&store).await?;
             let token = format!("sga_{}", random_token()?);
             if !db

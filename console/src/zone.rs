@@ -113,19 +113,6 @@ impl Zone {
         self.format(ms, "%m-%d %H:00")
     }
 
-    /// `ms`'s day of the week, as `console.yaml` names it (`monday`).
-    pub fn zoned_day(&self, ms: i64) -> &'static str {
-        match self.zoned(ms).map(|z| z.weekday()) {
-            Some(Weekday::Monday) => "monday",
-            Some(Weekday::Tuesday) => "tuesday",
-            Some(Weekday::Wednesday) => "wednesday",
-            Some(Weekday::Thursday) => "thursday",
-            Some(Weekday::Friday) => "friday",
-            Some(Weekday::Saturday) => "saturday",
-            Some(Weekday::Sunday) | None => "sunday",
-        }
-    }
-
     /// `ms`'s date (`2026-06-15`).
     pub fn date_of(&self, ms: i64) -> String {
         self.format(ms, "%Y-%m-%d")

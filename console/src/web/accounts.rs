@@ -11,7 +11,9 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render, see_other};
-use crate::auth::{Role, check_password, hash_password, random_token, token_hash};
+use crate::auth::{
+    NewPassword, Role, agent_name, hash_new_password, random_token, token_hash, user_name,
+};
 use crate::db::accounts::{Account, Agent};
 
 #[derive(Template)]
@@ -92,29 +94,20 @@ pub struct UserForm {
     password: String,
 }
 
-/// A user name as the command line takes it: 1 to 64 printable characters.
-fn user_name(name: &str) -> Result<String, Refused> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(Refused::Bad(
-            "A user name is 1 to 64 printable characters.".into(),
-        ));
-    }
-    Ok(name.to_owned())
-}
-
+/// `password` checked for `name` and hashed; a weak one refused, saying why.
 async fn hashed(password: String, name: &str) -> Result<String, Refused> {
-    check_password(&password, name).map_err(|e| Refused::Bad(format!("{e}.")))?;
-    tokio::task::spawn_blocking(move || hash_password(&password))
+    hash_new_password(password, name)
         .await
-        .map_err(|_| Refused::Internal)?
-        .map_err(|_| Refused::Internal)
+        .map_err(|e| match e {
+            NewPassword::Weak(weak) => Refused::Bad(format!("{weak}.")),
+            _ => Refused::Internal,
+        })
 }
 
 pub async fn user(State(app): State<Shared>, signed: Signed, Form(form): Form<UserForm>) -> Answer {
     signed.form_ok(&form.csrf)?;
     admin(&signed)?;
-    let name = user_name(&form.name)?;
+    let name = user_name(&form.name).map_err(|e| Refused::Bad(format!("{e}.")))?;
     let own = name == signed.name();
     let missing = || Refused::Bad(format!("There is no user {name:?}."));
     let (action, detail) = match form.action.as_str() {
@@ -198,22 +191,6 @@ pub struct AgentForm {
     name: String,
 }
 
-/// An agent name as the command line takes it.
-fn agent_name(name: &str) -> Result<String, Refused> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(Refused::Bad(
-            "An agent name is 1 to 64 letters, digits, '-', '_' or '.'.".into(),
-        ));
-    }
-    Ok(name.to_owned())
-}
-
 /// `/accounts/agents/{add|rotate|revoke}`.
 pub async fn agent(
     State(app): State<Shared>,
@@ -223,7 +200,7 @@ pub async fn agent(
 ) -> Answer {
     signed.form_ok(&form.csrf)?;
     admin(&signed)?;
-    let name = agent_name(&form.name)?;
+    let name = agent_name(&form.name).map_err(|e| Refused::Bad(format!("{e}.")))?;
     let now = now_ms();
     match action.as_str() {
         "add" | "rotate" => {

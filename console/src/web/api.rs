@@ -105,20 +105,7 @@ pub async fn events(State(app): State<Shared>, headers: HeaderMap, body: Body) -
             touched.push(id);
         }
     }
-    if !touched.is_empty() && app.db.postgres_url().is_some() {
-        // Every console sharing the database hears it, this one too (`live::follow`).
-        if let Err(e) = app.db.notify_incidents(&touched).await {
-            tracing::warn!(error = %e, "cannot tell the other consoles of new incidents");
-        }
-    } else if !touched.is_empty() {
-        match app.db.incidents_named(&touched).await {
-            Ok(incidents) => {
-                super::live::announce(&app.live, &incidents, &app.config.time_zone);
-            }
-            // Stored all the same: the pages show them when next loaded.
-            Err(e) => tracing::warn!(error = %e, "cannot read incidents to announce"),
-        }
-    }
+    super::live::stored(&app, &touched).await;
     // A status too long to keep is replaced whole, not cut: half a JSON text is no status.
     let status = batch.status.as_ref().map(|s| {
         let text = s.to_string();

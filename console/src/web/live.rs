@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::Shared;
 use super::Signed;
 use super::alert::{risk, title};
+use super::{App, Shared};
 use crate::db::incidents::Incident;
 use crate::zone::Zone;
 
@@ -62,6 +62,30 @@ pub fn announce(to: &Announcer, incidents: &[Incident], zone: &Zone) {
     }
 }
 
+/// Incidents `ids` were started or changed by a batch this console stored: announced here,
+/// or on PostgreSQL told to every console sharing the database, this one too ([`follow`]).
+pub async fn stored(app: &App, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    if app.db.postgres_url().is_some() {
+        if let Err(e) = app.db.notify_incidents(ids).await {
+            tracing::warn!(error = %e, "cannot tell the other consoles of new incidents");
+        }
+    } else {
+        announce_named(app, ids).await;
+    }
+}
+
+/// Reads incidents `ids` and announces them on this console. One that cannot be read is
+/// stored all the same: the pages show it when next loaded.
+async fn announce_named(app: &App, ids: &[String]) {
+    match app.db.incidents_named(ids).await {
+        Ok(incidents) => announce(&app.live, &incidents, &app.config.time_zone),
+        Err(e) => tracing::warn!(error = %e, "cannot read incidents to announce"),
+    }
+}
+
 /// Announces on this console the incidents other consoles (and this one) tell of through
 /// PostgreSQL (`LISTEN`), so a page open on any console sharing the database sees what any
 /// of them stored; listening again after a lost connection. `None` on SQLite, where one
@@ -78,14 +102,7 @@ pub fn follow(app: Shared) -> Option<tokio::task::JoinHandle<()>> {
                         while let Ok(n) = listener.recv().await {
                             let ids: Vec<String> =
                                 serde_json::from_str(n.payload()).unwrap_or_default();
-                            match app.db.incidents_named(&ids).await {
-                                Ok(incidents) => {
-                                    announce(&app.live, &incidents, &app.config.time_zone)
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "cannot read incidents to announce")
-                                }
-                            }
+                            announce_named(&app, &ids).await;
                         }
                     }
                 }

@@ -223,14 +223,7 @@ pub async fn page(
         exceptions.push(ExceptionRow {
             name: super::api::granted_name(&r),
             opens: r.allow.join(", "),
-            whom: r
-                .classes
-                .iter()
-                .map(|c| format!("class {c}"))
-                .chain(r.groups.iter().cloned())
-                .chain(r.people.iter().cloned())
-                .collect::<Vec<_>>()
-                .join(", "),
+            whom: super::requests::whom(&r),
             from: zone.when(r.from_ms),
             to: zone.when(r.to_ms),
             by: format!("{} (console)", r.decided_by.clone().unwrap_or_default()),

@@ -243,7 +243,7 @@ fn may_ask(
 }
 
 /// "6B, pupils, amira.k": whom a request is for.
-fn whom(r: &ExceptionRequest) -> String {
+pub fn whom(r: &ExceptionRequest) -> String {
     r.classes
         .iter()
         .map(|c| format!("class {c}"))
