@@ -66,6 +66,19 @@ pub(crate) enum UserCommand {
         /// Read the password from this file's first line instead of asking.
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// In a trust: the school (an id from console.yaml's `schools`) whose records the
+        /// user sees; without it, a new user sees the whole trust's.
+        #[arg(long)]
+        school: Option<String>,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// In a trust: put a user in a school (an id from console.yaml's `schools`), so they
+    /// see its records only, or without one let them see the whole trust's; ends their
+    /// sessions.
+    School {
+        name: String,
+        school: Option<String>,
         #[command(flatten)]
         store: Store,
     },
@@ -132,6 +145,17 @@ pub(crate) enum AgentCommand {
     /// Add an agent and print its token once, alone on the last line (only a hash is kept).
     Add {
         name: String,
+        /// In a trust: the school the gateway serves (an id from console.yaml's `schools`).
+        #[arg(long)]
+        school: Option<String>,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// In a trust: put an agent in the school it serves (an id from console.yaml's
+    /// `schools`), or without one in none; its records, old and new, are that school's.
+    School {
+        name: String,
+        school: Option<String>,
         #[command(flatten)]
         store: Store,
     },

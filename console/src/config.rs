@@ -37,6 +37,82 @@ pub struct Config {
     pub reports: Reports,
     /// Threshold rules: many events of a kind for one person or device become an incident.
     pub thresholds: Vec<crate::thresholds::Threshold>,
+    /// The schools of a trust sharing this console. Empty for one school's console. An
+    /// agent and a user are put in one with `agent school` and `user school`; a user in a
+    /// school sees that school's records only, a user in none the whole trust's.
+    #[serde(deserialize_with = "unique_schools")]
+    pub schools: Vec<School>,
+}
+
+/// The schools, each id once.
+fn unique_schools<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<School>, D::Error> {
+    let schools = Vec::<School>::deserialize(d)?;
+    let mut ids: Vec<&str> = schools.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(serde::de::Error::custom(format!(
+            "school {:?} is listed twice",
+            w[0]
+        )));
+    }
+    Ok(schools)
+}
+
+/// One school of the trust.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct School {
+    /// Short and fixed (`oak`, `st-marys`): what accounts and agents are put in.
+    pub id: SchoolId,
+    /// As the pages show it (`Oak Primary`).
+    pub name: String,
+    /// The school's safeguarding lead(s): its high-risk incidents, each as it happens, and
+    /// its own weekly report, besides what `smtp.to` and `reports` receive for the trust.
+    #[serde(default)]
+    pub mail_to: Vec<String>,
+}
+
+/// A school's id: 1 to 32 of `a-z`, `0-9` and `-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SchoolId(String);
+
+impl SchoolId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SchoolId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A school id that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a school id: 1 to 32 of a-z, 0-9 and -")]
+pub struct BadSchoolId(pub String);
+
+impl std::str::FromStr for SchoolId {
+    type Err = BadSchoolId;
+    fn from_str(s: &str) -> Result<Self, BadSchoolId> {
+        let ok = (1..=32).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(BadSchoolId(schoolgate_contract::text::bounded_to(s, 40)))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SchoolId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// The weekly reports e-mailed, each at its own local day and time.
@@ -136,6 +212,7 @@ impl Default for Config {
             request_approvers: vec![crate::auth::Role::Approver, crate::auth::Role::Dsl],
             reports: Reports::default(),
             thresholds: Vec::new(),
+            schools: Vec::new(),
         }
     }
 }
@@ -202,6 +279,14 @@ pub enum SmtpSecurity {
     None,
 }
 
+/// A school asked for that `console.yaml` does not list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no school {asked:?} in console.yaml's schools (there are: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+pub struct UnknownSchool {
+    pub asked: String,
+    pub known: Vec<String>,
+}
+
 /// The settings file could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -221,6 +306,24 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The school `id`, if this console has it.
+    pub fn school(&self, id: &str) -> Option<&School> {
+        self.schools.iter().find(|s| s.id.as_str() == id)
+    }
+
+    /// The school named by `text` (its id): `None` for empty text (the whole trust), an
+    /// error naming the schools there are for anything else.
+    pub fn school_named(&self, text: &str) -> Result<Option<&School>, UnknownSchool> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        self.school(text).map(Some).ok_or_else(|| UnknownSchool {
+            asked: schoolgate_contract::text::bounded_to(text, 40),
+            known: self.schools.iter().map(|s| s.id.to_string()).collect(),
+        })
+    }
+
     /// How long a session may go unused, in milliseconds.
     pub fn session_idle_ms(&self) -> i64 {
         i64::from(self.session_idle_minutes) * 60_000
@@ -305,6 +408,30 @@ mod tests {
             "{e}"
         );
         assert_eq!(Config::parse("").unwrap().time_zone.name(), "Europe/London");
+        let e = Config::parse("schools:\n  - { id: Oak, name: Oak Primary }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"Oak\" is not a school id") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "schools:\n  - { id: oak, name: Oak }\n  - { id: oak, name: Oak again }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"oak\" is listed twice"), "{e}");
+        let c = Config::parse(
+            "schools:\n  - { id: oak, name: Oak Primary, mail_to: [dsl@oak.example] }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.school("oak").map(|s| s.name.as_str()),
+            Some("Oak Primary")
+        );
+        assert_eq!(c.school_named(" ").unwrap().map(|s| s.id.as_str()), None);
+        let e = c.school_named("elm").unwrap_err().to_string();
+        assert!(e.contains("\"elm\"") && e.contains("there are: oak"), "{e}");
         let c = Config::parse("time_zone: America/New_York\n").unwrap();
         assert_eq!(c.time_zone.name(), "America/New_York");
     }

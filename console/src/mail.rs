@@ -298,6 +298,7 @@ impl Mailer {
             let w = crate::db::reports::Window {
                 from_ms: week.0,
                 to_ms: week.1,
+                scope: &crate::db::Scope::Trust,
             };
             let result = async {
                 let sections =

@@ -80,6 +80,7 @@ async fn purge_daily(
                         p.incidents, p.alerts, p.events, p.audit
                     )),
                     address: None,
+                    school: None,
                 };
                 if let Err(e) = db.audit(&entry).await {
                     tracing::warn!(error = %e, "cannot audit the purge");
@@ -200,6 +201,7 @@ async fn audit(db: &Db, action: &str, target: &str, detail: Option<String>) -> a
         target: Some(target.to_owned()),
         detail,
         address: None,
+        school: None,
     })
     .await
     .context("cannot write the audit log, so the change is not reported as made")?;
@@ -220,6 +222,16 @@ async fn new_password(name: &str, file: Option<&std::path::Path>) -> anyhow::Res
     Ok(schoolgate_console::auth::hash_new_password(password, name).await?)
 }
 
+/// The school `asked` names, checked against the data directory's console.yaml: its id, or
+/// `None` for none asked.
+fn school(store: &Store, asked: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(asked) = asked else {
+        return Ok(None);
+    };
+    let config = Config::load(&store.data)?;
+    Ok(config.school_named(asked)?.map(|s| s.id.to_string()))
+}
+
 /// Ends `name`'s sessions after a change to their account, and says so.
 async fn end_sessions(db: &Db, name: &str) -> anyhow::Result<()> {
     let n = db.end_sessions_of(name).await?;
@@ -235,22 +247,47 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
             name,
             role,
             password_file,
+            school: asked,
             store,
         } => {
             let role: Role = role.parse()?;
             let name = user_name(&name)?;
+            let school = school(&store, asked.as_deref())?;
             let hash = new_password(&name, password_file.as_deref()).await?;
             let db = open(&store).await?;
             let new = db.put_user(&name, role, &hash, web::now_ms()).await?;
             if !new {
                 end_sessions(&db, &name).await?;
             }
+            if new || school.is_some() {
+                db.set_user_school(&name, school.as_deref()).await?;
+            }
             let action = if new { "user_add" } else { "user_update" };
-            audit(&db, action, &name, Some(format!("role {role}"))).await?;
+            let detail = match &school {
+                Some(s) => format!("role {role}, school {s}"),
+                None => format!("role {role}"),
+            };
+            audit(&db, action, &name, Some(detail.clone())).await?;
             println!(
-                "{} user {name} ({role})",
+                "{} user {name} ({detail})",
                 if new { "added" } else { "updated" }
             );
+        }
+        UserCommand::School {
+            name,
+            school: asked,
+            store,
+        } => {
+            let school = school(&store, asked.as_deref())?;
+            let db = open(&store).await?;
+            if !db.set_user_school(&name, school.as_deref()).await? {
+                bail!("there is no user {name:?}");
+            }
+            let detail = school
+                .as_ref()
+                .map_or("the whole trust".to_owned(), |s| format!("school {s}"));
+            audit(&db, "user_school", &name, Some(detail.clone())).await?;
+            println!("{name} now sees {detail}'s records; their sessions ended");
         }
         UserCommand::Passwd {
             name,
@@ -328,17 +365,19 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List { store } => {
             let db = open(&store).await?;
             println!(
-                "{:<24} {:<5} {:<5} {:<9} sessions",
-                "name", "role", "code", "state"
+                "{:<24} {:<8} {:<5} {:<9} {:<8} school",
+                "name", "role", "code", "state", "sessions"
             );
-            for a in db.accounts(web::now_ms()).await? {
+            let trust = schoolgate_console::db::Scope::Trust;
+            for a in db.accounts(&trust, web::now_ms()).await? {
                 println!(
-                    "{:<24} {:<5} {:<5} {:<9} {}",
+                    "{:<24} {:<8} {:<5} {:<9} {:<8} {}",
                     a.name,
                     a.role,
                     if a.totp { "yes" } else { "no" },
                     if a.disabled { "disabled" } else { "active" },
-                    a.sessions
+                    a.sessions,
+                    a.school.as_deref().unwrap_or("(whole trust)")
                 );
             }
         }
@@ -392,8 +431,13 @@ fn show_token(what: &str, name: &str, token: &str) {
 
 async fn agent(command: AgentCommand) -> anyhow::Result<()> {
     match command {
-        AgentCommand::Add { name, store } => {
+        AgentCommand::Add {
+            name,
+            school: asked,
+            store,
+        } => {
             let name = agent_name(&name)?;
+            let school = school(&store, asked.as_deref())?;
             let db = open(&store).await?;
             let token = format!("sga_{}", random_token()?);
             if !db
@@ -402,8 +446,26 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             {
                 bail!("there is already an agent called {name}");
             }
-            audit(&db, "agent_add", &name, None).await?;
+            db.set_agent_school(&name, school.as_deref()).await?;
+            let detail = school.map(|s| format!("school {s}"));
+            audit(&db, "agent_add", &name, detail).await?;
             show_token("added", &name, &token);
+        }
+        AgentCommand::School {
+            name,
+            school: asked,
+            store,
+        } => {
+            let school = school(&store, asked.as_deref())?;
+            let db = open(&store).await?;
+            if !db.set_agent_school(&name, school.as_deref()).await? {
+                bail!("there is no agent {name:?}");
+            }
+            let detail = school
+                .as_ref()
+                .map_or("no school".to_owned(), |s| format!("school {s}"));
+            audit(&db, "agent_school", &name, Some(detail.clone())).await?;
+            println!("agent {name} now serves {detail}");
         }
         AgentCommand::Revoke { name, store } => {
             let db = open(&store).await?;

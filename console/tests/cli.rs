@@ -312,7 +312,10 @@ async fn accounts_change_end_their_sessions_and_are_audited() {
     );
 
     // Every change is in the audit log, by the command line.
-    let mut log = db.audit_log(100, 0).await.unwrap();
+    let mut log = db
+        .audit_log(&schoolgate_console::db::Scope::Trust, 100, 0)
+        .await
+        .unwrap();
     log.reverse();
     let actions: Vec<(String, String)> = log
         .iter()

@@ -15,6 +15,15 @@ pub struct User {
     pub totp_secret: Option<String>,
     /// Kept for the audit trail; cannot sign in.
     pub disabled: bool,
+    /// The school whose records the user sees; `None`: the whole trust.
+    pub school: Option<String>,
+}
+
+impl User {
+    /// Whose records this user may see.
+    pub fn scope(&self) -> super::Scope {
+        super::Scope::of(self.school.as_deref())
+    }
 }
 
 /// A user as `user list` shows them.
@@ -25,6 +34,7 @@ pub struct Account {
     pub totp: bool,
     pub disabled: bool,
     pub sessions: i64,
+    pub school: Option<String>,
 }
 
 /// A signed-in session.
@@ -41,6 +51,8 @@ pub struct Agent {
     pub name: String,
     pub last_seen_ms: Option<i64>,
     pub status: Option<String>,
+    /// The school it serves; `None`: the trust's own (seen by users without a school only).
+    pub school: Option<String>,
 }
 
 fn user(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
@@ -52,6 +64,7 @@ fn user(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         password_hash: row.try_get("password_hash")?,
         totp_secret: row.try_get("totp_secret")?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
+        school: row.try_get("school")?,
     })
 }
 
@@ -91,7 +104,7 @@ impl Db {
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>, DbError> {
         let row = sqlx::query::<Any>(
-            "SELECT id, name, role, password_hash, totp_secret, disabled FROM users \
+            "SELECT id, name, role, password_hash, totp_secret, disabled, school FROM users \
              WHERE name = $1",
         )
         .bind(name)
@@ -179,16 +192,65 @@ impl Db {
         Ok(())
     }
 
-    pub async fn agents(&self) -> Result<Vec<Agent>, DbError> {
-        let q = sqlx::query::<Any>("SELECT name, last_seen_ms, status FROM agents ORDER BY name");
-        self.rows(q, "list agents", |r| {
+    /// The agents in `scope`, by name.
+    pub async fn agents(&self, scope: &super::Scope) -> Result<Vec<Agent>, DbError> {
+        let mut q = super::Statement::new(
+            "SELECT name, last_seen_ms, status, school FROM agents WHERE 1 = 1",
+        );
+        scope.push(&mut q, "name");
+        q.push(" ORDER BY name");
+        self.rows(q.query(), "list agents", |r| {
             Ok(Agent {
                 name: r.try_get("name")?,
                 last_seen_ms: r.try_get("last_seen_ms")?,
                 status: r.try_get("status")?,
+                school: r.try_get("school")?,
             })
         })
         .await
+    }
+
+    /// Whether agent `name` exists and is in `scope`.
+    pub async fn agent_in(&self, scope: &super::Scope, name: &str) -> Result<bool, DbError> {
+        let mut q = super::Statement::new("SELECT COUNT(*) AS n FROM agents WHERE name = ");
+        q.bind(name);
+        scope.push(&mut q, "name");
+        let n = self
+            .rows(q.query(), "find an agent", |r| r.try_get::<i64, _>("n"))
+            .await?;
+        Ok(n.first().is_some_and(|n| *n > 0))
+    }
+
+    /// Puts agent `name` in `school` (`None`: the trust's own); false if there is no such
+    /// agent. Its records, old and new, are then the school's.
+    pub async fn set_agent_school(
+        &self,
+        name: &str,
+        school: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>("UPDATE agents SET school = $1 WHERE name = $2")
+            .bind(school)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("set an agent's school"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Puts user `name` in `school` (`None`: the whole trust); false if there is no such
+    /// user. Their sessions end, so no page goes on showing the old school's records.
+    pub async fn set_user_school(&self, name: &str, school: Option<&str>) -> Result<bool, DbError> {
+        let done = sqlx::query::<Any>("UPDATE users SET school = $1 WHERE name = $2")
+            .bind(school)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("set a user's school"))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.end_sessions_of(name).await?;
+        Ok(true)
     }
 
     /// Sets (or with `None` removes) a user's TOTP secret; whether the user exists.
@@ -292,7 +354,8 @@ impl Db {
         used: bool,
     ) -> Result<Option<Session>, DbError> {
         let row = sqlx::query::<Any>(
-            "SELECT u.id, u.name, u.role, u.password_hash, u.totp_secret, u.disabled, s.csrf, \
+            "SELECT u.id, u.name, u.role, u.password_hash, u.totp_secret, u.disabled, u.school, \
+             s.csrf, \
              s.expires_ms, s.seen_ms FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_ms > $2 AND s.seen_ms > $3 \
              AND u.disabled = 0",
@@ -412,15 +475,22 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Every user, by name.
-    pub async fn accounts(&self, now_ms: i64) -> Result<Vec<Account>, DbError> {
-        let q = sqlx::query::<Any>(
-            "SELECT u.name, u.role, u.totp_secret, u.disabled, \
-             (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_ms > $1) \
-             AS n FROM users u ORDER BY u.name",
-        )
-        .bind(now_ms);
-        self.rows(q, "list users", |r| {
+    /// The users in `scope` (a school's: its own users), by name.
+    pub async fn accounts(
+        &self,
+        scope: &super::Scope,
+        now_ms: i64,
+    ) -> Result<Vec<Account>, DbError> {
+        let mut q = super::Statement::new(
+            "SELECT u.name, u.role, u.totp_secret, u.disabled, u.school, \
+             (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_ms > ",
+        );
+        q.bind(now_ms).push(") AS n FROM users u");
+        if let Some(school) = scope.school() {
+            q.push(" WHERE u.school = ").bind(school);
+        }
+        q.push(" ORDER BY u.name");
+        self.rows(q.query(), "list users", |r| {
             let role: String = r.try_get("role")?;
             Ok(Account {
                 name: r.try_get("name")?,
@@ -428,6 +498,7 @@ impl Db {
                 totp: r.try_get::<Option<String>, _>("totp_secret")?.is_some(),
                 disabled: r.try_get::<i64, _>("disabled")? != 0,
                 sessions: r.try_get("n")?,
+                school: r.try_get("school")?,
             })
         })
         .await
@@ -465,7 +536,7 @@ mod tests {
                 .unwrap();
             // A visit without status keeps the last one.
             db.agent_seen("gw1", None, 9).await.unwrap();
-            let agents = db.agents().await.unwrap();
+            let agents = db.agents(&crate::db::Scope::Trust).await.unwrap();
             assert_eq!(agents.len(), 1);
             assert_eq!(agents[0].last_seen_ms, Some(9));
             assert_eq!(agents[0].status.as_deref(), Some(r#"{"backlog":3}"#));

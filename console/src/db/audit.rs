@@ -13,13 +13,16 @@ pub struct Entry {
     pub target: Option<String>,
     pub detail: Option<String>,
     pub address: Option<String>,
+    /// The school of the user who acted (`None`: a trust-wide user, or the console):
+    /// a school's staff read their own school's entries only.
+    pub school: Option<String>,
 }
 
 impl Db {
     pub async fn audit(&self, e: &Entry) -> Result<(), DbError> {
         sqlx::query::<Any>(
-            "INSERT INTO audit (time_ms, who, action, target, detail, address) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit (time_ms, who, action, target, detail, address, school) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(e.time_ms)
         .bind(e.who.clone())
@@ -27,21 +30,31 @@ impl Db {
         .bind(e.target.clone())
         .bind(e.detail.clone())
         .bind(e.address.clone())
+        .bind(e.school.clone())
         .execute(&self.pool)
         .await
         .map_err(sql("write the audit log"))?;
         Ok(())
     }
 
-    /// Entries newest first: `limit` from `offset`.
-    pub async fn audit_log(&self, limit: i64, offset: i64) -> Result<Vec<Entry>, DbError> {
-        let q = sqlx::query::<Any>(
-            "SELECT time_ms, who, action, target, detail, address FROM audit \
-             ORDER BY time_ms DESC, id DESC LIMIT $1 OFFSET $2",
-        )
-        .bind(limit)
-        .bind(offset);
-        self.rows(q, "read the audit log", |r| {
+    /// Entries of `scope`'s users (the trust's: all), newest first: `limit` from `offset`.
+    pub async fn audit_log(
+        &self,
+        scope: &super::Scope,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Entry>, DbError> {
+        let mut q = super::Statement::new(
+            "SELECT time_ms, who, action, target, detail, address, school FROM audit",
+        );
+        if let Some(school) = scope.school() {
+            q.push(" WHERE school = ").bind(school);
+        }
+        q.push(" ORDER BY time_ms DESC, id DESC LIMIT ")
+            .bind(limit)
+            .push(" OFFSET ")
+            .bind(offset);
+        self.rows(q.query(), "read the audit log", |r| {
             Ok(Entry {
                 time_ms: r.try_get("time_ms")?,
                 who: r.try_get("who")?,
@@ -49,6 +62,7 @@ impl Db {
                 target: r.try_get("target")?,
                 detail: r.try_get("detail")?,
                 address: r.try_get("address")?,
+                school: r.try_get("school")?,
             })
         })
         .await
@@ -71,15 +85,28 @@ mod tests {
                     target: None,
                     detail: None,
                     address: Some("10.0.0.5".into()),
+                    school: (action == "view_alert").then(|| "oak".into()),
                 })
                 .await
                 .unwrap();
             }
-            let log = db.audit_log(2, 0).await.unwrap();
+            let log = db.audit_log(&crate::db::Scope::Trust, 2, 0).await.unwrap();
             let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
             assert_eq!(actions, ["view_alert", "logout"]);
             assert_eq!(log[0].address.as_deref(), Some("10.0.0.5"));
-            assert_eq!(db.audit_log(2, 2).await.unwrap()[0].action, "login");
+            assert_eq!(
+                db.audit_log(&crate::db::Scope::Trust, 2, 2).await.unwrap()[0].action,
+                "login"
+            );
+            // A school's staff read their own school's users' entries only.
+            let oak = db
+                .audit_log(&crate::db::Scope::School("oak".into()), 10, 0)
+                .await
+                .unwrap();
+            assert_eq!(oak.len(), 1);
+            assert_eq!(oak[0].action, "view_alert");
+            let elm = crate::db::Scope::School("elm".into());
+            assert!(db.audit_log(&elm, 10, 0).await.unwrap().is_empty());
         }
     }
 }

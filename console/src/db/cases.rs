@@ -218,7 +218,11 @@ mod tests {
             assert!(!db.add_note(&other, "dsl", "x", 30).await.unwrap());
             assert!(!db.add_note("missing", "dsl", "x", 30).await.unwrap());
 
-            let e = db.event(&id).await.unwrap().unwrap();
+            let e = db
+                .event(&crate::db::Scope::Trust, &id)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(e.status, "resolved");
             assert_eq!(e.outcome.as_deref(), Some("spoken to pupil"));
             assert_eq!(

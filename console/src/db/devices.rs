@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::events::{Stored, push_device, stored};
-use super::{Db, DbError, Statement};
+use super::{Db, DbError, Scope, Statement};
 
 /// How a device is named in a query: its IP address, MAC address or name, and the agent
 /// that saw it (two schools' gateways may both have a 10.10.3.7, and they are two devices).
@@ -80,6 +80,7 @@ impl Db {
     /// Events from `device` in `[from_ms, to_ms)`, oldest first, at most `limit`.
     pub async fn device_activity(
         &self,
+        scope: &Scope,
         device: &DeviceKey,
         from_ms: i64,
         to_ms: i64,
@@ -92,29 +93,37 @@ impl Db {
         ));
         q.bind(from_ms).push(" AND time_ms < ").bind(to_ms);
         device.push_where(&mut q);
+        scope.push(&mut q, "agent");
         q.push(" ORDER BY time_ms, id LIMIT ").bind(limit);
         self.rows(q.query(), "read a device's activity", stored)
             .await
     }
 
-    /// The agents that saw a device by this key, by name.
-    pub async fn agents_of(&self, device: &DeviceKey) -> Result<Vec<String>, DbError> {
+    /// The agents in `scope` that saw a device by this key, by name.
+    pub async fn agents_of(
+        &self,
+        scope: &Scope,
+        device: &DeviceKey,
+    ) -> Result<Vec<String>, DbError> {
         let mut q = Statement::new("SELECT DISTINCT agent FROM events WHERE 1 = 1");
         device.push_where(&mut q);
+        scope.push(&mut q, "agent");
         q.push(" ORDER BY agent LIMIT 100");
         self.rows(q.query(), "find a device's agents", |r| r.try_get("agent"))
             .await
     }
 
-    /// `device`'s events, newest first: `limit` from `offset`.
+    /// `device`'s events in `scope`, newest first: `limit` from `offset`.
     pub async fn device_history(
         &self,
+        scope: &Scope,
         device: &DeviceKey,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Stored>, DbError> {
         let mut q = Statement::new(concat!("SELECT ", columns!(), " FROM events WHERE 1 = 1"));
         device.push_where(&mut q);
+        scope.push(&mut q, "agent");
         q.push(" ORDER BY time_ms DESC, id DESC LIMIT ")
             .bind(limit)
             .push(" OFFSET ")
@@ -123,18 +132,26 @@ impl Db {
             .await
     }
 
-    /// Devices quarantined and not released since, newest first.
-    pub async fn quarantines(&self) -> Result<Vec<Quarantine>, DbError> {
-        self.quarantined(None).await
+    /// Devices of `scope` quarantined and not released since, newest first.
+    pub async fn quarantines(&self, scope: &Scope) -> Result<Vec<Quarantine>, DbError> {
+        self.quarantined(scope, None).await
     }
 
     /// The quarantine `e`'s device is in now, if it is: the same agent, and the same IP or
     /// MAC address.
     pub async fn quarantine_of(&self, e: &Stored) -> Result<Option<Quarantine>, DbError> {
-        Ok(self.quarantined(Some(e)).await?.into_iter().next())
+        Ok(self
+            .quarantined(&Scope::Trust, Some(e))
+            .await?
+            .into_iter()
+            .next())
     }
 
-    async fn quarantined(&self, of: Option<&Stored>) -> Result<Vec<Quarantine>, DbError> {
+    async fn quarantined(
+        &self,
+        scope: &Scope,
+        of: Option<&Stored>,
+    ) -> Result<Vec<Quarantine>, DbError> {
         // The quarantines table says which devices are in quarantine (see `note_quarantine`);
         // their events are read by primary key.
         let mut q = Statement::new(concat!(
@@ -155,6 +172,7 @@ impl Db {
                 .push(" AND z.device_key = ")
                 .bind(key.as_str());
         }
+        scope.push(&mut q, "z.agent_name");
         q.push(" ORDER BY z.quarantined_ms DESC, z.event_id DESC LIMIT 1000");
         self.rows(q.query(), "list quarantined devices", |r| {
             Ok(Quarantine {
@@ -268,17 +286,26 @@ mod tests {
             db.ingest("gw1", &batch, 1).await.unwrap();
             let key = DeviceKey::new("10.10.3.7").unwrap();
             let seen: Vec<_> = db
-                .device_activity(&key, 1_500, 9_000, 100)
+                .device_activity(&crate::db::Scope::Trust, &key, 1_500, 9_000, 100)
                 .await
                 .unwrap()
                 .into_iter()
                 .map(|e| e.time_ms)
                 .collect();
             assert_eq!(seen, [2_000, 3_000]);
-            let all = db.device_history(&key, 100, 0).await.unwrap();
+            let all = db
+                .device_history(&crate::db::Scope::Trust, &key, 100, 0)
+                .await
+                .unwrap();
             assert_eq!(all.len(), 4);
             assert_eq!(all[0].time_ms, 9_000, "newest first");
-            assert_eq!(db.device_history(&key, 2, 3).await.unwrap().len(), 1);
+            assert_eq!(
+                db.device_history(&crate::db::Scope::Trust, &key, 2, 3)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
         }
     }
 
@@ -303,7 +330,7 @@ mod tests {
             db.ingest("gw2", &[at(6, "released", "10.10.3.7", 3_000)], 1)
                 .await
                 .unwrap();
-            let now = db.quarantines().await.unwrap();
+            let now = db.quarantines(&crate::db::Scope::Trust).await.unwrap();
             let listed: Vec<_> = now
                 .iter()
                 .map(|q| (q.event.device_ip.clone().unwrap(), q.event.time_ms))
@@ -319,7 +346,7 @@ mod tests {
             db.queue_release("gw1", "10.10.3.7", None, "spoken to", "dsl", None, 4_000)
                 .await
                 .unwrap();
-            let now = db.quarantines().await.unwrap();
+            let now = db.quarantines(&crate::db::Scope::Trust).await.unwrap();
             assert!(now[1].release_pending);
             assert!(!now[0].release_pending);
             // One device's quarantine, found from any of its events on that agent.
@@ -350,7 +377,12 @@ mod tests {
             )
             .await
             .unwrap();
-            assert!(db.quarantines().await.unwrap().is_empty());
+            assert!(
+                db.quarantines(&crate::db::Scope::Trust,)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
             let retention = crate::config::Retention::default();
             let purged = db.purge(&retention, now).await.unwrap();
             assert_eq!(purged.events, 1, "the release, past 90 days");
@@ -359,7 +391,13 @@ mod tests {
                 1,
                 "the quarantine alert stays"
             );
-            assert!(db.quarantines().await.unwrap().is_empty(), "still released");
+            assert!(
+                db.quarantines(&crate::db::Scope::Trust,)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "still released"
+            );
             // A year on, the quarantine goes and its state with it.
             db.purge(&retention, now + 300 * DAY).await.unwrap();
             let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantines")
@@ -388,7 +426,7 @@ mod tests {
                 db.ingest("gw1", chunk, 1).await.unwrap();
             }
             let started = std::time::Instant::now();
-            let now = db.quarantines().await.unwrap();
+            let now = db.quarantines(&crate::db::Scope::Trust).await.unwrap();
             let took = started.elapsed();
             assert_eq!(now.len(), 10);
             assert!(took < std::time::Duration::from_secs(1), "{took:?}");

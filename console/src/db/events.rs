@@ -252,17 +252,16 @@ impl Db {
             .map_err(sql("count events"))
     }
 
-    /// One event.
-    pub async fn event(&self, id: &str) -> Result<Option<Stored>, DbError> {
-        let row = sqlx::query::<Any>(concat!("SELECT ", columns!(), " FROM events WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql("read an event"))?;
-        row.as_ref()
-            .map(stored)
-            .transpose()
-            .map_err(sql("read an event"))
+    /// One event, if it is in `scope`.
+    pub async fn event(&self, scope: &super::Scope, id: &str) -> Result<Option<Stored>, DbError> {
+        let mut q = Statement::new(concat!("SELECT ", columns!(), " FROM events WHERE id = "));
+        q.bind(id);
+        scope.push(&mut q, "agent");
+        Ok(self
+            .rows(q.query(), "read an event", stored)
+            .await?
+            .into_iter()
+            .next())
     }
 }
 
@@ -345,7 +344,11 @@ pub(crate) mod tests {
             assert_eq!(db.ingest("gw1", &batch[500..], 2).await.unwrap(), 500);
             assert_eq!(db.ingest("gw1", &batch, 3).await.unwrap(), 0);
             assert_eq!(db.event_count().await.unwrap(), 1200, "{:?}", db.backend);
-            let e = db.event(&batch[3].id.to_string()).await.unwrap().unwrap();
+            let e = db
+                .event(&crate::db::Scope::Trust, &batch[3].id.to_string())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(e.name.as_deref(), Some("site3.example"));
             assert_eq!(e.status, "new");
             assert!(!e.alert);
@@ -378,7 +381,11 @@ pub(crate) mod tests {
                 db.ingest("gw2", std::slice::from_ref(&e), 3).await.unwrap(),
                 0
             );
-            let stored = db.event(&e.id.to_string()).await.unwrap().unwrap();
+            let stored = db
+                .event(&crate::db::Scope::Trust, &e.id.to_string())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!((stored.count, stored.agent.as_str()), (7, "gw1"));
             assert_eq!(db.event_count().await.unwrap(), 1);
         }

@@ -84,15 +84,20 @@ impl Db {
         Ok(id)
     }
 
-    /// Question `id`.
-    pub async fn explanation(&self, id: i64) -> Result<Option<Asked>, DbError> {
-        let q = sqlx::query::<Any>(
+    /// Question `id`, if it was put to an agent in `scope`.
+    pub async fn explanation(
+        &self,
+        scope: &super::Scope,
+        id: i64,
+    ) -> Result<Option<Asked>, DbError> {
+        let mut q = super::Statement::new(
             "SELECT id, agent, asked_by, client, mac, person, name, at_ms, asked_ms, \
-             answered_ms, sentence, decision FROM explanations WHERE id = $1",
-        )
-        .bind(id);
+             answered_ms, sentence, decision FROM explanations WHERE id = ",
+        );
+        q.bind(id);
+        scope.push(&mut q, "agent");
         let rows = self
-            .rows(q, "read an explanation", |r| {
+            .rows(q.query(), "read an explanation", |r| {
                 Ok(Asked {
                     id: r.try_get("id")?,
                     agent: r.try_get("agent")?,
@@ -179,7 +184,11 @@ mod tests {
                     .await
                     .unwrap()
             );
-            let a = db.explanation(id).await.unwrap().unwrap();
+            let a = db
+                .explanation(&crate::db::Scope::Trust, id)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(a.sentence.as_deref(), Some("Allowed: …"));
         }
     }

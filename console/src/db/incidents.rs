@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use schoolgate_contract::{Event, Kind, Severity, Technique};
 use sqlx::{Any, Row};
 
-use super::{Backend, Db, DbError, Statement, sql};
+use super::{Backend, Db, DbError, Scope, Statement, sql};
 use crate::thresholds::Threshold;
 
 /// How close in time an alert must be to an open incident to join it.
@@ -585,11 +585,13 @@ impl Db {
     /// Incidents matching `filter`, the most recently active first.
     pub async fn incidents(
         &self,
+        scope: &Scope,
         filter: &Filter,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Incident>, DbError> {
         let mut q = Statement::new(&format!("SELECT {COLUMNS} FROM incidents WHERE 1 = 1"));
+        scope.push(&mut q, "agent");
         filter.push_where(&mut q, true);
         q.push(" ORDER BY last_ms DESC, id DESC LIMIT ")
             .bind(limit)
@@ -599,8 +601,13 @@ impl Db {
     }
 
     /// How many incidents match `filter` (whatever its status), by status.
-    pub async fn incident_counts(&self, filter: &Filter) -> Result<Vec<(String, i64)>, DbError> {
+    pub async fn incident_counts(
+        &self,
+        scope: &Scope,
+        filter: &Filter,
+    ) -> Result<Vec<(String, i64)>, DbError> {
         let mut q = Statement::new("SELECT status, COUNT(*) AS n FROM incidents WHERE 1 = 1");
+        scope.push(&mut q, "agent");
         filter.push_where(&mut q, false);
         q.push(" GROUP BY status");
         self.rows(q.query(), "count incidents", |r| {
@@ -609,21 +616,24 @@ impl Db {
         .await
     }
 
-    /// Incident `id`.
-    pub async fn incident(&self, id: &str) -> Result<Option<Incident>, DbError> {
-        let q = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM incidents WHERE id = $1"
-        )))
-        .bind(id);
+    /// Incident `id`, if it is in `scope`.
+    pub async fn incident(&self, scope: &Scope, id: &str) -> Result<Option<Incident>, DbError> {
+        let mut q = Statement::new(&format!("SELECT {COLUMNS} FROM incidents WHERE id = "));
+        q.bind(id);
+        scope.push(&mut q, "agent");
         Ok(self
-            .rows(q, "read an incident", incident)
+            .rows(q.query(), "read an incident", incident)
             .await?
             .into_iter()
             .next())
     }
 
-    /// Incidents `ids`, in no set order.
-    pub async fn incidents_named(&self, ids: &[String]) -> Result<Vec<Incident>, DbError> {
+    /// Incidents `ids` that are in `scope`, in no set order.
+    pub async fn incidents_named(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+    ) -> Result<Vec<Incident>, DbError> {
         let mut out = Vec::with_capacity(ids.len());
         let per = match self.backend {
             Backend::Sqlite => 100,
@@ -638,19 +648,23 @@ impl Db {
                 q.bind(id.as_str());
             }
             q.push(")");
+            scope.push(&mut q, "agent");
             out.extend(self.rows(q.query(), "read incidents", incident).await?);
         }
         Ok(out)
     }
 
-    /// The incident event `id` is in, if it is an alert.
-    pub async fn incident_of(&self, event: &str) -> Result<Option<String>, DbError> {
-        sqlx::query_scalar::<Any, Option<String>>("SELECT incident FROM events WHERE id = $1")
-            .bind(event)
-            .fetch_optional(&self.pool)
-            .await
-            .map(Option::flatten)
-            .map_err(sql("read an event's incident"))
+    /// The incident event `id` is in, if it is an alert in `scope`.
+    pub async fn incident_of(&self, scope: &Scope, event: &str) -> Result<Option<String>, DbError> {
+        let mut q = Statement::new("SELECT incident FROM events WHERE id = ");
+        q.bind(event);
+        scope.push(&mut q, "agent");
+        let found = self
+            .rows(q.query(), "read an event's incident", |r| {
+                r.try_get::<Option<String>, _>("incident")
+            })
+            .await?;
+        Ok(found.into_iter().next().flatten())
     }
 
     /// Incident `id`'s alerts, oldest first.
@@ -762,7 +776,10 @@ mod tests {
             )
             .await
             .unwrap();
-            let all = db.incidents(&Filter::default(), 10, 0).await.unwrap();
+            let all = db
+                .incidents(&crate::db::Scope::Trust, &Filter::default(), 10, 0)
+                .await
+                .unwrap();
             assert_eq!(all.len(), 1, "{all:?}");
             let i = &all[0];
             assert_eq!(i.id, attempt.id.to_string());
@@ -774,7 +791,9 @@ mod tests {
             assert_eq!(i.last_ms - i.first_ms, 20 * 60_000);
             assert_eq!(db.incident_events(&i.id).await.unwrap().len(), 3);
             assert_eq!(
-                db.incident_of(&again.id.to_string()).await.unwrap(),
+                db.incident_of(&crate::db::Scope::Trust, &again.id.to_string())
+                    .await
+                    .unwrap(),
                 Some(i.id.clone())
             );
 
@@ -782,7 +801,10 @@ mod tests {
             let late = alert(5, "bypass_attempt", 51, Some(Technique::VpnApp));
             db.ingest("gw1", &[late], 2).await.unwrap();
             assert_eq!(
-                db.incidents(&Filter::default(), 10, 0).await.unwrap().len(),
+                db.incidents(&crate::db::Scope::Trust, &Filter::default(), 10, 0)
+                    .await
+                    .unwrap()
+                    .len(),
                 2
             );
             let done = crate::db::cases::Triage {
@@ -790,12 +812,18 @@ mod tests {
                 outcome: Some("spoken to the pupil"),
                 action_taken: None,
             };
-            let newest = db.incidents(&Filter::default(), 1, 0).await.unwrap();
+            let newest = db
+                .incidents(&crate::db::Scope::Trust, &Filter::default(), 1, 0)
+                .await
+                .unwrap();
             assert!(db.triage(&newest[0].id, &done, "dsl", 3).await.unwrap());
             let after = alert(6, "bypass_attempt", 52, Some(Technique::VpnApp));
             db.ingest("gw1", &[after], 4).await.unwrap();
             assert_eq!(
-                db.incidents(&Filter::default(), 10, 0).await.unwrap().len(),
+                db.incidents(&crate::db::Scope::Trust, &Filter::default(), 10, 0)
+                    .await
+                    .unwrap()
+                    .len(),
                 3
             );
 
@@ -804,13 +832,27 @@ mod tests {
                 technique: Some("tor".into()),
                 ..Filter::default()
             };
-            assert_eq!(db.incidents(&tor, 10, 0).await.unwrap().len(), 1);
+            assert_eq!(
+                db.incidents(&crate::db::Scope::Trust, &tor, 10, 0)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
             let wild = Filter {
                 technique: Some("%".into()),
                 ..Filter::default()
             };
-            assert!(db.incidents(&wild, 10, 0).await.unwrap().is_empty());
-            let counts = db.incident_counts(&Filter::default()).await.unwrap();
+            assert!(
+                db.incidents(&crate::db::Scope::Trust, &wild, 10, 0)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            let counts = db
+                .incident_counts(&crate::db::Scope::Trust, &Filter::default())
+                .await
+                .unwrap();
             assert!(counts.contains(&("resolved".to_owned(), 1)), "{counts:?}");
             assert!(counts.contains(&("new".to_owned(), 2)), "{counts:?}");
         }
@@ -825,7 +867,10 @@ mod tests {
             let c = alert(3, "bypass_attempt", 2, Some(Technique::VpnApp));
             db.ingest("gw1", &[a, b], 1).await.unwrap();
             db.ingest("gw2", &[c], 1).await.unwrap();
-            let all = db.incidents(&Filter::default(), 10, 0).await.unwrap();
+            let all = db
+                .incidents(&crate::db::Scope::Trust, &Filter::default(), 10, 0)
+                .await
+                .unwrap();
             let mut subjects: Vec<_> = all
                 .iter()
                 .map(|i| (i.agent.as_str(), i.subject.as_str()))
@@ -850,7 +895,10 @@ mod tests {
             a.event.count = 9;
             a.event.last = Some(ms(a.event.time.as_millisecond() + 60_000));
             db.ingest("gw1", std::slice::from_ref(&a), 2).await.unwrap();
-            let all = db.incidents(&Filter::default(), 10, 0).await.unwrap();
+            let all = db
+                .incidents(&crate::db::Scope::Trust, &Filter::default(), 10, 0)
+                .await
+                .unwrap();
             assert_eq!(all.len(), 1);
             assert_eq!((all[0].events, all[0].attempts), (1, 9));
             assert_eq!(all[0].last_ms - all[0].first_ms, 60_000);

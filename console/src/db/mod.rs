@@ -184,6 +184,51 @@ impl Statement {
     }
 }
 
+/// Whose records a reader may see: the whole trust's (a user without a school, and the
+/// console's own work), or one school's, that is its agents' and its users'. Every query a
+/// page makes takes one, so what a school's staff cannot see is never read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Trust,
+    School(String),
+}
+
+impl Scope {
+    /// The scope of a user whose school is `school`.
+    pub fn of(school: Option<&str>) -> Self {
+        school.map_or(Self::Trust, |s| Self::School(s.to_owned()))
+    }
+
+    /// The school, for a school's scope.
+    pub fn school(&self) -> Option<&str> {
+        match self {
+            Self::Trust => None,
+            Self::School(s) => Some(s),
+        }
+    }
+
+    /// Whether a record of an agent whose school is `school` is in this scope (an agent
+    /// without one belongs to the trust alone).
+    pub fn admits(&self, school: Option<&str>) -> bool {
+        match self {
+            Self::Trust => true,
+            Self::School(s) => school == Some(s.as_str()),
+        }
+    }
+
+    /// Narrows `q` (after a condition) to rows whose `agent_column` names one of the
+    /// school's agents; nothing for the trust.
+    pub(crate) fn push(&self, q: &mut Statement, agent_column: &'static str) {
+        if let Self::School(s) = self {
+            q.push(" AND ")
+                .push(agent_column)
+                .push(" IN (SELECT name FROM agents WHERE school = ")
+                .bind(s.as_str())
+                .push(")");
+        }
+    }
+}
+
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

@@ -5,7 +5,7 @@
 use sqlx::Row as _;
 
 use super::events::{Stored, stored};
-use super::{Db, DbError, Statement};
+use super::{Db, DbError, Scope, Statement};
 
 /// A person found by a search: their username, and the latest name and class reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +19,10 @@ pub struct Found {
 const MAX_SEARCH: usize = 64;
 
 impl Db {
-    /// `username`'s events on every device, newest first: `limit` from `offset`.
+    /// `username`'s events on every device in `scope`, newest first: `limit` from `offset`.
     pub async fn person_history(
         &self,
+        scope: &Scope,
         username: &str,
         limit: i64,
         offset: i64,
@@ -31,8 +32,9 @@ impl Db {
             columns!(),
             " FROM events WHERE person_username = "
         ));
-        q.bind(username)
-            .push(" ORDER BY time_ms DESC, id DESC LIMIT ")
+        q.bind(username);
+        scope.push(&mut q, "agent");
+        q.push(" ORDER BY time_ms DESC, id DESC LIMIT ")
             .bind(limit)
             .push(" OFFSET ")
             .bind(offset);
@@ -41,8 +43,13 @@ impl Db {
     }
 
     /// People whose username or name holds `text` (without case), at most `limit`, by
-    /// username.
-    pub async fn find_people(&self, text: &str, limit: i64) -> Result<Vec<Found>, DbError> {
+    /// username, from the events in `scope`.
+    pub async fn find_people(
+        &self,
+        scope: &Scope,
+        text: &str,
+        limit: i64,
+    ) -> Result<Vec<Found>, DbError> {
         // The text is a pattern's literal part: `%`, `_` and `\` in it match themselves.
         let literal: String = text
             .trim()
@@ -63,7 +70,9 @@ impl Db {
         q.bind(pattern.as_str())
             .push(" ESCAPE '\\' OR LOWER(person_name) LIKE ")
             .bind(pattern.as_str())
-            .push(" ESCAPE '\\') GROUP BY person_username ORDER BY person_username LIMIT ")
+            .push(" ESCAPE '\\')");
+        scope.push(&mut q, "agent");
+        q.push(" GROUP BY person_username ORDER BY person_username LIMIT ")
             .bind(limit);
         self.rows(q.query(), "find people", |r| {
             Ok(Found {
@@ -102,16 +111,22 @@ mod tests {
                 event("x_y", "100% Sure", "10.10.4.23", "blocked"),
             ];
             db.ingest("gw1", &batch, 1).await.unwrap();
-            let amira = db.person_history("amira.k", 10, 0).await.unwrap();
+            let amira = db
+                .person_history(&crate::db::Scope::Trust, "amira.k", 10, 0)
+                .await
+                .unwrap();
             assert_eq!(amira.len(), 2);
             assert_eq!(amira[0].device_ip.as_deref(), Some("10.10.4.22"));
             assert_eq!(amira[1].device_ip.as_deref(), Some("10.10.4.21"));
-            let found = db.find_people("KHAN", 10).await.unwrap();
+            let found = db
+                .find_people(&crate::db::Scope::Trust, "KHAN", 10)
+                .await
+                .unwrap();
             assert_eq!(found.len(), 1);
             assert_eq!(found[0].username, "amira.k");
             assert_eq!(found[0].class.as_deref(), Some("6B"));
             let a: Vec<String> = db
-                .find_people("a", 10)
+                .find_people(&crate::db::Scope::Trust, "a", 10)
                 .await
                 .unwrap()
                 .into_iter()
@@ -119,10 +134,24 @@ mod tests {
                 .collect();
             assert_eq!(a, ["amira.k", "ben.t"], "by username or name, in order");
             // Pattern characters match themselves.
-            let literal = db.find_people("%", 10).await.unwrap();
+            let literal = db
+                .find_people(&crate::db::Scope::Trust, "%", 10)
+                .await
+                .unwrap();
             assert_eq!(literal.len(), 1, "{literal:?}");
-            assert_eq!(db.find_people("_", 10).await.unwrap()[0].username, "x_y");
-            assert!(db.find_people("nobody", 10).await.unwrap().is_empty());
+            assert_eq!(
+                db.find_people(&crate::db::Scope::Trust, "_", 10)
+                    .await
+                    .unwrap()[0]
+                    .username,
+                "x_y"
+            );
+            assert!(
+                db.find_people(&crate::db::Scope::Trust, "nobody", 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
         }
     }
 }

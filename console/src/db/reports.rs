@@ -6,16 +6,17 @@
 use schoolgate_contract::Kind;
 use sqlx::{Any, Row};
 
-use super::{Db, DbError, Statement, sql};
+use super::{Db, DbError, Scope, Statement, sql};
 
 /// One hour, in milliseconds.
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// A span of time: `[from_ms, to_ms)`.
+/// A span of time, `[from_ms, to_ms)`, of the records in `scope`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
+pub struct Window<'s> {
     pub from_ms: i64,
     pub to_ms: i64,
+    pub scope: &'s Scope,
 }
 
 /// What blocked activity is broken down by.
@@ -66,12 +67,13 @@ pub struct TopDevice {
     pub alerts: i64,
 }
 
-impl Window {
+impl Window<'_> {
     fn push_where(self, q: &mut Statement) {
         q.push(" time_ms >= ")
             .bind(self.from_ms)
             .push(" AND time_ms < ")
             .bind(self.to_ms);
+        self.scope.push(q, "agent");
     }
 }
 
@@ -85,7 +87,7 @@ impl Db {
     pub async fn blocked_by(
         &self,
         by: By,
-        w: Window,
+        w: Window<'_>,
         group: Option<&str>,
         limit: i64,
     ) -> Result<Vec<(Option<String>, i64)>, DbError> {
@@ -107,7 +109,7 @@ impl Db {
     pub async fn per_hour(
         &self,
         kind: Kind,
-        w: Window,
+        w: Window<'_>,
         group: Option<&str>,
     ) -> Result<Vec<(i64, i64)>, DbError> {
         let mut q = Statement::new(
@@ -129,7 +131,7 @@ impl Db {
     /// Bypass attempts in `w` by technique, most first.
     pub async fn bypass_by_technique(
         &self,
-        w: Window,
+        w: Window<'_>,
     ) -> Result<Vec<(Option<String>, i64)>, DbError> {
         let mut q = Statement::new(
             "SELECT technique AS k, CAST(SUM(count) AS BIGINT) AS n FROM events \
@@ -145,7 +147,7 @@ impl Db {
     pub async fn incidents_by(
         &self,
         column: AlertColumn,
-        w: Window,
+        w: Window<'_>,
     ) -> Result<Vec<(Option<String>, i64)>, DbError> {
         let mut q = Statement::new("SELECT ");
         q.push(column.as_sql())
@@ -153,12 +155,13 @@ impl Db {
             .bind(w.from_ms)
             .push(" AND first_ms < ")
             .bind(w.to_ms);
+        w.scope.push(&mut q, "agent");
         q.push(" GROUP BY 1 ORDER BY 2 DESC, 1");
         self.rows(q.query(), "count incidents", pair).await
     }
 
     /// Events of each kind in `w`, summed.
-    pub async fn kinds(&self, w: Window) -> Result<Vec<(Option<String>, i64)>, DbError> {
+    pub async fn kinds(&self, w: Window<'_>) -> Result<Vec<(Option<String>, i64)>, DbError> {
         let mut q =
             Statement::new("SELECT kind AS k, CAST(SUM(count) AS BIGINT) AS n FROM events WHERE");
         w.push_where(&mut q);
@@ -167,7 +170,7 @@ impl Db {
     }
 
     /// The devices with the most alerts, then blocks, in `w`.
-    pub async fn top_devices(&self, w: Window, limit: i64) -> Result<Vec<TopDevice>, DbError> {
+    pub async fn top_devices(&self, w: Window<'_>, limit: i64) -> Result<Vec<TopDevice>, DbError> {
         let mut q = Statement::new(
             "SELECT COALESCE(device_ip, device_mac) AS k, agent, MAX(device_name) AS dn, \
              MAX(device_owner) AS dow, \
@@ -310,6 +313,7 @@ mod tests {
             let w = Window {
                 from_ms: h,
                 to_ms: h + 3 * HOUR_MS,
+                scope: &crate::db::Scope::Trust,
             };
             let s = |v: &[(Option<String>, i64)]| -> Vec<(String, i64)> {
                 v.iter()

@@ -105,38 +105,41 @@ impl Db {
         .map_err(sql("store a request"))
     }
 
-    /// Request `id`.
-    pub async fn request(&self, id: i64) -> Result<Option<ExceptionRequest>, DbError> {
-        let q = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM exception_requests WHERE id = $1"
-        )))
-        .bind(id);
+    /// Request `id`, if it is for an agent in `scope`.
+    pub async fn request(
+        &self,
+        scope: &super::Scope,
+        id: i64,
+    ) -> Result<Option<ExceptionRequest>, DbError> {
+        let mut q = super::Statement::new(&format!(
+            "SELECT {COLUMNS} FROM exception_requests WHERE id = "
+        ));
+        q.bind(id);
+        scope.push(&mut q, "agent");
         Ok(self
-            .rows(q, "read a request", request)
+            .rows(q.query(), "read a request", request)
             .await?
             .into_iter()
             .next())
     }
 
-    /// Requests, newest first, at most `limit`: only `by`'s when given.
+    /// Requests for agents in `scope`, newest first, at most `limit`: only `by`'s when
+    /// given.
     pub async fn requests(
         &self,
+        scope: &super::Scope,
         by: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ExceptionRequest>, DbError> {
-        let q = match by {
-            Some(user) => sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM exception_requests WHERE requested_by = $1 \
-                 ORDER BY id DESC LIMIT $2"
-            )))
-            .bind(user)
-            .bind(limit),
-            None => sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM exception_requests ORDER BY id DESC LIMIT $1"
-            )))
-            .bind(limit),
-        };
-        self.rows(q, "list requests", request).await
+        let mut q = super::Statement::new(&format!(
+            "SELECT {COLUMNS} FROM exception_requests WHERE 1 = 1"
+        ));
+        if let Some(user) = by {
+            q.push(" AND requested_by = ").bind(user);
+        }
+        scope.push(&mut q, "agent");
+        q.push(" ORDER BY id DESC LIMIT ").bind(limit);
+        self.rows(q.query(), "list requests", request).await
     }
 
     /// Moves request `id` from status `from` to `to`, as `who` decides at `now_ms` with
@@ -241,18 +244,21 @@ impl Db {
             .await
     }
 
-    /// Policy `id` as its agent sent it, and the one the same agent sent before it.
+    /// Policy `id` as its agent sent it, and the one the same agent sent before it, if the
+    /// agent is in `scope`.
     pub async fn policy_change(
         &self,
+        scope: &super::Scope,
         id: i64,
     ) -> Result<Option<(AgentPolicy, Option<AgentPolicy>)>, DbError> {
         let read = agent_policy;
-        let q = sqlx::query::<Any>(
-            "SELECT id, agent, fingerprint, text, received_ms FROM policies WHERE id = $1",
-        )
-        .bind(id);
+        let mut q = super::Statement::new(
+            "SELECT id, agent, fingerprint, text, received_ms FROM policies WHERE id = ",
+        );
+        q.bind(id);
+        scope.push(&mut q, "agent");
         let Some(this) = self
-            .rows(q, "read a policy", read)
+            .rows(q.query(), "read a policy", read)
             .await?
             .into_iter()
             .next()
@@ -327,8 +333,20 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            assert_eq!(db.requests(Some("mr.osei"), 10).await.unwrap().len(), 1);
-            assert_eq!(db.requests(None, 10).await.unwrap().len(), 2);
+            assert_eq!(
+                db.requests(&crate::db::Scope::Trust, Some("mr.osei"), 10)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+            assert_eq!(
+                db.requests(&crate::db::Scope::Trust, None, 10)
+                    .await
+                    .unwrap()
+                    .len(),
+                2
+            );
             assert!(db.granted("gw1", 100).await.unwrap().is_empty());
 
             assert!(
@@ -361,7 +379,14 @@ mod tests {
                     .unwrap()
             );
             assert!(db.granted("gw1", 300).await.unwrap().is_empty());
-            assert_eq!(db.request(id).await.unwrap().unwrap().status, REVOKED);
+            assert_eq!(
+                db.request(&crate::db::Scope::Trust, id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status,
+                REVOKED
+            );
         }
     }
 

@@ -189,6 +189,7 @@ mod tests {
                     target: None,
                     detail: None,
                     address: None,
+                    school: None,
                 })
                 .await
                 .unwrap();
@@ -207,11 +208,21 @@ mod tests {
             );
             assert_eq!(db.event_count().await.unwrap(), 3);
             let open = open_case.id.to_string();
-            assert!(db.incident(&open).await.unwrap().is_some());
-            assert!(db.event(&open).await.unwrap().is_some());
+            assert!(
+                db.incident(&crate::db::Scope::Trust, &open)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                db.event(&crate::db::Scope::Trust, &open)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
             assert_eq!(db.notes(&open).await.unwrap().len(), 1);
             assert!(
-                db.incident(&old_alert.id.to_string())
+                db.incident(&crate::db::Scope::Trust, &old_alert.id.to_string())
                     .await
                     .unwrap()
                     .is_none()
@@ -229,7 +240,13 @@ mod tests {
                     .is_empty()
             );
             assert_eq!(db.notes(&kept_alert.id.to_string()).await.unwrap().len(), 1);
-            assert_eq!(db.audit_log(10, 0).await.unwrap().len(), 1);
+            assert_eq!(
+                db.audit_log(&crate::db::Scope::Trust, 10, 0)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
             // Again: nothing more to do.
             assert_eq!(
                 db.purge(&Retention::default(), now).await.unwrap(),

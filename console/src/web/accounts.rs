@@ -4,6 +4,10 @@
 //! rotate or revoke an agent, its token shown once. Every change ends the user's sessions
 //! and goes to the audit log under the same names as the command line's. An admin does not
 //! remove, disable or change the role of their own account, so the console keeps one.
+//!
+//! In a trust, an admin with a school manages that school's users and agents only, and what
+//! they add goes in their school; an admin of the whole trust chooses the school and moves
+//! accounts and agents between schools.
 
 use askama::Template;
 use axum::Form;
@@ -23,6 +27,9 @@ struct AccountsPage<'a> {
     accounts: Vec<Account>,
     agents: Vec<(Agent, String)>,
     roles: [&'static str; 5],
+    /// The schools a new account or agent may be put in (a trust admin's choice; a
+    /// school's admin puts them in their own): (id, name).
+    schools: Vec<(String, String)>,
     message: Option<String>,
     /// A new agent token, shown this once.
     token: Option<(String, String)>,
@@ -32,6 +39,19 @@ struct AccountsPage<'a> {
 #[serde(default)]
 pub struct Shown {
     done: String,
+}
+
+/// The school a new user or agent goes in: a school's admin's own; for a trust's admin, the
+/// school chosen (none: the whole trust).
+fn school_for(app: &Shared, signed: &Signed, chosen: &str) -> Result<Option<String>, Refused> {
+    if let Some(own) = signed.scope().school() {
+        return Ok(Some(own.to_owned()));
+    }
+    let school = app
+        .config
+        .school_named(chosen)
+        .map_err(|e| Refused::Bad(format!("{e}.")))?;
+    Ok(school.map(|s| s.id.to_string()))
 }
 
 /// Refuses anyone but an admin.
@@ -53,9 +73,10 @@ async fn page_with(
 ) -> Answer {
     admin(signed)?;
     let zone = &app.config.time_zone;
+    let scope = signed.scope();
     let agents = app
         .db
-        .agents()
+        .agents(&scope)
         .await?
         .into_iter()
         .map(|a| {
@@ -65,9 +86,18 @@ async fn page_with(
         .collect();
     render(&AccountsPage {
         frame: signed.frame(app),
-        accounts: app.db.accounts(now_ms()).await?,
+        accounts: app.db.accounts(&scope, now_ms()).await?,
         agents,
         roles: Role::ALL.map(Role::as_str),
+        schools: if scope.school().is_some() {
+            Vec::new()
+        } else {
+            app.config
+                .schools
+                .iter()
+                .map(|s| (s.id.to_string(), s.name.clone()))
+                .collect()
+        },
         message,
         token,
     })
@@ -92,6 +122,9 @@ pub struct UserForm {
     role: String,
     #[serde(default)]
     password: String,
+    /// For `add` and `school`: a school's id, or empty for the whole trust.
+    #[serde(default)]
+    school: String,
 }
 
 /// `password` checked for `name` and hashed; a weak one refused, saying why.
@@ -110,18 +143,53 @@ pub async fn user(State(app): State<Shared>, signed: Signed, Form(form): Form<Us
     let name = user_name(&form.name).map_err(|e| Refused::Bad(format!("{e}.")))?;
     let own = name == signed.name();
     let missing = || Refused::Bad(format!("There is no user {name:?}."));
+    let existing = app.db.user_by_name(&name).await?;
+    // A school's admin reaches their own school's users only; others are not there.
+    if form.action != "add"
+        && !existing
+            .as_ref()
+            .is_some_and(|u| signed.scope().admits(u.school.as_deref()))
+    {
+        return Err(missing());
+    }
     let (action, detail) = match form.action.as_str() {
         "add" => {
             let role: Role = form
                 .role
                 .parse()
                 .map_err(|e| Refused::Bad(format!("{e}.")))?;
-            if app.db.user_by_name(&name).await?.is_some() {
+            if existing.is_some() {
                 return Err(Refused::Bad(format!("There is already a user {name:?}.")));
             }
+            let school = school_for(&app, &signed, &form.school)?;
             let hash = hashed(form.password.clone(), &name).await?;
             app.db.put_user(&name, role, &hash, now_ms()).await?;
-            ("user_add", Some(format!("role {role}")))
+            app.db.set_user_school(&name, school.as_deref()).await?;
+            (
+                "user_add",
+                Some(match school {
+                    Some(s) => format!("role {role}, school {s}"),
+                    None => format!("role {role}"),
+                }),
+            )
+        }
+        "school" => {
+            if signed.scope().school().is_some() {
+                return Err(Refused::Forbidden(
+                    "Only an admin of the whole trust moves accounts between schools.",
+                ));
+            }
+            if own {
+                return Err(Refused::Forbidden(
+                    "An admin does not change their own school.",
+                ));
+            }
+            let school = school_for(&app, &signed, &form.school)?;
+            app.db.set_user_school(&name, school.as_deref()).await?;
+            (
+                "user_school",
+                Some(school.map_or("the whole trust".to_owned(), |s| format!("school {s}"))),
+            )
         }
         "role" => {
             let role: Role = form
@@ -189,6 +257,9 @@ pub async fn user(State(app): State<Shared>, signed: Signed, Form(form): Form<Us
 pub struct AgentForm {
     csrf: String,
     name: String,
+    /// For `add` and `school`: a school's id, or empty for the trust's own.
+    #[serde(default)]
+    school: String,
 }
 
 /// `/accounts/agents/{add|rotate|revoke}`.
@@ -202,11 +273,17 @@ pub async fn agent(
     admin(&signed)?;
     let name = agent_name(&form.name).map_err(|e| Refused::Bad(format!("{e}.")))?;
     let now = now_ms();
+    // A school's admin reaches their own school's agents only.
+    if action != "add" && !app.db.agent_in(&signed.scope(), &name).await? {
+        return Err(Refused::Bad(format!("There is no agent {name:?}.")));
+    }
     match action.as_str() {
         "add" | "rotate" => {
             let token = format!("sga_{}", random_token().map_err(|_| Refused::Internal)?);
             let done = if action == "add" {
+                let school = school_for(&app, &signed, &form.school)?;
                 app.db.add_agent(&name, &token_hash(&token), now).await?
+                    && app.db.set_agent_school(&name, school.as_deref()).await?
             } else {
                 app.db.set_agent_token(&name, &token_hash(&token)).await?
             };
@@ -234,6 +311,20 @@ pub async fn agent(
                 Some((name, token)),
             )
             .await
+        }
+        "school" => {
+            if signed.scope().school().is_some() {
+                return Err(Refused::Forbidden(
+                    "Only an admin of the whole trust moves agents between schools.",
+                ));
+            }
+            let school = school_for(&app, &signed, &form.school)?;
+            app.db.set_agent_school(&name, school.as_deref()).await?;
+            let detail = school.map_or("the trust's own".to_owned(), |s| format!("school {s}"));
+            signed
+                .audit(&app, "agent_school", Some(&name), Some(&detail))
+                .await?;
+            Ok(see_other("/accounts?done=agent_school"))
         }
         "revoke" => {
             if !app.db.revoke_agent(&name, now).await? {

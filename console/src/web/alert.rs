@@ -289,8 +289,9 @@ pub async fn show(
     Path(id): Path<String>,
     Query(shown): Query<Shown>,
 ) -> Answer {
-    let Some(i) = app.db.incident(&id).await? else {
-        return match app.db.incident_of(&id).await? {
+    let scope = signed.scope();
+    let Some(i) = app.db.incident(&scope, &id).await? else {
+        return match app.db.incident_of(&scope, &id).await? {
             Some(incident) => Ok(see_other(&format!("/alerts/{}", urlencode(&incident)))),
             None => Ok(see_other(&format!("/events/{}", urlencode(&id)))),
         };
@@ -304,7 +305,7 @@ pub async fn show(
         Some(key) => {
             let (from, to) = (i.first_ms - WINDOW_MS, i.last_ms + WINDOW_MS + 1);
             app.db
-                .device_activity(&key, from, to, ACTIVITY_LIMIT)
+                .device_activity(&scope, &key, from, to, ACTIVITY_LIMIT)
                 .await?
         }
         None => Vec::new(),
@@ -387,7 +388,11 @@ struct EventPage<'a> {
 
 /// `/events/{id}`: one event as the gateway sent it, every field.
 pub async fn event(State(app): State<Shared>, signed: Signed, Path(id): Path<String>) -> Answer {
-    let e = app.db.event(&id).await?.ok_or(Refused::NotFound("event"))?;
+    let e = app
+        .db
+        .event(&signed.scope(), &id)
+        .await?
+        .ok_or(Refused::NotFound("event"))?;
     signed.audit(&app, "view_event", Some(&e.id), None).await?;
     render(&EventPage {
         frame: signed.frame(&app),
@@ -413,10 +418,10 @@ pub fn field(text: &str, max: usize, what: &str) -> Result<Option<String>, Refus
     Ok(Some(t.to_owned()).filter(|t| !t.is_empty()))
 }
 
-/// The incident `id`.
-async fn incident(app: &Shared, id: &str) -> Result<Incident, Refused> {
+/// The incident `id`, if `signed` may see it.
+async fn incident(app: &Shared, signed: &Signed, id: &str) -> Result<Incident, Refused> {
     app.db
-        .incident(id)
+        .incident(&signed.scope(), id)
         .await?
         .ok_or(Refused::NotFound("incident"))
 }
@@ -455,7 +460,7 @@ pub async fn triage(
             "A resolved alert needs an outcome. Go back and choose one.".into(),
         ));
     }
-    let i = incident(&app, &id).await?;
+    let i = incident(&app, &signed, &id).await?;
     let decision = Triage {
         status,
         outcome: outcome.as_deref(),
@@ -492,7 +497,7 @@ pub async fn note(
     signed.handles_cases()?;
     let body = field(&form.body, MAX_NOTE, "note")?
         .ok_or_else(|| Refused::Bad("The note is empty.".into()))?;
-    let i = incident(&app, &id).await?;
+    let i = incident(&app, &signed, &id).await?;
     if !app
         .db
         .add_note(&i.id, signed.name(), &body, now_ms())
@@ -518,7 +523,7 @@ pub async fn release(
 ) -> Answer {
     signed.form_ok(&form.csrf)?;
     signed.handles_cases()?;
-    let i = incident(&app, &id).await?;
+    let i = incident(&app, &signed, &id).await?;
     // The device and person as the incident's latest alert names them.
     let e = app
         .db

@@ -113,8 +113,12 @@ pub async fn list(
     let zone = &app.config.time_zone;
     let filter = params.filter(zone);
     let page_no = params.page.max(0);
-    let rows = app.db.incidents(&filter, PAGE + 1, page_no * PAGE).await?;
-    let counts = app.db.incident_counts(&filter).await?;
+    let scope = signed.scope();
+    let rows = app
+        .db
+        .incidents(&scope, &filter, PAGE + 1, page_no * PAGE)
+        .await?;
+    let counts = app.db.incident_counts(&scope, &filter).await?;
     let (rows, more) = one_page(rows, PAGE);
     let rows = rows.into_iter().map(|i| Listed::of(i, zone)).collect();
     let total = counts.iter().map(|(_, n)| n).sum();
@@ -283,7 +287,10 @@ pub async fn export(
     Query(params): Query<Params>,
 ) -> Answer {
     let zone = &app.config.time_zone;
-    let rows = app.db.incidents(&params.filter(zone), CSV_ROWS, 0).await?;
+    let rows = app
+        .db
+        .incidents(&signed.scope(), &params.filter(zone), CSV_ROWS, 0)
+        .await?;
     signed
         .audit(
             &app,

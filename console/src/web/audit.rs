@@ -34,7 +34,10 @@ pub async fn list(
     Query(params): Query<Params>,
 ) -> Answer {
     let page_no = params.page.max(0);
-    let rows = app.db.audit_log(PAGE + 1, page_no * PAGE).await?;
+    let rows = app
+        .db
+        .audit_log(&signed.scope(), PAGE + 1, page_no * PAGE)
+        .await?;
     let (rows, more) = one_page(rows, PAGE);
     let rows = rows
         .into_iter()
@@ -50,7 +53,10 @@ pub async fn list(
 
 /// The audit log as CSV (the newest 100,000 entries).
 pub async fn export(State(app): State<Shared>, signed: Signed) -> Answer {
-    let rows = app.db.audit_log(super::alerts::CSV_ROWS, 0).await?;
+    let rows = app
+        .db
+        .audit_log(&signed.scope(), super::alerts::CSV_ROWS, 0)
+        .await?;
     signed.audit(&app, "export_audit", None, None).await?;
     let time = format!("time ({})", app.config.time_zone.name());
     let text = document(

@@ -190,7 +190,7 @@ async fn record(app: &Shared, signed: &Signed, id: &str, how: &str) -> Result<Re
     signed.handles_cases()?;
     let i = app
         .db
-        .incident(id)
+        .incident(&signed.scope(), id)
         .await?
         .ok_or(Refused::NotFound("incident"))?;
     if i.status != "resolved" {

@@ -10,6 +10,7 @@ use super::alert::{RELEASE_SENT, device_label, queue_release, urlencode};
 use super::alerts::{CSV_ROWS, events_csv};
 use super::csv::download;
 use super::{Answer, Frame, Refused, Row, Shared, Signed, one_page, render, see_other};
+use crate::db::Scope;
 use crate::db::devices::{DeviceKey, Quarantine};
 
 /// Events on one page of a device's history.
@@ -41,7 +42,7 @@ pub async fn list(
     }
     let quarantines = app
         .db
-        .quarantines()
+        .quarantines(&signed.scope())
         .await?
         .into_iter()
         .map(|q| {
@@ -82,16 +83,24 @@ pub struct HistoryParams {
     agent: String,
 }
 
-/// `key` on `agent`, or, when no agent was named and several agents saw a device by that
-/// key, those agents to choose from.
-async fn which(app: &Shared, key: &str, agent: &str) -> Result<(DeviceKey, Vec<String>), Refused> {
+/// `key` on `agent`, or, when no agent was named and several agents (of those `scope`
+/// sees) saw a device by that key, those agents to choose from.
+async fn which(
+    app: &Shared,
+    scope: &Scope,
+    key: &str,
+    agent: &str,
+) -> Result<(DeviceKey, Vec<String>), Refused> {
     let key = DeviceKey::new(key)
         .ok_or(Refused::NotFound("device"))?
         .on(agent);
-    if key.agent().is_some() {
+    if let Some(agent) = key.agent() {
+        if scope.school().is_some() && !app.db.agent_in(scope, agent).await? {
+            return Err(Refused::NotFound("device"));
+        }
         return Ok((key, Vec::new()));
     }
-    let agents = app.db.agents_of(&key).await?;
+    let agents = app.db.agents_of(scope, &key).await?;
     match agents.as_slice() {
         [one] => {
             let one = one.clone();
@@ -108,7 +117,8 @@ pub async fn history(
     Path(key): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Answer {
-    let (key, choose) = which(&app, &key, &params.agent).await?;
+    let scope = signed.scope();
+    let (key, choose) = which(&app, &scope, &key, &params.agent).await?;
     if !choose.is_empty() {
         return render(&DevicePage {
             frame: signed.frame(&app),
@@ -126,7 +136,7 @@ pub async fn history(
     let page_no = params.page.max(0);
     let rows = app
         .db
-        .device_history(&key, PAGE + 1, page_no * PAGE)
+        .device_history(&scope, &key, PAGE + 1, page_no * PAGE)
         .await?;
     let (rows, more) = one_page(rows, PAGE);
     let rows = rows
@@ -160,7 +170,7 @@ pub async fn release(
 ) -> Answer {
     signed.form_ok(&form.csrf)?;
     signed.handles_cases()?;
-    let e = match app.db.event(&form.event).await? {
+    let e = match app.db.event(&signed.scope(), &form.event).await? {
         Some(e) if e.kind == schoolgate_contract::Kind::Quarantined => e,
         _ => return Err(Refused::NotFound("quarantine")),
     };
@@ -175,13 +185,14 @@ pub async fn history_csv(
     Path(key): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Answer {
-    let (key, choose) = which(&app, &key, &params.agent).await?;
+    let scope = signed.scope();
+    let (key, choose) = which(&app, &scope, &key, &params.agent).await?;
     if !choose.is_empty() {
         return Err(Refused::Bad(
             "Several gateways saw a device by this name: open its page and choose one.".into(),
         ));
     }
-    let rows = app.db.device_history(&key, CSV_ROWS, 0).await?;
+    let rows = app.db.device_history(&scope, &key, CSV_ROWS, 0).await?;
     signed
         .audit(&app, "export_device", Some(&key.label()), None)
         .await?;

@@ -21,7 +21,13 @@ struct ExplainPage<'a> {
 }
 
 pub async fn page(State(app): State<Shared>, signed: Signed) -> Answer {
-    let agents = app.db.agents().await?.into_iter().map(|a| a.name).collect();
+    let agents = app
+        .db
+        .agents(&signed.scope())
+        .await?
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
     render(&ExplainPage {
         frame: signed.frame(&app),
         agents,
@@ -55,8 +61,7 @@ fn word(text: &str, max: usize, what: &str) -> Result<Option<String>, Refused> {
 
 pub async fn ask(State(app): State<Shared>, signed: Signed, Form(form): Form<AskForm>) -> Answer {
     signed.form_ok(&form.csrf)?;
-    let agents: Vec<String> = app.db.agents().await?.into_iter().map(|a| a.name).collect();
-    if !agents.contains(&form.agent) {
+    if !app.db.agent_in(&signed.scope(), &form.agent).await? {
         return Err(Refused::Bad("Choose a gateway.".into()));
     }
     let client: std::net::IpAddr = form
@@ -119,7 +124,7 @@ struct AnswerPage<'a> {
 pub async fn answer(State(app): State<Shared>, signed: Signed, Path(id): Path<i64>) -> Answer {
     let a = app
         .db
-        .explanation(id)
+        .explanation(&signed.scope(), id)
         .await?
         .ok_or(Refused::NotFound("explanation"))?;
     let decision = a.decision.as_deref().map(|d| {

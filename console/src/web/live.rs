@@ -33,11 +33,16 @@ pub struct Live {
     pub events: i64,
     pub status: String,
     pub severity: String,
+    /// The school of the agent that reported it: a page is sent only the rows of its
+    /// user's school. Never sent to the page.
+    #[serde(skip)]
+    pub school: Option<String>,
 }
 
 impl Live {
-    pub fn of(i: &Incident, zone: &Zone) -> Self {
+    pub fn of(i: &Incident, zone: &Zone, school: Option<String>) -> Self {
         Self {
+            school,
             id: i.id.clone(),
             when: zone.when(i.last_ms),
             title: title(i),
@@ -52,11 +57,20 @@ impl Live {
 /// Where the agents' API announces incidents started or changed.
 pub type Announcer = broadcast::Sender<Arc<Vec<Live>>>;
 
-/// Announces `incidents` (a batch's, started or changed). A page replaces a row it shows
-/// already, so a retried batch adds nothing twice.
-pub fn announce(to: &Announcer, incidents: &[Incident], zone: &Zone) {
+/// Announces `incidents` (a batch's, started or changed), each with its agent's school from
+/// `schools` (agent, school). A page replaces a row it shows already, so a retried batch
+/// adds nothing twice.
+pub fn announce(
+    to: &Announcer,
+    incidents: &[Incident],
+    zone: &Zone,
+    schools: &std::collections::HashMap<String, Option<String>>,
+) {
     if !incidents.is_empty() {
-        let rows = incidents.iter().map(|i| Live::of(i, zone)).collect();
+        let rows = incidents
+            .iter()
+            .map(|i| Live::of(i, zone, schools.get(&i.agent).cloned().flatten()))
+            .collect();
         // No page listening is not an error.
         let _ = to.send(Arc::new(rows));
     }
@@ -80,8 +94,17 @@ pub async fn stored(app: &App, ids: &[String]) {
 /// Reads incidents `ids` and announces them on this console. One that cannot be read is
 /// stored all the same: the pages show it when next loaded.
 async fn announce_named(app: &App, ids: &[String]) {
-    match app.db.incidents_named(ids).await {
-        Ok(incidents) => announce(&app.live, &incidents, &app.config.time_zone),
+    let trust = crate::db::Scope::Trust;
+    let read = async {
+        let incidents = app.db.incidents_named(&trust, ids).await?;
+        let agents = app.db.agents(&trust).await?;
+        Ok::<_, crate::db::DbError>((incidents, agents))
+    };
+    match read.await {
+        Ok((incidents, agents)) => {
+            let schools = agents.into_iter().map(|a| (a.name, a.school)).collect();
+            announce(&app.live, &incidents, &app.config.time_zone, &schools);
+        }
         Err(e) => tracing::warn!(error = %e, "cannot read incidents to announce"),
     }
 }
@@ -119,7 +142,8 @@ pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
 /// The stream of new alerts; 401 (not a redirect, which a stream cannot follow) without a
 /// session. The session is checked again before each batch is sent and every [`RECHECK`]
 /// (without counting as use), and the stream ends once it has ended: signed out, expired,
-/// idle, or the user disabled.
+/// idle, or the user disabled. Each batch is cut to the rows of the user's school (as the
+/// session says at that moment); one with none left is not sent.
 pub async fn stream(
     State(app): State<Shared>,
     signed: Result<Signed, Response>,
@@ -145,15 +169,23 @@ pub async fn stream(
                 .db
                 .session_used(&session, super::now_ms(), idle_ms, false)
                 .await;
-            if !matches!(live, Ok(Some(_))) {
-                return None;
-            }
+            let scope = match live {
+                Ok(Some(s)) => s.user.scope(),
+                _ => return None,
+            };
             match next {
                 None => continue,
                 Some(Ok(batch)) => {
+                    let rows: Vec<&Live> = batch
+                        .iter()
+                        .filter(|r| scope.admits(r.school.as_deref()))
+                        .collect();
+                    if rows.is_empty() {
+                        continue;
+                    }
                     break Event::default()
                         .event("alerts")
-                        .json_data(&*batch)
+                        .json_data(&rows)
                         .unwrap_or_else(|_| Event::default().event("reload"));
                 }
                 Some(Err(broadcast::error::RecvError::Lagged(_))) => {

@@ -113,6 +113,7 @@ pub async fn submit(
                 target: None,
                 detail: Some("the form's token was missing, forged or expired".to_owned()),
                 address: address.map(|a| a.to_string()),
+                school: None,
             };
             if let Err(e) = app.db.audit(&entry).await {
                 return internal(&e);
@@ -126,6 +127,13 @@ pub async fn submit(
         .await;
     }
     let name = schoolgate_contract::text::bounded_to(form.username.trim(), 64);
+    // A disabled account is refused as a wrong password is, after the same work.
+    let user = match app.db.user_by_name(&name).await {
+        Ok(u) => u.filter(|u| !u.disabled),
+        Err(e) => return internal(&e),
+    };
+    // A school's admin reads its own users' sign-ins.
+    let school = user.as_ref().and_then(|u| u.school.clone());
     let audit = |action: &str, detail: Option<String>| Entry {
         time_ms: now,
         who: name.clone(),
@@ -133,11 +141,7 @@ pub async fn submit(
         target: None,
         detail,
         address: address.map(|a| a.to_string()),
-    };
-    // A disabled account is refused as a wrong password is, after the same work.
-    let user = match app.db.user_by_name(&name).await {
-        Ok(u) => u.filter(|u| !u.disabled),
-        Err(e) => return internal(&e),
+        school: school.clone(),
     };
     // Counted before the password is checked, so simultaneous guesses each see the others.
     let address_key = address.map_or_else(String::new, crate::auth::address_key);

@@ -341,6 +341,11 @@ impl Signed {
         self.0.user.role
     }
 
+    /// Whose records this user sees: their school's, or the whole trust's.
+    pub fn scope(&self) -> crate::db::Scope {
+        self.0.user.scope()
+    }
+
     /// Whether `csrf` is this session's token (every form sends it).
     pub fn csrf_ok(&self, csrf: &str) -> bool {
         crate::auth::same_secret(csrf, &self.0.csrf)
@@ -380,6 +385,7 @@ impl Signed {
                 target: target.map(str::to_owned),
                 detail: detail.map(str::to_owned),
                 address: self.address(),
+                school: self.0.user.school.clone(),
             })
             .await?;
         Ok(())
@@ -428,8 +434,8 @@ async fn audit_refusals(
         (post, res.extensions().get::<Forbidden>().copied(), token)
     {
         let idle_ms = app.config.session_idle_ms();
-        let who = match app.db.session_used(&token, now_ms(), idle_ms, false).await {
-            Ok(Some(s)) => s.user.name,
+        let (who, school) = match app.db.session_used(&token, now_ms(), idle_ms, false).await {
+            Ok(Some(s)) => (s.user.name, s.user.school),
             _ => return res,
         };
         let entry = crate::db::audit::Entry {
@@ -439,6 +445,7 @@ async fn audit_refusals(
             target: Some(schoolgate_contract::text::bounded_to(&path, 200)),
             detail: Some(why.to_owned()),
             address: peer.map(|p| p.0.ip().to_string()),
+            school,
         };
         if let Err(e) = app.db.audit(&entry).await {
             return internal(&e);

@@ -49,7 +49,7 @@ pub async fn search(
         Vec::new()
     } else {
         signed.audit(&app, "search_people", Some(q), None).await?;
-        app.db.find_people(q, FOUND).await?
+        app.db.find_people(&signed.scope(), q, FOUND).await?
     };
     // One match: straight to that person.
     if let [one] = found.as_slice() {
@@ -102,7 +102,7 @@ pub async fn history(
     let page_no = params.page.max(0);
     let rows = app
         .db
-        .person_history(&username, PAGE + 1, page_no * PAGE)
+        .person_history(&signed.scope(), &username, PAGE + 1, page_no * PAGE)
         .await?;
     let (rows, more) = one_page(rows, PAGE);
     let latest = rows.first();
@@ -187,7 +187,11 @@ pub async fn release(
             Some((m, then))
         }
     };
-    let latest = app.db.person_history(&username, 1, 0).await?;
+    // The gateway that last reported her, of those the user's school has.
+    let latest = app
+        .db
+        .person_history(&signed.scope(), &username, 1, 0)
+        .await?;
     let Some(last) = latest.first() else {
         return Err(Refused::NotFound("person"));
     };
@@ -222,7 +226,10 @@ pub async fn history_csv(
     if username.is_empty() || username.len() > MAX_USERNAME {
         return Err(super::Refused::NotFound("person"));
     }
-    let rows = app.db.person_history(&username, CSV_ROWS, 0).await?;
+    let rows = app
+        .db
+        .person_history(&signed.scope(), &username, CSV_ROWS, 0)
+        .await?;
     signed
         .audit(&app, "export_person", Some(&username), None)
         .await?;

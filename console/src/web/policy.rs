@@ -82,7 +82,13 @@ pub async fn page(
     Query(params): Query<Params>,
 ) -> Answer {
     let zone = &app.config.time_zone;
-    let agents: Vec<String> = app.db.agents().await?.into_iter().map(|a| a.name).collect();
+    let agents: Vec<String> = app
+        .db
+        .agents(&signed.scope())
+        .await?
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
     let agent = if agents.contains(&params.agent) {
         params.agent.clone()
     } else {
@@ -285,7 +291,7 @@ pub async fn change(
     let zone = &app.config.time_zone;
     let (this, before) = app
         .db
-        .policy_change(id)
+        .policy_change(&signed.scope(), id)
         .await?
         .ok_or(super::Refused::NotFound("policy"))?;
     let old = before.as_ref().map(|b| b.text.as_str()).unwrap_or_default();

@@ -13,6 +13,7 @@ use super::chart::{bars, columns};
 use super::csv::{document, download};
 use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render};
 use crate::auth::Role;
+use crate::db::Scope;
 use crate::db::accounts::Agent;
 use crate::db::reports::{AlertColumn, By, HOUR_MS, TopDevice, Window};
 use crate::zone::Zone;
@@ -29,7 +30,7 @@ fn key_or(k: Option<String>, none: &str) -> String {
 }
 
 /// Per-hour sums spread over every hour of `w`, with labels (`MM-DD HH:00`, local).
-fn hourly(w: Window, sums: &[(i64, i64)], zone: &Zone) -> (Vec<i64>, Vec<String>) {
+fn hourly(w: Window<'_>, sums: &[(i64, i64)], zone: &Zone) -> (Vec<i64>, Vec<String>) {
     let first = w.from_ms.div_euclid(HOUR_MS);
     let n = usize::try_from((w.to_ms - w.from_ms).div_euclid(HOUR_MS)).unwrap_or(0);
     let mut values = vec![0; n];
@@ -61,7 +62,7 @@ pub struct BlockedParams {
 
 impl BlockedParams {
     /// Whole days in `zone`, from midnight to midnight (a day may be 23 or 25 hours).
-    fn window(&self, now: i64, zone: &Zone) -> Window {
+    fn window<'s>(&self, now: i64, zone: &Zone, scope: &'s Scope) -> Window<'s> {
         let to = zone
             .day_start(&self.to)
             .map_or(zone.add_days(now, 1), |t| zone.add_days(t, 1));
@@ -71,6 +72,7 @@ impl BlockedParams {
         Window {
             from_ms: from,
             to_ms: to,
+            scope,
         }
     }
 
@@ -97,7 +99,8 @@ pub async fn blocked(
     Query(params): Query<BlockedParams>,
 ) -> Answer {
     let zone = &app.config.time_zone;
-    let w = params.window(now_ms(), zone);
+    let scope = signed.scope();
+    let w = params.window(now_ms(), zone, &scope);
     let group = params.group();
     let mut breakdowns = Vec::new();
     for by in By::ALL {
@@ -136,7 +139,8 @@ pub async fn blocked_csv(
     Query(params): Query<BlockedParams>,
 ) -> Answer {
     let zone = &app.config.time_zone;
-    let w = params.window(now_ms(), zone);
+    let scope = signed.scope();
+    let w = params.window(now_ms(), zone, &scope);
     let group = params.group();
     let text = if params.by == "hour" {
         let sums = app.db.per_hour(Kind::Blocked, w, group).await?;
@@ -245,9 +249,11 @@ pub async fn dashboard(
     let now = now_ms();
     // Whole hours, ending with the one under way.
     let to = (now.div_euclid(HOUR_MS) + 1) * HOUR_MS;
+    let scope = signed.scope();
     let w = Window {
         from_ms: to - days * DAY_MS,
         to_ms: to,
+        scope: &scope,
     };
     let zone = &app.config.time_zone;
     let sums = app.db.per_hour(Kind::Blocked, w, None).await?;
@@ -261,7 +267,7 @@ pub async fn dashboard(
         .collect();
     let agents = app
         .db
-        .agents()
+        .agents(&scope)
         .await?
         .into_iter()
         .map(|a| health(a, now, zone))
@@ -295,12 +301,16 @@ pub struct WeeklyParams {
 }
 
 /// The week (Monday 00:00 to Monday 00:00 in `zone`) holding `day`, or last week.
-fn week_of(params: &WeeklyParams, now: i64, zone: &Zone) -> Window {
+fn week_of<'s>(params: &WeeklyParams, now: i64, zone: &Zone, scope: &'s Scope) -> Window<'s> {
     let day = zone
         .day_start(&params.week)
         .unwrap_or(zone.add_days(now, -7));
     let (from_ms, to_ms) = zone.week_of(day);
-    Window { from_ms, to_ms }
+    Window {
+        from_ms,
+        to_ms,
+        scope,
+    }
 }
 
 /// A technique's name in words, for the report's rows.
@@ -322,7 +332,7 @@ const BLOCKS_BY_DAY: &str = "Blocks by day";
 pub async fn weekly_sections(
     db: &crate::db::Db,
     zone: &Zone,
-    w: Window,
+    w: Window<'_>,
     role: Role,
 ) -> Result<Sections, crate::db::DbError> {
     let named = |rows: Vec<(Option<String>, i64)>, none: &str| {
@@ -405,7 +415,8 @@ pub async fn weekly(
     Query(params): Query<WeeklyParams>,
 ) -> Answer {
     let zone = &app.config.time_zone;
-    let w = week_of(&params, now_ms(), zone);
+    let scope = signed.scope();
+    let w = week_of(&params, now_ms(), zone, &scope);
     let sections = weekly_sections(&app.db, zone, w, signed.role()).await?;
     signed
         .audit(&app, "view_report", Some(&zone.date_of(w.from_ms)), None)
@@ -435,7 +446,8 @@ pub async fn weekly_csv(
     Query(params): Query<WeeklyParams>,
 ) -> Answer {
     let zone = &app.config.time_zone;
-    let w = week_of(&params, now_ms(), zone);
+    let scope = signed.scope();
+    let w = week_of(&params, now_ms(), zone, &scope);
     let sections = weekly_sections(&app.db, zone, w, signed.role()).await?;
     let from = zone.date_of(w.from_ms);
     signed
@@ -466,6 +478,7 @@ mod tests {
             },
             0,
             &zone,
+            &Scope::Trust,
         );
         assert_eq!(date_of(w.from_ms), "2026-11-23");
         assert_eq!(date_of(w.to_ms), "2026-11-30");
@@ -475,6 +488,7 @@ mod tests {
             },
             0,
             &zone,
+            &Scope::Trust,
         );
         assert_eq!(monday, w);
         let sunday = week_of(
@@ -483,6 +497,7 @@ mod tests {
             },
             0,
             &zone,
+            &Scope::Trust,
         );
         assert_eq!(sunday, w);
     }
@@ -492,6 +507,7 @@ mod tests {
         let w = Window {
             from_ms: 10 * HOUR_MS,
             to_ms: 14 * HOUR_MS,
+            scope: &Scope::Trust,
         };
         let (values, labels) = hourly(w, &[(11, 5), (13, 2), (99, 7)], &Zone::utc());
         assert_eq!(values, [0, 5, 0, 2]);
@@ -506,6 +522,7 @@ mod tests {
             status: Some(
                 r#"{"events_dropped":1999,"events_lost_to_damage":3,"upstream_errors":0}"#.into(),
             ),
+            school: None,
         };
         let h = health(agent, 2, &Zone::utc());
         assert_eq!(h.errors, "events dropped 1999, events lost to damage 3");

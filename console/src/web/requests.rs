@@ -124,7 +124,14 @@ pub async fn page(
     signed: Signed,
     Query(params): Query<Params>,
 ) -> Answer {
-    let agents: Vec<String> = app.db.agents().await?.into_iter().map(|a| a.name).collect();
+    let scope = signed.scope();
+    let agents: Vec<String> = app
+        .db
+        .agents(&scope)
+        .await?
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
     let agent = if agents.contains(&params.agent) {
         params.agent.clone()
     } else {
@@ -167,7 +174,7 @@ pub async fn page(
     let mine_only = !(approver || role.sees_records());
     let requests = app
         .db
-        .requests(mine_only.then(|| signed.name()), LISTED)
+        .requests(&scope, mine_only.then(|| signed.name()), LISTED)
         .await?;
     let zone = &app.config.time_zone;
     let now = now_ms();
@@ -304,6 +311,9 @@ pub async fn ask(State(app): State<Shared>, signed: Signed, Form(form): Form<Ask
     let classes = names(&form.classes, "Classes")?;
     let groups = names(&form.groups, "Groups")?;
     let people = names(&form.people, "Pupils")?;
+    if !app.db.agent_in(&signed.scope(), &form.agent).await? {
+        return Err(Refused::Bad("Choose a gateway.".into()));
+    }
     let policy = policy_of(&app, &form.agent).await?;
     let now = now_ms();
     let (from_ms, to_ms) = match form.when.as_str() {
@@ -371,9 +381,10 @@ pub struct DecideForm {
     note: String,
 }
 
-async fn the_request(app: &Shared, id: i64) -> Result<ExceptionRequest, Refused> {
+/// Request `id`, if it is for a gateway of `signed`'s school.
+async fn the_request(app: &Shared, signed: &Signed, id: i64) -> Result<ExceptionRequest, Refused> {
     app.db
-        .request(id)
+        .request(&signed.scope(), id)
         .await?
         .ok_or(Refused::NotFound("request"))
 }
@@ -392,7 +403,7 @@ async fn decide(
             "Only an approver's account decides requests.",
         ));
     }
-    let r = the_request(app, id).await?;
+    let r = the_request(app, signed, id).await?;
     if r.requested_by == signed.name() {
         return Err(Refused::Forbidden(
             "A request is decided by someone other than who asked for it.",
@@ -456,7 +467,7 @@ pub async fn revoke(
     Form(form): Form<DecideForm>,
 ) -> Answer {
     signed.form_ok(&form.csrf)?;
-    let r = the_request(&app, id).await?;
+    let r = the_request(&app, &signed, id).await?;
     if !(may_approve(&app, signed.role()) || r.requested_by == signed.name()) {
         return Err(Refused::Forbidden(
             "Only an approver, or who asked for it, revokes a request.",

@@ -189,7 +189,12 @@ impl Console {
     }
 
     pub(crate) async fn audit_actions(&self) -> Vec<(String, String)> {
-        let mut log = self.app.db.audit_log(1000, 0).await.unwrap();
+        let mut log = self
+            .app
+            .db
+            .audit_log(&crate::db::Scope::Trust, 1000, 0)
+            .await
+            .unwrap();
         log.reverse();
         log.into_iter().map(|e| (e.who, e.action)).collect()
     }
@@ -1445,7 +1450,12 @@ async fn the_client_address_comes_from_a_trusted_proxy_only() {
         let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
-    let log = c.app.db.audit_log(10, 0).await.unwrap();
+    let log = c
+        .app
+        .db
+        .audit_log(&crate::db::Scope::Trust, 10, 0)
+        .await
+        .unwrap();
     let mut addresses: Vec<_> = log.iter().map(|e| e.address.clone().unwrap()).collect();
     addresses.sort();
     assert_eq!(addresses, ["192.0.2.1", "203.0.113.9"]);
@@ -1553,7 +1563,7 @@ async fn an_agents_long_status_is_kept_whole_or_not_at_all() {
             .unwrap();
         let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{filler}");
-        let agents = c.app.db.agents().await.unwrap();
+        let agents = c.app.db.agents(&crate::db::Scope::Trust).await.unwrap();
         let stored = agents[0].status.clone().unwrap();
         let value: serde_json::Value = serde_json::from_str(&stored).unwrap();
         assert_eq!(value.get("note").is_some(), kept, "{filler}");
@@ -1579,7 +1589,12 @@ async fn the_live_stream_ends_with_its_session() {
     assert_eq!(dsl.post("/logout", &[]).await.location(), "/login");
     let e = alert("bypass_attempt", "pupil-named.example", "10.10.3.7");
     let i = crate::db::incidents::Incident::open("gw1", &e);
-    super::live::announce(&c.app.live, &[i], &crate::zone::Zone::default());
+    super::live::announce(
+        &c.app.live,
+        &[i],
+        &crate::zone::Zone::default(),
+        &std::collections::HashMap::new(),
+    );
     let mut got = String::new();
     let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         while let Some(chunk) = stream.next().await {
@@ -1610,7 +1625,13 @@ async fn an_event_from_the_future_is_dated_when_received() {
         let before = super::now_ms();
         let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        let stored = c.app.db.event(&id).await.unwrap().unwrap();
+        let stored = c
+            .app
+            .db
+            .event(&crate::db::Scope::Trust, &id)
+            .await
+            .unwrap()
+            .unwrap();
         assert!((before..=super::now_ms()).contains(&stored.time_ms));
         let agent_time: Option<i64> =
             sqlx::query_scalar("SELECT agent_time_ms FROM events WHERE id = $1")
@@ -1807,7 +1828,12 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
             }
         };
         assert!(granted().await.is_empty());
-        let requests = c.app.db.requests(Some("mr.osei"), 10).await.unwrap();
+        let requests = c
+            .app
+            .db
+            .requests(&crate::db::Scope::Trust, Some("mr.osei"), 10)
+            .await
+            .unwrap();
         let id = requests[0].id;
         // A teacher does not approve, even another's.
         let by_teacher = other.post(&format!("/requests/{id}/approve"), &[]).await;
@@ -1849,7 +1875,13 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
         assert_eq!(revoked.location(), "/requests?done=revoked");
         assert!(granted().await.is_empty());
         // Another teacher cannot revoke what is not theirs.
-        let theirs = c.app.db.requests(Some("ms.ade"), 10).await.unwrap()[0].id;
+        let theirs = c
+            .app
+            .db
+            .requests(&crate::db::Scope::Trust, Some("ms.ade"), 10)
+            .await
+            .unwrap()[0]
+            .id;
         assert_eq!(
             teacher
                 .post(&format!("/requests/{theirs}/revoke"), &[])
@@ -1931,7 +1963,7 @@ async fn many_small_events_cross_a_threshold_and_become_one_incident() {
             StatusCode::OK
         );
         let every = crate::db::incidents::Filter::default();
-        let all = || c.app.db.incidents(&every, 10, 0);
+        let all = || c.app.db.incidents(&crate::db::Scope::Trust, &every, 10, 0);
         assert!(all().await.unwrap().is_empty(), "two are not yet three");
         post("/api/v1/events", batch(vec![blocked(2, amira.clone(), 11)])).await;
         let found = all().await.unwrap();
