@@ -2278,3 +2278,5 @@ async fn an_incident_stored_by_one_console_appears_live_on_another() {
         }
     }
 }
+
+mod schools;
