@@ -48,7 +48,7 @@ pub enum MailError {
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("cannot build the message: {0}")]
     Message(#[from] lettre::error::Error),
-    #[error("cannot sum the week for the report: {0}")]
+    #[error("cannot read the records for the message: {0}")]
     Report(String),
 }
 
@@ -85,11 +85,23 @@ pub fn summary(i: &Incident) -> String {
 
 /// The subject and body of the message for `incidents`, times in `zone`.
 pub fn compose(incidents: &[Incident], public_url: Option<&str>, zone: &Zone) -> (String, String) {
+    compose_for(None, incidents, public_url, zone)
+}
+
+/// The message for `incidents`, for `school`'s lead when it names one (its name in the
+/// subject: a lead of several schools' sees which).
+pub fn compose_for(
+    school: Option<&str>,
+    incidents: &[Incident],
+    public_url: Option<&str>,
+    zone: &Zone,
+) -> (String, String) {
     let n = incidents.len();
+    let whose = school.map_or_else(String::new, |s| format!(" at {s}"));
     let subject = if n == 1 {
-        "schoolgate: 1 new high-risk incident".to_owned()
+        format!("schoolgate: 1 new high-risk incident{whose}")
     } else {
-        format!("schoolgate: {n} new high-risk incidents")
+        format!("schoolgate: {n} new high-risk incidents{whose}")
     };
     let base = public_url.map(|u| u.trim_end_matches('/'));
     let mut body = String::from(
@@ -195,6 +207,8 @@ pub struct Mailer {
     zone: Zone,
     /// The weekly reports: which, to whom, on which day at what time.
     reports: Vec<(Report, Mailboxes, jiff::civil::Weekday, jiff::civil::Time)>,
+    /// A trust's schools whose own leads are mailed too: (id, name, their addresses).
+    schools: Vec<(String, String, Mailboxes)>,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -258,7 +272,25 @@ impl Mailer {
             public_url: public_url.map(str::to_owned),
             zone,
             reports: Vec::new(),
+            schools: Vec::new(),
         })
+    }
+
+    /// This mailer, also sending each school's high-risk incidents, and its own weekly
+    /// summary when one is set, to the school's `mail_to`.
+    pub fn with_schools(mut self, schools: &[crate::config::School]) -> Result<Self, MailError> {
+        for school in schools {
+            if school.mail_to.is_empty() {
+                continue;
+            }
+            let mut to = Mailboxes::new();
+            for t in &school.mail_to {
+                to.push(mailbox("schools.mail_to", t)?);
+            }
+            self.schools
+                .push((school.id.to_string(), school.name.clone(), to));
+        }
+        Ok(self)
     }
 
     /// This mailer, also sending the weekly `reports`.
@@ -280,14 +312,40 @@ impl Mailer {
     /// Sends each weekly report that is due at `now_ms` and not yet sent for its week;
     /// how many were sent. A report is claimed in the database before it is sent (so it goes
     /// once, whichever console sends it) and the claim given up if the send fails.
+    /// Besides the trust's copy, each school with `mail_to` gets the DSL's weekly summary of
+    /// its own records (claimed as `weekly:{school}`).
     pub async fn reports_once(&self, db: &Db, now_ms: i64) -> Result<usize, MailError> {
         let mut sent = 0;
+        let mut copies: Vec<(Report, &Mailboxes, _, _, crate::db::Scope, String)> = Vec::new();
         for (report, to, day, time) in &self.reports {
+            copies.push((
+                *report,
+                to,
+                *day,
+                *time,
+                crate::db::Scope::Trust,
+                report.as_str().to_owned(),
+            ));
+            if *report == Report::Weekly {
+                for (id, _, to) in &self.schools {
+                    copies.push((
+                        *report,
+                        to,
+                        *day,
+                        *time,
+                        crate::db::Scope::School(id.clone()),
+                        format!("{}:{id}", report.as_str()),
+                    ));
+                }
+            }
+        }
+        for (report, to, day, time, scope, claim) in &copies {
+            let report = *report;
             let Some(due) = self.zone.last_at(*day, *time, now_ms) else {
                 continue;
             };
             let week = self.zone.week_before(due);
-            match db.claim_report(report.as_str(), week.0, now_ms).await {
+            match db.claim_report(claim, week.0, now_ms).await {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
@@ -298,23 +356,30 @@ impl Mailer {
             let w = crate::db::reports::Window {
                 from_ms: week.0,
                 to_ms: week.1,
-                scope: &crate::db::Scope::Trust,
+                scope,
             };
             let result = async {
                 let sections =
                     crate::web::reports::weekly_sections(db, &self.zone, w, report.role())
                         .await
                         .map_err(|e| MailError::Report(e.to_string()))?;
-                let (subject, body) = compose_report(
-                    *report,
+                let (mut subject, body) = compose_report(
+                    report,
                     &sections,
                     week,
                     &self.zone,
                     self.public_url.as_deref(),
                 );
+                if let Some((_, name, _)) = self
+                    .schools
+                    .iter()
+                    .find(|(id, _, _)| scope.school() == Some(id.as_str()))
+                {
+                    subject.push_str(&format!(" ({name})"));
+                }
                 let message = Message::builder()
                     .from(self.from.clone())
-                    .mailbox(lettre::message::header::To::from(to.clone()))
+                    .mailbox(lettre::message::header::To::from((*to).clone()))
                     .subject(subject)
                     .header(ContentType::TEXT_PLAIN)
                     .body(body)?;
@@ -323,27 +388,65 @@ impl Mailer {
             }
             .await;
             if let Err(e) = result {
-                if let Err(undo) = db.unclaim_report(report.as_str(), week.0).await {
+                if let Err(undo) = db.unclaim_report(claim, week.0).await {
                     warn!(error = %undo, "cannot give up a report's claim; it will not be sent again");
                 }
                 return Err(e);
             }
-            info!(report = report.as_str(), week = %self.zone.date_of(week.0), "weekly report e-mailed");
+            info!(report = %claim, week = %self.zone.date_of(week.0), "weekly report e-mailed");
             sent += 1;
         }
         Ok(sent)
     }
 
-    /// Sends one message for `incidents`.
+    /// Sends one message for `incidents` to the trust's addresses (`smtp.to`).
     pub async fn send(&self, incidents: &[Incident]) -> Result<(), MailError> {
-        let (subject, body) = compose(incidents, self.public_url.as_deref(), &self.zone);
+        self.send_to(&self.to, None, incidents).await
+    }
+
+    async fn send_to(
+        &self,
+        to: &Mailboxes,
+        school: Option<&str>,
+        incidents: &[Incident],
+    ) -> Result<(), MailError> {
+        if to.iter().next().is_none() || incidents.is_empty() {
+            return Ok(());
+        }
+        let (subject, body) =
+            compose_for(school, incidents, self.public_url.as_deref(), &self.zone);
         let message = Message::builder()
             .from(self.from.clone())
-            .mailbox(lettre::message::header::To::from(self.to.clone()))
+            .mailbox(lettre::message::header::To::from(to.clone()))
             .subject(subject)
             .header(ContentType::TEXT_PLAIN)
             .body(body)?;
         self.transport.send(message).await?;
+        Ok(())
+    }
+
+    /// Sends `incidents` to the trust's addresses, and each school's to its own lead.
+    async fn send_all(&self, db: &Db, incidents: &[Incident]) -> Result<(), MailError> {
+        self.send(incidents).await?;
+        if self.schools.is_empty() {
+            return Ok(());
+        }
+        let agents = db
+            .agents(&crate::db::Scope::Trust)
+            .await
+            .map_err(|e| MailError::Report(e.to_string()))?;
+        for (id, name, to) in &self.schools {
+            let theirs: Vec<Incident> = incidents
+                .iter()
+                .filter(|i| {
+                    agents
+                        .iter()
+                        .any(|a| a.name == i.agent && a.school.as_deref() == Some(id.as_str()))
+                })
+                .cloned()
+                .collect();
+            self.send_to(to, Some(name), &theirs).await?;
+        }
         Ok(())
     }
 
@@ -360,7 +463,7 @@ impl Mailer {
             return Ok(0);
         }
         let ids: Vec<&str> = due.iter().map(|e| e.id.as_str()).collect();
-        let sent = self.send(&due).await;
+        let sent = self.send_all(db, &due).await;
         if let Err(e) = db.mark_mailed(&ids, sent.is_ok()).await {
             // Claimed and not marked: another tick (or console) takes the claim over later.
             warn!(error = %e, "cannot mark incidents e-mailed");
@@ -788,6 +891,110 @@ sys.stdin.read()
                 6,
                 "{text}"
             );
+        }
+    }
+
+    /// In a trust, each school's lead hears of their own school's incidents, and gets
+    /// their own school's week; the trust's addresses get everything.
+    #[tokio::test]
+    async fn each_school_hears_of_its_own_incidents_and_week() {
+        let Some(python) = sink_python() else {
+            return;
+        };
+        let sink = Sink::start(&python);
+        for (db, _dir) in testing::each().await {
+            let zone = Zone::default();
+            let now = crate::web::now_ms();
+            let today = zone.day_of(now).get(..3).unwrap_or_default().to_lowercase();
+            let config = crate::config::Config::parse(&format!(
+                "smtp: {{host: 127.0.0.1, port: {}, security: none, from: console@trust.example, \
+                 to: [safeguarding@trust.example]}}\n\
+                 reports:\n  weekly: {{ to: [safeguarding@trust.example], day: {today}, time: \"00:00\" }}\n\
+                 schools:\n  - {{ id: oak, name: Oak Primary, mail_to: [dsl@oak.example] }}\n  \
+                 - {{ id: elm, name: Elm Academy, mail_to: [dsl@elm.example] }}\n",
+                sink.port
+            ))
+            .unwrap();
+            let mailer = Mailer::new(config.smtp.as_ref().unwrap(), None, zone.clone())
+                .unwrap()
+                .with_reports(&config.reports)
+                .unwrap()
+                .with_schools(&config.schools)
+                .unwrap();
+            for (agent, school) in [("gw-oak", "oak"), ("gw-elm", "elm")] {
+                db.add_agent(agent, agent, 1).await.unwrap();
+                db.set_agent_school(agent, Some(school)).await.unwrap();
+            }
+            // This week, one attempt at each school; last week, one at Oak only.
+            db.ingest(
+                "gw-oak",
+                &[alert("bypass_attempt", "a.example", "10.1.0.1")],
+                now,
+            )
+            .await
+            .unwrap();
+            db.ingest(
+                "gw-elm",
+                &[alert("bypass_attempt", "b.example", "10.2.0.1")],
+                now,
+            )
+            .await
+            .unwrap();
+            let due = zone
+                .last_at(
+                    config.reports.weekly.as_ref().unwrap().day.0,
+                    jiff::civil::time(0, 0, 0, 0),
+                    now,
+                )
+                .unwrap();
+            let (from, _) = zone.week_before(due);
+            let mut last_week = alert("bypass_attempt", "c.example", "10.1.0.2");
+            last_week.event.time = crate::db::events::tests::ms(from + 3_600_000);
+            db.ingest("gw-oak", std::slice::from_ref(&last_week), now)
+                .await
+                .unwrap();
+            let before = sink.messages().len();
+            assert_eq!(mailer.once(&db).await.unwrap(), 3);
+            assert_eq!(mailer.reports_once(&db, now).await.unwrap(), 3);
+            assert_eq!(mailer.reports_once(&db, now + 60_000).await.unwrap(), 0);
+            let started = std::time::Instant::now();
+            let mut got = sink.messages();
+            while got.len() < before + 6 {
+                assert!(started.elapsed() < Duration::from_secs(20), "{got:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                got = sink.messages();
+            }
+            let new = &got[before..];
+            let one = |to: &str, what: &str| -> &String {
+                let found: Vec<&String> = new
+                    .iter()
+                    .filter(|m| m.starts_with(&format!("To: {to}")) && m.contains(what))
+                    .collect();
+                assert_eq!(found.len(), 1, "{to} {what}: {new:?}");
+                found[0]
+            };
+            let trust = one("safeguarding@trust.example", "high-risk");
+            assert!(
+                trust.contains("gw-oak") && trust.contains("gw-elm"),
+                "{trust}"
+            );
+            let oak = one("dsl@oak.example", "high-risk");
+            assert!(
+                oak.contains("Subject: schoolgate: 2 new high-risk incidents at Oak Primary"),
+                "{oak}"
+            );
+            assert!(oak.contains("gw-oak") && !oak.contains("gw-elm"), "{oak}");
+            let elm = one("dsl@elm.example", "high-risk");
+            assert!(elm.contains("gw-elm") && !elm.contains("gw-oak"), "{elm}");
+            let week = one("dsl@oak.example", "weekly summary");
+            assert!(
+                week.contains("(Oak Primary)") && week.contains("a VPN (OpenVPN): 1"),
+                "{week}"
+            );
+            let week = one("dsl@elm.example", "weekly summary");
+            assert!(!week.contains("OpenVPN"), "{week}");
+            let week = one("safeguarding@trust.example", "weekly summary");
+            assert!(week.contains("a VPN (OpenVPN): 1"), "{week}");
         }
     }
 }

@@ -149,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     app.config.time_zone.clone(),
                 )
                 .and_then(|m| m.with_reports(&app.config.reports))
+                .and_then(|m| m.with_schools(&app.config.schools))
                 .context("console.yaml's smtp settings")?;
                 tasks.push(tokio::spawn(mailer.run(
                     app.db.clone(),
