@@ -47,12 +47,11 @@ pub struct Config {
 /// The schools, each id once.
 fn unique_schools<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<School>, D::Error> {
     let schools = Vec::<School>::deserialize(d)?;
-    let mut ids: Vec<&str> = schools.iter().map(|s| s.id.as_str()).collect();
-    ids.sort_unstable();
-    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = schools.iter().find(|s| !seen.insert(s.id.as_str())) {
         return Err(serde::de::Error::custom(format!(
             "school {:?} is listed twice",
-            w[0]
+            twice.id.as_str()
         )));
     }
     Ok(schools)

@@ -343,3 +343,70 @@ async fn accounts_change_end_their_sessions_and_are_audited() {
     assert_eq!(actions, expected);
     assert!(log.iter().all(|e| e.who.starts_with("cli:")));
 }
+
+/// In a trust, accounts and agents are put in the schools `console.yaml` lists, and only
+/// those: a mistyped school is refused, naming the ones there are.
+#[tokio::test]
+async fn accounts_and_agents_go_in_the_schools_console_yaml_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    std::fs::write(
+        data.join("console.yaml"),
+        "schools:\n  - { id: oak, name: Oak Primary }\n  - { id: elm, name: Elm Academy }\n",
+    )
+    .unwrap();
+    let pw = "plum vessel gravity lantern\n".repeat(2);
+    ok(&console_with_input(
+        &["user", "add", "dsl-oak", "--role", "dsl", "--school", "oak"],
+        data,
+        &pw,
+    ));
+    let typo = console(&["agent", "add", "gw-oak", "--school", "oka"], data);
+    assert!(!typo.status.success());
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        said.contains("no school \"oka\"") && said.contains("there are: oak, elm"),
+        "{said}"
+    );
+    ok(&console(
+        &["agent", "add", "gw-oak", "--school", "oak"],
+        data,
+    ));
+    ok(&console(&["agent", "add", "gw-hq"], data));
+    ok(&console(&["agent", "school", "gw-hq", "elm"], data));
+    let list = ok(&console(&["user", "list"], data));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("dsl-oak") && l.ends_with("oak")),
+        "{list}"
+    );
+
+    let url = schoolgate_console::db::sqlite_url(data).unwrap();
+    let db = schoolgate_console::db::Db::open(&url).await.unwrap();
+    let oak = schoolgate_console::db::Scope::School("oak".into());
+    let agents: Vec<String> = db
+        .agents(&oak)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(agents, ["gw-oak"]);
+    let before = session(&db, "dsl-oak").await;
+    ok(&console(&["user", "school", "dsl-oak"], data));
+    assert!(
+        !live(&db, &before).await,
+        "moving a user ends their sessions"
+    );
+    let user = db.user_by_name("dsl-oak").await.unwrap().unwrap();
+    assert_eq!(user.school, None, "no school: the whole trust");
+    let log = db
+        .audit_log(&schoolgate_console::db::Scope::Trust, 100, 0)
+        .await
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "agent_school" && e.detail.as_deref() == Some("school elm")),
+        "{log:?}"
+    );
+}

@@ -358,6 +358,12 @@ impl Signed {
     /// What every page's frame shows of the user.
     pub fn frame<'a>(&'a self, app: &'a App) -> Frame<'a> {
         Frame {
+            school: self
+                .0
+                .user
+                .school
+                .as_deref()
+                .map(|id| app.config.school(id).map_or(id, |s| s.name.as_str())),
             zone: app.config.time_zone.name(),
             user: &self.0.user.name,
             role: self.role().as_str(),
@@ -524,6 +530,8 @@ pub struct Frame<'a> {
     pub admin: bool,
     /// The time zone the page's times are in.
     pub zone: &'a str,
+    /// The school whose records the user sees (its name); `None`: the whole trust's.
+    pub school: Option<&'a str>,
 }
 
 /// A redirect after a form (303, so the browser follows with GET).

@@ -237,6 +237,8 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
         }
         // An Oak event's own page, where `/alerts/{id}` sends what is no incident of theirs.
         let dsl_elm = c.signed_in("dsl-elm").await;
+        let own = dsl_elm.get("/alerts").await.body;
+        assert!(own.contains("dsl-elm (dsl, Elm Academy)"), "{own}");
         for path in [format!("/events/{id}"), format!("/policy/changes/{policy}")] {
             assert_eq!(
                 dsl_elm.get(&path).await.status,
