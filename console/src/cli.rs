@@ -66,16 +66,17 @@ pub(crate) enum UserCommand {
         /// Read the password from this file's first line instead of asking.
         #[arg(long)]
         password_file: Option<PathBuf>,
-        /// In a trust: the school (an id from console.yaml's `schools`) whose records the
-        /// user sees; without it, a new user sees the whole trust's.
+        /// In a trust: the school (an id from console.yaml's `schools`), or schools
+        /// separated by commas, whose records the user sees; without it, a new user sees the
+        /// whole trust's.
         #[arg(long)]
         school: Option<String>,
         #[command(flatten)]
         store: Store,
     },
-    /// In a trust: put a user in a school (an id from console.yaml's `schools`), so they
-    /// see its records only, or without one let them see the whole trust's; ends their
-    /// sessions.
+    /// In a trust: put a user in a school (an id from console.yaml's `schools`) or several
+    /// (separated by commas), so they see those records only, or without one let them see
+    /// the whole trust's; ends their sessions.
     School {
         name: String,
         school: Option<String>,

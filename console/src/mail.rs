@@ -333,7 +333,7 @@ impl Mailer {
                         to,
                         *day,
                         *time,
-                        crate::db::Scope::School(id.clone()),
+                        crate::db::Scope::school(id),
                         format!("{}:{id}", report.as_str()),
                     ));
                 }
@@ -373,7 +373,7 @@ impl Mailer {
                 if let Some((_, name, _)) = self
                     .schools
                     .iter()
-                    .find(|(id, _, _)| scope.school() == Some(id.as_str()))
+                    .find(|(id, _, _)| scope.schools() == [id.as_str()])
                 {
                     subject.push_str(&format!(" ({name})"));
                 }

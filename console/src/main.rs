@@ -223,14 +223,29 @@ async fn new_password(name: &str, file: Option<&std::path::Path>) -> anyhow::Res
     Ok(schoolgate_console::auth::hash_new_password(password, name).await?)
 }
 
-/// The school `asked` names, checked against the data directory's console.yaml: its id, or
-/// `None` for none asked.
+/// The school(s) `asked` names (ids separated by commas), checked against the data
+/// directory's console.yaml: the ids joined by commas, or `None` for none asked.
 fn school(store: &Store, asked: Option<&str>) -> anyhow::Result<Option<String>> {
     let Some(asked) = asked else {
         return Ok(None);
     };
     let config = Config::load(&store.data)?;
-    Ok(config.school_named(asked)?.map(|s| s.id.to_string()))
+    let mut ids = Vec::new();
+    for one in asked.split(',') {
+        if let Some(s) = config.school_named(one)? {
+            ids.push(s.id.to_string());
+        }
+    }
+    Ok(Some(ids.join(",")).filter(|s| !s.is_empty()))
+}
+
+/// The one school an agent serves, as [`school`] reads it.
+fn one_school(store: &Store, asked: Option<&str>) -> anyhow::Result<Option<String>> {
+    let school = school(store, asked)?;
+    if school.as_deref().is_some_and(|s| s.contains(',')) {
+        bail!("an agent serves one school");
+    }
+    Ok(school)
 }
 
 /// Ends `name`'s sessions after a change to their account, and says so.
@@ -438,7 +453,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             store,
         } => {
             let name = agent_name(&name)?;
-            let school = school(&store, asked.as_deref())?;
+            let school = one_school(&store, asked.as_deref())?;
             let db = open(&store).await?;
             let token = format!("sga_{}", random_token()?);
             if !db
@@ -457,7 +472,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             school: asked,
             store,
         } => {
-            let school = school(&store, asked.as_deref())?;
+            let school = one_school(&store, asked.as_deref())?;
             let db = open(&store).await?;
             if !db.set_agent_school(&name, school.as_deref()).await? {
                 bail!("there is no agent {name:?}");

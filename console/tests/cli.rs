@@ -372,6 +372,15 @@ async fn accounts_and_agents_go_in_the_schools_console_yaml_lists() {
         &["agent", "add", "gw-oak", "--school", "oak"],
         data,
     ));
+    let two = console(&["agent", "add", "gw-two", "--school", "oak,elm"], data);
+    assert!(String::from_utf8_lossy(&two.stderr).contains("an agent serves one school"));
+    ok(&console_with_input(
+        &[
+            "user", "add", "dsl-two", "--role", "dsl", "--school", "oak,elm",
+        ],
+        data,
+        &pw,
+    ));
     ok(&console(&["agent", "add", "gw-hq"], data));
     ok(&console(&["agent", "school", "gw-hq", "elm"], data));
     let list = ok(&console(&["user", "list"], data));
@@ -383,7 +392,7 @@ async fn accounts_and_agents_go_in_the_schools_console_yaml_lists() {
 
     let url = schoolgate_console::db::sqlite_url(data).unwrap();
     let db = schoolgate_console::db::Db::open(&url).await.unwrap();
-    let oak = schoolgate_console::db::Scope::School("oak".into());
+    let oak = schoolgate_console::db::Scope::school("oak");
     let agents: Vec<String> = db
         .agents(&oak)
         .await
@@ -392,6 +401,8 @@ async fn accounts_and_agents_go_in_the_schools_console_yaml_lists() {
         .map(|a| a.name)
         .collect();
     assert_eq!(agents, ["gw-oak"]);
+    let two = db.user_by_name("dsl-two").await.unwrap().unwrap();
+    assert_eq!(two.scope().schools(), ["oak", "elm"]);
     let before = session(&db, "dsl-oak").await;
     ok(&console(&["user", "school", "dsl-oak"], data));
     assert!(

@@ -15,7 +15,8 @@ pub struct User {
     pub totp_secret: Option<String>,
     /// Kept for the audit trail; cannot sign in.
     pub disabled: bool,
-    /// The school whose records the user sees; `None`: the whole trust.
+    /// The school(s) whose records the user sees, ids joined by commas; `None`: the whole
+    /// trust.
     pub school: Option<String>,
 }
 
@@ -475,7 +476,7 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
-    /// The users in `scope` (a school's: its own users), by name.
+    /// The users `scope` covers (a school's: those of its school alone), by name.
     pub async fn accounts(
         &self,
         scope: &super::Scope,
@@ -485,23 +486,25 @@ impl Db {
             "SELECT u.name, u.role, u.totp_secret, u.disabled, u.school, \
              (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_ms > ",
         );
-        q.bind(now_ms).push(") AS n FROM users u");
-        if let Some(school) = scope.school() {
-            q.push(" WHERE u.school = ").bind(school);
-        }
-        q.push(" ORDER BY u.name");
-        self.rows(q.query(), "list users", |r| {
-            let role: String = r.try_get("role")?;
-            Ok(Account {
-                name: r.try_get("name")?,
-                role: role.parse().unwrap_or(Role::It),
-                totp: r.try_get::<Option<String>, _>("totp_secret")?.is_some(),
-                disabled: r.try_get::<i64, _>("disabled")? != 0,
-                sessions: r.try_get("n")?,
-                school: r.try_get("school")?,
+        q.bind(now_ms).push(") AS n FROM users u ORDER BY u.name");
+        let all = self
+            .rows(q.query(), "list users", |r| {
+                let role: String = r.try_get("role")?;
+                Ok(Account {
+                    name: r.try_get("name")?,
+                    role: role.parse().unwrap_or(Role::It),
+                    totp: r.try_get::<Option<String>, _>("totp_secret")?.is_some(),
+                    disabled: r.try_get::<i64, _>("disabled")? != 0,
+                    sessions: r.try_get("n")?,
+                    school: r.try_get("school")?,
+                })
             })
-        })
-        .await
+            .await?;
+        // Accounts are few; a school's admin reaches those whose schools are all theirs.
+        Ok(all
+            .into_iter()
+            .filter(|a| scope.covers(&super::Scope::of(a.school.as_deref())))
+            .collect())
     }
 
     pub async fn end_session(&self, token_hash: &str) -> Result<(), DbError> {

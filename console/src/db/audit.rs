@@ -13,8 +13,8 @@ pub struct Entry {
     pub target: Option<String>,
     pub detail: Option<String>,
     pub address: Option<String>,
-    /// The school of the user who acted (`None`: a trust-wide user, or the console):
-    /// a school's staff read their own school's entries only.
+    /// The school(s) of the user who acted, joined by commas (`None`: a trust-wide user, or
+    /// the console): a school's staff read their own schools' entries only.
     pub school: Option<String>,
 }
 
@@ -45,11 +45,9 @@ impl Db {
         offset: i64,
     ) -> Result<Vec<Entry>, DbError> {
         let mut q = super::Statement::new(
-            "SELECT time_ms, who, action, target, detail, address, school FROM audit",
+            "SELECT time_ms, who, action, target, detail, address, school FROM audit WHERE 1 = 1",
         );
-        if let Some(school) = scope.school() {
-            q.push(" WHERE school = ").bind(school);
-        }
+        scope.push_audit(&mut q);
         q.push(" ORDER BY time_ms DESC, id DESC LIMIT ")
             .bind(limit)
             .push(" OFFSET ")
@@ -85,7 +83,7 @@ mod tests {
                     target: None,
                     detail: None,
                     address: Some("10.0.0.5".into()),
-                    school: (action == "view_alert").then(|| "oak".into()),
+                    school: (action == "view_alert").then(|| "ash,oak".into()),
                 })
                 .await
                 .unwrap();
@@ -100,13 +98,17 @@ mod tests {
             );
             // A school's staff read their own school's users' entries only.
             let oak = db
-                .audit_log(&crate::db::Scope::School("oak".into()), 10, 0)
+                .audit_log(&crate::db::Scope::school("oak"), 10, 0)
                 .await
                 .unwrap();
             assert_eq!(oak.len(), 1);
             assert_eq!(oak[0].action, "view_alert");
-            let elm = crate::db::Scope::School("elm".into());
+            let elm = crate::db::Scope::school("elm");
             assert!(db.audit_log(&elm, 10, 0).await.unwrap().is_empty());
+            let both = crate::db::Scope::of(Some("elm,ash"));
+            assert_eq!(db.audit_log(&both, 10, 0).await.unwrap().len(), 1);
+            let prefix = crate::db::Scope::school("oa");
+            assert!(db.audit_log(&prefix, 10, 0).await.unwrap().is_empty());
         }
     }
 }

@@ -185,25 +185,55 @@ impl Statement {
 }
 
 /// Whose records a reader may see: the whole trust's (a user without a school, and the
-/// console's own work), or one school's, that is its agents' and its users'. Every query a
-/// page makes takes one, so what a school's staff cannot see is never read.
+/// console's own work), or one or more schools', that is their agents' and their users'.
+/// Every query a page makes takes one, so what a school's staff cannot see is never read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     Trust,
-    School(String),
+    /// Never empty: no school is the trust.
+    Schools(Vec<String>),
 }
 
 impl Scope {
-    /// The scope of a user whose school is `school`.
-    pub fn of(school: Option<&str>) -> Self {
-        school.map_or(Self::Trust, |s| Self::School(s.to_owned()))
+    /// The scope of a user whose `school` column is `schools` (ids joined by commas;
+    /// `None` or empty: the whole trust).
+    pub fn of(schools: Option<&str>) -> Self {
+        let ids: Vec<String> = schools
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if ids.is_empty() {
+            Self::Trust
+        } else {
+            Self::Schools(ids)
+        }
     }
 
-    /// The school, for a school's scope.
-    pub fn school(&self) -> Option<&str> {
+    /// School `id`'s scope.
+    pub fn school(id: &str) -> Self {
+        Self::of(Some(id))
+    }
+
+    /// The schools, none for the trust.
+    pub fn schools(&self) -> &[String] {
+        match self {
+            Self::Trust => &[],
+            Self::Schools(s) => s,
+        }
+    }
+
+    pub fn is_trust(&self) -> bool {
+        matches!(self, Self::Trust)
+    }
+
+    /// The schools as a user's `school` column holds them; `None` for the trust.
+    pub fn column(&self) -> Option<String> {
         match self {
             Self::Trust => None,
-            Self::School(s) => Some(s),
+            Self::Schools(s) => Some(s.join(",")),
         }
     }
 
@@ -212,20 +242,70 @@ impl Scope {
     pub fn admits(&self, school: Option<&str>) -> bool {
         match self {
             Self::Trust => true,
-            Self::School(s) => school == Some(s.as_str()),
+            Self::Schools(s) => school.is_some_and(|x| s.iter().any(|id| id == x)),
+        }
+    }
+
+    /// Whether everything `other` sees, this scope sees too (an admin reaches the accounts
+    /// whose scope theirs covers).
+    pub fn covers(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Trust, _) => true,
+            (Self::Schools(_), Self::Trust) => false,
+            (Self::Schools(_), Self::Schools(o)) => o.iter().all(|id| self.admits(Some(id))),
         }
     }
 
     /// Narrows `q` (after a condition) to rows whose `agent_column` names one of the
-    /// school's agents; nothing for the trust.
+    /// schools' agents; nothing for the trust.
     pub(crate) fn push(&self, q: &mut Statement, agent_column: &'static str) {
-        if let Self::School(s) = self {
+        if let Self::Schools(s) = self {
             q.push(" AND ")
                 .push(agent_column)
-                .push(" IN (SELECT name FROM agents WHERE school = ")
-                .bind(s.as_str())
-                .push(")");
+                .push(" IN (SELECT name FROM agents WHERE school IN (");
+            for (i, id) in s.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(id.as_str());
+            }
+            q.push("))");
         }
+    }
+
+    /// Narrows `q` (after a condition) to audit entries of users in one of the schools
+    /// (an entry holds its user's schools, joined by commas); nothing for the trust.
+    pub(crate) fn push_audit(&self, q: &mut Statement) {
+        if let Self::Schools(s) = self {
+            q.push(" AND (");
+            for (i, id) in s.iter().enumerate() {
+                if i > 0 {
+                    q.push(" OR ");
+                }
+                // Ids hold no `%`, `_` or `,` (`SchoolId`), so each is matched literally.
+                q.push("',' || school || ',' LIKE ")
+                    .bind(format!("%,{id},%").as_str());
+            }
+            q.push(")");
+        }
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::Scope;
+
+    #[test]
+    fn a_scope_reads_from_the_users_column_and_covers_its_own() {
+        assert_eq!(Scope::of(None), Scope::Trust);
+        assert_eq!(Scope::of(Some(" , ")), Scope::Trust);
+        let two = Scope::of(Some("oak,elm"));
+        assert_eq!(two.schools(), ["oak", "elm"]);
+        assert_eq!(two.column().as_deref(), Some("oak,elm"));
+        assert!(two.admits(Some("elm")) && !two.admits(Some("ash")) && !two.admits(None));
+        assert!(two.covers(&Scope::school("oak")) && two.covers(&two));
+        assert!(!Scope::school("oak").covers(&two) && !two.covers(&Scope::Trust));
+        assert!(Scope::Trust.covers(&two) && Scope::Trust.admits(None));
     }
 }
 

@@ -5,9 +5,9 @@
 //! and goes to the audit log under the same names as the command line's. An admin does not
 //! remove, disable or change the role of their own account, so the console keeps one.
 //!
-//! In a trust, an admin with a school manages that school's users and agents only, and what
-//! they add goes in their school; an admin of the whole trust chooses the school and moves
-//! accounts and agents between schools.
+//! In a trust, an admin with schools manages the users of those schools alone and their
+//! agents, and what they add goes in their schools; an admin of the whole trust chooses the
+//! school and moves accounts and agents between schools.
 
 use askama::Template;
 use axum::Form;
@@ -27,9 +27,11 @@ struct AccountsPage<'a> {
     accounts: Vec<Account>,
     agents: Vec<(Agent, String)>,
     roles: [&'static str; 5],
-    /// The schools a new account or agent may be put in (a trust admin's choice; a
-    /// school's admin puts them in their own): (id, name).
+    /// The schools a new account or agent may be put in (a trust admin's choice of all, a
+    /// school's admin's of their own): (id, name).
     schools: Vec<(String, String)>,
+    /// The admin is the whole trust's: they move accounts and agents between schools.
+    trust: bool,
     message: Option<String>,
     /// A new agent token, shown this once.
     token: Option<(String, String)>,
@@ -41,17 +43,23 @@ pub struct Shown {
     done: String,
 }
 
-/// The school a new user or agent goes in: a school's admin's own; for a trust's admin, the
-/// school chosen (none: the whole trust).
+/// The school a new user or agent goes in: the school chosen (for a trust's admin, none is
+/// the whole trust); a school's admin chooses among their own, none being all of theirs.
 fn school_for(app: &Shared, signed: &Signed, chosen: &str) -> Result<Option<String>, Refused> {
-    if let Some(own) = signed.scope().school() {
-        return Ok(Some(own.to_owned()));
-    }
     let school = app
         .config
         .school_named(chosen)
-        .map_err(|e| Refused::Bad(format!("{e}.")))?;
-    Ok(school.map(|s| s.id.to_string()))
+        .map_err(|e| Refused::Bad(format!("{e}.")))?
+        .map(|s| s.id.to_string());
+    let scope = signed.scope();
+    match school {
+        None => Ok(scope.column()),
+        Some(s) if scope.admits(Some(&s)) => Ok(Some(s)),
+        Some(s) => Err(Refused::Bad(format!(
+            "An admin of {} adds to their own schools only, not {s}.",
+            scope.schools().join(", ")
+        ))),
+    }
 }
 
 /// Refuses anyone but an admin.
@@ -89,15 +97,14 @@ async fn page_with(
         accounts: app.db.accounts(&scope, now_ms()).await?,
         agents,
         roles: Role::ALL.map(Role::as_str),
-        schools: if scope.school().is_some() {
-            Vec::new()
-        } else {
-            app.config
-                .schools
-                .iter()
-                .map(|s| (s.id.to_string(), s.name.clone()))
-                .collect()
-        },
+        schools: app
+            .config
+            .schools
+            .iter()
+            .filter(|s| scope.admits(Some(s.id.as_str())))
+            .map(|s| (s.id.to_string(), s.name.clone()))
+            .collect(),
+        trust: scope.is_trust(),
         message,
         token,
     })
@@ -148,7 +155,7 @@ pub async fn user(State(app): State<Shared>, signed: Signed, Form(form): Form<Us
     if form.action != "add"
         && !existing
             .as_ref()
-            .is_some_and(|u| signed.scope().admits(u.school.as_deref()))
+            .is_some_and(|u| signed.scope().covers(&u.scope()))
     {
         return Err(missing());
     }
@@ -174,7 +181,7 @@ pub async fn user(State(app): State<Shared>, signed: Signed, Form(form): Form<Us
             )
         }
         "school" => {
-            if signed.scope().school().is_some() {
+            if !signed.scope().is_trust() {
                 return Err(Refused::Forbidden(
                     "Only an admin of the whole trust moves accounts between schools.",
                 ));
@@ -282,6 +289,10 @@ pub async fn agent(
             let token = format!("sga_{}", random_token().map_err(|_| Refused::Internal)?);
             let done = if action == "add" {
                 let school = school_for(&app, &signed, &form.school)?;
+                // A gateway serves one school.
+                if school.as_deref().is_some_and(|s| s.contains(',')) {
+                    return Err(Refused::Bad("Choose the school the gateway serves.".into()));
+                }
                 app.db.add_agent(&name, &token_hash(&token), now).await?
                     && app.db.set_agent_school(&name, school.as_deref()).await?
             } else {
@@ -313,7 +324,7 @@ pub async fn agent(
             .await
         }
         "school" => {
-            if signed.scope().school().is_some() {
+            if !signed.scope().is_trust() {
                 return Err(Refused::Forbidden(
                     "Only an admin of the whole trust moves agents between schools.",
                 ));

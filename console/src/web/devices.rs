@@ -95,7 +95,7 @@ async fn which(
         .ok_or(Refused::NotFound("device"))?
         .on(agent);
     if let Some(agent) = key.agent() {
-        if scope.school().is_some() && !app.db.agent_in(scope, agent).await? {
+        if !scope.is_trust() && !app.db.agent_in(scope, agent).await? {
             return Err(Refused::NotFound("device"));
         }
         return Ok((key, Vec::new()));

@@ -358,12 +358,19 @@ impl Signed {
     /// What every page's frame shows of the user.
     pub fn frame<'a>(&'a self, app: &'a App) -> Frame<'a> {
         Frame {
-            school: self
-                .0
-                .user
-                .school
-                .as_deref()
-                .map(|id| app.config.school(id).map_or(id, |s| s.name.as_str())),
+            school: match self.scope() {
+                crate::db::Scope::Trust => None,
+                crate::db::Scope::Schools(ids) => Some(
+                    ids.iter()
+                        .map(|id| {
+                            app.config
+                                .school(id)
+                                .map_or(id.as_str(), |s| s.name.as_str())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            },
             zone: app.config.time_zone.name(),
             user: &self.0.user.name,
             role: self.role().as_str(),
@@ -517,7 +524,7 @@ pub fn render(t: &impl askama::Template) -> Answer {
 }
 
 /// The user as every page's frame shows them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Frame<'a> {
     pub user: &'a str,
     pub role: &'a str,
@@ -530,8 +537,8 @@ pub struct Frame<'a> {
     pub admin: bool,
     /// The time zone the page's times are in.
     pub zone: &'a str,
-    /// The school whose records the user sees (its name); `None`: the whole trust's.
-    pub school: Option<&'a str>,
+    /// The schools whose records the user sees (their names); `None`: the whole trust's.
+    pub school: Option<String>,
 }
 
 /// A redirect after a form (303, so the browser follows with GET).

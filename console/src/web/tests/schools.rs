@@ -70,6 +70,7 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
             ("admin-elm", Role::Admin, "elm"),
             ("head-elm", Role::Approver, "elm"),
             ("mr-oak", Role::Teacher, "oak"),
+            ("dsl-both", Role::Dsl, "oak,elm"),
         ] {
             db.put_user(name, role, &hash, 1).await.unwrap();
             db.set_user_school(name, Some(school)).await.unwrap();
@@ -149,6 +150,12 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
         // The trust's own lead sees both schools; Oak's lead sees Oak's.
         let trust = c.signed_in("dsl").await.get("/alerts").await.body;
         assert!(trust.contains("OAK-DEVICE-03") && trust.contains("ELM-DEVICE-09"));
+        let both = c.signed_in("dsl-both").await.get("/alerts").await.body;
+        assert!(both.contains("OAK-DEVICE-03") && both.contains("ELM-DEVICE-09"));
+        assert!(
+            both.contains("dsl-both (dsl, Oak Primary, Elm Academy)"),
+            "{both}"
+        );
         let oak = dsl_oak.get("/alerts").await.body;
         assert!(oak.contains("OAK-DEVICE-03") && !oak.contains("ELM-DEVICE-09"));
 
@@ -302,23 +309,29 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
                 vec![("action", "disable"), ("name", "dsl")],
             ),
             ("/accounts/agents/rotate", vec![("name", "gw-oak")]),
+            // A lead of Oak and Elm is not Elm's admin's alone to manage.
+            (
+                "/accounts/users",
+                vec![("action", "logout"), ("name", "dsl-both")],
+            ),
         ] {
             let done = admin.post(path, &fields).await;
             assert_eq!(done.status, StatusCode::BAD_REQUEST, "{path} {fields:?}");
         }
-        // What Elm's admin adds is Elm's, whatever the form says.
-        let added = admin
-            .post(
-                "/accounts/users",
-                &[
-                    ("action", "add"),
-                    ("name", "new-elm"),
-                    ("role", "dsl"),
-                    ("password", "a long enough passphrase for elm"),
-                    ("school", "oak"),
-                ],
-            )
-            .await;
+        // What Elm's admin adds is Elm's: Oak is not theirs to add to.
+        let add = |school: &'static str| {
+            [
+                ("action", "add"),
+                ("name", "new-elm"),
+                ("role", "dsl"),
+                ("password", "a long enough passphrase for elm"),
+                ("school", school),
+            ]
+        };
+        let refused = admin.post("/accounts/users", &add("oak")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+        assert!(db.user_by_name("new-elm").await.unwrap().is_none());
+        let added = admin.post("/accounts/users", &add("")).await;
         assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
         let new = db.user_by_name("new-elm").await.unwrap().unwrap();
         assert_eq!(new.school.as_deref(), Some("elm"));
