@@ -385,6 +385,18 @@ impl Attempt {
             at_ms: 0,
         }
     }
+
+    /// This attempt, counted at `at_ms`.
+    #[must_use]
+    pub fn at(mut self, at_ms: i64) -> Self {
+        self.at_ms = at_ms;
+        self
+    }
+
+    /// When it was counted.
+    pub fn at_ms(&self) -> i64 {
+        self.at_ms
+    }
 }
 
 /// An attempt refused before its password was checked.
@@ -424,28 +436,52 @@ impl Record {
         self.times.back().copied().unwrap_or(i64::MIN)
     }
 
-    /// When a hard-limited key may try again, if it is locked at `now_ms`.
-    fn locked(&self, limit: usize) -> Option<i64> {
-        (self.times.len() >= limit)
-            .then(|| self.times.front().map_or(0, |t| t + Throttle::WINDOW_MS))
-    }
-
-    /// When an account may try again: after [`Throttle::LIMIT`] attempts, each one more
-    /// waits twice as long as the last, from one second up to [`Throttle::MAX_DELAY_MS`].
-    fn delayed(&self) -> Option<i64> {
-        let over = self.times.len().checked_sub(Throttle::LIMIT)?;
-        let delay = 1000_i64
-            .checked_shl(u32::try_from(over).unwrap_or(u32::MAX))
-            .filter(|d| *d > 0)
-            .map_or(Throttle::MAX_DELAY_MS, |d| d.min(Throttle::MAX_DELAY_MS));
-        Some(self.last().saturating_add(delay))
-    }
-
     fn forget(&mut self, at_ms: i64) {
         if let Some(i) = self.times.iter().rposition(|t| *t == at_ms) {
             self.times.remove(i);
         }
     }
+}
+
+/// When an attempt may be made, from each of its keys' attempts in the window (oldest
+/// first; see [`Throttle::keys`]: the account, the address, the pair): `None` now, else the
+/// instant and which key holds it back. The rules of [`Throttle`], kept apart so the
+/// attempts may be counted here or in the database that several consoles share.
+pub fn ready_at(times: [&[i64]; 3], now_ms: i64) -> Option<(i64, usize)> {
+    /// When a hard-limited key may try again, if it is locked.
+    fn locked(times: &[i64], limit: usize) -> Option<i64> {
+        (times.len() >= limit).then(|| times.first().map_or(0, |t| t + Throttle::WINDOW_MS))
+    }
+    /// When an account may try again: after [`Throttle::LIMIT`] attempts, each one more
+    /// waits twice as long as the last, from one second up to [`Throttle::MAX_DELAY_MS`].
+    fn delayed(times: &[i64]) -> Option<i64> {
+        let over = times.len().checked_sub(Throttle::LIMIT)?;
+        let delay = 1000_i64
+            .checked_shl(u32::try_from(over).unwrap_or(u32::MAX))
+            .filter(|d| *d > 0)
+            .map_or(Throttle::MAX_DELAY_MS, |d| d.min(Throttle::MAX_DELAY_MS));
+        Some(
+            times
+                .last()
+                .copied()
+                .unwrap_or(i64::MIN)
+                .saturating_add(delay),
+        )
+    }
+    let mut until = None::<(i64, usize)>;
+    for (i, t) in times.iter().enumerate() {
+        let ready = match i {
+            0 => delayed(t),
+            1 => locked(t, Throttle::ADDRESS_LIMIT),
+            _ => locked(t, Throttle::LIMIT),
+        };
+        if let Some(t) = ready.filter(|t| *t > now_ms)
+            && until.is_none_or(|(u, _)| t > u)
+        {
+            until = Some((t, i));
+        }
+    }
+    until
 }
 
 /// Sign-in attempts, counted *before* the password is checked (an attempt still being
@@ -474,7 +510,9 @@ impl Throttle {
     /// Records of unknown names, addresses and pairs kept at most.
     pub const KEYS: usize = 10_000;
 
-    fn keys(a: &Attempt) -> [(bool, String); 3] {
+    /// The keys `a` is counted against: the account, the address, the two together (each
+    /// with whether it is a known account's, whose record is never evicted).
+    pub fn keys(a: &Attempt) -> [(bool, String); 3] {
         [
             (a.known, format!("user:{}", a.account)),
             (false, format!("addr:{}", a.address)),
@@ -494,24 +532,15 @@ impl Throttle {
     /// [`Throttle::succeeded`] or [`Throttle::abandoned`] says otherwise.
     pub fn begin(&mut self, mut attempt: Attempt, now_ms: i64) -> Result<Attempt, Refusal> {
         let keys = Self::keys(&attempt);
-        let mut until = None::<(i64, usize)>;
-        for (i, (known, key)) in keys.iter().enumerate() {
-            let Some(r) = self.record(*known, key) else {
-                continue;
-            };
-            r.expire(now_ms);
-            let ready = match i {
-                0 => r.delayed(),
-                1 => r.locked(Self::ADDRESS_LIMIT),
-                _ => r.locked(Self::LIMIT),
-            };
-            if let Some(t) = ready.filter(|t| *t > now_ms)
-                && until.is_none_or(|(u, _)| t > u)
-            {
-                until = Some((t, i));
+        let mut times: [Vec<i64>; 3] = Default::default();
+        for ((known, key), t) in keys.iter().zip(&mut times) {
+            if let Some(r) = self.record(*known, key) {
+                r.expire(now_ms);
+                t.extend(r.times.iter().copied());
             }
         }
-        if let Some((until_ms, i)) = until {
+        let [a, b, c] = &times;
+        if let Some((until_ms, i)) = ready_at([a, b, c], now_ms) {
             let mut audit = false;
             if let Some((known, key)) = keys.get(i)
                 && let Some(r) = self.record(*known, key)

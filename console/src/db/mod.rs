@@ -13,6 +13,7 @@
 //! - [`requests`]: teachers' requests for exceptions; the policy each agent has in force.
 //! - [`devices`]: a device's activity and history; devices in quarantine now.
 //! - [`retention`]: the daily purge of what is past its retention period.
+//! - [`throttle`]: sign-in attempts counted together by consoles sharing PostgreSQL.
 //! - [`reports`]: sums for the blocked-activity page, the dashboard and the weekly report.
 
 // First, for the `columns!` macro the other modules use.
@@ -30,6 +31,7 @@ pub mod people;
 pub mod reports;
 pub mod requests;
 pub mod retention;
+pub mod throttle;
 
 use std::path::Path;
 use std::time::Duration;

@@ -7,7 +7,8 @@
 //! browser closes (and at most `session_hours`, and ends after `session_idle_minutes`
 //! unused). Attempts are counted before the password is
 //! checked and throttled per name, per address and per both
-//! ([`Throttle`](crate::auth::Throttle)); at most [`PasswordChecks::PERMITS`] passwords are
+//! ([`Throttle`](crate::auth::Throttle); on PostgreSQL counted in the database, so consoles
+//! sharing it count every guess together); at most [`PasswordChecks::PERMITS`] passwords are
 //! hashed at once, so a burst of sign-ins cannot exhaust memory. A name that does not exist
 //! costs as long to refuse as a wrong password. Every success and failure is in the audit
 //! log, and the first refusal of each throttled key in its window.
@@ -19,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{Peer, SESSION_COOKIE, Shared, cookie, internal, now_ms, set_cookie};
+use super::{App, Peer, SESSION_COOKIE, Shared, cookie, internal, now_ms, set_cookie};
 use crate::auth::{Attempt, decoy_hash, random_token, same_secret, token_hash, totp_check};
 use crate::db::audit::Entry;
 
@@ -105,7 +106,11 @@ pub async fn submit(
             "form:{}",
             address.map_or_else(String::new, crate::auth::address_key)
         );
-        if app.throttle().first_in_window(&key, now) {
+        let first = match first_in_window(&app, &key, now).await {
+            Ok(f) => f,
+            Err(e) => return internal(&e),
+        };
+        if first {
             let entry = Entry {
                 time_ms: now,
                 who: schoolgate_contract::text::bounded_to(form.username.trim(), 64),
@@ -145,9 +150,10 @@ pub async fn submit(
     };
     // Counted before the password is checked, so simultaneous guesses each see the others.
     let address_key = address.map_or_else(String::new, crate::auth::address_key);
-    let counted = app
-        .throttle()
-        .begin(Attempt::new(&name, user.is_some(), &address_key), now);
+    let counted = match begin(&app, Attempt::new(&name, user.is_some(), &address_key), now).await {
+        Ok(c) => c,
+        Err(e) => return internal(&e),
+    };
     let attempt = match counted {
         Ok(a) => a,
         Err(refusal) => {
@@ -177,7 +183,9 @@ pub async fn submit(
         .map_or(decoy_hash(), |u| u.password_hash.as_str())
         .to_owned();
     let Some(matched) = app.password_checks.verify(form.password, hash).await else {
-        app.throttle().abandoned(&attempt);
+        if let Err(e) = abandoned(&app, &attempt).await {
+            tracing::warn!(error = %e, "cannot take back a sign-in attempt");
+        }
         let mut res = page_for(
             &app,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -221,7 +229,9 @@ pub async fn submit(
         )
         .await;
     };
-    app.throttle().succeeded(&attempt);
+    if let Err(e) = succeeded(&app, &attempt).await {
+        return internal(&e);
+    }
     let (token, csrf) = match (random_token(), random_token()) {
         (Ok(t), Ok(c)) => (t, c),
         (Err(e), _) | (_, Err(e)) => return internal(&e),
@@ -332,5 +342,45 @@ impl PasswordChecks {
             matched
         });
         Some(check.await.unwrap_or(false))
+    }
+}
+
+/// Counts a sign-in attempt, or refuses it: in the database on PostgreSQL, so consoles
+/// sharing it count every guess together; else in this console's memory.
+async fn begin(
+    app: &App,
+    attempt: Attempt,
+    now: i64,
+) -> Result<Result<Attempt, crate::auth::Refusal>, crate::db::DbError> {
+    if app.db.postgres_url().is_some() {
+        app.db.login_begin(attempt, now).await
+    } else {
+        Ok(app.throttle().begin(attempt, now))
+    }
+}
+
+async fn succeeded(app: &App, attempt: &Attempt) -> Result<(), crate::db::DbError> {
+    if app.db.postgres_url().is_some() {
+        app.db.login_succeeded(attempt).await
+    } else {
+        app.throttle().succeeded(attempt);
+        Ok(())
+    }
+}
+
+async fn abandoned(app: &App, attempt: &Attempt) -> Result<(), crate::db::DbError> {
+    if app.db.postgres_url().is_some() {
+        app.db.login_abandoned(attempt).await
+    } else {
+        app.throttle().abandoned(attempt);
+        Ok(())
+    }
+}
+
+async fn first_in_window(app: &App, key: &str, now: i64) -> Result<bool, crate::db::DbError> {
+    if app.db.postgres_url().is_some() {
+        app.db.login_first_refusal(key, now).await
+    } else {
+        Ok(app.throttle().first_in_window(key, now))
     }
 }

@@ -1011,6 +1011,47 @@ async fn simultaneous_guesses_cannot_pass_the_limit() {
     assert!((1..=3).contains(&throttled), "{actions:?}");
 }
 
+/// Consoles sharing PostgreSQL count sign-ins together: fifty guesses at once spread over
+/// two consoles, and only five are checked; the right password is then refused on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consoles_sharing_postgresql_count_guesses_together() {
+    for (db, _dir) in testing::each().await {
+        if db.postgres_url().is_none() {
+            continue;
+        }
+        let consoles = [
+            Arc::new(Console::new(db.clone()).await),
+            Arc::new(Console::new(db).await),
+        ];
+        let from: std::net::SocketAddr = "192.0.2.10:40000".parse().unwrap();
+        let guesses: Vec<_> = (0..50)
+            .map(|i| {
+                let c = Arc::clone(&consoles[i % 2]);
+                tokio::spawn(async move {
+                    c.login_from(Some(from), "dsl", &format!("guess {i}"), "", None)
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for g in guesses {
+            statuses.push(g.await.unwrap());
+        }
+        let checked = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count();
+        assert_eq!(checked, 5, "{statuses:?}");
+        for c in &consoles {
+            let right = c
+                .login_from(Some(from), "dsl", "correct horse battery", "", None)
+                .await;
+            assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+}
+
 /// A burst of sign-ins for many accounts from many addresses (nothing throttles them) hashes
 /// at most a few passwords at once: memory stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
