@@ -9,7 +9,8 @@
 //! alert, writes a note and releases the quarantine; the pupil reaches the VLE again. An IT
 //! account opens the same alert and sees no note, reads the policy in force and asks the
 //! gateway why a site is blocked (its answer shown); a teacher asks for an exception and an
-//! approver approves it. Screenshots go to `target/browser/`.
+//! approver approves it. The lead of another school of the trust opens the VPN incident's
+//! address and finds nothing. Screenshots go to `target/browser/`.
 //!
 //! The test process is in the root namespace and chromedriver on the staff laptop's
 //! loopback: `lab-peer relay` joins them through a Unix socket, which is a file and so
@@ -40,6 +41,7 @@ const DSL_PASSWORD: &str = "correct horse battery staple";
 const IT_PASSWORD: &str = "a different long passphrase";
 const TEACHER_PASSWORD: &str = "a teachers long passphrase";
 const APPROVER_PASSWORD: &str = "a directors long passphrase";
+const OTHER_DSL_PASSWORD: &str = "another schools lead passphrase";
 
 fn policy(lab: &Lab) -> String {
     format!(
@@ -415,6 +417,27 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
         "Approved: the gateway applies it within seconds."
     );
     sign_out(c).await;
+
+    // The lead of another school of the trust sees none of this school's incidents, and the
+    // VPN incident's own address finds nothing.
+    sign_in(c, "dsl-elm", OTHER_DSL_PASSWORD).await;
+    c.goto(&format!("https://{CONSOLE}/alerts")).await.unwrap();
+    let list = text_of(c, "body").await;
+    assert!(list.contains("dsl-elm (dsl, Elm Academy)"), "{list}");
+    assert!(
+        !list.contains("Y6-Laptop-3") && !list.contains("Y5-iPad-7"),
+        "another school's lead sees this school's incidents:\n{list}"
+    );
+    c.goto(&format!("https://{CONSOLE}/alerts/{vpn_alert}"))
+        .await
+        .unwrap();
+    let page = text_of(c, "body").await;
+    assert_eq!(page, "No such incident.");
+    assert!(
+        !page.contains("Y6-Laptop-3") && !page.contains("OpenVPN"),
+        "{page}"
+    );
+    screenshot(c, "10-other-school").await;
 }
 
 #[test]
@@ -444,10 +467,19 @@ fn the_dsl_handles_a_vpn_alert_in_a_browser() {
     vpn::start_server(&mut lab, OPENVPN);
 
     console::prepare(&lab, &[GATEWAY]);
+    // A trust of two schools: the gateway is Oak's; Elm's lead has an account too.
+    std::fs::write(
+        lab.path("console/console.yaml"),
+        "schools:\n  - { id: oak, name: Oak Primary }\n  - { id: elm, name: Elm Academy }\n",
+    )
+    .unwrap();
+    console::cli(&lab.path("console"), &["agent", "school", "gw1", "oak"]);
     console::add_user(&lab, "dsl", "dsl", DSL_PASSWORD);
     console::add_user(&lab, "it", "it", IT_PASSWORD);
     console::add_user(&lab, "mr.osei", "teacher", TEACHER_PASSWORD);
     console::add_user(&lab, "head", "approver", APPROVER_PASSWORD);
+    console::add_user(&lab, "dsl-elm", "dsl", OTHER_DSL_PASSWORD);
+    console::cli(&lab.path("console"), &["user", "school", "dsl-elm", "elm"]);
     console::start(&mut lab, "console", CONSOLE);
     let policy_file = lab.path("policy.yaml");
     std::fs::write(&policy_file, policy(&lab)).unwrap();

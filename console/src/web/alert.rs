@@ -282,7 +282,7 @@ pub struct Shown {
 }
 
 /// `/alerts/{id}`: the incident `id`; an alert in an incident is sent to its incident, and
-/// any other event to its own page.
+/// any other event to its own page; anything else (or another school's) is not found.
 pub async fn show(
     State(app): State<Shared>,
     signed: Signed,
@@ -291,10 +291,13 @@ pub async fn show(
 ) -> Answer {
     let scope = signed.scope();
     let Some(i) = app.db.incident(&scope, &id).await? else {
-        return match app.db.incident_of(&scope, &id).await? {
-            Some(incident) => Ok(see_other(&format!("/alerts/{}", urlencode(&incident)))),
-            None => Ok(see_other(&format!("/events/{}", urlencode(&id)))),
-        };
+        if let Some(incident) = app.db.incident_of(&scope, &id).await? {
+            return Ok(see_other(&format!("/alerts/{}", urlencode(&incident))));
+        }
+        if app.db.event(&scope, &id).await?.is_some() {
+            return Ok(see_other(&format!("/events/{}", urlencode(&id))));
+        }
+        return Err(Refused::NotFound("incident"));
     };
     signed.audit(&app, "view_alert", Some(&i.id), None).await?;
     let zone = &app.config.time_zone;
