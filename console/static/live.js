@@ -47,6 +47,21 @@
         draw(fresh, a);
         body.insertBefore(fresh, body.firstChild);
         shown.set(a.id, fresh);
+        // One more incident, and it is new: the counts above the list say so.
+        document.getElementById("none")?.remove();
+        const total = document.getElementById("total");
+        if (total) total.textContent = String(Number(total.textContent) + 1);
+        const counts = document.querySelector("p.counts");
+        let fresh_count = counts && counts.querySelector("span.status.new");
+        if (counts && !fresh_count) {
+          fresh_count = span("status new", "");
+          fresh_count.dataset.n = "0";
+          counts.append(fresh_count, " ");
+        }
+        if (fresh_count) {
+          fresh_count.dataset.n = String(Number(fresh_count.dataset.n) + 1);
+          fresh_count.textContent = fresh_count.dataset.n + " new";
+        }
         say("Updated live: new incidents appear at the top.");
       }
     }

@@ -1,6 +1,6 @@
 //! The console as the end-to-end tests run it: its command line, a TLS certificate for the
 //! addresses it listens on, an agent's token, the server started in a lab namespace, and
-//! its SQLite database read with `sqlite3`.
+//! its SQLite database read with `sqlite3`, or PostgreSQL reached from the lab's namespaces.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,12 +27,22 @@ pub fn cli(data: &Path, args: &[&str]) -> String {
 /// `addresses` (`console.crt`, `console.key`), and an agent `gw1` whose token is in
 /// `agent.token`: everything a policy's `gateway.console` section names.
 pub fn prepare(lab: &Lab, addresses: &[&str]) {
+    prepare_on(lab, addresses, None);
+}
+
+/// As [`prepare`], the console's records in the PostgreSQL database at `database` (a URL
+/// the test process reaches) instead of SQLite in the data directory.
+pub fn prepare_on(lab: &Lab, addresses: &[&str], database: Option<&str>) {
     std::fs::create_dir_all(lab.path("console")).unwrap();
     let names: Vec<String> = addresses.iter().map(|a| (*a).to_owned()).collect();
     let made = rcgen::generate_simple_self_signed(names).unwrap();
     std::fs::write(lab.path("console.crt"), made.cert.pem()).unwrap();
     std::fs::write(lab.path("console.key"), made.signing_key.serialize_pem()).unwrap();
-    let out = cli(&lab.path("console"), &["agent", "add", "gw1"]);
+    let mut args = vec!["agent", "add", "gw1"];
+    if let Some(url) = database {
+        args.extend(["--database-url", url]);
+    }
+    let out = cli(&lab.path("console"), &args);
     let token = out.lines().last().unwrap();
     assert!(token.starts_with("sga_") && token.len() == 68, "{out}");
     std::fs::write(lab.path("agent.token"), format!("{token}\n")).unwrap();
@@ -40,25 +50,30 @@ pub fn prepare(lab: &Lab, addresses: &[&str]) {
 
 /// Adds a console account with `role` and `password`.
 pub fn add_user(lab: &Lab, name: &str, role: &str, password: &str) {
+    add_user_on(lab, name, role, password, None);
+}
+
+/// As [`add_user`], in the PostgreSQL database at `database` when given.
+pub fn add_user_on(lab: &Lab, name: &str, role: &str, password: &str, database: Option<&str>) {
     let file = lab.path(&format!("{name}.password"));
     std::fs::write(&file, password).unwrap();
-    cli(
-        &lab.path("console"),
-        &[
-            "user",
-            "add",
-            name,
-            "--role",
-            role,
-            "--password-file",
-            file.to_str().unwrap(),
-        ],
-    );
+    let file = file.to_str().unwrap();
+    let mut args = vec!["user", "add", name, "--role", role, "--password-file", file];
+    if let Some(url) = database {
+        args.extend(["--database-url", url]);
+    }
+    cli(&lab.path("console"), &args);
 }
 
 /// Starts the console on the gateway over HTTPS at `listen`, as `label`, and waits until it
 /// listens.
 pub fn start(lab: &mut Lab, label: &str, listen: &str) {
+    start_on(lab, label, listen, None);
+}
+
+/// As [`start`], on the PostgreSQL database at `database` (a URL the gateway's namespace
+/// reaches: see [`postgres_for_the_lab`]) when given.
+pub fn start_on(lab: &mut Lab, label: &str, listen: &str, database: Option<&str>) {
     let bin = workspace_bin("schoolgate-console");
     let (data, crt, key) = (
         lab.path("console"),
@@ -79,7 +94,15 @@ pub fn start(lab: &mut Lab, label: &str, listen: &str) {
             crt.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            database
+                .map(|d| ["--database-url", d])
+                .into_iter()
+                .flatten(),
+        )
+        .collect::<Vec<_>>(),
     );
     assert!(
         eventually(10, || lab.log(label).contains("listening on https://")),
@@ -245,4 +268,38 @@ fn csrf_of(page: &str) -> String {
         .and_then(|rest| rest.split('"').next())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The PostgreSQL server at `host:port` (the test's namespace, where it listens on loopback)
+/// made reachable from every lab namespace through a Unix socket, a file, in the lab's
+/// directory: gives the socket's directory, which a `postgres://` URL names as its `host`
+/// parameter. PostgreSQL sees each connection as a TCP one from loopback (so a password is
+/// asked, as for the test itself). The relay runs until the test process ends.
+pub fn postgres_for_the_lab(lab: &Lab, host: &str, port: u16) -> std::path::PathBuf {
+    use std::os::unix::net::UnixListener;
+    let dir = lab.path("postgres");
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join(format!(".s.PGSQL.{port}"));
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).unwrap();
+    let target = format!("{host}:{port}");
+    std::thread::spawn(move || {
+        for unix in listener.incoming().flatten() {
+            let Ok(tcp) = std::net::TcpStream::connect(&target) else {
+                continue;
+            };
+            // Each direction is copied until its end, which is then passed on.
+            let (mut unix_in, mut tcp_out) = (unix.try_clone().unwrap(), tcp.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut unix_in, &mut tcp_out);
+                let _ = tcp_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut tcp_in, mut unix_out) = (tcp, unix);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut tcp_in, &mut unix_out);
+                let _ = unix_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    dir
 }

@@ -170,7 +170,12 @@ async fn wait_for(c: &Client, css: &str) {
 }
 
 async fn sign_in(c: &Client, name: &str, password: &str) {
-    c.goto(&format!("https://{CONSOLE}/login")).await.unwrap();
+    sign_in_at(c, CONSOLE, name, password).await;
+}
+
+/// Signs in to the console at `console` (address and port).
+async fn sign_in_at(c: &Client, console: &str, name: &str, password: &str) {
+    c.goto(&format!("https://{console}/login")).await.unwrap();
     element(c, "input[name=username]")
         .await
         .send_keys(name)
@@ -216,6 +221,43 @@ async fn submit(c: &Client, action: &str, field: &str, value: &str, confirmation
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{action}: the page said {shown:?}, not {confirmation:?}");
+}
+
+/// Chromium on the staff laptop, driven from here: chromedriver (and the Chromium it
+/// starts) on the staff host, reached through `lab-peer relay`.
+fn start_browser(lab: &mut Lab, runtime: &tokio::runtime::Runtime) -> Client {
+    let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
+    let socket = lab.path("chromedriver.sock");
+    lab.spawn(STAFF.name, "chromedriver", &["chromedriver", "--port=9515"]);
+    lab.spawn(
+        STAFF.name,
+        "relay",
+        &[
+            peer.to_str().unwrap(),
+            "relay",
+            socket.to_str().unwrap(),
+            "127.0.0.1:9515",
+        ],
+    );
+    assert!(
+        eventually(10, || lab
+            .log("chromedriver")
+            .contains("started successfully")
+            && socket.exists()),
+        "chromedriver did not start: {}{}",
+        lab.log("chromedriver"),
+        lab.log("relay")
+    );
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let driver = listener.local_addr().unwrap();
+        tokio::spawn(schoolgate_tests::lab::forward(listener, socket.clone()));
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities(&lab.path("chromium-profile")))
+            .connect(&format!("http://{driver}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", lab.log("chromedriver")))
+    })
 }
 
 /// What the DSL and IT do in the browser, checked as they go.
@@ -532,34 +574,8 @@ fn the_dsl_handles_a_vpn_alert_in_a_browser() {
     let (vpn_alert, hostile_alert) = ids.unwrap();
 
     // The DSL's laptop: chromedriver (and the Chromium it starts) on the staff host.
-    let socket = lab.path("chromedriver.sock");
-    lab.spawn(STAFF.name, "chromedriver", &["chromedriver", "--port=9515"]);
-    lab.spawn(
-        STAFF.name,
-        "relay",
-        &[peer, "relay", socket.to_str().unwrap(), "127.0.0.1:9515"],
-    );
-    assert!(
-        eventually(10, || lab
-            .log("chromedriver")
-            .contains("started successfully")
-            && socket.exists()),
-        "chromedriver did not start: {}{}",
-        lab.log("chromedriver"),
-        lab.log("relay")
-    );
-
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let driver = listener.local_addr().unwrap();
-        tokio::spawn(schoolgate_tests::lab::forward(listener, socket.clone()));
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities(&lab.path("chromium-profile")))
-            .connect(&format!("http://{driver}"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", lab.log("chromedriver")))
-    });
+    let client = start_browser(&mut lab, &runtime);
     // A failed check still lets the browser be closed before the test reports it.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(in_the_browser(&client, &lab, &vpn_alert, &hostile_alert));
@@ -577,4 +593,218 @@ fn the_dsl_handles_a_vpn_alert_in_a_browser() {
         "released, yet the VLE does not answer"
     );
     eprintln!("screenshots in {}", screenshot_dir().display());
+}
+
+/// An SMTP sink for the lab: each message it takes in a file of its own in `dir`.
+const SINK: &str = r#"
+import sys, time, pathlib
+from aiosmtpd.controller import Controller
+out = pathlib.Path(sys.argv[3])
+class Keep:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Keep.n += 1
+        (out / f"{Keep.n}.eml").write_bytes(envelope.content)
+        return "250 kept"
+Controller(Keep(), hostname=sys.argv[1], port=int(sys.argv[2])).start()
+print("sink ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+/// The messages the sink in `dir` has taken.
+fn mailed(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Two consoles on the gateway, on one PostgreSQL database (a trust's consoles behind a load
+/// balancer): an incident the agents' API stores on one appears live in the DSL's browser
+/// open on the other, and it is e-mailed once between them.
+#[test]
+fn two_consoles_on_one_database_show_and_mail_an_incident_once() {
+    require_lab!();
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab-venv/bin/python3");
+    let needs = (
+        schoolgate_tests::lab::missing_tool(&["chromium", "chromedriver", "psql", "curl"]),
+        std::env::var("SCHOOLGATE_TEST_POSTGRES").ok(),
+        python.exists(),
+    );
+    let (None, Some(base), true) = needs else {
+        let why = format!(
+            "needs chromium, chromedriver, psql and curl ({:?} missing), SCHOOLGATE_TEST_POSTGRES \
+             and aiosmtpd in target/lab-venv (see scripts/test)",
+            needs.0
+        );
+        if std::env::var_os("CI").is_some() {
+            panic!("{why}");
+        }
+        eprintln!("skipping: {why}");
+        return;
+    };
+    let mut lab = Lab::up();
+
+    // A database of its own, named as the console's tests name theirs (an old one left by
+    // a failed run is dropped by them after an hour).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let name = format!(
+        "sg_test_{:012x}{:020x}",
+        now.as_millis(),
+        u128::from(now.subsec_nanos()) ^ u128::from(std::process::id())
+    );
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([base.as_str(), "-q", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql(&format!("CREATE DATABASE {name}"));
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let here = format!("{server}/{name}");
+    let (host, port) = server.rsplit_once('@').unwrap().1.rsplit_once(':').unwrap();
+    let socket = console::postgres_for_the_lab(&lab, host, port.parse().unwrap());
+    let in_lab = format!("{here}?host={}", socket.display());
+
+    let one = "10.77.0.1:8443";
+    let two = "10.77.0.1:8444";
+    console::prepare_on(&lab, &[GATEWAY], Some(&here));
+    console::add_user_on(&lab, "dsl", "dsl", DSL_PASSWORD, Some(&here));
+    let sink = lab.path("mail");
+    std::fs::create_dir_all(&sink).unwrap();
+    std::fs::write(
+        lab.path("console/console.yaml"),
+        format!(
+            "public_url: https://{one}\n\
+             smtp: {{ host: 127.0.0.1, port: 2525, security: none, from: console@school.example, \
+             to: [dsl@school.example] }}\n"
+        ),
+    )
+    .unwrap();
+    lab.spawn(
+        "gw",
+        "sink",
+        &[
+            python.to_str().unwrap(),
+            "-c",
+            SINK,
+            "127.0.0.1",
+            "2525",
+            sink.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        eventually(10, || lab.log("sink").contains("sink ready")),
+        "{}",
+        lab.log("sink")
+    );
+    console::start_on(&mut lab, "console-one", one, Some(&in_lab));
+    console::start_on(&mut lab, "console-two", two, Some(&in_lab));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = start_browser(&mut lab, &runtime);
+    let id = "0190f2a0-0000-7000-8000-00000000a107";
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            // The DSL has the incident list open on the second console.
+            sign_in_at(&client, two, "dsl", DSL_PASSWORD).await;
+            client.goto(&format!("https://{two}/alerts")).await.unwrap();
+            wait_for(&client, "table.alerts").await;
+            let rows = "return [...document.querySelectorAll('table.alerts tbody tr')]\
+                        .filter(r => r.textContent.includes('ICT-Suite-07')).length";
+            assert_eq!(
+                client.execute(rows, vec![]).await.unwrap(),
+                serde_json::json!(0)
+            );
+
+            // The gateway's batch reaches the first console.
+            let time = jiff::Timestamp::now().to_string();
+            let batch = serde_json::json!({"agent": "gw1", "events": [{
+                "id": id, "time": time, "kind": "bypass_attempt",
+                "device": {"ip": "10.10.4.7", "name": "ICT-Suite-07"}, "group": "pupils",
+                "technique": "tor", "evidence": "Tor handshake to 203.0.113.9:9001",
+                "severity": "high",
+            }]});
+            let body = lab.path("batch.json");
+            std::fs::write(&body, batch.to_string()).unwrap();
+            let token = std::fs::read_to_string(lab.path("agent.token")).unwrap();
+            let sent = lab.exec(
+                "gw",
+                &[
+                    "curl",
+                    "-sk",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-H",
+                    &format!("Authorization: Bearer {}", token.trim()),
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    &format!("@{}", body.display()),
+                    &format!("https://{one}/api/v1/events"),
+                ],
+            );
+            assert_eq!(String::from_utf8_lossy(&sent.stdout), "200", "{sent:?}");
+
+            // It appears on the page open on the other console, without a reload.
+            let mut shown = serde_json::json!(0);
+            for _ in 0..150 {
+                shown = client.execute(rows, vec![]).await.unwrap();
+                if shown == serde_json::json!(1) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(
+                shown,
+                serde_json::json!(1),
+                "{}",
+                text_of(&client, "body").await
+            );
+            let counts = text_of(&client, "p.counts").await;
+            assert_eq!(counts, "1 matching: 1 new");
+            assert!(
+                client.find(Locator::Css("#none")).await.is_err(),
+                "the page still says no incident matches"
+            );
+            screenshot(&client, "11-live-on-the-other-console").await;
+        });
+    }));
+    let _ = runtime.block_on(client.close());
+    if let Err(panic) = outcome {
+        eprintln!("{}\n{}", lab.log("console-one"), lab.log("console-two"));
+        psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+        std::panic::resume_unwind(panic);
+    }
+
+    // Mailed within a tick (15 s), and once: both consoles look every 15 s, so after the
+    // message a further 20 s gives each a turn.
+    let link = format!("/alerts/{id}");
+    assert!(
+        eventually(30, || mailed(&sink).iter().any(|m| m.contains(&link))),
+        "no message: {}\n{}",
+        lab.log("console-one"),
+        lab.log("console-two")
+    );
+    std::thread::sleep(Duration::from_secs(20));
+    let messages = mailed(&sink);
+    assert_eq!(
+        messages.iter().filter(|m| m.contains(&link)).count(),
+        1,
+        "{messages:?}"
+    );
+    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
 }
