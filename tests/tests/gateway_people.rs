@@ -5,13 +5,17 @@
 //! bypass attempt bans the pupil, not the PC: the PC is free once she signs out, the next
 //! PC she signs in to is quarantined, supervised use records the names she reaches (asked of
 //! the school's DNS or seen on the wire), and lifting her ban frees it. Sign-ins are sent by
-//! FreeRADIUS's own `radclient`, as a Wi-Fi controller sends accounting.
+//! FreeRADIUS's own `radclient`, as a Wi-Fi controller sends accounting. And the console in
+//! Chromium: a teacher's request for the lesson, approved, opening the site to 6B only until
+//! the lesson ends; IT's explain; the DSL's incident by the pupil's name, resolved.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
 )]
+
+mod browser;
 
 use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, RESOLVER, SCHOOL, eventually};
 use schoolgate_tests::require_lab;
@@ -389,29 +393,75 @@ fn a_bypass_attempt_bans_the_pupil_not_the_pc() {
     );
 }
 
-/// The console in the lab: a teacher asks for the video site for 6B for two minutes, the
-/// approver approves, and the real agent (which fetches what was approved, checks it against
-/// the policy's `requests:` and reloads) opens it to Amira (6B) and not to Ben (6A), at the
-/// resolver and the firewall; IT asks the gateway why; the console goes down and the agent
-/// restarts, and the exception holds from the agent's own copy; at its end it lapses.
+/// The console in the lab, in a browser on the staff laptop: a teacher asks for the video
+/// site for 6B for the lesson under way, the approver approves, and the real agent (which
+/// fetches what was approved, checks it against the policy's `requests:` and reloads) opens
+/// it to Amira (6B) and not to Ben (6A), at the resolver and the firewall; IT asks the
+/// gateway why, for a person at a time; the console goes down and the agent restarts, and
+/// the exception holds from the agent's own copy; at the lesson's end it lapses. Then Amira
+/// asks an outside resolver: the DSL sees one incident, by her name, in the school's time,
+/// and resolves it.
 #[test]
-fn a_teachers_approved_request_opens_the_site_for_the_class_until_it_ends() {
+fn a_teachers_request_for_the_lesson_opens_the_site_for_the_class_until_it_ends() {
+    use browser::{click, element, screenshot, sign_in_at, sign_out, start_browser, text_of};
+    use fantoccini::Locator;
     use schoolgate_tests::console;
+    use std::time::Duration;
     require_lab!();
     if no_radclient() {
         return;
     }
+    if let Some(tool) = schoolgate_tests::lab::missing_tool(&["chromium", "chromedriver"]) {
+        if std::env::var_os("CI").is_some() {
+            panic!("`{tool}` is not installed (see scripts/setup)");
+        }
+        eprintln!("skipping: `{tool}` is not installed (see scripts/setup)");
+        return;
+    }
     const CONSOLE: &str = "10.77.0.1:8443";
+    // The lesson under way: from this minute for three, every day (the policy's time is
+    // UTC). One that would run past midnight waits for the new day.
+    let mut now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    if now.hour() == 23 && now.minute() >= 55 {
+        let wait = (60 - now.minute()) * 60 - now.second() + 2;
+        std::thread::sleep(Duration::from_secs(u64::try_from(wait).unwrap()));
+        now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    }
+    let start = now
+        .time()
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .unwrap();
+    let end = start + jiff::SignedDuration::from_mins(3);
+    let lesson = format!("{}-{}", start.strftime("%H:%M"), end.strftime("%H:%M"));
+    // The instant IT asks about: a minute into the lesson, as the console's form takes it.
+    let at = now
+        .with()
+        .time(start)
+        .build()
+        .unwrap()
+        .checked_add(jiff::SignedDuration::from_mins(1))
+        .unwrap()
+        .timestamp()
+        .to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap())
+        .strftime("%Y-%m-%dT%H:%M")
+        .to_string();
+
     let mut lab = Lab::up();
     school(&mut lab);
     console::prepare(&lab, &[GATEWAY]);
     console::add_user(&lab, "mr.osei", "teacher", "teacher pass phrase");
     console::add_user(&lab, "head", "approver", "approver pass phrase");
     console::add_user(&lab, "it", "it", "technician pass phrase");
+    console::add_user(&lab, "dsl", "dsl", "safeguarding pass phrase");
     console::start(&mut lab, "console", CONSOLE);
     let policy = format!(
         r#"version: 1
 school: {{ name: Lab Primary School, timezone: UTC }}
+schedules:
+  lessons: {{ days: [mon, tue, wed, thu, fri, sat, sun], times: ["{lesson}"] }}
 categories:
   video: {{ label: online video, domains: [{VIDEO}] }}
 groups:
@@ -462,96 +512,134 @@ gateway:
         lab.log("agent")
     );
 
-    // The teacher asks; the approver approves.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let c = start_browser(&mut lab, &runtime);
     let base = format!("https://{CONSOLE}");
-    let teacher = console::Session::sign_in(&lab, "gw", &base, "mr.osei", "teacher pass phrase");
-    let asked = teacher.post(
-        &lab,
-        "/requests",
-        "/requests",
-        &[
-            ("agent", "gw1"),
-            ("allow", "video"),
-            ("classes", "6B"),
-            ("when", "now"),
-            ("minutes", "2"),
-            ("reason", "Film project: evaluating trailers"),
-        ],
-    );
-    assert_eq!(asked.location, "/requests?done=asked", "{asked:?}");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            // The teacher asks for the lesson under way; the approver approves.
+            sign_in_at(&c, CONSOLE, "mr.osei", "teacher pass phrase").await;
+            element(&c, "input[name=classes]")
+                .await
+                .send_keys("6B")
+                .await
+                .unwrap();
+            element(&c, "textarea[name=reason]")
+                .await
+                .send_keys("Film project: evaluating trailers")
+                .await
+                .unwrap();
+            // "The next period of the lessons timetable" is chosen as the form opens.
+            click(&c, "form[action='/requests'] button").await;
+            let said = text_of(&c, "p.done").await;
+            assert_eq!(said, "Request sent: an approver will decide it.");
+            let mine = text_of(&c, "table").await;
+            assert!(
+                mine.contains("online video") && mine.contains("6B"),
+                "{mine}"
+            );
+            screenshot(&c, "people-1-teacher").await;
+            sign_out(&c).await;
+        });
+    }));
+    if outcome.is_ok() {
+        // Not yet approved: still shut.
+        std::thread::sleep(Duration::from_secs(6));
+        assert_eq!(answer(&lab, PUPIL.name).as_deref(), Some(GATEWAY));
+    }
+    let outcome = outcome.and_then(|()| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                sign_in_at(&c, CONSOLE, "head", "approver pass phrase").await;
+                let waiting = text_of(&c, "section.waiting").await;
+                assert!(waiting.contains("class 6B"), "{waiting}");
+                click(&c, "form.decide[action$='/approve'] button").await;
+                assert_eq!(
+                    text_of(&c, "p.done").await,
+                    "Approved: the gateway applies it within seconds."
+                );
+                sign_out(&c).await;
+            });
+        }))
+    });
     let id = console::query(&lab, "SELECT id FROM exception_requests")
         .first()
         .cloned()
-        .unwrap();
-    // Not yet approved: still shut.
-    std::thread::sleep(std::time::Duration::from_secs(6));
-    assert_eq!(answer(&lab, PUPIL.name).as_deref(), Some(GATEWAY));
-    let head = console::Session::sign_in(&lab, "gw", &base, "head", "approver pass phrase");
-    let approved = head.post(
-        &lab,
-        "/requests",
-        &format!("/requests/{id}/approve"),
-        &[("note", "Yes")],
-    );
-    assert_eq!(approved.location, "/requests?done=approved", "{approved:?}");
+        .unwrap_or_default();
 
     // Within seconds: open to Amira (6B) at the resolver and the firewall, not to Ben (6A).
-    assert!(
-        eventually(20, || answer(&lab, PUPIL.name).as_deref() == Some(VIDEO_AT)),
-        "the approved request did not open video to 6B: {}",
-        lab.log("agent")
-    );
-    assert!(
-        eventually(10, || lab.curl(PUPIL.name, &site) == Some(0)),
-        "the firewall refuses 6B the video site: {}",
-        lab.log("agent")
-    );
-    assert_eq!(answer(&lab, SCHOOL.name).as_deref(), Some(GATEWAY));
-    assert!(
-        std::fs::read_to_string(lab.path("state/console-exceptions.json"))
-            .unwrap()
-            .contains("\"classes\": [\n        \"6B\""),
-        "the agent keeps its copy"
-    );
+    let outcome = outcome.and_then(|()| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert!(
+                eventually(20, || answer(&lab, PUPIL.name).as_deref() == Some(VIDEO_AT)),
+                "the approved request did not open video to 6B: {}",
+                lab.log("agent")
+            );
+            assert!(
+                eventually(10, || lab.curl(PUPIL.name, &site) == Some(0)),
+                "the firewall refuses 6B the video site: {}",
+                lab.log("agent")
+            );
+            assert_eq!(answer(&lab, SCHOOL.name).as_deref(), Some(GATEWAY));
+            assert!(
+                std::fs::read_to_string(lab.path("state/console-exceptions.json"))
+                    .unwrap()
+                    .contains("\"classes\": [\n        \"6B\""),
+                "the agent keeps its copy"
+            );
+        }))
+    });
 
-    // IT asks the gateway why, in the browser: the answer is the gateway's own decision, in
-    // the command line's words, for the person the directory knows.
-    let it = console::Session::sign_in(&lab, "gw", &base, "it", "technician pass phrase");
-    let explain = |person: &str| {
-        let asked = it.post(
-            &lab,
-            "/explain",
-            "/explain",
-            &[
-                ("agent", "gw1"),
-                ("client", PUPIL.ip),
-                ("person", person),
-                ("name", VIDEO),
-                ("at", ""),
-            ],
-        );
-        assert!(asked.location.starts_with("/explain/"), "{asked:?}");
-        let mut page = String::new();
-        assert!(
-            eventually(20, || {
-                page = it.get(&lab, &asked.location).body;
-                page.contains("class=\"words answer\"")
-            }),
-            "no answer from the gateway: {page}\n{}",
-            lab.log("agent")
-        );
-        page
-    };
-    let amira = explain("amira.k");
-    assert!(
-        amira.contains("Allowed:") && amira.contains(&format!("request {id}")),
-        "{amira}"
-    );
-    let ben = explain("ben.t");
-    assert!(
-        ben.contains("Blocked:") && ben.contains("No video for pupils"),
-        "{ben}"
-    );
+    // IT asks the gateway why, for a person at a time: the answer is the gateway's own
+    // decision, in the command line's words, for the person the directory knows.
+    let outcome = outcome.and_then(|()| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                sign_in_at(&c, CONSOLE, "it", "technician pass phrase").await;
+                for (person, expected) in [
+                    ("amira.k", format!("request {id}")),
+                    ("ben.t", "No video for pupils".to_owned()),
+                ] {
+                    c.goto(&format!("{base}/explain")).await.unwrap();
+                    for (field, value) in
+                        [("client", PUPIL.ip), ("person", person), ("name", VIDEO)]
+                    {
+                        element(&c, &format!("input[name={field}]"))
+                            .await
+                            .send_keys(value)
+                            .await
+                            .unwrap();
+                    }
+                    // A minute into the lesson, in the console's time (Europe/London).
+                    let set_at =
+                        format!("document.querySelector('input[name=at]').value = '{at}'",);
+                    c.execute(&set_at, vec![]).await.unwrap();
+                    click(&c, "form[action='/explain'] button").await;
+                    let mut said = String::new();
+                    for _ in 0..100 {
+                        if let Ok(p) = c.find(Locator::Css("p.answer")).await {
+                            said = p.text().await.unwrap_or_default();
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    assert!(said.contains(&expected), "{person}: {said:?}");
+                    if person == "amira.k" {
+                        assert!(said.starts_with("Allowed:"), "{said}");
+                        screenshot(&c, "people-2-explain").await;
+                    } else {
+                        assert!(said.starts_with("Blocked:"), "{said}");
+                    }
+                }
+                sign_out(&c).await;
+            });
+        }))
+    });
+    if let Err(panic) = outcome {
+        let _ = runtime.block_on(c.clone().close());
+        eprintln!("console log:\n{}", lab.log("console"));
+        std::panic::resume_unwind(panic);
+    }
 
     // The console goes down and the gateway restarts: the lesson's exception holds, from
     // the gateway's own copy.
@@ -568,17 +656,81 @@ gateway:
         "the exception did not outlive the console's outage: {}",
         lab.log("agent-again")
     );
+    console::start(&mut lab, "console-again", CONSOLE);
 
-    // Two minutes after it was asked for, it lapses by itself.
+    // At the lesson's end it lapses by itself.
     assert!(
-        eventually(140, || answer(&lab, PUPIL.name).as_deref() == Some(GATEWAY)),
+        eventually(200, || answer(&lab, PUPIL.name).as_deref() == Some(GATEWAY)),
         "the exception did not lapse at its end: {}",
-        lab.log("agent")
+        lab.log("agent-again")
     );
     assert!(
         eventually(15, || lab.curl(PUPIL.name, &site) == Some(7)),
         "the firewall still lets 6B reach the video site: {}",
         lab.log("agent-again")
     );
+
+    // Amira asks an outside resolver: the DSL sees one incident by her name, at the
+    // school's time, and resolves it.
+    let asked_at = jiff::Timestamp::now();
+    lab.dig(PUPIL.name, RESOLVER, "www.example.org", "A", &[]);
+    assert!(
+        eventually(30, || !console::query(
+            &lab,
+            "SELECT id FROM incidents WHERE person_username = 'amira.k'"
+        )
+        .is_empty()),
+        "no incident reached the console: {}",
+        lab.log("agent-again")
+    );
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            sign_in_at(&c, CONSOLE, "dsl", "safeguarding pass phrase").await;
+            c.goto(&format!("{base}/alerts")).await.unwrap();
+            let rows = c
+                .find_all(Locator::Css("table.alerts tbody tr"))
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1, "{}", text_of(&c, "body").await);
+            let row = rows[0].text().await.unwrap();
+            assert!(row.contains("Amira K. (6B)"), "{row}");
+            // The school's time: the console's zone, Europe/London, on the day of the test.
+            let local = asked_at.to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap());
+            let minutes = [
+                local.clone(),
+                local
+                    .checked_add(jiff::SignedDuration::from_mins(1))
+                    .unwrap(),
+            ]
+            .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string());
+            assert!(
+                minutes.iter().any(|m| row.contains(m.as_str())),
+                "{row} {minutes:?}"
+            );
+            assert!(text_of(&c, "footer").await.contains("Europe/London"));
+            screenshot(&c, "people-3-incident").await;
+            click(&c, "table.alerts tbody tr a").await;
+            element(&c, "form[action$='/triage'] select[name=status]")
+                .await
+                .select_by_value("resolved")
+                .await
+                .unwrap();
+            element(&c, "form[action$='/triage'] select[name=outcome]")
+                .await
+                .select_by_value("spoken to the pupil")
+                .await
+                .unwrap();
+            click(&c, "form[action$='/triage'] button").await;
+            let said = text_of(&c, "p.done").await;
+            assert_eq!(said, "Triage recorded.");
+            assert_eq!(text_of(&c, "h1 .status").await, "resolved");
+            screenshot(&c, "people-4-resolved").await;
+        });
+    }));
+    let _ = runtime.block_on(c.close());
+    if let Err(panic) = outcome {
+        eprintln!("console log:\n{}", lab.log("console-again"));
+        std::panic::resume_unwind(panic);
+    }
     lab.stop_cleanly("agent-again");
 }
