@@ -165,6 +165,14 @@ impl Zone {
             .unwrap_or(ms)
     }
 
+    /// `ms` moved on `weeks` weeks at the same time of day here (so a 09:10 lesson is at
+    /// 09:10 across a change of the clocks).
+    pub fn weeks_later(&self, ms: i64, weeks: i64) -> i64 {
+        self.zoned(ms)
+            .and_then(|z| z.checked_add(weeks.weeks()).ok())
+            .map_or(ms, |z| z.timestamp().as_millisecond())
+    }
+
     /// The last instant at or before `now_ms` that was `day` at `time` here (a time the
     /// clocks skip is taken as the first instant after it).
     pub fn last_at(&self, day: Weekday, time: jiff::civil::Time, now_ms: i64) -> Option<i64> {

@@ -27,8 +27,13 @@ pub struct ExceptionRequest {
     pub classes: Vec<String>,
     /// Usernames.
     pub people: Vec<String>,
+    /// Its first period.
     pub from_ms: i64,
     pub to_ms: i64,
+    /// The same period each week, this many times in all (1: once).
+    pub weeks: i64,
+    /// The end of its last period: after it, the request is over.
+    pub until_ms: i64,
     pub reason: String,
     pub status: String,
     pub created_ms: i64,
@@ -36,6 +41,23 @@ pub struct ExceptionRequest {
     pub decided_ms: Option<i64>,
     pub decision_note: Option<String>,
 }
+
+impl ExceptionRequest {
+    /// Its periods, `(from_ms, to_ms)`, a week apart at the same time of day in `zone`.
+    pub fn periods(&self, zone: &crate::zone::Zone) -> Vec<(i64, i64)> {
+        (0..self.weeks.clamp(1, MAX_WEEKS))
+            .map(|k| {
+                (
+                    zone.weeks_later(self.from_ms, k),
+                    zone.weeks_later(self.to_ms, k),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Weeks a request may repeat at most: about a term.
+pub const MAX_WEEKS: i64 = 14;
 
 /// A request as a teacher makes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,11 +70,15 @@ pub struct NewRequest<'a> {
     pub people: &'a [String],
     pub from_ms: i64,
     pub to_ms: i64,
+    /// Times in all, a week apart (1: once).
+    pub weeks: i64,
+    /// The end of the last time.
+    pub until_ms: i64,
     pub reason: &'a str,
 }
 
 const COLUMNS: &str = "id, agent, requested_by, allow, groups_for, classes, people, from_ms, \
-     to_ms, reason, status, created_ms, decided_by, decided_ms, decision_note";
+     to_ms, weeks, until_ms, reason, status, created_ms, decided_by, decided_ms, decision_note";
 
 fn lines(text: String) -> Vec<String> {
     text.lines()
@@ -72,6 +98,8 @@ fn request(row: &sqlx::any::AnyRow) -> Result<ExceptionRequest, sqlx::Error> {
         people: lines(row.try_get("people")?),
         from_ms: row.try_get("from_ms")?,
         to_ms: row.try_get("to_ms")?,
+        weeks: row.try_get("weeks")?,
+        until_ms: row.try_get::<Option<i64>, _>("until_ms")?.unwrap_or(0),
         reason: row.try_get("reason")?,
         status: row.try_get("status")?,
         created_ms: row.try_get("created_ms")?,
@@ -86,8 +114,8 @@ impl Db {
     pub async fn add_request(&self, r: &NewRequest<'_>, now_ms: i64) -> Result<i64, DbError> {
         sqlx::query_scalar::<Any, i64>(
             "INSERT INTO exception_requests (agent, requested_by, allow, groups_for, classes, \
-             people, from_ms, to_ms, reason, status, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+             people, from_ms, to_ms, reason, status, created_ms, weeks, until_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(r.agent)
         .bind(r.requested_by)
@@ -100,6 +128,8 @@ impl Db {
         .bind(r.reason)
         .bind(REQUESTED)
         .bind(now_ms)
+        .bind(r.weeks.max(1))
+        .bind(r.until_ms.max(r.to_ms))
         .fetch_one(&self.pool)
         .await
         .map_err(sql("store a request"))
@@ -156,7 +186,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         let done = sqlx::query::<Any>(
             "UPDATE exception_requests SET status = $1, decided_by = $2, decided_ms = $3, \
-             decision_note = $4 WHERE id = $5 AND status = $6 AND to_ms > $3",
+             decision_note = $4 WHERE id = $5 AND status = $6 AND until_ms > $3",
         )
         .bind(to)
         .bind(who)
@@ -178,7 +208,7 @@ impl Db {
     ) -> Result<Vec<ExceptionRequest>, DbError> {
         let q = sqlx::query::<Any>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM exception_requests \
-             WHERE agent = $1 AND status = $2 AND to_ms > $3 ORDER BY id"
+             WHERE agent = $1 AND status = $2 AND until_ms > $3 ORDER BY id"
         )))
         .bind(agent)
         .bind(APPROVED)
@@ -320,6 +350,8 @@ mod tests {
                 people: &[],
                 from_ms: 1_000,
                 to_ms: 5_000,
+                weeks: 1,
+                until_ms: 5_000,
                 reason: "Media unit",
             };
             let id = db.add_request(&new, 10).await.unwrap();
@@ -388,6 +420,42 @@ mod tests {
                 REVOKED
             );
         }
+    }
+
+    /// A lesson each week stays at its time of day when the clocks change: 09:00 to 10:00
+    /// on Tuesday 20 October (summer time) and the two Tuesdays after (winter time).
+    #[test]
+    fn a_weekly_request_keeps_its_lesson_time_across_the_clocks_change() {
+        let zone = crate::zone::Zone::default();
+        let at = |text: &str| zone.local(text).unwrap();
+        let r = ExceptionRequest {
+            id: 1,
+            agent: "gw1".into(),
+            requested_by: "mr.osei".into(),
+            allow: vec!["youtube".into()],
+            groups: Vec::new(),
+            classes: vec!["6B".into()],
+            people: Vec::new(),
+            from_ms: at("2026-10-20T09:00"),
+            to_ms: at("2026-10-20T10:00"),
+            weeks: 3,
+            until_ms: at("2026-11-03T10:00"),
+            reason: "Media".into(),
+            status: APPROVED.into(),
+            created_ms: 0,
+            decided_by: None,
+            decided_ms: None,
+            decision_note: None,
+        };
+        let periods = r.periods(&zone);
+        let expected: Vec<(i64, i64)> = ["2026-10-20", "2026-10-27", "2026-11-03"]
+            .iter()
+            .map(|d| (at(&format!("{d}T09:00")), at(&format!("{d}T10:00"))))
+            .collect();
+        assert_eq!(periods, expected);
+        // Summer time, then winter: the same local hour is an hour later in UTC.
+        assert_eq!(periods[1].0 - periods[0].0, 7 * 86_400_000 + 3_600_000);
+        assert_eq!(zone.weeks_later(r.to_ms, 2), r.until_ms);
     }
 
     #[tokio::test]

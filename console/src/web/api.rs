@@ -184,6 +184,32 @@ pub fn granted_name(r: &crate::db::requests::ExceptionRequest) -> String {
     )
 }
 
+/// How far ahead a repeating request's periods are sent: a gateway holds a week's lessons
+/// (and a day more) from its own copy, through a console outage that long.
+pub const AHEAD_MS: i64 = 8 * 24 * 3_600_000;
+
+/// The periods of `r` a gateway is sent at `now_ms`: those not over and starting within
+/// [`AHEAD_MS`], each named apart (a repeating request's by its date).
+pub fn periods_sent(
+    r: &crate::db::requests::ExceptionRequest,
+    zone: &crate::zone::Zone,
+    now_ms: i64,
+) -> Vec<(String, i64, i64)> {
+    let name = granted_name(r);
+    r.periods(zone)
+        .into_iter()
+        .filter(|(from, to)| *to > now_ms && *from < now_ms.saturating_add(AHEAD_MS))
+        .map(|(from, to)| {
+            let named = if r.weeks > 1 {
+                format!("{name}, {}", zone.date_of(from))
+            } else {
+                name.clone()
+            };
+            (named, from, to)
+        })
+        .collect()
+}
+
 pub async fn exceptions(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let name = match agent(&app, &headers).await {
         Ok(n) => n,
@@ -194,20 +220,26 @@ pub async fn exceptions(State(app): State<Shared>, headers: HeaderMap) -> Respon
         Err(e) => return internal(&e),
     };
     let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap_or_default();
+    let now = now_ms();
+    let zone = &app.config.time_zone;
     let exceptions = granted
         .iter()
-        .map(|r| Granted {
-            id: r.id,
-            name: granted_name(r),
-            allow: r.allow.clone(),
-            groups: r.groups.clone(),
-            classes: r.classes.clone(),
-            people: r.people.clone(),
-            from: time(r.from_ms),
-            to: time(r.to_ms),
-            requested_by: r.requested_by.clone(),
-            approved_by: r.decided_by.clone().unwrap_or_default(),
-            reason: r.reason.clone(),
+        .flat_map(|r| {
+            periods_sent(r, zone, now)
+                .into_iter()
+                .map(|(name, from, to)| Granted {
+                    id: r.id,
+                    name,
+                    allow: r.allow.clone(),
+                    groups: r.groups.clone(),
+                    classes: r.classes.clone(),
+                    people: r.people.clone(),
+                    from: time(from),
+                    to: time(to),
+                    requested_by: r.requested_by.clone(),
+                    approved_by: r.decided_by.clone().unwrap_or_default(),
+                    reason: r.reason.clone(),
+                })
         })
         .collect();
     Json(GrantedList { exceptions }).into_response()

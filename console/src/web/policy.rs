@@ -226,15 +226,17 @@ pub async fn page(
     }
     // The approved requests the gateway is sent, beside the file's own.
     for r in app.db.granted(&agent, now).await? {
-        exceptions.push(ExceptionRow {
-            name: super::api::granted_name(&r),
-            opens: r.allow.join(", "),
-            whom: super::requests::whom(&r),
-            from: zone.when(r.from_ms),
-            to: zone.when(r.to_ms),
-            by: format!("{} (console)", r.decided_by.clone().unwrap_or_default()),
-            now: r.from_ms <= now,
-        });
+        for (name, from_ms, to_ms) in super::api::periods_sent(&r, zone, now) {
+            exceptions.push(ExceptionRow {
+                name,
+                opens: r.allow.join(", "),
+                whom: super::requests::whom(&r),
+                from: zone.when(from_ms),
+                to: zone.when(to_ms),
+                by: format!("{} (console)", r.decided_by.clone().unwrap_or_default()),
+                now: from_ms <= now,
+            });
+        }
     }
     let history = app
         .db

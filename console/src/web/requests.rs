@@ -20,7 +20,9 @@ use serde::Deserialize;
 use super::alert::field;
 use super::{Answer, Frame, Refused, Shared, Signed, now_ms, render, see_other};
 use crate::auth::Role;
-use crate::db::requests::{APPROVED, DECLINED, ExceptionRequest, NewRequest, REQUESTED, REVOKED};
+use crate::db::requests::{
+    APPROVED, DECLINED, ExceptionRequest, MAX_WEEKS, NewRequest, REQUESTED, REVOKED,
+};
 
 /// Requests listed at most.
 const LISTED: i64 = 200;
@@ -179,7 +181,7 @@ pub async fn page(
     let zone = &app.config.time_zone;
     let now = now_ms();
     let shown = |r: ExceptionRequest| {
-        let live = r.to_ms > now;
+        let live = r.until_ms > now;
         let decided = match (&r.decided_by, r.decided_ms) {
             (Some(by), Some(at)) => format!("{by}, {}", zone.span(at, at)),
             _ => String::new(),
@@ -192,7 +194,16 @@ pub async fn page(
                 .collect::<Vec<_>>()
                 .join(", "),
             whom: whom(&r),
-            when: zone.span(r.from_ms, r.to_ms),
+            when: if r.weeks > 1 {
+                format!(
+                    "{}, and the same each week to {} ({} times)",
+                    zone.span(r.from_ms, r.to_ms),
+                    zone.date_of(r.until_ms),
+                    r.weeks
+                )
+            } else {
+                zone.span(r.from_ms, r.to_ms)
+            },
             decided,
             may_decide: approver
                 && live
@@ -298,6 +309,9 @@ pub struct AskForm {
     when: String,
     #[serde(default)]
     minutes: String,
+    /// For a lesson: the same period each week, this many times in all (empty: once).
+    #[serde(default)]
+    weeks: String,
     #[serde(default)]
     schedule: String,
     reason: String,
@@ -340,6 +354,20 @@ pub async fn ask(State(app): State<Shared>, signed: Signed, Form(form): Form<Ask
         }
         _ => return Err(Refused::Bad("Choose now or the next lesson.".into())),
     };
+    let weeks: i64 = match (form.when.as_str(), form.weeks.trim()) {
+        (_, "") | ("now", _) => 1,
+        (_, n) => n
+            .parse()
+            .ok()
+            .filter(|w| (1..=MAX_WEEKS).contains(w))
+            .ok_or_else(|| {
+                Refused::Bad(format!(
+                    "Each week for 1 to {MAX_WEEKS} weeks (about a term)."
+                ))
+            })?,
+    };
+    let zone = &app.config.time_zone;
+    let until_ms = zone.weeks_later(to_ms, weeks - 1);
     may_ask(
         &policy,
         (&allow, &groups, &classes, &people),
@@ -358,6 +386,8 @@ pub async fn ask(State(app): State<Shared>, signed: Signed, Form(form): Form<Ask
                 people: &people,
                 from_ms,
                 to_ms,
+                weeks,
+                until_ms,
                 reason: &reason,
             },
             now,

@@ -1945,6 +1945,88 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
     }
 }
 
+/// A lesson asked for each week: the gateway is sent the periods that start within the
+/// coming eight days, each a week after the last at the same time, each named apart; more
+/// weeks than a term are refused.
+#[tokio::test]
+async fn a_lesson_asked_for_each_week_reaches_the_gateway_a_week_ahead() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let token = crate::auth::random_token().unwrap();
+        c.app
+            .db
+            .add_agent("gw1", &token_hash(&token), 1)
+            .await
+            .unwrap();
+        let policy = serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY});
+        let (sent, _) = c
+            .api(&token, "POST", "/api/v1/policy", &policy.to_string())
+            .await;
+        assert_eq!(sent, StatusCode::NO_CONTENT);
+        let teacher = c.signed_in("mr.osei").await;
+        let ask = |weeks: &'static str| {
+            [
+                ("agent", "gw1"),
+                ("allow", "youtube"),
+                ("classes", "6B"),
+                ("when", "lesson"),
+                ("schedule", "lessons"),
+                ("weeks", weeks),
+                ("reason", "Weekly media lesson"),
+            ]
+        };
+        let too_long = teacher.post("/requests", &ask("15")).await;
+        assert_eq!(
+            too_long.status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            too_long.body
+        );
+        let asked = teacher.post("/requests", &ask("6")).await;
+        assert_eq!(asked.location(), "/requests?done=asked", "{}", asked.body);
+        let r = c
+            .app
+            .db
+            .requests(&crate::db::Scope::Trust, Some("mr.osei"), 10)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(r.weeks, 6);
+        let zone = crate::zone::Zone::default();
+        assert_eq!(r.until_ms, zone.weeks_later(r.to_ms, 5));
+        let listed = teacher.get("/requests").await.body;
+        assert!(listed.contains("and the same each week to"), "{listed}");
+        let head = c.signed_in("head").await;
+        let approved = head
+            .post(&format!("/requests/{}/approve", r.id), &[("note", "")])
+            .await;
+        assert_eq!(approved.location(), "/requests?done=approved");
+
+        let (status, body) = c.api(&token, "GET", "/api/v1/exceptions", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let sent: schoolgate_contract::granted::GrantedList = serde_json::from_str(&body).unwrap();
+        let now = super::now_ms();
+        // The first period, and the next week's when it starts within eight days.
+        let expected: Vec<(i64, i64)> = r
+            .periods(&zone)
+            .into_iter()
+            .filter(|(from, to)| *to > now && *from < now + super::api::AHEAD_MS)
+            .collect();
+        assert!((1..=2).contains(&expected.len()), "{expected:?}");
+        let got: Vec<(i64, i64)> = sent
+            .exceptions
+            .iter()
+            .map(|g| (g.from.as_millisecond(), g.to.as_millisecond()))
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(got[0], (r.from_ms, r.to_ms));
+        let names: std::collections::BTreeSet<&str> =
+            sent.exceptions.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names.len(), sent.exceptions.len(), "{names:?}");
+        assert!(sent.exceptions.iter().all(|g| g.id == r.id));
+    }
+}
+
 /// Threshold rules in `console.yaml`: three blocks of social networking within ten minutes
 /// are an incident with those blocks as its evidence, and more join it; a member of staff
 /// blocked from it counts only in lesson time (the gateway's own schedule).
@@ -2088,6 +2170,8 @@ async fn the_policy_in_force_is_shown_with_its_week() {
                     people: &[],
                     from_ms: now,
                     to_ms: now + 3_600_000,
+                    weeks: 1,
+                    until_ms: now + 3_600_000,
                     reason: "Media unit",
                 },
                 now,

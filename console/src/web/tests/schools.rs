@@ -125,6 +125,8 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
                     people: &[],
                     from_ms: now,
                     to_ms: now + 3_600_000,
+                    weeks: 1,
+                    until_ms: now + 3_600_000,
                     reason: "OAK-REASON",
                 },
                 now,
