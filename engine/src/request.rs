@@ -8,7 +8,8 @@ use crate::policy::{Policy, RequestRule};
 /// What a request asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct Ask<'a> {
-    /// Category names.
+    /// Category names, or sites (a name with a dot): a site alone is opened, and may be
+    /// asked for where every category that lists it may be.
     pub allow: &'a [String],
     pub groups: &'a [String],
     pub classes: &'a [String],
@@ -21,8 +22,10 @@ pub struct Ask<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AskRefused {
-    #[error("a request opens at least one category")]
+    #[error("a request opens at least one category or site")]
     NothingAsked,
+    #[error("{site} is in no category of the policy: there is nothing to open")]
+    NoCategory { site: String },
     #[error("a request is for at least one group, class or pupil")]
     NobodyAsked,
     #[error("the policy does not let teachers ask for {categories}")]
@@ -52,12 +55,27 @@ impl Policy {
             return Err(AskRefused::NobodyAsked);
         }
         let categories = ask.allow.join(", ");
+        // Each thing asked for, as the categories it stands for: a category itself, or
+        // every category listing a site.
+        let mut wanted: Vec<Vec<&str>> = Vec::with_capacity(ask.allow.len());
+        for a in ask.allow {
+            let a = a.trim();
+            if a.contains('.') {
+                let of = self.categories_listing(a);
+                if of.is_empty() {
+                    return Err(AskRefused::NoCategory { site: a.to_owned() });
+                }
+                wanted.push(of);
+            } else {
+                wanted.push(vec![a]);
+            }
+        }
         let mut first = None;
         for rule in self.request_rules() {
-            if !ask
-                .allow
+            if !wanted
                 .iter()
-                .all(|a| rule.allow_names.iter().any(|n| n == a.trim()))
+                .flatten()
+                .all(|c| rule.allow_names.iter().any(|n| n == c))
             {
                 continue;
             }
@@ -69,6 +87,18 @@ impl Policy {
             }
         }
         Err(first.unwrap_or(AskRefused::NotRequestable { categories }))
+    }
+
+    /// The categories whose lists cover the site `name` (none for a name that is not one).
+    pub fn categories_listing(&self, name: &str) -> Vec<&str> {
+        let mut matches = crate::domain::Matches::new();
+        if let Some(q) = crate::domain::QueryName::new(name) {
+            self.index.lookup(q.as_str(), &mut matches);
+        }
+        matches
+            .iter()
+            .filter_map(|(t, _)| self.category_name(*t))
+            .collect()
     }
 
     fn refusal(&self, rule: &RequestRule, ask: &Ask<'_>, categories: &str) -> Option<AskRefused> {
@@ -153,6 +183,36 @@ requests:
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    /// A site alone may be asked for where its categories may: a YouTube address under the
+    /// video rule, Instagram only for Year 6, and a site in no category not at all.
+    #[test]
+    fn a_site_is_asked_for_as_the_categories_that_list_it() {
+        let p = policy();
+        let six_b = s(&["6B"]);
+        let watch = s(&["www.youtube.com"]);
+        assert_eq!(
+            p.may_ask(&ask(&watch, &six_b, 60)).unwrap().name,
+            "Lesson video"
+        );
+        let insta = s(&["instagram.com"]);
+        assert_eq!(
+            p.may_ask(&ask(&insta, &six_b, 60)).unwrap().name,
+            "Year 6 media"
+        );
+        assert!(matches!(
+            p.may_ask(&ask(&insta, &s(&["5A"]), 60)),
+            Err(AskRefused::NotRequestable { .. } | AskRefused::Class { .. })
+        ));
+        assert_eq!(
+            p.may_ask(&ask(&s(&["homework.example"]), &six_b, 60))
+                .unwrap_err(),
+            AskRefused::NoCategory {
+                site: "homework.example".into()
+            }
+        );
+        assert_eq!(p.categories_listing("m.youtube.com"), ["youtube"]);
     }
 
     #[test]

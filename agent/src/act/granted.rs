@@ -259,6 +259,46 @@ requests:
         assert_eq!(with.exceptions().len(), 1);
     }
 
+    /// A site alone, approved where its category may be asked for, opens that site and not
+    /// the rest of its category; one in a category no request may open is left out.
+    #[test]
+    fn an_approved_site_opens_that_site_alone() {
+        let policy =
+            Policy::from_yaml(POLICY, Path::new("p.yaml"), &|_: &Path| Ok(String::new())).unwrap();
+        let list = GrantedList {
+            exceptions: vec![
+                granted(
+                    5,
+                    "www.youtube.com",
+                    "2026-12-01T11:00:00Z",
+                    "2026-12-01T13:00:00Z",
+                ),
+                granted(
+                    6,
+                    "instagram.com",
+                    "2026-12-01T11:00:00Z",
+                    "2026-12-01T13:00:00Z",
+                ),
+            ],
+        };
+        let now: jiff::Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
+        let text = document(&list, &policy, now);
+        let (with, skipped) = Policy::from_yaml_with(
+            POLICY,
+            Path::new("p.yaml"),
+            &|_: &Path| Ok(String::new()),
+            Some((&text, Path::new("console-exceptions.json"))),
+        )
+        .unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(with.exceptions().len(), 1, "{text}");
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            doc["exceptions"][0]["allow"],
+            serde_json::json!(["www.youtube.com"])
+        );
+    }
+
     #[test]
     fn the_file_is_written_only_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();

@@ -294,11 +294,52 @@ fn names(text: &str, what: &str) -> Result<Vec<String>, Refused> {
     Ok(out)
 }
 
+/// The site named in `text`, as a teacher may paste it (`https://www.bbc.co.uk/bitesize`
+/// is `www.bbc.co.uk`): `None` when empty; refused when it is not a site's name.
+fn site(text: &str) -> Result<Option<String>, Refused> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let host = t.split_once("://").map_or(t, |(_, rest)| rest);
+    let host = host
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .rsplit('@')
+        .next()
+        .unwrap_or_default();
+    let host = host
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let ok = host.contains('.')
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(Some(host))
+    } else {
+        Err(Refused::Bad(format!(
+            "{:?} is not a site's name (for example www.bbc.co.uk).",
+            schoolgate_contract::text::bounded_to(t, 80)
+        )))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct AskForm {
     csrf: String,
     agent: String,
     allow: String,
+    /// A site alone instead of a whole category (a name, or an address pasted whole).
+    #[serde(default)]
+    site: String,
     #[serde(default)]
     classes: String,
     #[serde(default)]
@@ -321,7 +362,10 @@ pub async fn ask(State(app): State<Shared>, signed: Signed, Form(form): Form<Ask
     signed.form_ok(&form.csrf)?;
     let reason = field(&form.reason, MAX_REASON, "reason")?
         .ok_or_else(|| Refused::Bad("Say why: the approver reads it.".into()))?;
-    let allow = names(&form.allow, "What")?;
+    let allow = match site(&form.site)? {
+        Some(site) => vec![site],
+        None => names(&form.allow, "What")?,
+    };
     let classes = names(&form.classes, "Classes")?;
     let groups = names(&form.groups, "Groups")?;
     let people = names(&form.people, "Pupils")?;

@@ -1945,6 +1945,67 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
     }
 }
 
+/// A site alone, as a teacher pastes its address: asked for where its category may be
+/// (YouTube's for any class), refused where it may not (Instagram for 3A), and refused when
+/// it is in no category (nothing to open) or is not a site's name.
+#[tokio::test]
+async fn a_single_site_is_asked_for_as_its_category_allows() {
+    for (db, _dir) in testing::each().await {
+        let c = Console::new(db).await;
+        let token = crate::auth::random_token().unwrap();
+        c.app
+            .db
+            .add_agent("gw1", &token_hash(&token), 1)
+            .await
+            .unwrap();
+        let policy = serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY});
+        c.api(&token, "POST", "/api/v1/policy", &policy.to_string())
+            .await;
+        let teacher = c.signed_in("mr.osei").await;
+        let ask = |site: &'static str, class: &'static str| {
+            [
+                ("agent", "gw1"),
+                ("allow", "youtube"),
+                ("site", site),
+                ("classes", class),
+                ("when", "now"),
+                ("minutes", "30"),
+                ("reason", "One video"),
+            ]
+        };
+        for (site, class, said) in [
+            (
+                "https://instagram.com/",
+                "3A",
+                "may not be asked for class 3A",
+            ),
+            ("homework.example", "6B", "in no category"),
+            ("not a site", "6B", "is not a site's name"),
+        ] {
+            let refused = teacher.post("/requests", &ask(site, class)).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{site}");
+            assert!(refused.body.contains(said), "{site}: {}", refused.body);
+        }
+        let asked = teacher
+            .post(
+                "/requests",
+                &ask("https://www.YouTube.com/watch?v=abc", "6B"),
+            )
+            .await;
+        assert_eq!(asked.location(), "/requests?done=asked", "{}", asked.body);
+        let r = c
+            .app
+            .db
+            .requests(&crate::db::Scope::Trust, Some("mr.osei"), 10)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(r.allow, ["www.youtube.com"]);
+        let listed = teacher.get("/requests").await.body;
+        assert!(listed.contains("www.youtube.com"), "{listed}");
+    }
+}
+
 /// A lesson asked for each week: the gateway is sent the periods that start within the
 /// coming eight days, each a week after the last at the same time, each named apart; more
 /// weeks than a term are refused.
