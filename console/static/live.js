@@ -18,11 +18,13 @@
     s.textContent = text;
     return s;
   };
+  const withSchool = document.querySelector("table.alerts th.school") !== null;
   const draw = (row, a) => {
     row.dataset.id = a.id;
     row.className = a.severity + " fresh";
     row.replaceChildren();
     row.insertCell().textContent = a.when;
+    if (withSchool) row.insertCell().textContent = a.school || "";
     const title = row.insertCell();
     title.className = "title";
     const link = document.createElement("a");

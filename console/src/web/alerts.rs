@@ -78,6 +78,8 @@ pub struct Listed {
     pub risk: &'static str,
     /// When it last grew.
     pub when: String,
+    /// The school of the gateway that reported it, by name, for a reader of several.
+    pub school: Option<String>,
 }
 
 impl Listed {
@@ -86,9 +88,29 @@ impl Listed {
             title: title(&i),
             risk: risk(&i),
             when: zone.when(i.last_ms),
+            school: None,
             i,
         }
     }
+}
+
+/// Each agent's school by name (its id where `console.yaml` no longer lists it), for the
+/// agents `scope` sees.
+pub async fn school_names(
+    app: &super::App,
+    scope: &crate::db::Scope,
+) -> Result<std::collections::HashMap<String, String>, crate::db::DbError> {
+    Ok(app
+        .db
+        .agents(scope)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            let id = a.school?;
+            let name = app.config.school(&id).map_or(id, |s| s.name.clone());
+            Some((a.name, name))
+        })
+        .collect())
 }
 
 #[derive(Template)]
@@ -103,6 +125,8 @@ struct AlertsPage<'a> {
     total: i64,
     page: i64,
     more: bool,
+    /// The reader sees several schools: each row says which.
+    schools: bool,
 }
 
 pub async fn list(
@@ -120,7 +144,23 @@ pub async fn list(
         .await?;
     let counts = app.db.incident_counts(&scope, &filter).await?;
     let (rows, more) = one_page(rows, PAGE);
-    let rows = rows.into_iter().map(|i| Listed::of(i, zone)).collect();
+    // A reader of a trust (or of several of its schools) is told each incident's school.
+    let schools = !app.config.schools.is_empty() && scope.schools().len() != 1;
+    let names = if schools {
+        school_names(&app, &scope).await?
+    } else {
+        std::collections::HashMap::new()
+    };
+    let rows = rows
+        .into_iter()
+        .map(|i| {
+            let school = names.get(&i.agent).cloned();
+            Listed {
+                school,
+                ..Listed::of(i, zone)
+            }
+        })
+        .collect();
     let total = counts.iter().map(|(_, n)| n).sum();
     render(&AlertsPage {
         frame: signed.frame(&app),
@@ -135,6 +175,7 @@ pub async fn list(
         total,
         page: page_no,
         more,
+        schools,
     })
 }
 

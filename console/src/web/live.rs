@@ -37,12 +37,18 @@ pub struct Live {
     /// user's school. Never sent to the page.
     #[serde(skip)]
     pub school: Option<String>,
+    /// That school's name, for a page that lists several schools.
+    #[serde(rename = "school")]
+    pub school_name: Option<String>,
 }
 
 impl Live {
-    pub fn of(i: &Incident, zone: &Zone, school: Option<String>) -> Self {
+    pub fn of(i: &Incident, zone: &Zone, school: Option<(String, String)>) -> Self {
+        let (school, school_name) =
+            school.map_or((None, None), |(id, name)| (Some(id), Some(name)));
         Self {
             school,
+            school_name,
             id: i.id.clone(),
             when: zone.when(i.last_ms),
             title: title(i),
@@ -57,19 +63,19 @@ impl Live {
 /// Where the agents' API announces incidents started or changed.
 pub type Announcer = broadcast::Sender<Arc<Vec<Live>>>;
 
-/// Announces `incidents` (a batch's, started or changed), each with its agent's school from
-/// `schools` (agent, school). A page replaces a row it shows already, so a retried batch
-/// adds nothing twice.
+/// Announces `incidents` (a batch's, started or changed), each with its agent's school
+/// from `schools` (agent → the school's id and name). A page replaces a row it shows
+/// already, so a retried batch adds nothing twice.
 pub fn announce(
     to: &Announcer,
     incidents: &[Incident],
     zone: &Zone,
-    schools: &std::collections::HashMap<String, Option<String>>,
+    schools: &std::collections::HashMap<String, (String, String)>,
 ) {
     if !incidents.is_empty() {
         let rows = incidents
             .iter()
-            .map(|i| Live::of(i, zone, schools.get(&i.agent).cloned().flatten()))
+            .map(|i| Live::of(i, zone, schools.get(&i.agent).cloned()))
             .collect();
         // No page listening is not an error.
         let _ = to.send(Arc::new(rows));
@@ -102,7 +108,17 @@ async fn announce_named(app: &App, ids: &[String]) {
     };
     match read.await {
         Ok((incidents, agents)) => {
-            let schools = agents.into_iter().map(|a| (a.name, a.school)).collect();
+            let schools = agents
+                .into_iter()
+                .filter_map(|a| {
+                    let id = a.school?;
+                    let name = app
+                        .config
+                        .school(&id)
+                        .map_or(id.clone(), |s| s.name.clone());
+                    Some((a.name, (id, name)))
+                })
+                .collect();
             announce(&app.live, &incidents, &app.config.time_zone, &schools);
         }
         Err(e) => tracing::warn!(error = %e, "cannot read incidents to announce"),

@@ -152,6 +152,12 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
         // The trust's own lead sees both schools; Oak's lead sees Oak's.
         let trust = c.signed_in("dsl").await.get("/alerts").await.body;
         assert!(trust.contains("OAK-DEVICE-03") && trust.contains("ELM-DEVICE-09"));
+        // The trust's lead is told each incident's school; a school's lead needs no telling.
+        assert!(
+            trust.contains("<th class=\"school\">School</th>"),
+            "{trust}"
+        );
+        assert!(trust.contains("<td>Oak Primary</td>") && trust.contains("<td>Elm Academy</td>"));
         let both = c.signed_in("dsl-both").await.get("/alerts").await.body;
         assert!(both.contains("OAK-DEVICE-03") && both.contains("ELM-DEVICE-09"));
         assert!(
@@ -247,6 +253,7 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
         let dsl_elm = c.signed_in("dsl-elm").await;
         let own = dsl_elm.get("/alerts").await.body;
         assert!(own.contains("dsl-elm (dsl, Elm Academy)"), "{own}");
+        assert!(!own.contains("<th class=\"school\">"), "{own}");
         for path in [format!("/events/{id}"), format!("/policy/changes/{policy}")] {
             assert_eq!(
                 dsl_elm.get(&path).await.status,
@@ -383,8 +390,14 @@ async fn the_live_stream_carries_only_the_readers_school() {
     let oak = crate::db::incidents::Incident::open("gw-oak", &oak_alert("bypass_attempt"));
     let elm = crate::db::incidents::Incident::open("gw-elm", &elm_alert());
     let schools = [
-        ("gw-oak".to_owned(), Some("oak".to_owned())),
-        ("gw-elm".to_owned(), Some("elm".to_owned())),
+        (
+            "gw-oak".to_owned(),
+            ("oak".to_owned(), "Oak Primary".to_owned()),
+        ),
+        (
+            "gw-elm".to_owned(),
+            ("elm".to_owned(), "Elm Academy".to_owned()),
+        ),
     ]
     .into_iter()
     .collect();
@@ -401,8 +414,9 @@ async fn the_live_stream_carries_only_the_readers_school() {
     .await
     .expect("Elm's incident reaches Elm's page");
     assert!(
-        !got.contains("oak-secret.example") && !got.contains("Amira"),
+        !got.contains("OAK-DEVICE-03") && !got.contains("Amira") && !got.contains("Oak"),
         "{got}"
     );
+    assert!(got.contains("\"school\":\"Elm Academy\""), "{got}");
     assert_eq!(got.matches("event: alerts").count(), 1, "{got}");
 }
