@@ -200,6 +200,19 @@ impl Console {
     }
 }
 
+/// Every route the router answers with GET, as `mod.rs` writes them.
+pub(crate) fn get_routes() -> Vec<&'static str> {
+    include_str!("mod.rs")
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|r| {
+            let (path, rest) = r.split_once('"')?;
+            let handler = rest.split(".route(").next()?;
+            handler.contains("get(").then_some(path)
+        })
+        .collect()
+}
+
 pub(crate) fn alert(kind: &str, name: &str, ip: &str) -> Received {
     parse_event(serde_json::json!({
         "id": uuid::Uuid::now_v7().to_string(), "time": jiff::Timestamp::now().to_string(),
@@ -954,20 +967,7 @@ async fn simultaneous_guesses_cannot_pass_the_limit() {
     let (db, _dir) = testing::each().await.into_iter().next().unwrap();
     let c = Arc::new(Console::new(db).await);
     let from: std::net::SocketAddr = "192.0.2.10:40000".parse().unwrap();
-    let guesses: Vec<_> = (0..50)
-        .map(|i| {
-            let c = Arc::clone(&c);
-            tokio::spawn(async move {
-                c.login_from(Some(from), "dsl", &format!("guess {i}"), "", None)
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for g in guesses {
-        statuses.push(g.await.unwrap());
-    }
+    let statuses = fifty_guesses(std::slice::from_ref(&c), from).await;
     let checked = statuses
         .iter()
         .filter(|s| **s == StatusCode::UNAUTHORIZED)
@@ -1011,6 +1011,26 @@ async fn simultaneous_guesses_cannot_pass_the_limit() {
     assert!((1..=3).contains(&throttled), "{actions:?}");
 }
 
+/// Fifty wrong passwords for `dsl` from `from` at once, spread over `consoles`: the answers'
+/// statuses.
+async fn fifty_guesses(consoles: &[Arc<Console>], from: std::net::SocketAddr) -> Vec<StatusCode> {
+    let guesses: Vec<_> = (0..50)
+        .map(|i| {
+            let c = Arc::clone(&consoles[i % consoles.len()]);
+            tokio::spawn(async move {
+                c.login_from(Some(from), "dsl", &format!("guess {i}"), "", None)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    statuses
+}
+
 /// Consoles sharing PostgreSQL count sign-ins together: fifty guesses at once spread over
 /// two consoles, and only five are checked; the right password is then refused on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1024,20 +1044,7 @@ async fn consoles_sharing_postgresql_count_guesses_together() {
             Arc::new(Console::new(db).await),
         ];
         let from: std::net::SocketAddr = "192.0.2.10:40000".parse().unwrap();
-        let guesses: Vec<_> = (0..50)
-            .map(|i| {
-                let c = Arc::clone(&consoles[i % 2]);
-                tokio::spawn(async move {
-                    c.login_from(Some(from), "dsl", &format!("guess {i}"), "", None)
-                        .await
-                        .status
-                })
-            })
-            .collect();
-        let mut statuses = Vec::new();
-        for g in guesses {
-            statuses.push(g.await.unwrap());
-        }
+        let statuses = fifty_guesses(&consoles, from).await;
         let checked = statuses
             .iter()
             .filter(|s| **s == StatusCode::UNAUTHORIZED)
@@ -1259,16 +1266,7 @@ async fn it_sees_no_case_detail_on_any_route() {
             .await
             .unwrap();
         let policy = c.app.db.policy_of("gw1").await.unwrap().unwrap().id;
-        let source = include_str!("mod.rs");
-        let routes: Vec<&str> = source
-            .split(".route(\"")
-            .skip(1)
-            .filter_map(|r| {
-                let (path, rest) = r.split_once('"')?;
-                let handler = rest.split(".route(").next()?;
-                handler.contains("get(").then_some(path)
-            })
-            .collect();
+        let routes = get_routes();
         assert!(routes.len() >= 15, "{routes:?}");
         let mut walked = 0;
         for route in routes {

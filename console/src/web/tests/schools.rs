@@ -168,16 +168,7 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
         assert!(oak.contains("OAK-DEVICE-03") && !oak.contains("ELM-DEVICE-09"));
 
         let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-        let source = include_str!("../mod.rs");
-        let routes: Vec<&str> = source
-            .split(".route(\"")
-            .skip(1)
-            .filter_map(|r| {
-                let (path, rest) = r.split_once('"')?;
-                let handler = rest.split(".route(").next()?;
-                handler.contains("get(").then_some(path)
-            })
-            .collect();
+        let routes = super::get_routes();
         assert!(routes.len() >= 20, "{routes:?}");
         for who in ["dsl-elm", "it-elm", "admin-elm", "head-elm"] {
             let b = c.signed_in(who).await;
