@@ -2,7 +2,8 @@
 //! where nobody was signed in, or one gateway for its own troubles) within [`WINDOW_MS`] of
 //! each other make one incident while it is open — a bypass attempt, the quarantine it
 //! caused, the attempts that followed — so the list has one row where the agents sent
-//! several. A resolved incident takes nothing more: a later attempt starts a new one.
+//! several. A resolved incident takes nothing more: a later attempt starts a new one, and
+//! so does one that would stretch an incident past half a day ([`LONGEST_MS`]).
 //!
 //! An incident's id is its first alert's event id; its status, outcome and action taken are
 //! copied onto its events, so every list of events shows the same status.
@@ -17,6 +18,9 @@ use crate::thresholds::Threshold;
 
 /// How close in time an alert must be to an open incident to join it.
 pub const WINDOW_MS: i64 = 30 * 60 * 1000;
+/// How long one incident may span: a device left trying all night and all week is a new
+/// incident each half day, so what goes on is seen again rather than folded into an old row.
+pub const LONGEST_MS: i64 = 12 * 3_600_000;
 
 /// An incident as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,12 +124,14 @@ impl Incident {
     }
 
     /// Whether alert `e` (already known to be about this incident's subject, from its
-    /// agent) belongs in it: the incident is open and `e` is within the window of it.
+    /// agent) belongs in it: the incident is open, `e` is within the window of it, and
+    /// taking it keeps the incident within [`LONGEST_MS`].
     pub fn takes(&self, e: &Event) -> bool {
         let t = e.time.as_millisecond();
         self.status != "resolved"
             && t >= self.first_ms.saturating_sub(WINDOW_MS)
             && t <= self.last_ms.saturating_add(WINDOW_MS)
+            && t.max(self.last_ms).saturating_sub(t.min(self.first_ms)) < LONGEST_MS
     }
 
     /// Adds alert `e`: its time, severity, technique and quarantine; who and where it names
@@ -758,6 +764,28 @@ mod tests {
             class: Some("6B".into()),
         });
         e
+    }
+
+    /// Attempts every twenty minutes from 10:00: those within twelve hours of the first are
+    /// its incident; the one at 22:00 starts another, which takes the rest of the night.
+    #[test]
+    fn an_incident_spans_half_a_day_at_most() {
+        let first = alert(1, "bypass_attempt", 0, Some(Technique::VpnApp)).event;
+        let mut day = Incident::open("gw1", &first);
+        for k in 1..36 {
+            let e = alert(k + 1, "bypass_attempt", i64::from(k) * 20, None).event;
+            assert!(day.takes(&e), "{k}");
+            day.absorb(&e);
+        }
+        let late = alert(40, "bypass_attempt", 36 * 20, None).event;
+        assert!(!day.takes(&late));
+        let mut night = Incident::open("gw1", &late);
+        let later = alert(41, "bypass_attempt", 37 * 20, None).event;
+        assert!(night.takes(&later));
+        night.absorb(&later);
+        // An alert sent late, dated inside the first half day, still joins the first.
+        let early = alert(42, "bypass_attempt", 5, None).event;
+        assert!(day.takes(&early) && !night.takes(&early));
     }
 
     #[tokio::test]
