@@ -317,6 +317,14 @@ async fn a_schools_staff_reach_nothing_of_another_school_by_any_url() {
             let done = admin.post(path, &fields).await;
             assert_eq!(done.status, StatusCode::BAD_REQUEST, "{path} {fields:?}");
         }
+        // The trust's admin sees every account with its schools by name; Elm's admin, Elm's.
+        let all = c.signed_in("root").await.get("/accounts").await.body;
+        assert!(all.contains("<td>Oak Primary, Elm Academy</td>"), "{all}");
+        let elm_only = admin.get("/accounts").await.body;
+        assert!(
+            elm_only.contains("dsl-elm") && !elm_only.contains("dsl-both"),
+            "{elm_only}"
+        );
         // What Elm's admin adds is Elm's: Oak is not theirs to add to.
         let add = |school: &'static str| {
             [
