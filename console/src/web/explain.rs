@@ -31,7 +31,7 @@ pub async fn page(State(app): State<Shared>, signed: Signed) -> Answer {
     render(&ExplainPage {
         frame: signed.frame(&app),
         agents,
-        now: app.config.time_zone.field(now_ms()),
+        now: app.config.time_zone.minute(now_ms()),
     })
 }
 

@@ -2004,6 +2004,75 @@ async fn a_single_site_is_asked_for_as_its_category_allows() {
     }
 }
 
+/// IT's question goes for the moment it is asked when no time is given (the form offers
+/// none, so a question asked within a minute of a change is not answered for the minute's
+/// start), and for the school's local time when one is.
+#[tokio::test]
+async fn a_question_is_for_now_unless_a_local_time_is_given() {
+    let (db, _dir) = testing::each().await.into_iter().next().unwrap();
+    db.add_agent("gw1", &token_hash("sga_t"), 1).await.unwrap();
+    let c = Console::new(db).await;
+    let it = c.signed_in("it").await;
+    let form = it.get("/explain").await.body;
+    assert!(
+        form.contains("<input name=\"at\" type=\"datetime-local\">"),
+        "{form}"
+    );
+    let ask = |at: &'static str| {
+        [
+            ("agent", "gw1"),
+            ("client", "10.10.3.7"),
+            ("name", "www.youtube.com"),
+            ("at", at),
+        ]
+    };
+    let before = super::now_ms();
+    let asked = it.post("/explain", &ask("")).await;
+    let after = super::now_ms();
+    let id: i64 = asked
+        .location()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let q = c
+        .app
+        .db
+        .explanation(&crate::db::Scope::Trust, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        (before..=after).contains(&q.at_ms),
+        "{} not in {before}..{after}",
+        q.at_ms
+    );
+    // 09:10 on a summer's day in London is 08:10 UTC.
+    let asked = it.post("/explain", &ask("2026-06-15T09:10")).await;
+    let id: i64 = asked
+        .location()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let q = c
+        .app
+        .db
+        .explanation(&crate::db::Scope::Trust, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        q.at_ms,
+        "2026-06-15T08:10:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond()
+    );
+}
+
 /// A lesson asked for each week: the gateway is sent the periods that start within the
 /// coming eight days, each a week after the last at the same time, each named apart; more
 /// weeks than a term are refused.
