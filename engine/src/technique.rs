@@ -102,9 +102,7 @@ impl Technique {
     /// The technique in words a safeguarding lead reads without a glossary.
     pub fn plain(self) -> &'static str {
         match self {
-            Self::ExternalDns => {
-                "asking a DNS server outside school, so the school's filter is not asked"
-            }
+            Self::ExternalDns => "a DNS server outside school, so the school's filter is not asked",
             Self::DnsOverTls => {
                 "encrypted DNS (DNS over TLS), which hides look-ups from the school's filter"
             }
@@ -164,6 +162,16 @@ mod tests {
         assert_eq!(Technique::DnsOverHttps.as_str(), "dns_over_https");
         assert_eq!(Technique::from_name("DoH"), None);
         assert!(Technique::ALL.iter().all(|t| !t.plain().contains('_')));
+        // Each reads after "tried to get round the school's filter using …".
+        for t in Technique::ALL {
+            let p = t.plain();
+            assert!(
+                ["a ", "an ", "the ", "encrypted "]
+                    .iter()
+                    .any(|start| p.starts_with(start)),
+                "{t:?}: {p}"
+            );
+        }
     }
 
     #[test]
