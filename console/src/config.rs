@@ -310,6 +310,21 @@ impl Config {
         self.schools.iter().find(|s| s.id.as_str() == id)
     }
 
+    /// School `id`'s name, or the id itself where this file no longer lists it.
+    pub fn school_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.school(id).map_or(id, |s| s.name.as_str())
+    }
+
+    /// The schools `ids` (separated by commas, as an account holds them) by name.
+    pub fn school_names(&self, ids: &str) -> String {
+        ids.split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| self.school_name(id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The school named by `text` (its id): `None` for empty text (the whole trust), an
     /// error naming the schools there are for anything else.
     pub fn school_named(&self, text: &str) -> Result<Option<&School>, UnknownSchool> {

@@ -315,31 +315,53 @@ impl Mailer {
     /// Besides the trust's copy, each school with `mail_to` gets the DSL's weekly summary of
     /// its own records (claimed as `weekly:{school}`).
     pub async fn reports_once(&self, db: &Db, now_ms: i64) -> Result<usize, MailError> {
+        /// One copy of a report: to whom, of whose records, claimed under which name.
+        struct Sending<'m> {
+            report: Report,
+            to: &'m Mailboxes,
+            day: jiff::civil::Weekday,
+            time: jiff::civil::Time,
+            scope: crate::db::Scope,
+            claim: String,
+            /// The school's name, for its own copy.
+            school: Option<&'m str>,
+        }
         let mut sent = 0;
-        let mut copies: Vec<(Report, &Mailboxes, _, _, crate::db::Scope, String)> = Vec::new();
+        let mut copies = Vec::new();
         for (report, to, day, time) in &self.reports {
-            copies.push((
-                *report,
+            copies.push(Sending {
+                report: *report,
                 to,
-                *day,
-                *time,
-                crate::db::Scope::Trust,
-                report.as_str().to_owned(),
-            ));
+                day: *day,
+                time: *time,
+                scope: crate::db::Scope::Trust,
+                claim: report.as_str().to_owned(),
+                school: None,
+            });
             if *report == Report::Weekly {
-                for (id, _, to) in &self.schools {
-                    copies.push((
-                        *report,
+                for (id, name, to) in &self.schools {
+                    copies.push(Sending {
+                        report: *report,
                         to,
-                        *day,
-                        *time,
-                        crate::db::Scope::school(id),
-                        format!("{}:{id}", report.as_str()),
-                    ));
+                        day: *day,
+                        time: *time,
+                        scope: crate::db::Scope::school(id),
+                        claim: format!("{}:{id}", report.as_str()),
+                        school: Some(name),
+                    });
                 }
             }
         }
-        for (report, to, day, time, scope, claim) in &copies {
+        for Sending {
+            report,
+            to,
+            day,
+            time,
+            scope,
+            claim,
+            school,
+        } in &copies
+        {
             let report = *report;
             let Some(due) = self.zone.last_at(*day, *time, now_ms) else {
                 continue;
@@ -370,11 +392,7 @@ impl Mailer {
                     &self.zone,
                     self.public_url.as_deref(),
                 );
-                if let Some((_, name, _)) = self
-                    .schools
-                    .iter()
-                    .find(|(id, _, _)| scope.schools() == [id.as_str()])
-                {
+                if let Some(name) = school {
                     subject.push_str(&format!(" ({name})"));
                 }
                 let message = Message::builder()
@@ -431,18 +449,14 @@ impl Mailer {
         if self.schools.is_empty() {
             return Ok(());
         }
-        let agents = db
-            .agents(&crate::db::Scope::Trust)
+        let of_agent = db
+            .agent_schools(&crate::db::Scope::Trust)
             .await
             .map_err(|e| MailError::Report(e.to_string()))?;
         for (id, name, to) in &self.schools {
             let theirs: Vec<Incident> = incidents
                 .iter()
-                .filter(|i| {
-                    agents
-                        .iter()
-                        .any(|a| a.name == i.agent && a.school.as_deref() == Some(id.as_str()))
-                })
+                .filter(|i| of_agent.get(&i.agent) == Some(id))
                 .cloned()
                 .collect();
             self.send_to(to, Some(name), &theirs).await?;

@@ -299,11 +299,12 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
             if !db.set_user_school(&name, school.as_deref()).await? {
                 bail!("there is no user {name:?}");
             }
+            end_sessions(&db, &name).await?;
             let detail = school
                 .as_ref()
                 .map_or("the whole trust".to_owned(), |s| format!("school {s}"));
             audit(&db, "user_school", &name, Some(detail.clone())).await?;
-            println!("{name} now sees {detail}'s records; their sessions ended");
+            println!("{name} now sees {detail}'s records");
         }
         UserCommand::Passwd {
             name,

@@ -211,6 +211,19 @@ impl Db {
         .await
     }
 
+    /// Each agent in `scope` that serves a school, with that school's id.
+    pub async fn agent_schools(
+        &self,
+        scope: &super::Scope,
+    ) -> Result<std::collections::HashMap<String, String>, DbError> {
+        Ok(self
+            .agents(scope)
+            .await?
+            .into_iter()
+            .filter_map(|a| Some((a.name, a.school?)))
+            .collect())
+    }
+
     /// Whether agent `name` exists and is in `scope`.
     pub async fn agent_in(&self, scope: &super::Scope, name: &str) -> Result<bool, DbError> {
         let mut q = super::Statement::new("SELECT COUNT(*) AS n FROM agents WHERE name = ");
@@ -239,7 +252,8 @@ impl Db {
     }
 
     /// Puts user `name` in `school` (`None`: the whole trust); false if there is no such
-    /// user. Their sessions end, so no page goes on showing the old school's records.
+    /// user. The caller ends their sessions, as after any change to an account, so no page
+    /// goes on showing the old school's records.
     pub async fn set_user_school(&self, name: &str, school: Option<&str>) -> Result<bool, DbError> {
         let done = sqlx::query::<Any>("UPDATE users SET school = $1 WHERE name = $2")
             .bind(school)
@@ -247,11 +261,7 @@ impl Db {
             .execute(&self.pool)
             .await
             .map_err(sql("set a user's school"))?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        self.end_sessions_of(name).await?;
-        Ok(true)
+        Ok(done.rows_affected() > 0)
     }
 
     /// Sets (or with `None` removes) a user's TOTP secret; whether the user exists.
@@ -482,13 +492,14 @@ impl Db {
         scope: &super::Scope,
         now_ms: i64,
     ) -> Result<Vec<Account>, DbError> {
-        let mut q = super::Statement::new(
+        let q = sqlx::query::<Any>(
             "SELECT u.name, u.role, u.totp_secret, u.disabled, u.school, \
-             (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_ms > ",
-        );
-        q.bind(now_ms).push(") AS n FROM users u ORDER BY u.name");
+             (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_ms > $1) \
+             AS n FROM users u ORDER BY u.name",
+        )
+        .bind(now_ms);
         let all = self
-            .rows(q.query(), "list users", |r| {
+            .rows(q, "list users", |r| {
                 let role: String = r.try_get("role")?;
                 Ok(Account {
                     name: r.try_get("name")?,

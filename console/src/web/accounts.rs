@@ -32,26 +32,11 @@ struct AccountsPage<'a> {
     schools: Vec<(String, String)>,
     /// The admin is the whole trust's: they move accounts and agents between schools.
     trust: bool,
-    /// Every school's id and name, to name an account's or an agent's.
-    names: Vec<(String, String)>,
+    /// The settings, to name an account's or an agent's schools.
+    config: &'a crate::config::Config,
     message: Option<String>,
     /// A new agent token, shown this once.
     token: Option<(String, String)>,
-}
-
-impl AccountsPage<'_> {
-    /// The schools `ids` (joined by commas) by name, for the page.
-    fn school_names(&self, ids: &str) -> String {
-        ids.split(',')
-            .map(|id| {
-                self.names
-                    .iter()
-                    .find(|(i, _)| i == id)
-                    .map_or(id, |(_, name)| name.as_str())
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,12 +107,7 @@ async fn page_with(
             .map(|s| (s.id.to_string(), s.name.clone()))
             .collect(),
         trust: scope.is_trust(),
-        names: app
-            .config
-            .schools
-            .iter()
-            .map(|s| (s.id.to_string(), s.name.clone()))
-            .collect(),
+        config: &app.config,
         message,
         token,
     })

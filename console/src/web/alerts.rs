@@ -94,25 +94,6 @@ impl Listed {
     }
 }
 
-/// Each agent's school by name (its id where `console.yaml` no longer lists it), for the
-/// agents `scope` sees.
-pub async fn school_names(
-    app: &super::App,
-    scope: &crate::db::Scope,
-) -> Result<std::collections::HashMap<String, String>, crate::db::DbError> {
-    Ok(app
-        .db
-        .agents(scope)
-        .await?
-        .into_iter()
-        .filter_map(|a| {
-            let id = a.school?;
-            let name = app.config.school(&id).map_or(id, |s| s.name.clone());
-            Some((a.name, name))
-        })
-        .collect())
-}
-
 #[derive(Template)]
 #[template(path = "alerts.html")]
 struct AlertsPage<'a> {
@@ -146,15 +127,17 @@ pub async fn list(
     let (rows, more) = one_page(rows, PAGE);
     // A reader of a trust (or of several of its schools) is told each incident's school.
     let schools = !app.config.schools.is_empty() && scope.schools().len() != 1;
-    let names = if schools {
-        school_names(&app, &scope).await?
+    let of_agent = if schools {
+        app.db.agent_schools(&scope).await?
     } else {
         std::collections::HashMap::new()
     };
     let rows = rows
         .into_iter()
         .map(|i| {
-            let school = names.get(&i.agent).cloned();
+            let school = of_agent
+                .get(&i.agent)
+                .map(|id| app.config.school_name(id).to_owned());
             Listed {
                 school,
                 ..Listed::of(i, zone)

@@ -103,20 +103,16 @@ async fn announce_named(app: &App, ids: &[String]) {
     let trust = crate::db::Scope::Trust;
     let read = async {
         let incidents = app.db.incidents_named(&trust, ids).await?;
-        let agents = app.db.agents(&trust).await?;
-        Ok::<_, crate::db::DbError>((incidents, agents))
+        let of_agent = app.db.agent_schools(&trust).await?;
+        Ok::<_, crate::db::DbError>((incidents, of_agent))
     };
     match read.await {
-        Ok((incidents, agents)) => {
-            let schools = agents
+        Ok((incidents, of_agent)) => {
+            let schools = of_agent
                 .into_iter()
-                .filter_map(|a| {
-                    let id = a.school?;
-                    let name = app
-                        .config
-                        .school(&id)
-                        .map_or(id.clone(), |s| s.name.clone());
-                    Some((a.name, (id, name)))
+                .map(|(agent, id)| {
+                    let name = app.config.school_name(&id).to_owned();
+                    (agent, (id, name))
                 })
                 .collect();
             announce(&app.live, &incidents, &app.config.time_zone, &schools);

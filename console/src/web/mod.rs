@@ -358,19 +358,10 @@ impl Signed {
     /// What every page's frame shows of the user.
     pub fn frame<'a>(&'a self, app: &'a App) -> Frame<'a> {
         Frame {
-            school: match self.scope() {
-                crate::db::Scope::Trust => None,
-                crate::db::Scope::Schools(ids) => Some(
-                    ids.iter()
-                        .map(|id| {
-                            app.config
-                                .school(id)
-                                .map_or(id.as_str(), |s| s.name.as_str())
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-            },
+            school: self
+                .scope()
+                .column()
+                .map(|ids| app.config.school_names(&ids)),
             zone: app.config.time_zone.name(),
             user: &self.0.user.name,
             role: self.role().as_str(),

@@ -164,6 +164,26 @@ impl Console {
         }
     }
 
+    /// Adds the agent `gw1` with a fresh token, and gives the token.
+    pub(crate) async fn gateway(&self) -> String {
+        let token = crate::auth::random_token().unwrap();
+        self.app
+            .db
+            .add_agent("gw1", &token_hash(&token), 1)
+            .await
+            .unwrap();
+        token
+    }
+
+    /// The agent with `token` sends `text` as the policy it has in force.
+    pub(crate) async fn sends_policy(&self, token: &str, text: &str) {
+        let policy = serde_json::json!({"fingerprint": "00aa", "text": text});
+        let (sent, _) = self
+            .api(token, "POST", "/api/v1/policy", &policy.to_string())
+            .await;
+        assert_eq!(sent, StatusCode::NO_CONTENT);
+    }
+
     /// `method path` on the agents' API as the agent with `token`, with `body` (JSON): the
     /// status and the answer's body.
     pub(crate) async fn api(
@@ -635,12 +655,7 @@ async fn alerts_name_the_person_first_and_the_device_second() {
 async fn reports_sum_blocked_activity_and_name_no_pupil_to_governors() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;
-        let token = crate::auth::random_token().unwrap();
-        c.app
-            .db
-            .add_agent("gw1", &token_hash(&token), 1)
-            .await
-            .unwrap();
+        c.gateway().await;
         c.app
             .db
             .agent_seen(
@@ -757,12 +772,7 @@ async fn new_alerts_stream_to_open_pages_once() {
     use futures_util::StreamExt;
     let (db, _dir) = testing::each().await.into_iter().next().unwrap();
     let c = Console::new(db).await;
-    let token = crate::auth::random_token().unwrap();
-    c.app
-        .db
-        .add_agent("gw1", &token_hash(&token), 1)
-        .await
-        .unwrap();
+    let token = c.gateway().await;
     assert_eq!(
         c.anonymous().get("/alerts/live").await.status,
         StatusCode::UNAUTHORIZED
@@ -1758,12 +1768,7 @@ requests:
 async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;
-        let token = crate::auth::random_token().unwrap();
-        c.app
-            .db
-            .add_agent("gw1", &token_hash(&token), 1)
-            .await
-            .unwrap();
+        let token = c.gateway().await;
         let teacher = c.signed_in("mr.osei").await;
         // Before the gateway has sent its policy, nothing can be asked for.
         let early = teacher.get("/requests").await;
@@ -1772,11 +1777,7 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
             "{}",
             early.body
         );
-        let policy = serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY});
-        let (sent, _) = c
-            .api(&token, "POST", "/api/v1/policy", &policy.to_string())
-            .await;
-        assert_eq!(sent, StatusCode::NO_CONTENT);
+        c.sends_policy(&token, REQUESTS_POLICY).await;
 
         // A teacher's account opens the requests, and nothing of what pupils did.
         assert_eq!(teacher.get("/").await.location(), "/requests");
@@ -1950,15 +1951,8 @@ async fn a_teachers_request_is_approved_and_sent_to_the_gateway() {
 async fn a_single_site_is_asked_for_as_its_category_allows() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;
-        let token = crate::auth::random_token().unwrap();
-        c.app
-            .db
-            .add_agent("gw1", &token_hash(&token), 1)
-            .await
-            .unwrap();
-        let policy = serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY});
-        c.api(&token, "POST", "/api/v1/policy", &policy.to_string())
-            .await;
+        let token = c.gateway().await;
+        c.sends_policy(&token, REQUESTS_POLICY).await;
         let teacher = c.signed_in("mr.osei").await;
         let ask = |site: &'static str, class: &'static str| {
             [
@@ -2026,46 +2020,37 @@ async fn a_question_is_for_now_unless_a_local_time_is_given() {
             ("at", at),
         ]
     };
+    // The instant the question stored is for.
+    let asked_for = |at: &'static str| {
+        let (c, it) = (&c, &it);
+        async move {
+            let asked = it.post("/explain", &ask(at)).await;
+            let id: i64 = asked
+                .location()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            c.app
+                .db
+                .explanation(&crate::db::Scope::Trust, id)
+                .await
+                .unwrap()
+                .unwrap()
+                .at_ms
+        }
+    };
     let before = super::now_ms();
-    let asked = it.post("/explain", &ask("")).await;
+    let at_ms = asked_for("").await;
     let after = super::now_ms();
-    let id: i64 = asked
-        .location()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let q = c
-        .app
-        .db
-        .explanation(&crate::db::Scope::Trust, id)
-        .await
-        .unwrap()
-        .unwrap();
     assert!(
-        (before..=after).contains(&q.at_ms),
-        "{} not in {before}..{after}",
-        q.at_ms
+        (before..=after).contains(&at_ms),
+        "{at_ms} not in {before}..{after}"
     );
     // 09:10 on a summer's day in London is 08:10 UTC.
-    let asked = it.post("/explain", &ask("2026-06-15T09:10")).await;
-    let id: i64 = asked
-        .location()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let q = c
-        .app
-        .db
-        .explanation(&crate::db::Scope::Trust, id)
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        q.at_ms,
+        asked_for("2026-06-15T09:10").await,
         "2026-06-15T08:10:00Z"
             .parse::<jiff::Timestamp>()
             .unwrap()
@@ -2080,17 +2065,8 @@ async fn a_question_is_for_now_unless_a_local_time_is_given() {
 async fn a_lesson_asked_for_each_week_reaches_the_gateway_a_week_ahead() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;
-        let token = crate::auth::random_token().unwrap();
-        c.app
-            .db
-            .add_agent("gw1", &token_hash(&token), 1)
-            .await
-            .unwrap();
-        let policy = serde_json::json!({"fingerprint": "00aa", "text": REQUESTS_POLICY});
-        let (sent, _) = c
-            .api(&token, "POST", "/api/v1/policy", &policy.to_string())
-            .await;
-        assert_eq!(sent, StatusCode::NO_CONTENT);
+        let token = c.gateway().await;
+        c.sends_policy(&token, REQUESTS_POLICY).await;
         let teacher = c.signed_in("mr.osei").await;
         let ask = |weeks: &'static str| {
             [
@@ -2171,12 +2147,7 @@ async fn many_small_events_cross_a_threshold_and_become_one_incident() {
         )
         .unwrap();
         let c = Console::with(db, config, true).await;
-        let token = crate::auth::random_token().unwrap();
-        c.app
-            .db
-            .add_agent("gw1", &token_hash(&token), 1)
-            .await
-            .unwrap();
+        let token = c.gateway().await;
         let post = |path: &'static str, body: serde_json::Value| {
             let token = token.clone();
             let c = &c;
@@ -2271,12 +2242,7 @@ async fn many_small_events_cross_a_threshold_and_become_one_incident() {
 async fn the_policy_in_force_is_shown_with_its_week() {
     for (db, _dir) in testing::each().await {
         let c = Console::new(db).await;
-        let token = crate::auth::random_token().unwrap();
-        c.app
-            .db
-            .add_agent("gw1", &token_hash(&token), 1)
-            .await
-            .unwrap();
+        c.gateway().await;
         let text = REQUESTS_POLICY.replace(
             "requests:",
             "rules:\n  - { name: Pupils off social in lessons, groups: [pupils], block: [social_networking], when: lessons }\nrequests:",
@@ -2474,12 +2440,7 @@ async fn an_incident_stored_by_one_console_appears_live_on_another() {
         }
         let one = Console::new(db.clone()).await;
         let two = Arc::new(App::new(db, Config::default(), true));
-        let token = crate::auth::random_token().unwrap();
-        one.app
-            .db
-            .add_agent("gw1", &token_hash(&token), 1)
-            .await
-            .unwrap();
+        let token = one.gateway().await;
         let listening = [
             super::live::follow(Arc::clone(&one.app)).unwrap(),
             super::live::follow(Arc::clone(&two)).unwrap(),
