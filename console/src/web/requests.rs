@@ -566,3 +566,51 @@ pub async fn revoke(
         .await?;
     Ok(see_other("/requests?done=revoked"))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::site;
+
+    /// What a teacher pastes: a site's name comes out of an address, and nothing else is
+    /// taken for one, however odd (never a panic, never more than a name's 253 bytes).
+    #[test]
+    fn a_site_is_read_from_what_a_teacher_pastes() {
+        for (pasted, name) in [
+            ("https://www.BBC.co.uk/bitesize?x=1#top", "www.bbc.co.uk"),
+            ("http://user@media.example:8080/a", "media.example"),
+            ("  youtube.com.  ", "youtube.com"),
+        ] {
+            assert_eq!(site(pasted).unwrap().as_deref(), Some(name), "{pasted}");
+        }
+        assert_eq!(site("   ").unwrap(), None);
+        let long = "a.".repeat(200);
+        let odd = [
+            "not a site",
+            "localhost",
+            "://",
+            "@:/",
+            "a..b",
+            "é.example",
+            "\u{202e}evil.example",
+            &long,
+            "https://",
+            "xn--.-.",
+        ];
+        for text in odd {
+            match site(text) {
+                Ok(Some(name)) => assert!(
+                    name.len() <= 253
+                        && name.contains('.')
+                        && name.bytes().all(|b| b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || b"-.".contains(&b)),
+                    "{text:?} → {name:?}"
+                ),
+                Ok(None) => panic!("{text:?} read as empty"),
+                Err(_) => {}
+            }
+        }
+        assert!(site(&long).is_err());
+    }
+}
