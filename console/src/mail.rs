@@ -589,6 +589,15 @@ mod tests {
         None
     }
 
+    /// The start of the week the weekly report due at 00:00 today (by `config`) covers.
+    fn week_reported(config: &crate::config::Config, zone: &Zone, now: i64) -> i64 {
+        let day = config.reports.weekly.as_ref().unwrap().day.0;
+        let due = zone
+            .last_at(day, jiff::civil::time(0, 0, 0, 0), now)
+            .unwrap();
+        zone.week_before(due).0
+    }
+
     /// An SMTP sink on loopback that writes each message it takes to a file of its own.
     struct Sink {
         child: std::process::Child,
@@ -638,6 +647,23 @@ sys.stdin.read()
             .unwrap();
             assert_eq!(line.trim(), "ready");
             Self { child, port, dir }
+        }
+
+        /// The messages once there are at least `n`, waiting up to 20 s for them.
+        async fn at_least(&self, n: usize) -> Vec<String> {
+            let started = std::time::Instant::now();
+            loop {
+                let got = self.messages();
+                if got.len() >= n {
+                    return got;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "{} of {n} messages arrived: {got:?}",
+                    got.len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
 
         fn messages(&self) -> Vec<String> {
@@ -712,15 +738,8 @@ sys.stdin.read()
             db.ingest("gw1", &[vpn.clone(), low], 1).await.unwrap();
 
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let started = std::time::Instant::now();
             let task = tokio::spawn(mailer.run(db.clone(), Duration::from_millis(100), stopped));
-            while sink.messages().len() == before {
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "no message arrived"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            sink.at_least(before + 1).await;
             // Later ticks send nothing more: the alert is marked mailed.
             tokio::time::sleep(Duration::from_millis(400)).await;
             stop.send(true).unwrap();
@@ -771,14 +790,7 @@ sys.stdin.read()
             .with_reports(&config.reports)
             .unwrap();
             // Last week, a resolved bypass attempt.
-            let due = zone
-                .last_at(
-                    config.reports.weekly.as_ref().unwrap().day.0,
-                    jiff::civil::time(0, 0, 0, 0),
-                    now,
-                )
-                .unwrap();
-            let (from, _) = zone.week_before(due);
+            let from = week_reported(&config, &zone, now);
             let mut vpn = alert("bypass_attempt", "vpn.example", "10.10.3.7");
             vpn.event.time = crate::db::events::tests::ms(from + 3_600_000);
             db.ingest("gw1", std::slice::from_ref(&vpn), now)
@@ -799,13 +811,7 @@ sys.stdin.read()
             assert_eq!(mailer.reports_once(&db, now).await.unwrap(), 2);
             // Sent for this week: nothing more, however often asked (or by another console).
             assert_eq!(mailer.reports_once(&db, now + 60_000).await.unwrap(), 0);
-            let mut got = Vec::new();
-            let started = std::time::Instant::now();
-            while got.len() < before + 2 {
-                assert!(started.elapsed() < Duration::from_secs(20), "{got:?}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                got = sink.messages();
-            }
+            let got = sink.at_least(before + 2).await;
             let new = &got[before..];
             let weekly = new.iter().find(|m| m.contains("To: dsl@")).unwrap();
             let governors = new.iter().find(|m| m.contains("To: clerk@")).unwrap();
@@ -884,13 +890,7 @@ sys.stdin.read()
                 one.once(&db).await.unwrap() + two.once(&db).await.unwrap(),
                 0
             );
-            let started = std::time::Instant::now();
-            let mut got = sink.messages();
-            while got.len() == before {
-                assert!(started.elapsed() < Duration::from_secs(20));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                got = sink.messages();
-            }
+            sink.at_least(before + 1).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let text = sink.messages()[before..].join("\n");
             for a in &alerts {
@@ -954,14 +954,7 @@ sys.stdin.read()
             )
             .await
             .unwrap();
-            let due = zone
-                .last_at(
-                    config.reports.weekly.as_ref().unwrap().day.0,
-                    jiff::civil::time(0, 0, 0, 0),
-                    now,
-                )
-                .unwrap();
-            let (from, _) = zone.week_before(due);
+            let from = week_reported(&config, &zone, now);
             let mut last_week = alert("bypass_attempt", "c.example", "10.1.0.2");
             last_week.event.time = crate::db::events::tests::ms(from + 3_600_000);
             db.ingest("gw-oak", std::slice::from_ref(&last_week), now)
@@ -971,13 +964,7 @@ sys.stdin.read()
             assert_eq!(mailer.once(&db).await.unwrap(), 3);
             assert_eq!(mailer.reports_once(&db, now).await.unwrap(), 3);
             assert_eq!(mailer.reports_once(&db, now + 60_000).await.unwrap(), 0);
-            let started = std::time::Instant::now();
-            let mut got = sink.messages();
-            while got.len() < before + 6 {
-                assert!(started.elapsed() < Duration::from_secs(20), "{got:?}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                got = sink.messages();
-            }
+            let got = sink.at_least(before + 6).await;
             let new = &got[before..];
             let one = |to: &str, what: &str| -> &String {
                 let found: Vec<&String> = new

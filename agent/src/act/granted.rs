@@ -203,6 +203,21 @@ requests:
   - { name: Lesson video, allow: [youtube], classes: [all], longest_minutes: 120 }
 "#;
 
+    fn policy() -> Policy {
+        Policy::from_yaml(POLICY, Path::new("p.yaml"), &|_: &Path| Ok(String::new())).unwrap()
+    }
+
+    /// The test policy with the document `text` added, as the agent reloads it.
+    fn with_added(text: &str) -> (Policy, Vec<schoolgate_engine::PolicyError>) {
+        Policy::from_yaml_with(
+            POLICY,
+            Path::new("p.yaml"),
+            &|_: &Path| Ok(String::new()),
+            Some((text, Path::new("console-exceptions.json"))),
+        )
+        .unwrap()
+    }
+
     fn granted(id: i64, allow: &str, from: &str, to: &str) -> Granted {
         Granted {
             id,
@@ -221,8 +236,7 @@ requests:
 
     #[test]
     fn only_what_the_policy_lets_be_asked_for_and_not_yet_over_is_kept() {
-        let policy =
-            Policy::from_yaml(POLICY, Path::new("p.yaml"), &|_: &Path| Ok(String::new())).unwrap();
+        let policy = policy();
         let list = GrantedList {
             exceptions: vec![
                 granted(1, "youtube", "2026-12-01T13:00:00Z", "2026-12-01T14:00:00Z"),
@@ -248,13 +262,7 @@ requests:
         assert_eq!(kept[0]["approved_by"], "head (console)");
         assert_eq!(kept[0]["reason"], "Media unit (asked by mr.osei)");
         // The engine takes it as written: the document is one it reads.
-        let (with, skipped) = Policy::from_yaml_with(
-            POLICY,
-            Path::new("p.yaml"),
-            &|_: &Path| Ok(String::new()),
-            Some((&text, Path::new("console-exceptions.json"))),
-        )
-        .unwrap();
+        let (with, skipped) = with_added(&text);
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(with.exceptions().len(), 1);
     }
@@ -263,8 +271,7 @@ requests:
     /// the rest of its category; one in a category no request may open is left out.
     #[test]
     fn an_approved_site_opens_that_site_alone() {
-        let policy =
-            Policy::from_yaml(POLICY, Path::new("p.yaml"), &|_: &Path| Ok(String::new())).unwrap();
+        let policy = policy();
         let list = GrantedList {
             exceptions: vec![
                 granted(
@@ -283,13 +290,7 @@ requests:
         };
         let now: jiff::Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
         let text = document(&list, &policy, now);
-        let (with, skipped) = Policy::from_yaml_with(
-            POLICY,
-            Path::new("p.yaml"),
-            &|_: &Path| Ok(String::new()),
-            Some((&text, Path::new("console-exceptions.json"))),
-        )
-        .unwrap();
+        let (with, skipped) = with_added(&text);
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(with.exceptions().len(), 1, "{text}");
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();

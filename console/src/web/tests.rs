@@ -52,6 +52,18 @@ impl Browser {
         self.send(req.body(Body::empty()).unwrap()).await
     }
 
+    /// The live stream this browser opens, once it answers 200 with an event stream.
+    pub(crate) async fn live(&self) -> axum::body::BodyDataStream {
+        let req = Request::get("/alerts/live")
+            .header(header::COOKIE, self.cookie.clone().unwrap())
+            .body(Body::empty())
+            .unwrap();
+        let res = router(Arc::clone(&self.app)).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+        res.into_body().into_data_stream()
+    }
+
     /// Posts `fields` (the session's CSRF token is added unless a field names its own).
     pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let mut form: Vec<(&str, &str)> = fields.to_vec();
@@ -779,13 +791,7 @@ async fn new_alerts_stream_to_open_pages_once() {
     );
 
     let dsl = c.signed_in("dsl").await;
-    let req = Request::get("/alerts/live")
-        .header(header::COOKIE, dsl.cookie.clone().unwrap())
-        .body(Body::empty())
-        .unwrap();
-    let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
-    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
-    let mut stream = res.into_body().into_data_stream();
+    let mut stream = dsl.live().await;
     let mut rx = c.app.live.subscribe();
 
     let hostile = alert(
@@ -1628,13 +1634,7 @@ async fn the_live_stream_ends_with_its_session() {
     let (db, _dir) = testing::each().await.into_iter().next().unwrap();
     let c = Console::new(db).await;
     let dsl = c.signed_in("dsl").await;
-    let req = Request::get("/alerts/live")
-        .header(header::COOKIE, dsl.cookie.clone().unwrap())
-        .body(Body::empty())
-        .unwrap();
-    let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut stream = res.into_body().into_data_stream();
+    let mut stream = dsl.live().await;
     assert_eq!(dsl.post("/logout", &[]).await.location(), "/login");
     let e = alert("bypass_attempt", "pupil-named.example", "10.10.3.7");
     let i = crate::db::incidents::Incident::open("gw1", &e);

@@ -1,17 +1,12 @@
 //! A trust of schools on one console: a school's staff reach nothing of another school's,
 //! by any URL, form, download or the live stream; the trust's own staff see every school.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use tower::ServiceExt;
+use axum::http::StatusCode;
 
 use super::{Console, REQUESTS_POLICY};
 use crate::auth::{Role, token_hash};
 use crate::config::Config;
 use crate::db::testing;
-use crate::web::router;
 
 /// What only school Oak's records hold: none may appear on a page Elm's staff open.
 const OAK_ONLY: [&str; 7] = [
@@ -379,13 +374,7 @@ async fn the_live_stream_carries_only_the_readers_school() {
         .await
         .unwrap();
     let dsl = c.signed_in("dsl-elm").await;
-    let req = Request::get("/alerts/live")
-        .header(header::COOKIE, dsl.cookie.clone().unwrap())
-        .body(Body::empty())
-        .unwrap();
-    let res = router(Arc::clone(&c.app)).oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut stream = res.into_body().into_data_stream();
+    let mut stream = dsl.live().await;
     let oak = crate::db::incidents::Incident::open("gw-oak", &oak_alert("bypass_attempt"));
     let elm = crate::db::incidents::Incident::open("gw-elm", &elm_alert());
     let schools = [
