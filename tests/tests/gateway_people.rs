@@ -436,18 +436,6 @@ fn a_teachers_request_for_the_lesson_opens_the_site_for_the_class_until_it_ends(
         .unwrap();
     let end = start + jiff::SignedDuration::from_mins(3);
     let lesson = format!("{}-{}", start.strftime("%H:%M"), end.strftime("%H:%M"));
-    // The instant IT asks about: a minute into the lesson, as the console's form takes it.
-    let at = now
-        .with()
-        .time(start)
-        .build()
-        .unwrap()
-        .checked_add(jiff::SignedDuration::from_mins(1))
-        .unwrap()
-        .timestamp()
-        .to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap())
-        .strftime("%Y-%m-%dT%H:%M")
-        .to_string();
 
     let mut lab = Lab::up();
     school(&mut lab);
@@ -566,6 +554,25 @@ gateway:
         .first()
         .cloned()
         .unwrap_or_default();
+    // The instant IT asks about: the first whole minute the exception covers (it runs from
+    // when the teacher asked, within the lesson, to the lesson's end), as the console's form
+    // takes it.
+    let span: Vec<i64> = console::query(&lab, "SELECT from_ms, to_ms FROM exception_requests")
+        .first()
+        .map(|row| row.split('|').filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default();
+    let at_ms = span
+        .first()
+        .map_or(0, |from| (from + 59_999) / 60_000 * 60_000);
+    assert!(
+        span.get(1).is_some_and(|to| at_ms < *to),
+        "no whole minute of the lesson is left to ask about: {span:?}"
+    );
+    let at = jiff::Timestamp::from_millisecond(at_ms)
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap())
+        .strftime("%Y-%m-%dT%H:%M")
+        .to_string();
 
     // Within seconds: open to Amira (6B) at the resolver and the firewall, not to Ben (6A).
     let outcome = outcome.and_then(|()| {
@@ -610,7 +617,7 @@ gateway:
                             .await
                             .unwrap();
                     }
-                    // A minute into the lesson, in the console's time (Europe/London).
+                    // Within the exception, in the console's time (Europe/London).
                     let set_at =
                         format!("document.querySelector('input[name=at]').value = '{at}'",);
                     c.execute(&set_at, vec![]).await.unwrap();
