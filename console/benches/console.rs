@@ -1,8 +1,10 @@
-//! The console's speed with a school's worth of history: events/s ingested in the agents'
-//! batches (1,000 events each, as the shipper sends them), and the time to answer the
-//! alerts page, through the router with a signed-in session, with 1,000,000 events stored.
-//! SQLite always; PostgreSQL too when `SCHOOLGATE_BENCH_POSTGRES` names a server (a fresh
-//! database is made there). `cargo bench -p schoolgate-console --bench console`.
+//! The console's speed with a trust's worth of history: events/s ingested in the agents'
+//! batches (1,000 events each, as the shipper sends them), the time to rebuild the report
+//! sums from every event, and the time to answer the incident list, the dashboard and the
+//! blocked-activity page, through the router with a signed-in session, for a lead of the
+//! whole trust and a lead of one school, with 1,000,000 events stored per school and ten
+//! schools. SQLite always; PostgreSQL too when `SCHOOLGATE_BENCH_POSTGRES` names a server (a
+//! fresh database is made there). `cargo bench -p schoolgate-console --bench console`.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::indexing_slicing)]
 
 use std::sync::Arc;
@@ -17,12 +19,22 @@ use schoolgate_console::web::{App, SESSION_COOKIE, router};
 use schoolgate_contract::wire::{Received, parse_event};
 use tower::ServiceExt;
 
-/// Events stored (`SCHOOLGATE_BENCH_EVENTS` sets another number for a quick look).
-fn events() -> usize {
-    std::env::var("SCHOOLGATE_BENCH_EVENTS")
+/// A number from the environment, else `default`.
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000)
+        .unwrap_or(default)
+}
+
+/// Events stored per school (`SCHOOLGATE_BENCH_EVENTS` sets another number for a quick look).
+fn events() -> usize {
+    setting("SCHOOLGATE_BENCH_EVENTS", 1_000_000)
+}
+
+/// Schools, each with its gateway (`SCHOOLGATE_BENCH_SCHOOLS`).
+fn schools() -> usize {
+    setting("SCHOOLGATE_BENCH_SCHOOLS", 10)
 }
 const BATCH: usize = 1_000;
 /// One event in this many is a bypass attempt (an alert).
@@ -30,10 +42,11 @@ const ALERT_EVERY: usize = 50;
 /// Page loads measured per case.
 const LOADS: usize = 30;
 
-/// Event `i`: 500 devices, 30 days, mostly blocks with a bypass attempt now and then; on
-/// four devices in five someone is signed in (3,000 people over the month).
-fn event(i: usize, start_ms: i64) -> Received {
-    let t = start_ms + (i as i64) * 2_592; // 1M events over 30 days.
+/// Event `i` of a school: 500 devices, 30 days, mostly blocks with a bypass attempt now and
+/// then; on four devices in five someone is signed in (3,000 people over the month).
+fn event(i: usize, start_ms: i64, total: usize) -> Received {
+    // Spread over 30 days whatever the number.
+    let t = start_ms + (i as i64) * (30 * 86_400_000 / total.max(1) as i64);
     let ts = jiff::Timestamp::from_millisecond(t).unwrap();
     let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix_time(
         u64::try_from(t / 1000).unwrap(),
@@ -68,80 +81,112 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+const CHEAP_HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA";
+
 async fn run(label: &str, db: Db) {
-    let total = events();
+    let (total, n) = (events(), schools());
     let start_ms = jiff::Timestamp::now().as_millisecond() - 30 * 86_400_000;
-    // Ingest, timing only the database's part (events are made beforehand, per batch).
+    let yaml: String = (0..n)
+        .map(|s| format!("  - {{ id: s{s}, name: School {s} }}\n"))
+        .collect();
+    let config = Config::parse(&format!("schools:\n{yaml}")).unwrap();
+    db.roll_up_in(&config.time_zone).await.unwrap();
+    for s in 0..n {
+        db.add_agent(&format!("gw{s}"), &format!("hash{s}"), 1)
+            .await
+            .unwrap();
+        db.set_agent_school(&format!("gw{s}"), Some(&format!("s{s}")))
+            .await
+            .unwrap();
+    }
+    // Ingest, the schools' batches in turn as their gateways send them, timing only the
+    // database's part (events are made beforehand, per batch).
     let mut spent = Duration::ZERO;
     for b in 0..total / BATCH {
-        let batch: Vec<Received> = (b * BATCH..(b + 1) * BATCH)
-            .map(|i| event(i, start_ms))
-            .collect();
-        let t = Instant::now();
-        db.ingest("gw1", &batch, 1).await.unwrap();
-        spent += t.elapsed();
-    }
-    let rate = total as f64 / spent.as_secs_f64();
-    println!(
-        "{label}: ingested {total} events in batches of {BATCH} in {spent:.2?}: {rate:.0} events/s"
-    );
-
-    db.put_user(
-        "dsl",
-        Role::Dsl,
-        "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA",
-        1,
-    )
-    .await
-    .unwrap();
-    let user = db.user_by_name("dsl").await.unwrap().unwrap();
-    let token = random_token().unwrap();
-    let now = jiff::Timestamp::now().as_millisecond();
-    db.add_session(&token_hash(&token), user.id, "csrf", now, now + 3_600_000)
-        .await
-        .unwrap();
-    let app = Arc::new(App::new(db, Config::default(), false));
-    for path in [
-        "/alerts",
-        "/alerts?technique=tor",
-        "/alerts?device=10.10.1.2",
-        "/alerts?page=50",
-        "/dashboard",
-        "/blocked",
-    ] {
-        let mut times = Vec::new();
-        for _ in 0..LOADS {
-            let req = Request::get(path)
-                .header(
-                    header::COOKIE,
-                    format!("{}={token}", app.cookie_name(SESSION_COOKIE)),
-                )
-                .body(Body::empty())
-                .unwrap();
+        for s in 0..n {
+            let batch: Vec<Received> = (b * BATCH..(b + 1) * BATCH)
+                .map(|i| event(i, start_ms, total))
+                .collect();
             let t = Instant::now();
-            let res = router(Arc::clone(&app)).oneshot(req).await.unwrap();
-            assert_eq!(res.status(), StatusCode::OK, "{path}");
-            axum::body::to_bytes(res.into_body(), 1 << 26)
-                .await
-                .unwrap();
-            times.push(t.elapsed());
+            db.ingest(&format!("gw{s}"), &batch, 1).await.unwrap();
+            spent += t.elapsed();
         }
-        let worst = times.iter().max().copied().unwrap_or_default();
-        println!(
-            "{label}: GET {path} with {total} events stored: median {:.1?}, slowest of {LOADS} {worst:.1?}",
-            median(times)
-        );
+    }
+    let stored = total * n;
+    let rate = stored as f64 / spent.as_secs_f64();
+    println!(
+        "{label}: ingested {stored} events ({n} schools) in batches of {BATCH} in {spent:.2?}: {rate:.0} events/s"
+    );
+    // The daily sums cut again in another zone, from every event.
+    let t = Instant::now();
+    let utc = schoolgate_console::zone::Zone::utc();
+    assert!(db.roll_up_in(&utc).await.unwrap());
+    println!(
+        "{label}: daily sums rebuilt from {stored} events in {:.2?}",
+        t.elapsed()
+    );
+    assert!(db.roll_up_in(&config.time_zone).await.unwrap());
+
+    let now = jiff::Timestamp::now().as_millisecond();
+    let mut tokens = Vec::new();
+    for (user, school) in [("trust", None), ("one", Some("s1"))] {
+        db.put_user(user, Role::Dsl, CHEAP_HASH, 1).await.unwrap();
+        db.set_user_school(user, school).await.unwrap();
+        let id = db.user_by_name(user).await.unwrap().unwrap().id;
+        let token = random_token().unwrap();
+        db.add_session(&token_hash(&token), id, "csrf", now, now + 3_600_000)
+            .await
+            .unwrap();
+        tokens.push((user, token));
+    }
+    let app = Arc::new(App::new(db, config, false));
+    for (user, token) in &tokens {
+        for path in [
+            "/alerts",
+            "/alerts?technique=tor",
+            "/alerts?device=10.10.1.2",
+            "/alerts?page=50",
+            "/dashboard",
+            "/dashboard?days=30",
+            "/blocked",
+            "/blocked?group=pupils",
+        ] {
+            let mut times = Vec::new();
+            for _ in 0..LOADS {
+                let req = Request::get(path)
+                    .header(
+                        header::COOKIE,
+                        format!("{}={token}", app.cookie_name(SESSION_COOKIE)),
+                    )
+                    .body(Body::empty())
+                    .unwrap();
+                let t = Instant::now();
+                let res = router(Arc::clone(&app)).oneshot(req).await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK, "{path}");
+                axum::body::to_bytes(res.into_body(), 1 << 26)
+                    .await
+                    .unwrap();
+                times.push(t.elapsed());
+            }
+            let worst = times.iter().max().copied().unwrap_or_default();
+            println!(
+                "{label}: {user}'s lead: GET {path} with {stored} events stored: median {:.1?}, slowest of {LOADS} {worst:.1?}",
+                median(times)
+            );
+        }
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    run(
-        "sqlite",
-        Db::open(&sqlite_url(dir.path()).unwrap()).await.unwrap(),
-    )
-    .await;
+    {
+        let dir = tempfile::tempdir().unwrap();
+        run(
+            "sqlite",
+            Db::open(&sqlite_url(dir.path()).unwrap()).await.unwrap(),
+        )
+        .await;
+    }
     if let Ok(base) = std::env::var("SCHOOLGATE_BENCH_POSTGRES") {
         use sqlx::Executor;
         sqlx::any::install_default_drivers();

@@ -105,6 +105,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&store.data)?;
             let db = open(&store).await?;
+            if db.roll_up_in(&config.time_zone).await? {
+                tracing::info!(
+                    zone = config.time_zone.name(),
+                    "report sums built from the events"
+                );
+            }
             let tls = match (tls_cert, tls_key, &config.tls) {
                 (Some(c), Some(k), _) => Some(web::tls_config(&c, &k)?),
                 (_, _, Some(t)) => Some(web::tls_config(&t.cert, &t.key)?),

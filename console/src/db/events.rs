@@ -129,7 +129,14 @@ impl Db {
         events: &[Received],
         now_ms: i64,
     ) -> Result<Ingested, DbError> {
+        let events = &*once_each(events);
         let mut tx = self.pool.begin().await.map_err(sql("begin a batch"))?;
+        // What is stored already of this batch: a retried id adds nothing to the roll-ups,
+        // a larger running count only its difference.
+        let ids: Vec<String> = events.iter().map(|r| r.event.id.to_string()).collect();
+        let mut known = super::rollups::stored_counts(&mut tx, self.backend, agent, &ids).await?;
+        let mut tally = super::rollups::Tally::default();
+        let mut days = super::rollups::Days::new(self.rollup_zone());
         let mut new = 0;
         let mut incidents = Vec::new();
         let mut fresh_ids = Vec::new();
@@ -222,6 +229,11 @@ impl Db {
                 .filter(|e| stored.iter().any(|id| *id == e.id.to_string()))
                 .collect();
             fresh_ids.extend(fresh.iter().map(|e| e.id.to_string()));
+            for e in &fresh {
+                let count = i64::from(e.count);
+                let before = known.insert(e.id.to_string(), count);
+                tally.add(e, count - before.unwrap_or(0), before.is_none(), &mut days);
+            }
             for id in super::incidents::assign(&mut tx, agent, &fresh).await? {
                 if !incidents.contains(&id) {
                     incidents.push(id);
@@ -236,6 +248,7 @@ impl Db {
                 }
             }
         }
+        super::rollups::add(&mut tx, self.backend, agent, &tally).await?;
         tx.commit().await.map_err(sql("commit a batch"))?;
         Ok(Ingested {
             stored: new,
@@ -263,6 +276,35 @@ impl Db {
             .into_iter()
             .next())
     }
+}
+
+/// `events` with each id once: an agent may ship an event and a follow-up's running count of
+/// it in one batch, and the largest count is the one that stands (PostgreSQL refuses a
+/// statement that would write one row twice).
+fn once_each(events: &[Received]) -> std::borrow::Cow<'_, [Received]> {
+    let mut ids = std::collections::HashSet::with_capacity(events.len());
+    if events.iter().all(|r| ids.insert(r.event.id)) {
+        return std::borrow::Cow::Borrowed(events);
+    }
+    let mut out: Vec<Received> = Vec::with_capacity(events.len());
+    let mut at: std::collections::HashMap<uuid::Uuid, usize> =
+        std::collections::HashMap::with_capacity(events.len());
+    for r in events {
+        match at.get(&r.event.id) {
+            Some(&i) => {
+                if let Some(kept) = out.get_mut(i)
+                    && r.event.count > kept.event.count
+                {
+                    *kept = r.clone();
+                }
+            }
+            None => {
+                at.insert(r.event.id, out.len());
+                out.push(r.clone());
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Appends ` AND (the event's device is `device`)`: its IP address, MAC address (stored in

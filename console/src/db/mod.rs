@@ -14,6 +14,7 @@
 //! - [`devices`]: a device's activity and history; devices in quarantine now.
 //! - [`retention`]: the daily purge of what is past its retention period.
 //! - [`throttle`]: sign-in attempts counted together by consoles sharing PostgreSQL.
+//! - [`rollups`]: the events' sums per hour and local day, kept as batches are stored.
 //! - [`reports`]: sums for the blocked-activity page, the dashboard and the weekly report.
 
 // First, for the `columns!` macro the other modules use.
@@ -31,6 +32,7 @@ pub mod people;
 pub mod reports;
 pub mod requests;
 pub mod retention;
+pub mod rollups;
 pub mod throttle;
 
 use std::path::Path;
@@ -54,6 +56,8 @@ pub struct Db {
     /// The URL it was opened with, for PostgreSQL's notifications (never printed: it may
     /// hold a password).
     url: std::sync::Arc<str>,
+    /// The zone the daily roll-ups are cut in (UTC until [`Db::roll_up_in`] says).
+    rolled: std::sync::Arc<std::sync::RwLock<crate::zone::Zone>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -396,10 +400,19 @@ impl Db {
             Backend::Sqlite => SQLITE.run(&pool).await?,
             Backend::Postgres => POSTGRES.run(&pool).await?,
         }
+        let built: Option<String> =
+            sqlx::query_scalar::<sqlx::Any, String>("SELECT zone FROM rollup_zone")
+                .fetch_optional(&pool)
+                .await
+                .map_err(sql("read the roll-ups' zone"))?;
+        let zone = built
+            .and_then(|name| crate::zone::Zone::try_from(name).ok())
+            .unwrap_or_else(crate::zone::Zone::utc);
         Ok(Self {
             pool,
             backend,
             url: url.into(),
+            rolled: std::sync::Arc::new(std::sync::RwLock::new(zone)),
         })
     }
 }

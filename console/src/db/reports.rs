@@ -1,11 +1,13 @@
 //! Aggregates for the blocked-activity page, the dashboard and the weekly report: blocks
 //! by group, category, name, rule and hour; bypass attempts by technique; the devices with
 //! most activity; triage outcomes. Every figure is a sum of the events' `count` (an agent
-//! folds repeats of one block into one event with a count) over a window of time.
+//! folds repeats of one block into one event with a count) over a window of time, read from
+//! the roll-ups (see [`super::rollups`]).
 
 use schoolgate_contract::Kind;
 use sqlx::{Any, Row};
 
+use super::rollups::{Key, Sum};
 use super::{Db, DbError, Scope, Statement, sql};
 
 /// One hour, in milliseconds.
@@ -30,15 +32,6 @@ pub enum By {
 
 impl By {
     pub const ALL: [Self; 4] = [Self::Group, Self::Category, Self::Name, Self::Rule];
-
-    fn column(self) -> &'static str {
-        match self {
-            Self::Group => "grp",
-            Self::Category => "category",
-            Self::Name => "name",
-            Self::Rule => "rule",
-        }
-    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,18 +60,38 @@ pub struct TopDevice {
     pub alerts: i64,
 }
 
-impl Window<'_> {
-    fn push_where(self, q: &mut Statement) {
-        q.push(" time_ms >= ")
-            .bind(self.from_ms)
-            .push(" AND time_ms < ")
-            .bind(self.to_ms);
-        self.scope.push(q, "agent");
+impl<'s> Window<'s> {
+    /// A sum over this window by `key`, of `kind` (and `group`) only if given.
+    fn sum<'a>(self, key: Key, kind: Option<Kind>, group: Option<&'a str>) -> Sum<'a>
+    where
+        's: 'a,
+    {
+        Sum {
+            key,
+            kind,
+            group,
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            scope: self.scope,
+        }
     }
 }
 
+/// A key read back from a roll-up, where '' stands for none.
 fn pair(r: &sqlx::any::AnyRow) -> Result<(Option<String>, i64), sqlx::Error> {
-    Ok((r.try_get("k")?, r.try_get("n")?))
+    let k: String = r.try_get("k")?;
+    Ok((Some(k).filter(|k| !k.is_empty()), r.try_get("n")?))
+}
+
+impl By {
+    fn key(self) -> Key {
+        match self {
+            Self::Group => Key::Group,
+            Self::Category => Key::Category,
+            Self::Name => Key::Name,
+            Self::Rule => Key::Rule,
+        }
+    }
 }
 
 impl Db {
@@ -91,16 +104,8 @@ impl Db {
         group: Option<&str>,
         limit: i64,
     ) -> Result<Vec<(Option<String>, i64)>, DbError> {
-        let mut q = Statement::new("SELECT ");
-        q.push(by.column())
-            .push(" AS k, CAST(SUM(count) AS BIGINT) AS n FROM events WHERE kind = ")
-            .bind(Kind::Blocked.as_str())
-            .push(" AND");
-        w.push_where(&mut q);
-        if let Some(g) = group {
-            q.push(" AND grp = ").bind(g);
-        }
-        q.push(" GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ").bind(limit);
+        let mut q = self.summed(w.sum(by.key(), Some(Kind::Blocked), group));
+        q.push(" ORDER BY 2 DESC, 1 LIMIT ").bind(limit);
         self.rows(q.query(), "sum blocks", pair).await
     }
 
@@ -112,18 +117,10 @@ impl Db {
         w: Window<'_>,
         group: Option<&str>,
     ) -> Result<Vec<(i64, i64)>, DbError> {
-        let mut q = Statement::new(
-            "SELECT time_ms / 3600000 AS h, CAST(SUM(count) AS BIGINT) AS n FROM events \
-             WHERE kind = ",
-        );
-        q.bind(kind.as_str()).push(" AND");
-        w.push_where(&mut q);
-        if let Some(g) = group {
-            q.push(" AND grp = ").bind(g);
-        }
-        q.push(" GROUP BY 1 ORDER BY 1");
+        let mut q = self.summed(w.sum(Key::Hour, Some(kind), group));
+        q.push(" ORDER BY 1");
         self.rows(q.query(), "sum events per hour", |r| {
-            Ok((r.try_get("h")?, r.try_get("n")?))
+            Ok((r.try_get("k")?, r.try_get("n")?))
         })
         .await
     }
@@ -133,13 +130,8 @@ impl Db {
         &self,
         w: Window<'_>,
     ) -> Result<Vec<(Option<String>, i64)>, DbError> {
-        let mut q = Statement::new(
-            "SELECT technique AS k, CAST(SUM(count) AS BIGINT) AS n FROM events \
-             WHERE kind = ",
-        );
-        q.bind(Kind::BypassAttempt.as_str()).push(" AND");
-        w.push_where(&mut q);
-        q.push(" GROUP BY 1 ORDER BY 2 DESC, 1");
+        let mut q = self.summed(w.sum(Key::Technique, Some(Kind::BypassAttempt), None));
+        q.push(" ORDER BY 2 DESC, 1");
         self.rows(q.query(), "sum bypass attempts", pair).await
     }
 
@@ -157,31 +149,32 @@ impl Db {
             .bind(w.to_ms);
         w.scope.push(&mut q, "agent");
         q.push(" GROUP BY 1 ORDER BY 2 DESC, 1");
-        self.rows(q.query(), "count incidents", pair).await
+        self.rows(q.query(), "count incidents", |r| {
+            Ok((r.try_get("k")?, r.try_get("n")?))
+        })
+        .await
     }
 
     /// Events of each kind in `w`, summed.
     pub async fn kinds(&self, w: Window<'_>) -> Result<Vec<(Option<String>, i64)>, DbError> {
-        let mut q =
-            Statement::new("SELECT kind AS k, CAST(SUM(count) AS BIGINT) AS n FROM events WHERE");
-        w.push_where(&mut q);
-        q.push(" GROUP BY 1 ORDER BY 1");
+        let mut q = self.summed(w.sum(Key::Kind, None, None));
+        q.push(" ORDER BY 1");
         self.rows(q.query(), "sum events by kind", pair).await
     }
 
-    /// The devices with the most alerts, then blocks, in `w`.
+    /// The devices with the most alerts, then blocks, on the local days `w` touches (from
+    /// the start of the day holding `from_ms` to the end of the one holding `to_ms - 1`).
     pub async fn top_devices(&self, w: Window<'_>, limit: i64) -> Result<Vec<TopDevice>, DbError> {
+        let zone = self.rollup_zone();
         let mut q = Statement::new(
-            "SELECT COALESCE(device_ip, device_mac) AS k, agent, MAX(device_name) AS dn, \
-             MAX(device_owner) AS dow, \
-             CAST(SUM(CASE WHEN kind = ",
+            "SELECT device AS k, agent, MAX(name) AS dn, MAX(owner) AS dow, \
+             CAST(SUM(blocked) AS BIGINT) AS b, CAST(SUM(alerts) AS BIGINT) AS a \
+             FROM rollup_devices WHERE day_ms >= ",
         );
-        q.bind(Kind::Blocked.as_str()).push(
-            " THEN count ELSE 0 END) AS BIGINT) AS b, \
-             CAST(SUM(alert) AS BIGINT) AS a \
-             FROM events WHERE COALESCE(device_ip, device_mac) IS NOT NULL AND",
-        );
-        w.push_where(&mut q);
+        q.bind(zone.floor_day(w.from_ms))
+            .push(" AND day_ms < ")
+            .bind(w.to_ms);
+        w.scope.push(&mut q, "agent");
         q.push(" GROUP BY 1, 2 ORDER BY 6 DESC, 5 DESC, 1, 2 LIMIT ")
             .bind(limit);
         self.rows(q.query(), "rank devices", |r| {
@@ -343,12 +336,13 @@ mod tests {
                 s(&techniques),
                 [("dns_over_https".into(), 1), ("openvpn".into(), 1)]
             );
+            // Devices are ranked over whole days: the block ten hours on counts.
             let top = db.top_devices(w, 5).await.unwrap();
             assert_eq!(
                 top.iter()
                     .map(|d| (d.key.as_str(), d.alerts, d.blocked))
                     .collect::<Vec<_>>(),
-                [("10.10.3.8", 2, 0), ("10.10.3.7", 0, 10)]
+                [("10.10.3.8", 2, 0), ("10.10.3.7", 0, 110)]
             );
             // The two attempts from one device, seconds apart, are one incident.
             let status = db.incidents_by(AlertColumn::Status, w).await.unwrap();

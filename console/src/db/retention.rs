@@ -115,6 +115,16 @@ impl Db {
             "purge quarantine states",
         )
         .await?;
+        // The sums outlive the events they count: the hourly ones (no device or person in
+        // them) as long as the longest period, the daily ones by name and device as long
+        // as the blocked activity.
+        super::rollups::purge(
+            &mut tx,
+            &self.rollup_zone(),
+            before(retention.alerts_days.max(retention.blocked_days)),
+            before(retention.blocked_days),
+        )
+        .await?;
         tx.commit().await.map_err(sql("commit a purge"))?;
         Ok(purged)
     }

@@ -18,7 +18,6 @@ use crate::db::accounts::Agent;
 use crate::db::reports::{AlertColumn, By, HOUR_MS, TopDevice, Window};
 use crate::zone::Zone;
 
-const DAY_MS: i64 = 24 * HOUR_MS;
 /// Rows in each breakdown of the blocked-activity page.
 const BREAKDOWN: i64 = 50;
 /// An agent not heard from in this long is shown as late.
@@ -247,15 +246,16 @@ pub async fn dashboard(
 ) -> Answer {
     let days = if params.days == 30 { 30 } else { 7 };
     let now = now_ms();
-    // Whole hours, ending with the one under way.
+    let zone = &app.config.time_zone;
+    // Whole local days, today's ending with the hour under way: the devices' sums are kept
+    // per day.
     let to = (now.div_euclid(HOUR_MS) + 1) * HOUR_MS;
     let scope = signed.scope();
     let w = Window {
-        from_ms: to - days * DAY_MS,
+        from_ms: zone.add_days(now, 1 - days),
         to_ms: to,
         scope: &scope,
     };
-    let zone = &app.config.time_zone;
     let sums = app.db.per_hour(Kind::Blocked, w, None).await?;
     let (values, labels) = hourly(w, &sums, zone);
     let techniques: Vec<(String, i64)> = app

@@ -143,6 +143,8 @@ impl Console {
             .await
             .unwrap();
         db.put_user("root", Role::Admin, &cheap, 1).await.unwrap();
+        // As `serve` does: the daily sums cut in the console's zone.
+        db.roll_up_in(&config.time_zone).await.unwrap();
         Self {
             app: Arc::new(App::new(db, config, tls)),
         }
