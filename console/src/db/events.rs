@@ -234,7 +234,7 @@ impl Db {
                 let before = known.insert(e.id.to_string(), count);
                 tally.add(e, count - before.unwrap_or(0), before.is_none(), &mut days);
             }
-            for id in super::incidents::assign(&mut tx, agent, &fresh).await? {
+            for id in super::incidents::assign(&mut tx, agent, &fresh, &mut days).await? {
                 if !incidents.contains(&id) {
                     incidents.push(id);
                 }

@@ -3,7 +3,8 @@
 //! each other make one incident while it is open — a bypass attempt, the quarantine it
 //! caused, the attempts that followed — so the list has one row where the agents sent
 //! several. A resolved incident takes nothing more: a later attempt starts a new one, and
-//! so does one that would stretch an incident past half a day ([`LONGEST_MS`]).
+//! so does one that would stretch an incident past half a day ([`LONGEST_MS`]) or past the
+//! school's midnight, so each incident belongs to one day of the school's calendar.
 //!
 //! An incident's id is its first alert's event id; its status, outcome and action taken are
 //! copied onto its events, so every list of events shows the same status.
@@ -125,10 +126,12 @@ impl Incident {
 
     /// Whether alert `e` (already known to be about this incident's subject, from its
     /// agent) belongs in it: the incident is open, `e` is within the window of it, and
-    /// taking it keeps the incident within [`LONGEST_MS`].
-    pub fn takes(&self, e: &Event) -> bool {
+    /// taking it keeps the incident within [`LONGEST_MS`] and within `day`, the local day
+    /// (`[start, next start)`) of the incident's first alert.
+    pub fn takes(&self, e: &Event, day: (i64, i64)) -> bool {
         let t = e.time.as_millisecond();
         self.status != "resolved"
+            && (day.0..day.1).contains(&t)
             && t >= self.first_ms.saturating_sub(WINDOW_MS)
             && t <= self.last_ms.saturating_add(WINDOW_MS)
             && t.max(self.last_ms).saturating_sub(t.min(self.first_ms)) < LONGEST_MS
@@ -241,6 +244,7 @@ pub(crate) async fn assign(
     tx: &mut sqlx::Transaction<'_, Any>,
     agent: &str,
     events: &[&Event],
+    days: &mut super::rollups::Days,
 ) -> Result<Vec<String>, DbError> {
     let mut touched = BTreeSet::new();
     let mut resent = BTreeSet::new();
@@ -277,7 +281,7 @@ pub(crate) async fn assign(
             .map(incident)
             .transpose()
             .map_err(sql("read an incident"))?
-            .filter(|i| i.takes(e));
+            .filter(|i| i.takes(e, days.span(i.first_ms)));
         let joined = match open {
             Some(mut i) => {
                 i.absorb(e);
@@ -748,7 +752,9 @@ pub const CLAIM_MS: i64 = 5 * 60 * 1000;
 mod tests {
     use super::*;
     use crate::db::events::tests::{event, ms};
+    use crate::db::rollups::Days;
     use crate::db::testing;
+    use crate::zone::Zone;
     use schoolgate_contract::wire::Received;
 
     /// An alert of `kind` from Amira's laptop at `minute` past 10:00.
@@ -767,25 +773,58 @@ mod tests {
     }
 
     /// Attempts every twenty minutes from 10:00: those within twelve hours of the first are
-    /// its incident; the one at 22:00 starts another, which takes the rest of the night.
+    /// its incident; the one at 22:00 starts another, which takes the rest of the evening.
     #[test]
     fn an_incident_spans_half_a_day_at_most() {
+        let mut days = Days::new(Zone::default());
         let first = alert(1, "bypass_attempt", 0, Some(Technique::VpnApp)).event;
         let mut day = Incident::open("gw1", &first);
         for k in 1..36 {
             let e = alert(k + 1, "bypass_attempt", i64::from(k) * 20, None).event;
-            assert!(day.takes(&e), "{k}");
+            assert!(day.takes(&e, days.span(day.first_ms)), "{k}");
             day.absorb(&e);
         }
         let late = alert(40, "bypass_attempt", 36 * 20, None).event;
-        assert!(!day.takes(&late));
+        assert!(!day.takes(&late, days.span(day.first_ms)));
         let mut night = Incident::open("gw1", &late);
         let later = alert(41, "bypass_attempt", 37 * 20, None).event;
-        assert!(night.takes(&later));
+        assert!(night.takes(&later, days.span(night.first_ms)));
         night.absorb(&later);
         // An alert sent late, dated inside the first half day, still joins the first.
         let early = alert(42, "bypass_attempt", 5, None).event;
-        assert!(day.takes(&early) && !night.takes(&early));
+        assert!(days.span(day.first_ms) == days.span(night.first_ms));
+        assert!(day.takes(&early, days.span(day.first_ms)));
+        assert!(!night.takes(&early, days.span(night.first_ms)));
+    }
+
+    /// Attempts at 23:50 and 00:10 school time, twenty minutes apart, are two incidents:
+    /// one on each day's list. In summer the school's midnight is 23:00 UTC.
+    #[test]
+    fn an_incident_ends_at_the_schools_midnight() {
+        let london = Zone::default();
+        for (utc_midnight, zone) in [
+            (1_795_910_400_000, london.clone()), // 2026-11-29 00:00 GMT
+            (1_784_937_600_000, london),         // 2026-07-25 00:00 BST is 2026-07-24 23:00 UTC
+            (1_784_937_600_000, Zone::utc()),
+        ] {
+            let midnight = zone.floor_day(utc_midnight + 3_600_000);
+            let mut days = Days::new(zone.clone());
+            let at = |i: u32, ms: i64| {
+                let mut e = alert(i, "bypass_attempt", 0, None).event;
+                e.time = jiff::Timestamp::from_millisecond(ms).unwrap();
+                e
+            };
+            let before = at(1, midnight - 10 * 60_000);
+            let after = at(2, midnight + 10 * 60_000);
+            let evening = Incident::open("gw1", &before);
+            assert!(
+                !evening.takes(&after, days.span(evening.first_ms)),
+                "{}",
+                zone.name()
+            );
+            let also = at(3, midnight - 60_000);
+            assert!(evening.takes(&also, days.span(evening.first_ms)));
+        }
     }
 
     #[tokio::test]

@@ -66,15 +66,20 @@ impl Days {
     }
 
     fn start(&mut self, ms: i64) -> i64 {
+        self.span(ms).0
+    }
+
+    /// The local day holding `ms`: its start and the next day's.
+    pub(crate) fn span(&mut self, ms: i64) -> (i64, i64) {
         if let Some((from, to)) = self.last
             && (from..to).contains(&ms)
         {
-            return from;
+            return (from, to);
         }
         let from = self.zone.floor_day(ms);
         let to = self.zone.add_days(from, 1);
         self.last = Some((from, to));
-        from
+        (from, to)
     }
 }
 
