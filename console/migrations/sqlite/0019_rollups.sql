@@ -29,6 +29,16 @@ CREATE TABLE rollup_names (
 );
 CREATE INDEX rollup_names_day ON rollup_names (day_ms);
 
+-- The same for the whole trust, every agent together: a trust's lead reads a tenth of the
+-- rows with ten schools.
+CREATE TABLE rollup_trust_names (
+    day_ms BIGINT NOT NULL,
+    grp TEXT NOT NULL,
+    name TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (day_ms, grp, name)
+);
+
 -- Activity per agent, local day and device (its IP address, else its MAC address): blocks
 -- summed, alerts counted, and the largest name and owner seen, as the raw query reads them.
 CREATE TABLE rollup_devices (

@@ -6,6 +6,7 @@
 //!   distinct values each).
 //! - `rollup_names`: blocks per agent, local day, group and name (names are many: an hour's
 //!   bucket would be nearly as large as the events).
+//! - `rollup_trust_names`: the same for every agent together, which a trust's lead reads.
 //! - `rollup_devices`: per agent, local day and device, blocks and alerts.
 //!
 //! A window is read from whole buckets where it covers them and from the events for the
@@ -212,6 +213,25 @@ pub(crate) async fn add(
             .execute(&mut **tx)
             .await
             .map_err(sql("add to the daily sums by name"))?;
+        let mut q = Statement::new("INSERT INTO rollup_trust_names (day_ms, grp, name, n) VALUES ");
+        for (i, ((day, grp, name), n)) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" })
+                .bind(*day)
+                .push(", ")
+                .bind(grp.as_str())
+                .push(", ")
+                .bind(name.as_str())
+                .push(", ")
+                .bind(**n)
+                .push(")");
+        }
+        q.push(
+            " ON CONFLICT (day_ms, grp, name) DO UPDATE SET n = rollup_trust_names.n + excluded.n",
+        );
+        q.query()
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("add to the trust's daily sums by name"))?;
     }
     let devices: Vec<_> = tally.devices.iter().collect();
     for chunk in devices.chunks(per) {
@@ -442,16 +462,23 @@ impl Db {
                     }
                 }
                 Table::Names => {
-                    q.push("rollup_names WHERE day_ms >= ")
-                        .bind(a)
-                        .push(" AND day_ms < ")
-                        .bind(b);
+                    q.push(if s.scope.is_trust() {
+                        "rollup_trust_names"
+                    } else {
+                        "rollup_names"
+                    })
+                    .push(" WHERE day_ms >= ")
+                    .bind(a)
+                    .push(" AND day_ms < ")
+                    .bind(b);
                 }
             }
             if let Some(g) = s.group {
                 q.push(" AND grp = ").bind(g);
             }
-            s.scope.push(&mut q, "agent");
+            if !(table == Table::Names && s.scope.is_trust()) {
+                s.scope.push(&mut q, "agent");
+            }
         }
         if !edges.is_empty() {
             if whole.is_some() {
@@ -537,6 +564,11 @@ impl Db {
         }
         run("DELETE FROM rollup_names", "clear the daily sums by name").await?;
         run(
+            "DELETE FROM rollup_trust_names",
+            "clear the trust's daily sums by name",
+        )
+        .await?;
+        run(
             "DELETE FROM rollup_devices",
             "clear the daily sums by device",
         )
@@ -590,6 +622,12 @@ impl Db {
             )
             .await?;
             run(
+                "INSERT INTO rollup_trust_names (day_ms, grp, name, n) \
+                 SELECT day_ms, grp, name, SUM(n) FROM rollup_names GROUP BY 1, 2, 3",
+                "build the trust's daily sums by name",
+            )
+            .await?;
+            run(
                 "INSERT INTO rollup_devices (agent, day_ms, device, name, owner, blocked, alerts) \
                  SELECT e.agent, d.day_ms, COALESCE(e.device_ip, e.device_mac), \
                  MAX(e.device_name), MAX(e.device_owner), \
@@ -640,6 +678,7 @@ pub(crate) async fn purge(
     let day = zone.floor_day(days_before);
     for text in [
         "DELETE FROM rollup_names WHERE day_ms < $1",
+        "DELETE FROM rollup_trust_names WHERE day_ms < $1",
         "DELETE FROM rollup_devices WHERE day_ms < $1",
     ] {
         sqlx::query::<Any>(text)
@@ -727,6 +766,7 @@ mod tests {
         kind: Option<&str>,
         from: i64,
         to: i64,
+        agent: Option<&str>,
     ) -> Map<String, i64> {
         let mut q = Statement::new("SELECT CAST(");
         q.push(key)
@@ -736,6 +776,9 @@ mod tests {
             .bind(to);
         if let Some(kind) = kind {
             q.push(" AND kind = ").bind(kind);
+        }
+        if let Some(agent) = agent {
+            q.push(" AND agent = ").bind(agent);
         }
         q.push(" GROUP BY 1");
         db.rows(q.query(), "oracle", |r| {
@@ -763,6 +806,10 @@ mod tests {
             let london = Zone::try_from("Europe/London".to_owned()).unwrap();
             let kolkata = Zone::try_from("Asia/Kolkata".to_owned()).unwrap();
             assert!(db.roll_up_in(&london).await.unwrap());
+            for (agent, school) in [("gw1", "a"), ("gw2", "b")] {
+                db.add_agent(agent, agent, 1).await.unwrap();
+                db.set_agent_school(agent, Some(school)).await.unwrap();
+            }
             let mut d = Dice(0x5eed_1234_abcd);
             let mut sent: Vec<(Received, u64)> = Vec::new();
             for batch in 0..12 {
@@ -818,11 +865,24 @@ mod tests {
                         (By::Name, "COALESCE(name, '')"),
                     ] {
                         let got = keyed(db.blocked_by(by, w, None, 1_000).await.unwrap());
-                        let want = oracle(&db, col, Some("blocked"), from, to).await;
+                        let want = oracle(&db, col, Some("blocked"), from, to, None).await;
                         assert_eq!(got, want, "{by:?} {from}..{to} in {}", zone.name());
+                        // One school's: its gateway's alone.
+                        let school = Scope::school("b");
+                        let w = Window {
+                            scope: &school,
+                            ..w
+                        };
+                        let got = keyed(db.blocked_by(by, w, None, 1_000).await.unwrap());
+                        let want = oracle(&db, col, Some("blocked"), from, to, Some("gw2")).await;
+                        assert_eq!(got, want, "{by:?} of school b");
                     }
                     let got = keyed(db.kinds(w).await.unwrap());
-                    assert_eq!(got, oracle(&db, "kind", None, from, to).await, "kinds");
+                    assert_eq!(
+                        got,
+                        oracle(&db, "kind", None, from, to, None).await,
+                        "kinds"
+                    );
                     let got = keyed(db.bypass_by_technique(w).await.unwrap());
                     let want = oracle(
                         &db,
@@ -830,6 +890,7 @@ mod tests {
                         Some("bypass_attempt"),
                         from,
                         to,
+                        None,
                     )
                     .await;
                     assert_eq!(got, want, "techniques");
@@ -840,7 +901,8 @@ mod tests {
                         .into_iter()
                         .map(|(h, n)| (h.to_string(), n))
                         .collect();
-                    let want = oracle(&db, "time_ms / 3600000", Some("blocked"), from, to).await;
+                    let want =
+                        oracle(&db, "time_ms / 3600000", Some("blocked"), from, to, None).await;
                     assert_eq!(got, want, "per hour");
                     // Devices by whole days.
                     let day = zone.floor_day(from);
