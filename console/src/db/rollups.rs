@@ -191,47 +191,41 @@ pub(crate) async fn add(
     }
     let names: Vec<_> = tally.names.iter().filter(|(_, n)| **n != 0).collect();
     for chunk in names.chunks(per) {
-        let mut q =
-            Statement::new("INSERT INTO rollup_names (agent, day_ms, grp, name, n) VALUES ");
-        for (i, ((day, grp, name), n)) in chunk.iter().enumerate() {
-            q.push(if i == 0 { "(" } else { ", (" })
-                .bind(agent)
-                .push(", ")
-                .bind(*day)
-                .push(", ")
-                .bind(grp.as_str())
-                .push(", ")
-                .bind(name.as_str())
-                .push(", ")
-                .bind(**n)
-                .push(")");
+        // The agent's own sums, then the trust's (the same rows without the agent).
+        for agent in [Some(agent), None] {
+            let mut q = Statement::new(match agent {
+                Some(_) => "INSERT INTO rollup_names (agent, day_ms, grp, name, n) VALUES ",
+                None => "INSERT INTO rollup_trust_names (day_ms, grp, name, n) VALUES ",
+            });
+            for (i, ((day, grp, name), n)) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                if let Some(agent) = agent {
+                    q.bind(agent).push(", ");
+                }
+                q.bind(*day)
+                    .push(", ")
+                    .bind(grp.as_str())
+                    .push(", ")
+                    .bind(name.as_str())
+                    .push(", ")
+                    .bind(**n)
+                    .push(")");
+            }
+            q.push(match agent {
+                Some(_) => {
+                    " ON CONFLICT (agent, day_ms, grp, name) \
+                     DO UPDATE SET n = rollup_names.n + excluded.n"
+                }
+                None => {
+                    " ON CONFLICT (day_ms, grp, name) \
+                     DO UPDATE SET n = rollup_trust_names.n + excluded.n"
+                }
+            });
+            q.query()
+                .execute(&mut **tx)
+                .await
+                .map_err(sql("add to the daily sums by name"))?;
         }
-        q.push(
-            " ON CONFLICT (agent, day_ms, grp, name) DO UPDATE SET n = rollup_names.n + excluded.n",
-        );
-        q.query()
-            .execute(&mut **tx)
-            .await
-            .map_err(sql("add to the daily sums by name"))?;
-        let mut q = Statement::new("INSERT INTO rollup_trust_names (day_ms, grp, name, n) VALUES ");
-        for (i, ((day, grp, name), n)) in chunk.iter().enumerate() {
-            q.push(if i == 0 { "(" } else { ", (" })
-                .bind(*day)
-                .push(", ")
-                .bind(grp.as_str())
-                .push(", ")
-                .bind(name.as_str())
-                .push(", ")
-                .bind(**n)
-                .push(")");
-        }
-        q.push(
-            " ON CONFLICT (day_ms, grp, name) DO UPDATE SET n = rollup_trust_names.n + excluded.n",
-        );
-        q.query()
-            .execute(&mut **tx)
-            .await
-            .map_err(sql("add to the trust's daily sums by name"))?;
     }
     let devices: Vec<_> = tally.devices.iter().collect();
     for chunk in devices.chunks(per) {
