@@ -96,6 +96,7 @@ pub(super) fn from_yaml_with(
         base,
         lists,
         errors: Vec::new(),
+        locked: Vec::new(),
     };
     let (policy, more) = cx.policy(raw, added);
     skipped.extend(more);
@@ -136,6 +137,8 @@ struct Compiler<'a> {
     base: PathBuf,
     lists: &'a dyn ListSource,
     errors: Vec<PolicyError>,
+    /// The locked categories, with their names.
+    locked: Vec<(TargetId, String)>,
 }
 
 /// Built-in names that policy entries may not take.
@@ -206,7 +209,20 @@ impl<'a> Compiler<'a> {
             groups: group_names,
             devices: device_names,
         };
-        let rules = self.rules(&raw, &names, &mut index, &mut targets);
+        // A locked category is blocked for everyone at every moment, before any rule of
+        // the file; what would open it is refused where it is written.
+        let mut rules: Vec<Rule> = self
+            .locked
+            .iter()
+            .map(|(id, name)| Rule {
+                name: format!("Locked category {name}"),
+                groups: Groups::All,
+                action: Action::Block,
+                targets: vec![*id],
+                when: ScheduleId(0),
+            })
+            .collect();
+        rules.extend(self.rules(&raw, &names, &mut index, &mut targets));
         let mut compiled = self.exceptions(&raw, &names, &tz, &mut index, &mut targets);
         let skipped = match added {
             Some(added) => {

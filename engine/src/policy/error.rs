@@ -101,6 +101,12 @@ pub enum ErrorKind {
         #[source]
         source: DomainError,
     },
+    #[error("`{value}` is in the locked category `{category}`: no {what} may open it")]
+    Locked {
+        value: String,
+        category: String,
+        what: &'static str,
+    },
     #[error("`{value}` is not a network (expected a CIDR such as 10.10.0.0/16 or fd00:10::/64)")]
     Network { value: String },
     #[error("network `{value}` has host bits set (did you mean {suggestion}?)")]

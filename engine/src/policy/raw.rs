@@ -127,6 +127,10 @@ pub(crate) struct RawSchedule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCategory {
+    /// No rule, exception, request or console action may open it, for anyone at any time
+    /// (illegal-content lists: the IWF's, CTIRU's).
+    #[serde(default)]
+    pub locked: bool,
     #[serde(default)]
     pub lists: Vec<S<String>>,
     #[serde(default)]

@@ -65,10 +65,63 @@ impl Compiler<'_> {
                 description: c.value.description.clone(),
                 n_domains,
                 technique,
+                locked: c.value.locked,
             });
+            if c.value.locked {
+                self.locked.push((id, key.value.clone()));
+            }
             names.insert(key.value.clone(), id);
         }
         names
+    }
+
+    /// The locked category `id` is, if it is one.
+    fn locked_name(&self, id: TargetId) -> Option<String> {
+        self.locked
+            .iter()
+            .find(|(l, _)| *l == id)
+            .map(|(_, name)| name.clone())
+    }
+
+    /// Refuses each item of `list` (what a `what` opens) that would open a locked category:
+    /// the category itself, or a domain or address it lists (found in `index`, when given).
+    pub(super) fn refuse_locked(
+        &mut self,
+        list: &[S<String>],
+        names: &Names,
+        index: Option<&DomainIndex>,
+        what: &'static str,
+    ) {
+        if self.locked.is_empty() {
+            return;
+        }
+        for item in list {
+            let value = item.value.trim();
+            let category = match names.categories.get(value) {
+                Some(id) => self.locked_name(*id),
+                None => {
+                    let mut found = crate::domain::Matches::new();
+                    match (index, parse_entry(value)) {
+                        (Some(index), Ok(Listed::Domain(d))) => index.lookup(&d, &mut found),
+                        (Some(index), Ok(Listed::Address(net, _))) => {
+                            index.addresses.lookup(net.addr(), &mut found);
+                        }
+                        _ => {}
+                    }
+                    found.iter().find_map(|(id, _)| self.locked_name(*id))
+                }
+            };
+            if let Some(category) = category {
+                self.error(
+                    item,
+                    ErrorKind::Locked {
+                        value: value.to_owned(),
+                        category,
+                        what,
+                    },
+                );
+            }
+        }
     }
 
     /// Reads one list file (domains, addresses and networks) into the index; returns how many

@@ -25,6 +25,7 @@ impl Compiler<'_> {
                     },
                 );
             }
+            self.refuse_locked(&v.allow, names, None, "request");
             let mut allow = Vec::new();
             let mut allow_names = Vec::new();
             for c in &v.allow {

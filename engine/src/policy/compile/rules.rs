@@ -57,6 +57,9 @@ impl Compiler<'_> {
                     },
                 );
             }
+            if action == Action::Allow {
+                self.refuse_locked(list, names, Some(index), "rule");
+            }
             let rule_targets = self.targets(list, names, index, targets);
             let when = match &r.value.when {
                 None => Some(ScheduleId(0)),
@@ -226,6 +229,7 @@ impl Compiler<'_> {
                 },
             );
         }
+        self.refuse_locked(&v.allow, names, Some(index), "exception");
         let ex_targets = self.targets(&v.allow, names, index, targets);
         let from = self.datetime(&v.from, tz);
         let to = self.datetime(&v.to, tz);
@@ -334,6 +338,12 @@ impl Compiler<'_> {
                 }
             }
         }
+        self.refuse_locked(
+            &raw.bypass.quarantine_allow,
+            names,
+            Some(index),
+            "quarantine_allow",
+        );
         let quarantine_allow = self.targets(&raw.bypass.quarantine_allow, names, index, targets);
         Bypass {
             responses,
