@@ -189,8 +189,6 @@ pub enum Target {
         n_domains: usize,
         /// What reaching this category is an attempt at, if it is a bypass category.
         technique: Option<Technique>,
-        /// Blocked for everyone at every moment: nothing in the policy may open it.
-        locked: bool,
     },
     /// Domains (and addresses) written directly in one rule, exception or `quarantine_allow`.
     Domains { domains: Vec<Box<str>> },

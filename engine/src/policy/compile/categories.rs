@@ -65,7 +65,6 @@ impl Compiler<'_> {
                 description: c.value.description.clone(),
                 n_domains,
                 technique,
-                locked: c.value.locked,
             });
             if c.value.locked {
                 self.locked.push((id, key.value.clone()));
