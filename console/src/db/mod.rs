@@ -177,6 +177,23 @@ impl Statement {
         self
     }
 
+    /// Appends one row of a multi-row `VALUES` list, `(…)` with a placeholder for each of
+    /// `values`, after a comma unless it is the `first`.
+    pub(crate) fn row(
+        &mut self,
+        first: bool,
+        values: impl IntoIterator<Item = Value>,
+    ) -> &mut Self {
+        self.push(if first { "(" } else { ", (" });
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(v);
+        }
+        self.push(")")
+    }
+
     pub(crate) fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
         // The text holds only the code's own SQL and `$n` placeholders.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(self.text.as_str()));

@@ -25,7 +25,7 @@ use schoolgate_contract::{Event, Kind};
 use sqlx::{Any, Row};
 
 use super::reports::HOUR_MS;
-use super::{Backend, Db, DbError, Scope, Statement, sql};
+use super::{Backend, Db, DbError, Scope, Statement, Value, sql};
 use crate::zone::Zone;
 
 /// One hour's key, after the agent's.
@@ -108,9 +108,7 @@ impl Tally {
             text(e.group.as_deref()),
             text(e.category.as_deref()),
             text(e.rule.as_deref()),
-            e.technique
-                .map(|t| t.as_str().to_owned())
-                .unwrap_or_default(),
+            text(e.technique.map(|t| t.as_str())),
         );
         *self.hours.entry(key).or_default() += added;
         let blocked = e.kind == Kind::Blocked;
@@ -162,23 +160,19 @@ pub(crate) async fn add(
              VALUES ",
         );
         for (i, ((hour, kind, grp, category, rule, technique), n)) in chunk.iter().enumerate() {
-            q.push(if i == 0 { "(" } else { ", (" })
-                .bind(agent)
-                .push(", ")
-                .bind(*hour)
-                .push(", ")
-                .bind(kind.as_str())
-                .push(", ")
-                .bind(grp.as_str())
-                .push(", ")
-                .bind(category.as_str())
-                .push(", ")
-                .bind(rule.as_str())
-                .push(", ")
-                .bind(technique.as_str())
-                .push(", ")
-                .bind(**n)
-                .push(")");
+            q.row(
+                i == 0,
+                [
+                    agent.into(),
+                    (*hour).into(),
+                    kind.as_str().into(),
+                    grp.as_str().into(),
+                    category.as_str().into(),
+                    rule.as_str().into(),
+                    technique.as_str().into(),
+                    (**n).into(),
+                ],
+            );
         }
         q.push(
             " ON CONFLICT (agent, hour, kind, grp, category, rule, technique) \
@@ -198,18 +192,13 @@ pub(crate) async fn add(
                 None => "INSERT INTO rollup_trust_names (day_ms, grp, name, n) VALUES ",
             });
             for (i, ((day, grp, name), n)) in chunk.iter().enumerate() {
-                q.push(if i == 0 { "(" } else { ", (" });
-                if let Some(agent) = agent {
-                    q.bind(agent).push(", ");
-                }
-                q.bind(*day)
-                    .push(", ")
-                    .bind(grp.as_str())
-                    .push(", ")
-                    .bind(name.as_str())
-                    .push(", ")
-                    .bind(**n)
-                    .push(")");
+                let sums = [
+                    (*day).into(),
+                    grp.as_str().into(),
+                    name.as_str().into(),
+                    (**n).into(),
+                ];
+                q.row(i == 0, agent.map(Value::from).into_iter().chain(sums));
             }
             q.push(match agent {
                 Some(_) => {
@@ -234,21 +223,18 @@ pub(crate) async fn add(
              VALUES ",
         );
         for (i, ((day, device), s)) in chunk.iter().enumerate() {
-            q.push(if i == 0 { "(" } else { ", (" })
-                .bind(agent)
-                .push(", ")
-                .bind(*day)
-                .push(", ")
-                .bind(device.as_str())
-                .push(", ")
-                .bind(s.name.clone())
-                .push(", ")
-                .bind(s.owner.clone())
-                .push(", ")
-                .bind(s.blocked)
-                .push(", ")
-                .bind(s.alerts)
-                .push(")");
+            q.row(
+                i == 0,
+                [
+                    agent.into(),
+                    (*day).into(),
+                    device.as_str().into(),
+                    s.name.clone().into(),
+                    s.owner.clone().into(),
+                    s.blocked.into(),
+                    s.alerts.into(),
+                ],
+            );
         }
         // The larger name and owner, as `MAX` over the events gives them.
         q.push(
@@ -518,15 +504,19 @@ impl Db {
         let mut tx = self.pool.begin().await.map_err(sql("begin a rebuild"))?;
         if self.backend == Backend::Postgres {
             // A trust's years of events take longer than a page's statements may.
-            sqlx::query::<Any>("SET LOCAL statement_timeout = 0")
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("lift the statement timeout"))?;
+            run(
+                &mut tx,
+                "SET LOCAL statement_timeout = 0",
+                "lift the statement timeout",
+            )
+            .await?;
             // One console at a time rebuilds; the others wait for it and find it done.
-            sqlx::query::<Any>("LOCK TABLE rollup_zone IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("lock the roll-ups"))?;
+            run(
+                &mut tx,
+                "LOCK TABLE rollup_zone IN EXCLUSIVE MODE",
+                "lock the roll-ups",
+            )
+            .await?;
         }
         let built: Option<String> =
             sqlx::query_scalar::<Any, String>("SELECT zone FROM rollup_zone")
@@ -538,16 +528,10 @@ impl Db {
             self.cut_days_in(zone.clone());
             return Ok(false);
         }
-        let mut run = async |text: &'static str, what: &'static str| {
-            sqlx::query::<Any>(text)
-                .execute(&mut *tx)
-                .await
-                .map(|_| ())
-                .map_err(sql(what))
-        };
         if built.is_none() {
-            run("DELETE FROM rollup_hours", "clear the hourly sums").await?;
+            run(&mut tx, "DELETE FROM rollup_hours", "clear the hourly sums").await?;
             run(
+                &mut tx,
                 "INSERT INTO rollup_hours (agent, hour, kind, grp, category, rule, technique, n) \
                  SELECT agent, time_ms / 3600000, kind, COALESCE(grp, ''), \
                  COALESCE(category, ''), COALESCE(rule, ''), COALESCE(technique, ''), \
@@ -556,18 +540,25 @@ impl Db {
             )
             .await?;
         }
-        run("DELETE FROM rollup_names", "clear the daily sums by name").await?;
         run(
+            &mut tx,
+            "DELETE FROM rollup_names",
+            "clear the daily sums by name",
+        )
+        .await?;
+        run(
+            &mut tx,
             "DELETE FROM rollup_trust_names",
             "clear the trust's daily sums by name",
         )
         .await?;
         run(
+            &mut tx,
             "DELETE FROM rollup_devices",
             "clear the daily sums by device",
         )
         .await?;
-        run("DELETE FROM rollup_days", "clear the days").await?;
+        run(&mut tx, "DELETE FROM rollup_days", "clear the days").await?;
         let span: Option<(Option<i64>, Option<i64>)> =
             sqlx::query::<Any>("SELECT MIN(time_ms) AS a, MAX(time_ms) AS b FROM events")
                 .fetch_optional(&mut *tx)
@@ -588,25 +579,15 @@ impl Db {
             for chunk in days.chunks(rows_per_upsert(self.backend)) {
                 let mut q = Statement::new("INSERT INTO rollup_days (day_ms, next_ms) VALUES ");
                 for (i, (a, b)) in chunk.iter().enumerate() {
-                    q.push(if i == 0 { "(" } else { ", (" })
-                        .bind(*a)
-                        .push(", ")
-                        .bind(*b)
-                        .push(")");
+                    q.row(i == 0, [(*a).into(), (*b).into()]);
                 }
                 q.query()
                     .execute(&mut *tx)
                     .await
                     .map_err(sql("write the days"))?;
             }
-            let mut run = async |text: &'static str, what: &'static str| {
-                sqlx::query::<Any>(text)
-                    .execute(&mut *tx)
-                    .await
-                    .map(|_| ())
-                    .map_err(sql(what))
-            };
             run(
+                &mut tx,
                 "INSERT INTO rollup_names (agent, day_ms, grp, name, n) \
                  SELECT e.agent, d.day_ms, COALESCE(e.grp, ''), COALESCE(e.name, ''), \
                  SUM(e.count) FROM rollup_days d JOIN events e \
@@ -616,12 +597,14 @@ impl Db {
             )
             .await?;
             run(
+                &mut tx,
                 "INSERT INTO rollup_trust_names (day_ms, grp, name, n) \
                  SELECT day_ms, grp, name, SUM(n) FROM rollup_names GROUP BY 1, 2, 3",
                 "build the trust's daily sums by name",
             )
             .await?;
             run(
+                &mut tx,
                 "INSERT INTO rollup_devices (agent, day_ms, device, name, owner, blocked, alerts) \
                  SELECT e.agent, d.day_ms, COALESCE(e.device_ip, e.device_mac), \
                  MAX(e.device_name), MAX(e.device_owner), \
@@ -632,12 +615,14 @@ impl Db {
                 "build the daily sums by device",
             )
             .await?;
-            run("DELETE FROM rollup_days", "clear the days").await?;
+            run(&mut tx, "DELETE FROM rollup_days", "clear the days").await?;
         }
-        sqlx::query::<Any>("DELETE FROM rollup_zone")
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("forget the roll-ups' zone"))?;
+        run(
+            &mut tx,
+            "DELETE FROM rollup_zone",
+            "forget the roll-ups' zone",
+        )
+        .await?;
         sqlx::query::<Any>("INSERT INTO rollup_zone (zone) VALUES ($1)")
             .bind(zone.name())
             .execute(&mut *tx)
@@ -654,6 +639,19 @@ impl Db {
             Err(poisoned) => *poisoned.into_inner() = zone,
         }
     }
+}
+
+/// Runs `text`, a statement of the code's own without values, in `tx`.
+async fn run(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    text: &'static str,
+    what: &'static str,
+) -> Result<(), DbError> {
+    sqlx::query::<Any>(text)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(sql(what))
 }
 
 /// Deletes the buckets wholly before `hours_before` (hourly) and `days_before` (daily, cut
