@@ -28,11 +28,13 @@ pub enum Technique {
     EncryptedClientHello,
     DnsTunnel,
     IcmpTunnel,
+    /// A proxy whose bytes are random from the first (Shadowsocks, VMess, obfs4).
+    EncryptedProxy,
 }
 
 impl Technique {
     /// Every technique, in the order above.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::ExternalDns,
         Self::DnsOverTls,
         Self::DnsOverHttps,
@@ -50,6 +52,7 @@ impl Technique {
         Self::EncryptedClientHello,
         Self::DnsTunnel,
         Self::IcmpTunnel,
+        Self::EncryptedProxy,
     ];
 
     /// The technique's name on the wire and in `policy.yaml` (`dns_over_https`).
@@ -72,6 +75,7 @@ impl Technique {
             Self::EncryptedClientHello => "encrypted_client_hello",
             Self::DnsTunnel => "dns_tunnel",
             Self::IcmpTunnel => "icmp_tunnel",
+            Self::EncryptedProxy => "encrypted_proxy",
         }
     }
 
@@ -96,6 +100,7 @@ impl Technique {
             Self::EncryptedClientHello => "a hidden site name (ECH)",
             Self::DnsTunnel => "a DNS tunnel",
             Self::IcmpTunnel => "a ping (ICMP) tunnel",
+            Self::EncryptedProxy => "an encrypted proxy",
         }
     }
 
@@ -133,6 +138,9 @@ impl Technique {
             }
             Self::DnsTunnel => "a tunnel hidden inside DNS look-ups",
             Self::IcmpTunnel => "a tunnel hidden inside ping (ICMP) packets",
+            Self::EncryptedProxy => {
+                "a proxy whose traffic is scrambled from its first byte (Shadowsocks and the like), which relays traffic past the school's filter"
+            }
         }
     }
 

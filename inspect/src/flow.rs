@@ -40,6 +40,9 @@ pub struct FlowKey {
 pub struct Stream {
     /// Sequence number of the stream's first byte, once known.
     start: Option<u32>,
+    /// Whether the start came from a SYN, so `bytes` is this side's first data rather than
+    /// the middle of a connection the capture joined late.
+    opened: bool,
     pub bytes: Vec<u8>,
     pending: Vec<(u32, Vec<u8>)>,
 }
@@ -49,7 +52,13 @@ impl Stream {
     pub fn syn(&mut self, seq: u32) {
         if self.start.is_none() {
             self.start = Some(seq.wrapping_add(1));
+            self.opened = true;
         }
+    }
+
+    /// Whether `bytes` starts at this side's first byte (its SYN was seen).
+    pub fn from_start(&self) -> bool {
+        self.opened
     }
 
     /// Adds a segment; returns whether the in-order bytes grew.
@@ -119,8 +128,8 @@ pub struct Flow {
     /// WireGuard data messages seen, and the receiver index each side used.
     pub wg_data: u32,
     pub wg_index: [Option<u32>; 2],
-    /// ICMP echo requests that looked like tunnelled data.
-    pub icmp_suspect: u32,
+    /// ICMP: the echoes so far (boxed: most flows are not ICMP).
+    pub echo: Option<Box<crate::echo::EchoStream>>,
 }
 
 impl Flow {

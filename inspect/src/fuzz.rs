@@ -1,6 +1,7 @@
 //! Bodies of the fuzz targets over packets, shared with the seed-replay tests: arbitrary
 //! bytes as a frame of each link type through the whole inspector (packet views, flow table,
-//! TLS, QUIC, HTTP, DNS and every signature), and as a QUIC datagram.
+//! TLS, QUIC, HTTP, DNS and every signature), and as a QUIC datagram, every signature's,
+//! the fully-encrypted rules' and an echo stream's input.
 
 use std::time::Duration;
 
@@ -74,6 +75,18 @@ pub fn datagram(data: &[u8]) {
     }
     let _ = crate::http::request(data);
     let _ = crate::dns::query(data);
+    let _ = crate::encrypted::fully_encrypted(data);
+    // The bytes as an echo stream: chunks alternate request and reply, each tagged by its
+    // first byte.
+    let mut echo = crate::echo::EchoStream::default();
+    for (i, chunk) in data.chunks(48).enumerate() {
+        let tag = u32::from(chunk.first().copied().unwrap_or(0));
+        let _ = if i % 2 == 0 {
+            echo.request(tag, chunk)
+        } else {
+            echo.reply(tag, chunk)
+        };
+    }
 }
 
 /// Bytes as a capture file (`replay`), each frame then through the kernel filter's program

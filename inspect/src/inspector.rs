@@ -16,7 +16,7 @@ use crate::certificate;
 use crate::flow::{self, FlowKey, Table};
 use crate::packet::{Packet, Transport};
 use crate::tls::{self, Ech, Parsed as TlsParsed};
-use crate::{dns, gquic, http, quic, signature};
+use crate::{dns, encrypted, gquic, http, quic, signature};
 
 mod classify;
 
@@ -169,8 +169,10 @@ const WG_DATA: u32 = 4;
 /// fewer (a QUIC hello spans at most a few Initials; tunnels show themselves in their first
 /// exchanges), and giving up is what records the flow for judging by its address.
 const UDP_MAX_PACKETS: u32 = 6;
-/// Echo requests that look like tunnelled data before a flow is called an ICMP tunnel.
-const ICMP_SUSPECT: u32 = 3;
+/// Echo requests followed before an ICMP flow is given up on: more than other flows get,
+/// since a ping may come first and a tunnel's first exchanges after it (ICMP is little
+/// traffic).
+const ECHO_MAX_REQUESTS: u32 = 64;
 /// DNS names reported per flow (a resolver's flow from one port carries many).
 const MAX_DNS_NAMES: usize = 64;
 /// Zones tracked for DNS tunnels at once.
@@ -223,7 +225,11 @@ impl Inspector {
                 dst_port,
                 payload,
             } => self.udp(time, p, src_port, dst_port, payload, out),
-            Transport::Echo { request, payload } => self.echo(time, p, request, payload, out),
+            Transport::Echo {
+                request,
+                tag,
+                payload,
+            } => self.echo(time, p, request, tag, payload, out),
             Transport::Esp { spi } => self.esp(time, p, spi, out),
             Transport::Other { .. } => {}
         }
@@ -371,31 +377,31 @@ impl Inspector {
         time: Duration,
         p: &Packet<'_>,
         request: bool,
+        tag: u32,
         payload: &[u8],
         out: &mut Vec<Observation>,
     ) {
         let (a, b) = (SocketAddr::new(p.src, 0), SocketAddr::new(p.dst, 0));
-        let Some((f, _, key)) = self.table.get(flow::ICMP, a, b, time, !request) else {
+        let Some((f, from_client, key)) = self.table.get(flow::ICMP, a, b, time, !request) else {
             return;
         };
-        if f.done || !request {
+        if f.done {
             return;
         }
-        f.from_client += 1;
-        if signature::icmp_tunnel_like(payload) {
-            f.icmp_suspect += 1;
-        }
-        if f.icmp_suspect >= ICMP_SUSPECT {
+        f.count(from_client, p.src_mac);
+        let stream = f.echo.get_or_insert_with(Box::default);
+        // A request from the flow's server (a ping back) is not what the stream follows.
+        let tunnel = match (request, from_client) {
+            (true, true) => stream.request(tag, payload),
+            (false, false) => stream.reply(tag, payload),
+            _ => None,
+        };
+        if let Some(tunnel) = tunnel {
             f.done = true;
             let mut found = Found::technique(Carrier::Icmp, Technique::IcmpTunnel);
-            found.evidence = format!(
-                "{} ICMP echo requests to {} carrying {} bytes or more of random-looking data",
-                ICMP_SUSPECT,
-                key.server.ip(),
-                100
-            );
-            out.push(found.into_observation(time, &key, p.src_mac));
-        } else if f.from_client >= MAX_PACKETS {
+            found.evidence = tunnel.evidence(key.server.ip());
+            out.push(found.into_observation(time, &key, f.client_mac));
+        } else if stream.requests() >= ECHO_MAX_REQUESTS {
             f.done = true;
         }
     }

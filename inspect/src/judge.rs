@@ -85,7 +85,16 @@ pub fn judge<'p>(
     } else {
         None
     };
-    let technique = obs.technique.or(listed.map(|t| refine(t, obs)));
+    // A known app's own scrambled protocol (Telegram's MTProto) looks like a fully
+    // encrypted proxy; on that app's listed addresses it is the app.
+    let own_protocol = obs.technique == Some(Technique::EncryptedProxy)
+        && by_address.app.is_some()
+        && by_address.technique.is_none();
+    let technique = if own_protocol {
+        None
+    } else {
+        obs.technique.or(listed.map(|t| refine(t, obs)))
+    };
     let target = name.unwrap_or(&server);
     let mut decision = decide_as(policy, client, identity, target, now, quarantined);
     // A name that decides nothing may still be on a listed address (a Tor relay with a

@@ -12,6 +12,8 @@
 pub mod capture_file;
 pub mod certificate;
 pub mod dns;
+pub mod echo;
+pub mod encrypted;
 pub mod filter;
 pub mod flow;
 #[doc(hidden)]

@@ -46,6 +46,8 @@ pub enum Transport<'a> {
     /// ICMP or ICMPv6 echo (ping), request or reply, with its data.
     Echo {
         request: bool,
+        /// The identifier and sequence number, which a reply repeats from its request.
+        tag: u32,
         payload: &'a [u8],
     },
     /// IPsec ESP (IP protocol 50), with its security parameter index.
@@ -150,6 +152,7 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
         Some(TransportSlice::Icmpv4(i)) => match i.type_u8() {
             8 | 0 => Transport::Echo {
                 request: i.type_u8() == 8,
+                tag: u32::from_be_bytes(i.bytes5to8()),
                 payload: i.payload(),
             },
             _ => Transport::Other { protocol },
@@ -157,6 +160,7 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
         Some(TransportSlice::Icmpv6(i)) => match i.type_u8() {
             128 | 129 => Transport::Echo {
                 request: i.type_u8() == 128,
+                tag: u32::from_be_bytes(i.bytes5to8()),
                 payload: i.payload(),
             },
             _ => Transport::Other { protocol },
@@ -244,7 +248,7 @@ mod tests {
             .unwrap();
         let p = view(LinkType::RawIp, &ping).unwrap();
         assert!(
-            matches!(p.transport, Transport::Echo { request: true, payload } if payload.len() == 100)
+            matches!(p.transport, Transport::Echo { request: true, tag: 0x0001_0001, payload } if payload.len() == 100)
         );
 
         let mut esp = vec![

@@ -364,16 +364,31 @@ pub fn tor_like_sni(sni: &str) -> bool {
 
 /// Shannon entropy of `bytes`, in bits per byte (0 to 8).
 pub fn entropy(bytes: &[u8]) -> f64 {
-    if bytes.is_empty() {
+    entropy_of(bytes.len(), bytes.iter().copied())
+}
+
+/// Shannon entropy of the differences between neighbouring bytes: low for data that counts
+/// or repeats a pattern (whose byte values alone may be spread evenly), high for random
+/// data.
+pub fn step_entropy(bytes: &[u8]) -> f64 {
+    let steps = bytes.windows(2).map(|w| match w {
+        [a, b] => b.wrapping_sub(*a),
+        _ => 0,
+    });
+    entropy_of(bytes.len().saturating_sub(1), steps)
+}
+
+fn entropy_of(n: usize, bytes: impl Iterator<Item = u8>) -> f64 {
+    if n == 0 {
         return 0.0;
     }
     let mut counts = [0u32; 256];
     for b in bytes {
-        if let Some(c) = counts.get_mut(usize::from(*b)) {
+        if let Some(c) = counts.get_mut(usize::from(b)) {
             *c += 1;
         }
     }
-    let n = bytes.len() as f64;
+    let n = n as f64;
     counts
         .iter()
         .filter(|c| **c > 0)
@@ -382,13 +397,6 @@ pub fn entropy(bytes: &[u8]) -> f64 {
             -p * p.log2()
         })
         .sum()
-}
-
-/// Whether an ICMP echo request carries more than a ping does: ping tools send up to 56
-/// bytes of counting or repeated filler by default; a tunnel fills echoes with encrypted or
-/// compressed data, large and with almost no repetition.
-pub fn icmp_tunnel_like(payload: &[u8]) -> bool {
-    payload.len() >= 100 && entropy(payload) >= 6.0
 }
 
 #[cfg(test)]
@@ -619,21 +627,5 @@ mod tests {
         ] {
             assert!(!tor_like_sni(name), "{name}");
         }
-    }
-
-    #[test]
-    fn pings_and_tunnels() {
-        let linux_ping: Vec<u8> = (0u8..56).collect();
-        assert!(!icmp_tunnel_like(&linux_ping));
-        let windows_ping = b"abcdefghijklmnopqrstuvwabcdefghi";
-        assert!(!icmp_tunnel_like(windows_ping));
-        let big_zeros = vec![0u8; 1400];
-        assert!(!icmp_tunnel_like(&big_zeros));
-        // Bytes with no repetition to speak of, as encrypted data has.
-        let random: Vec<u8> = (0u32..1000)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        assert!(entropy(&random) > 7.0);
-        assert!(icmp_tunnel_like(&random));
     }
 }

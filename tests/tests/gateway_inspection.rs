@@ -1,8 +1,9 @@
 //! Packet inspection on a gateway built from network namespaces, against real tools: a
 //! pupil reaching a blocked site by its address over TLS is reset at once; DNS over HTTPS
 //! (kdig), DNS over TLS (kdig), `ssh -D` (OpenSSH), an HTTP CONNECT proxy (tinyproxy), a
-//! SOCKS5 proxy (microsocks), WireGuard (wireguard-go), OpenVPN, and DNS over HTTP/3 and DNS
-//! over QUIC (aioquic) each become an event, and the pupil is quarantined (reaches the VLE,
+//! SOCKS5 proxy (microsocks), WireGuard (wireguard-go), OpenVPN, DNS over HTTP/3 and DNS
+//! over QUIC (aioquic, on DoQ's port and on 443), a ping tunnel (ptunnel-ng) and a fully
+//! encrypted proxy (Shadowsocks) each become an event, and the pupil is quarantined (reaches the VLE,
 //! nothing else) until `schoolgate-agent release` lets it go. A member of staff doing the
 //! same only raises an alert; staff's HTTP/3 (aioquic) works, and to a name blocked for them
 //! is refused in the firewall.
@@ -29,6 +30,12 @@ const PROXIES: &str = SITES[4];
 const WIREGUARD: &str = SITES[1];
 const OPENVPN: &str = SITES[0];
 const VLE: &str = "vle.198-51-100-22.ip.lab";
+/// The ping tunnel's server: the "internet"'s address on its link to the gateway, since
+/// the server's replies leave from the route's source address whatever the request was
+/// sent to (as from a single-homed server on the real internet).
+const PING_TUNNEL: &str = "203.0.113.1";
+const SS_KEY: &str = "lab-secret";
+const SS_CIPHER: &str = "chacha20-ietf-poly1305";
 
 fn policy(lab: &Lab) -> String {
     format!(
@@ -99,6 +106,10 @@ fn missing_tools() -> Option<String> {
         "wg",
         "openvpn",
         "openssl",
+        "ptunnel-ng",
+        "ss-server",
+        "ss-local",
+        "ping",
     ])
     .map(str::to_owned)
 }
@@ -265,6 +276,25 @@ fn start_servers(lab: &mut Lab) {
 
     vpn::start_server(lab, OPENVPN);
 
+    // A ping tunnel's server (it reads every echo the "internet" gets), and a Shadowsocks
+    // server.
+    lab.spawn("inet", "ptunnel-server", &["ptunnel-ng", "-v", "-1"]);
+    lab.spawn(
+        "inet",
+        "ss-server",
+        &[
+            "ss-server",
+            "-s",
+            PROXIES,
+            "-p",
+            "8388",
+            "-k",
+            SS_KEY,
+            "-m",
+            SS_CIPHER,
+        ],
+    );
+
     // WireGuard (userspace): the server end.
     let wg = format!("wgs{}", std::process::id() % 100_000);
     sh(
@@ -362,10 +392,31 @@ fn attempts(lab: &Lab) -> Vec<Attempt> {
             "dns_over_https",
             h3(&format!("get {SAFE_WEB} 443 dns.google")),
         ),
-        // DNS over QUIC to an unlisted name: its ALPN, `doq`, gives it away.
+        // DNS over QUIC to an unlisted name: its ALPN, `doq`, gives it away, on DoQ's port
+        // and on HTTPS's.
         Attempt::Once(
             "dns_over_quic",
             h3(&format!("get {RESOLVER} 853 doq.lab doq")),
+        ),
+        Attempt::Once(
+            "dns_over_quic",
+            h3(&format!("get {RESOLVER} 443 doq.lab doq")),
+        ),
+        // A TCP connection carried in pings: the tunnel's replies are not echoes.
+        Attempt::Once(
+            "icmp_tunnel",
+            format!(
+                "ptunnel-ng -p{PING_TUNNEL} -l8000 -r{WEB} -R80 -v-1 & sleep 1; \
+                 curl -s -o /dev/null --max-time 3 http://127.0.0.1:8000/; kill $!"
+            ),
+        ),
+        // Shadowsocks: random bytes both ways from the first.
+        Attempt::Once(
+            "encrypted_proxy",
+            format!(
+                "ss-local -s {PROXIES} -p 8388 -l 1081 -b 127.0.0.1 -k {SS_KEY} -m {SS_CIPHER} & sleep 1; \
+                 curl -s -o /dev/null --max-time 3 --socks5 127.0.0.1:1081 http://{WEB}/; kill $!"
+            ),
         ),
     ]
 }
@@ -454,6 +505,24 @@ fn inspection_end_to_end() {
         eventually(5, || refused(&lab)),
         "the blocked connection is not refused: {}",
         lab.log("agent")
+    );
+
+    // Pings, small and large, are not a tunnel.
+    sh(
+        &lab,
+        PUPIL.name,
+        &format!("ping -q -c 5 -i 0.2 {WEB} && ping -q -c 3 -i 0.2 -s 1400 {WEB}"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !lab.quarantined(PUPIL.ip),
+        "pings quarantined the pupil: {:#?}",
+        events(&lab)
+    );
+    assert!(
+        events(&lab).iter().all(|e| e["kind"] != "bypass_attempt"),
+        "{:#?}",
+        events(&lab)
     );
 
     for attempt in attempts(&lab) {
@@ -584,6 +653,8 @@ fn inspection_end_to_end() {
         "wireguard",
         "openvpn",
         "dns_over_quic",
+        "icmp_tunnel",
+        "encrypted_proxy",
     ] {
         let e = attempts
             .iter()
@@ -621,5 +692,11 @@ fn inspection_end_to_end() {
         "{quic_blocked}"
     );
     let released = all.iter().filter(|e| e["kind"] == "released").count();
-    assert_eq!(released, 9, "{all:#?}");
+    assert_eq!(released, 12, "{all:#?}");
+    let doq_on_443 = format!("to {RESOLVER}:443");
+    assert!(
+        attempts.iter().any(|e| e["technique"] == "dns_over_quic"
+            && e["evidence"].as_str().unwrap_or("").contains(&doq_on_443)),
+        "no DoQ on port 443: {all:#?}"
+    );
 }

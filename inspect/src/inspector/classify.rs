@@ -277,6 +277,26 @@ pub(super) fn classify_tcp(f: &mut flow::Flow, key: &FlowKey, give_up: bool) -> 
         }
         return Some(found);
     }
+    // A fully encrypted proxy: random bytes from both sides' first data, and nothing above
+    // recognised either. Only a connection seen from its SYNs shows its first data (the
+    // middle of a TLS session is random too).
+    if f.up.from_start() && encrypted::fully_encrypted(up) {
+        if f.down.bytes.is_empty() {
+            // Wait for the server's answer, unless the flow is being given up on.
+            return give_up.then(|| Found::nothing(Carrier::Tcp));
+        }
+        if f.down.from_start() && encrypted::fully_encrypted(&f.down.bytes) {
+            let mut found = Found::technique(Carrier::Tcp, Technique::EncryptedProxy);
+            found.evidence = format!(
+                "fully encrypted connection to {}: {} bytes from the client and {} from the server, \
+                 neither with a readable byte pattern or a known protocol's header",
+                key.server,
+                up.len(),
+                f.down.bytes.len()
+            );
+            return Some(found);
+        }
+    }
     // Nothing fits the client's first bytes; a server that speaks first (SSH) may still.
     if f.down.bytes.is_empty() && up.len() < 8 {
         return None;
