@@ -128,6 +128,8 @@ pub struct Flow {
     /// WireGuard data messages seen, and the receiver index each side used.
     pub wg_data: u32,
     pub wg_index: [Option<u32>; 2],
+    /// UDP: each side's datagrams, followed for the RTP shape (client, server).
+    pub rtp: [crate::media::RtpRun; 2],
     /// ICMP: the echoes so far (boxed: most flows are not ICMP).
     pub echo: Option<Box<crate::echo::EchoStream>>,
 }

@@ -16,13 +16,13 @@ use crate::certificate;
 use crate::flow::{self, FlowKey, Table};
 use crate::packet::{Packet, Transport};
 use crate::tls::{self, Ech, Parsed as TlsParsed};
-use crate::{dns, encrypted, gquic, http, quic, signature};
+use crate::{dns, encrypted, gquic, http, media, quic, signature};
 
 mod classify;
 
 use classify::{
-    Found, classify_tcp, classify_udp_client, classify_udp_server, dnscrypt_certificate_evidence,
-    openvpn_session, wireguard_session,
+    Found, call, classify_tcp, classify_udp_client, classify_udp_server,
+    dnscrypt_certificate_evidence, openvpn_session, wireguard_session,
 };
 
 /// How a flow was carried, as reports name it.
@@ -356,7 +356,8 @@ impl Inspector {
             classify_udp_server(f, &key, payload)
         }
         .or_else(|| wireguard_session(f, from_client, payload))
-        .or_else(|| openvpn_session(f, from_client, payload));
+        .or_else(|| openvpn_session(f, from_client, payload))
+        .or_else(|| call(f, from_client, &key, payload));
         let found = match found {
             Some(found) => Some(found),
             None if f.from_client >= UDP_MAX_PACKETS => Some(Found::nothing(if f.quic.is_some() {

@@ -23,6 +23,7 @@ pub mod gquic;
 pub mod http;
 pub mod inspector;
 pub mod judge;
+pub mod media;
 pub mod packet;
 pub mod quic;
 pub mod reset;

@@ -396,6 +396,37 @@ pub(super) fn wireguard_session(
     })
 }
 
+/// A call: STUN or TURN (its set-up, from either side), or RTP media from one side (a call
+/// the capture joined late). Neither is a name or a technique: the flow is judged by the
+/// server's address, whose listed network says whose call it is.
+pub(super) fn call(
+    f: &mut flow::Flow,
+    from_client: bool,
+    key: &FlowKey,
+    payload: &[u8],
+) -> Option<Found> {
+    if let Some(message) = media::stun(payload) {
+        let mut found = Found::nothing(Carrier::Udp);
+        found.evidence = format!(
+            "{} {} {}: the set-up of a call or a peer-to-peer link",
+            message.words(),
+            if from_client { "to" } else { "from" },
+            key.server
+        );
+        return Some(found);
+    }
+    let stream = f.rtp.get_mut(usize::from(!from_client))?.push(payload)?;
+    let mut found = Found::nothing(Carrier::Udp);
+    found.evidence = format!(
+        "RTP media (payload type {}, SSRC {:#010x}) {} {}: a call's voice or video",
+        stream.payload_type,
+        stream.ssrc,
+        if from_client { "to" } else { "from" },
+        key.server
+    );
+    Some(found)
+}
+
 /// What a DNSCrypt client's first question shows.
 pub(super) fn dnscrypt_certificate_evidence(name: &str, server: SocketAddr) -> String {
     format!("DNS question for a DNSCrypt resolver's certificate ({name}) to {server}")
