@@ -19,6 +19,9 @@ use schoolgate_wire::Reader;
 
 use crate::tls::MAX_HELLO;
 
+/// The least a client's first datagram holds (RFC 9000 §14.1: Initials are padded to it).
+pub const MIN_CLIENT_DATAGRAM: usize = 1200;
+
 /// The QUIC versions whose Initial packets can be read: the salt and labels they use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {

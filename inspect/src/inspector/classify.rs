@@ -312,7 +312,8 @@ pub(super) fn classify_udp_client(
 ) -> Option<Found> {
     // QUIC Initial(s).
     let first_dcid = f.quic.as_ref().map(|(d, _)| d.clone());
-    if let Ok(initial) = quic::client_initial(payload, first_dcid.as_deref()) {
+    let initial = quic::client_initial(payload, first_dcid.as_deref());
+    if let Ok(initial) = initial {
         let (_, crypto) = f
             .quic
             .get_or_insert_with(|| (initial.dcid.clone(), quic::Crypto::default()));
@@ -328,6 +329,24 @@ pub(super) fn classify_udp_client(
     if let Some(sni) = gquic::sni(payload) {
         let mut found = Found::name(Carrier::Quic, sni.clone(), NameSource::Sni);
         found.evidence = format!("Google QUIC hello SNI {sni} to {}", key.server);
+        return Some(found);
+    }
+    // A version whose Initials cannot be read (a new one, a private one; Google's clear
+    // hellos are read above): still QUIC by its shape, a client's long header in a datagram
+    // padded to 1,200 bytes (RFC 9000 §14.1), so the flow is judged by its address now (a
+    // listed resolver on DoQ's port).
+    if let Err(quic::QuicError::UnknownVersion(version)) = initial
+        && version != 0
+        && f.quic.is_none()
+        && payload.len() >= quic::MIN_CLIENT_DATAGRAM
+        && payload.first().is_some_and(|b| b & 0x40 != 0)
+    {
+        let mut found = Found::nothing(Carrier::Quic);
+        found.evidence = format!(
+            "QUIC long header of version {version:#010x}, whose Initial cannot be read, in a {}-byte datagram to {}",
+            payload.len(),
+            key.server
+        );
         return Some(found);
     }
     if signature::wireguard(payload) == Some(signature::WireGuard::Initiation) {

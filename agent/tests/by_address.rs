@@ -1,6 +1,8 @@
-//! Calls that carry no name: a messaging app's voice set up with STUN, or joined mid-call as
-//! RTP, to its operator's published network, judged with the shipped `policy.yaml` and lists.
-//! The packets are built from RFC 8489 (STUN) and RFC 3550 (RTP), not taken from a capture.
+//! Flows that carry no name, known by what they are and judged by where they go, with the
+//! shipped `policy.yaml` and lists: a messaging app's call set up with STUN, or joined
+//! mid-call as RTP, to its operator's published network; DNS over QUIC of a version whose
+//! Initial cannot be read, to a listed resolver. The packets are built from RFC 8489 (STUN),
+//! RFC 3550 (RTP) and RFC 9000 (QUIC's long header), not taken from a capture.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::path::Path;
@@ -154,5 +156,55 @@ fn a_call_joined_mid_flow_is_known_by_its_rtp_and_its_address() {
         .collect();
     let seen = judged(&elsewhere, LESSON);
     assert_eq!(seen[0]["app"], serde_json::Value::Null);
+    assert_eq!(seen[0]["action"], "allow");
+}
+
+/// A client's first QUIC datagram of a version no one reads (RFC 9000 §17.2: long header,
+/// fixed bit, Initial type, version, connection IDs), padded to 1,200 bytes.
+fn unreadable_initial(version: u32) -> Vec<u8> {
+    let mut p = vec![0xc3];
+    p.extend(version.to_be_bytes());
+    p.push(8);
+    p.extend([0x42; 8]);
+    p.push(0);
+    p.resize(1200, 0x5c);
+    p
+}
+
+#[test]
+fn dns_over_quic_to_a_listed_resolver_needs_no_readable_initial() {
+    // AdGuard DNS (listed in encrypted_dns.txt) on DoQ's port.
+    let seen = judged(
+        &[udp(
+            PUPIL,
+            [94, 140, 14, 14],
+            51_000,
+            853,
+            &unreadable_initial(0x1a2a_3a4a),
+        )],
+        LESSON,
+    );
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0]["technique"], "dns_over_quic", "{}", seen[0]);
+    assert_eq!(seen[0]["action"], "quarantine");
+    assert!(
+        seen[0]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("version 0x1a2a3a4a")
+    );
+    // The same to an address in no list is QUIC, nothing more.
+    let seen = judged(
+        &[udp(
+            PUPIL,
+            [203, 0, 113, 9],
+            51_000,
+            443,
+            &unreadable_initial(0x1a2a_3a4a),
+        )],
+        LESSON,
+    );
+    assert_eq!(seen[0]["transport"], "quic");
+    assert_eq!(seen[0]["technique"], serde_json::Value::Null);
     assert_eq!(seen[0]["action"], "allow");
 }
