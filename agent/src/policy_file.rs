@@ -44,7 +44,8 @@ impl LoadError {
 #[derive(Debug)]
 pub struct Loaded {
     pub policy: Policy,
-    /// The list files the policy read, resolved against the policy's directory.
+    /// The list files the policy read (and feeds' copies it looked for), resolved against
+    /// the policy's directory.
     pub lists: Vec<PathBuf>,
     /// A hash of the policy text, every list read and the added exceptions, to tell real
     /// changes from touches.
@@ -82,11 +83,13 @@ pub fn load(path: &Path, added: Option<&Path>) -> Result<Loaded, LoadError> {
     }
     let read = RefCell::new((hasher, Vec::new()));
     let reader = |list: &Path| -> io::Result<String> {
+        // Named before it is read: a feed's copy not fetched yet is watched all the same,
+        // so its first arrival is read.
+        read.borrow_mut().1.push(list.to_path_buf());
         let content = std::fs::read_to_string(list)?;
         let mut read = read.borrow_mut();
         read.0.write(list.as_os_str().as_encoded_bytes());
         read.0.write(content.as_bytes());
-        read.1.push(list.to_path_buf());
         Ok(content)
     };
     let (policy, skipped) = Policy::from_yaml_with(

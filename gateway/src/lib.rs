@@ -11,8 +11,11 @@
 //!   hold (`installed`), NFLOG's logged packets (`logged`), the rule counters (`counters`).
 //! - [`journal`]: the journal's record framing (`record`).
 //! - [`events`]: sightings gathered into events (`aggregate`).
+//! - [`feed`]: a list feed's bytes (plain domains, hosts, AdBlock, UT1 archives) read and
+//!   checked into list entries.
 
 pub mod dns;
 pub mod events;
+pub mod feed;
 pub mod firewall;
 pub mod journal;

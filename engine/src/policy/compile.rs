@@ -97,6 +97,8 @@ pub(super) fn from_yaml_with(
         lists,
         errors: Vec::new(),
         locked: Vec::new(),
+        feed_dir: PathBuf::new(),
+        feeds: Vec::new(),
     };
     let (policy, more) = cx.policy(raw, added);
     skipped.extend(more);
@@ -139,6 +141,9 @@ struct Compiler<'a> {
     errors: Vec<PolicyError>,
     /// The locked categories, with their names.
     locked: Vec<(TargetId, String)>,
+    /// Where feeds' copies are kept (the state directory's `feeds`), and the feeds read.
+    feed_dir: PathBuf,
+    feeds: Vec<crate::policy::feed::Feed>,
 }
 
 /// Built-in names that policy entries may not take.
@@ -200,6 +205,16 @@ impl<'a> Compiler<'a> {
         let mut index = DomainIndex::default();
         let mut targets = Vec::new();
         let (schedules, schedule_names) = self.schedules(&raw.schedules, &tz, &calendar);
+        // Feeds' copies live in the state directory, which the gateway section names.
+        self.feed_dir = raw
+            .gateway
+            .as_ref()
+            .and_then(|g| g.value.state_dir.as_ref())
+            .map_or_else(
+                || PathBuf::from(super::gateway::DEFAULT_STATE_DIR),
+                |d| PathBuf::from(d.value.trim()),
+            )
+            .join("feeds");
         let category_names = self.categories(&raw.categories, &mut index, &mut targets);
         let (groups, devices, networks, group_names, device_names) =
             self.groups(&raw.groups, &schedule_names);
@@ -292,6 +307,7 @@ impl<'a> Compiler<'a> {
             requests,
             bypass,
             gateway,
+            feeds: std::mem::take(&mut self.feeds),
         };
         (policy, skipped)
     }

@@ -101,6 +101,24 @@ pub enum ErrorKind {
         #[source]
         source: DomainError,
     },
+    #[error("`{value}` is not a feed address (expected https://host/path)")]
+    FeedUrl { value: String },
+    #[error("unknown feed format `{value}` (expected one of: {})", crate::policy::feed::FeedFormat::NAMES.join(", "))]
+    FeedFormat { value: String },
+    #[error("{problem}")]
+    FeedSection { problem: &'static str },
+    #[error("`{value}` is not a refresh interval of at least 15 minutes (expected 30m, 6h or 1d)")]
+    FeedRefresh { value: String },
+    #[error("`{value}` is not a size up to 1GB (expected 50MB, 512KB or 1GB)")]
+    FeedSize { value: String },
+    #[error("`{value}` is not a SHA-256 (expected 64 hex digits)")]
+    FeedSha256 { value: String },
+    #[error(
+        "`{value}` is not a minisign public key (expected the base64 line `minisign -G` writes, starting RW)"
+    )]
+    FeedMinisignKey { value: String },
+    #[error("a feed may be pinned by `sha256` or signed with `minisign_key`, not both")]
+    FeedTwoPins,
     #[error("`{value}` is in the locked category `{category}`: no {what} may open it")]
     Locked {
         value: String,

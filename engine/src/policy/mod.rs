@@ -10,6 +10,7 @@
 
 mod compile;
 pub mod error;
+pub mod feed;
 pub mod gateway;
 mod raw;
 
@@ -363,6 +364,8 @@ pub struct Policy {
     pub(crate) requests: Vec<RequestRule>,
     pub(crate) bypass: Bypass,
     pub(crate) gateway: Option<Gateway>,
+    /// The categories' feeds, in the file's order.
+    pub(crate) feeds: Vec<feed::Feed>,
 }
 
 impl Policy {
@@ -503,6 +506,11 @@ impl Policy {
     /// How this gateway runs, if the policy says.
     pub fn gateway(&self) -> Option<&Gateway> {
         self.gateway.as_ref()
+    }
+
+    /// The lists the agent fetches and keeps current, in the file's order.
+    pub fn feeds(&self) -> &[feed::Feed] {
+        &self.feeds
     }
 
     /// Whether any rule blocks anything for `group`: such groups get the resolver's

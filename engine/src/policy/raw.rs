@@ -133,6 +133,9 @@ pub(crate) struct RawCategory {
     pub locked: bool,
     #[serde(default)]
     pub lists: Vec<S<String>>,
+    /// Lists the agent fetches and keeps current itself.
+    #[serde(default)]
+    pub feeds: Vec<S<RawFeed>>,
     #[serde(default)]
     pub domains: Vec<S<String>>,
     /// How explanations name this category ("social networking").
@@ -144,6 +147,31 @@ pub(crate) struct RawCategory {
     /// `vpn_app`…): a connection to one of them is a bypass attempt.
     #[serde(default)]
     pub technique: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFeed {
+    pub url: S<String>,
+    /// `domains` (the default), `hosts`, `adblock` or `ut1`.
+    #[serde(default)]
+    pub format: Option<S<String>>,
+    /// For `ut1`: the category directory to read.
+    #[serde(default)]
+    pub section: Option<S<String>>,
+    /// `30m`, `6h`, `1d` (the default).
+    #[serde(default)]
+    pub refresh: Option<S<String>>,
+    /// `64MB` (the default); at most `1GB`.
+    #[serde(default)]
+    pub max_size: Option<S<String>>,
+    #[serde(default)]
+    pub sha256: Option<S<String>>,
+    /// A minisign public key; the signature is fetched from the URL with `.minisig` added.
+    #[serde(default)]
+    pub minisign_key: Option<S<String>>,
+    #[serde(default)]
+    pub ca_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

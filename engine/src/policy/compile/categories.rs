@@ -32,6 +32,9 @@ impl Compiler<'_> {
             for list in &c.value.lists {
                 n_domains += self.list(list, id, index);
             }
+            for feed in &c.value.feeds {
+                n_domains += self.feed(&key.value, feed, id, index);
+            }
             let technique = c.value.technique.as_ref().and_then(|t| {
                 let found = Technique::from_name(t.value.trim());
                 if found.is_none() {
@@ -44,13 +47,13 @@ impl Compiler<'_> {
                 }
                 found
             });
-            if c.value.lists.is_empty() && c.value.domains.is_empty() {
+            if c.value.lists.is_empty() && c.value.domains.is_empty() && c.value.feeds.is_empty() {
                 self.error(
                     c,
                     ErrorKind::Empty {
                         what: "category",
                         name: key.value.clone(),
-                        needs: "lists or domains",
+                        needs: "lists, feeds or domains",
                     },
                 );
             }
@@ -139,6 +142,176 @@ impl Compiler<'_> {
                 return 0;
             }
         };
+        self.list_text(list, &path, &text, id, index)
+    }
+
+    /// Reads a category's feed: checks what `policy.yaml` says of it, and reads its last good
+    /// copy, if the agent has fetched one, as a list file.
+    fn feed(
+        &mut self,
+        category: &str,
+        raw: &S<crate::policy::raw::RawFeed>,
+        id: TargetId,
+        index: &mut DomainIndex,
+    ) -> usize {
+        use crate::policy::feed::{self as f, Feed, FeedFormat, Pin};
+        let r = &raw.value;
+        let url = r.url.value.trim();
+        let host = url.strip_prefix("https://").and_then(|rest| {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            (!host.is_empty() && !host.contains(['@', ' '])).then_some(host)
+        });
+        if host.is_none() {
+            self.error(
+                &r.url,
+                ErrorKind::FeedUrl {
+                    value: url.to_owned(),
+                },
+            );
+        }
+        let format = match &r.format {
+            None => Some(FeedFormat::Domains),
+            Some(name) => {
+                let found = FeedFormat::from_name(name.value.trim());
+                if found.is_none() {
+                    self.error(
+                        name,
+                        ErrorKind::FeedFormat {
+                            value: name.value.clone(),
+                        },
+                    );
+                }
+                found
+            }
+        };
+        let section = r.section.as_ref().map(|s| s.value.trim().to_owned());
+        match (format, &r.section) {
+            (Some(FeedFormat::Ut1), None) => self.error(
+                raw,
+                ErrorKind::FeedSection {
+                    problem: "a `ut1` feed needs `section`: the category directory to read (adult, gambling…)",
+                },
+            ),
+            (Some(other), Some(s)) if other != FeedFormat::Ut1 => self.error(
+                s,
+                ErrorKind::FeedSection {
+                    problem: "`section` is for `ut1` archives only",
+                },
+            ),
+            _ => {}
+        }
+        let refresh = match &r.refresh {
+            None => Some(f::DEFAULT_REFRESH),
+            Some(t) => {
+                let found = f::parse_refresh(&t.value).filter(|d| *d >= f::MIN_REFRESH);
+                if found.is_none() {
+                    self.error(
+                        t,
+                        ErrorKind::FeedRefresh {
+                            value: t.value.clone(),
+                        },
+                    );
+                }
+                found
+            }
+        };
+        let max_bytes = match &r.max_size {
+            None => Some(f::DEFAULT_MAX_BYTES),
+            Some(t) => {
+                let found =
+                    f::parse_size(&t.value).filter(|n| (1..=f::LARGEST_MAX_BYTES).contains(n));
+                if found.is_none() {
+                    self.error(
+                        t,
+                        ErrorKind::FeedSize {
+                            value: t.value.clone(),
+                        },
+                    );
+                }
+                found
+            }
+        };
+        let pin = match (&r.sha256, &r.minisign_key) {
+            (Some(_), Some(key)) => {
+                self.error(key, ErrorKind::FeedTwoPins);
+                None
+            }
+            (Some(d), None) => match f::parse_sha256(&d.value) {
+                Some(digest) => Some(Pin::Sha256(digest)),
+                None => {
+                    self.error(
+                        d,
+                        ErrorKind::FeedSha256 {
+                            value: d.value.clone(),
+                        },
+                    );
+                    None
+                }
+            },
+            (None, Some(key)) => {
+                let k = key.value.trim();
+                let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+                if k.len() == 56 && k.starts_with("RW") && k.chars().all(base64) {
+                    Some(Pin::Minisign(k.to_owned()))
+                } else {
+                    self.error(
+                        key,
+                        ErrorKind::FeedMinisignKey {
+                            value: k.to_owned(),
+                        },
+                    );
+                    None
+                }
+            }
+            (None, None) => Some(Pin::None),
+        };
+        let (Some(format), Some(refresh), Some(max_bytes), Some(pin), Some(_)) =
+            (format, refresh, max_bytes, pin, host)
+        else {
+            return 0;
+        };
+        let cache = self
+            .feed_dir
+            .join(f::cache_name(category, url, section.as_deref()));
+        self.feeds.push(Feed {
+            category: category.to_owned(),
+            url: url.to_owned(),
+            format,
+            section,
+            refresh,
+            max_bytes,
+            pin,
+            ca_file: r.ca_file.as_ref().map(|c| PathBuf::from(c.value.trim())),
+            cache: cache.clone(),
+        });
+        // Not fetched yet: nothing, and no error (the agent fetches it, then the policy is
+        // read again).
+        match self.lists.read_list(&cache) {
+            Ok(text) => self.list_text(&r.url, &cache, &text, id, index),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => {
+                self.error(
+                    &r.url,
+                    ErrorKind::ReadList {
+                        path: cache,
+                        source,
+                    },
+                );
+                0
+            }
+        }
+    }
+
+    /// Reads the text of the list file at `path` (named at `list` in `policy.yaml`) into the
+    /// index; returns how many domains it listed.
+    fn list_text<T>(
+        &mut self,
+        list: &S<T>,
+        path: &std::path::Path,
+        text: &str,
+        id: TargetId,
+        index: &mut DomainIndex,
+    ) -> usize {
         let list_file: Arc<str> = path.display().to_string().into();
         // A rough count of lines, to size the index once rather than grow it many times.
         index.reserve(text.len() / 16);
