@@ -266,6 +266,8 @@ struct Reloads {
     read_directory: Option<Arc<tokio::sync::Notify>>,
     /// Who is signed in where: identified again under a new policy.
     sessions: Arc<LiveSessions>,
+    /// Wakes the feed keeper: a new policy may name new feeds.
+    feeds: Arc<crate::feeds::Wake>,
 }
 
 impl Reloads {
@@ -275,6 +277,7 @@ impl Reloads {
         self.record(outcome);
         if let reload::Outcome::Applied(policy) = outcome {
             self.sessions.rebuild(policy);
+            self.feeds.policy_changed();
         }
         if let (reload::Outcome::Applied(policy), Some(fw)) = (outcome, &self.firewall) {
             if let Err(e) = fw.apply(policy, crate::clock::now()) {
@@ -389,6 +392,7 @@ pub async fn run(
                 if let Some(read) = &reloads.read_directory {
                     read.notify_one();
                 }
+                reloads.feeds.refresh_all();
             }
             Control::Stop => break,
         }
@@ -447,6 +451,7 @@ async fn start(
         }
         None => (None, None),
     };
+    let feeds = start_feeds(live, config, &events, running)?;
     let reloads = Reloads {
         events: Arc::clone(&events),
         metrics: Arc::clone(&metrics),
@@ -454,6 +459,7 @@ async fn start(
         learner: learner.clone(),
         read_directory,
         sessions,
+        feeds,
     };
     start_nflog(config, &shared, &actor, running);
     start_follower(&shared, &actor, firewall.as_ref(), running)?;
@@ -492,6 +498,34 @@ async fn start(
     });
     running.started("event ticker", move || abort(ticker));
     Ok((reloads, ready))
+}
+
+/// The list feeds, kept current by a task of their own; returns what wakes it. Their copies'
+/// directory is made first, so the policy watch can watch it before any copy arrives.
+fn start_feeds(
+    live: &Arc<LivePolicy>,
+    config: &Config,
+    events: &Arc<Events>,
+    running: &mut Running,
+) -> Result<Arc<crate::feeds::Wake>, DaemonError> {
+    let policy = live.current();
+    // Made whether or not the policy names a feed yet: a later edit may add one.
+    let always = config.state_dir.join("feeds");
+    let named = policy.feeds().iter().filter_map(|f| f.cache.parent());
+    for dir in std::iter::once(always.as_path()).chain(named) {
+        std::fs::create_dir_all(dir).map_err(|source| DaemonError::StateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let wake = Arc::new(crate::feeds::Wake::default());
+    let task = tokio::spawn(crate::feeds::keep(
+        Arc::clone(live),
+        Arc::clone(events),
+        Arc::clone(&wake),
+    ));
+    running.started("feed keeper", move || abort(task));
+    Ok(wake)
 }
 
 /// Reporting: the journal, its writer, `agent_started` and the damage found at start, and

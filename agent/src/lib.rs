@@ -31,6 +31,7 @@ pub mod clients;
 pub mod clock;
 pub mod daemon;
 pub mod dns;
+pub mod feeds;
 pub mod firewall;
 #[doc(hidden)]
 #[cfg(any(test, feature = "fuzz"))]

@@ -68,6 +68,7 @@ pub fn summary(i: &Incident) -> String {
             Kind::JournalDamaged => "damage in a gateway's event journal".to_owned(),
             Kind::PolicyRejected => "an edit to the filtering policy was refused".to_owned(),
             Kind::DirectoryRejected => "the list of pupils and staff could not be read".to_owned(),
+            Kind::FeedRejected => "a blocklist could not be refreshed".to_owned(),
             other => format!("a {} alert", other.as_str().replace('_', " ")),
         },
         [one] => format!("an attempt to get round the filter with {one}"),

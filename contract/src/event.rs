@@ -42,6 +42,12 @@ pub enum Kind {
     /// A person in supervised use of school ICT reached a name (each name once per window,
     /// repeats counted).
     Supervised,
+    /// A list feed was fetched and checked (its address in the evidence, its entries in
+    /// `count`).
+    FeedLoaded,
+    /// A list feed could not be fetched or was refused (why in the evidence); its last good
+    /// copy stays.
+    FeedRejected,
 }
 
 pub use schoolgate_engine::Technique;
@@ -53,7 +59,7 @@ pub struct UnknownKind(pub String);
 
 impl Kind {
     /// Every kind, in the order above.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::Blocked,
         Self::Presence,
         Self::BypassAttempt,
@@ -68,6 +74,8 @@ impl Kind {
         Self::DirectoryLoaded,
         Self::DirectoryRejected,
         Self::Supervised,
+        Self::FeedLoaded,
+        Self::FeedRejected,
     ];
 
     /// The kind's name on the wire and in the console's store (`bypass_attempt`).
@@ -87,6 +95,8 @@ impl Kind {
             Self::DirectoryLoaded => "directory_loaded",
             Self::DirectoryRejected => "directory_rejected",
             Self::Supervised => "supervised",
+            Self::FeedLoaded => "feed_loaded",
+            Self::FeedRejected => "feed_rejected",
         }
     }
 }

@@ -84,6 +84,9 @@ pub fn plain_words(e: &Stored) -> String {
         Kind::DirectoryRejected => "The school's list of pupils and staff could not be read, so \
                                  the last good list stays in use."
             .to_owned(),
+        Kind::FeedRejected => "A blocklist the gateway keeps current could not be fetched or was \
+                            refused, so its last good copy stays in use."
+            .to_owned(),
         Kind::Supervised => {
             let name = e.name.as_deref().unwrap_or("a site");
             format!("{} reached {name} in supervised use.", who_label(e))
@@ -201,6 +204,7 @@ pub fn title(i: &Incident) -> String {
             Kind::JournalDamaged => "found damage in its event journal".to_owned(),
             Kind::PolicyRejected => "refused an edit to the filtering policy".to_owned(),
             Kind::DirectoryRejected => "could not read the list of pupils and staff".to_owned(),
+            Kind::FeedRejected => "could not refresh a blocklist".to_owned(),
             other => other.to_string(),
         }
     } else {
