@@ -209,6 +209,36 @@ pub fn dns_tcp_stream(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes as a list feed, in the format the first byte picks (the rest is the
+/// feed): reading must never panic, and every entry it gives must read back as a list
+/// file's line, so a feed can never make the policy that reads its copy fail.
+#[allow(
+    clippy::panic,
+    reason = "a fuzz body: an entry that does not read back is the failure it looks for"
+)]
+pub fn list_feed(data: &[u8]) {
+    use schoolgate_engine::policy::feed::FeedFormat;
+    let Some((pick, feed)) = data.split_first() else {
+        return;
+    };
+    let format = match pick % 5 {
+        0 => FeedFormat::Domains,
+        1 => FeedFormat::Hosts,
+        2 => FeedFormat::Adblock,
+        3 => FeedFormat::Ut1,
+        _ => FeedFormat::Onionoo,
+    };
+    let section = (format == FeedFormat::Ut1).then_some("adult");
+    if let Ok(entries) = schoolgate_gateway::feed::parse(format, section, feed, 1 << 20) {
+        for line in &entries.lines {
+            if schoolgate_engine::domain::parse_entry(line).is_err() {
+                panic!("{format:?} gave {line:?}, which a list file cannot hold");
+            }
+        }
+        let _ = entries.to_list_file("https://fuzz.example/feed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The checked-in fuzz seeds replayed through the fuzz bodies, so every crash once found
@@ -251,6 +281,11 @@ mod tests {
     #[test]
     fn leases_and_neighbours_fuzz_seeds_do_not_panic() {
         replay_seeds("leases_and_neighbours", super::leases_and_neighbours);
+    }
+
+    #[test]
+    fn list_feed_fuzz_seeds_do_not_panic() {
+        replay_seeds("list_feed", super::list_feed);
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! - `ut1`: the Université Toulouse Capitole (UT1) and Shallalist layout, a gzip'd tar of
 //!   one directory per category, each with a `domains` file; `section` names the category.
 //!
+//! - `onionoo`: the Tor Project's relay details (`onionoo.torproject.org/details`, JSON):
+//!   every relay's OR addresses, without their ports. (The bulk exit list,
+//!   `check.torproject.org/torbulkexitlist`, is one address per line: `domains` reads it.)
+//!
 //! A feed that parses to nothing, or in which more than one line in ten is not an entry of
 //! its format, is refused whole: a truncated download or an HTML error page must never
 //! empty a category or fill it with junk.
@@ -47,6 +51,8 @@ pub enum FeedError {
     NoSection { section: String, found: String },
     #[error("the `ut1` format needs `section`, the category directory to read")]
     NoSectionGiven,
+    #[error("the feed is not Onionoo relay details: {reason}")]
+    Onionoo { reason: String },
 }
 
 /// A feed read into entries.
@@ -87,7 +93,38 @@ pub fn parse(
         Format::Domains => lines(format, bytes, |l| Some((l, 0))),
         Format::Hosts => lines(format, bytes, hosts_line),
         Format::Adblock => lines(format, bytes, adblock_line),
+        Format::Onionoo => onionoo(bytes),
     }
+}
+
+/// Onionoo's relay details: `{"relays": [{"or_addresses": ["198.51.100.7:9001",
+/// "[2001:db8::7]:443"]}, …]}`.
+fn onionoo(bytes: &[u8]) -> Result<Entries, FeedError> {
+    #[derive(serde::Deserialize)]
+    struct Details {
+        relays: Vec<Relay>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Relay {
+        #[serde(default)]
+        or_addresses: Vec<String>,
+    }
+    let details: Details = serde_json::from_slice(bytes).map_err(|e| FeedError::Onionoo {
+        reason: e.to_string(),
+    })?;
+    let mut text = String::new();
+    for address in details.relays.iter().flat_map(|r| &r.or_addresses) {
+        // The address without its port: `[v6]:port` or `v4:port`.
+        let host = match address.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(""),
+            None => address
+                .rsplit_once(':')
+                .map_or(address.as_str(), |(h, _)| h),
+        };
+        text.push_str(host);
+        text.push('\n');
+    }
+    lines(Format::Onionoo, text.as_bytes(), |l| Some((l, 0)))
 }
 
 /// Each non-comment line through `pick`, which gives the entry's text and its column
@@ -316,6 +353,24 @@ mod tests {
                 .unwrap()
                 .bad,
             1
+        );
+    }
+
+    #[test]
+    fn onionoo_relay_details() {
+        let json = br#"{"version":"8.0","relays":[
+            {"nickname":"a","or_addresses":["198.51.100.7:9001","[2001:db8::7]:443"]},
+            {"nickname":"b","or_addresses":["203.0.113.9:443"]},
+            {"nickname":"c"}],"bridges":[]}"#;
+        let e = parse(Format::Onionoo, None, json, MAX).unwrap();
+        assert_eq!(e.lines, ["198.51.100.7", "2001:db8::7", "203.0.113.9"]);
+        assert!(matches!(
+            parse(Format::Onionoo, None, b"<html>", MAX),
+            Err(FeedError::Onionoo { .. })
+        ));
+        assert_eq!(
+            parse(Format::Onionoo, None, br#"{"relays":[]}"#, MAX),
+            Err(FeedError::Empty)
         );
     }
 

@@ -458,7 +458,7 @@ fn pure_crates_do_no_io_and_read_no_clock() {
 /// (the resolver and inspection hand outcomes to the actor, the actor to the firewall and
 /// to reporting), and the sources they read (the live policy, who is who, capture) sit
 /// below them all. ARCHITECTURE.md explains each layer.
-const AGENT_LAYERS: [(&str, u8); 22] = [
+const AGENT_LAYERS: [(&str, u8); 23] = [
     ("clock", 0),
     ("recent", 0),
     ("watch", 0),
@@ -470,6 +470,7 @@ const AGENT_LAYERS: [(&str, u8); 22] = [
     ("report", 3),
     ("firewall", 4),
     ("people", 4),
+    ("feeds", 4),
     ("act", 5),
     ("shared", 6),
     ("dns", 7),

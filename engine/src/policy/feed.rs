@@ -20,11 +20,13 @@ pub enum FeedFormat {
     Adblock,
     /// A UT1/Shallalist archive (gzip'd tar, a directory per category).
     Ut1,
+    /// The Tor Project's Onionoo relay details (JSON): every relay's OR addresses.
+    Onionoo,
 }
 
 impl FeedFormat {
     /// Every format's name, as `policy.yaml` writes it.
-    pub const NAMES: [&'static str; 4] = ["domains", "hosts", "adblock", "ut1"];
+    pub const NAMES: [&'static str; 5] = ["domains", "hosts", "adblock", "ut1", "onionoo"];
 
     /// The format a name in `policy.yaml` stands for.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -33,6 +35,7 @@ impl FeedFormat {
             "hosts" => Some(Self::Hosts),
             "adblock" => Some(Self::Adblock),
             "ut1" => Some(Self::Ut1),
+            "onionoo" => Some(Self::Onionoo),
             _ => None,
         }
     }
@@ -43,6 +46,7 @@ impl FeedFormat {
             Self::Hosts => "hosts",
             Self::Adblock => "adblock",
             Self::Ut1 => "ut1",
+            Self::Onionoo => "onionoo",
         }
     }
 }
