@@ -62,11 +62,23 @@ impl Pipeline {
                 // The program is not written for BSD loopback; such frames pass.
                 LinkType::Null => None,
             };
-            if program.is_some_and(|p| filter::run(p, f.data) == 0) {
+            let kept = program.map(|p| filter::run(p, f.data));
+            if kept == Some(0) {
                 self.filtered += 1;
                 return &mut self.observed;
             }
+            // The kernel keeps only the bytes the program says (the head of a large segment).
+            if let Some(kept) = kept.and_then(|k| usize::try_from(k).ok())
+                && kept < f.data.len()
+            {
+                let data = f.data.get(..kept).unwrap_or(f.data);
+                return self.view(Frame { data, ..f });
+            }
         }
+        self.view(f)
+    }
+
+    fn view(&mut self, f: Frame<'_>) -> &mut Vec<Observation> {
         match packet::view(f.link, f.data) {
             Some(p) => self.inspector.packet(f.time, &p, &mut self.observed),
             None => self.inspector.stats.not_ip += 1,

@@ -7,9 +7,14 @@
 //! - TCP payload under [`TCP_SMALL`] bytes: request lines, banners, SOCKS greetings, the
 //!   second segment of a ClientHello, control messages of tunnels. Pure ACKs (no payload)
 //!   do not pass: they are most of the upload direction of any download.
-//! - Larger TCP payload only when it starts a TLS handshake record (`16 03`) or an HTTP or
+//! - Larger TCP payload whole when it starts a TLS handshake record (`16 03`) or an HTTP or
 //!   SSH opening (`GET `, `POST`, `PUT `, `HEAD`, `CONN`, `OPTI`, `SSH-`): a post-quantum
 //!   ClientHello fills a whole segment, and a GRO frame can hold a whole handshake.
+//! - Other larger TCP payload with PSH set: its first [`TCP_HEAD`] bytes only. PSH ends an
+//!   application's write, so a flow's first message from each side carries it; a fully
+//!   encrypted proxy's first message is one large random write (obfs4 pads its handshake to
+//!   kilobytes), and its first bytes are all the classifier reads. Bulk transfers set PSH
+//!   once per write, not per segment, and those segments come back cut short.
 //! - UDP to or from port 53 or 500; large datagrams on 4500 only when they are IKE (the
 //!   four-byte zero marker), not ESP-in-UDP.
 //! - UDP payload of at most [`UDP_SMALL`] bytes: WireGuard and OpenVPN handshakes, DNS.
@@ -30,6 +35,8 @@ use schoolgate_wire::Reader;
 
 /// A TCP payload shorter than this passes whatever it starts with.
 pub const TCP_SMALL: u32 = 1000;
+/// How much of a large PSH segment's payload is kept.
+pub const TCP_HEAD: u32 = 192;
 /// A UDP payload of at most this many bytes passes whatever it starts with.
 pub const UDP_SMALL: u32 = 256;
 /// An ESP packet (IP length) of at most this many bytes passes.
@@ -67,6 +74,8 @@ const ALU: u16 = 0x04;
 const JMP: u16 = 0x05;
 const RET: u16 = 0x06;
 const MISC: u16 = 0x07;
+/// `BPF_A` as a return's source: keep as many bytes as the accumulator says.
+const RET_A: u16 = 0x10;
 const W: u16 = 0x00;
 const H: u16 = 0x08;
 const B: u16 = 0x10;
@@ -92,7 +101,6 @@ enum Step {
     Op(u16, u32),
     /// Conditional jump: to `yes` if true, else to `no` (`None`: the next instruction).
     Jump(u16, u32, Label, Option<Label>),
-    Goto(Label),
     Mark(Label),
 }
 
@@ -111,6 +119,7 @@ enum Label {
     DnsCrypt,
     Esp4,
     Esp6,
+    TcpHead,
 }
 
 /// The filter for frames of `framing`, ready to attach.
@@ -206,7 +215,16 @@ pub fn program(framing: Framing) -> Vec<Insn> {
     ] {
         s.push(Jump(JEQ, u32::from_be_bytes(*opening), Accept, None));
     }
-    s.push(Goto(Drop));
+    // Anything else with PSH: the headers and the payload's first TCP_HEAD bytes.
+    s.extend([
+        Op(LDX | MEM, 0),
+        Op(LD | B | IND, l3 + 13),
+        Jump(JSET, 0x08, TcpHead, Some(Drop)),
+        Mark(TcpHead),
+        Op(LD | MEM, 2),
+        Op(ALU | ADD, l3 + TCP_HEAD),
+        Op(RET | RET_A, 0),
+    ]);
     // UDP: X = IP header length.
     let [m0, m1, m2, m3, m4, m5, m6, m7] = *crate::signature::DNSCRYPT_ANSWER_MAGIC;
     let dnscrypt_magic = (
@@ -284,12 +302,6 @@ fn assemble(steps: &[Step]) -> Vec<Insn> {
                 jt: off(yes),
                 jf: no.map_or(0, off),
                 k,
-            }),
-            Step::Goto(l) => out.push(Insn {
-                code: JMP,
-                jt: 0,
-                jf: 0,
-                k: u32::from(off(l)),
             }),
             Step::Mark(_) => {}
         }
@@ -376,7 +388,7 @@ pub fn run(program: &[Insn], frame: &[u8]) -> u32 {
                 };
                 pc += skip;
             }
-            RET => return i.k,
+            RET => return if i.code & 0x18 == RET_A { a } else { i.k },
             MISC => {
                 if i.code & 0xf8 == TAX {
                     x = a;
@@ -409,6 +421,7 @@ mod tests {
                 'F' => b.fin(),
                 'R' => b.rst(),
                 'A' => b.ack(2),
+                'P' => b.psh(),
                 _ => b,
             };
         }
@@ -483,6 +496,30 @@ mod tests {
         assert!(passes(&tcp4("A", &gro)));
         assert!(passes(&tcp4("A", &[0x5a; 999])), "a small segment");
         assert!(!passes(&tcp4("A", &[0x5a; 1000])));
+    }
+
+    #[test]
+    fn a_large_write_passes_its_head_only() {
+        // A proxy's first message, one large random write: the headers (Ethernet 14, IPv4
+        // 20, TCP 20) and the payload's first TCP_HEAD bytes.
+        let first = tcp4("AP", &[0x5a; 5800]);
+        assert_eq!(
+            run(&program(Framing::Ethernet), &first),
+            14 + 20 + 20 + TCP_HEAD
+        );
+        assert_eq!(
+            run(&program(Framing::RawIp), &first[14..]),
+            20 + 20 + TCP_HEAD
+        );
+        // The same without PSH (the middle of a write) stays in the kernel; an opening with
+        // PSH passes whole, as before.
+        assert_eq!(
+            run(&program(Framing::Ethernet), &tcp4("A", &[0x5a; 5800])),
+            0
+        );
+        let mut hello = vec![0x16, 0x03, 0x01, 0x06, 0x00];
+        hello.resize(1448, 0xaa);
+        assert_eq!(run(&program(Framing::Ethernet), &tcp4("AP", &hello)), KEEP);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! pupil reaching a blocked site by its address over TLS is reset at once; DNS over HTTPS
 //! (kdig), DNS over TLS (kdig), `ssh -D` (OpenSSH), an HTTP CONNECT proxy (tinyproxy), a
 //! SOCKS5 proxy (microsocks), WireGuard (wireguard-go), OpenVPN, DNS over HTTP/3 and DNS
-//! over QUIC (aioquic, on DoQ's port and on 443), a ping tunnel (ptunnel-ng) and a fully
-//! encrypted proxy (Shadowsocks) each become an event, and the pupil is quarantined (reaches the VLE,
+//! over QUIC (aioquic, on DoQ's port and on 443), a ping tunnel (ptunnel-ng) and fully
+//! encrypted proxies (Shadowsocks, obfs4) each become an event, and the pupil is quarantined (reaches the VLE,
 //! nothing else) until `schoolgate-agent release` lets it go. A member of staff doing the
 //! same only raises an alert; staff's HTTP/3 (aioquic) works, and to a name blocked for them
 //! is refused in the firewall.
@@ -110,6 +110,7 @@ fn missing_tools() -> Option<String> {
         "ss-server",
         "ss-local",
         "ping",
+        "obfs4proxy",
     ])
     .map(str::to_owned)
 }
@@ -276,8 +277,9 @@ fn start_servers(lab: &mut Lab) {
 
     vpn::start_server(lab, OPENVPN);
 
-    // A ping tunnel's server (it reads every echo the "internet" gets), and a Shadowsocks
-    // server.
+    // A ping tunnel's server (it reads every echo the "internet" gets), a Shadowsocks
+    // server, and an obfs4 bridge (Tor's pluggable transport, run as Tor runs it, in front
+    // of the lab's web server).
     lab.spawn("inet", "ptunnel-server", &["ptunnel-ng", "-v", "-1"]);
     lab.spawn(
         "inet",
@@ -292,6 +294,20 @@ fn start_servers(lab: &mut Lab) {
             SS_KEY,
             "-m",
             SS_CIPHER,
+        ],
+    );
+    std::fs::create_dir_all(dir.join("obfs4-server")).unwrap();
+    lab.spawn(
+        "inet",
+        "obfs4-server",
+        &[
+            "env",
+            "TOR_PT_MANAGED_TRANSPORT_VER=1",
+            &format!("TOR_PT_STATE_LOCATION={d}/obfs4-server"),
+            "TOR_PT_SERVER_TRANSPORTS=obfs4",
+            &format!("TOR_PT_SERVER_BINDADDR=obfs4-{PROXIES}:9443"),
+            &format!("TOR_PT_ORPORT={WEB}:80"),
+            "obfs4proxy",
         ],
     );
 
@@ -408,6 +424,20 @@ fn attempts(lab: &Lab) -> Vec<Attempt> {
             format!(
                 "ptunnel-ng -p{PING_TUNNEL} -l8000 -r{WEB} -R80 -v-1 & sleep 1; \
                  curl -s -o /dev/null --max-time 3 http://127.0.0.1:8000/; kill $!"
+            ),
+        ),
+        // obfs4: a client as Tor runs it, its SOCKS port read from what it tells Tor, the
+        // bridge's certificate passed as SOCKS arguments.
+        Attempt::Once(
+            "encrypted_proxy",
+            format!(
+                "mkdir -p {d}/obfs4-client && TOR_PT_MANAGED_TRANSPORT_VER=1 \
+                 TOR_PT_STATE_LOCATION={d}/obfs4-client TOR_PT_CLIENT_TRANSPORTS=obfs4 \
+                 obfs4proxy > {d}/obfs4-client/methods & sleep 1; \
+                 port=$(awk '/^CMETHOD obfs4/ {{ split($4, a, \":\"); print a[2] }}' {d}/obfs4-client/methods); \
+                 cert=$(grep -o 'cert=[^ ]*' {d}/obfs4-server/obfs4_bridgeline.txt | tail -1 | cut -d= -f2-); \
+                 curl -s -o /dev/null --max-time 3 --socks5 127.0.0.1:$port \
+                 --proxy-user \"cert=$cert:;iat-mode=0\" http://{PROXIES}:9443/; kill $!"
             ),
         ),
         // Shadowsocks: random bytes both ways from the first.
@@ -692,7 +722,7 @@ fn inspection_end_to_end() {
         "{quic_blocked}"
     );
     let released = all.iter().filter(|e| e["kind"] == "released").count();
-    assert_eq!(released, 12, "{all:#?}");
+    assert_eq!(released, 13, "{all:#?}");
     let doq_on_443 = format!("to {RESOLVER}:443");
     assert!(
         attempts.iter().any(|e| e["technique"] == "dns_over_quic"

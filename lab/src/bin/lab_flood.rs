@@ -3,7 +3,8 @@
 //!
 //! `lab-flood SRC DST RATE SECONDS BULK` sends flows from SRC to addresses in DST's /24,
 //! paced to RATE packets a second for SECONDS. Three flows in four are TLS over TCP: a SYN, a ClientHello
-//! naming `f<N>.bench.lab`, then BULK data segments of 1,400 bytes. The fourth is WireGuard:
+//! naming `f<N>.bench.lab`, then BULK data segments of 1,400 bytes, the last with PSH (one
+//! write). The fourth is WireGuard:
 //! a 148-byte handshake initiation, then BULK 1,400-byte transport data messages. Each flow
 //! has its own source port and destination, so every flow start is a new flow to the
 //! capture. At the end it prints one JSON object: packets sent, flow starts, bulk packets,
@@ -104,15 +105,17 @@ fn flow(n: u64, src: [u8; 4], dst: [u8; 4], bulk: usize, filler: &[u8]) -> (Vec<
             &hello,
         );
         seq = seq.wrapping_add(u32::try_from(hello.len()).unwrap_or(0));
-        for _ in 0..bulk {
-            emit(
-                Step::Tcp(
-                    PacketBuilder::ipv4(src, dst, 64)
-                        .tcp(port, 443, seq, 64_240)
-                        .ack(1),
-                ),
-                filler,
-            );
+        for i in 0..bulk {
+            // A write ends with PSH: the flow's data is one write, as a server's response.
+            let segment = PacketBuilder::ipv4(src, dst, 64)
+                .tcp(port, 443, seq, 64_240)
+                .ack(1);
+            let segment = if i + 1 == bulk {
+                segment.psh()
+            } else {
+                segment
+            };
+            emit(Step::Tcp(segment), filler);
             seq = seq.wrapping_add(u32::try_from(filler.len()).unwrap_or(0));
         }
         // The ClientHello, after the SYN.
