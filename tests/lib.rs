@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub use schoolgate_lab as lab;
-pub use schoolgate_lab::{console, require_lab, vpn};
+pub use schoolgate_lab::{console, require_lab, require_tools, vpn};
 
 /// `PROGRAM ARGS --help` from the workspace's build of that program, or `None` if the
 /// program refuses the arguments. The workspace's programs are built once per test process

@@ -1,7 +1,7 @@
 //! Bodies of the fuzz targets over packets, shared with the seed-replay tests: arbitrary
 //! bytes as a frame of each link type through the whole inspector (packet views, flow table,
 //! TLS, QUIC, HTTP, DNS and every signature), and as a QUIC datagram, every signature's,
-//! the fully-encrypted rules' and an echo stream's input.
+//! the fully-encrypted rules', STUN's, an RTP run's and an echo stream's input.
 
 use std::time::Duration;
 
@@ -76,6 +76,11 @@ pub fn datagram(data: &[u8]) {
     let _ = crate::http::request(data);
     let _ = crate::dns::query(data);
     let _ = crate::encrypted::fully_encrypted(data);
+    let _ = crate::media::stun(data).map(crate::media::Stun::words);
+    let mut rtp = crate::media::RtpRun::default();
+    for chunk in data.chunks(24) {
+        let _ = rtp.push(chunk);
+    }
     // The bytes as an echo stream: chunks alternate request and reply, each tagged by its
     // first byte.
     let mut echo = crate::echo::EchoStream::default();

@@ -160,6 +160,22 @@ macro_rules! require_lab {
     };
 }
 
+/// Returns from the calling test when `$missing` (an `Option` of something printable) names
+/// a tool that is not installed: a failure under CI, which installs every tool (`.ci/run`),
+/// and a skip that says why elsewhere.
+#[macro_export]
+macro_rules! require_tools {
+    ($missing:expr) => {
+        if let Some(tool) = $missing {
+            if std::env::var_os("CI").is_some() {
+                panic!("`{tool}` is not installed (see .ci/run)");
+            }
+            eprintln!("skipping: `{tool}` is not installed (see .ci/run)");
+            return;
+        }
+    };
+}
+
 /// A running lab. Dropping it tears everything down.
 #[derive(Debug)]
 pub struct Lab {

@@ -34,7 +34,7 @@ use browser::{
 };
 use fantoccini::{Client, Locator};
 use schoolgate_tests::lab::{GATEWAY, Lab, PUPIL, RESOLVER, SCHOOL, SITES, WEB, eventually};
-use schoolgate_tests::{console, require_lab, vpn};
+use schoolgate_tests::{console, require_lab, require_tools, vpn};
 
 const CONSOLE: &str = "10.77.0.1:8443";
 const OPENVPN: &str = SITES[0];
@@ -341,13 +341,7 @@ async fn in_the_browser(c: &Client, lab: &Lab, vpn_alert: &str, hostile_alert: &
 #[test]
 fn the_dsl_handles_a_vpn_alert_in_a_browser() {
     require_lab!();
-    if let Some(tool) = missing_tools() {
-        if std::env::var_os("CI").is_some() {
-            panic!("`{tool}` is not installed (see .ci/run)");
-        }
-        eprintln!("skipping: `{tool}` is not installed (see .ci/run)");
-        return;
-    }
+    require_tools!(missing_tools());
     let mut lab = Lab::up();
     let peer = schoolgate_tests::lab::workspace_bin("lab-peer");
     let peer = peer.to_str().unwrap();

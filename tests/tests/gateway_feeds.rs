@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use schoolgate_tests::lab::{self, GATEWAY, Lab, PUPIL, RESOLVER, SITES, eventually};
-use schoolgate_tests::require_lab;
+use schoolgate_tests::{require_lab, require_tools};
 
 /// The publisher's address (its certificate names it as an IP address).
 const PUBLISHER: &str = SITES[4];
@@ -107,13 +107,7 @@ fn kinds(lab: &Lab, kind: &str) -> Vec<serde_json::Value> {
 #[test]
 fn feeds_are_fetched_refreshed_and_refused_when_bad() {
     require_lab!();
-    if let Some(tool) = missing_tools() {
-        if std::env::var_os("CI").is_some() {
-            panic!("`{tool}` is not installed (see .ci/run)");
-        }
-        eprintln!("skipping: `{tool}` is not installed (see .ci/run)");
-        return;
-    }
+    require_tools!(missing_tools());
     let mut lab = Lab::up();
     let dir = lab.dir.path().to_owned();
     let d = dir.display();

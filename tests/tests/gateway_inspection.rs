@@ -23,7 +23,7 @@ use std::process::Command;
 use schoolgate_tests::lab::{
     self, GATEWAY, GATEWAY6, Lab, PUPIL, RESOLVER, SAFE_WEB, SITES, STAFF, WEB, eventually,
 };
-use schoolgate_tests::{require_lab, vpn};
+use schoolgate_tests::{require_lab, require_tools, vpn};
 
 const SSH_SERVER: &str = SITES[3];
 const PROXIES: &str = SITES[4];
@@ -454,13 +454,7 @@ fn attempts(lab: &Lab) -> Vec<Attempt> {
 #[test]
 fn inspection_end_to_end() {
     require_lab!();
-    if let Some(tool) = missing_tools() {
-        if std::env::var_os("CI").is_some() {
-            panic!("`{tool}` is not installed (see .ci/run)");
-        }
-        eprintln!("skipping: `{tool}` is not installed (see .ci/run)");
-        return;
-    }
+    require_tools!(missing_tools());
     let _sockets = WireGuardSockets;
     let mut lab = Lab::up();
     start_servers(&mut lab);

@@ -15,7 +15,7 @@
 use std::process::Command;
 
 use schoolgate_tests::lab::{self, Lab, eventually};
-use schoolgate_tests::require_lab;
+use schoolgate_tests::{require_lab, require_tools};
 
 /// The Python with aioquic that runs `tests/scripts/h3.py`.
 fn lab_python() -> String {
@@ -49,13 +49,7 @@ fn dns_over_quic_on_loopback_on_any_port() {
     } else {
         Some("aioquic")
     };
-    if let Some(tool) = missing {
-        if std::env::var_os("CI").is_some() {
-            panic!("`{tool}` is not installed (see .ci/run)");
-        }
-        eprintln!("skipping: `{tool}` is not installed (see .ci/run)");
-        return;
-    }
+    require_tools!(missing);
     let mut lab = Lab::up();
     let capture = lab.path("doq-lo.pcap");
     lab.spawn(
