@@ -136,6 +136,8 @@ pub fn client(feed: &Feed) -> Result<reqwest::Client, FeedFetchError> {
         .with_no_client_auth();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        // A redirect may move a feed, never off HTTPS.
+        .https_only(true)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
         .user_agent(concat!("schoolgate/", env!("CARGO_PKG_VERSION")))
