@@ -87,8 +87,9 @@ fn watch_prints_every_flow_start_and_leaves_bulk_in_the_kernel() {
         }
     }
     assert_eq!(flows.len() as u64, starts, "{log}");
-    // Only the flow starts and the TCP SYNs come up (and the odd ARP or ICMP frame); the
-    // bulk data, eight packets in nine or ten, stays in the kernel.
+    // Only the flow starts, the TCP SYNs and the head of each TLS flow's one write (its last
+    // segment has PSH) come up, and the odd ARP or ICMP frame; the rest of the bulk data,
+    // seven packets in nine or ten, stays in the kernel.
     let frames: u64 = log
         .split_whitespace()
         .zip(log.split_whitespace().skip(1))
@@ -97,7 +98,7 @@ fn watch_prints_every_flow_start_and_leaves_bulk_in_the_kernel() {
         .unwrap_or_else(|| panic!("no frame count: {log}"));
     let packets = sent["packets"].as_u64().unwrap();
     assert!(
-        frames >= starts && frames < packets / 4,
+        frames >= starts && frames < packets * 3 / 10,
         "{frames} of {packets}: {log}"
     );
     // Judged by the policy: the TLS flows' names are allowed, WireGuard is a bypass attempt.

@@ -49,9 +49,12 @@ pub(crate) fn capabilities(profile: &Path) -> serde_json::Map<String, serde_json
     caps
 }
 
-/// The element `css` finds on the page.
+/// The element `css` finds on the page, waiting up to 10 s for it: after a form is
+/// submitted, the next page may not have arrived when the test asks.
 pub(crate) async fn element(c: &Client, css: &str) -> Element {
-    c.find(Locator::Css(css))
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("nothing matches {css}: {e}"))
 }
