@@ -654,8 +654,9 @@ gateway:
     lab.signal("console", "KILL");
     lab.stop_cleanly("agent");
     lab.spawn_agent("agent-again", &policy, &["--no-inspection"]);
+    // Once its RADIUS listener is up (a packet sent before is refused).
     assert!(
-        radclient(&lab, "Start", "amira.k"),
+        eventually(15, || radclient(&lab, "Start", "amira.k")),
         "{}",
         lab.log("agent-again")
     );
