@@ -219,9 +219,8 @@ fn hosts_line(line: &str) -> Option<(&str, usize)> {
 /// An AdBlock network rule that blocks a whole domain: `||domain^`, optionally with
 /// `$important` or `$all`.
 fn adblock_line(line: &str) -> Option<(&str, usize)> {
-    if line.starts_with("@@") || line.contains("##") || line.contains("#@#") {
-        return None;
-    }
+    // Exceptions (`@@||…`) and cosmetic rules (`site##…`, cut at their `#` as a comment by
+    // the time they come here) do not start with `||`.
     let rest = line.strip_prefix("||")?;
     let (rule, options) = match rest.split_once('$') {
         Some((rule, options)) => (rule, Some(options)),
