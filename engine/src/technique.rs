@@ -30,11 +30,14 @@ pub enum Technique {
     IcmpTunnel,
     /// A proxy whose bytes are random from the first (Shadowsocks, VMess, obfs4).
     EncryptedProxy,
+    /// A proxy that carries the device's own TLS inside TLS to a server of its own (Trojan,
+    /// VLESS, V2Ray over TLS).
+    TlsProxy,
 }
 
 impl Technique {
     /// Every technique, in the order above.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::ExternalDns,
         Self::DnsOverTls,
         Self::DnsOverHttps,
@@ -53,6 +56,7 @@ impl Technique {
         Self::DnsTunnel,
         Self::IcmpTunnel,
         Self::EncryptedProxy,
+        Self::TlsProxy,
     ];
 
     /// The technique's name on the wire and in `policy.yaml` (`dns_over_https`).
@@ -76,6 +80,7 @@ impl Technique {
             Self::DnsTunnel => "dns_tunnel",
             Self::IcmpTunnel => "icmp_tunnel",
             Self::EncryptedProxy => "encrypted_proxy",
+            Self::TlsProxy => "tls_proxy",
         }
     }
 
@@ -101,6 +106,7 @@ impl Technique {
             Self::DnsTunnel => "a DNS tunnel",
             Self::IcmpTunnel => "a ping (ICMP) tunnel",
             Self::EncryptedProxy => "an encrypted proxy",
+            Self::TlsProxy => "a proxy hidden in TLS",
         }
     }
 
@@ -140,6 +146,9 @@ impl Technique {
             Self::IcmpTunnel => "a tunnel hidden inside ping (ICMP) packets",
             Self::EncryptedProxy => {
                 "a proxy whose traffic is scrambled from its first byte (Shadowsocks and the like), which relays traffic past the school's filter"
+            }
+            Self::TlsProxy => {
+                "a proxy disguised as an ordinary secure website (Trojan, V2Ray and the like), which relays traffic past the school's filter"
             }
         }
     }

@@ -132,6 +132,8 @@ pub struct Flow {
     pub rtp: [crate::media::RtpRun; 2],
     /// ICMP: the echoes so far (boxed: most flows are not ICMP).
     pub echo: Option<Box<crate::echo::EchoStream>>,
+    /// TLS: the flow followed past its reported ClientHello, for a handshake inside it.
+    pub wrapped: Option<Box<crate::wrapped::Watch>>,
 }
 
 impl Flow {

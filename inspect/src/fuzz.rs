@@ -81,6 +81,22 @@ pub fn datagram(data: &[u8]) {
     for chunk in data.chunks(24) {
         let _ = rtp.push(chunk);
     }
+    // The bytes as a ServerHello, then as a TLS flow's segments after its hello (seven
+    // bytes each: direction and PSH, sequence number, length).
+    let _ = crate::wrapped::outer(data);
+    let mut watch = crate::wrapped::Watch::new(std::time::Duration::ZERO, 0);
+    watch.outer = crate::wrapped::Outer::Overhead(22);
+    for (i, c) in data.chunks_exact(7).enumerate() {
+        let mut r = schoolgate_wire::Reader::new(c);
+        let (Some(flags), Some(seq), Some(len)) = (r.u8(), r.u32(), r.u16()) else {
+            break;
+        };
+        let at = std::time::Duration::from_millis(i as u64 * 10);
+        let step = watch.segment(at, flags & 1 == 1, seq, u32::from(len), flags & 2 == 2);
+        if step != crate::wrapped::Step::Wait {
+            break;
+        }
+    }
     // The bytes as an echo stream: chunks alternate request and reply, each tagged by its
     // first byte.
     let mut echo = crate::echo::EchoStream::default();

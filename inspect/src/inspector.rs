@@ -16,7 +16,7 @@ use crate::certificate;
 use crate::flow::{self, FlowKey, Table};
 use crate::packet::{Packet, Transport};
 use crate::tls::{self, Ech, Parsed as TlsParsed};
-use crate::{dns, encrypted, gquic, http, media, quic, signature};
+use crate::{dns, encrypted, gquic, http, media, quic, signature, wrapped};
 
 mod classify;
 
@@ -256,6 +256,10 @@ impl Inspector {
             return;
         }
         f.count(from_client, p.src_mac);
+        if f.wrapped.is_some() {
+            follow_wrapped(f, time, &key, t, from_client, out);
+            return;
+        }
         // DoT refused (by the gateway's own firewall, or the server) before any hello: the
         // attempt is the connection to DNS over TLS's port.
         if t.rst && !from_client && key.server.port() == DOT_PORT && f.up.bytes.is_empty() {
@@ -284,7 +288,16 @@ impl Inspector {
             None => None,
         };
         if let Some(found) = found {
-            f.done = true;
+            // A TLS hello on a connection seen from its start is followed a little further,
+            // for a handshake inside it; everything else is done.
+            let tls = found.ja4.is_some() && found.technique.is_none();
+            if tls && from_client && f.up.from_start() && f.down.from_start() {
+                let end = t.seq.wrapping_add(t.len);
+                f.wrapped = Some(Box::new(wrapped::Watch::new(time, end)));
+                f.up = flow::Stream::default();
+            } else {
+                f.done = true;
+            }
             let mut obs = found.into_observation(time, &key, f.client_mac);
             obs.resume = Resume::after(t, from_client);
             out.push(obs);
@@ -424,6 +437,58 @@ impl Inspector {
 
 /// Counts a DNS name toward its zone's tunnel score; true the first time the zone crosses
 /// the threshold for this client.
+/// A packet of a TLS flow after its hello: the server's first bytes give the outer
+/// records' overhead, the writes' sizes the inner handshake (see [`wrapped`]).
+fn follow_wrapped(
+    f: &mut flow::Flow,
+    time: Duration,
+    key: &FlowKey,
+    t: &crate::packet::Tcp<'_>,
+    from_client: bool,
+    out: &mut Vec<Observation>,
+) {
+    let Some(watch) = f.wrapped.as_deref_mut() else {
+        return;
+    };
+    if t.rst || t.fin {
+        f.done = true;
+        return;
+    }
+    if !from_client && watch.outer == wrapped::Outer::Incomplete {
+        f.down.segment(t.seq, t.payload);
+        watch.outer = wrapped::outer(&f.down.bytes);
+        if watch.outer != wrapped::Outer::Incomplete {
+            f.down = flow::Stream::default();
+        }
+    }
+    match watch.segment(time, from_client, t.seq, t.len, t.psh) {
+        wrapped::Step::Wait => {}
+        wrapped::Step::Stop => f.done = true,
+        wrapped::Step::Found(inner) => {
+            f.done = true;
+            let mut found = Found::technique(Carrier::Tcp, Technique::TlsProxy);
+            found.evidence = format!(
+                "TLS inside TLS to {}: first data {} bytes (room for a ClientHello); after the \
+                 server's {} bytes, a {}-byte write: a {}-byte closing handshake flight in \
+                 {}-byte records{}",
+                key.server,
+                inner.hello_write,
+                inner.server_bytes,
+                inner.finished_write,
+                inner.finished,
+                inner.overhead,
+                match inner.framing {
+                    0 => String::new(),
+                    n => format!(" and {n}-byte proxy frames"),
+                }
+            );
+            let mut obs = found.into_observation(time, key, f.client_mac);
+            obs.resume = Resume::after(t, from_client);
+            out.push(obs);
+        }
+    }
+}
+
 fn track_zone(
     zones: &mut HashMap<(IpAddr, String), ZoneCount, foldhash::fast::RandomState>,
     config: &Config,

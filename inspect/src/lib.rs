@@ -29,3 +29,4 @@ pub mod quic;
 pub mod reset;
 pub mod signature;
 pub mod tls;
+pub mod wrapped;

@@ -72,6 +72,11 @@ pub struct Tcp<'a> {
     pub ack: bool,
     pub fin: bool,
     pub rst: bool,
+    /// PSH: the segment ends a write of the sender's application.
+    pub psh: bool,
+    /// The data's length as the IP header gives it: more than `payload` when the capture
+    /// kept only the segment's first bytes.
+    pub len: u32,
     pub payload: &'a [u8],
 }
 
@@ -112,13 +117,16 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
         Some(LinkSlice::Ethernet2(e)) => Some(e.source()),
         _ => None,
     };
-    let (src, dst, payload) = match sliced.net.as_ref()? {
+    // The IP payload's length as sent (zero for a segmentation-offload frame, whose
+    // length the capture gives instead).
+    let (src, dst, payload, sent) = match sliced.net.as_ref()? {
         LaxNetSlice::Ipv4(v4) => {
             let h = v4.header();
             (
                 IpAddr::V4(Ipv4Addr::from(h.source())),
                 IpAddr::V4(Ipv4Addr::from(h.destination())),
                 v4.payload(),
+                usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4),
             )
         }
         LaxNetSlice::Ipv6(v6) => {
@@ -127,6 +135,7 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
                 IpAddr::V6(Ipv6Addr::from(h.source())),
                 IpAddr::V6(Ipv6Addr::from(h.destination())),
                 v6.payload(),
+                usize::from(h.payload_length()),
             )
         }
         LaxNetSlice::Arp(_) => return None,
@@ -142,6 +151,17 @@ pub fn view(link: LinkType, frame: &[u8]) -> Option<Packet<'_>> {
             ack: t.ack(),
             fin: t.fin(),
             rst: t.rst(),
+            psh: t.psh(),
+            len: {
+                let captured = t.payload().len();
+                let header = usize::from(t.data_offset()) * 4;
+                let claimed = if payload.incomplete {
+                    sent.saturating_sub(header)
+                } else {
+                    captured
+                };
+                u32::try_from(claimed.max(captured)).unwrap_or(u32::MAX)
+            },
             payload: t.payload(),
         }),
         Some(TransportSlice::Udp(u)) => Transport::Udp {

@@ -3,7 +3,7 @@
 //! (kdig), DNS over TLS (kdig), `ssh -D` (OpenSSH), an HTTP CONNECT proxy (tinyproxy), a
 //! SOCKS5 proxy (microsocks), WireGuard (wireguard-go), OpenVPN, DNS over HTTP/3 and DNS
 //! over QUIC (aioquic, on DoQ's port and on 443), a ping tunnel (ptunnel-ng) and fully
-//! encrypted proxies (Shadowsocks, obfs4) each become an event, and the pupil is quarantined (reaches the VLE,
+//! encrypted proxies (Shadowsocks, obfs4) and a TLS-wrapped one (Trojan) each become an event, and the pupil is quarantined (reaches the VLE,
 //! nothing else) until `schoolgate-agent release` lets it go. A member of staff doing the
 //! same only raises an alert; staff's HTTP/3 (aioquic) works, and to a name blocked for them
 //! is refused in the firewall.
@@ -111,6 +111,7 @@ fn missing_tools() -> Option<String> {
         "ss-local",
         "ping",
         "obfs4proxy",
+        "trojan",
     ])
     .map(str::to_owned)
 }
@@ -311,6 +312,44 @@ fn start_servers(lab: &mut Lab) {
         ],
     );
 
+    // A Trojan server on HTTPS's port: TLS with a certificate of its own, the pupil's own
+    // TLS connections carried inside it.
+    sh(
+        lab,
+        "inet",
+        &format!(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=cdn.lab \
+             -days 1 -keyout {d}/trojan.key -out {d}/trojan.pem 2>/dev/null"
+        ),
+    );
+    std::fs::write(
+        dir.join("trojan-server.json"),
+        format!(
+            r#"{{"run_type": "server", "local_addr": "{PROXIES}", "local_port": 443,
+                "remote_addr": "{WEB}", "remote_port": 80, "password": ["{SS_KEY}"],
+                "ssl": {{"cert": "{d}/trojan.pem", "key": "{d}/trojan.key"}}}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("trojan-client.json"),
+        format!(
+            r#"{{"run_type": "client", "local_addr": "127.0.0.1", "local_port": 1082,
+                "remote_addr": "{PROXIES}", "remote_port": 443, "password": ["{SS_KEY}"],
+                "ssl": {{"verify": false, "verify_hostname": false, "sni": "cdn.lab"}}}}"#
+        ),
+    )
+    .unwrap();
+    lab.spawn(
+        "inet",
+        "trojan-server",
+        &[
+            "trojan",
+            "-c",
+            dir.join("trojan-server.json").to_str().unwrap(),
+        ],
+    );
+
     // WireGuard (userspace): the server end.
     let wg = format!("wgs{}", std::process::id() % 100_000);
     sh(
@@ -438,6 +477,14 @@ fn attempts(lab: &Lab) -> Vec<Attempt> {
                  cert=$(grep -o 'cert=[^ ]*' {d}/obfs4-server/obfs4_bridgeline.txt | tail -1 | cut -d= -f2-); \
                  curl -s -o /dev/null --max-time 3 --socks5 127.0.0.1:$port \
                  --proxy-user \"cert=$cert:;iat-mode=0\" http://{PROXIES}:9443/; kill $!"
+            ),
+        ),
+        // Trojan: the pupil's HTTPS inside TLS to the proxy's port 443.
+        Attempt::Once(
+            "tls_proxy",
+            format!(
+                "trojan -c {d}/trojan-client.json & sleep 1; \
+                 curl -sk -o /dev/null --max-time 3 --socks5-hostname 127.0.0.1:1082 https://{WEB}/; kill $!"
             ),
         ),
         // Shadowsocks: random bytes both ways from the first.
@@ -679,6 +726,7 @@ fn inspection_end_to_end() {
         "dns_over_quic",
         "icmp_tunnel",
         "encrypted_proxy",
+        "tls_proxy",
     ] {
         let e = attempts
             .iter()
@@ -716,7 +764,7 @@ fn inspection_end_to_end() {
         "{quic_blocked}"
     );
     let released = all.iter().filter(|e| e["kind"] == "released").count();
-    assert_eq!(released, 13, "{all:#?}");
+    assert_eq!(released, 14, "{all:#?}");
     let doq_on_443 = format!("to {RESOLVER}:443");
     assert!(
         attempts.iter().any(|e| e["technique"] == "dns_over_quic"
