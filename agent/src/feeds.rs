@@ -36,14 +36,8 @@ const LOOK_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FeedFetchError {
-    #[error("cannot build an HTTPS client: {0}")]
-    Client(String),
-    #[error("cannot read the CA file `{}`: {source}", path.display())]
-    Ca {
-        path: PathBuf,
-        #[source]
-        source: rustls::pki_types::pem::Error,
-    },
+    #[error("the feed's certificates: {0}")]
+    Trust(#[from] crate::trust::TrustError),
     #[error("the request failed: {}", causes(.0))]
     Request(#[from] reqwest::Error),
     #[error("the server answered {0}")]
@@ -113,36 +107,19 @@ fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
 
 /// The HTTPS client for `feed`: the system's CAs, and the feed's own CA file if it names one.
 pub fn client(feed: &Feed) -> Result<reqwest::Client, FeedFetchError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    // Unreadable system certificates are passed over: a feed on a private CA still works.
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
+    let mut roots = crate::trust::system();
     if let Some(path) = &feed.ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-            .map_err(|source| FeedFetchError::Ca {
-                path: path.clone(),
-                source,
-            })?;
-        roots.add_parsable_certificates(certs);
+        crate::trust::add_file(&mut roots, path)?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| FeedFetchError::Client(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
+    let tls = crate::trust::client_config(roots)?;
+    Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         // A redirect may move a feed, never off HTTPS.
         .https_only(true)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
         .user_agent(concat!("schoolgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| FeedFetchError::Client(e.to_string()))
+        .build()?)
 }
 
 /// Fetches `feed` once (conditionally, with what `meta` remembers), checks it and, if new

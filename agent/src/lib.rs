@@ -44,5 +44,6 @@ pub mod reload;
 pub mod replay;
 pub mod report;
 pub mod shared;
+pub mod trust;
 pub mod upstream;
 pub mod watch;

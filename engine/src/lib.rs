@@ -23,6 +23,7 @@ pub mod decide;
 pub mod device;
 pub mod domain;
 pub mod explain;
+pub mod fnv;
 #[doc(hidden)]
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;

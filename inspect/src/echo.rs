@@ -127,9 +127,7 @@ pub fn random_looking(data: &[u8]) -> bool {
 /// FNV-1a: replies are compared with their requests by a hash of the data (a collision
 /// would hide one odd reply, never invent one).
 fn hash(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    schoolgate_engine::fnv::fnv1a(data.iter().copied())
 }
 
 #[cfg(test)]

@@ -458,8 +458,9 @@ fn pure_crates_do_no_io_and_read_no_clock() {
 /// (the resolver and inspection hand outcomes to the actor, the actor to the firewall and
 /// to reporting), and the sources they read (the live policy, who is who, capture) sit
 /// below them all. ARCHITECTURE.md explains each layer.
-const AGENT_LAYERS: [(&str, u8); 23] = [
+const AGENT_LAYERS: [(&str, u8); 24] = [
     ("clock", 0),
+    ("trust", 0),
     ("recent", 0),
     ("watch", 0),
     ("policy_file", 0),

@@ -38,16 +38,8 @@ pub enum LdapReadError {
     },
     #[error("the LDAP password file {} is empty", path.display())]
     NoPassword { path: PathBuf },
-    #[error("cannot read the LDAP CA file {}: {source}", path.display())]
-    Ca {
-        path: PathBuf,
-        #[source]
-        source: rustls::pki_types::pem::Error,
-    },
-    #[error("the LDAP CA file {} holds no certificate", path.display())]
-    NoCa { path: PathBuf },
-    #[error("TLS settings: {0}")]
-    Tls(#[from] rustls::Error),
+    #[error("the LDAP server's certificates: {0}")]
+    Trust(#[from] crate::trust::TrustError),
     #[error("cannot connect to {url}: {source}")]
     Connect {
         url: String,
@@ -225,30 +217,9 @@ fn password(path: &Path) -> Result<String, LdapReadError> {
         })
 }
 
-/// rustls with ring, trusting only the certificates in `ca`.
+/// TLS trusting only the certificates in `ca`.
 fn tls(ca: &Path) -> Result<Arc<rustls::ClientConfig>, LdapReadError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let certs = CertificateDer::pem_file_iter(ca)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| LdapReadError::Ca {
-            path: ca.to_owned(),
-            source,
-        })?;
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(LdapReadError::NoCa {
-            path: ca.to_owned(),
-        });
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    ))
+    Ok(Arc::new(crate::trust::only(ca)?))
 }
 
 #[cfg(test)]

@@ -55,18 +55,10 @@ pub enum ShipperError {
     },
     #[error("the token file {} is empty", .0.display())]
     EmptyToken(PathBuf),
-    #[error("cannot read the certificates to trust from {}: {source}", path.display())]
-    Ca {
-        path: PathBuf,
-        #[source]
-        source: rustls::pki_types::pem::Error,
-    },
-    #[error("no certificate to trust in {}", .0.display())]
-    NoCa(PathBuf),
+    #[error("the console's certificates: {0}")]
+    Trust(#[from] crate::trust::TrustError),
     #[error("cannot build the HTTPS client: {0}")]
     Client(#[from] reqwest::Error),
-    #[error("cannot set up TLS: {0}")]
-    Tls(#[from] rustls::Error),
 }
 
 /// The system's CA bundle on Debian.
@@ -85,26 +77,9 @@ pub fn read_token(path: &Path) -> Result<String, ShipperError> {
     Ok(token)
 }
 
-/// The HTTPS client: rustls with ring, trusting only the certificates in `ca_file`.
+/// The HTTPS client: trusting only the certificates in `ca_file`.
 pub fn client(ca_file: &Path) -> Result<reqwest::Client, ShipperError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| ShipperError::Ca {
-            path: ca_file.to_owned(),
-            source,
-        })?;
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(ShipperError::NoCa(ca_file.to_owned()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = crate::trust::only(ca_file)?;
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .connect_timeout(Duration::from_secs(5))

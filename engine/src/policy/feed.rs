@@ -147,12 +147,11 @@ pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
 /// The name of a feed's copy: its category and a hash of what it fetches, so reordering
 /// feeds or adding one keeps every copy.
 pub fn cache_name(category: &str, url: &str, section: Option<&str>) -> String {
-    let hash = [url, "\0", section.unwrap_or("")]
-        .iter()
-        .flat_map(|s| s.bytes())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let hash = crate::fnv::fnv1a(
+        [url, "\0", section.unwrap_or("")]
+            .iter()
+            .flat_map(|s| s.bytes()),
+    );
     format!("{category}-{hash:016x}.list")
 }
 
