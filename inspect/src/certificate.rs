@@ -44,6 +44,9 @@ pub fn from_server(stream: &[u8]) -> Names {
     let mut handshake = Vec::new();
     let mut records = Reader::new(stream);
     let mut complete = true;
+    // Another record after the handshake records (a resumed session's ChangeCipherSpec):
+    // the handshake in the clear is over, and no certificate came in it.
+    let mut ended = false;
     // Record header: type, version (major, minor), length.
     while records.remaining() >= 5 {
         let mut record = records.clone();
@@ -52,6 +55,7 @@ pub fn from_server(stream: &[u8]) -> Names {
             break;
         };
         if kind != HANDSHAKE || major != 3 {
+            ended = true;
             break;
         }
         let Some(body) = record.u16_prefixed() else {
@@ -108,7 +112,11 @@ pub fn from_server(stream: &[u8]) -> Names {
             _ => {}
         }
     }
-    Names::Incomplete
+    if ended {
+        Names::Hidden
+    } else {
+        Names::Incomplete
+    }
 }
 
 /// The names in one DER certificate.
@@ -231,5 +239,15 @@ mod tests {
         assert_eq!(from_server(&junk), Names::Hidden);
         junk.truncate(9);
         assert_eq!(from_server(&junk), Names::Incomplete);
+    }
+
+    #[test]
+    fn a_resumed_tls12_session_shows_no_certificate() {
+        // The ServerHello, then at once ChangeCipherSpec and the encrypted Finished: the
+        // session was resumed, and no certificate is coming.
+        let mut flight = record(HANDSHAKE, &server_hello(false));
+        assert_eq!(from_server(&flight), Names::Incomplete);
+        flight.extend(record(20, &[1]));
+        assert_eq!(from_server(&flight), Names::Hidden);
     }
 }

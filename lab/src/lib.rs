@@ -23,6 +23,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod capture;
 pub mod console;
 pub mod vpn;
 

@@ -14,7 +14,7 @@
 
 use std::process::Command;
 
-use schoolgate_tests::lab::{self, Lab, eventually};
+use schoolgate_tests::lab::{self, Lab, capture};
 use schoolgate_tests::{require_lab, require_tools};
 
 /// The Python with aioquic that runs `tests/scripts/h3.py`.
@@ -52,26 +52,7 @@ fn dns_over_quic_on_loopback_on_any_port() {
     require_tools!(missing);
     let mut lab = Lab::up();
     let capture = lab.path("doq-lo.pcap");
-    lab.spawn(
-        "inet",
-        "tcpdump",
-        &[
-            "tcpdump",
-            "-U",
-            "-i",
-            "lo",
-            "-w",
-            capture.to_str().unwrap(),
-            "udp",
-            "port",
-            "5353",
-        ],
-    );
-    assert!(
-        eventually(5, || lab.log("tcpdump").contains("listening on lo")),
-        "tcpdump did not start: {}",
-        lab.log("tcpdump")
-    );
+    capture::start(&mut lab, "inet", "lo", &capture, "udp port 5353");
     // No server answers: the client's Initials are what the capture holds.
     let _ = lab.exec(
         "inet",
@@ -85,32 +66,11 @@ fn dns_over_quic_on_loopback_on_any_port() {
             ),
         ],
     );
-    lab.signal("tcpdump", "INT");
-    assert!(
-        lab.wait("tcpdump", std::time::Duration::from_secs(5))
-            .is_some()
-    );
+    capture::stop(&mut lab);
 
     std::fs::write(lab.path("policy.yaml"), POLICY).unwrap();
     for filter in [false, true] {
-        let mut replay = Command::new(lab::workspace_bin("schoolgate-agent"));
-        replay
-            .args(["replay", "--json", "--policy"])
-            .arg(lab.path("policy.yaml"))
-            .arg(&capture);
-        if filter {
-            replay.arg("--filter");
-        }
-        let out = replay.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let seen = capture::replay(&lab.path("policy.yaml"), &capture, filter);
         let doq = seen
             .iter()
             .find(|o| o["technique"] == "dns_over_quic")
