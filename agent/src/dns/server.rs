@@ -59,7 +59,22 @@ pub struct Resolver {
     /// Encoded answers by request shape: a repeated question is answered by copying bytes.
     wire: Cache<Box<[u8]>, Arc<Template>>,
     limiter: SharedLimiter,
+    /// Names to ask again before their answers expire, and those already being asked.
+    prefetch: std::sync::Mutex<Prefetch>,
 }
+
+/// Popular names whose answers are in the last tenth of their TTL: a name asked then is
+/// asked often (Unbound's rule), and its next answer is fetched before the cached one ends.
+#[derive(Debug, Default)]
+struct Prefetch {
+    due: Vec<(Name, RecordType)>,
+    asking: std::collections::HashSet<(Name, RecordType)>,
+}
+
+/// The most names waiting to be prefetched, and being prefetched, at once.
+const MAX_PREFETCH: usize = 1024;
+/// Answers kept for less than this are not prefetched (they are meant to change).
+const MIN_PREFETCH_TTL: u32 = 10;
 
 impl Resolver {
     pub fn new(
@@ -79,7 +94,42 @@ impl Resolver {
             cache: AnswerCache::new(CACHE_CAPACITY),
             wire: Cache::new(CACHE_CAPACITY),
             limiter: SharedLimiter::new(rate_limit),
+            prefetch: std::sync::Mutex::new(Prefetch::default()),
         }
+    }
+
+    /// Notes that an answer for `name`/`rtype` aged `age` of `ttl` seconds was served.
+    fn maybe_prefetch(&self, name: &Name, rtype: RecordType, age: u32, ttl: u32) {
+        if ttl < MIN_PREFETCH_TTL || u64::from(age) * 10 < u64::from(ttl) * 9 {
+            return;
+        }
+        let mut p = self.prefetch.lock().unwrap_or_else(|e| e.into_inner());
+        if p.asking.len() >= MAX_PREFETCH {
+            return;
+        }
+        let key = (name.to_lowercase(), rtype);
+        if p.asking.insert(key.clone()) {
+            p.due.push(key);
+        }
+    }
+
+    /// The names due for prefetching, each to be passed to [`refresh`](Self::refresh).
+    pub fn take_prefetches(&self) -> Vec<(Name, RecordType)> {
+        let mut p = self.prefetch.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut p.due)
+    }
+
+    /// Asks upstream for `name`/`rtype` again and keeps the answer.
+    pub async fn refresh(&self, name: Name, rtype: RecordType) {
+        self.shared.metrics.prefetches.inc();
+        if let Ok(r) = self.upstream.resolve(name.clone(), rtype).await {
+            if let Some(l) = &self.learner {
+                l.answered(&name, &r.answers);
+            }
+            self.cache.keep(&name, rtype, &r, crate::clock::instant());
+        }
+        let mut p = self.prefetch.lock().unwrap_or_else(|e| e.into_inner());
+        p.asking.remove(&(name, rtype));
     }
 
     /// Answers one request from `peer`; `None` means send nothing.
@@ -267,7 +317,13 @@ impl Resolver {
             ),
             _ => return None,
         };
-        let (template, age) = self.wire.get(key?.bytes(), instant)?;
+        let (template, age, ttl) = self.wire.get_aged(key?.bytes(), instant)?;
+        if u64::from(age) * 10 >= u64::from(ttl) * 9
+            && let Ok(mut name) = Name::from_ascii(q.name())
+        {
+            name.set_fqdn(true);
+            self.maybe_prefetch(&name, qtype, age, ttl);
+        }
         Some((template.render(bytes, age)?, how))
     }
 }
@@ -358,10 +414,11 @@ impl Resolver {
         let now = crate::clock::instant();
         let key = WireKey::of(&ask);
         if let Some(key) = &key
-            && let Some((template, age)) = self.wire.get(key.bytes(), now)
+            && let Some((template, age, ttl)) = self.wire.get_aged(key.bytes(), now)
             && let Some(out) = template.render(bytes, age)
         {
             metrics.cache_hits.inc();
+            self.maybe_prefetch(&ask.name, ask.request.qtype(), age, ttl);
             return Step::Done(Some(out));
         }
         match self.cache.answer(&ask.name, ask.request.qtype(), now) {
@@ -413,7 +470,16 @@ impl Resolver {
                 self.keep_wire(key, out.as_deref(), ttl, done);
                 out
             }
+            Err(e) if e.shed() => {
+                metrics.upstream_shed.inc();
+                reply(ask, result)
+            }
             Err(e) => {
+                // No upstream answered: an answer that expired lately is better than none.
+                if let Some(stale) = self.cache.stale_answer(&ask.name, rtype, done) {
+                    metrics.stale_answers.inc();
+                    return reply(ask, Ok(stale));
+                }
                 metrics.upstream_errors.inc();
                 warn!(error = %e, "upstream failed");
                 reply(ask, result)
@@ -568,6 +634,10 @@ pub fn serve_udp(
         }
         batch.send(&socket);
         tally.flush(&resolver.shared.metrics);
+        for (name, rtype) in resolver.take_prefetches() {
+            let resolver = Arc::clone(&resolver);
+            runtime.spawn(async move { resolver.refresh(name, rtype).await });
+        }
     }
 }
 
@@ -726,6 +796,10 @@ async fn tcp_connection(
             let Some(response) = resolver.handle(&request, peer).await else {
                 return Ok(());
             };
+            for (name, rtype) in resolver.take_prefetches() {
+                let resolver = Arc::clone(&resolver);
+                tokio::spawn(async move { resolver.refresh(name, rtype).await });
+            }
             let Some(framed) = tcp::frame(&response) else {
                 return Ok(());
             };

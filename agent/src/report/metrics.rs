@@ -66,6 +66,12 @@ pub struct Metrics {
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub upstream_errors: Counter,
+    /// Allowed queries answered SERVFAIL at once because too many questions were out.
+    pub upstream_shed: Counter,
+    /// Answers kept past their TTL and served when no upstream answered (RFC 8767).
+    pub stale_answers: Counter,
+    /// Popular names asked again before their answers expired.
+    pub prefetches: Counter,
     pub upstream_latency: Histogram,
     pub reloads: Family<ReloadLabels, Counter>,
     pub block_page_requests: Counter,
@@ -122,6 +128,24 @@ impl Metrics {
             "dns_upstream_errors",
             "Upstream lookups that failed (answered SERVFAIL)",
             upstream_errors.clone(),
+        );
+        let upstream_shed = Counter::default();
+        registry.register(
+            "dns_upstream_shed",
+            "Allowed queries answered SERVFAIL at once, too many questions being out upstream",
+            upstream_shed.clone(),
+        );
+        let stale_answers = Counter::default();
+        registry.register(
+            "dns_stale_answers",
+            "Expired answers served because no upstream answered (RFC 8767)",
+            stale_answers.clone(),
+        );
+        let prefetches = Counter::default();
+        registry.register(
+            "dns_prefetches",
+            "Popular names asked upstream again in the last tenth of their TTL",
+            prefetches.clone(),
         );
         // 100 µs to about 3.3 s.
         let upstream_latency = Histogram::new(
@@ -209,6 +233,9 @@ impl Metrics {
             cache_hits,
             cache_misses,
             upstream_errors,
+            upstream_shed,
+            stale_answers,
+            prefetches,
             upstream_latency,
             reloads,
             block_page_requests,

@@ -16,6 +16,7 @@ mod reload;
 mod run;
 mod signed_in;
 mod slapd;
+mod stale;
 
 use std::path::{Path, PathBuf};
 

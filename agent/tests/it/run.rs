@@ -45,7 +45,7 @@ impl FakeUpstream {
                 r.metadata.recursion_available = true;
                 r.add_queries(q.queries.iter().cloned());
                 let query = &q.queries[0];
-                if query.name().to_ascii() == "nx.example." {
+                if query.name().to_ascii().eq_ignore_ascii_case("nx.example.") {
                     r.metadata.response_code = ResponseCode::NXDomain;
                 } else if query.query_type() == RecordType::A {
                     r.add_answer(Record::from_rdata(

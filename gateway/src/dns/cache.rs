@@ -19,6 +19,11 @@ const SHARDS: usize = 16;
 pub const MAX_TTL: u32 = 86_400;
 /// How long a "no such name/no records" answer without an SOA is kept.
 pub const NEGATIVE_TTL: u32 = 30;
+/// How long past its TTL an answer may still be served when no upstream answers (RFC 8767
+/// suggests one to three days).
+pub const STALE_WINDOW: u32 = 86_400;
+/// The TTL a stale answer goes out with (RFC 8767 §4: 30 seconds).
+pub const STALE_TTL: u32 = 30;
 /// Negative answers are kept at most this long (RFC 2308 suggests hours; shorter means a name
 /// added upstream appears sooner).
 pub const MAX_NEGATIVE_TTL: u32 = 300;
@@ -64,11 +69,34 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.get_aged(key, now).map(|(v, age, _)| (v, age))
+    }
+
+    /// As [`get`](Self::get), with the TTL the value was kept for.
+    pub fn get_aged<Q>(&self, key: &Q, now: Instant) -> Option<(V, u32, u32)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         let entry = shard.get(key)?;
         let age = now.saturating_duration_since(entry.stored).as_secs();
         let age = u32::try_from(age).unwrap_or(u32::MAX);
-        (age < entry.ttl).then(|| (entry.value.clone(), age))
+        (age < entry.ttl).then(|| (entry.value.clone(), age, entry.ttl))
+    }
+
+    /// The value for `key` if it expired no more than `window` seconds before `now`: an
+    /// answer to serve when no upstream answers (RFC 8767). Expired values stay until a full
+    /// shard pushes them out, so this is a best effort, bounded like the rest.
+    pub fn get_stale<Q>(&self, key: &Q, now: Instant, window: u32) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        let entry = shard.get(key)?;
+        let age = now.saturating_duration_since(entry.stored).as_secs();
+        (age < u64::from(entry.ttl) + u64::from(window)).then(|| entry.value.clone())
     }
 
     /// Keeps `value` for `ttl` seconds from `now` (not at all for 0).
@@ -128,6 +156,16 @@ impl AnswerCache {
         let (mut r, age) = self.get(&(name.to_lowercase(), rtype), now)?;
         for rec in r.answers.iter_mut().chain(r.authorities.iter_mut()) {
             rec.ttl = rec.ttl.saturating_sub(age).max(1);
+        }
+        Some(r)
+    }
+
+    /// The answer for `name`/`rtype` if it expired less than [`STALE_WINDOW`] ago, every
+    /// TTL set to [`STALE_TTL`] (RFC 8767 §4), for when no upstream answers.
+    pub fn stale_answer(&self, name: &Name, rtype: RecordType, now: Instant) -> Option<Resolved> {
+        let mut r = self.get_stale(&(name.to_lowercase(), rtype), now, STALE_WINDOW)?;
+        for rec in r.answers.iter_mut().chain(r.authorities.iter_mut()) {
+            rec.ttl = STALE_TTL;
         }
         Some(r)
     }
@@ -199,6 +237,29 @@ mod tests {
         // TTL 0 is never kept.
         c.keep(&name, RecordType::TXT, &a("www.bbc.co.uk.", 0), t0);
         assert!(c.answer(&name, RecordType::TXT, t0).is_none());
+    }
+
+    #[test]
+    fn expired_answers_are_served_stale_for_a_bounded_time() {
+        let c = AnswerCache::new(64);
+        let t0 = Instant::now();
+        let name = Name::from_ascii("www.bbc.co.uk.").unwrap();
+        c.keep(&name, RecordType::A, &a("www.bbc.co.uk.", 300), t0);
+        // Alive: the TTL and age come back with it.
+        let (_, age, ttl) = c
+            .get_aged(
+                &(name.clone(), RecordType::A),
+                t0 + Duration::from_secs(280),
+            )
+            .unwrap();
+        assert_eq!((age, ttl), (280, 300));
+        let expired = t0 + Duration::from_secs(400);
+        assert!(c.answer(&name, RecordType::A, expired).is_none());
+        let stale = c.stale_answer(&name, RecordType::A, expired).unwrap();
+        assert_eq!(stale.answers[0].ttl, STALE_TTL);
+        let too_old = t0 + Duration::from_secs(300 + u64::from(STALE_WINDOW));
+        assert!(c.stale_answer(&name, RecordType::A, too_old).is_none());
+        assert!(c.stale_answer(&name, RecordType::AAAA, expired).is_none());
     }
 
     #[test]
