@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
@@ -262,7 +262,7 @@ impl Inner {
         let mut attempt = 0;
         while attempt < attempts {
             attempt += 1;
-            let now = Instant::now();
+            let now = crate::clock::instant();
             let (random, case_bits, id) = {
                 let mut r = lock(&self.random);
                 (r.u64(), r.u64(), r.u16())
@@ -311,7 +311,7 @@ impl Inner {
                     return Ok(r);
                 }
                 Err(failure) => {
-                    lock(&self.upstreams).failed(i, Instant::now());
+                    lock(&self.upstreams).failed(i, crate::clock::instant());
                     last = failure;
                 }
             }
@@ -489,14 +489,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
     //! The forwarder against upstreams on loopback that misbehave on purpose: silent, slow,
     //! truncating, careless of case, failing.
 
     use std::net::TcpListener;
     use std::str::FromStr;
     use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
 
     use hickory_proto::op::Message;
     use hickory_proto::rr::{RData, Record};

@@ -464,7 +464,7 @@ const AGENT_LAYERS: [(&str, u8); 24] = [
     ("recent", 0),
     ("watch", 0),
     ("policy_file", 0),
-    ("upstream", 0),
+    ("upstream", 1),
     ("reload", 1),
     ("capture", 2),
     ("clients", 2),

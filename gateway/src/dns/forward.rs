@@ -296,8 +296,9 @@ pub fn resolved(answer: &[u8]) -> Result<Resolved, AnswerError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
     use std::str::FromStr;
 
     use hickory_proto::op::{MessageType, OpCode};
