@@ -33,14 +33,30 @@ struct Entry<V> {
     value: V,
     stored: Instant,
     ttl: u32,
+    /// When it was last read: a full shard pushes out, of a few, one never read since it was
+    /// kept, or else the least recently read.
+    used: Instant,
 }
+
+/// One shard: its values, and when its expired ones were last cleared out.
+#[derive(Debug)]
+struct Shard<K, V> {
+    map: HashMap<K, Entry<V>>,
+    swept: Option<Instant>,
+}
+
+/// A full shard clears out its expired values at most this often: clearing walks the whole
+/// shard, and a stream of new names (a class's first minutes) fills it on every insert.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How many values a full shard compares to choose the one to push out.
+const EVICTION_SAMPLE: usize = 8;
 
 /// Values kept for a number of seconds each, by key. Used twice by the resolver: upstream
 /// answers by (name, type), and encoded answers ([`Template`](super::wire::Template)s) by
 /// request shape.
 #[derive(Debug)]
 pub struct Cache<K, V> {
-    shards: Vec<Mutex<HashMap<K, Entry<V>>>>,
+    shards: Vec<Mutex<Shard<K, V>>>,
     per_shard: usize,
     hasher: foldhash::fast::FixedState,
 }
@@ -49,13 +65,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// A cache of about `capacity` values.
     pub fn new(capacity: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::new(),
+                        swept: None,
+                    })
+                })
+                .collect(),
             per_shard: (capacity / SHARDS).max(1),
             hasher: foldhash::fast::FixedState::default(),
         }
     }
 
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, Entry<V>>> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<Shard<K, V>> {
         let i = (self.hasher.hash_one(key) as usize) % SHARDS;
         // `i < SHARDS == self.shards.len()`.
         #[allow(clippy::indexing_slicing)]
@@ -78,11 +101,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        let entry = shard.get(key)?;
+        let mut shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        let entry = shard.map.get_mut(key)?;
         let age = now.saturating_duration_since(entry.stored).as_secs();
         let age = u32::try_from(age).unwrap_or(u32::MAX);
-        (age < entry.ttl).then(|| (entry.value.clone(), age, entry.ttl))
+        if age >= entry.ttl {
+            return None;
+        }
+        entry.used = now;
+        Some((entry.value.clone(), age, entry.ttl))
     }
 
     /// The value for `key` if it expired no more than `window` seconds before `now`: an
@@ -94,7 +121,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        let entry = shard.get(key)?;
+        let entry = shard.map.get(key)?;
         let age = now.saturating_duration_since(entry.stored).as_secs();
         (age < u64::from(entry.ttl) + u64::from(window)).then(|| entry.value.clone())
     }
@@ -105,22 +132,36 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
             return;
         }
         let mut shard = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
-        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
-            shard.retain(|_, e| {
-                now.saturating_duration_since(e.stored) < Duration::from_secs(u64::from(e.ttl))
-            });
-            if shard.len() >= self.per_shard
-                && let Some(k) = shard.keys().next().cloned()
+        if shard.map.len() >= self.per_shard && !shard.map.contains_key(&key) {
+            if shard
+                .swept
+                .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY)
             {
-                shard.remove(&k);
+                shard.swept = Some(now);
+                shard.map.retain(|_, e| {
+                    now.saturating_duration_since(e.stored) < Duration::from_secs(u64::from(e.ttl))
+                });
+            }
+            if shard.map.len() >= self.per_shard
+                && let Some(k) = shard
+                    .map
+                    .iter()
+                    .take(EVICTION_SAMPLE)
+                    // Never read since it came first (a flood's names), then the least
+                    // recently read.
+                    .min_by_key(|(_, e)| (e.used > e.stored, e.used))
+                    .map(|(k, _)| k.clone())
+            {
+                shard.map.remove(&k);
             }
         }
-        shard.insert(
+        shard.map.insert(
             key,
             Entry {
                 value,
                 stored: now,
                 ttl,
+                used: now,
             },
         );
     }
@@ -129,7 +170,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
             .sum()
     }
 
@@ -288,5 +329,31 @@ mod tests {
             );
         }
         assert!(c.len() <= SHARDS * 2, "{}", c.len());
+    }
+
+    #[test]
+    fn a_flood_of_new_names_does_not_push_out_the_ones_in_use() {
+        let c = AnswerCache::new(SHARDS * 64);
+        let t0 = Instant::now();
+        let hot: Vec<Name> = (0..20)
+            .map(|i| Name::from_ascii(format!("hot{i}.example.")).unwrap())
+            .collect();
+        for n in &hot {
+            c.keep(n, RecordType::A, &a(&n.to_ascii(), 300), t0);
+        }
+        // Ten thousand new names, the hot ones read between every hundred.
+        for i in 0..10_000u64 {
+            let at = t0 + Duration::from_millis(i);
+            let n = Name::from_ascii(format!("cold{i}.example.")).unwrap();
+            c.keep(&n, RecordType::A, &a(&n.to_ascii(), 300), at);
+            if i % 100 == 0 {
+                for h in &hot {
+                    assert!(
+                        c.answer(h, RecordType::A, at).is_some(),
+                        "{h} pushed out at {i}"
+                    );
+                }
+            }
+        }
     }
 }
