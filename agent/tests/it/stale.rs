@@ -123,13 +123,13 @@ fn a_and_ttl(m: &Message) -> Option<(String, u32)> {
     })
 }
 
-#[test]
-fn a_silent_upstream_gets_stale_answers_served() {
-    let upstream = Upstream::start(1);
+/// The daemon in front of `upstream`, once it has answered `www.bbc.co.uk` (which is then
+/// cached): its directory, the process, its DNS address and its metrics address.
+fn started(upstream: &Upstream) -> (tempfile::TempDir, Daemon, SocketAddr, String) {
     let dir = tempfile::tempdir().unwrap();
     let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let _daemon = Daemon::loopback(
+    let daemon = Daemon::loopback(
         &policy(dir.path()),
         &dns.to_string(),
         upstream.addr,
@@ -140,6 +140,13 @@ fn a_silent_upstream_gets_stale_answers_served() {
         eventually(20, || ask_udp(dns, "www.bbc.co.uk.").is_some()),
         "the daemon never answered"
     );
+    (dir, daemon, dns, metrics)
+}
+
+#[test]
+fn a_silent_upstream_gets_stale_answers_served() {
+    let upstream = Upstream::start(1);
+    let (_dir, _daemon, dns, metrics) = started(&upstream);
     upstream.silent.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(2100));
     // Expired, and nobody answers upstream: the old answer, for 30 s.
@@ -166,20 +173,7 @@ fn a_silent_upstream_gets_stale_answers_served() {
 #[test]
 fn popular_names_are_fetched_again_before_they_expire() {
     let upstream = Upstream::start(10);
-    let dir = tempfile::tempdir().unwrap();
-    let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let _daemon = Daemon::loopback(
-        &policy(dir.path()),
-        &dns.to_string(),
-        upstream.addr,
-        &dir.path().join("state"),
-        &["--metrics-listen", &metrics],
-    );
-    assert!(
-        eventually(20, || ask_udp(dns, "www.bbc.co.uk.").is_some()),
-        "the daemon never answered"
-    );
+    let (_dir, _daemon, dns, metrics) = started(&upstream);
     let first = upstream.asked();
     // Within the first nine tenths: from the cache, nothing more.
     std::thread::sleep(Duration::from_secs(5));
