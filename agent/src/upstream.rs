@@ -256,7 +256,11 @@ impl Inner {
 
     /// Asks the upstreams in turn until one answers.
     async fn ask(&self, name: &Name, rtype: RecordType) -> Shared {
+        // Asked in lower case, with 0x20's capitals on top: an upstream that answers in
+        // lower case then matches once 0x20 is off for it, whatever case the client used.
+        let name = &name.to_lowercase();
         let attempts = lock(&self.upstreams).len().clamp(2, 4);
+        let mut case_retried = false;
         let mut tried = 0u64;
         let mut last = Failure::Silent;
         let mut attempt = 0;
@@ -287,15 +291,18 @@ impl Inner {
                     self.counts.tcp.fetch_add(1, Ordering::Relaxed);
                     exchange_tcp(to, &query).await
                 }
-                Ok((_, Reply::CaseChanged)) => {
+                Ok((_, Reply::CaseChanged)) if !case_retried => {
+                    // Once per question: asked again at once, in lower case.
                     debug!(upstream = %to, "the upstream does not keep the letter case");
                     lock(&self.upstreams).drops_case(i);
                     tried &= !(1u64
                         .checked_shl(u32::try_from(i).unwrap_or(64))
                         .unwrap_or(0));
+                    case_retried = true;
                     attempt -= 1;
                     continue;
                 }
+                Ok((_, Reply::CaseChanged)) => Err(Failure::Unreadable),
                 Ok((_, Reply::NotOurs)) => Err(Failure::Silent),
                 Err(failure) => Err(failure),
             };
@@ -667,6 +674,16 @@ mod tests {
         assert_eq!(r.answers.len(), 1);
         let names = lock(&up.names).clone();
         assert_eq!(names.last().unwrap(), "mixedcasename.example.");
+        // A client's capitals are not 0x20's: the question goes out in lower case, and is
+        // answered at once rather than asked again until the deadline.
+        let started = Instant::now();
+        let r = forwarder
+            .resolve(name("WWW.Capitals.Example."), RecordType::A)
+            .await
+            .unwrap();
+        assert_eq!(r.answers.len(), 1);
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(lock(&up.names).last().unwrap(), "www.capitals.example.");
     }
 
     #[tokio::test]

@@ -276,10 +276,15 @@ pub fn resolved(answer: &[u8]) -> Result<Resolved, AnswerError> {
         return Err(AnswerError::Failed(code));
     }
     let Message {
-        answers,
+        mut answers,
         authorities,
         ..
     } = message;
+    // Owner names come back in the case 0x20 chose; they are cached and served to every
+    // client, so they are kept in lower case.
+    for r in &mut answers {
+        r.name = r.name.to_lowercase();
+    }
     let authorities = if answers.is_empty() {
         authorities
             .into_iter()
@@ -420,6 +425,10 @@ mod tests {
         assert_eq!(r.code, ResponseCode::NoError);
         assert_eq!(r.answers.len(), 1);
         assert_eq!(r.answers[0].data, RData::A(A::new(192, 0, 2, 7)));
+        // Asked in 0x20's mixed case, kept in lower case.
+        let mixed = Query::new(&name, RecordType::A, 7, u64::MAX);
+        let r = resolved(&answer_to(&mixed, mixed.question(), false)).unwrap();
+        assert_eq!(r.answers[0].name.to_ascii(), "www.example.com.");
 
         let mut empty = Message::new(7, MessageType::Response, OpCode::Query);
         empty.metadata.response_code = ResponseCode::NXDomain;
