@@ -6,7 +6,18 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{Lab, eventually, workspace_bin};
+use crate::{Lab, eventually, json_lines, workspace_bin};
+
+/// A policy for captures made on loopback: every address there is a pupil's.
+pub const LOOPBACK_POLICY: &str = "version: 1
+school: { name: Lab Primary School, timezone: UTC }
+categories:
+  social_networking: { domains: [instagram.com] }
+groups:
+  pupils: { networks: [127.0.0.0/8] }
+rules:
+  - { name: Pupils off social, groups: [pupils], block: [social_networking] }
+";
 
 /// The label tcpdump runs under.
 const LABEL: &str = "tcpdump";
@@ -50,14 +61,5 @@ pub fn replay(policy: &Path, capture: &Path, filter: bool) -> Vec<serde_json::Va
     if filter {
         replay.arg("--filter");
     }
-    let out = replay.output().expect("schoolgate-agent runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("replay prints JSON lines"))
-        .collect()
+    json_lines(&mut replay)
 }

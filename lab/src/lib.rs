@@ -429,20 +429,11 @@ impl Lab {
     /// The events the agent's journal in `state/` holds, oldest first (through
     /// `schoolgate-agent events`, as an admin reads them).
     pub fn events(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(workspace_bin("schoolgate-agent"))
-            .args(["events", "--state-dir"])
-            .arg(self.path("state"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        json_lines(
+            Command::new(workspace_bin("schoolgate-agent"))
+                .args(["events", "--state-dir"])
+                .arg(self.path("state")),
+        )
     }
 
     /// The process id of what was started as `label` (`ip netns exec` execs the command, so
@@ -625,6 +616,20 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
+}
+
+/// Runs `command`, which must succeed, and reads what it prints as one JSON value a line.
+pub fn json_lines(command: &mut Command) -> Vec<serde_json::Value> {
+    let out = command.output().expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON value a line"))
+        .collect()
 }
 
 /// A program built by this workspace: beside the running program (`target/<profile>/`), or

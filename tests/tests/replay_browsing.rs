@@ -17,16 +17,6 @@
 use schoolgate_tests::lab::{self, Lab, capture, eventually};
 use schoolgate_tests::{require_lab, require_tools};
 
-const POLICY: &str = "version: 1
-school: { name: Lab Primary School, timezone: UTC }
-categories:
-  social_networking: { domains: [instagram.com] }
-groups:
-  pupils: { networks: [127.0.0.0/8] }
-rules:
-  - { name: Pupils off social, groups: [pupils], block: [social_networking] }
-";
-
 /// A class page: a style sheet, a script and forty images of growing size.
 fn write_site(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -177,7 +167,7 @@ fn browsing_is_not_a_tls_wrapped_proxy_and_trojan_is() {
     );
     capture::stop(&mut lab);
 
-    std::fs::write(lab.path("policy.yaml"), POLICY).unwrap();
+    std::fs::write(lab.path("policy.yaml"), capture::LOOPBACK_POLICY).unwrap();
     let mut hellos_by_mode = Vec::new();
     for filter in [false, true] {
         let seen = capture::replay(&lab.path("policy.yaml"), &capture, filter);

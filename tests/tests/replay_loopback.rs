@@ -27,16 +27,6 @@ fn lab_python() -> String {
     })
 }
 
-const POLICY: &str = "version: 1
-school: { name: Lab Primary School, timezone: UTC }
-categories:
-  social_networking: { domains: [instagram.com] }
-groups:
-  pupils: { networks: [127.0.0.0/8] }
-rules:
-  - { name: Pupils off social, groups: [pupils], block: [social_networking] }
-";
-
 #[test]
 fn dns_over_quic_on_loopback_on_any_port() {
     require_lab!();
@@ -68,7 +58,7 @@ fn dns_over_quic_on_loopback_on_any_port() {
     );
     capture::stop(&mut lab);
 
-    std::fs::write(lab.path("policy.yaml"), POLICY).unwrap();
+    std::fs::write(lab.path("policy.yaml"), capture::LOOPBACK_POLICY).unwrap();
     for filter in [false, true] {
         let seen = capture::replay(&lab.path("policy.yaml"), &capture, filter);
         let doq = seen
