@@ -32,11 +32,12 @@ const PER_MESSAGE: i64 = 500;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MailError {
-    #[error("smtp.{field}: {value:?} is not an e-mail address: {message}")]
+    #[error("smtp.{field}: {value:?} is not an e-mail address: {source}")]
     Address {
         field: &'static str,
         value: String,
-        message: String,
+        #[source]
+        source: lettre::address::AddressError,
     },
     #[error("cannot read {}: {source}", path.display())]
     Read {
@@ -49,7 +50,7 @@ pub enum MailError {
     #[error("cannot build the message: {0}")]
     Message(#[from] lettre::error::Error),
     #[error("cannot read the records for the message: {0}")]
-    Report(String),
+    Report(#[source] crate::db::DbError),
 }
 
 /// What incident `i` is, without who, where or which site (e-mail is read on phones and
@@ -227,7 +228,7 @@ fn mailbox(field: &'static str, value: &str) -> Result<Mailbox, MailError> {
         .map_err(|e: lettre::address::AddressError| MailError::Address {
             field,
             value: value.to_owned(),
-            message: e.to_string(),
+            source: e,
         })
 }
 
@@ -385,7 +386,7 @@ impl Mailer {
                 let sections =
                     crate::web::reports::weekly_sections(db, &self.zone, w, report.role())
                         .await
-                        .map_err(|e| MailError::Report(e.to_string()))?;
+                        .map_err(MailError::Report)?;
                 let (mut subject, body) = compose_report(
                     report,
                     &sections,
@@ -453,7 +454,7 @@ impl Mailer {
         let of_agent = db
             .agent_schools(&crate::db::Scope::Trust)
             .await
-            .map_err(|e| MailError::Report(e.to_string()))?;
+            .map_err(MailError::Report)?;
         for (id, name, to) in &self.schools {
             let theirs: Vec<Incident> = incidents
                 .iter()
