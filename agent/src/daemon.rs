@@ -97,6 +97,8 @@ pub struct Config {
     pub session_idle_minutes: u32,
     /// The HTTPS sign-in endpoint, if the policy has one.
     pub sign_in: Option<schoolgate_engine::policy::gateway::SignInEndpoint>,
+    /// DNS over HTTPS and TLS for school devices away from school.
+    pub off_site: Option<schoolgate_engine::policy::gateway::OffSite>,
 }
 
 /// What the firewall needs from the configuration.
@@ -145,6 +147,8 @@ pub enum DaemonError {
     Radius(#[from] people::radius::RadiusStartError),
     #[error(transparent)]
     SignIn(#[from] people::sign_in::TokensError),
+    #[error("gateway.off_site: {0}")]
+    OffSite(#[from] crate::dns::off_site::OffSiteError),
 }
 
 /// What the daemon is told while it runs.
@@ -247,6 +251,7 @@ impl Config {
             ldap: gateway.and_then(|g| g.ldap.clone()),
             radius: gateway.and_then(|g| g.radius.clone()),
             sign_in: gateway.and_then(|g| g.sign_in.clone()),
+            off_site: gateway.and_then(|g| g.off_site.clone()),
             session_idle_minutes: gateway.map_or(
                 schoolgate_engine::policy::gateway::DEFAULT_SESSION_IDLE_MINUTES,
                 |g| g.session_idle_minutes,
@@ -482,10 +487,13 @@ async fn start(
         });
     }
     let mut ready = Ready::default();
-    start_dns(
+    let resolver = start_dns(
         config, &shared, &actor, learner, upstream, &mut ready, running,
     )
     .await?;
+    if let Some(o) = &config.off_site {
+        start_off_site(o, resolver, running).await?;
+    }
     start_block_page(config, &shared, &mut ready, running).await?;
     start_metrics(config, &metrics, firewall.as_ref(), &mut ready, running).await?;
     let ticking = Arc::clone(&events);
@@ -1097,7 +1105,7 @@ async fn start_dns(
     upstream: Upstream,
     ready: &mut Ready,
     running: &mut Running,
-) -> Result<(), DaemonError> {
+) -> Result<Arc<Resolver>, DaemonError> {
     let resolver = Arc::new(Resolver::new(
         Arc::clone(shared),
         Arc::clone(actor),
@@ -1148,7 +1156,59 @@ async fn start_dns(
             join(t).await;
         }
     });
-    failed.map_or(Ok(()), Err)
+    failed.map_or(Ok(resolver), Err)
+}
+
+/// DNS over TLS and over HTTPS for school devices away from school, on the addresses
+/// `gateway.off_site` names, with the certificate from its files.
+async fn start_off_site(
+    settings: &schoolgate_engine::policy::gateway::OffSite,
+    resolver: Arc<Resolver>,
+    running: &mut Running,
+) -> Result<(), DaemonError> {
+    use crate::dns::off_site::{self, OffSite};
+    let key = off_site::certified_key(settings)?;
+    let off_site = OffSite::new(resolver, settings);
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Bind {
+                addr: addr.to_string(),
+                source,
+            })
+    };
+    let dot_tls = off_site::dot_tls(&off_site, Arc::clone(&key))?;
+    for addr in &settings.dot {
+        let listener = bind(*addr).await?;
+        info!(%addr, "dns over tls listening (devices away from school)");
+        let task = tokio::spawn(off_site::serve_dot(
+            listener,
+            Arc::clone(&off_site),
+            Arc::clone(&dot_tls),
+        ));
+        running.started("dns over tls", move || abort(task));
+    }
+    let doh_tls = off_site::doh_tls(key)?;
+    let limits = schoolgate_serve::Limits {
+        http2: true,
+        per_address: 256,
+        connections: 4096,
+        ..schoolgate_serve::Limits::default()
+    };
+    for addr in &settings.doh {
+        let listener = bind(*addr).await?;
+        info!(%addr, "dns over https listening (devices away from school)");
+        let task = tokio::spawn(schoolgate_serve::serve(
+            listener,
+            off_site::doh_router(Arc::clone(&off_site)),
+            Some(Arc::clone(&doh_tls)),
+            limits,
+            Arc::from([]),
+            std::future::pending(),
+        ));
+        running.started("dns over https", move || abort(task));
+    }
+    Ok(())
 }
 
 /// The block page on each of its addresses, and the listener on port 443 beside it that

@@ -34,6 +34,26 @@ impl Shared {
         let client = Client::new(ip, self.directory.mac(ip, now));
         let mut identity = policy.identify(&client);
         identity.person = self.sessions.person_at(policy, ip);
-        Who { client, identity }
+        Who {
+            client,
+            identity,
+            off_site: false,
+        }
+    }
+
+    /// Who a device away from school is, by the off-site id it asked with: its entry's group
+    /// and MAC (so a quarantine of the device holds wherever it is). `None` for an id no
+    /// device has.
+    pub fn who_off_site(&self, policy: &Policy, id: &str) -> Option<Who> {
+        let identity = policy.off_site_device(id)?;
+        let mac = identity
+            .device
+            .and_then(|d| policy.device(d))
+            .and_then(|d| d.mac);
+        Some(Who {
+            client: Client { ip: None, mac },
+            identity,
+            off_site: true,
+        })
     }
 }

@@ -177,6 +177,11 @@ pub struct DeviceInfo {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The device was away from school, asking the school's DNS over HTTPS or TLS by its
+    /// off-site id (added in 0.3: absent means at school). It then has no address: where a
+    /// pupil's home is, is not the school's to keep.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub off_site: bool,
 }
 
 fn mac_text<S: serde::Serializer>(mac: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {

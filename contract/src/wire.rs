@@ -376,7 +376,19 @@ fn device(d: &mut Map<String, Value>) -> Result<DeviceInfo, Refused> {
         mac,
         name: text(d, "device.name", "name", MAX_NAME)?,
         owner: text(d, "device.owner", "owner", MAX_NAME)?,
+        off_site: flag(d, "device.off_site", "off_site")?,
     })
+}
+
+fn flag(m: &mut Map<String, Value>, field: &'static str, key: &str) -> Result<bool, Refused> {
+    match m.remove(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(_) => Err(Refused::WrongType {
+            field,
+            expected: "true or false",
+        }),
+    }
 }
 
 fn person(p: &mut Map<String, Value>) -> Result<PersonInfo, Refused> {
@@ -464,6 +476,37 @@ mod tests {
         ));
         with["person"] = "amira.k".into();
         assert!(parse_event(with).is_err());
+    }
+
+    #[test]
+    fn off_site_is_read_when_sent_and_at_school_when_absent() {
+        let mut away = example();
+        away["device"] = serde_json::json!({"name": "ICT-Suite-01", "off_site": true});
+        let e = parse_event(away.clone()).unwrap().event;
+        assert!(e.device.off_site);
+        assert_eq!(e.device.ip, None);
+        let text = serde_json::to_value(&e).unwrap();
+        assert_eq!(text["device"]["off_site"], true);
+        assert_eq!(parse_event(text).unwrap().event, e);
+        // At school, nothing is written and nothing is read.
+        let home = parse_event(example()).unwrap().event;
+        assert!(!home.device.off_site);
+        assert!(
+            serde_json::to_value(&home).unwrap()["device"]
+                .get("off_site")
+                .is_none()
+        );
+        away["device"]["off_site"] = "yes".into();
+        assert!(matches!(
+            parse_event(away),
+            Err((
+                _,
+                Refused::WrongType {
+                    field: "device.off_site",
+                    ..
+                }
+            ))
+        ));
     }
 
     #[test]

@@ -647,3 +647,90 @@ fn added_exceptions_are_checked_one_by_one_against_their_own_file() {
         "{skipped:?}"
     );
 }
+
+#[test]
+fn devices_away_from_school_are_found_by_their_off_site_id() {
+    let yaml = r#"version: 1
+school: { name: Test School, timezone: Europe/London }
+groups:
+  school_computers:
+    devices:
+      - { mac: "52:54:00:12:34:56", name: ICT-Suite-01, off_site_id: ict-01-k7q2 }
+      - { name: Home-Laptop-7, off_site_id: Laptop-7 }
+  pupils: { networks: [10.10.0.0/16] }
+gateway:
+  dns: { block_response: nxdomain }
+  off_site:
+    server_name: DNS.School.Example.
+    doh: ["0.0.0.0:443"]
+    dot: ["0.0.0.0:853", "[::]:853"]
+    cert_file: tls/dns.crt
+    key_file: tls/dns.key
+"#;
+    let policy = Policy::from_yaml(yaml, Path::new("/school/policy.yaml"), &lists(&[])).unwrap();
+    let found = policy.off_site_device("ICT-01-K7Q2").unwrap();
+    let device = policy.device(found.device.unwrap()).unwrap();
+    assert_eq!(device.name, "ICT-Suite-01");
+    assert_eq!(
+        policy.group(found.group.unwrap()).unwrap().name,
+        "school_computers"
+    );
+    // An entry with only an off-site id is a device too, and its id is kept in lower case.
+    let laptop = policy.off_site_device("laptop-7").unwrap();
+    assert_eq!(
+        policy
+            .device(laptop.device.unwrap())
+            .unwrap()
+            .off_site_id
+            .as_deref(),
+        Some("laptop-7")
+    );
+    assert!(policy.off_site_device("ict-02-zzzz").is_none());
+    assert!(policy.off_site_device("").is_none());
+    let o = policy.gateway().unwrap().off_site.as_ref().unwrap();
+    assert_eq!(o.server_name, "dns.school.example");
+    assert_eq!((o.doh.len(), o.dot.len()), (1, 2));
+    assert_eq!(o.cert_file, Path::new("/school/tls/dns.crt"));
+    assert_eq!(
+        o.rate_limit,
+        schoolgate_engine::policy::gateway::DEFAULT_OFF_SITE_RATE_LIMIT
+    );
+}
+
+#[test]
+fn off_site_mistakes_are_located() {
+    let yaml = r#"version: 1
+school: { name: Test School, timezone: Europe/London }
+groups:
+  school_computers:
+    devices:
+      - { mac: "52:54:00:12:34:56", name: ICT-Suite-01, off_site_id: "ict 01" }
+      - { mac: "52:54:00:12:34:57", name: ICT-Suite-02, off_site_id: same }
+      - { mac: "52:54:00:12:34:58", name: ICT-Suite-03, off_site_id: SAME }
+      - { mac: "52:54:00:12:34:59", name: ICT-Suite-04, off_site_id: -dash }
+gateway:
+  dns: { block_response: nxdomain }
+  off_site:
+    server_name: "not a name"
+    cert_file: dns.crt
+    key_file: dns.key
+    rate_limit: 0
+"#;
+    let got = errors(yaml, &[]);
+    let want = [
+        "/school/policy.yaml:6:70: `ict 01` cannot be an off-site id",
+        "/school/policy.yaml:8:70: off-site id `same` is defined twice",
+        "/school/policy.yaml:9:70: `-dash` cannot be an off-site id",
+        "/school/policy.yaml:13:5: gateway.off_site `doh or dot` names no address",
+        "/school/policy.yaml:13:18: `not a name` has the character ' '",
+        "/school/policy.yaml:16:17: rate limit 0 would refuse every query",
+    ];
+    for w in want {
+        assert!(
+            got.iter().any(|g| g.starts_with(w)),
+            "missing {w}\n got:\n  {}",
+            got.join("\n  ")
+        );
+    }
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+}

@@ -44,6 +44,10 @@ pub struct Limits {
     pub connections: usize,
     /// Connections open at once from one address (an IPv6 /64), except trusted proxies.
     pub per_address: usize,
+    /// Whether HTTP/2 is spoken besides HTTP/1.1 (chosen by TLS's ALPN, which the TLS
+    /// configuration must offer): DNS over HTTPS clients want it. Off, every connection is
+    /// HTTP/1.1 with its head's deadline.
+    pub http2: bool,
 }
 
 impl Default for Limits {
@@ -54,6 +58,7 @@ impl Default for Limits {
             idle: Duration::from_secs(60),
             connections: 1024,
             per_address: 64,
+            http2: false,
         }
     }
 }
@@ -267,7 +272,7 @@ async fn connection<S, Svc>(
     limits: &Limits,
     start: Instant,
     last: &AtomicU64,
-) -> Result<(), hyper::Error>
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     Svc: hyper::service::Service<
@@ -278,13 +283,29 @@ where
         + 'static,
     Svc::Future: Send + 'static,
 {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.head);
-    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
-    tokio::pin!(conn);
     let tick = (limits.idle / 4).max(Duration::from_millis(10));
+    let io = hyper_util::rt::TokioIo::new(io);
+    let conn: Pin<Box<dyn std::future::Future<Output = Result<(), _>> + Send>> = if limits.http2 {
+        let mut builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.head);
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(64);
+        Box::pin(builder.serve_connection(io, service).into_owned())
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.head);
+        let conn = builder.serve_connection(io, service);
+        Box::pin(async move { conn.await.map_err(Into::into) })
+    };
+    tokio::pin!(conn);
     loop {
         tokio::select! {
             r = &mut conn => return r,

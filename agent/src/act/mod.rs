@@ -45,6 +45,9 @@ use schoolgate_contract::PersonInfo;
 pub struct Who {
     pub client: Client,
     pub identity: Identity,
+    /// A school device away from school, asking by its off-site id: no address of its own
+    /// is known (or kept), and its events say where it was.
+    pub off_site: bool,
 }
 
 /// What a detector saw, for the actor.
@@ -343,6 +346,7 @@ impl Actor {
             mac: who.client.mac,
             name,
             owner: entry.and_then(|d| d.owner.clone()),
+            off_site: who.off_site,
         };
         let group = who
             .identity

@@ -27,7 +27,7 @@ use crate::report::metrics::RuleLabels;
 use crate::shared::Shared;
 use crate::upstream::{Resolved, Upstream, UpstreamError};
 use schoolgate_gateway::dns::cache::{self, AnswerCache, Cache};
-use schoolgate_gateway::dns::plan::{Plan, Request, Route, Settings, answer, plan, route};
+use schoolgate_gateway::dns::plan::{Plan, Request, Route, Settings, answer, plan, route, served};
 use schoolgate_gateway::dns::question::Question;
 use schoolgate_gateway::dns::ratelimit::SharedLimiter;
 use schoolgate_gateway::dns::tcp::{self, Next, Reassembly};
@@ -134,7 +134,18 @@ impl Resolver {
 
     /// Answers one request from `peer`; `None` means send nothing.
     pub async fn handle(&self, bytes: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
-        match self.prepare(bytes, peer, Clock::now()) {
+        let step = self.prepare(bytes, peer, Clock::now());
+        self.finish(step).await
+    }
+
+    /// Answers one request from `who` (a device away from school) under `policy`.
+    pub async fn handle_as(&self, bytes: &[u8], policy: &Policy, who: &Who) -> Option<Vec<u8>> {
+        let step = self.prepare_as(bytes, policy, who, Clock::now());
+        self.finish(step).await
+    }
+
+    async fn finish(&self, step: Step) -> Option<Vec<u8>> {
+        match step {
             Step::Done(reply) => reply,
             Step::Kept(reply, how) => {
                 let mut tally = Tally::default();
@@ -165,22 +176,33 @@ impl Resolver {
         }
         let policy = self.shared.live.current();
         let who = self.shared.who(&policy, ip, now);
+        self.prepare_as(bytes, &policy, &who, clock)
+    }
+
+    /// [`prepare`](Self::prepare) once the sender is known: presence, supervision, the
+    /// kept answers and the plan.
+    pub fn prepare_as(&self, bytes: &[u8], policy: &Policy, who: &Who, clock: Clock) -> Step {
+        let metrics = &self.shared.metrics;
+        let Clock { instant, now } = clock;
         self.actor.act(
-            &policy,
-            &who,
+            policy,
+            who,
             now,
             Outcome::Presence {
                 how: "asked the school's DNS",
             },
         );
         // Supervised use: every name asked for is recorded (one load while nobody is).
-        if self.shared.quarantine.supervised_at(ip)
+        if who
+            .client
+            .ip
+            .is_some_and(|ip| self.shared.quarantine.supervised_at(ip))
             && let Some(q) = Question::parse(bytes)
         {
             let name = q.name().to_owned();
             self.actor.act(
-                &policy,
-                &who,
+                policy,
+                who,
                 now,
                 Outcome::Supervised {
                     name,
@@ -188,7 +210,7 @@ impl Resolver {
                 },
             );
         }
-        if let Some((out, how)) = self.kept_answer(bytes, &policy, &who, now, instant) {
+        if let Some((out, how)) = self.kept_answer(bytes, policy, who, now, instant) {
             return Step::Kept(out, how);
         }
         let quarantined = self.shared.quarantine.contains(&who.client);
@@ -197,7 +219,7 @@ impl Resolver {
             &who.client,
             who.identity,
             quarantined,
-            &policy,
+            policy,
             &self.settings,
             now,
         ) {
@@ -212,7 +234,7 @@ impl Resolver {
                                 rule: rule.to_owned(),
                             })
                             .inc();
-                        debug!(client = %ip, name = %b.name, rule, "blocked");
+                        debug!(client = ?who.client.ip, name = %b.name, rule, "blocked");
                         // Devices may hold its addresses from before: the firewall
                         // refuses them once it knows them.
                         if let (Some(l), Some(_)) = (&self.learner, &b.rule) {
@@ -226,7 +248,7 @@ impl Resolver {
                             evidence: "DNS query".to_owned(),
                         });
                         // A first sighting is journaled before its answer leaves.
-                        if let Some(ticket) = self.actor.act(&policy, &who, now, seen)
+                        if let Some(ticket) = self.actor.act(policy, who, now, seen)
                             && !self.actor.events().settled(ticket)
                         {
                             return Step::AfterJournal(bytes, ticket);
@@ -292,7 +314,7 @@ impl Resolver {
     ) -> Option<(Vec<u8>, Kept)> {
         let q = Question::parse(bytes)?;
         // Clients outside the policy's networks are refused on the full path.
-        if !who.client.ip.is_some_and(|ip| policy.serves(ip)) {
+        if !served(&who.client, &who.identity, policy) {
             return None;
         }
         let qtype = RecordType::from(q.qtype);

@@ -72,6 +72,10 @@ pub struct Metrics {
     pub stale_answers: Counter,
     /// Popular names asked again before their answers expired.
     pub prefetches: Counter,
+    /// Queries from school devices away from school (DNS over HTTPS or TLS), by a known id.
+    pub off_site_queries: Counter,
+    /// Requests or handshakes from away naming a device id no device has.
+    pub off_site_refused: Counter,
     pub upstream_latency: Histogram,
     pub reloads: Family<ReloadLabels, Counter>,
     pub block_page_requests: Counter,
@@ -134,6 +138,18 @@ impl Metrics {
             "dns_upstream_shed",
             "Allowed queries answered SERVFAIL at once, too many questions being out upstream",
             upstream_shed.clone(),
+        );
+        let off_site_queries = Counter::default();
+        registry.register(
+            "dns_off_site_queries",
+            "Queries from school devices away from school, over HTTPS or TLS",
+            off_site_queries.clone(),
+        );
+        let off_site_refused = Counter::default();
+        registry.register(
+            "dns_off_site_refused",
+            "Requests and handshakes from away naming no known device",
+            off_site_refused.clone(),
         );
         let stale_answers = Counter::default();
         registry.register(
@@ -234,6 +250,8 @@ impl Metrics {
             cache_misses,
             upstream_errors,
             upstream_shed,
+            off_site_queries,
+            off_site_refused,
             stale_answers,
             prefetches,
             upstream_latency,

@@ -12,6 +12,7 @@ mod cli;
 mod directory;
 mod dns_plan;
 mod firewall;
+mod off_site;
 mod reload;
 mod run;
 mod signed_in;

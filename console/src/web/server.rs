@@ -85,6 +85,7 @@ mod tests {
             idle: Duration::from_secs(5),
             connections: 64,
             per_address: 8,
+            http2: false,
         };
         let (addr, _c, _dir) = console(limits).await;
         let mut slow = Vec::new();

@@ -17,12 +17,14 @@ use jiff::tz::{TimeZone, TimeZoneDatabase};
 use super::error::{ErrorKind, Location, PolicyError, PolicyErrors};
 use super::gateway::{
     BlockPage, BlockResponse, Console, DEFAULT_LDAP_FILTER, DEFAULT_LDAP_GROUPS_FILTER,
-    DEFAULT_LDAP_SYNC_MINUTES, DEFAULT_RATE_LIMIT, DEFAULT_SESSION_IDLE_MINUTES, DEFAULT_STATE_DIR,
-    Defences, Dns, Firewall, Gateway, Ldap, LeaseFile, LeaseFormat, OnStop, Radius, RadiusClient,
-    SignInEndpoint, is_interface_name, parse_upstream,
+    DEFAULT_LDAP_SYNC_MINUTES, DEFAULT_OFF_SITE_RATE_LIMIT, DEFAULT_RATE_LIMIT,
+    DEFAULT_SESSION_IDLE_MINUTES, DEFAULT_STATE_DIR, Defences, Dns, Firewall, Gateway, Ldap,
+    LeaseFile, LeaseFormat, OffSite, OnStop, Radius, RadiusClient, SignInEndpoint,
+    is_interface_name, parse_upstream,
 };
 use super::raw::{
-    Ordered, RawAdded, RawException, RawGateway, RawLdap, RawPolicy, RawRadius, RawRequestRule, S,
+    Ordered, RawAdded, RawException, RawGateway, RawLdap, RawOffSite, RawPolicy, RawRadius,
+    RawRequestRule, S,
 };
 use super::{
     Action, Audience, Bypass, ClassId, Device, DeviceId, Exception, Group, GroupId, Groups,
@@ -30,7 +32,7 @@ use super::{
 };
 use crate::calendar::{Calendar, DateSpan};
 use crate::device::MacAddr;
-use crate::domain::{DomainIndex, Listed, TargetId, parse_entry};
+use crate::domain::{DomainIndex, Listed, TargetId, parse_entry, parse_listed};
 use crate::instant::parse_instant;
 use crate::schedule::{Days, SECONDS_PER_DAY, Schedule, TimeRange};
 use crate::technique::Technique;
@@ -256,8 +258,12 @@ impl<'a> Compiler<'a> {
 
         let mut by_mac = foldhash::HashMap::default();
         let mut by_ip = foldhash::HashMap::default();
+        let mut by_off_site_id = foldhash::HashMap::default();
         for (i, d) in devices.iter().enumerate() {
             let id = DeviceId(u32::try_from(i).unwrap_or(u32::MAX));
+            if let Some(o) = &d.off_site_id {
+                by_off_site_id.insert(o.clone(), id);
+            }
             if let Some(mac) = d.mac {
                 by_mac.insert(mac, id);
             }
@@ -296,6 +302,7 @@ impl<'a> Compiler<'a> {
             devices,
             by_mac,
             by_ip,
+            by_off_site_id,
             networks,
             default_group,
             rules,

@@ -149,7 +149,11 @@ pub enum ErrorKind {
         other: String,
         other_group: String,
     },
-    #[error("device entry `{name}` has neither `mac` nor `ip`")]
+    #[error(
+        "`{value}` cannot be an off-site id (one DNS label: letters, digits and hyphens, at most 63, not starting or ending with a hyphen)"
+    )]
+    OffSiteId { value: String },
+    #[error("device entry `{name}` has neither `mac`, `ip` nor `off_site_id`")]
     DeviceWithoutAddress { name: String },
     #[error("{what} `{name}` is defined twice")]
     Duplicate { what: &'static str, name: String },

@@ -35,6 +35,8 @@ pub struct Gateway {
     pub session_idle_minutes: u32,
     /// The HTTPS sign-in endpoint for logon scripts.
     pub sign_in: Option<SignInEndpoint>,
+    /// DNS over HTTPS and over TLS for school devices away from school.
+    pub off_site: Option<OffSite>,
     pub firewall: Firewall,
     /// Whether the agent watches the LAN interfaces' traffic (`gateway.inspection.enabled`,
     /// default true).
@@ -54,6 +56,26 @@ pub const DEFAULT_LDAP_GROUPS_FILTER: &str = "(|(objectClass=group)(objectClass=
 /// Minutes a sign-in lasts without word (an interim update, a repeated logon) when the
 /// policy does not say: a school day, so a lost logoff does not outlive the day.
 pub const DEFAULT_SESSION_IDLE_MINUTES: u32 = 480;
+
+/// Queries a second one device away from school may send, by default: a school day's
+/// browsing asks a few names a second at most, and a burst of twice this is let through.
+pub const DEFAULT_OFF_SITE_RATE_LIMIT: u32 = 20;
+
+/// DNS for school devices away from school: `gateway.off_site`. Each device asks with its
+/// own id ([`Device::off_site_id`](super::Device::off_site_id)): DNS over HTTPS at
+/// `https://{server_name}/dns-query/{id}`, DNS over TLS by the name `{id}.{server_name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffSite {
+    /// Lower case, without the final dot.
+    pub server_name: String,
+    pub doh: Vec<SocketAddr>,
+    pub dot: Vec<SocketAddr>,
+    /// The certificate for `server_name` and `*.{server_name}`.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Queries a second per device.
+    pub rate_limit: u32,
+}
 
 /// The sign-in endpoint: `gateway.sign_in`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -177,6 +177,8 @@ pub struct Device {
     pub mac: Option<MacAddr>,
     pub ip: Option<IpAddr>,
     pub group: GroupId,
+    /// The id the device asks by when away from school ([`Policy::off_site_device`]).
+    pub off_site_id: Option<String>,
 }
 
 /// Something `allow:`/`block:` can name.
@@ -346,6 +348,8 @@ pub struct Policy {
     pub(crate) devices: Vec<Device>,
     pub(crate) by_mac: foldhash::HashMap<MacAddr, DeviceId>,
     pub(crate) by_ip: foldhash::HashMap<IpAddr, DeviceId>,
+    /// Devices by their off-site id (lower case).
+    pub(crate) by_off_site_id: foldhash::HashMap<String, DeviceId>,
     /// Every group network, most specific prefix first.
     pub(crate) networks: Vec<(IpNet, GroupId)>,
     pub(crate) default_group: Option<GroupId>,
@@ -576,6 +580,24 @@ impl Policy {
             device,
             person: None,
         }
+    }
+
+    /// The device whose off-site id is `id` (any case), and who it is as the policy sees it:
+    /// its group and entry, as [`identify`](Self::identify) finds them at school. `None` for an
+    /// id no device has, which is how a revoked id (taken out of the file) is refused.
+    pub fn off_site_device(&self, id: &str) -> Option<Identity> {
+        let device = if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.by_off_site_id.get(&id.to_ascii_lowercase())
+        } else {
+            self.by_off_site_id.get(id)
+        }
+        .copied()?;
+        let d = self.devices.get(device.index())?;
+        Some(Identity {
+            group: Some(d.group),
+            device: Some(device),
+            person: None,
+        })
     }
 
     /// How the policy sees `person`: the first group (in file order) whose `users` names them

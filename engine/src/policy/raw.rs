@@ -215,6 +215,9 @@ pub(crate) struct RawDevice {
     pub name: S<String>,
     #[serde(default)]
     pub owner: Option<String>,
+    /// The device's id when it is away from school (DNS over HTTPS and TLS): one DNS label.
+    #[serde(default)]
+    pub off_site_id: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,6 +330,9 @@ pub(crate) struct RawGateway {
     /// The HTTPS endpoint logon scripts and sign-in agents report to.
     #[serde(default)]
     pub sign_in: Option<S<RawSignIn>>,
+    /// DNS over HTTPS and over TLS for the school's devices away from school.
+    #[serde(default)]
+    pub off_site: Option<S<RawOffSite>>,
     #[serde(default)]
     pub firewall: Option<S<RawFirewall>>,
     #[serde(default)]
@@ -391,6 +397,24 @@ pub(crate) struct RawSignIn {
     pub key_file: S<String>,
     /// One line per source: `NAME SHA256-OF-TOKEN [relay]`.
     pub tokens_file: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOffSite {
+    /// The name devices ask by (`dns.school.example`).
+    pub server_name: S<String>,
+    /// Where DNS over HTTPS is served (TCP, usually port 443).
+    #[serde(default)]
+    pub doh: Vec<S<String>>,
+    /// Where DNS over TLS is served (TCP, usually port 853).
+    #[serde(default)]
+    pub dot: Vec<S<String>>,
+    pub cert_file: S<String>,
+    pub key_file: S<String>,
+    /// Queries a second one device may send.
+    #[serde(default)]
+    pub rate_limit: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

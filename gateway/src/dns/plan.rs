@@ -89,6 +89,16 @@ pub enum Plan {
     Drop,
 }
 
+/// Whether the resolver answers `client` at all: a client at school must be on one of the
+/// policy's networks or a device entry's address; a client with no address is a device away
+/// from school, named by its off-site id, and is answered once that id found its entry.
+pub fn served(client: &Client, identity: &Identity, policy: &Policy) -> bool {
+    match client.ip {
+        Some(ip) => policy.serves(ip),
+        None => identity.device.is_some(),
+    }
+}
+
 /// Decides what to do with `bytes` from `client` at `now`; `identity` is who the policy
 /// says the client is (its device group and the person signed in there), worked out once by
 /// the caller.
@@ -115,7 +125,7 @@ pub fn plan(
         return reply(error(&message, ResponseCode::FormErr), None);
     };
     let query = query.clone();
-    if !client.ip.is_some_and(|ip| policy.serves(ip)) {
+    if !served(client, &identity, policy) {
         return reply(error(&message, ResponseCode::Refused), None);
     }
     if query.query_class() != DNSClass::IN {

@@ -1,9 +1,10 @@
 //! Per-client query rate limiting, so one device cannot starve the rest.
 //!
-//! A token bucket per client address: `rate` tokens a second, up to a burst of two seconds'
+//! A token bucket per client (its address at school, its device id away from it): `rate` tokens a second, up to a burst of two seconds'
 //! worth. The clock is passed in, so the limiter itself reads no time. Memory is bounded:
 //! buckets idle long enough to have refilled are dropped when the table grows.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -11,10 +12,10 @@ use std::time::Instant;
 const SWEEP_AT: usize = 8192;
 
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: f64,
-    buckets: foldhash::HashMap<IpAddr, Bucket>,
+    buckets: foldhash::HashMap<K, Bucket>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +24,7 @@ struct Bucket {
     at: Instant,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// `rate` queries a second per client (at least 1).
     pub fn new(rate: u32) -> Self {
         let rate = f64::from(rate.max(1));
@@ -35,7 +36,7 @@ impl RateLimiter {
     }
 
     /// Whether `client` may send another query at `now`; takes a token if so.
-    pub fn allow(&mut self, client: IpAddr, now: Instant) -> bool {
+    pub fn allow(&mut self, client: K, now: Instant) -> bool {
         if self.buckets.len() >= SWEEP_AT {
             self.sweep(now);
         }
@@ -72,14 +73,14 @@ impl RateLimiter {
 /// Rate limiters for many threads: clients spread over independently locked shards by
 /// address, so requests from different devices seldom wait on one another.
 #[derive(Debug)]
-pub struct SharedLimiter {
-    shards: Vec<std::sync::Mutex<RateLimiter>>,
+pub struct SharedLimiter<K = IpAddr> {
+    shards: Vec<std::sync::Mutex<RateLimiter<K>>>,
     hasher: foldhash::fast::FixedState,
 }
 
 const SHARDS: usize = 16;
 
-impl SharedLimiter {
+impl<K: Hash + Eq> SharedLimiter<K> {
     pub fn new(rate: u32) -> Self {
         Self {
             shards: (0..SHARDS)
@@ -90,9 +91,9 @@ impl SharedLimiter {
     }
 
     /// [`RateLimiter::allow`] on `client`'s shard.
-    pub fn allow(&self, client: IpAddr, now: Instant) -> bool {
+    pub fn allow(&self, client: K, now: Instant) -> bool {
         use std::hash::BuildHasher;
-        let i = (self.hasher.hash_one(client) as usize) % SHARDS;
+        let i = (self.hasher.hash_one(&client) as usize) % SHARDS;
         match self.shards.get(i) {
             Some(shard) => shard
                 .lock()

@@ -187,6 +187,7 @@ impl Compiler<'_> {
                 tokens_file: self.base.join(s.tokens_file.value.trim()),
             })
         });
+        let off_site = g.off_site.as_ref().and_then(|raw| self.off_site(raw));
         let session_idle_minutes = match g.sessions.as_ref().and_then(|s| s.idle_minutes.as_ref()) {
             Some(m) if !(5..=10_080).contains(&m.value) => {
                 self.error(m, ErrorKind::IdleMinutes { value: m.value });
@@ -240,7 +241,47 @@ impl Compiler<'_> {
             radius,
             session_idle_minutes,
             sign_in,
+            off_site,
             firewall,
+        })
+    }
+
+    fn off_site(&mut self, raw: &S<RawOffSite>) -> Option<OffSite> {
+        let o = &raw.value;
+        let errors_before = self.errors.len();
+        if o.doh.is_empty() && o.dot.is_empty() {
+            self.error(
+                raw,
+                ErrorKind::Empty {
+                    what: "gateway.off_site",
+                    name: "doh or dot".to_owned(),
+                    needs: "address",
+                },
+            );
+        }
+        let server_name = match parse_listed(o.server_name.value.trim()) {
+            Ok(name) => name.into_string(),
+            Err(source) => {
+                self.error(&o.server_name, ErrorKind::Domain { source });
+                String::new()
+            }
+        };
+        let doh: Vec<SocketAddr> = o.doh.iter().filter_map(|a| self.socket_addr(a)).collect();
+        let dot: Vec<SocketAddr> = o.dot.iter().filter_map(|a| self.socket_addr(a)).collect();
+        let mut rate_limit = DEFAULT_OFF_SITE_RATE_LIMIT;
+        if let Some(r) = &o.rate_limit {
+            if r.value == 0 {
+                self.error(r, ErrorKind::RateLimit { value: r.value });
+            }
+            rate_limit = r.value;
+        }
+        (self.errors.len() == errors_before).then(|| OffSite {
+            server_name,
+            doh,
+            dot,
+            cert_file: self.base.join(o.cert_file.value.trim()),
+            key_file: self.base.join(o.key_file.value.trim()),
+            rate_limit,
         })
     }
 

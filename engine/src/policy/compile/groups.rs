@@ -21,6 +21,7 @@ impl Compiler<'_> {
         let mut names = HashMap::new();
         let mut device_names: HashMap<String, DeviceId> = HashMap::new();
         let mut seen_mac: HashMap<MacAddr, DeviceId> = HashMap::new();
+        let mut seen_off_site: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut seen_ip: HashMap<IpAddr, DeviceId> = HashMap::new();
         for (key, g) in &raw.0 {
             let reserved = [(ALL, "`all` is built in and means every group")];
@@ -121,7 +122,7 @@ impl Compiler<'_> {
             }
             for d in &g.value.devices {
                 let name = d.value.name.value.trim().to_owned();
-                if d.value.mac.is_none() && d.value.ip.is_none() {
+                if d.value.mac.is_none() && d.value.ip.is_none() && d.value.off_site_id.is_none() {
                     self.error(d, ErrorKind::DeviceWithoutAddress { name: name.clone() });
                     continue;
                 }
@@ -184,6 +185,30 @@ impl Compiler<'_> {
                         }
                     }
                 }
+                let mut off_site_id = None;
+                if let Some(o) = &d.value.off_site_id {
+                    let id = o.value.trim().to_ascii_lowercase();
+                    if !is_off_site_id(&id) {
+                        self.error(
+                            o,
+                            ErrorKind::OffSiteId {
+                                value: o.value.clone(),
+                            },
+                        );
+                        ok = false;
+                    } else if !seen_off_site.insert(id.clone()) {
+                        self.error(
+                            o,
+                            ErrorKind::Duplicate {
+                                what: "off-site id",
+                                name: id,
+                            },
+                        );
+                        ok = false;
+                    } else {
+                        off_site_id = Some(id);
+                    }
+                }
                 if device_names.contains_key(&name) {
                     self.error(
                         &d.value.name,
@@ -211,6 +236,7 @@ impl Compiler<'_> {
                     mac,
                     ip,
                     group: gid,
+                    off_site_id,
                 });
             }
         }
@@ -339,3 +365,15 @@ impl Compiler<'_> {
 
 /// The longest username, directory group or class name a policy may give, in bytes.
 const MAX_PERSON_TEXT: usize = 128;
+
+/// Whether `id` can be a device's off-site id: one DNS label (it is the first label of the
+/// name a device asks DNS over TLS by), of lower-case letters, digits and hyphens, 1 to 63
+/// long, neither starting nor ending with a hyphen.
+pub(super) fn is_off_site_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+}

@@ -1,0 +1,263 @@
+//! School devices away from school: the daemon's DNS over TLS and over HTTPS on loopback,
+//! asked by Knot's kdig and curl as a device would, each request decided for the device its
+//! id names, at a Saturday evening's time.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::run::{Daemon, FakeUpstream, eventually, free_port, journaled};
+
+/// Saturday 5 December 2026, 20:00 in London (GMT).
+const SATURDAY_EVENING: &str = "2026-12-05T20:00:00Z";
+
+fn policy(doh: u16, dot: u16) -> String {
+    format!(
+        "version: 1
+school: {{ name: Loopback School, timezone: Europe/London }}
+calendar:
+  terms:
+    - {{ name: Autumn, from: 2026-09-02, to: 2026-12-18 }}
+schedules:
+  school_day: {{ days: [mon, tue, wed, thu, fri], times: [\"08:30-15:30\"], term_time: true }}
+categories:
+  social: {{ domains: [facebook.com, instagram.com] }}
+groups:
+  school_computers:
+    devices:
+      - {{ mac: \"52:54:00:12:34:56\", name: ICT-Suite-01, off_site_id: ict-suite-01-k7q2 }}
+  pupils:
+    devices:
+      - {{ mac: \"52:54:00:aa:bb:cc\", name: Y6-iPad-12, owner: 6B, off_site_id: y6-ipad-12-p9x4 }}
+    networks: [10.10.0.0/16]
+rules:
+  - {{ name: School computers never reach social networking, groups: [school_computers], block: [social] }}
+  - {{ name: Pupils off social in the school day, groups: [pupils], block: [social], when: school_day }}
+gateway:
+  dns: {{ block_response: nxdomain }}
+  off_site:
+    server_name: dns.test
+    doh: [\"127.0.0.1:{doh}\"]
+    dot: [\"127.0.0.1:{dot}\"]
+    cert_file: dns.crt
+    key_file: dns.key
+    rate_limit: 5
+"
+    )
+}
+
+/// What kdig says of `name` asked over TLS by `id` (`None`: no answer at all).
+fn dot(port: u16, ca: &Path, id: &str, name: &str) -> Option<String> {
+    kdig(&[
+        &format!("-p{port}"),
+        "+tls",
+        &format!("+tls-hostname={id}.dns.test"),
+        &format!("+tls-ca={}", ca.display()),
+        name,
+    ])
+}
+
+/// What kdig says of `name` asked over HTTPS at `/dns-query/{id}`.
+fn doh(port: u16, ca: &Path, id: &str, name: &str) -> Option<String> {
+    kdig(&[
+        &format!("-p{port}"),
+        &format!("+https=/dns-query/{id}"),
+        "+tls-hostname=dns.test",
+        &format!("+tls-ca={}", ca.display()),
+        name,
+    ])
+}
+
+/// The status kdig printed (`NOERROR`, `NXDOMAIN`…), or `None` when it got no DNS answer.
+fn kdig(args: &[&str]) -> Option<String> {
+    let out = Command::new("kdig")
+        .args(["@127.0.0.1", "+time=3", "+retry=0"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let status = text
+        .lines()
+        .filter(|l| l.contains("->>HEADER<<-"))
+        .find_map(|l| l.split("status: ").nth(1))?
+        .split(';')
+        .next()?
+        .trim()
+        .to_owned();
+    Some(status)
+}
+
+/// The HTTP status each of `requests` (path and query, with curl's extra arguments) got,
+/// in order, over one connection where curl can keep one.
+fn http(port: u16, ca: &Path, extra: &[&str], paths: &[String]) -> Vec<u16> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-w", "%{http_code}\\n", "--max-time", "5"])
+        .args([
+            "--resolve",
+            &format!("dns.test:{port}:127.0.0.1"),
+            "--cacert",
+        ])
+        .arg(ca)
+        .args(extra);
+    for p in paths {
+        cmd.args(["-o", "/dev/null"])
+            .arg(format!("https://dns.test:{port}{p}"));
+    }
+    let out = cmd.output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap_or(0))
+        .collect()
+}
+
+#[test]
+fn a_school_laptop_at_home_is_filtered_by_its_id_over_tls_and_https() {
+    if Command::new("kdig").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kdig is missing (scripts/setup installs knot-dnsutils)"
+        );
+        eprintln!("skipped: kdig is not installed (knot-dnsutils)");
+        return;
+    }
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let made =
+        rcgen::generate_simple_self_signed(vec!["dns.test".to_owned(), "*.dns.test".to_owned()])
+            .unwrap();
+    let ca = dir.path().join("dns.crt");
+    std::fs::write(&ca, made.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("dns.key"), made.signing_key.serialize_pem()).unwrap();
+    let (doh_port, dot_port) = (free_port(), free_port());
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, policy(doh_port, dot_port)).unwrap();
+    let dns = format!("127.0.0.1:{}", free_port());
+    let _daemon = Daemon::loopback(
+        &policy_file,
+        &dns,
+        upstream.addr,
+        &state,
+        &["--clock-from", SATURDAY_EVENING],
+    );
+    let laptop = "ict-suite-01-k7q2";
+    assert!(
+        eventually(20, || dot(dot_port, &ca, laptop, "example.org").is_some()),
+        "DNS over TLS never answered"
+    );
+
+    // Saturday 20:00: the school computer never reaches social networking, over either.
+    assert_eq!(
+        dot(dot_port, &ca, laptop, "facebook.com").as_deref(),
+        Some("NXDOMAIN")
+    );
+    assert_eq!(
+        doh(doh_port, &ca, laptop, "www.instagram.com").as_deref(),
+        Some("NXDOMAIN")
+    );
+    // Allowed names resolve, by the same id, any case.
+    assert_eq!(
+        dot(dot_port, &ca, laptop, "example.org").as_deref(),
+        Some("NOERROR")
+    );
+    assert_eq!(
+        doh(doh_port, &ca, "ICT-Suite-01-K7Q2", "example.org").as_deref(),
+        Some("NOERROR")
+    );
+    // The pupil's iPad is under its own group's schedule: outside the school day, social is
+    // not blocked for it.
+    assert_eq!(
+        doh(doh_port, &ca, "y6-ipad-12-p9x4", "facebook.com").as_deref(),
+        Some("NOERROR")
+    );
+
+    // An unknown (or revoked) id: the TLS handshake is refused, and HTTPS answers 403.
+    assert_eq!(dot(dot_port, &ca, "ict-suite-02-zzzz", "example.org"), None);
+    assert_eq!(
+        dot(dot_port, &ca, "dns", "example.org"),
+        None,
+        "no id at all"
+    );
+    assert_eq!(doh(doh_port, &ca, "ict-suite-02-zzzz", "example.org"), None);
+    // RFC 8484's example query for www.example.com.
+    let q = "AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB";
+    assert_eq!(
+        http(doh_port, &ca, &[], &[format!("/dns-query/nobody?dns={q}")]),
+        [403]
+    );
+
+    // Malformed requests get the status HTTP gives them.
+    let bad = [
+        (format!("/dns-query/{laptop}?dns=AAAB%2BAAB"), 400), // `+` is not base64url
+        (format!("/dns-query/{laptop}"), 400),                // no `dns`
+        (format!("/dns-query/{laptop}?dns=AAAB"), 400),       // too short for DNS
+        (
+            format!("/dns-query/{laptop}?dns={}", "A".repeat(10_000)),
+            414,
+        ),
+        ("/dns-query".to_owned(), 404),
+    ];
+    for (path, status) in &bad {
+        assert_eq!(
+            http(doh_port, &ca, &[], std::slice::from_ref(path)),
+            [*status],
+            "{path:.80}"
+        );
+    }
+    let post = |content_type: &str, body: &Path| {
+        http(
+            doh_port,
+            &ca,
+            &[
+                "-H",
+                &format!("Content-Type: {content_type}"),
+                "--data-binary",
+                &format!("@{}", body.display()),
+            ],
+            &[format!("/dns-query/{laptop}")],
+        )
+    };
+    let query_file = dir.path().join("query.bin");
+    std::fs::write(&query_file, [0u8; 40]).unwrap();
+    assert_eq!(post("text/plain", &query_file), [415]);
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![0u8; 70_000]).unwrap();
+    assert_eq!(post("application/dns-message", &big), [413]);
+
+    // Each id has its own rate (5 a second, a burst of 10): a flood from one is refused
+    // with 429 and another id is still answered.
+    let flood: Vec<String> = (0..40)
+        .map(|_| format!("/dns-query/{laptop}?dns={q}"))
+        .collect();
+    let codes = http(doh_port, &ca, &[], &flood);
+    assert_eq!(codes.len(), 40);
+    assert!(codes.contains(&429), "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 429), "{codes:?}");
+    assert_eq!(
+        http(
+            doh_port,
+            &ca,
+            &[],
+            &[format!("/dns-query/y6-ipad-12-p9x4?dns={q}")]
+        ),
+        [200]
+    );
+
+    // The blocked lookups are events about the device, marked off site, with no address.
+    let policy_path = policy_file.clone();
+    let state_path = state.clone();
+    let mut events = Vec::new();
+    assert!(eventually(10, || {
+        events = journaled(&policy_path, &state_path, "blocked");
+        events.len() >= 2
+    }));
+    for e in &events {
+        assert_eq!(e["device"]["name"], "ICT-Suite-01", "{e}");
+        assert_eq!(e["device"]["off_site"], true, "{e}");
+        assert!(e["device"].get("ip").is_none(), "{e}");
+        assert_eq!(e["group"], "school_computers", "{e}");
+        assert_eq!(
+            e["rule"], "School computers never reach social networking",
+            "{e}"
+        );
+    }
+}
