@@ -42,6 +42,8 @@ pub struct Stored {
     pub device_mac: Option<String>,
     pub device_name: Option<String>,
     pub device_owner: Option<String>,
+    /// The device was away from school (DNS over HTTPS or TLS by its off-site id).
+    pub off_site: bool,
     /// Who was signed in on the device, where the agent knew.
     pub person_username: Option<String>,
     pub person_name: Option<String>,
@@ -68,7 +70,7 @@ macro_rules! columns {
         "id, agent, time_ms, kind, severity, alert, device_ip, device_mac, device_name, \
          device_owner, person_username, person_name, person_group, person_class, grp, name, \
          rule, category, technique, destination, evidence, count, status, outcome, action_taken, \
-         incident"
+         incident, off_site"
     };
 }
 
@@ -90,6 +92,7 @@ pub(crate) fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
         device_mac: row.try_get("device_mac")?,
         device_name: row.try_get("device_name")?,
         device_owner: row.try_get("device_owner")?,
+        off_site: row.try_get::<i64, _>("off_site")? != 0,
         person_username: row.try_get("person_username")?,
         person_name: row.try_get("person_name")?,
         person_group: row.try_get("person_group")?,
@@ -146,7 +149,7 @@ impl Db {
                  device_mac, device_name, device_owner, person_username, person_name, \
                  person_group, person_class, grp, name, rule, category, technique, \
                  destination, evidence, count, last_ms, extra, received_ms, status, mailed, \
-                 agent_time_ms) \
+                 agent_time_ms, off_site) \
                  VALUES ",
             );
             for (i, r) in chunk.iter().enumerate() {
@@ -203,6 +206,8 @@ impl Db {
                     .bind(now_ms)
                     .push(", 'new', 0, ")
                     .bind(r.agent_time.map(|t| t.as_millisecond()))
+                    .push(", ")
+                    .bind(i64::from(e.device.off_site))
                     .push(")");
             }
             // An id stored already is a retry, or a follow-up's running count passed on again
@@ -343,6 +348,7 @@ pub(crate) mod tests {
             device_ip: Some("10.10.3.7".into()),
             device_mac: Some("52:54:00:aa:bb:cc".into()),
             device_name: Some("Y6-iPad-12".into()),
+            off_site: false,
             device_owner: Some("Jo Bloggs".into()),
             person_username: Some("amira.k".into()),
             person_name: Some("Amira Khan".into()),

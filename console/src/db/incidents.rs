@@ -43,6 +43,8 @@ pub struct Incident {
     /// The techniques tried, in the order first seen.
     pub techniques: Vec<Technique>,
     pub quarantined: bool,
+    /// An alert in it came from a device away from school.
+    pub off_site: bool,
     pub person_username: Option<String>,
     pub person_name: Option<String>,
     pub person_class: Option<String>,
@@ -104,6 +106,7 @@ impl Incident {
             attempts: 0,
             techniques: Vec::new(),
             quarantined: false,
+            off_site: false,
             person_username: None,
             person_name: None,
             person_class: None,
@@ -156,6 +159,7 @@ impl Incident {
             self.techniques.push(t);
         }
         self.quarantined |= e.kind == Kind::Quarantined;
+        self.off_site |= e.device.off_site;
         let fill = |slot: &mut Option<String>, v: Option<String>| {
             if slot.is_none() {
                 *slot = v;
@@ -192,7 +196,7 @@ impl Incident {
 const COLUMNS: &str = "id, agent, subject, kind, first_ms, last_ms, severity, events, attempts, \
      techniques, quarantined, person_username, person_name, person_class, person_group, \
      device_ip, device_mac, device_name, device_owner, grp, name, status, outcome, action_taken, \
-     rule, times";
+     rule, times, off_site";
 
 fn incident(row: &sqlx::any::AnyRow) -> Result<Incident, sqlx::Error> {
     let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
@@ -219,6 +223,7 @@ fn incident(row: &sqlx::any::AnyRow) -> Result<Incident, sqlx::Error> {
             .filter_map(Technique::from_name)
             .collect(),
         quarantined: row.try_get::<i64, _>("quarantined")? != 0,
+        off_site: row.try_get::<i64, _>("off_site")? != 0,
         person_username: row.try_get("person_username")?,
         person_name: row.try_get("person_name")?,
         person_class: row.try_get("person_class")?,
@@ -327,7 +332,7 @@ async fn insert(tx: &mut sqlx::Transaction<'_, Any>, i: &Incident) -> Result<(),
         "INSERT INTO incidents (id, agent, subject, kind, first_ms, last_ms, severity, \
          severity_rank, events, attempts, techniques, quarantined, person_username, person_name, \
          person_class, person_group, device_ip, device_mac, device_name, device_owner, grp, name, \
-         status, rule) VALUES (",
+         status, rule, off_site) VALUES (",
     );
     q.bind(i.id.as_str())
         .push(", ")
@@ -366,7 +371,10 @@ async fn insert(tx: &mut sqlx::Transaction<'_, Any>, i: &Incident) -> Result<(),
     ] {
         q.push(", ").bind(v.clone());
     }
-    q.push(", 'new', ").bind(i.rule.clone());
+    q.push(", 'new', ")
+        .bind(i.rule.clone())
+        .push(", ")
+        .bind(i64::from(i.off_site));
     // An id taken already (a batch sent again after its incident was resolved) starts
     // nothing new.
     q.push(") ON CONFLICT (id) DO NOTHING");
@@ -393,7 +401,9 @@ async fn update(tx: &mut sqlx::Transaction<'_, Any>, i: &Incident) -> Result<(),
         .push(", techniques = ")
         .bind(i.techniques_text().as_str())
         .push(", quarantined = ")
-        .bind(i64::from(i.quarantined));
+        .bind(i64::from(i.quarantined))
+        .push(", off_site = ")
+        .bind(i64::from(i.off_site));
     for (column, v) in [
         ("person_username", &i.person_username),
         ("person_name", &i.person_name),
@@ -824,6 +834,51 @@ mod tests {
             );
             let also = at(3, midnight - 60_000);
             assert!(evening.takes(&also, days.span(evening.first_ms)));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_alert_from_a_device_away_from_school_says_so_in_its_incident() {
+        for (db, _dir) in testing::each().await {
+            let mut away = alert(1, "bypass_attempt", 0, Some(Technique::VpnApp));
+            away.event.person = None;
+            away.event.device = schoolgate_contract::DeviceInfo {
+                name: Some("ICT-Suite-01".into()),
+                off_site: true,
+                ..Default::default()
+            };
+            let at_school = alert(2, "bypass_attempt", 0, Some(Technique::VpnApp));
+            db.ingest("gw1", &[away.clone()], 1).await.unwrap();
+            db.ingest("gw2", &[at_school.clone()], 1).await.unwrap();
+            let scope = crate::db::Scope::Trust;
+            let e = db
+                .event(&scope, &away.id.to_string())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(e.off_site);
+            assert_eq!(
+                crate::web::alert::device_label(&e),
+                "ICT-Suite-01 (off site)"
+            );
+            let i = db
+                .incident(&scope, &away.id.to_string())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(i.off_site, "{:?}", db.backend);
+            assert!(
+                crate::web::alert::title(&i).starts_with("ICT-Suite-01 (off site) "),
+                "{}",
+                crate::web::alert::title(&i)
+            );
+            let home = db
+                .incident(&scope, &at_school.id.to_string())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!home.off_site);
+            assert!(!crate::web::alert::title(&home).contains("off site"));
         }
     }
 

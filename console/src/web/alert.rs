@@ -106,7 +106,7 @@ pub fn who_label(e: &Stored) -> String {
         .as_deref()
         .map(|c| format!(" ({c})"))
         .unwrap_or_default();
-    let addr = e.device_ip.as_deref().or(e.device_mac.as_deref());
+    let addr = address(e);
     match (e.device_name.as_deref(), addr) {
         (Some(n), Some(a)) => format!("{person}{class} on {n} ({a})"),
         (Some(n), None) => format!("{person}{class} on {n}"),
@@ -115,9 +115,18 @@ pub fn who_label(e: &Stored) -> String {
     }
 }
 
-/// "Y6-iPad-12 (10.10.3.7)", or whichever parts are known.
+/// Where the device was: its address at school, or "off site" for a device away from school
+/// (which has no address the school keeps; its MAC would only confuse).
+fn address(e: &Stored) -> Option<&str> {
+    if e.off_site {
+        return Some("off site");
+    }
+    e.device_ip.as_deref().or(e.device_mac.as_deref())
+}
+
+/// "Y6-iPad-12 (10.10.3.7)", "ICT-Suite-01 (off site)", or whichever parts are known.
 pub fn device_label(e: &Stored) -> String {
-    let addr = e.device_ip.as_deref().or(e.device_mac.as_deref());
+    let addr = address(e);
     match (e.device_name.as_deref(), addr) {
         (Some(n), Some(a)) => format!("{n} ({a})"),
         (Some(n), None) => n.to_owned(),
@@ -167,7 +176,15 @@ pub fn title(i: &Incident) -> String {
         .device_name
         .as_deref()
         .or(i.device_ip.as_deref())
-        .or(i.device_mac.as_deref());
+        .or(i.device_mac.as_deref())
+        .map(|d| {
+            if i.off_site {
+                format!("{d} (off site)")
+            } else {
+                d.to_owned()
+            }
+        });
+    let device = device.as_deref();
     let subject = match (&person, device) {
         (Some(p), _) => match &i.person_class {
             Some(c) => format!("{p} ({c})"),
