@@ -436,6 +436,21 @@ impl Lab {
         )
     }
 
+    /// A self-signed certificate for `names`, written as `{stem}.crt` and `{stem}.key` in
+    /// the lab's directory; the certificate's path (it is its own CA).
+    pub fn certificate(&self, stem: &str, names: &[&str]) -> PathBuf {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let made = rcgen::generate_simple_self_signed(names).unwrap();
+        let crt = self.path(&format!("{stem}.crt"));
+        std::fs::write(&crt, made.cert.pem()).unwrap();
+        std::fs::write(
+            self.path(&format!("{stem}.key")),
+            made.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        crt
+    }
+
     /// The process id of what was started as `label` (`ip netns exec` execs the command, so
     /// it is the program's own).
     pub fn pid(&self, label: &str) -> u32 {
