@@ -122,6 +122,23 @@ pub(crate) enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+    /// Print what to deploy on a school device so it asks the school's filtered DNS over
+    /// HTTPS or TLS wherever it is, by its `off_site_id` (`gateway.off_site`): an Apple
+    /// configuration profile, Windows 11 PowerShell, ChromeOS policy values, or Android's
+    /// Private DNS host name.
+    DeviceProfile {
+        /// The device's name in the policy (any case).
+        device: String,
+        /// The platform.
+        #[arg(long, value_enum)]
+        format: ProfileFormat,
+        /// The server's public address, for Windows when the DoH listen address is 0.0.0.0.
+        #[arg(long)]
+        address: Option<IpAddr>,
+        /// The policy file.
+        #[arg(long, default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+    },
     /// Run the gateway daemon: load and watch the policy, serve filtered DNS. SIGHUP reloads
     /// the policy; SIGTERM or SIGINT stops it.
     Run(RunArgs),
@@ -221,4 +238,13 @@ pub(crate) enum After {
     Resume,
     /// The ban is lifted.
     End,
+}
+
+/// The platforms `device-profile` prints for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProfileFormat {
+    Apple,
+    Windows,
+    Chromeos,
+    Android,
 }

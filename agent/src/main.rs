@@ -55,6 +55,12 @@ fn main() -> ExitCode {
         }
         Command::Events { policy, state_dir } => events(&policy, state_dir),
         Command::SignInToken { name, relay } => sign_in_token(&name, relay),
+        Command::DeviceProfile {
+            device,
+            format,
+            address,
+            policy,
+        } => device_profile(&policy, &device, format, address),
         Command::Replay {
             file,
             policy,
@@ -287,6 +293,79 @@ fn watch(
         }
         Err(e) => {
             eprintln!("error: {interface}: {e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn device_profile(
+    path: &Path,
+    device: &str,
+    format: cli::ProfileFormat,
+    address: Option<std::net::IpAddr>,
+) -> ExitCode {
+    use schoolgate_gateway::dns::profile::{Endpoint, Platform};
+    let Some(policy) = load_or_report(path) else {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let Some(off_site) = policy.gateway().and_then(|g| g.off_site.as_ref()) else {
+        eprintln!(
+            "error: {} has no `gateway.off_site`: nothing serves devices away from school",
+            path.display()
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let Some(entry) = policy
+        .devices()
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(device))
+    else {
+        eprintln!("error: no device named {device:?} in {}", path.display());
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let Some(id) = entry.off_site_id.as_deref() else {
+        // A suggestion with a random part: an id is in the device's settings, not a secret,
+        // but one nobody can guess keeps strangers from using the school's resolver as it.
+        let mut random = [0u8; 5];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let base: String = entry
+            .name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect();
+        eprintln!(
+            "error: {} has no `off_site_id` in {}: give it one, e.g. `off_site_id: {}-{suffix}`",
+            entry.name,
+            path.display(),
+            base.trim_matches('-'),
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let endpoint = Endpoint {
+        device: &entry.name,
+        id,
+        server_name: &off_site.server_name,
+        doh: off_site.doh.first().copied(),
+        dot: off_site.dot.first().copied(),
+        public_address: address,
+        school: policy.school_name(),
+    };
+    let platform = match format {
+        cli::ProfileFormat::Apple => Platform::Apple,
+        cli::ProfileFormat::Windows => Platform::Windows,
+        cli::ProfileFormat::Chromeos => Platform::ChromeOs,
+        cli::ProfileFormat::Android => Platform::Android,
+    };
+    match endpoint.profile(platform) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

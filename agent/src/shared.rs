@@ -41,11 +41,27 @@ impl Shared {
         }
     }
 
-    /// Who a device away from school is, by the off-site id it asked with: its entry's group
-    /// and MAC (so a quarantine of the device holds wherever it is). `None` for an id no
-    /// device has.
-    pub fn who_off_site(&self, policy: &Policy, id: &str) -> Option<Who> {
+    /// Who asked the off-site listeners by `id` from `peer`: the device its id names, with
+    /// its entry's group and MAC (so a quarantine of the device holds wherever it is). From
+    /// an address on the school's networks the device is at school (its profile sends it to
+    /// the public listener everywhere): it is judged and reported there, by its address and
+    /// the person signed in at it, as [`who`](Self::who) would. `None` for an id no device
+    /// has.
+    pub fn who_by_id(
+        &self,
+        policy: &Policy,
+        id: &str,
+        peer: IpAddr,
+        now: Timestamp,
+    ) -> Option<Who> {
         let identity = policy.off_site_device(id)?;
+        let peer = peer.to_canonical();
+        if policy.serves(peer) {
+            let mut who = self.who(policy, peer, now);
+            who.identity.device = identity.device;
+            who.identity.group = identity.group;
+            return Some(who);
+        }
         let mac = identity
             .device
             .and_then(|d| policy.device(d))

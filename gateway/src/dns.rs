@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod forward;
 pub mod plan;
+pub mod profile;
 pub mod question;
 pub mod ratelimit;
 pub mod tcp;

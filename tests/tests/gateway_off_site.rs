@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use schoolgate_tests::lab::{GATEWAY, Lab, WEB, eventually};
+use schoolgate_tests::lab::{GATEWAY, Lab, SCHOOL, WEB, eventually};
 use schoolgate_tests::{console, require_lab, require_tools};
 
 const CONSOLE: &str = "127.0.0.1:18443";
@@ -77,13 +77,18 @@ fn kdig(lab: &Lab, ca: &Path, id: &str, https: bool, name: &str) -> Option<(Stri
     let ca = format!("+tls-ca={}", ca.display());
     let at = format!("@{PUBLIC}");
     let (how, host) = if https {
-        (format!("+https=/dns-query/{id}"), format!("+tls-hostname={SERVER}"))
+        (
+            format!("+https=/dns-query/{id}"),
+            format!("+tls-hostname={SERVER}"),
+        )
     } else {
         ("+tls".to_owned(), format!("+tls-hostname={id}.{SERVER}"))
     };
     let out = lab.exec(
         "inet",
-        &["kdig", &at, "+time=3", "+retry=0", &how, &host, &ca, name, "A"],
+        &[
+            "kdig", &at, "+time=3", "+retry=0", &how, &host, &ca, name, "A",
+        ],
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let status = text
@@ -104,7 +109,9 @@ fn status(answer: Option<(String, String)>) -> Option<String> {
 #[test]
 fn a_school_laptop_at_home_is_filtered_by_its_id() {
     require_lab!();
-    require_tools!(schoolgate_tests::lab::missing_tool(&["kdig", "curl", "sqlite3"]));
+    require_tools!(schoolgate_tests::lab::missing_tool(&[
+        "kdig", "curl", "sqlite3"
+    ]));
     let mut lab = Lab::up();
     console::prepare(&lab, &["127.0.0.1"]);
     let ca = lab.certificate("dns", &[SERVER, &format!("*.{SERVER}")]);
@@ -117,7 +124,14 @@ fn a_school_laptop_at_home_is_filtered_by_its_id() {
     console::start(&mut lab, "console", CONSOLE);
     lab.spawn_agent("agent", &policy_file, &["--clock-from", SATURDAY_EVENING]);
     assert!(
-        eventually(20, || status(kdig(&lab, &ca, LAPTOP, false, "homework.lab")).is_some()),
+        eventually(20, || status(kdig(
+            &lab,
+            &ca,
+            LAPTOP,
+            false,
+            "homework.lab"
+        ))
+        .is_some()),
         "DNS over TLS never answered from home: {}",
         lab.log("agent")
     );
@@ -169,9 +183,36 @@ fn a_school_laptop_at_home_is_filtered_by_its_id() {
     );
     assert_eq!(browse("http://www.instagram.com/").status.code(), Some(6));
 
+    // The same laptop back at school, its profile still pointing at the public listener: it
+    // is judged and reported as at school, by its address.
+    let at_school = lab.exec(
+        SCHOOL.name,
+        &[
+            "kdig",
+            &format!("@{PUBLIC}"),
+            "+time=3",
+            "+retry=0",
+            "+tls",
+            &format!("+tls-hostname={LAPTOP}.{SERVER}"),
+            &format!("+tls-ca={}", ca.display()),
+            "m.facebook.com",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&at_school.stdout).contains("status: NXDOMAIN"),
+        "{}",
+        String::from_utf8_lossy(&at_school.stdout)
+    );
+
     // An unknown id is refused: no TLS handshake, and HTTP 403.
-    assert_eq!(kdig(&lab, &ca, "ict-suite-09-zzzz", false, "homework.lab"), None);
-    assert_eq!(kdig(&lab, &ca, "ict-suite-09-zzzz", true, "homework.lab"), None);
+    assert_eq!(
+        kdig(&lab, &ca, "ict-suite-09-zzzz", false, "homework.lab"),
+        None
+    );
+    assert_eq!(
+        kdig(&lab, &ca, "ict-suite-09-zzzz", true, "homework.lab"),
+        None
+    );
     let refused = lab.exec(
         "inet",
         &[
@@ -210,14 +251,18 @@ fn a_school_laptop_at_home_is_filtered_by_its_id() {
         n
     };
     assert!(
-        eventually(20, || names(&rows()) == ["facebook.com", "www.instagram.com"]),
+        eventually(20, || names(&rows())
+            == ["facebook.com", "m.facebook.com", "www.instagram.com"]),
         "{:?}\n{}",
         rows(),
         lab.log("agent")
     );
     for row in rows() {
         let (name, rest) = row.split_once('|').unwrap();
-        assert!(["facebook.com", "www.instagram.com"].contains(&name), "{row}");
-        assert_eq!(rest, format!("ICT-Suite-01|1|-|{SCHOOL_RULE}"));
+        let want = match name {
+            "m.facebook.com" => format!("ICT-Suite-01|0|{}|{SCHOOL_RULE}", SCHOOL.ip),
+            _ => format!("ICT-Suite-01|1|-|{SCHOOL_RULE}"),
+        };
+        assert_eq!(rest, want, "{row}");
     }
 }

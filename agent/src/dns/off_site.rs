@@ -8,21 +8,26 @@
 //! - DNS over HTTPS carries it in the path: `/dns-query/{id}`, by GET (`?dns=` base64url) or
 //!   POST (`application/dns-message`). An unknown id is 403; a malformed request gets the
 //!   status RFC 8484 and HTTP give it (400, 405, 413, 414, 415).
+//! - A device whose profile points here asks here at school too: from an address on the
+//!   school's networks it is judged and reported as at school (its address, who is signed
+//!   in there), its group still the one its id names.
 //! - Each id has its own token bucket (`gateway.off_site.rate_limit`): over it, DoH answers
 //!   429 and DoT answers nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use schoolgate_engine::policy::gateway::OffSite as Settings;
 use schoolgate_gateway::dns::ratelimit::SharedLimiter;
+use schoolgate_serve::Peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::debug;
@@ -75,11 +80,11 @@ impl OffSite {
         })
     }
 
-    /// Answers `query` from the device with off-site id `id`.
-    pub async fn answer(&self, id: &str, query: &[u8]) -> Result<Vec<u8>, Refusal> {
+    /// Answers `query` from the device with off-site id `id`, connected from `peer`.
+    pub async fn answer(&self, id: &str, query: &[u8], peer: IpAddr) -> Result<Vec<u8>, Refusal> {
         let shared = &self.resolver.shared;
         let policy = shared.live.current();
-        let Some(who) = shared.who_off_site(&policy, id) else {
+        let Some(who) = shared.who_by_id(&policy, id, peer, crate::clock::now()) else {
             shared.metrics.off_site_refused.inc();
             return Err(Refusal::UnknownId);
         };
@@ -255,14 +260,14 @@ pub async fn serve_dot(
                 .and_then(|n| off_site.id_in_server_name(n))
                 .map(str::to_owned);
             if let Some(id) = id {
-                dot_connection(tls, &id, &off_site).await;
+                dot_connection(tls, &id, peer.ip(), &off_site).await;
             }
         });
     }
 }
 
 /// Queries on one DNS over TLS connection, answered in turn until it ends or goes quiet.
-async fn dot_connection<S>(mut tls: S, id: &str, off_site: &OffSite)
+async fn dot_connection<S>(mut tls: S, id: &str, peer: IpAddr, off_site: &OffSite)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -281,7 +286,7 @@ where
             Ok(Ok(_)) => {}
             _ => return,
         }
-        let answer = match off_site.answer(id, query).await {
+        let answer = match off_site.answer(id, query, peer).await {
             Ok(a) => a,
             // The device was known at the handshake; revoked since, it is cut off.
             Err(Refusal::UnknownId) => return,
@@ -319,6 +324,7 @@ struct GetParams {
 
 async fn doh_get(
     State(off_site): State<Arc<OffSite>>,
+    Extension(Peer(peer)): Extension<Peer>,
     Path(id): Path<String>,
     params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -331,11 +337,12 @@ async fn doh_get(
     let Some(query) = base64url(&dns) else {
         return refuse(StatusCode::BAD_REQUEST, "`dns` is not base64url");
     };
-    doh_answer(&off_site, &id, &query).await
+    doh_answer(&off_site, &id, &query, peer.ip()).await
 }
 
 async fn doh_post(
     State(off_site): State<Arc<OffSite>>,
+    Extension(Peer(peer)): Extension<Peer>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -354,14 +361,14 @@ async fn doh_post(
         Ok(b) => b,
         Err(e) => return refuse(e.status(), "the query could not be read"),
     };
-    doh_answer(&off_site, &id, &body).await
+    doh_answer(&off_site, &id, &body, peer.ip()).await
 }
 
-async fn doh_answer(off_site: &OffSite, id: &str, query: &[u8]) -> Response {
+async fn doh_answer(off_site: &OffSite, id: &str, query: &[u8], peer: IpAddr) -> Response {
     if query.len() < 12 {
         return refuse(StatusCode::BAD_REQUEST, "not a DNS message");
     }
-    match off_site.answer(id, query).await {
+    match off_site.answer(id, query, peer).await {
         Ok(answer) => (
             [(header::CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE))],
             answer,

@@ -388,3 +388,94 @@ rules:
         "clap refuses --user without --roster"
     );
 }
+
+#[test]
+fn device_profile_prints_what_each_platform_takes() {
+    let (out, path, _dir) = check_text(
+        r#"version: 1
+school: { name: "St Mary's & St John's", timezone: Europe/London }
+groups:
+  school_computers:
+    devices:
+      - { mac: "52:54:00:12:34:56", name: ICT-Suite-01, off_site_id: ict-suite-01-k7q2 }
+      - { mac: "52:54:00:12:34:57", name: ICT-Suite-02 }
+gateway:
+  dns: { block_response: nxdomain }
+  off_site:
+    server_name: dns.school.example
+    doh: ["0.0.0.0:443"]
+    dot: ["0.0.0.0:853"]
+    cert_file: dns.crt
+    key_file: dns.key
+"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let policy = path.to_str().unwrap();
+    let profile = |device: &str, format: &str, extra: &[&str]| {
+        agent(
+            &[
+                &[
+                    "device-profile",
+                    device,
+                    "--format",
+                    format,
+                    "--policy",
+                    policy,
+                ],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    // Apple's profile is a property list (checked by Python's reader) with the template.
+    let apple = profile("ict-suite-01", "apple", &[]);
+    assert_eq!(apple.status.code(), Some(0), "{}", text(&apple.stderr));
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import plistlib,sys; p=plistlib.loads(sys.stdin.buffer.read()); \
+             c=p['PayloadContent'][0]; print(c['PayloadType'], c['DNSSettings']['ServerURL'], p['PayloadOrganization'])",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&apple.stdout)
+        .unwrap();
+    let read = python.wait_with_output().unwrap();
+    assert_eq!(
+        text(&read.stdout).trim(),
+        "com.apple.dnsSettings.managed https://dns.school.example/dns-query/ict-suite-01-k7q2 St Mary's & St John's"
+    );
+    let android = profile("ICT-Suite-01", "android", &[]);
+    assert_eq!(
+        text(&android.stdout),
+        "ict-suite-01-k7q2.dns.school.example\n"
+    );
+    let chrome = profile("ICT-Suite-01", "chromeos", &[]);
+    let v: serde_json::Value = serde_json::from_slice(&chrome.stdout).unwrap();
+    assert_eq!(
+        v["DnsOverHttpsTemplates"],
+        "https://dns.school.example/dns-query/ict-suite-01-k7q2"
+    );
+    // Windows registers the template by address: 0.0.0.0 does not say it.
+    let windows = profile("ICT-Suite-01", "windows", &[]);
+    assert_eq!(windows.status.code(), Some(2));
+    assert!(text(&windows.stderr).contains("--address"));
+    let windows = profile("ICT-Suite-01", "windows", &["--address", "203.0.113.2"]);
+    assert!(text(&windows.stdout).contains("Add-DnsClientDohServerAddress -ServerAddress '203.0.113.2' -DohTemplate 'https://dns.school.example/dns-query/ict-suite-01-k7q2'"));
+    // A device without an id gets a suggestion; an unknown device is refused.
+    let none = profile("ICT-Suite-02", "apple", &[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        text(&none.stderr).contains("off_site_id: ict-suite-02-"),
+        "{}",
+        text(&none.stderr)
+    );
+    assert_eq!(profile("ICT-Suite-09", "apple", &[]).status.code(), Some(2));
+}

@@ -848,8 +848,12 @@ mod tests {
                 ..Default::default()
             };
             let at_school = alert(2, "bypass_attempt", 0, Some(Technique::VpnApp));
-            db.ingest("gw1", &[away.clone()], 1).await.unwrap();
-            db.ingest("gw2", &[at_school.clone()], 1).await.unwrap();
+            db.ingest("gw1", std::slice::from_ref(&away), 1)
+                .await
+                .unwrap();
+            db.ingest("gw2", std::slice::from_ref(&at_school), 1)
+                .await
+                .unwrap();
             let scope = crate::db::Scope::Trust;
             let e = db
                 .event(&scope, &away.id.to_string())
