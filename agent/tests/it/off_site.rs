@@ -25,6 +25,7 @@ groups:
   school_computers:
     devices:
       - {{ mac: \"52:54:00:12:34:56\", name: ICT-Suite-01, off_site_id: ict-suite-01-k7q2 }}
+      - {{ mac: \"52:54:00:12:34:57\", name: ICT-Suite-02, off_site_id: ict-suite-02-w3m8 }}
   pupils:
     devices:
       - {{ mac: \"52:54:00:aa:bb:cc\", name: Y6-iPad-12, owner: 6B, off_site_id: y6-ipad-12-p9x4 }}
@@ -131,6 +132,14 @@ fn a_school_laptop_at_home_is_filtered_by_its_id_over_tls_and_https() {
     let (doh_port, dot_port) = (free_port(), free_port());
     let policy_file = dir.path().join("policy.yaml");
     std::fs::write(&policy_file, policy(doh_port, dot_port)).unwrap();
+    // ICT-Suite-02 was quarantined at school after a bypass attempt.
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("quarantine.json"),
+        r#"{"devices": [{"mac": "52:54:00:12:34:57", "device": "ICT-Suite-02",
+            "since": "2026-12-05T10:00:00Z", "technique": "vpn_app"}], "people": []}"#,
+    )
+    .unwrap();
     let dns = format!("127.0.0.1:{}", free_port());
     let _daemon = Daemon::loopback(
         &policy_file,
@@ -168,6 +177,12 @@ fn a_school_laptop_at_home_is_filtered_by_its_id_over_tls_and_https() {
     assert_eq!(
         doh(doh_port, &ca, "y6-ipad-12-p9x4", "facebook.com").as_deref(),
         Some("NOERROR")
+    );
+
+    // The quarantine follows the device home (by its MAC): nothing resolves for it.
+    assert_eq!(
+        doh(doh_port, &ca, "ict-suite-02-w3m8", "example.org").as_deref(),
+        Some("NXDOMAIN")
     );
 
     // An unknown (or revoked) id: the TLS handshake is refused, and HTTPS answers 403.
@@ -216,6 +231,15 @@ fn a_school_laptop_at_home_is_filtered_by_its_id_over_tls_and_https() {
             &[format!("/dns-query/{laptop}")],
         )
     };
+    assert_eq!(
+        http(
+            doh_port,
+            &ca,
+            &["-X", "PUT"],
+            &[format!("/dns-query/{laptop}?dns={q}")]
+        ),
+        [405]
+    );
     let query_file = dir.path().join("query.bin");
     std::fs::write(&query_file, [0u8; 40]).unwrap();
     assert_eq!(post("text/plain", &query_file), [415]);
@@ -248,16 +272,24 @@ fn a_school_laptop_at_home_is_filtered_by_its_id_over_tls_and_https() {
     let mut events = Vec::new();
     assert!(eventually(10, || {
         events = journaled(&policy_path, &state_path, "blocked");
-        events.len() >= 2
+        events.len() >= 3
     }));
     for e in &events {
-        assert_eq!(e["device"]["name"], "ICT-Suite-01", "{e}");
         assert_eq!(e["device"]["off_site"], true, "{e}");
         assert!(e["device"].get("ip").is_none(), "{e}");
         assert_eq!(e["group"], "school_computers", "{e}");
-        assert_eq!(
-            e["rule"], "School computers never reach social networking",
-            "{e}"
-        );
+        if e["device"]["name"] == "ICT-Suite-02" {
+            assert!(e.get("rule").is_none(), "the quarantine's: {e}");
+        } else {
+            assert_eq!(e["device"]["name"], "ICT-Suite-01", "{e}");
+            assert_eq!(
+                e["rule"], "School computers never reach social networking",
+                "{e}"
+            );
+        }
     }
+    assert!(
+        events.iter().any(|e| e["device"]["name"] == "ICT-Suite-02"),
+        "{events:?}"
+    );
 }
