@@ -224,6 +224,9 @@ pub async fn serve(
             },
             () = &mut shutdown => return,
         };
+        // An answer is written in parts (TLS records; HTTP/2's HEADERS and DATA frames):
+        // with Nagle's algorithm the second waits for the client's delayed ACK, 40 ms.
+        let _ = tcp.set_nodelay(true);
         let key = (!trusted.contains(&addr.ip())).then(|| address_key(addr.ip()));
         let Some(slot) = Slot::take(&open, key, &limits) else {
             tracing::debug!(%addr, "connection refused: too many open");

@@ -242,6 +242,9 @@ pub async fn serve_dot(
         let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
             continue;
         };
+        // Each answer is its own small TLS record: without this it waits on the client's
+        // delayed ACK behind the one before.
+        let _ = tcp.set_nodelay(true);
         let (acceptor, off_site) = (acceptor.clone(), Arc::clone(&off_site));
         tokio::spawn(async move {
             let _permit = permit;
