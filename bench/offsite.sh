@@ -34,6 +34,8 @@ trap cleanup EXIT
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 ip -n "$ns" addr add 127.0.0.53/8 dev lo 2>/dev/null || true
+# (The servers are started with `ip netns exec` itself, not this function, so that `$!` is
+# their own process id and the cleanup's kill reaches them.)
 in_ns() { ip netns exec "$ns" "$@"; }
 
 id=ict-suite-01-k7q2
@@ -63,9 +65,9 @@ gateway:
     rate_limit: 10000000
 YAML
 
-in_ns "$peer" dns 127.0.0.53:53 2>/dev/null &
+ip netns exec "$ns" "$peer" dns 127.0.0.53:53 2>/dev/null &
 pids+=($!)
-in_ns "$agent" run --policy "$work/policy.yaml" --no-firewall --no-inspection \
+ip netns exec "$ns" "$agent" run --policy "$work/policy.yaml" --no-firewall --no-inspection \
     2>"$work/agent.log" &
 pids+=($!)
 for _ in $(seq 50); do

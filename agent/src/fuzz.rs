@@ -118,6 +118,37 @@ pub fn wire_answer(data: &[u8]) {
     }
 }
 
+/// Datagrams from an upstream resolver, judged against a query as the forwarder does and
+/// read as answers; and the same bytes as a DNS over HTTPS `dns` parameter (base64url).
+/// Most random bytes are not the query's answer, so each is also tried with the query's ID,
+/// response bit and question put in front of its tail, to reach the answer reader.
+pub fn upstream_answer(data: &[u8]) {
+    use schoolgate_gateway::dns::forward::{Query, Reply, resolved};
+    let Ok(name) = hickory_proto::rr::Name::from_ascii("www.Example.com.") else {
+        return;
+    };
+    let query = Query::new(&name, hickory_proto::rr::RecordType::A, 0x5a5a, 0xa5a5);
+    let _ = query.judge(data);
+    let _ = resolved(data);
+    // The query's header and question with the response bit, then the data as the rest.
+    let question_end = query.wire.len().saturating_sub(11);
+    let mut answer = query.wire.get(..question_end).unwrap_or_default().to_vec();
+    if let Some(flags) = answer.get_mut(2) {
+        *flags |= 0x80;
+    }
+    if let (Some(counts), Some(tail)) = (answer.get_mut(6..12), data.get(..6)) {
+        counts.copy_from_slice(tail);
+    }
+    answer.extend_from_slice(data.get(6..).unwrap_or_default());
+    if query.judge(&answer) == Reply::Answer {
+        let _ = resolved(&answer);
+    }
+    let text = String::from_utf8_lossy(data);
+    if let Some(bytes) = crate::dns::off_site::base64url(&text) {
+        assert!(bytes.len() <= text.len(), "base64url never grows");
+    }
+}
+
 /// Netlink datagrams as the NFLOG socket receives them, and the packets in them: reading
 /// them never panics.
 pub fn nflog_datagram(data: &[u8]) {
@@ -261,6 +292,11 @@ mod tests {
     #[test]
     fn dns_request_fuzz_seeds_do_not_panic() {
         replay_seeds("dns_request", super::dns_request);
+    }
+
+    #[test]
+    fn upstream_answer_fuzz_seeds_do_not_panic() {
+        replay_seeds("upstream_answer", super::upstream_answer);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! server in its own namespace: how a test in the root namespace reaches a server (such as
 //! chromedriver) listening on a lab host's loopback. Only a filesystem path crosses over.
 //!
+//! `dns-slow ADDR:PORT RATE` answers at most RATE queries a second and drops the rest: an
+//! upstream the resolver's overload bench can saturate.
+//!
 //! It also plays a DNS-over-TLS resolver (`dot`) and a QUIC echo server and client (`quic`,
 //! `quic-get`): see [`secure`].
 #![allow(
@@ -274,6 +277,35 @@ fn http(addrs: &[SocketAddr]) {
     }
 }
 
+/// A resolver that can answer only `rate` queries a second over UDP (one thread, a token
+/// bucket of a tenth of a second's worth): the rest are dropped, as a saturated upstream
+/// drops them. For the resolver's overload bench.
+fn dns_slow(addr: SocketAddr, rate: u32) {
+    let udp = UdpSocket::bind(addr).expect("bind udp");
+    let rate = f64::from(rate.max(1));
+    let burst = (rate / 10.0).max(1.0);
+    let mut tokens = burst;
+    let mut at = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    eprintln!("lab-peer dns-slow ready on {addr} at {rate}/s");
+    loop {
+        let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+            continue;
+        };
+        let now = std::time::Instant::now();
+        tokens = (tokens + now.duration_since(at).as_secs_f64() * rate).min(burst);
+        at = now;
+        if tokens < 1.0 {
+            continue;
+        }
+        tokens -= 1.0;
+        let Ok(q) = Message::from_vec(&buf[..n]) else {
+            continue;
+        };
+        let _ = udp.send_to(&answer(&q).to_vec().unwrap(), peer);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path_arg = |i: usize| std::path::PathBuf::from(args.get(i).cloned().unwrap_or_default());
@@ -293,6 +325,16 @@ fn main() {
             }
         }
         _ => {}
+    }
+    if args.first().map(String::as_str) == Some("dns-slow") {
+        match (addr_arg(1), args.get(2).and_then(|s| s.parse().ok())) {
+            (Some(a), Some(rate)) => dns_slow(a, rate),
+            _ => {
+                eprintln!("usage: lab-peer dns-slow ADDR:PORT QUERIES-PER-SECOND");
+                std::process::exit(2);
+            }
+        }
+        return;
     }
     if args.first().map(String::as_str) == Some("talk") {
         match (
@@ -323,7 +365,8 @@ fn main() {
         Some("dot") => secure::dot(&addrs, answer_wire),
         _ => {
             eprintln!(
-                "usage: lab-peer dns|http|echo|dot ADDR:PORT... | talk ADDR:PORT SECONDS \
+                "usage: lab-peer dns|http|echo|dot ADDR:PORT... | dns-slow ADDR:PORT RATE \
+                 | talk ADDR:PORT SECONDS \
                  | quic ADDR:PORT CERT [NAME...] | quic-get ADDR:PORT CERT [NAME] \
                  | relay PATH ADDR:PORT"
             );
