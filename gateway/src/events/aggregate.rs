@@ -13,7 +13,7 @@
 //!
 //! [`Presence`] remembers which devices were already reported today.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 
 use jiff::civil::Date;
@@ -64,7 +64,9 @@ pub struct Aggregator {
     capacity: usize,
     /// Each window's follow-up (count 0 until a repeat), and whether it changed since it
     /// was last passed on.
-    pending: HashMap<Key, (Event, bool)>,
+    /// (foldhash, seeded per process: a repeat is looked up here on every blocked query,
+    /// and SipHash was a visible part of that path's cost.)
+    pending: foldhash::HashMap<Key, (Event, bool)>,
     /// Keys in the order they opened, with when they close.
     order: VecDeque<(Timestamp, Key)>,
 }
@@ -80,7 +82,7 @@ impl Aggregator {
         Self {
             window,
             capacity: capacity.max(1),
-            pending: HashMap::new(),
+            pending: foldhash::HashMap::default(),
             order: VecDeque::new(),
         }
     }
