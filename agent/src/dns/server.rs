@@ -27,7 +27,9 @@ use crate::report::metrics::RuleLabels;
 use crate::shared::Shared;
 use crate::upstream::{Resolved, Upstream, UpstreamError};
 use schoolgate_gateway::dns::cache::{self, AnswerCache, Cache};
-use schoolgate_gateway::dns::plan::{Plan, Request, Route, Settings, answer, plan, route, served};
+use schoolgate_gateway::dns::plan::{
+    Blocked, Plan, Request, Route, Settings, answer, plan, route, served,
+};
 use schoolgate_gateway::dns::question::Question;
 use schoolgate_gateway::dns::ratelimit::SharedLimiter;
 use schoolgate_gateway::dns::tcp::{self, Next, Reassembly};
@@ -44,6 +46,11 @@ const TCP_READ: usize = 16 * 1024;
 
 /// How many upstream answers the resolver's own cache keeps.
 pub const CACHE_CAPACITY: usize = 65_536;
+/// How many encoded blocked answers are kept.
+const BLOCKED_CAPACITY: usize = 16_384;
+/// How long an encoded blocked answer is kept (seconds). The decision is taken again for
+/// every request; only the bytes are reused, their TTL counting down with their age.
+const BLOCKED_KEEP: u32 = 10;
 
 /// Everything a request needs, shared by every listener.
 #[derive(Debug)]
@@ -58,6 +65,9 @@ pub struct Resolver {
     pub cache: AnswerCache,
     /// Encoded answers by request shape: a repeated question is answered by copying bytes.
     wire: Cache<Box<[u8]>, Arc<Template>>,
+    /// Encoded blocked answers, by request shape and what the answer says (the rule, or the
+    /// quarantine): a blocked name asked again is answered without decoding the request.
+    blocked_wire: Cache<Box<[u8]>, Arc<Template>>,
     limiter: SharedLimiter,
     /// Names to ask again before their answers expire, and those already being asked.
     prefetch: std::sync::Mutex<Prefetch>,
@@ -93,6 +103,7 @@ impl Resolver {
             upstream,
             cache: AnswerCache::new(CACHE_CAPACITY),
             wire: Cache::new(CACHE_CAPACITY),
+            blocked_wire: Cache::new(BLOCKED_CAPACITY),
             limiter: SharedLimiter::new(rate_limit),
             prefetch: std::sync::Mutex::new(Prefetch::default()),
         }
@@ -210,8 +221,10 @@ impl Resolver {
                 },
             );
         }
-        if let Some((out, how)) = self.kept_answer(bytes, policy, who, now, instant) {
-            return Step::Kept(out, how);
+        match self.kept_answer(bytes, policy, who, now, instant) {
+            Some(KeptAnswer::Answer(out, how)) => return Step::Kept(out, how),
+            Some(KeptAnswer::Blocked(out, b)) => return self.blocked(policy, who, now, out, b),
+            None => {}
         }
         let quarantined = self.shared.quarantine.contains(&who.client);
         match plan(
@@ -223,43 +236,19 @@ impl Resolver {
             &self.settings,
             now,
         ) {
-            Plan::Reply { bytes, blocked } => {
-                match blocked {
-                    Some(b) => {
-                        metrics.queries_blocked.inc();
-                        let rule = b.rule.as_deref().unwrap_or("quarantine");
-                        metrics
-                            .blocked
-                            .get_or_create(&RuleLabels {
-                                rule: rule.to_owned(),
-                            })
-                            .inc();
-                        debug!(client = ?who.client.ip, name = %b.name, rule, "blocked");
-                        // Devices may hold its addresses from before: the firewall
-                        // refuses them once it knows them.
-                        if let (Some(l), Some(_)) = (&self.learner, &b.rule) {
-                            l.blocked(&b.name);
-                        }
-                        let seen = Outcome::Blocked(act::Blocked {
-                            name: Some(b.name),
-                            rule: b.rule,
-                            category: b.category,
-                            destination: None,
-                            evidence: "DNS query".to_owned(),
-                        });
-                        // A first sighting is journaled before its answer leaves.
-                        if let Some(ticket) = self.actor.act(policy, who, now, seen)
-                            && !self.actor.events().settled(ticket)
-                        {
-                            return Step::AfterJournal(bytes, ticket);
-                        }
-                    }
-                    None => {
-                        metrics.queries_local.inc();
-                    }
+            Plan::Reply {
+                bytes: out,
+                blocked,
+            } => match blocked {
+                Some(b) => {
+                    self.keep_blocked(bytes, &out, &b, instant);
+                    self.blocked(policy, who, now, out, b)
                 }
-                Step::Done(Some(bytes))
-            }
+                None => {
+                    metrics.queries_local.inc();
+                    Step::Done(Some(out))
+                }
+            },
             Plan::Forward { request, strip_ech } => {
                 metrics.queries_forwarded.inc();
                 let name = request.query.name().clone();
@@ -311,7 +300,7 @@ impl Resolver {
         who: &Who,
         now: Timestamp,
         instant: Instant,
-    ) -> Option<(Vec<u8>, Kept)> {
+    ) -> Option<KeptAnswer> {
         let q = Question::parse(bytes)?;
         // Clients outside the policy's networks are refused on the full path.
         if !served(&who.client, &who.identity, policy) {
@@ -337,6 +326,21 @@ impl Resolver {
                 WireKey::new(q.name(), qtype, true, false, q.edns),
                 Kept::SafeSearch,
             ),
+            Route::Block(decision) => {
+                let rule = decision.rule_name(policy);
+                let quarantined = decision.reason == schoolgate_engine::Reason::Quarantine;
+                let key =
+                    WireKey::new(q.name(), qtype, false, false, q.edns)?.blocked(rule, quarantined);
+                let (template, age, _) = self.blocked_wire.get_aged(key.bytes(), instant)?;
+                let out = template.render(bytes, age)?;
+                let blocked = Blocked {
+                    name: q.name().to_owned(),
+                    rule: rule.map(str::to_owned),
+                    category: decision.category(policy).map(str::to_owned),
+                    quarantined,
+                };
+                return Some(KeptAnswer::Blocked(out, blocked));
+            }
             _ => return None,
         };
         let (template, age, ttl) = self.wire.get_aged(key?.bytes(), instant)?;
@@ -346,7 +350,7 @@ impl Resolver {
             name.set_fqdn(true);
             self.maybe_prefetch(&name, qtype, age, ttl);
         }
-        Some((template.render(bytes, age)?, how))
+        Some(KeptAnswer::Answer(template.render(bytes, age)?, how))
     }
 }
 
@@ -364,6 +368,14 @@ impl Clock {
             now: crate::clock::now(),
         }
     }
+}
+
+/// An answer found kept, without decoding the request.
+enum KeptAnswer {
+    /// An upstream's answer (or a safe-search rewrite's), counted per batch.
+    Answer(Vec<u8>, Kept),
+    /// A blocked name's answer, reported as the full path reports it.
+    Blocked(Vec<u8>, Blocked),
 }
 
 /// Which counters a kept answer adds to.
@@ -458,6 +470,62 @@ impl Resolver {
         }
     }
 
+    /// A blocked name's answer and what is done about it: counted, the firewall told, and
+    /// the sighting reported; a first sighting is journaled before its answer leaves.
+    fn blocked(
+        &self,
+        policy: &Policy,
+        who: &Who,
+        now: Timestamp,
+        out: Vec<u8>,
+        b: Blocked,
+    ) -> Step {
+        let metrics = &self.shared.metrics;
+        metrics.queries_blocked.inc();
+        let rule = b.rule.as_deref().unwrap_or("quarantine");
+        metrics
+            .blocked
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .inc();
+        debug!(client = ?who.client.ip, name = %b.name, rule, "blocked");
+        // Devices may hold its addresses from before: the firewall refuses them once it
+        // knows them.
+        if let (Some(l), Some(_)) = (&self.learner, &b.rule) {
+            l.blocked(&b.name);
+        }
+        let seen = Outcome::Blocked(act::Blocked {
+            name: Some(b.name),
+            rule: b.rule,
+            category: b.category,
+            destination: None,
+            evidence: "DNS query".to_owned(),
+        });
+        if let Some(ticket) = self.actor.act(policy, who, now, seen)
+            && !self.actor.events().settled(ticket)
+        {
+            return Step::AfterJournal(out, ticket);
+        }
+        Step::Done(Some(out))
+    }
+
+    /// Keeps the encoded blocked answer `out` to `request`, for [`kept_answer`].
+    fn keep_blocked(&self, request: &[u8], out: &[u8], b: &Blocked, now: Instant) {
+        let Some(q) = Question::parse(request) else {
+            return;
+        };
+        let Some(key) = WireKey::new(q.name(), RecordType::from(q.qtype), false, false, q.edns)
+        else {
+            return;
+        };
+        let key = key.blocked(b.rule.as_deref(), b.quarantined);
+        if let Some(t) = Template::new(out.to_vec()) {
+            self.blocked_wire
+                .put(key.bytes().into(), Arc::new(t), BLOCKED_KEEP, now);
+        }
+    }
+
     fn keep_wire(&self, key: Option<WireKey>, out: Option<&[u8]>, ttl: u32, now: Instant) {
         if let Some(key) = key
             && let Some(t) = out.and_then(|o| Template::new(o.to_vec()))
@@ -518,7 +586,9 @@ struct WireKey {
     len: usize,
 }
 
-const WIRE_KEY_MAX: usize = 3 + schoolgate_engine::domain::MAX_NAME_LEN + 1;
+/// The shape byte, the type, the name, and for a blocked answer what it says (a hash of the
+/// rule's name and the quarantine flag).
+const WIRE_KEY_MAX: usize = 3 + schoolgate_engine::domain::MAX_NAME_LEN + 1 + 9;
 
 impl WireKey {
     fn new(
@@ -534,7 +604,7 @@ impl WireKey {
         [*type_hi, *type_lo] = u16::from(qtype).to_be_bytes();
         // A presentation form cut to MAX_NAME_LEN (escapes make it longer than the wire
         // name) could stand for several names: such answers are not kept.
-        if name.len() >= rest.len() {
+        if name.len() > schoolgate_engine::domain::MAX_NAME_LEN {
             return None;
         }
         for (o, b) in rest.iter_mut().zip(name.as_bytes()) {
@@ -558,6 +628,26 @@ impl WireKey {
 
     fn bytes(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    /// The key of a blocked answer to this request shape: what the answer's words depend on
+    /// (the rule that blocked, or the quarantine) added, and the shape byte marked.
+    fn blocked(mut self, rule: Option<&str>, quarantined: bool) -> Self {
+        if let Some(how) = self.bytes.first_mut() {
+            *how |= 1 << 3;
+        }
+        let hash = schoolgate_engine::fnv::fnv1a(rule.unwrap_or_default().bytes());
+        let mut suffix = [0u8; 9];
+        let (h, q) = suffix.split_at_mut(8);
+        h.copy_from_slice(&hash.to_be_bytes());
+        if let Some(q) = q.first_mut() {
+            *q = u8::from(quarantined) | u8::from(rule.is_some()) << 1;
+        }
+        if let Some(dst) = self.bytes.get_mut(self.len..self.len + suffix.len()) {
+            dst.copy_from_slice(&suffix);
+            self.len += suffix.len();
+        }
+        self
     }
 }
 

@@ -526,3 +526,66 @@ fn the_daemon_reads_the_roster_and_reports_each_read() {
         "the mended roster was never read"
     );
 }
+
+/// The raw answer to `request` over UDP, its ID set to zero.
+fn raw_answer(server: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(request, server).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
+    let mut out = buf[..n].to_vec();
+    out[..2].copy_from_slice(&[0, 0]);
+    out
+}
+
+#[test]
+fn a_blocked_name_asked_again_gets_the_same_answer_from_its_kept_bytes() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &policy,
+        policy_text(true).replace("block_response: sinkhole", "block_response: nxdomain"),
+    )
+    .unwrap();
+    let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _daemon = Daemon::loopback(&policy, &dns.to_string(), upstream.addr, &state, &[]);
+    assert!(eventually(20, || ask_udp(dns, "example.org").is_some()));
+    for (name, edns) in [
+        ("www.facebook.com", true),
+        ("m.facebook.com", false),
+        ("Photos.FaceBook.com", true),
+    ] {
+        let mut q = query(name, RecordType::AAAA);
+        if !edns {
+            q.edns = None;
+        }
+        let first = raw_answer(dns, &q.to_vec().unwrap());
+        for id in [7u16, 0x4242, 0xffff] {
+            q.metadata.id = id;
+            q.metadata.recursion_desired = id != 7;
+            let again = raw_answer(dns, &q.to_vec().unwrap());
+            let mut want = first.clone();
+            // The RD flag is the request's.
+            want[2] = (want[2] & !1) | u8::from(q.metadata.recursion_desired);
+            assert_eq!(again, want, "{name} edns={edns} id={id}");
+        }
+        let m = Message::from_vec(&first).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(m.queries[0].name().to_ascii(), format!("{name}."));
+        assert_eq!(m.edns.is_some(), edns);
+    }
+    // Each ask was reported: the first sighting, then its repeats counted.
+    assert!(eventually(10, || {
+        journaled(&policy, &state, "blocked")
+            .iter()
+            .filter(|e| e["name"] == "www.facebook.com")
+            .map(|e| e["count"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            >= 2
+    }));
+}
