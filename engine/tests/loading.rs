@@ -148,7 +148,7 @@ bypass:
         ),
         (
             "/school/policy.yaml:23:9",
-            "device entry `Nothing` has neither `mac` nor `ip`",
+            "device entry `Nothing` has neither `mac`, `ip` nor `off_site_id`",
         ),
         (
             "/school/policy.yaml:25:26",
