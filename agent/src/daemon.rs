@@ -148,7 +148,7 @@ pub enum DaemonError {
     #[error(transparent)]
     SignIn(#[from] people::sign_in::TokensError),
     #[error("gateway.off_site: {0}")]
-    OffSite(#[from] crate::dns::off_site::OffSiteError),
+    OffSite(#[from] schoolgate_serve::TlsError),
 }
 
 /// What the daemon is told while it runs.
@@ -1167,7 +1167,7 @@ async fn start_off_site(
     running: &mut Running,
 ) -> Result<(), DaemonError> {
     use crate::dns::off_site::{self, OffSite};
-    let key = off_site::certified_key(settings)?;
+    let key = schoolgate_serve::certified_key(&settings.cert_file, &settings.key_file)?;
     let off_site = OffSite::new(resolver, settings);
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

@@ -324,11 +324,22 @@ where
     }
 }
 
-/// A TLS server configuration from PEM files.
+/// A TLS server configuration from PEM files, for HTTP/1.1.
 pub fn tls_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config(
+        Arc::new(SingleCert(certified_key(cert, key)?)),
+        &[b"http/1.1"],
+    )
+}
+
+/// A certificate chain and its private key from PEM files, checked to belong together.
+pub fn certified_key(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
@@ -341,13 +352,38 @@ pub fn tls_config(
         path: key.to_owned(),
         source,
     })?;
+    let provider = rustls::crypto::ring::default_provider();
+    Ok(Arc::new(rustls::sign::CertifiedKey::from_der(
+        certs, key, &provider,
+    )?))
+}
+
+/// A TLS server configuration (TLS 1.2 and 1.3 on ring) whose certificate `resolver`
+/// chooses for each handshake, offering the application protocols `alpn`.
+pub fn server_config(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// One certificate for every handshake, whatever name it asks for.
+#[derive(Debug)]
+pub struct SingleCert(pub Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for SingleCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
 }
 
 /// The key an address is counted and throttled by: an IPv4 address itself, an IPv6 address's

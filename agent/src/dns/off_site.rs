@@ -27,13 +27,12 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use schoolgate_engine::policy::gateway::OffSite as Settings;
 use schoolgate_gateway::dns::ratelimit::SharedLimiter;
-use schoolgate_serve::Peer;
+use schoolgate_serve::{Peer, SingleCert, TlsError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::debug;
 
 use super::server::Resolver;
-use crate::act::Who;
 
 /// The largest DNS message (the two-byte length of DNS over TCP and TLS).
 const MAX_MESSAGE: usize = 65_535;
@@ -94,17 +93,8 @@ impl OffSite {
             return Err(Refusal::RateLimited);
         }
         shared.metrics.off_site_queries.inc();
-        self.resolve(&policy, &who, query).await
-    }
-
-    async fn resolve(
-        &self,
-        policy: &schoolgate_engine::Policy,
-        who: &Who,
-        query: &[u8],
-    ) -> Result<Vec<u8>, Refusal> {
         self.resolver
-            .handle_as(query, policy, who)
+            .handle_as(query, &policy, &who)
             .await
             .ok_or(Refusal::NoAnswer)
     }
@@ -138,88 +128,21 @@ impl ResolvesServerCert for ByDevice {
     }
 }
 
-/// Why the off-site listeners cannot start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OffSiteError {
-    #[error("cannot read {}: {source}", path.display())]
-    Pem {
-        path: std::path::PathBuf,
-        #[source]
-        source: rustls::pki_types::pem::Error,
-    },
-    #[error("{}: no private key this build can sign with: {source}", path.display())]
-    Key {
-        path: std::path::PathBuf,
-        #[source]
-        source: rustls::Error,
-    },
-    #[error("TLS settings: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
-/// The server's certificate chain and key, from PEM files (renewed files are read at the
-/// next start: an ACME client's deploy hook restarts the agent).
-pub fn certified_key(settings: &Settings) -> Result<Arc<CertifiedKey>, OffSiteError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(&settings.cert_file)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| OffSiteError::Pem {
-            path: settings.cert_file.clone(),
-            source,
-        })?;
-    let key =
-        PrivateKeyDer::from_pem_file(&settings.key_file).map_err(|source| OffSiteError::Pem {
-            path: settings.key_file.clone(),
-            source,
-        })?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|source| {
-        OffSiteError::Key {
-            path: settings.key_file.clone(),
-            source,
-        }
-    })?;
-    Ok(Arc::new(CertifiedKey::new(certs, signer)))
-}
-
-fn server_config(
-    resolver: Arc<dyn ResolvesServerCert>,
-    alpn: &[&[u8]],
-) -> Result<Arc<rustls::ServerConfig>, OffSiteError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
-}
-
 /// The DNS over TLS server's TLS settings: the certificate only for known devices' names.
 pub fn dot_tls(
     off_site: &Arc<OffSite>,
     key: Arc<CertifiedKey>,
-) -> Result<Arc<rustls::ServerConfig>, OffSiteError> {
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let by_device = ByDevice {
         off_site: Arc::clone(off_site),
         key,
     };
-    server_config(Arc::new(by_device), &[b"dot"])
+    schoolgate_serve::server_config(Arc::new(by_device), &[b"dot"])
 }
 
 /// The DNS over HTTPS server's TLS settings: HTTP/2 and HTTP/1.1, any name.
-pub fn doh_tls(key: Arc<CertifiedKey>) -> Result<Arc<rustls::ServerConfig>, OffSiteError> {
-    server_config(Arc::new(Always(key)), &[b"h2", b"http/1.1"])
-}
-
-#[derive(Debug)]
-struct Always(Arc<CertifiedKey>);
-
-impl ResolvesServerCert for Always {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.0))
-    }
+pub fn doh_tls(key: Arc<CertifiedKey>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    schoolgate_serve::server_config(Arc::new(SingleCert(key)), &[b"h2", b"http/1.1"])
 }
 
 /// Serves DNS over TLS on `listener` until the task is aborted.
