@@ -201,57 +201,86 @@ impl Upstream {
     /// Resolves `name`/`rtype`. A name that does not exist, or has no records of that type,
     /// is an answer (NXDOMAIN, or NOERROR with no records), not an error.
     pub async fn resolve(&self, name: Name, rtype: RecordType) -> Result<Resolved, UpstreamError> {
-        self.inner
-            .resolve(&name, rtype)
-            .await
-            .map_err(|failure| UpstreamError::Lookup {
-                name: name.to_ascii(),
-                rtype,
-                failure,
-            })
+        let admitted = self.admit(&name, rtype)?;
+        self.resolve_admitted(name, rtype, admitted).await
+    }
+
+    /// Takes `name`/`rtype`'s place among the questions out, or sheds it at once when there
+    /// is none (counted). Taken before any task is made for the request, so that a shed one
+    /// costs no more than a cached answer.
+    pub fn admit(&self, name: &Name, rtype: RecordType) -> Result<Admitted, UpstreamError> {
+        Inner::admit(&self.inner, name, rtype).map_err(|failure| UpstreamError::Lookup {
+            name: name.to_ascii(),
+            rtype,
+            failure,
+        })
+    }
+
+    /// Resolves `name`/`rtype` in the place [`admit`](Self::admit) gave it.
+    pub async fn resolve_admitted(
+        &self,
+        name: Name,
+        rtype: RecordType,
+        admitted: Admitted,
+    ) -> Result<Resolved, UpstreamError> {
+        let result = match admitted.0 {
+            Place::Joined(rx) => rx.await.unwrap_or(Err(Failure::Silent)),
+            Place::Lead(mut lead) => {
+                lead.result = tokio::time::timeout(DEADLINE, self.inner.ask(&name, rtype))
+                    .await
+                    .unwrap_or(Err(Failure::Silent));
+                lead.result.clone()
+            }
+        };
+        result.map_err(|failure| UpstreamError::Lookup {
+            name: name.to_ascii(),
+            rtype,
+            failure,
+        })
     }
 }
 
+/// A question's place among those out: asking it, or waiting for the request that does.
+/// Dropped unused, it gives the place up (and the requests waiting on it hear a failure).
+#[derive(Debug)]
+pub struct Admitted(Place);
+
+#[derive(Debug)]
+enum Place {
+    Lead(Lead),
+    Joined(oneshot::Receiver<Shared>),
+}
+
 impl Inner {
-    async fn resolve(self: &Arc<Self>, name: &Name, rtype: RecordType) -> Shared {
+    fn admit(this: &Arc<Self>, name: &Name, rtype: RecordType) -> Result<Admitted, Failure> {
         let key = (name.to_lowercase(), rtype);
-        let joined = {
-            let mut in_flight = lock(&self.in_flight);
-            let full = in_flight.len() >= self.max_in_flight;
-            match in_flight.get_mut(&key) {
-                Some(waiters) if waiters.len() < MAX_WAITERS => {
-                    let (tx, rx) = oneshot::channel();
-                    waiters.push(tx);
-                    Some(rx)
-                }
-                Some(_) => return self.shed(),
-                None if full => return self.shed(),
-                None => {
-                    in_flight.insert(key.clone(), Vec::new());
-                    None
-                }
+        let mut in_flight = lock(&this.in_flight);
+        let full = in_flight.len() >= this.max_in_flight;
+        match in_flight.get_mut(&key) {
+            Some(waiters) if waiters.len() < MAX_WAITERS => {
+                let (tx, rx) = oneshot::channel();
+                waiters.push(tx);
+                this.counts.joined.fetch_add(1, Ordering::Relaxed);
+                Ok(Admitted(Place::Joined(rx)))
             }
-        };
-        if let Some(rx) = joined {
-            self.counts.joined.fetch_add(1, Ordering::Relaxed);
-            return rx.await.unwrap_or(Err(Failure::Silent));
+            Some(_) => Err(this.shed()),
+            None if full => Err(this.shed()),
+            None => {
+                in_flight.insert(key.clone(), Vec::new());
+                // Whatever happens from here, the question leaves the table and its waiters
+                // hear an answer (a failure if it was dropped).
+                Ok(Admitted(Place::Lead(Lead {
+                    inner: Arc::clone(this),
+                    key: Some(key),
+                    result: Err(Failure::Silent),
+                })))
+            }
         }
-        // Whatever happens to this future, the question leaves the table and its waiters
-        // hear an answer (a failure if it was dropped).
-        let mut lead = Lead {
-            inner: self,
-            key: Some(key),
-            result: Err(Failure::Silent),
-        };
-        lead.result = tokio::time::timeout(DEADLINE, self.ask(name, rtype))
-            .await
-            .unwrap_or(Err(Failure::Silent));
-        lead.result.clone()
     }
 
-    fn shed(&self) -> Shared {
+    fn shed(&self) -> Failure {
         self.counts.shed.fetch_add(1, Ordering::Relaxed);
-        Err(Failure::Shed)
+        Failure::Shed
     }
 
     /// Asks the upstreams in turn until one answers.
@@ -377,13 +406,21 @@ impl Inner {
 
 /// The question first asked, while it is out: on drop it leaves the table and its waiters
 /// get its result.
-struct Lead<'a> {
-    inner: &'a Arc<Inner>,
+struct Lead {
+    inner: Arc<Inner>,
     key: Option<Key>,
     result: Shared,
 }
 
-impl Drop for Lead<'_> {
+impl std::fmt::Debug for Lead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lead")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Lead {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else {
             return;
@@ -758,5 +795,36 @@ mod tests {
         }
         assert_eq!(shed, 12);
         assert_eq!(forwarder.counts().shed.load(Ordering::Relaxed), 12);
+    }
+
+    #[tokio::test]
+    async fn a_place_is_held_until_used_or_dropped_and_a_question_out_can_be_joined_when_full() {
+        let up = Fake::start(Habit::Answer);
+        let forwarder = Upstream::with_limit(&[up.addr], 1).unwrap();
+        let first = forwarder
+            .admit(&name("one.example."), RecordType::A)
+            .unwrap();
+        // Full: a new question is shed, the same one (in any case) joins.
+        let shed = forwarder.admit(&name("two.example."), RecordType::A);
+        assert!(shed.is_err_and(|e| e.shed()));
+        let joined = forwarder
+            .admit(&name("ONE.example."), RecordType::A)
+            .unwrap();
+        // Dropped unused, the place is free again, and the request that joined hears a
+        // failure rather than waiting for ever.
+        drop(first);
+        let heard = forwarder
+            .resolve_admitted(name("one.example."), RecordType::A, joined)
+            .await;
+        assert!(heard.is_err_and(|e| !e.shed()));
+        let second = forwarder
+            .admit(&name("two.example."), RecordType::A)
+            .unwrap();
+        let answered = forwarder
+            .resolve_admitted(name("two.example."), RecordType::A, second)
+            .await;
+        assert!(answered.is_ok());
+        assert_eq!(up.asked(), 1);
+        assert_eq!(forwarder.counts().shed.load(Ordering::Relaxed), 1);
     }
 }

@@ -25,7 +25,7 @@ use crate::firewall::learner::Learner;
 use crate::report::events::Ticket;
 use crate::report::metrics::RuleLabels;
 use crate::shared::Shared;
-use crate::upstream::{Resolved, Upstream, UpstreamError};
+use crate::upstream::{Admitted, Resolved, Upstream, UpstreamError};
 use schoolgate_gateway::dns::cache::{self, AnswerCache, Cache};
 use schoolgate_gateway::dns::plan::{
     Blocked, Plan, Request, Route, Settings, answer, plan, route, served,
@@ -428,6 +428,15 @@ pub struct Ask {
     quarantined: bool,
 }
 
+/// A miss's place upstream, or its answer when it has none.
+#[derive(Debug)]
+pub enum Admission {
+    /// Shed for load: this SERVFAIL (or nothing, should it not encode).
+    Shed(Option<Vec<u8>>),
+    /// To be asked: [`Resolver::ask_admitted`].
+    Admitted(Box<Ask>, Admitted),
+}
+
 /// Where [`Resolver::prepare`] got to.
 #[derive(Debug)]
 pub enum Step {
@@ -536,10 +545,35 @@ impl Resolver {
 
     /// Asks upstream, caches what comes back, and answers; SERVFAIL if the upstreams fail.
     pub async fn ask_upstream(&self, ask: Ask) -> Option<Vec<u8>> {
+        match self.admit(ask) {
+            Admission::Shed(answer) => answer,
+            Admission::Admitted(ask, admitted) => self.ask_admitted(*ask, admitted).await,
+        }
+    }
+
+    /// Takes `ask`'s place among the questions out upstream, or answers SERVFAIL at once
+    /// when there is none (counted): a miss shed under load is answered where it was read,
+    /// with no task made for it.
+    pub fn admit(&self, ask: Ask) -> Admission {
+        match self.upstream.admit(&ask.name, ask.request.qtype()) {
+            Ok(admitted) => Admission::Admitted(Box::new(ask), admitted),
+            Err(e) => {
+                self.shared.metrics.upstream_shed.inc();
+                Admission::Shed(reply(ask, Err(e)))
+            }
+        }
+    }
+
+    /// Asks upstream in the place [`admit`](Self::admit) gave, caches what comes back, and
+    /// answers; SERVFAIL if the upstreams fail.
+    pub async fn ask_admitted(&self, ask: Ask, admitted: Admitted) -> Option<Vec<u8>> {
         let metrics = &self.shared.metrics;
         let rtype = ask.request.qtype();
         let started = crate::clock::instant();
-        let result = self.upstream.resolve(ask.name.clone(), rtype).await;
+        let result = self
+            .upstream
+            .resolve_admitted(ask.name.clone(), rtype, admitted)
+            .await;
         let done = crate::clock::instant();
         metrics
             .upstream_latency
@@ -559,10 +593,6 @@ impl Resolver {
                 let out = reply(ask, result);
                 self.keep_wire(key, out.as_deref(), ttl, done);
                 out
-            }
-            Err(e) if e.shed() => {
-                metrics.upstream_shed.inc();
-                reply(ask, result)
             }
             Err(e) => {
                 // No upstream answered: an answer that expired lately is better than none.
@@ -723,17 +753,21 @@ pub fn serve_udp(
                     journal = journal.max(Some(ticket));
                     response
                 }
-                Step::Upstream(ask) => {
-                    let request = request.to_vec();
-                    let socket = Arc::clone(&socket);
-                    let resolver = Arc::clone(&resolver);
-                    runtime.spawn(async move {
-                        if let Some(response) = resolver.ask_upstream(*ask).await {
-                            send_udp(&socket, &request, response, peer);
-                        }
-                    });
-                    continue;
-                }
+                Step::Upstream(ask) => match resolver.admit(*ask) {
+                    Admission::Shed(Some(response)) => response,
+                    Admission::Shed(None) => continue,
+                    Admission::Admitted(ask, admitted) => {
+                        let request = request.to_vec();
+                        let socket = Arc::clone(&socket);
+                        let resolver = Arc::clone(&resolver);
+                        runtime.spawn(async move {
+                            if let Some(response) = resolver.ask_admitted(*ask, admitted).await {
+                                send_udp(&socket, &request, response, peer);
+                            }
+                        });
+                        continue;
+                    }
+                },
             };
             batch.answer(fit_udp(request, response), peer);
         }
@@ -976,15 +1010,48 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
+    // Room for bursts: a class opening its laptops, or a flood of misses beside the cached
+    // names, arrive faster than a moment's pause in the thread; the default queue (about
+    // 200 KiB, a few hundred requests) overflows and drops them. Root may go beyond the
+    // system's `rmem_max`; otherwise the kernel keeps what it allows.
+    let fd = std::os::fd::AsFd::as_fd(&socket);
+    if nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::RcvBufForce,
+        &UDP_RECEIVE_BUFFER,
+    )
+    .is_err()
+    {
+        let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+    }
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
+
+/// The receive queue asked for each DNS socket, in bytes (the kernel doubles it for its
+/// bookkeeping).
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use hickory_proto::op::{Edns, Query};
     use hickory_proto::rr::RecordType;
+
+    #[test]
+    fn dns_sockets_have_room_for_bursts() {
+        let socket = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let got = socket2::SockRef::from(&socket).recv_buffer_size().unwrap();
+        // The kernel reports twice what it kept. Root gets all it asked; anyone else at
+        // most the system's rmem_max.
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(got >= UDP_RECEIVE_BUFFER.min(2 * rmem_max), "{got}");
+        assert!(got > 2 * 212_992, "{got}: no more than the usual default");
+    }
 
     fn request(edns: Option<u16>) -> Vec<u8> {
         let mut m = Message::query();

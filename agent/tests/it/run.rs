@@ -132,7 +132,7 @@ rules:
     )
 }
 
-fn query(name: &str, qtype: RecordType) -> Message {
+pub(crate) fn query(name: &str, qtype: RecordType) -> Message {
     let mut m = Message::query();
     m.metadata.id = 0x4242;
     m.metadata.recursion_desired = true;

@@ -2,7 +2,8 @@
 //! real daemon on loopback in front of an upstream whose answers' TTL and silence the test
 //! sets. An answer that expired lately is served (TTL 30 s, RFC 8767) rather than SERVFAIL,
 //! and counted; a name asked in the last tenth of its TTL is asked upstream again before it
-//! expires, so its next asker is answered from the cache.
+//! expires, so its next asker is answered from the cache. Beyond the questions the forwarder
+//! keeps out at once, new names are answered SERVFAIL at once, and cached names still are.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record};
 
-use crate::run::{Daemon, ask_udp, eventually, free_port};
+use crate::run::{Daemon, ask_udp, eventually, free_port, query};
+use hickory_proto::rr::RecordType;
 
 /// An upstream answering every A question with 192.0.2.9 and the TTL in `ttl`, or nothing
 /// while `silent`.
@@ -94,7 +96,7 @@ groups:
 rules:
   - { name: Pupils off social, groups: [pupils], block: [social] }
 gateway:
-  dns: { block_response: nxdomain }
+  dns: { block_response: nxdomain, rate_limit: 1000000 }
 ",
     )
     .unwrap();
@@ -197,4 +199,71 @@ fn popular_names_are_fetched_again_before_they_expire() {
     let m = ask_udp(dns, "www.bbc.co.uk.").unwrap();
     assert!(a_and_ttl(&m).is_some_and(|(_, ttl)| ttl > 5), "{m:?}");
     assert_eq!(upstream.asked(), first + 1);
+}
+
+#[test]
+fn beyond_the_questions_out_new_names_are_shed_with_servfail_and_cached_ones_still_answered() {
+    let upstream = Upstream::start(300);
+    let (_dir, _daemon, dns, metrics) = started(&upstream);
+    upstream.silent.store(true, Ordering::SeqCst);
+    // A few questions go unanswered first: each silence doubles the forwarder's wait, so
+    // from then on a question out stays out for its whole 3 s.
+    let warming: Vec<_> = (0..4)
+        .map(|i| std::thread::spawn(move || ask_udp(dns, &format!("w{i}.silent.example."))))
+        .collect();
+    for w in warming {
+        let m = w.join().unwrap().unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    }
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let reader = client.try_clone().unwrap();
+    let started = std::time::Instant::now();
+    // Only answers within this time are counted: none of the questions out can have been
+    // answered by then, so every SERVFAIL seen was shed at once.
+    let window = Duration::from_millis(2500);
+    let counting = std::thread::spawn(move || {
+        let (mut servfail, mut other) = (0u64, 0u64);
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < window {
+            let Ok((n, _)) = reader.recv_from(&mut buf) else {
+                continue;
+            };
+            match Message::from_vec(&buf[..n]).map(|m| m.metadata.response_code) {
+                Ok(ResponseCode::ServFail) => servfail += 1,
+                _ => other += 1,
+            }
+        }
+        (servfail, other)
+    });
+    // Twice as many distinct names as may be out at once (4,096), at a pace the socket takes.
+    for burst in 0..80u16 {
+        for i in 0..100u16 {
+            let mut q = query(&format!("n{burst}-{i}.flood.example."), RecordType::A);
+            q.metadata.id = burst * 100 + i;
+            client.send_to(&q.to_vec().unwrap(), dns).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Beside them, a cached name is answered from the cache.
+    let cached = ask_udp(dns, "www.bbc.co.uk.").unwrap();
+    assert_eq!(cached.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        started.elapsed() < window,
+        "the flood took too long to send"
+    );
+    let (servfail, other) = counting.join().unwrap();
+    assert!(
+        servfail >= 1000,
+        "{servfail} SERVFAIL, {other} others\n{}",
+        metrics_text(&metrics)
+    );
+    assert_eq!(other, 0);
+    let shed = metric(
+        &metrics_text(&metrics),
+        "schoolgate_dns_upstream_shed_total",
+    );
+    assert!(shed >= servfail, "{shed} shed, {servfail} SERVFAIL");
 }
