@@ -94,6 +94,7 @@ exceptions:
             SignIn {
                 username: Username::new(&format!("user{}", i * 5 + 1)).unwrap(),
                 addresses: vec![address(i)],
+                device: None,
                 mac: None,
                 source: "radius wlc1".into(),
                 id: None,

@@ -492,7 +492,7 @@ async fn start(
     )
     .await?;
     if let Some(o) = &config.off_site {
-        start_off_site(o, resolver, running).await?;
+        start_off_site(o, config.sign_in.as_ref(), resolver, running).await?;
     }
     start_block_page(config, &shared, &mut ready, running).await?;
     start_metrics(config, &metrics, firewall.as_ref(), &mut ready, running).await?;
@@ -750,13 +750,13 @@ async fn start_sign_in(
     metrics: &Arc<Metrics>,
     running: &mut Running,
 ) -> Result<(), DaemonError> {
-    use people::sign_in::{Endpoint, TokensError, read_tokens, router};
-    let endpoint = Arc::new(Endpoint {
-        sources: read_tokens(&config.tokens_file)?,
-        sessions: Arc::clone(sessions),
-        live: Arc::clone(live),
-        metrics: Arc::clone(metrics),
-    });
+    use people::sign_in::{Endpoint, TokensError, router};
+    let endpoint = Endpoint::new(
+        config,
+        Arc::clone(sessions),
+        Arc::clone(live),
+        Arc::clone(metrics),
+    )?;
     let tls = schoolgate_serve::tls_config(&config.cert_file, &config.key_file)
         .map_err(TokensError::Tls)?;
     let limits = schoolgate_serve::Limits {
@@ -964,13 +964,16 @@ fn start_follower(
 fn follow_once(shared: &Shared, actor: &Actor, fw: Option<&Firewall>, policy: &Arc<Policy>) {
     let now = crate::clock::now();
     let sessions = shared.sessions.all();
+    // Bans and the firewall follow people at school: a device away from school has no
+    // address here.
     let signed_in: Vec<(String, std::net::IpAddr)> = sessions
         .iter()
-        .map(|s| (s.username.to_string(), s.address))
+        .filter_map(|s| Some((s.username.to_string(), s.place.address()?)))
         .collect();
     actor.follow_bans(policy, now, &signed_in, |ip| shared.who(policy, ip, now));
     let Some(fw) = fw else { return };
-    let mut addresses: Vec<std::net::IpAddr> = sessions.iter().map(|s| s.address).collect();
+    let mut addresses: Vec<std::net::IpAddr> =
+        signed_in.iter().map(|(_, address)| *address).collect();
     addresses.extend(shared.directory.known(now));
     addresses.sort_unstable();
     addresses.dedup();
@@ -1160,15 +1163,28 @@ async fn start_dns(
 }
 
 /// DNS over TLS and over HTTPS for school devices away from school, on the addresses
-/// `gateway.off_site` names, with the certificate from its files.
+/// `gateway.off_site` names, with the certificate from its files. With a sign-in endpoint
+/// set up, the HTTPS listener also takes the devices' sign-ins, by their ids.
 async fn start_off_site(
     settings: &schoolgate_engine::policy::gateway::OffSite,
+    sign_in: Option<&schoolgate_engine::policy::gateway::SignInEndpoint>,
     resolver: Arc<Resolver>,
     running: &mut Running,
 ) -> Result<(), DaemonError> {
     use crate::dns::off_site::{self, OffSite};
     let key = schoolgate_serve::certified_key(&settings.cert_file, &settings.key_file)?;
-    let off_site = OffSite::new(resolver, settings);
+    let off_site = OffSite::new(Arc::clone(&resolver), settings);
+    let mut routes = off_site::doh_router(Arc::clone(&off_site));
+    if let Some(config) = sign_in {
+        let shared = &resolver.shared;
+        let endpoint = people::sign_in::Endpoint::new(
+            config,
+            Arc::clone(&shared.sessions),
+            Arc::clone(&shared.live),
+            Arc::clone(&shared.metrics),
+        )?;
+        routes = routes.merge(people::sign_in::device_router(endpoint));
+    }
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -1200,7 +1216,7 @@ async fn start_off_site(
         info!(%addr, "dns over https listening (devices away from school)");
         let task = tokio::spawn(schoolgate_serve::serve(
             listener,
-            off_site::doh_router(Arc::clone(&off_site)),
+            routes.clone(),
             Some(Arc::clone(&doh_tls)),
             limits,
             Arc::from([]),

@@ -45,8 +45,9 @@ impl Shared {
     /// its entry's group and MAC (so a quarantine of the device holds wherever it is). From
     /// an address on the school's networks the device is at school (its profile sends it to
     /// the public listener everywhere): it is judged and reported there, by its address and
-    /// the person signed in at it, as [`who`](Self::who) would. `None` for an id no device
-    /// has.
+    /// the person signed in at it, as [`who`](Self::who) would; away from school, by the
+    /// person signed in on the device through the public listener. `None` for an id no
+    /// device has.
     pub fn who_by_id(
         &self,
         policy: &Policy,
@@ -62,10 +63,13 @@ impl Shared {
             who.identity.group = identity.group;
             return Some(who);
         }
-        let mac = identity
-            .device
-            .and_then(|d| policy.device(d))
-            .and_then(|d| d.mac);
+        let entry = identity.device.and_then(|d| policy.device(d));
+        let mac = entry.and_then(|d| d.mac);
+        let mut identity = identity;
+        // The person signed in on it away from school, by its id as the policy spells it.
+        identity.person = entry
+            .and_then(|d| d.off_site_id.as_deref())
+            .and_then(|id| self.sessions.person_on_device(policy, id));
         Some(Who {
             client: Client { ip: None, mac },
             identity,

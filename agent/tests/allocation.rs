@@ -53,6 +53,7 @@ exceptions:
             SignIn {
                 username: Username::new(user).unwrap(),
                 addresses: vec![at(i)],
+                device: None,
                 mac: None,
                 source: "radius wlc1".into(),
                 id: None,

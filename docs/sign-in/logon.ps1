@@ -6,10 +6,14 @@
 # The token is the one `schoolgate-agent sign-in-token NAME` printed. Pupils may be able to
 # read it from the script share; that is allowed for: the gateway signs a person in only at
 # the address the report comes from, so the token cannot sign anyone in elsewhere.
+# A school laptop that goes home reports to the gateway's public off-site listener instead,
+# by the off-site id its DNS profile carries: set $Gateway to that listener
+# (https://dns.school.example) and $Device to the id; it then works at school too.
 param([ValidateSet('logon', 'logoff')][string]$Event = 'logon')
 
 $Gateway = 'https://gateway.school.example:8443'
 $Token = 'sgs_REPLACE_WITH_THE_TOKEN'
+$Device = ''
 
 $adapter = Get-NetAdapter -Physical -ErrorAction SilentlyContinue |
     Where-Object Status -eq 'Up' | Select-Object -First 1
@@ -21,7 +25,8 @@ $report = @{
 if ($adapter) { $report.mac = $adapter.MacAddress }
 
 try {
-    Invoke-RestMethod -Method Post -Uri "$Gateway/api/v1/sign-in" -TimeoutSec 5 `
+    $Uri = if ($Device) { "$Gateway/api/v1/sign-in/$Device" } else { "$Gateway/api/v1/sign-in" }
+    Invoke-RestMethod -Method Post -Uri $Uri -TimeoutSec 5 `
         -Headers @{ Authorization = "Bearer $Token" } -ContentType 'application/json' `
         -Body ($report | ConvertTo-Json -Compress) | Out-Null
 } catch {

@@ -299,7 +299,21 @@ impl Actor {
     /// The person signed in on the device, as events name them: the username, and from the
     /// directory their name and class; their group as the policy placed them.
     fn person(&self, policy: &Policy, who: &Who) -> Option<PersonInfo> {
-        let (username, person) = self.sessions.as_ref()?.person_info(who.client.ip?)?;
+        let sessions = self.sessions.as_ref()?;
+        let (username, person) = match who.client.ip {
+            Some(ip) => sessions.person_info(ip)?,
+            // Away from school: whoever signed in on the device, by its off-site id.
+            None if who.off_site => {
+                let id = who
+                    .identity
+                    .device
+                    .and_then(|d| policy.device(d))?
+                    .off_site_id
+                    .as_deref()?;
+                sessions.person_info_on_device(id)?
+            }
+            None => return None,
+        };
         let group = who
             .identity
             .person

@@ -245,6 +245,7 @@ impl Listener {
                     SignIn {
                         username,
                         addresses,
+                        device: None,
                         mac: request.mac,
                         source,
                         id: request.session.clone(),

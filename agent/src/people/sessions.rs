@@ -19,7 +19,7 @@ use jiff::{SignedDuration, Timestamp};
 use schoolgate_engine::Policy;
 use schoolgate_engine::person::PersonView;
 use schoolgate_engine::policy::PersonIdentity;
-use schoolgate_people::sessions::{Change, Session, Sessions, SignIn};
+use schoolgate_people::sessions::{Change, Place, Session, Sessions, SignIn};
 use schoolgate_people::{Directory, Username};
 use tracing::warn;
 
@@ -41,6 +41,8 @@ struct Index {
     /// The policy the identities were worked out for.
     policy: Option<Arc<Policy>>,
     by_address: HashMap<IpAddr, SignedIn, foldhash::fast::RandomState>,
+    /// School devices away from school, by off-site id.
+    by_device: HashMap<Box<str>, SignedIn, foldhash::fast::RandomState>,
 }
 
 /// The sessions in force.
@@ -69,6 +71,7 @@ impl LiveSessions {
             index: ArcSwap::from_pointee(Index {
                 policy: None,
                 by_address: HashMap::default(),
+                by_device: HashMap::default(),
             }),
             path,
             unsaved: AtomicBool::new(false),
@@ -92,6 +95,33 @@ impl LiveSessions {
         let username = self.sessions().at(ip)?.username.clone();
         let directory = self.people.current();
         identify(policy, &directory, &username)
+    }
+
+    /// The person signed in on the school device away from school whose off-site id is
+    /// `device`, as `policy` sees them.
+    pub fn person_on_device(&self, policy: &Policy, device: &str) -> Option<PersonIdentity> {
+        let index = self.index.load();
+        let built_for = index.policy.as_ref().map(Arc::as_ptr);
+        if built_for == Some(std::ptr::from_ref(policy)) {
+            return index.by_device.get(device)?.person;
+        }
+        let username = self.sessions().on_device(device)?.username.clone();
+        let directory = self.people.current();
+        identify(policy, &directory, &username)
+    }
+
+    /// Who is signed in on the device away from school whose off-site id is `device`, for
+    /// events, as [`person_info`](Self::person_info).
+    pub fn person_info_on_device(
+        &self,
+        device: &str,
+    ) -> Option<(Username, Option<schoolgate_people::Person>)> {
+        let username = match self.index.load().by_device.get(device) {
+            Some(s) => s.username.clone(),
+            None => self.sessions().on_device(device)?.username.clone(),
+        };
+        let person = self.people.current().find(username.as_str()).cloned();
+        Some((username, person))
     }
 
     /// The username signed in at `ip`, for events.
@@ -154,6 +184,16 @@ impl LiveSessions {
         self.change(policy, |s| s.sign_out(username, addresses, source))
     }
 
+    /// A sign-out on a device away from school.
+    pub fn sign_out_device(
+        &self,
+        policy: &Arc<Policy>,
+        username: &Username,
+        device: &str,
+    ) -> Vec<Change> {
+        self.change(policy, |s| s.sign_out_device(username, device))
+    }
+
     pub fn reporter_restarted(&self, policy: &Arc<Policy>, source: &str) -> Vec<Change> {
         self.change(policy, |s| s.reporter_restarted(source))
     }
@@ -178,7 +218,7 @@ impl LiveSessions {
         let signed: Vec<(IpAddr, [u8; 6])> = self
             .sessions()
             .all()
-            .filter_map(|s| Some((s.address, s.mac?)))
+            .filter_map(|s| Some((s.place.address()?, s.mac?)))
             .collect();
         let moved: Vec<(IpAddr, [u8; 6])> = signed
             .into_iter()
@@ -247,20 +287,22 @@ impl LiveSessions {
 }
 
 fn build(policy: &Arc<Policy>, directory: &Directory, sessions: &Sessions) -> Index {
-    let by_address = sessions
-        .all()
-        .map(|s| {
-            let signed = SignedIn {
-                username: s.username.clone(),
-                person: identify(policy, directory, &s.username),
-            };
-            (s.address, signed)
-        })
-        .collect();
-    Index {
+    let mut index = Index {
         policy: Some(Arc::clone(policy)),
-        by_address,
+        by_address: HashMap::default(),
+        by_device: HashMap::default(),
+    };
+    for s in sessions.all() {
+        let signed = SignedIn {
+            username: s.username.clone(),
+            person: identify(policy, directory, &s.username),
+        };
+        match &s.place {
+            Place::Address(a) => index.by_address.insert(*a, signed),
+            Place::Device(id) => index.by_device.insert(id.as_str().into(), signed),
+        };
     }
+    index
 }
 
 /// The person `username` names in `directory`, as `policy` sees them.
@@ -342,6 +384,7 @@ groups:
         let sign_in = |name: &str| SignIn {
             username: Username::new(name).unwrap(),
             addresses: vec![pc],
+            device: None,
             mac: None,
             source: "radius wlc1".into(),
             id: None,
@@ -379,6 +422,25 @@ groups:
         assert!(live.moved(&p, |_| Some([2, 0, 0, 0, 0, 0x21])).is_empty());
         assert!(live.moved(&p, |_| None).is_empty());
         assert_eq!(live.moved(&p, |_| Some([2, 0, 0, 0, 0, 0x99])).len(), 1);
+        assert_eq!(live.person_at(&p, pc), None);
+        // A laptop away from school, by its off-site id: a place of its own, found under
+        // the indexed policy and any other, and untouched by who has which address.
+        live.sign_in(
+            &p,
+            SignIn {
+                addresses: Vec::new(),
+                device: Some("laptop7".into()),
+                ..sign_in("amira.k")
+            },
+            now,
+        );
+        assert_eq!(live.person_on_device(&p, "laptop7").unwrap().group, pupils);
+        assert_eq!(live.person_on_device(&q, "laptop7").unwrap().group, pupils);
+        assert_eq!(live.person_on_device(&p, "laptop8"), None);
+        let (username, person) = live.person_info_on_device("laptop7").unwrap();
+        assert_eq!(username.as_str(), "amira.k");
+        assert!(person.is_some());
+        assert!(live.moved(&p, |_| Some([2, 0, 0, 0, 0, 0x77])).is_empty());
         assert_eq!(live.person_at(&p, pc), None);
         // A damaged file is not fatal.
         std::fs::write(dir.path().join(FILE), "{not json").unwrap();

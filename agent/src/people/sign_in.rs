@@ -14,6 +14,13 @@
 //! sign someone in at another machine, even with the school's token. Only a source marked
 //! `relay` (a server reporting for many devices, such as a NAC) may name another `address`.
 //! Connections are served by `schoolgate-serve`, with its limits on slow and idle clients.
+//!
+//! A school device away from school reports to the off-site listener instead, by the id its
+//! DNS profile carries: `POST /api/v1/sign-in/{device-id}` with the same token and body
+//! (without `address`). The person is then signed in on that device wherever it is, and its
+//! off-site requests are decided and reported for them; from an address on the school's
+//! networks the same report also signs them in at that address, so one logon script serves
+//! both.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -169,6 +176,23 @@ enum Event {
     Logoff,
 }
 
+impl Endpoint {
+    /// The endpoint `config` describes, its sources read from the tokens file.
+    pub fn new(
+        config: &schoolgate_engine::policy::gateway::SignInEndpoint,
+        sessions: Arc<LiveSessions>,
+        live: Arc<LivePolicy>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, TokensError> {
+        Ok(Arc::new(Self {
+            sources: read_tokens(&config.tokens_file)?,
+            sessions,
+            live,
+            metrics,
+        }))
+    }
+}
+
 /// The endpoint's routes.
 pub fn router(endpoint: Arc<Endpoint>) -> Router {
     Router::new()
@@ -177,12 +201,35 @@ pub fn router(endpoint: Arc<Endpoint>) -> Router {
         .layer(axum::middleware::from_fn(schoolgate_serve::catch_panic))
 }
 
+/// The route the off-site listener adds for school devices away from school.
+pub fn device_router(endpoint: Arc<Endpoint>) -> Router {
+    Router::new()
+        .route("/api/v1/sign-in/{id}", post(report_from_device))
+        .with_state(endpoint)
+        .layer(axum::middleware::from_fn(schoolgate_serve::catch_panic))
+}
+
+async fn report(State(endpoint): State<Arc<Endpoint>>, req: Request) -> Response {
+    take(&endpoint, req, None).await
+}
+
+async fn report_from_device(
+    State(endpoint): State<Arc<Endpoint>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    take(&endpoint, req, Some(&id)).await
+}
+
 fn refuse(endpoint: &Endpoint, status: StatusCode, result: &'static str, why: &str) -> Response {
     endpoint.metrics.sign_in(result);
     (status, why.to_owned()).into_response()
 }
 
-async fn report(State(endpoint): State<Arc<Endpoint>>, req: Request) -> Response {
+/// Takes one report: at the address it comes from (or a relay's `address`), or on the
+/// device whose off-site id is `device`.
+async fn take(endpoint: &Arc<Endpoint>, req: Request, device: Option<&str>) -> Response {
+    let endpoint = Arc::clone(endpoint);
     let Some(Peer(peer)) = req.extensions().get::<Peer>().copied() else {
         return refuse(
             &endpoint,
@@ -191,7 +238,7 @@ async fn report(State(endpoint): State<Arc<Endpoint>>, req: Request) -> Response
             "no peer",
         );
     };
-    // The token first: nothing of the body is read for a request without one.
+    // The token first: nothing of the body is parsed for a request without one.
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -205,6 +252,10 @@ async fn report(State(endpoint): State<Arc<Endpoint>>, req: Request) -> Response
         .as_deref()
         .and_then(|h| endpoint.sources.iter().find(|s| s.hash == h));
     let Some(source) = source.cloned() else {
+        // What was sent (at most the largest report) is taken and dropped, so the refusal
+        // reaches the client: over HTTP/2 an answer before the body ends is a reset stream,
+        // which clients report as a broken connection rather than as the 401.
+        let _ = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
         return refuse(
             &endpoint,
             StatusCode::UNAUTHORIZED,
@@ -233,7 +284,40 @@ async fn report(State(endpoint): State<Arc<Endpoint>>, req: Request) -> Response
         }
     };
     let peer_ip = peer.ip().to_canonical();
+    let policy = endpoint.live.current();
+    // A device away from school: the id as the policy spells it, and the address only when
+    // it reports from the school's networks.
+    let device = match device {
+        None => None,
+        Some(id) => {
+            let entry = policy
+                .off_site_device(id)
+                .and_then(|i| policy.device(i.device?))
+                .and_then(|d| d.off_site_id.clone());
+            let Some(id) = entry else {
+                return refuse(
+                    &endpoint,
+                    StatusCode::FORBIDDEN,
+                    "unknown_device",
+                    "No device has this id.\n",
+                );
+            };
+            if report.address.is_some() {
+                return refuse(
+                    &endpoint,
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    "A device away from school reports no `address`.\n",
+                );
+            }
+            Some(id)
+        }
+    };
     let address = report.address.map_or(peer_ip, |a| a.to_canonical());
+    let addresses = match device {
+        Some(_) if !policy.serves(address) => Vec::new(),
+        _ => vec![address],
+    };
     if address != peer_ip && !source.relay {
         return refuse(
             &endpoint,
@@ -262,23 +346,34 @@ async fn report(State(endpoint): State<Arc<Endpoint>>, req: Request) -> Response
             "`user` is not a username.\n",
         );
     };
-    let policy = endpoint.live.current();
     let origin = format!("sign-in {}", source.name);
     let changes = match report.event {
         Event::Logon => endpoint.sessions.sign_in(
             &policy,
             SignIn {
                 username,
-                addresses: vec![address],
+                addresses,
+                device,
                 mac,
                 source: origin,
                 id: report.host,
             },
             crate::clock::now(),
         ),
-        Event::Logoff => endpoint
-            .sessions
-            .sign_out(&policy, &username, &[address], &origin),
+        Event::Logoff => {
+            let mut changes = Vec::new();
+            if let Some(id) = &device {
+                changes = endpoint.sessions.sign_out_device(&policy, &username, id);
+            }
+            if !addresses.is_empty() {
+                changes.extend(
+                    endpoint
+                        .sessions
+                        .sign_out(&policy, &username, &addresses, &origin),
+                );
+            }
+            changes
+        }
     };
     endpoint.metrics.sessions_ended(&changes);
     if changes.iter().any(|c| matches!(c, Change::Full(_))) {
