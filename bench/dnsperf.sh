@@ -40,14 +40,19 @@ ip -n "$ns" addr add 127.0.0.53/8 dev lo 2>/dev/null || true
 in_ns() { ip netns exec "$ns" "$@"; }
 
 # The blocklist: every domain in lists/*.txt.
-# Domains only: the lists' addresses and networks are the firewall's, not names to ask for.
-cat lists/*.txt | sed 's/#.*//' | tr -d ' \t\r' | grep -v '^$' | grep -Ev '^[0-9.]+(/[0-9]+)?$|:' \
+# Domains only: the lists' addresses and networks are the firewall's, not names to ask for,
+# and a `[service]` line names the service the domains below it belong to.
+cat lists/*.txt | sed 's/#.*//' | tr -d ' \t\r' | grep -v '^$' | grep -Ev '^\[|^[0-9.]+(/[0-9]+)?$|:' \
     | sort -u > "$work/blocked-domains"
 n_blocked=$(wc -l < "$work/blocked-domains")
 
 # schoolgate: one group for loopback, one rule blocking every list.
 lists=$(ls lists/*.txt | sed "s|^|$root/|" | paste -sd, -)
-cat > "$work/policy.yaml" <<YAML
+# The policy in a directory of its own: the agent watches the policy's directory for saves,
+# and the runs below write their output beside it (dnsperf -v, a line per answer), which
+# would keep the watcher busy as a quiet /etc/schoolgate never does.
+mkdir -p "$work/etc"
+cat > "$work/etc/policy.yaml" <<YAML
 version: 1
 school: { name: Bench School, timezone: UTC }
 categories:
@@ -63,7 +68,7 @@ YAML
 firewall_flag=--no-firewall
 if [ "${FIREWALL:-off}" = on ]; then
     firewall_flag=
-    printf '  lan_interfaces: [lo]\n  firewall: { on_stop: fail_open }\n' >> "$work/policy.yaml"
+    printf '  lan_interfaces: [lo]\n  firewall: { on_stop: fail_open }\n' >> "$work/etc/policy.yaml"
 fi
 
 # Unbound: the same domains as always_nxdomain local zones, forwarding the rest.
@@ -97,7 +102,7 @@ CONF
 } > "$work/unbound.conf"
 
 ip netns exec "$ns" "$peer" dns 127.0.0.53:53 2>"$work/peer.log" & pids+=($!)
-ip netns exec "$ns" "$agent" run --policy "$work/policy.yaml" $firewall_flag --no-inspection 2>"$work/agent.log" & pids+=($!)
+ip netns exec "$ns" "$agent" run --policy "$work/etc/policy.yaml" $firewall_flag --no-inspection 2>"$work/agent.log" & pids+=($!)
 ip netns exec "$ns" unbound -c "$work/unbound.conf" 2>"$work/unbound.log" & pids+=($!)
 for port in 5300 5301; do
     for _ in $(seq 50); do

@@ -42,7 +42,11 @@ id=ict-suite-01-k7q2
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=dns.bench.test -addext "subjectAltName=DNS:dns.bench.test,DNS:*.dns.bench.test" \
     -keyout "$work/dns.key" -out "$work/dns.crt" 2>/dev/null
-cat > "$work/policy.yaml" <<YAML
+# The policy in a directory of its own: the agent watches the policy's directory for saves,
+# and the runs below write their output beside it (dnsperf -v, a line per answer), which
+# would keep the watcher busy as a quiet /etc/schoolgate never does.
+mkdir -p "$work/etc"
+cat > "$work/etc/policy.yaml" <<YAML
 version: 1
 school: { name: Bench School, timezone: UTC }
 categories:
@@ -67,7 +71,7 @@ YAML
 
 ip netns exec "$ns" "$peer" dns 127.0.0.53:53 2>/dev/null &
 pids+=($!)
-ip netns exec "$ns" "$agent" run --policy "$work/policy.yaml" --no-firewall --no-inspection \
+ip netns exec "$ns" "$agent" run --policy "$work/etc/policy.yaml" --no-firewall --no-inspection \
     2>"$work/agent.log" &
 pids+=($!)
 for _ in $(seq 50); do

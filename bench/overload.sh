@@ -50,7 +50,11 @@ ip -n "$ns" addr add 127.0.0.53/8 dev lo 2>/dev/null || true
 in_ns() { ip netns exec "$ns" "$@"; }
 
 blocked_domains="facebook.com instagram.com tiktok.com"
-cat > "$work/policy.yaml" <<YAML
+# The policy in a directory of its own: the agent watches the policy's directory for saves,
+# and the runs below write their output beside it (dnsperf -v, a line per answer), which
+# would keep the watcher busy as a quiet /etc/schoolgate never does.
+mkdir -p "$work/etc"
+cat > "$work/etc/policy.yaml" <<YAML
 version: 1
 school: { name: Bench School, timezone: UTC }
 categories:
@@ -104,7 +108,7 @@ port_of() { case $1 in schoolgate) echo 5300 ;; unbound) echo 5301 ;; esac; }
 start() { # server
     case $1 in
         schoolgate)
-            ip netns exec "$ns" "$agent" run --policy "$work/policy.yaml" --no-firewall \
+            ip netns exec "$ns" "$agent" run --policy "$work/etc/policy.yaml" --no-firewall \
                 --no-inspection --metrics-listen 127.0.0.1:9153 2>"$work/agent.log" &
             ;;
         unbound)

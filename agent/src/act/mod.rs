@@ -39,6 +39,7 @@ use crate::report::events::{DeviceInfo, Event, Events, Kind, Severity, Ticket, b
 pub use attempt::Attempt;
 use quarantine::{Banned, Quarantine, Record};
 use schoolgate_contract::PersonInfo;
+use schoolgate_gateway::events::aggregate::Sighting;
 
 /// A request's sender, as the policy sees it (worked out once, by the detector).
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +161,33 @@ impl Actor {
                 e.evidence = Some(format!("{how} in supervised use"));
                 self.events.sighting(e)
             }
+        }
+    }
+
+    /// Counts a blocked name seen again at school within its window, from what the request
+    /// already holds: no event is built for it. `false` when it opens a window (or the
+    /// device is away from school): then [`act`](Self::act) reports it in full.
+    pub fn blocked_again(&self, who: &Who, now: Timestamp, name: &str, rule: Option<&str>) -> bool {
+        let Some(ip) = who.client.ip else {
+            return false;
+        };
+        let again = |person: Option<&str>| {
+            self.events.repeat(
+                &Sighting {
+                    ip: Some(ip),
+                    mac: who.client.mac,
+                    person,
+                    name: Some(name),
+                    rule,
+                    technique: None,
+                    destination: None,
+                },
+                now,
+            )
+        };
+        match &self.sessions {
+            Some(sessions) => sessions.with_username_at(ip, again),
+            None => again(None),
         }
     }
 

@@ -23,7 +23,6 @@ use tracing::{debug, warn};
 use crate::act::{self, Actor, Outcome, Who};
 use crate::firewall::learner::Learner;
 use crate::report::events::Ticket;
-use crate::report::metrics::RuleLabels;
 use crate::shared::Shared;
 use crate::upstream::{Admitted, Resolved, Upstream, UpstreamError};
 use schoolgate_gateway::dns::cache::{self, AnswerCache, Cache};
@@ -221,10 +220,14 @@ impl Resolver {
                 },
             );
         }
-        match self.kept_answer(bytes, policy, who, now, instant) {
-            Some(KeptAnswer::Answer(out, how)) => return Step::Kept(out, how),
-            Some(KeptAnswer::Blocked(out, b)) => return self.blocked(policy, who, now, out, b),
-            None => {}
+        if let Some(q) = Question::parse(bytes) {
+            match self.kept_answer(&q, bytes, policy, who, now, instant) {
+                Some(KeptAnswer::Answer(out, how)) => return Step::Kept(out, how),
+                Some(KeptAnswer::Blocked(out, b)) => {
+                    return self.blocked(policy, who, now, out, b);
+                }
+                None => {}
+            }
         }
         let quarantined = self.shared.quarantine.contains(&who.client);
         match plan(
@@ -242,7 +245,7 @@ impl Resolver {
             } => match blocked {
                 Some(b) => {
                     self.keep_blocked(bytes, &out, &b, instant);
-                    self.blocked(policy, who, now, out, b)
+                    self.blocked(policy, who, now, out, BlockedRef::of(&b))
                 }
                 None => {
                     metrics.queries_local.inc();
@@ -291,17 +294,17 @@ impl Resolver {
 
 impl Resolver {
     /// The answer kept in wire form for a request of the common shape, without decoding it
-    /// in full: the question is read in place, routed by the same [`route`] as [`plan`], and
-    /// looked up. `None` sends the request down the full path, which answers it the same way.
-    fn kept_answer(
+    /// in full: its question `q` (read in place) is routed by the same [`route`] as [`plan`],
+    /// and looked up. `None` sends the request down the full path, which answers it the same way.
+    fn kept_answer<'a>(
         &self,
+        q: &'a Question,
         bytes: &[u8],
-        policy: &Policy,
+        policy: &'a Policy,
         who: &Who,
         now: Timestamp,
         instant: Instant,
-    ) -> Option<KeptAnswer> {
-        let q = Question::parse(bytes)?;
+    ) -> Option<KeptAnswer<'a>> {
         // Clients outside the policy's networks are refused on the full path.
         if !served(&who.client, &who.identity, policy) {
             return None;
@@ -333,11 +336,10 @@ impl Resolver {
                     WireKey::new(q.name(), qtype, false, false, q.edns)?.blocked(rule, quarantined);
                 let (template, age, _) = self.blocked_wire.get_aged(key.bytes(), instant)?;
                 let out = template.render(bytes, age)?;
-                let blocked = Blocked {
-                    name: q.name().to_owned(),
-                    rule: rule.map(str::to_owned),
-                    category: decision.category(policy).map(str::to_owned),
-                    quarantined,
+                let blocked = BlockedRef {
+                    name: q.name(),
+                    rule,
+                    category: decision.category(policy),
                 };
                 return Some(KeptAnswer::Blocked(out, blocked));
             }
@@ -371,11 +373,30 @@ impl Clock {
 }
 
 /// An answer found kept, without decoding the request.
-enum KeptAnswer {
+enum KeptAnswer<'a> {
     /// An upstream's answer (or a safe-search rewrite's), counted per batch.
     Answer(Vec<u8>, Kept),
     /// A blocked name's answer, reported as the full path reports it.
-    Blocked(Vec<u8>, Blocked),
+    Blocked(Vec<u8>, BlockedRef<'a>),
+}
+
+/// A blocked name and what blocked it, borrowed from the request and the policy: a repeat
+/// is counted from these without copying them.
+#[derive(Debug, Clone, Copy)]
+struct BlockedRef<'a> {
+    name: &'a str,
+    rule: Option<&'a str>,
+    category: Option<&'a str>,
+}
+
+impl<'a> BlockedRef<'a> {
+    fn of(b: &'a Blocked) -> Self {
+        Self {
+            name: &b.name,
+            rule: b.rule.as_deref(),
+            category: b.category.as_deref(),
+        }
+    }
 }
 
 /// Which counters a kept answer adds to.
@@ -480,34 +501,33 @@ impl Resolver {
     }
 
     /// A blocked name's answer and what is done about it: counted, the firewall told, and
-    /// the sighting reported; a first sighting is journaled before its answer leaves.
+    /// the sighting reported; a first sighting is journaled before its answer leaves. A
+    /// repeat within its window is only counted, with nothing copied.
     fn blocked(
         &self,
         policy: &Policy,
         who: &Who,
         now: Timestamp,
         out: Vec<u8>,
-        b: Blocked,
+        b: BlockedRef<'_>,
     ) -> Step {
         let metrics = &self.shared.metrics;
         metrics.queries_blocked.inc();
-        let rule = b.rule.as_deref().unwrap_or("quarantine");
-        metrics
-            .blocked
-            .get_or_create(&RuleLabels {
-                rule: rule.to_owned(),
-            })
-            .inc();
-        debug!(client = ?who.client.ip, name = %b.name, rule, "blocked");
+        let rule = b.rule.unwrap_or("quarantine");
+        metrics.blocked_by(rule);
+        debug!(client = ?who.client.ip, name = b.name, rule, "blocked");
         // Devices may hold its addresses from before: the firewall refuses them once it
         // knows them.
-        if let (Some(l), Some(_)) = (&self.learner, &b.rule) {
-            l.blocked(&b.name);
+        if let (Some(l), Some(_)) = (&self.learner, b.rule) {
+            l.blocked(b.name);
+        }
+        if self.actor.blocked_again(who, now, b.name, b.rule) {
+            return Step::Done(Some(out));
         }
         let seen = Outcome::Blocked(act::Blocked {
-            name: Some(b.name),
-            rule: b.rule,
-            category: b.category,
+            name: Some(b.name.to_owned()),
+            rule: b.rule.map(str::to_owned),
+            category: b.category.map(str::to_owned),
             destination: None,
             evidence: "DNS query".to_owned(),
         });

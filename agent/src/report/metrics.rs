@@ -18,6 +18,9 @@ pub struct QueryLabels {
     pub result: &'static str,
 }
 
+/// Rules whose counters [`Metrics::blocked_by`] keeps at hand.
+const MAX_RULE_COUNTERS: usize = 1024;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabels {
     /// The rule's name from the policy (or `quarantine`).
@@ -63,6 +66,9 @@ pub struct Metrics {
     pub queries_dropped: Counter,
     pub queries_rate_limited: Counter,
     pub blocked: Family<RuleLabels, Counter>,
+    /// `blocked`'s counters by rule name, read without a lock or a copy of the name (every
+    /// blocked query adds to one); filled from the family the first time a rule blocks.
+    blocked_by_rule: arc_swap::ArcSwap<foldhash::HashMap<Box<str>, Counter>>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub upstream_errors: Counter,
@@ -246,6 +252,7 @@ impl Metrics {
             registry,
             queries,
             blocked,
+            blocked_by_rule: arc_swap::ArcSwap::default(),
             cache_hits,
             cache_misses,
             upstream_errors,
@@ -266,6 +273,29 @@ impl Metrics {
             sign_ins,
             sessions_ended,
             sessions,
+        }
+    }
+
+    /// Counts a query blocked by the rule named `rule` (or `quarantine`).
+    pub fn blocked_by(&self, rule: &str) {
+        if let Some(c) = self.blocked_by_rule.load().get(rule) {
+            c.inc();
+            return;
+        }
+        let counter = self
+            .blocked
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .clone();
+        counter.inc();
+        // Bounded: past it (a policy renamed many times over) the family is asked each time.
+        if self.blocked_by_rule.load().len() < MAX_RULE_COUNTERS {
+            self.blocked_by_rule.rcu(|known| {
+                let mut more = (**known).clone();
+                more.insert(rule.into(), counter.clone());
+                more
+            });
         }
     }
 
@@ -316,11 +346,9 @@ mod tests {
         let m = Metrics::new();
         m.queries_blocked.inc();
         m.queries_blocked.inc();
-        m.blocked
-            .get_or_create(&RuleLabels {
-                rule: "No \"social\" media".into(),
-            })
-            .inc();
+        // The first through the family, the second through the counters kept at hand.
+        m.blocked_by("No \"social\" media");
+        m.blocked_by("No \"social\" media");
         m.upstream_latency.observe(0.002);
         m.reload("rejected");
         let text = m.render();
@@ -329,7 +357,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("schoolgate_dns_blocked_total{rule=\"No \\\"social\\\" media\"} 1"),
+            text.contains("schoolgate_dns_blocked_total{rule=\"No \\\"social\\\" media\"} 2"),
             "{text}"
         );
         assert!(text.contains("schoolgate_policy_reloads_total{outcome=\"rejected\"} 1"));

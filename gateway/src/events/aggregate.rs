@@ -31,7 +31,7 @@ pub const WINDOW: SignedDuration = SignedDuration::from_secs(60);
 /// whatever devices do.
 pub const MAX_PENDING: usize = 10_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
     ip: Option<IpAddr>,
     mac: Option<MacAddr>,
@@ -56,6 +56,88 @@ impl Key {
         }
     }
 }
+
+/// What a window is kept by, borrowed: a sighting looked up with this costs no allocation,
+/// so a repeat (most blocked queries) is counted without copying its strings, or without
+/// building its event at all ([`Aggregator::repeat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sighting<'a> {
+    pub ip: Option<IpAddr>,
+    pub mac: Option<MacAddr>,
+    /// The username of who was signed in.
+    pub person: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub rule: Option<&'a str>,
+    pub technique: Option<Technique>,
+    pub destination: Option<&'a str>,
+}
+
+impl<'a> Sighting<'a> {
+    /// The window `e` belongs to.
+    pub fn of(e: &'a Event) -> Self {
+        Self {
+            ip: e.device.ip,
+            mac: e.device.mac,
+            person: e.person.as_ref().map(|p| p.username.as_str()),
+            name: e.name.as_deref(),
+            rule: e.rule.as_deref(),
+            technique: e.technique,
+            destination: e.destination.as_deref(),
+        }
+    }
+}
+
+/// Owned keys and borrowed sightings hashed and compared alike, so the table of windows
+/// (keyed by [`Key`]) can be asked with a [`Sighting`].
+trait AsSighting {
+    fn sighting(&self) -> Sighting<'_>;
+}
+
+impl AsSighting for Key {
+    fn sighting(&self) -> Sighting<'_> {
+        Sighting {
+            ip: self.ip,
+            mac: self.mac,
+            person: self.person.as_deref(),
+            name: self.name.as_deref(),
+            rule: self.rule.as_deref(),
+            technique: self.technique,
+            destination: self.destination.as_deref(),
+        }
+    }
+}
+
+impl AsSighting for Sighting<'_> {
+    fn sighting(&self) -> Sighting<'_> {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn AsSighting + 'a> for Key {
+    fn borrow(&self) -> &(dyn AsSighting + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.sighting().hash(state);
+    }
+}
+
+impl std::hash::Hash for dyn AsSighting + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.sighting().hash(state);
+    }
+}
+
+impl PartialEq for dyn AsSighting + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.sighting() == other.sighting()
+    }
+}
+
+impl Eq for dyn AsSighting + '_ {}
 
 /// Open windows, closed one window after their first sighting.
 #[derive(Debug)]
@@ -91,23 +173,10 @@ impl Aggregator {
     /// itself if it opens a window, and a follow-up released early because the table was
     /// full.
     pub fn add(&mut self, event: Event) -> Vec<Event> {
-        let key = Key::of(&event);
-        if let Some((open, changed)) = self.pending.get_mut(&key) {
-            if open.count == 0 {
-                // The first repeat: the follow-up starts, an event of its own: its own id,
-                // from its first repeat.
-                open.id = uuid_v7(event.time);
-                open.time = event.time;
-                open.last = None;
-            } else {
-                open.last = Some(event.time);
-            }
-            open.count = schoolgate_contract::text::count(
-                u64::from(open.count).saturating_add(u64::from(event.count)),
-            );
-            *changed = true;
+        if self.repeat(&Sighting::of(&event), event.time, event.count) {
             return Vec::new();
         }
+        let key = Key::of(&event);
         let mut now = Vec::new();
         if self.pending.len() >= self.capacity {
             now.extend(self.pop_oldest());
@@ -123,6 +192,29 @@ impl Aggregator {
         self.pending.insert(key, (follow, false));
         now.push(event);
         now
+    }
+
+    /// Counts `count` more sightings at `time` into the window `sighting` belongs to, if one
+    /// is open; `false` (and nothing counted) if none is: the sighting must then be
+    /// [`add`](Self::add)ed as an event.
+    pub fn repeat(&mut self, sighting: &Sighting<'_>, time: Timestamp, count: u32) -> bool {
+        let Some((open, changed)) = self.pending.get_mut(sighting as &dyn AsSighting) else {
+            return false;
+        };
+        if open.count == 0 {
+            // The first repeat: the follow-up starts, an event of its own: its own id, from
+            // its first repeat.
+            open.id = uuid_v7(time);
+            open.time = time;
+            open.last = None;
+        } else {
+            open.last = Some(time);
+        }
+        open.count = schoolgate_contract::text::count(
+            u64::from(open.count).saturating_add(u64::from(count)),
+        );
+        *changed = true;
+        true
     }
 
     /// The follow-ups whose window has closed by `now` and that changed since they were
@@ -245,6 +337,46 @@ mod tests {
         assert_eq!(a.add(blocked(90, "10.0.0.5", "instagram.com")).len(), 1);
         assert!(a.drain().is_empty());
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn a_repeat_is_counted_from_its_borrowed_sighting_alone() {
+        let mut a = Aggregator::new(SignedDuration::from_secs(60), 100);
+        let mut first = blocked(0, "10.0.0.5", "instagram.com");
+        first.person = Some(schoolgate_contract::event::PersonInfo {
+            username: "amira.k".into(),
+            ..Default::default()
+        });
+        let sighting = |person, name| Sighting {
+            ip: Some("10.0.0.5".parse().unwrap()),
+            mac: None,
+            person,
+            name: Some(name),
+            rule: Some("r"),
+            technique: None,
+            destination: None,
+        };
+        // Nothing open yet: not counted.
+        assert!(!a.repeat(&sighting(Some("amira.k"), "instagram.com"), at(0), 1));
+        assert_eq!(a.add(first.clone()).len(), 1);
+        // The same window, borrowed: counted. Another person or name: not.
+        assert!(a.repeat(&sighting(Some("amira.k"), "instagram.com"), at(1), 1));
+        assert!(a.repeat(&sighting(Some("amira.k"), "instagram.com"), at(2), 2));
+        assert!(!a.repeat(&sighting(Some("ben.t"), "instagram.com"), at(3), 1));
+        assert!(!a.repeat(&sighting(None, "instagram.com"), at(3), 1));
+        assert!(!a.repeat(&sighting(Some("amira.k"), "tiktok.com"), at(3), 1));
+        // Counted with the event's own repeats, in one follow-up.
+        assert!(
+            a.add(Event {
+                time: at(4),
+                ..first
+            })
+            .is_empty()
+        );
+        let follow = a.due(at(60));
+        assert_eq!(follow.len(), 1);
+        assert_eq!(follow[0].count, 4);
+        assert_eq!((follow[0].time, follow[0].last), (at(1), Some(at(4))));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
 
 use schoolgate_contract::{Event, Kind, Severity};
-use schoolgate_gateway::events::aggregate::{Aggregator, Presence};
+use schoolgate_gateway::events::aggregate::{Aggregator, Presence, Sighting};
 
 /// Events in flight between the services and the writer.
 const QUEUE: usize = 65_536;
@@ -168,6 +168,13 @@ impl Events {
     pub fn sighting(&self, event: Event) -> Option<Ticket> {
         let now = lock(&self.aggregator).add(event);
         now.into_iter().filter_map(|e| self.emit(e)).max()
+    }
+
+    /// Counts a repeat of an open window from its borrowed key alone (see
+    /// [`Aggregator::repeat`]); `false` if none is open, when the sighting must be built and
+    /// passed to [`sighting`](Self::sighting).
+    pub fn repeat(&self, sighting: &Sighting<'_>, now: Timestamp) -> bool {
+        lock(&self.aggregator).repeat(sighting, now, 1)
     }
 
     /// Whether the event with `ticket` has been written (or counted lost).
