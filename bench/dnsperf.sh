@@ -15,6 +15,7 @@
 # first, and the median ratio of schoolgate's rate to Unbound's is printed per kind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 secs=${1:-10}
 root=$PWD
 agent=$root/target/release/schoolgate-agent
@@ -73,26 +74,7 @@ fi
 
 # Unbound: the same domains as always_nxdomain local zones, forwarding the rest.
 {
-    cat <<CONF
-server:
-    interface: 127.0.0.1@5301
-    access-control: 127.0.0.0/8 allow
-    username: ""
-    chroot: ""
-    pidfile: ""
-    directory: "$work"
-    do-daemonize: no
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    num-threads: 2
-    module-config: "iterator"
-    do-not-query-localhost: no
-    msg-cache-size: 64m
-    rrset-cache-size: 128m
-    qname-minimisation: no
-    harden-referral-path: no
-CONF
+    unbound_server_conf "$work" 5301
     sed 's/.*/    local-zone: "&." always_nxdomain/' "$work/blocked-domains"
     cat <<CONF
 forward-zone:

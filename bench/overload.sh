@@ -19,6 +19,7 @@
 #   beside the flood whatever the resolver does; Unbound on the same run is the yardstick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 secs=${1:-10}
 rate=${RATE:-2000}
 flood=${FLOOD:-20000}
@@ -69,24 +70,7 @@ gateway:
 YAML
 # Unbound: the same domains as always_nxdomain local zones, forwarding the rest.
 {
-    cat <<CONF
-server:
-    interface: 127.0.0.1@5301
-    access-control: 127.0.0.0/8 allow
-    username: ""
-    chroot: ""
-    pidfile: ""
-    directory: "$work"
-    do-daemonize: no
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    num-threads: 2
-    module-config: "iterator"
-    do-not-query-localhost: no
-    qname-minimisation: no
-    harden-referral-path: no
-CONF
+    unbound_server_conf "$work" 5301
     for d in $blocked_domains; do echo "    local-zone: \"$d.\" always_nxdomain"; done
     cat <<CONF
 forward-zone:

@@ -112,12 +112,7 @@ fn http(port: u16, ca: &Path, extra: &[&str], paths: &[String]) -> Vec<u16> {
 
 #[test]
 fn a_school_laptop_at_home_is_filtered_by_its_id_over_tls_and_https() {
-    if Command::new("kdig").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kdig is missing (scripts/setup installs knot-dnsutils)"
-        );
-        eprintln!("skipped: kdig is not installed (knot-dnsutils)");
+    if no_kdig() {
         return;
     }
     let upstream = FakeUpstream::start();
@@ -296,44 +291,27 @@ fn a_school_laptop_at_home_is_filtered_by_its_id_over_tls_and_https() {
 
 /// Signs in or out on the device `id` through the off-site listener with curl; the status.
 fn sign_in_from_away(port: u16, ca: &Path, token: &str, id: &str, body: &str) -> u16 {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-        ])
-        .arg("--cacert")
-        .arg(ca)
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ])
-        .arg(format!("https://127.0.0.1:{port}/api/v1/sign-in/{id}"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .ok()
-        .filter(|code| *code != 0)
-        .unwrap_or_else(|| panic!("curl: {}", String::from_utf8_lossy(&out.stderr)))
+    let url = format!("https://127.0.0.1:{port}/api/v1/sign-in/{id}");
+    crate::signed_in::post_report(&url, ca, token, None, body)
+}
+
+/// Whether kdig is missing, which CI never allows (tests then skip, saying so).
+#[allow(clippy::print_stderr)] // what a skip or a failed request says, in the test output
+fn no_kdig() -> bool {
+    if Command::new("kdig").arg("-V").output().is_ok() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "kdig is missing (scripts/setup installs knot-dnsutils)"
+    );
+    eprintln!("skipped: kdig is not installed (knot-dnsutils)");
+    true
 }
 
 #[test]
 fn a_laptop_at_home_is_decided_for_the_person_signed_in_on_it() {
-    if Command::new("kdig").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kdig is missing (scripts/setup installs knot-dnsutils)"
-        );
-        eprintln!("skipped: kdig is not installed (knot-dnsutils)");
+    if no_kdig() {
         return;
     }
     let upstream = FakeUpstream::start();

@@ -271,32 +271,44 @@ gateway:
 
 /// Posts a report to the sign-in endpoint with curl, from `source`; the HTTP status.
 fn report(port: u16, ca: &std::path::Path, token: &str, source: &str, body: &str) -> u16 {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-        ])
-        .args(["--interface", source, "--cacert"])
+    post_report(
+        &format!("https://127.0.0.1:{port}/api/v1/sign-in"),
+        ca,
+        token,
+        Some(source),
+        body,
+    )
+}
+
+/// Posts a sign-in report to `url` with curl (from the address `source` when given); the
+/// HTTP status, 0 when no HTTP answer came (curl's error is printed).
+#[allow(clippy::print_stderr)] // what a skip or a failed request says, in the test output
+pub(crate) fn post_report(
+    url: &str,
+    ca: &std::path::Path,
+    token: &str,
+    source: Option<&str>,
+    body: &str,
+) -> u16 {
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["--max-time", "5", "--cacert"])
         .arg(ca)
         .args(["-H", &format!("Authorization: Bearer {token}")])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ])
-        .arg(format!("https://127.0.0.1:{port}/api/v1/sign-in"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
+        .args(["-H", "Content-Type: application/json"])
+        .args(["--data-binary", body]);
+    if let Some(source) = source {
+        curl.args(["--interface", source]);
+    }
+    let out = curl.arg(url).output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
-        .unwrap_or(0)
+        .unwrap_or(0);
+    if status == 0 {
+        eprintln!("curl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    status
 }
 
 #[test]
