@@ -16,6 +16,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use jiff::Timestamp;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use schoolgate_engine::Policy;
+use schoolgate_engine::policy::gateway::BlockResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
@@ -105,6 +106,23 @@ impl Resolver {
             blocked_wire: Cache::new(BLOCKED_CAPACITY),
             limiter: SharedLimiter::new(rate_limit),
             prefetch: std::sync::Mutex::new(Prefetch::default()),
+        }
+    }
+
+    /// The settings a request from `who` is planned with. Away from school a blocked name is
+    /// answered NXDOMAIN whatever `block_response` says: the sinkhole is the block page's
+    /// address on the school's network, which at home is someone else's (a home router's
+    /// page, another device).
+    fn settings_for(&self, who: &Who) -> Settings {
+        if who.off_site {
+            Settings {
+                block_response: BlockResponse::Nxdomain,
+                sinkhole_v4: None,
+                sinkhole_v6: None,
+                ..self.settings
+            }
+        } else {
+            self.settings
         }
     }
 
@@ -236,7 +254,7 @@ impl Resolver {
             who.identity,
             quarantined,
             policy,
-            &self.settings,
+            &self.settings_for(who),
             now,
         ) {
             Plan::Reply {
@@ -244,7 +262,7 @@ impl Resolver {
                 blocked,
             } => match blocked {
                 Some(b) => {
-                    self.keep_blocked(bytes, &out, &b, instant);
+                    self.keep_blocked(bytes, &out, &b, who.off_site, instant);
                     self.blocked(policy, who, now, out, BlockedRef::of(&b))
                 }
                 None => {
@@ -318,7 +336,7 @@ impl Resolver {
             who.identity,
             quarantined,
             policy,
-            &self.settings,
+            &self.settings_for(who),
             now,
         ) {
             Route::Forward { strip_ech } => (
@@ -332,8 +350,11 @@ impl Resolver {
             Route::Block(decision) => {
                 let rule = decision.rule_name(policy);
                 let quarantined = decision.reason == schoolgate_engine::Reason::Quarantine;
-                let key =
-                    WireKey::new(q.name(), qtype, false, false, q.edns)?.blocked(rule, quarantined);
+                let key = WireKey::new(q.name(), qtype, false, false, q.edns)?.blocked(
+                    rule,
+                    quarantined,
+                    who.off_site,
+                );
                 let (template, age, _) = self.blocked_wire.get_aged(key.bytes(), instant)?;
                 let out = template.render(bytes, age)?;
                 let blocked = BlockedRef {
@@ -540,7 +561,7 @@ impl Resolver {
     }
 
     /// Keeps the encoded blocked answer `out` to `request`, for [`kept_answer`].
-    fn keep_blocked(&self, request: &[u8], out: &[u8], b: &Blocked, now: Instant) {
+    fn keep_blocked(&self, request: &[u8], out: &[u8], b: &Blocked, off_site: bool, now: Instant) {
         let Some(q) = Question::parse(request) else {
             return;
         };
@@ -548,7 +569,7 @@ impl Resolver {
         else {
             return;
         };
-        let key = key.blocked(b.rule.as_deref(), b.quarantined);
+        let key = key.blocked(b.rule.as_deref(), b.quarantined, off_site);
         if let Some(t) = Template::new(out.to_vec()) {
             self.blocked_wire
                 .put(key.bytes().into(), Arc::new(t), BLOCKED_KEEP, now);
@@ -681,8 +702,9 @@ impl WireKey {
     }
 
     /// The key of a blocked answer to this request shape: what the answer's words depend on
-    /// (the rule that blocked, or the quarantine) added, and the shape byte marked.
-    fn blocked(mut self, rule: Option<&str>, quarantined: bool) -> Self {
+    /// (the rule that blocked, or the quarantine, and whether it went to a device away from
+    /// school) added, and the shape byte marked.
+    fn blocked(mut self, rule: Option<&str>, quarantined: bool, off_site: bool) -> Self {
         if let Some(how) = self.bytes.first_mut() {
             *how |= 1 << 3;
         }
@@ -691,7 +713,7 @@ impl WireKey {
         let (h, q) = suffix.split_at_mut(8);
         h.copy_from_slice(&hash.to_be_bytes());
         if let Some(q) = q.first_mut() {
-            *q = u8::from(quarantined) | u8::from(rule.is_some()) << 1;
+            *q = u8::from(quarantined) | u8::from(rule.is_some()) << 1 | u8::from(off_site) << 2;
         }
         if let Some(dst) = self.bytes.get_mut(self.len..self.len + suffix.len()) {
             dst.copy_from_slice(&suffix);

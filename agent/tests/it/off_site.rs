@@ -295,6 +295,24 @@ fn sign_in_from_away(port: u16, ca: &Path, token: &str, id: &str, body: &str) ->
     crate::signed_in::post_report(&url, ca, token, None, body)
 }
 
+/// The address a machine at school (127.0.0.2) is answered for `name`, if any.
+fn asked_at_school(name: &str, server: std::net::SocketAddr) -> Option<std::net::IpAddr> {
+    use hickory_proto::rr::{RData, RecordType};
+    let socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let request = crate::run::query(name, RecordType::A).to_vec().unwrap();
+    socket.send_to(&request, server).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    let m = hickory_proto::op::Message::from_vec(&buf[..n]).ok()?;
+    m.answers.iter().find_map(|r| match &r.data {
+        RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+        _ => None,
+    })
+}
+
 /// Whether kdig is missing, which CI never allows (tests then skip, saying so).
 #[allow(clippy::print_stderr)] // what a skip or a failed request says, in the test output
 fn no_kdig() -> bool {
@@ -339,7 +357,7 @@ fn a_laptop_at_home_is_decided_for_the_person_signed_in_on_it() {
     let token = printed.lines().next().unwrap().to_owned();
     let line = printed.lines().last().unwrap();
     std::fs::write(dir.path().join("sign-in.tokens"), format!("{line}\n")).unwrap();
-    let (doh_port, sign_in_port) = (free_port(), free_port());
+    let (doh_port, sign_in_port, block_port) = (free_port(), free_port(), free_port());
     let policy_file = dir.path().join("policy.yaml");
     std::fs::write(
         &policy_file,
@@ -353,12 +371,13 @@ groups:
   laptops:
     devices:
       - {{ mac: \"52:54:00:12:34:60\", name: Loan-Laptop-07, off_site_id: loan-07-h4t9 }}
-  pupils: {{ directory: [Pupils] }}
+  pupils: {{ directory: [Pupils], networks: [127.0.0.2/32] }}
 rules:
   - {{ name: School laptops never reach social networking, groups: [laptops], block: [social] }}
   - {{ name: Pupils no video, groups: [pupils], block: [video] }}
 gateway:
-  dns: {{ block_response: nxdomain }}
+  dns: {{ block_response: sinkhole }}
+  block_page: {{ listen: \"127.0.0.77:{block_port}\" }}
   roster: roster.csv
   sign_in:
     listen: [\"127.0.0.1:{sign_in_port}\"]
@@ -399,6 +418,13 @@ gateway:
         sign_in_from_away(doh_port, &ca, &token, "LOAN-07-H4T9", logon),
         204
     );
+    // A pupils' machine at school asks first: its answer points at the block page. Away
+    // from school the same rule's answer is NXDOMAIN: the block page's address there would
+    // be someone else's (and the answer kept from school is not reused for it).
+    assert_eq!(
+        asked_at_school("youtube.com.", dns.parse().unwrap()),
+        Some("127.0.0.77".parse().unwrap())
+    );
     assert_eq!(status("youtube.com").as_deref(), Some("NXDOMAIN"));
     assert_eq!(status("facebook.com").as_deref(), Some("NXDOMAIN"));
 
@@ -425,7 +451,7 @@ gateway:
     assert!(eventually(10, || {
         events = journaled(&policy_file, &state, "blocked")
             .into_iter()
-            .filter(|e| e["name"] == "youtube.com")
+            .filter(|e| e["name"] == "youtube.com" && e["device"]["off_site"] == true)
             .collect();
         !events.is_empty()
     }));
