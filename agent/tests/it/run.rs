@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -67,8 +67,9 @@ impl Drop for FakeUpstream {
     }
 }
 
-/// The daemon as a child process, killed if the test fails before stopping it.
-pub(crate) struct Daemon(pub(crate) Child);
+/// The daemon as a child process, killed if the test fails before stopping it; its log is
+/// kept in a file and printed when the test fails (a daemon that never answered says why).
+pub(crate) struct Daemon(pub(crate) Child, tempfile::NamedTempFile);
 
 impl Daemon {
     /// `schoolgate-agent run` on loopback with `policy`, its resolver on `dns` forwarding to
@@ -80,6 +81,7 @@ impl Daemon {
         state: &std::path::Path,
         extra: &[&str],
     ) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_schoolgate-agent"))
             .args(["run", "--policy", policy.to_str().unwrap()])
             .args(["--dns-listen", dns])
@@ -87,27 +89,51 @@ impl Daemon {
             .args(["--state-dir", state.to_str().unwrap()])
             .args(extra)
             .args(["--no-firewall", "--no-inspection"])
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        Self(child)
+        Self(child, log)
     }
 }
 
 impl Drop for Daemon {
+    #[allow(clippy::print_stderr)] // the daemon's log, in the failed test's output
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.1.path()).unwrap_or_default();
+            let start = log.len().saturating_sub(8000);
+            let start = (start..log.len())
+                .find(|i| log.is_char_boundary(*i))
+                .unwrap_or(0);
+            eprintln!("the daemon's log (its end):\n{}", &log[start..]);
+        }
     }
 }
 
+/// A port free for UDP and TCP on 127.0.0.1 at the moment of asking, never the same twice in
+/// a run. Taken below the kernel's ephemeral range (32768 and up), so that a socket some
+/// other test or daemon opens on port 0 meanwhile (a forwarder's, a client's) cannot take it
+/// before the daemon binds it.
 pub(crate) fn free_port() -> u16 {
-    // Free for UDP and TCP at the moment of asking; good enough on loopback.
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = udp.local_addr().unwrap().port();
-    std::net::TcpListener::bind(("127.0.0.1", port))
-        .map(|_| port)
-        .unwrap_or_else(|_| free_port())
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(given.len());
+        let port = 20_000 + u16::try_from(h.finish() % 12_000).unwrap();
+        if given.contains(&port) {
+            continue;
+        }
+        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn policy_text(block_social: bool) -> String {
