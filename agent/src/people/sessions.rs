@@ -45,6 +45,29 @@ struct Index {
     by_device: HashMap<Box<str>, SignedIn, foldhash::fast::RandomState>,
 }
 
+/// A place looked up, borrowed: an address (canonical) or a device's off-site id.
+#[derive(Debug, Clone, Copy)]
+enum At<'a> {
+    Address(IpAddr),
+    Device(&'a str),
+}
+
+impl At<'_> {
+    fn indexed(self, index: &Index) -> Option<&SignedIn> {
+        match self {
+            Self::Address(ip) => index.by_address.get(&ip),
+            Self::Device(id) => index.by_device.get(id),
+        }
+    }
+
+    fn session(self, sessions: &Sessions) -> Option<&Session> {
+        match self {
+            Self::Address(ip) => sessions.at(ip),
+            Self::Device(id) => sessions.on_device(id),
+        }
+    }
+}
+
 /// The sessions in force.
 #[derive(Debug)]
 pub struct LiveSessions {
@@ -86,28 +109,56 @@ impl LiveSessions {
     /// The person signed in at `ip`, as `policy` sees them. Allocation-free when the index
     /// was built for `policy`.
     pub fn person_at(&self, policy: &Policy, ip: IpAddr) -> Option<PersonIdentity> {
-        let index = self.index.load();
-        let built_for = index.policy.as_ref().map(Arc::as_ptr);
-        if built_for == Some(std::ptr::from_ref(policy)) {
-            return index.by_address.get(&ip.to_canonical())?.person;
-        }
-        // The policy changed since the index was built: work it out here.
-        let username = self.sessions().at(ip)?.username.clone();
-        let directory = self.people.current();
-        identify(policy, &directory, &username)
+        self.person_in(policy, At::Address(ip.to_canonical()))
     }
 
     /// The person signed in on the school device away from school whose off-site id is
     /// `device`, as `policy` sees them.
     pub fn person_on_device(&self, policy: &Policy, device: &str) -> Option<PersonIdentity> {
+        self.person_in(policy, At::Device(device))
+    }
+
+    fn person_in(&self, policy: &Policy, at: At<'_>) -> Option<PersonIdentity> {
         let index = self.index.load();
         let built_for = index.policy.as_ref().map(Arc::as_ptr);
         if built_for == Some(std::ptr::from_ref(policy)) {
-            return index.by_device.get(device)?.person;
+            return at.indexed(&index)?.person;
         }
-        let username = self.sessions().on_device(device)?.username.clone();
+        drop(index);
+        // The policy changed since the index was built: work it out here.
+        let username = at.session(&self.sessions())?.username.clone();
         let directory = self.people.current();
         identify(policy, &directory, &username)
+    }
+
+    /// Calls `f` with the username signed in at `ip`, borrowed from the index where it is
+    /// there (no copy on the path every blocked query takes).
+    pub fn with_username_at<R>(&self, ip: IpAddr, f: impl FnOnce(Option<&str>) -> R) -> R {
+        self.with_username(At::Address(ip.to_canonical()), |u| {
+            f(u.map(Username::as_str))
+        })
+    }
+
+    fn with_username<R>(&self, at: At<'_>, f: impl FnOnce(Option<&Username>) -> R) -> R {
+        let index = self.index.load();
+        if let Some(s) = at.indexed(&index) {
+            return f(Some(&s.username));
+        }
+        drop(index);
+        // Not indexed yet: copied out, so `f` runs without the sessions' lock held.
+        let username = at.session(&self.sessions()).map(|s| s.username.clone());
+        f(username.as_ref())
+    }
+
+    /// The username signed in at `ip`, for events.
+    pub fn username_at(&self, ip: IpAddr) -> Option<Username> {
+        self.with_username(At::Address(ip.to_canonical()), |u| u.cloned())
+    }
+
+    /// Who is signed in at `ip`, for events: their username, and the directory's entry for
+    /// them when it has one.
+    pub fn person_info(&self, ip: IpAddr) -> Option<(Username, Option<schoolgate_people::Person>)> {
+        self.person_info_in(At::Address(ip.to_canonical()))
     }
 
     /// Who is signed in on the device away from school whose off-site id is `device`, for
@@ -116,33 +167,13 @@ impl LiveSessions {
         &self,
         device: &str,
     ) -> Option<(Username, Option<schoolgate_people::Person>)> {
-        let username = match self.index.load().by_device.get(device) {
-            Some(s) => s.username.clone(),
-            None => self.sessions().on_device(device)?.username.clone(),
-        };
+        self.person_info_in(At::Device(device))
+    }
+
+    fn person_info_in(&self, at: At<'_>) -> Option<(Username, Option<schoolgate_people::Person>)> {
+        let username = self.with_username(at, |u| u.cloned())?;
         let person = self.people.current().find(username.as_str()).cloned();
         Some((username, person))
-    }
-
-    /// Calls `f` with the username signed in at `ip`, borrowed from the index where it is
-    /// there (no copy on the path every blocked query takes).
-    pub fn with_username_at<R>(&self, ip: IpAddr, f: impl FnOnce(Option<&str>) -> R) -> R {
-        let index = self.index.load();
-        if let Some(s) = index.by_address.get(&ip.to_canonical()) {
-            return f(Some(s.username.as_str()));
-        }
-        drop(index);
-        // Not indexed yet: copied out, so `f` runs without the sessions' lock held.
-        let username = self.sessions().at(ip).map(|s| s.username.clone());
-        f(username.as_ref().map(Username::as_str))
-    }
-
-    /// The username signed in at `ip`, for events.
-    pub fn username_at(&self, ip: IpAddr) -> Option<Username> {
-        if let Some(s) = self.index.load().by_address.get(&ip.to_canonical()) {
-            return Some(s.username.clone());
-        }
-        self.sessions().at(ip).map(|s| s.username.clone())
     }
 
     /// The username a sign-in's `raw` name stands for, and whether the directory knows it:
@@ -154,14 +185,6 @@ impl LiveSessions {
             return Some((p.username.clone(), true));
         }
         Username::new(Username::bare(raw)).ok().map(|u| (u, false))
-    }
-
-    /// Who is signed in at `ip`, for events: their username, and the directory's entry for
-    /// them when it has one.
-    pub fn person_info(&self, ip: IpAddr) -> Option<(Username, Option<schoolgate_people::Person>)> {
-        let username = self.username_at(ip)?;
-        let person = self.people.current().find(username.as_str()).cloned();
-        Some((username, person))
     }
 
     /// The directory's entry for `username`, if it has one.
