@@ -220,12 +220,15 @@ impl Resolver {
                 how: "asked the school's DNS",
             },
         );
+        // The question read in place, once: for supervision, the kept answers and keeping
+        // a blocked answer.
+        let question = Question::parse(bytes);
         // Supervised use: every name asked for is recorded (one load while nobody is).
         if who
             .client
             .ip
             .is_some_and(|ip| self.shared.quarantine.supervised_at(ip))
-            && let Some(q) = Question::parse(bytes)
+            && let Some(q) = &question
         {
             let name = q.name().to_owned();
             self.actor.act(
@@ -238,8 +241,8 @@ impl Resolver {
                 },
             );
         }
-        if let Some(q) = Question::parse(bytes) {
-            match self.kept_answer(&q, bytes, policy, who, now, instant) {
+        if let Some(q) = &question {
+            match self.kept_answer(q, bytes, policy, who, now, instant) {
                 Some(KeptAnswer::Answer(out, how)) => return Step::Kept(out, how),
                 Some(KeptAnswer::Blocked(out, b)) => {
                     return self.blocked(policy, who, now, out, b);
@@ -262,7 +265,9 @@ impl Resolver {
                 blocked,
             } => match blocked {
                 Some(b) => {
-                    self.keep_blocked(bytes, &out, &b, who.off_site, instant);
+                    if let Some(q) = &question {
+                        self.keep_blocked(q, &out, &b, who.off_site, instant);
+                    }
                     self.blocked(policy, who, now, out, BlockedRef::of(&b))
                 }
                 None => {
@@ -350,11 +355,7 @@ impl Resolver {
             Route::Block(decision) => {
                 let rule = decision.rule_name(policy);
                 let quarantined = decision.reason == schoolgate_engine::Reason::Quarantine;
-                let key = WireKey::new(q.name(), qtype, false, false, q.edns)?.blocked(
-                    rule,
-                    quarantined,
-                    who.off_site,
-                );
+                let key = WireKey::blocked(q, rule, quarantined, who.off_site)?;
                 let (template, age, _) = self.blocked_wire.get_aged(key.bytes(), instant)?;
                 let out = template.render(bytes, age)?;
                 let blocked = BlockedRef {
@@ -560,16 +561,12 @@ impl Resolver {
         Step::Done(Some(out))
     }
 
-    /// Keeps the encoded blocked answer `out` to `request`, for [`kept_answer`].
-    fn keep_blocked(&self, request: &[u8], out: &[u8], b: &Blocked, off_site: bool, now: Instant) {
-        let Some(q) = Question::parse(request) else {
+    /// Keeps the encoded blocked answer `out` to the request asking `q`, for
+    /// [`kept_answer`].
+    fn keep_blocked(&self, q: &Question, out: &[u8], b: &Blocked, off_site: bool, now: Instant) {
+        let Some(key) = WireKey::blocked(q, b.rule.as_deref(), b.quarantined, off_site) else {
             return;
         };
-        let Some(key) = WireKey::new(q.name(), RecordType::from(q.qtype), false, false, q.edns)
-        else {
-            return;
-        };
-        let key = key.blocked(b.rule.as_deref(), b.quarantined, off_site);
         if let Some(t) = Template::new(out.to_vec()) {
             self.blocked_wire
                 .put(key.bytes().into(), Arc::new(t), BLOCKED_KEEP, now);
@@ -701,11 +698,17 @@ impl WireKey {
         self.bytes.get(..self.len).unwrap_or_default()
     }
 
-    /// The key of a blocked answer to this request shape: what the answer's words depend on
-    /// (the rule that blocked, or the quarantine, and whether it went to a device away from
-    /// school) added, and the shape byte marked.
-    fn blocked(mut self, rule: Option<&str>, quarantined: bool, off_site: bool) -> Self {
-        if let Some(how) = self.bytes.first_mut() {
+    /// The key of a blocked answer to a request asking `q`: its shape, with what the
+    /// answer's words depend on (the rule that blocked, or the quarantine, and whether it
+    /// went to a device away from school) added, and the shape byte marked.
+    fn blocked(
+        q: &Question,
+        rule: Option<&str>,
+        quarantined: bool,
+        off_site: bool,
+    ) -> Option<Self> {
+        let mut key = Self::new(q.name(), RecordType::from(q.qtype), false, false, q.edns)?;
+        if let Some(how) = key.bytes.first_mut() {
             *how |= 1 << 3;
         }
         let hash = schoolgate_engine::fnv::fnv1a(rule.unwrap_or_default().bytes());
@@ -715,11 +718,11 @@ impl WireKey {
         if let Some(q) = q.first_mut() {
             *q = u8::from(quarantined) | u8::from(rule.is_some()) << 1 | u8::from(off_site) << 2;
         }
-        if let Some(dst) = self.bytes.get_mut(self.len..self.len + suffix.len()) {
+        if let Some(dst) = key.bytes.get_mut(key.len..key.len + suffix.len()) {
             dst.copy_from_slice(&suffix);
-            self.len += suffix.len();
+            key.len += suffix.len();
         }
-        self
+        Some(key)
     }
 }
 
