@@ -209,11 +209,7 @@ impl Upstream {
     /// is none (counted). Taken before any task is made for the request, so that a shed one
     /// costs no more than a cached answer.
     pub fn admit(&self, name: &Name, rtype: RecordType) -> Result<Admitted, UpstreamError> {
-        Inner::admit(&self.inner, name, rtype).map_err(|failure| UpstreamError::Lookup {
-            name: name.to_ascii(),
-            rtype,
-            failure,
-        })
+        Inner::admit(&self.inner, name, rtype).map_err(lookup_error(name, rtype))
     }
 
     /// Resolves `name`/`rtype` in the place [`admit`](Self::admit) gave it.
@@ -232,11 +228,16 @@ impl Upstream {
                 lead.result.clone()
             }
         };
-        result.map_err(|failure| UpstreamError::Lookup {
-            name: name.to_ascii(),
-            rtype,
-            failure,
-        })
+        result.map_err(lookup_error(&name, rtype))
+    }
+}
+
+/// What a failure to resolve `name`/`rtype` is reported as.
+fn lookup_error(name: &Name, rtype: RecordType) -> impl FnOnce(Failure) -> UpstreamError {
+    move |failure| UpstreamError::Lookup {
+        name: name.to_ascii(),
+        rtype,
+        failure,
     }
 }
 

@@ -43,16 +43,16 @@ struct Key {
     destination: Option<String>,
 }
 
-impl Key {
-    fn of(e: &Event) -> Self {
+impl From<Sighting<'_>> for Key {
+    fn from(s: Sighting<'_>) -> Self {
         Self {
-            ip: e.device.ip,
-            mac: e.device.mac,
-            person: e.person.as_ref().map(|p| p.username.clone()),
-            name: e.name.clone(),
-            rule: e.rule.clone(),
-            technique: e.technique,
-            destination: e.destination.clone(),
+            ip: s.ip,
+            mac: s.mac,
+            person: s.person.map(str::to_owned),
+            name: s.name.map(str::to_owned),
+            rule: s.rule.map(str::to_owned),
+            technique: s.technique,
+            destination: s.destination.map(str::to_owned),
         }
     }
 }
@@ -173,10 +173,11 @@ impl Aggregator {
     /// itself if it opens a window, and a follow-up released early because the table was
     /// full.
     pub fn add(&mut self, event: Event) -> Vec<Event> {
-        if self.repeat(&Sighting::of(&event), event.time, event.count) {
+        let sighting = Sighting::of(&event);
+        if self.repeat(&sighting, event.time, event.count) {
             return Vec::new();
         }
-        let key = Key::of(&event);
+        let key = Key::from(sighting);
         let mut now = Vec::new();
         if self.pending.len() >= self.capacity {
             now.extend(self.pop_oldest());
