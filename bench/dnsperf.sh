@@ -73,15 +73,7 @@ if [ "${FIREWALL:-off}" = on ]; then
 fi
 
 # Unbound: the same domains as always_nxdomain local zones, forwarding the rest.
-{
-    unbound_server_conf "$work" 5301
-    sed 's/.*/    local-zone: "&." always_nxdomain/' "$work/blocked-domains"
-    cat <<CONF
-forward-zone:
-    name: "."
-    forward-addr: 127.0.0.53@53
-CONF
-} > "$work/unbound.conf"
+unbound_conf "$work" 5301 "$work/blocked-domains" > "$work/unbound.conf"
 
 ip netns exec "$ns" "$peer" dns 127.0.0.53:53 2>"$work/peer.log" & pids+=($!)
 ip netns exec "$ns" "$agent" run --policy "$work/etc/policy.yaml" $firewall_flag --no-inspection 2>"$work/agent.log" & pids+=($!)

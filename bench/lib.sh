@@ -1,9 +1,11 @@
 # Pieces the bench scripts share; sourced, not run.
 
-# The `server:` section of an Unbound configuration for the benches: listening on
+# An Unbound configuration for the benches, as the bench's rival to schoolgate: listening on
 # 127.0.0.1@PORT, its files in DIR, two threads, forwarding only (no iteration, no
-# hardening that would send extra queries upstream), and caches large enough for a run.
-unbound_server_conf() { # DIR PORT
+# hardening that would send extra queries upstream) to the fake upstream at
+# 127.0.0.53@53, caches large enough for a run, and each domain in the file BLOCKED (one a
+# line) answered NXDOMAIN, as schoolgate's rule answers it.
+unbound_conf() { # DIR PORT BLOCKED
     cat <<CONF
 server:
     interface: 127.0.0.1@$2
@@ -23,5 +25,11 @@ server:
     rrset-cache-size: 128m
     qname-minimisation: no
     harden-referral-path: no
+CONF
+    sed 's/.*/    local-zone: "&." always_nxdomain/' "$3"
+    cat <<CONF
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.53@53
 CONF
 }

@@ -69,15 +69,8 @@ gateway:
   state_dir: $work/state
 YAML
 # Unbound: the same domains as always_nxdomain local zones, forwarding the rest.
-{
-    unbound_server_conf "$work" 5301
-    for d in $blocked_domains; do echo "    local-zone: \"$d.\" always_nxdomain"; done
-    cat <<CONF
-forward-zone:
-    name: "."
-    forward-addr: 127.0.0.53@53
-CONF
-} > "$work/unbound.conf"
+printf '%s\n' $blocked_domains > "$work/blocked-domains"
+unbound_conf "$work" 5301 "$work/blocked-domains" > "$work/unbound.conf"
 
 ip netns exec "$ns" "$peer" dns-slow 127.0.0.53:53 "$rate" 2>/dev/null &
 pids+=($!)

@@ -118,12 +118,7 @@ fn a_school_laptop_at_home_is_filtered_by_its_id_over_tls_and_https() {
     let upstream = FakeUpstream::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let made =
-        rcgen::generate_simple_self_signed(vec!["dns.test".to_owned(), "*.dns.test".to_owned()])
-            .unwrap();
-    let ca = dir.path().join("dns.crt");
-    std::fs::write(&ca, made.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("dns.key"), made.signing_key.serialize_pem()).unwrap();
+    let ca = certificate(dir.path());
     let (doh_port, dot_port) = (free_port(), free_port());
     let policy_file = dir.path().join("policy.yaml");
     std::fs::write(&policy_file, policy(doh_port, dot_port)).unwrap();
@@ -297,20 +292,26 @@ fn sign_in_from_away(port: u16, ca: &Path, token: &str, id: &str, body: &str) ->
 
 /// The address a machine at school (127.0.0.2) is answered for `name`, if any.
 fn asked_at_school(name: &str, server: std::net::SocketAddr) -> Option<std::net::IpAddr> {
-    use hickory_proto::rr::{RData, RecordType};
-    let socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
-    socket
-        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
-        .unwrap();
-    let request = crate::run::query(name, RecordType::A).to_vec().unwrap();
-    socket.send_to(&request, server).unwrap();
-    let mut buf = [0u8; 4096];
-    let (n, _) = socket.recv_from(&mut buf).ok()?;
-    let m = hickory_proto::op::Message::from_vec(&buf[..n]).ok()?;
+    let m = crate::run::ask_udp_from([127, 0, 0, 2].into(), server, name)?;
     m.answers.iter().find_map(|r| match &r.data {
-        RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+        hickory_proto::rr::RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
         _ => None,
     })
+}
+
+/// A self-signed certificate for `dns.test`, its subdomains and 127.0.0.1, written to
+/// `dir` as `dns.crt` and `dns.key`; the certificate's path (the clients' CA).
+fn certificate(dir: &Path) -> std::path::PathBuf {
+    let made = rcgen::generate_simple_self_signed(vec![
+        "dns.test".to_owned(),
+        "*.dns.test".to_owned(),
+        "127.0.0.1".to_owned(),
+    ])
+    .unwrap();
+    let ca = dir.join("dns.crt");
+    std::fs::write(&ca, made.cert.pem()).unwrap();
+    std::fs::write(dir.join("dns.key"), made.signing_key.serialize_pem()).unwrap();
+    ca
 }
 
 /// Whether kdig is missing, which CI never allows (tests then skip, saying so).
@@ -335,15 +336,7 @@ fn a_laptop_at_home_is_decided_for_the_person_signed_in_on_it() {
     let upstream = FakeUpstream::start();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let made = rcgen::generate_simple_self_signed(vec![
-        "dns.test".to_owned(),
-        "*.dns.test".to_owned(),
-        "127.0.0.1".to_owned(),
-    ])
-    .unwrap();
-    let ca = dir.path().join("dns.crt");
-    std::fs::write(&ca, made.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("dns.key"), made.signing_key.serialize_pem()).unwrap();
+    let ca = certificate(dir.path());
     std::fs::write(
         dir.path().join("roster.csv"),
         "Username,Role,Class\namira.k,Pupil,6B\ngrace.o,Teacher,\n",

@@ -171,8 +171,25 @@ pub(crate) fn ask_udp(server: SocketAddr, name: &str) -> Option<Message> {
     send_udp(server, &query(name, RecordType::A))
 }
 
+/// `name`'s A records asked of `server` from the address `source`.
+pub(crate) fn ask_udp_from(
+    source: std::net::IpAddr,
+    server: SocketAddr,
+    name: &str,
+) -> Option<Message> {
+    send_udp_from(source, server, &query(name, RecordType::A))
+}
+
 fn send_udp(server: SocketAddr, request: &Message) -> Option<Message> {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_udp_from([127, 0, 0, 1].into(), server, request)
+}
+
+fn send_udp_from(
+    source: std::net::IpAddr,
+    server: SocketAddr,
+    request: &Message,
+) -> Option<Message> {
+    let socket = UdpSocket::bind((source, 0)).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))
         .unwrap();
